@@ -1,0 +1,33 @@
+# Everything runs from the project's own virtual environment, made by `make install`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+
+.PHONY: install test lint format typecheck check demo clean
+
+$(BIN)/dbos: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(BIN)/dbos
+
+install: $(BIN)/dbos
+
+test: install
+	$(BIN)/pytest -q
+
+lint: install
+	$(BIN)/ruff check runtime dbos_cli tests
+	$(BIN)/ruff format --check runtime dbos_cli tests
+
+format: install
+	$(BIN)/ruff format runtime dbos_cli tests
+	$(BIN)/ruff check --fix runtime dbos_cli tests
+
+typecheck: install
+	$(BIN)/mypy
+
+check: lint typecheck test
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

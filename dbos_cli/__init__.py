@@ -1,0 +1,1 @@
+"""The `dbos` command line: operates the system tables directly, never importing the app."""

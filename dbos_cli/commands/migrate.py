@@ -1,0 +1,52 @@
+"""`dbos migrate` and `dbos reset`: create, upgrade or drop the system schema."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from dbos_cli import render
+from dbos_cli.options import DbUrl, system_url
+from runtime import migrate as schema
+from runtime.config import redact_url
+
+
+def migrate(db_url: DbUrl = None) -> None:
+    """Create or upgrade the system tables. Idempotent; safe to run from several processes."""
+    url = system_url(db_url)
+    result = schema.migrate(url)
+    where = redact_url(url)
+    if not result.applied:
+        render.info(
+            f"System schema is up to date (version {result.version}) in {where}; nothing changed."
+        )
+        return
+    for m in result.applied:
+        render.success(f"applied migration {m.version}: {m.description}")
+    render.success(
+        f"System schema at version {result.version} in {where} (was {result.previous_version})."
+    )
+
+
+def reset(
+    db_url: DbUrl = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Drop the system schema and every workflow record in it."""
+    url = system_url(db_url)
+    if not yes:
+        typer.confirm(
+            f"Drop the system schema `dbos` and all workflow records in {redact_url(url)}?",
+            abort=True,
+        )
+    if schema.reset(url):
+        render.success("Dropped the system schema `dbos`.")
+    else:
+        render.info("There was no system schema `dbos`; nothing changed.")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the commands to the root app."""
+    app.command("migrate")(migrate)
+    app.command("reset")(reset)

@@ -1,0 +1,37 @@
+"""Options shared by many commands, declared once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from runtime.config import Settings, resolve
+from runtime.embedded import resolve_system_url
+
+DbUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--db-url",
+        "-D",
+        help="Database URL holding the system tables (default: DBOS_DATABASE_URL, the config "
+        "file, else the project's embedded Postgres).",
+        show_default=False,
+    ),
+]
+
+JsonFlag = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else.")
+]
+
+
+def settings() -> Settings:
+    """The resolved configuration of the current folder."""
+    return resolve(None, cwd=Path.cwd())
+
+
+def system_url(db_url: str | None) -> str:
+    """The database the command works on (starting the embedded server when that is the one)."""
+    s = settings()
+    return resolve_system_url(db_url, s.system_database_url or s.database_url, s.project_dir)

@@ -1,0 +1,509 @@
+"""Configuration: the application's name, its databases and the identity of this executor.
+
+Every setting is decided on its own, from the first of these sources that provides it:
+
+1. an explicit argument: a command-line flag, or a key of the dict given to ``DBOS(config=...)``;
+2. the environment: ``DBOS_DATABASE_URL``, ``DBOS_SYSTEM_DATABASE_URL``, ``DBOS__VMID`` (the
+   executor ID) and ``DBOS__APPVERSION`` (the application version). A variable set to the empty
+   string counts as unset, so ``DBOS__VMID= dbos start`` behaves like not setting it at all;
+3. the configuration file of the current folder (see below);
+4. the defaults: the folder's name as the application name, executor ID ``"local"``, no database
+   URL (meaning: the project's embedded Postgres), no system URL (meaning: the application
+   database, schema ``dbos``), no application version (meaning: computed later from the workflow
+   source), 64 executor threads and no module.
+
+The configuration file is ``dbos.toml`` in the current folder, or else the ``[tool.dbos]`` table of
+the ``pyproject.toml`` there. When both exist, ``dbos.toml`` wins and ``pyproject.toml`` is not
+read at all: the two are never merged, so there is a single place to look. Parent folders are not
+searched. The file looks like this (in ``pyproject.toml`` the sections are ``[tool.dbos.app]``
+and so on)::
+
+    [app]
+    name = "shop"
+    module = "shop.app"          # what `dbos start` imports
+
+    [database]
+    url = "postgresql://user:${PGPASSWORD}@host:5432/shop"
+    system_url = "postgresql://user@host:5432/shop_system"
+
+    [runtime]
+    executor_id = "local"
+    application_version = "v42"
+    max_executor_threads = 64
+
+Every string value of the file may hold ``${NAME}`` (replaced by the environment variable, which
+must be set) or ``${NAME:-default}`` (the default when the variable is unset or empty, as in the
+shell); ``$${`` stands for a literal ``${``. Substitution is not recursive. Unknown sections and
+keys, values of the wrong type and malformed TOML are all a ``DBOSConfigError`` naming the file,
+the key and what was expected.
+
+URLs may hold passwords: show them only through ``redact_url``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypedDict
+
+import tomli
+
+from runtime.errors import DBOSConfigError
+
+__all__ = [
+    "DBOSConfig",
+    "Settings",
+    "find_config_file",
+    "load_file",
+    "redact_url",
+    "resolve",
+]
+
+CONFIG_FILE = "dbos.toml"
+PYPROJECT_FILE = "pyproject.toml"
+
+DEFAULT_EXECUTOR_ID = "local"
+DEFAULT_MAX_EXECUTOR_THREADS = 64
+# Only for a project living at the file system's root, whose folder has no name.
+FALLBACK_APP_NAME = "dbos-app"
+
+ENV_DATABASE_URL = "DBOS_DATABASE_URL"
+ENV_SYSTEM_DATABASE_URL = "DBOS_SYSTEM_DATABASE_URL"
+ENV_EXECUTOR_ID = "DBOS__VMID"
+ENV_APPLICATION_VERSION = "DBOS__APPVERSION"
+
+# libpq accepts exactly these two prefixes (compared case-sensitively), so we do too: anything
+# else would only fail later, at connection time, with a less helpful message.
+_URL_PREFIXES = ("postgresql://", "postgres://")
+
+
+class DBOSConfig(TypedDict, total=False):
+    """The dict users pass to ``DBOS(config=...)``; every key is optional and overrides the
+    environment and the configuration file."""
+
+    name: str
+    database_url: str
+    system_database_url: str
+    executor_id: str
+    application_version: str
+    max_executor_threads: int
+
+
+@dataclass(frozen=True, repr=False)
+class Settings:
+    """The fully resolved configuration. ``repr()`` masks the passwords of the URLs."""
+
+    name: str
+    #: None: use the project's embedded Postgres.
+    database_url: str | None
+    #: None: the system tables live in the application database (schema ``dbos``).
+    system_database_url: str | None
+    executor_id: str
+    #: None: computed later from the workflow source.
+    application_version: str | None
+    max_executor_threads: int
+    #: The module ``dbos start`` imports, if configured.
+    module: str | None
+    #: The folder holding the config file, or the working folder; embedded data goes in ``.dbos``.
+    project_dir: Path
+    #: The file that was read, if any.
+    config_file: Path | None
+
+    def __repr__(self) -> str:
+        # Settings end up in logs and tracebacks; the generated repr would print passwords.
+        database_url = None if self.database_url is None else redact_url(self.database_url)
+        system_url = (
+            None if self.system_database_url is None else redact_url(self.system_database_url)
+        )
+        return (
+            f"Settings(name={self.name!r}, database_url={database_url!r}, "
+            f"system_database_url={system_url!r}, executor_id={self.executor_id!r}, "
+            f"application_version={self.application_version!r}, "
+            f"max_executor_threads={self.max_executor_threads!r}, module={self.module!r}, "
+            f"project_dir={self.project_dir!r}, config_file={self.config_file!r})"
+        )
+
+
+# What each value must be: a non-empty string, a Postgres URL, a dotted module name, or an int > 0.
+_Kind = Literal["text", "url", "module", "positive_int"]
+
+# The sections and keys of the file, in the order the error messages list them.
+_FILE_SCHEMA: dict[str, dict[str, _Kind]] = {
+    "app": {"name": "text", "module": "module"},
+    "database": {"url": "url", "system_url": "url"},
+    "runtime": {
+        "executor_id": "text",
+        "application_version": "text",
+        "max_executor_threads": "positive_int",
+    },
+}
+
+# Must list exactly the keys of DBOSConfig.
+_OVERRIDE_SCHEMA: dict[str, _Kind] = {
+    "name": "text",
+    "database_url": "url",
+    "system_database_url": "url",
+    "executor_id": "text",
+    "application_version": "text",
+    "max_executor_threads": "positive_int",
+}
+
+
+def find_config_file(start: Path | None = None) -> Path | None:
+    """The configuration file of the folder ``start`` (default: the working folder), or None.
+
+    That is ``dbos.toml`` if it exists, else ``pyproject.toml`` if it has a ``[tool.dbos]`` table.
+    Only ``start`` itself is searched, not its parents. A ``pyproject.toml`` that is not valid TOML
+    is a ``DBOSConfigError``, since it may hold the configuration.
+    """
+    folder = Path.cwd() if start is None else start
+    config = folder / CONFIG_FILE
+    if config.is_file():
+        return config
+    pyproject = folder / PYPROJECT_FILE
+    if pyproject.is_file():
+        tool = _parse_toml(pyproject).get("tool")
+        if isinstance(tool, dict) and "dbos" in tool:
+            return pyproject
+    return None
+
+
+def load_file(path: Path, *, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Read, check and substitute the configuration file ``path``.
+
+    ``path`` is a ``dbos.toml``-style file, or a ``pyproject.toml`` whose ``[tool.dbos]`` table is
+    read. ``${VAR}`` references are resolved from ``environ`` (default: ``os.environ``). Returns
+    one dict per section (``"app"``, ``"database"``, ``"runtime"``, always all three) holding the
+    keys the file sets, e.g. ``{"app": {"name": "shop"}, "database": {}, "runtime": {}}``.
+    Raises ``DBOSConfigError`` naming the file, the key and what was expected.
+    """
+    env = os.environ if environ is None else environ
+    shown = _display(path)
+    document = _parse_toml(path)
+    if path.name == PYPROJECT_FILE:
+        tool = document.get("tool")
+        if not isinstance(tool, dict) or "dbos" not in tool:
+            raise DBOSConfigError(f"{shown}: no [tool.dbos] table")
+        table = tool["dbos"]
+        if not isinstance(table, dict):
+            raise DBOSConfigError(
+                f"{shown}: [tool.dbos]: expected a table, got {_toml_type(table)}"
+            )
+        prefix, top = "tool.dbos.", "in [tool.dbos]"
+    else:
+        table, prefix, top = document, "", "at top level"
+
+    result: dict[str, Any] = {section: {} for section in _FILE_SCHEMA}
+    for section, body in table.items():
+        if section not in _FILE_SCHEMA:
+            expected = ", ".join(_FILE_SCHEMA)
+            if isinstance(body, dict):
+                raise DBOSConfigError(
+                    f"{shown}: unknown section [{prefix}{section}] (expected one of: {expected})"
+                )
+            raise DBOSConfigError(
+                f"{shown}: unknown key {section!r} {top} (expected one of the sections: {expected})"
+            )
+        if not isinstance(body, dict):
+            raise DBOSConfigError(
+                f"{shown}: [{prefix}{section}]: expected a table, got {_toml_type(body)}"
+            )
+        keys = _FILE_SCHEMA[section]
+        for key, raw in body.items():
+            if key not in keys:
+                raise DBOSConfigError(
+                    f"{shown}: unknown key {key!r} in [{prefix}{section}] "
+                    f"(expected one of: {', '.join(keys)})"
+                )
+            where = f"{shown}: [{prefix}{section}] {key}"
+            value: object = raw
+            # Substitute before checking the value, so that e.g. a URL is checked as it will be
+            # used; an int key never substitutes (a string there is simply the wrong type).
+            if isinstance(raw, str) and keys[key] != "positive_int":
+                value = _substitute(raw, env, where)
+            problem = _problem(value, keys[key], _toml_type)
+            if problem is not None:
+                raise DBOSConfigError(f"{where}: {problem}")
+            result[section][key] = value
+    return result
+
+
+def resolve(
+    overrides: DBOSConfig | None = None,
+    *,
+    cwd: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Resolve every setting: ``overrides``, then ``environ`` (default ``os.environ``), then the
+    configuration file of ``cwd`` (default: the working folder), then the defaults.
+
+    Raises ``DBOSConfigError`` for an invalid override, environment variable or file; values that
+    a higher-precedence source shadows are not looked at.
+    """
+    env = os.environ if environ is None else environ
+    project_dir = (Path.cwd() if cwd is None else cwd).resolve()
+    given = _check_overrides(overrides)
+    config_file = find_config_file(project_dir)
+    sections: dict[str, Any] = (
+        load_file(config_file, environ=env)
+        if config_file is not None
+        else {section: {} for section in _FILE_SCHEMA}
+    )
+    app: dict[str, object] = sections["app"]
+    database: dict[str, object] = sections["database"]
+    runtime: dict[str, object] = sections["runtime"]
+
+    def pick(key: str, var: str | None, from_file: object) -> object:
+        """The first source that sets ``key``; None when none does."""
+        if given.get(key) is not None:
+            return given[key]
+        if var is not None:
+            raw = env.get(var)
+            if raw:  # An empty variable counts as unset (see the module docstring).
+                problem = _problem(raw, _OVERRIDE_SCHEMA[key], _python_type)
+                if problem is not None:
+                    raise DBOSConfigError(f"environment variable {var}: {problem}")
+                return raw
+        return from_file
+
+    name = _as_str(pick("name", None, app.get("name")))
+    threads = pick("max_executor_threads", None, runtime.get("max_executor_threads"))
+    return Settings(
+        name=name or project_dir.name or FALLBACK_APP_NAME,
+        database_url=_as_str(pick("database_url", ENV_DATABASE_URL, database.get("url"))),
+        system_database_url=_as_str(
+            pick("system_database_url", ENV_SYSTEM_DATABASE_URL, database.get("system_url"))
+        ),
+        executor_id=_as_str(pick("executor_id", ENV_EXECUTOR_ID, runtime.get("executor_id")))
+        or DEFAULT_EXECUTOR_ID,
+        application_version=_as_str(
+            pick("application_version", ENV_APPLICATION_VERSION, runtime.get("application_version"))
+        ),
+        max_executor_threads=threads if isinstance(threads, int) else DEFAULT_MAX_EXECUTOR_THREADS,
+        module=_as_str(app.get("module")),
+        project_dir=project_dir,
+        config_file=config_file,
+    )
+
+
+# --- password masking ----------------------------------------------------------------------------
+
+_MASK = "***"
+_URL_HEAD = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://)(.*)\Z", re.DOTALL)
+# One host of the authority: a bracketed IPv6 address or a name, then an optional numeric port.
+_HOST = r"(?:\[[^\]]*\]|[^:/?#@\[\],]*)(?::[0-9]*)?"
+# libpq accepts several comma-separated hosts.
+_HOST_LIST = re.compile(rf"{_HOST}(?:,{_HOST})*")
+# `?password=...` and `&sslpassword=...` in a URL's query string.
+_QUERY_PASSWORD = re.compile(r"([?&][^=&]*password=)[^&]*", re.IGNORECASE)
+# `password=...` in a keyword/value connection string (`host=x password='a b'`).
+_DSN_PASSWORD = re.compile(r"(\w*password\s*=\s*)('(?:[^'\\]|\\.)*'?|\S*)", re.IGNORECASE)
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``: the one of ``user:password@`` and the
+    values of ``password`` / ``sslpassword`` query parameters.
+
+    Use it whenever a URL is shown. It never raises: when the URL is ambiguous (say, a password
+    with an unencoded ``/`` or ``@``) or not a URL at all, everything between the first ``:`` and
+    the last ``@`` is masked, erring towards hiding too much.
+    """
+    try:
+        text = url if isinstance(url, str) else str(url)
+        head = _URL_HEAD.match(text)
+        if head is None:
+            return _redact_loose(text)
+        return _mask_query_passwords(head.group(1) + _redact_after_scheme(head.group(2)))
+    except Exception:  # Shown in error messages: failing here would hide the original error.
+        try:
+            return _redact_loose(str(url))
+        except Exception:
+            return _MASK
+
+
+def _redact_after_scheme(rest: str) -> str:
+    """Mask the password of the part of a URL that follows ``scheme://``."""
+    # The authority ends at the first '/', '?' or '#'; its user info ends at its last '@' (an
+    # unencoded '@' in a password then stays inside the user info, as with urllib).
+    ends = [i for i in (rest.find("/"), rest.find("?"), rest.find("#")) if i != -1]
+    end = min(ends, default=len(rest))
+    authority, tail = rest[:end], rest[end:]
+    userinfo, at, hosts = authority.rpartition("@")
+    if _HOST_LIST.fullmatch(hosts) is None or _has_stray_at(tail):
+        # The split above went wrong, most likely at a '/', '?' or '#' inside the password
+        # (`user:pa/ss@host` gives the host `user` and the port `pa`): mask conservatively.
+        return _mask_to_last_at(rest)
+    if not at:
+        return rest
+    user, colon, _password = userinfo.partition(":")
+    return f"{user}{':' + _MASK if colon else ''}@{hosts}{tail}"
+
+
+def _has_stray_at(tail: str) -> bool:
+    """Whether an '@' after the authority suggests the user info was cut short: one in the path
+    (database names with '@' are rare) or in a query parameter's name (values like
+    ``user=me@corp`` are fine)."""
+    path, _, query = tail.partition("?")
+    return "@" in path or any("@" in part.partition("=")[0] for part in query.split("&"))
+
+
+def _mask_to_last_at(text: str) -> str:
+    """Mask everything between the first ':' and the last '@' (nothing if there is no ':' there)."""
+    at = text.rfind("@")
+    colon = text.find(":", 0, max(at, 0))
+    if at == -1 or colon == -1:
+        return text
+    return text[: colon + 1] + _MASK + text[at:]
+
+
+def _mask_query_passwords(text: str) -> str:
+    """Mask the values of query parameters whose name ends in ``password``."""
+    return _QUERY_PASSWORD.sub(lambda m: m.group(1) + _MASK, text)
+
+
+def _redact_loose(text: str) -> str:
+    """Mask what looks like a password in text that is not a ``scheme://`` URL."""
+    masked = _DSN_PASSWORD.sub(lambda m: m.group(1) + _MASK, _mask_to_last_at(text))
+    return _mask_query_passwords(masked)
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+# A `${NAME}` or `${NAME:-default}` reference, the `$${` escape, or (last) any other `${`, which is
+# a malformed reference: rejecting it beats silently keeping a typo like `${DB URL}` in a URL.
+_REFERENCE = re.compile(
+    r"\$\$\{|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P<has_default>:-(?P<default>[^}]*))?\}|\$\{"
+)
+
+
+def _substitute(value: str, environ: Mapping[str, str], where: str) -> str:
+    """``value`` with its ``${...}`` references replaced; ``where`` prefixes error messages."""
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) == "$${":
+            return "${"
+        name = match.group("name")
+        if name is None:
+            # The value is not echoed: it may be a URL holding a password.
+            raise DBOSConfigError(
+                f"{where}: malformed variable reference at character {match.start() + 1} "
+                "(expected ${NAME} or ${NAME:-default}; write $${ for a literal ${)"
+            )
+        found = environ.get(name)
+        if match.group("has_default") is not None:
+            # As in the shell, `:-` applies to an empty variable too.
+            return found if found else match.group("default")
+        if found is None:
+            raise DBOSConfigError(
+                f"{where}: environment variable {name} is not set "
+                f"(write ${{{name}:-default}} to give a default)"
+            )
+        return found
+
+    return _REFERENCE.sub(replace, value)
+
+
+def _problem(value: object, kind: _Kind, describe: Callable[[object], str]) -> str | None:
+    """What is wrong with ``value`` as a ``kind`` ("expected ..., got ..."), or None if nothing.
+    ``describe`` names the type of a wrong value (TOML's names for a file, Python's for a dict)."""
+    if kind == "positive_int":
+        # bool is an int subclass, but `max_executor_threads = true` is surely a mistake.
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"expected a positive integer, got {describe(value)}"
+        return None if value > 0 else f"expected a positive integer, got {value}"
+    if not isinstance(value, str):
+        return f"expected a string, got {describe(value)}"
+    if not value.strip():
+        return "expected a non-empty string"
+    if kind == "url" and not value.startswith(_URL_PREFIXES):
+        return (
+            f"expected a URL starting with postgresql:// or postgres://, got {redact_url(value)!r}"
+        )
+    if kind == "module" and not all(part.isidentifier() for part in value.split(".")):
+        return f"expected a dotted module name such as 'shop.app', got {value!r}"
+    return None
+
+
+def _check_overrides(overrides: DBOSConfig | None) -> dict[str, object]:
+    """The explicit settings as a plain dict, after checking their keys and values."""
+    if overrides is None:
+        return {}
+    if not isinstance(overrides, Mapping):
+        raise DBOSConfigError(f"config: expected a dict, got {_python_type(overrides)}")
+    unknown = [key for key in overrides if key not in _OVERRIDE_SCHEMA]
+    if unknown:
+        raise DBOSConfigError(
+            f"config: unknown key{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(repr(key) for key in unknown)} "
+            f"(expected one of: {', '.join(_OVERRIDE_SCHEMA)})"
+        )
+    checked: dict[str, object] = dict(overrides)
+    for key, value in checked.items():
+        problem = _problem(value, _OVERRIDE_SCHEMA[key], _python_type)
+        if problem is not None:
+            raise DBOSConfigError(f"config[{key!r}]: {problem}")
+    return checked
+
+
+def _parse_toml(path: Path) -> dict[str, Any]:
+    """The parsed TOML document at ``path``; any failure is a ``DBOSConfigError`` naming it."""
+    shown = _display(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DBOSConfigError(f"{shown}: cannot read the file: {exc.strerror or exc}") from exc
+    try:
+        # utf-8-sig: tolerate the byte-order mark some Windows editors write.
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DBOSConfigError(f"{shown}: not valid UTF-8 (byte {exc.start}: {exc.reason})") from exc
+    try:
+        return tomli.loads(text)
+    except tomli.TOMLDecodeError as exc:
+        # tomli's message ends with "(at line L, column C)".
+        raise DBOSConfigError(f"{shown}: invalid TOML: {exc}") from exc
+
+
+def _display(path: Path) -> str:
+    """``path`` as shown in messages: relative to the working folder when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return str(path)
+
+
+def _toml_type(value: object) -> str:
+    """The TOML name of the type of a parsed value."""
+    if isinstance(value, bool):  # Before int: bool is an int subclass.
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "table"
+    if isinstance(value, datetime.datetime):  # Before date: datetime is a date subclass.
+        return "datetime"
+    if isinstance(value, datetime.date):
+        return "date"
+    if isinstance(value, datetime.time):
+        return "time"
+    return type(value).__name__
+
+
+def _python_type(value: object) -> str:
+    """The Python name of the type of a value given in code or the environment."""
+    return "None" if value is None else type(value).__name__
+
+
+def _as_str(value: object) -> str | None:
+    """``value`` if it is a string (values are checked before this), else None."""
+    return value if isinstance(value, str) else None

@@ -1,0 +1,140 @@
+"""Per-thread (per-task) state: the running workflow, the current step, and the options that the
+``with`` blocks (SetWorkflowID, SetWorkflowTimeout) hand to the next workflow started.
+
+Held in ``contextvars`` so that threads and asyncio tasks each see their own.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+from runtime.system_db import RecordedStep
+
+
+def now_ms() -> int:
+    """Wall-clock epoch milliseconds."""
+    return int(time.time() * 1000)
+
+
+@dataclass
+class WorkflowContext:
+    """The state of one running workflow in this process."""
+
+    workflow_id: str
+    name: str
+    owner_epoch: int
+    deadline_ms: int | None = None
+    # Outcomes a previous run recorded, by step number; empty on a fresh run (and not queried).
+    recorded: dict[int, RecordedStep] = field(default_factory=dict)
+    last_function_id: int = 0
+    # Set by a NOTIFY from any process, or by a local cancel; read before each step at no cost.
+    cancel_requested: threading.Event = field(default_factory=threading.Event)
+
+    def next_function_id(self) -> int:
+        """Allocate the number of the next durable operation (1, 2, ...)."""
+        self.last_function_id += 1
+        return self.last_function_id
+
+    @property
+    def replaying(self) -> bool:
+        """True while operations recorded by a previous run remain ahead."""
+        return bool(self.recorded) and self.last_function_id < max(self.recorded)
+
+
+@dataclass
+class StepContext:
+    """The step (or transaction) being executed right now."""
+
+    function_id: int
+    name: str
+    attempt: int = 1
+
+
+@dataclass
+class _OneShot:
+    """A value handed to the next workflow started in a ``with`` block, then used up."""
+
+    value: Any
+    used: bool = False
+
+
+current_workflow: ContextVar[WorkflowContext | None] = ContextVar("dbos_workflow", default=None)
+current_step: ContextVar[StepContext | None] = ContextVar("dbos_step", default=None)
+sql_session: ContextVar[Any] = ContextVar("dbos_sql_session", default=None)
+_next_workflow_id: ContextVar[_OneShot | None] = ContextVar("dbos_next_id", default=None)
+_next_timeout: ContextVar[_OneShot | None] = ContextVar("dbos_next_timeout", default=None)
+
+
+def take_assigned_workflow_id() -> str | None:
+    """The ID set by an enclosing ``SetWorkflowID`` block, consumed by the first workflow."""
+    shot = _next_workflow_id.get()
+    if shot is None or shot.used:
+        return None
+    shot.used = True
+    return str(shot.value)
+
+
+def take_assigned_timeout() -> float | None:
+    """The timeout (seconds) set by an enclosing ``SetWorkflowTimeout`` block, consumed once."""
+    shot = _next_timeout.get()
+    if shot is None or shot.used:
+        return None
+    shot.used = True
+    return float(shot.value) if shot.value is not None else None
+
+
+@contextmanager
+def _one_shot(var: ContextVar[_OneShot | None], value: Any) -> Iterator[None]:
+    token = var.set(_OneShot(value))
+    try:
+        yield
+    finally:
+        var.reset(token)
+
+
+class SetWorkflowID:
+    """``with SetWorkflowID("id"):`` gives the next workflow started in the block that ID.
+
+    The ID is an idempotency key: starting again with the same ID runs nothing new and returns the
+    first run's result.
+    """
+
+    def __init__(self, workflow_id: str) -> None:
+        if not isinstance(workflow_id, str) or not workflow_id:
+            raise ValueError("SetWorkflowID needs a non-empty string")
+        self.workflow_id = workflow_id
+        self._cm: Any = None
+
+    def __enter__(self) -> SetWorkflowID:
+        self._cm = _one_shot(_next_workflow_id, self.workflow_id)
+        self._cm.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._cm.__exit__(*exc)
+
+
+class SetWorkflowTimeout:
+    """``with SetWorkflowTimeout(seconds):`` gives the next workflow a deadline; past it the
+    workflow (and its children, which inherit the deadline) is cancelled. ``None`` removes an
+    inherited timeout's effect on this workflow's own start."""
+
+    def __init__(self, seconds: float | None) -> None:
+        if seconds is not None and seconds <= 0:
+            raise ValueError("SetWorkflowTimeout needs a positive number of seconds")
+        self.seconds = seconds
+        self._cm: Any = None
+
+    def __enter__(self) -> SetWorkflowTimeout:
+        self._cm = _one_shot(_next_timeout, self.seconds)
+        self._cm.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._cm.__exit__(*exc)

@@ -1,0 +1,115 @@
+"""Connections to Postgres: one-off connections, the pool, and the mapping of driver errors to ours.
+
+Everything that talks to the database gets its connections here, so that a psycopg error never leaks
+to a user as a traceback with a URL in it: ``translate`` turns driver errors into ``DBOSException``
+subclasses whose messages never contain a password.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import psycopg.errors
+from psycopg_pool import ConnectionPool
+
+from runtime.config import redact_url
+from runtime.errors import DBOSDatabaseError, DBOSException, DBOSSchemaMissingError
+
+logger = logging.getLogger("dbos")
+
+# libpq waits forever by default for an unreachable host; a management command must fail quickly.
+CONNECT_TIMEOUT_S = 10
+
+
+def _describe(url: str) -> str:
+    return redact_url(url)
+
+
+def translate(exc: BaseException, url: str | None = None) -> DBOSException:
+    """Our error for a driver error. Connection failures name the (redacted) URL; a missing system
+    table says to run `dbos migrate`."""
+    if isinstance(exc, DBOSException):
+        return exc
+    where = f" at {_describe(url)}" if url else ""
+    if isinstance(exc, psycopg.errors.UndefinedTable | psycopg.errors.InvalidSchemaName):
+        return DBOSSchemaMissingError(
+            f"the system tables are missing in the database{where}; run `dbos migrate`"
+        )
+    if isinstance(exc, psycopg.errors.UndefinedColumn | psycopg.errors.UndefinedFunction):
+        return DBOSSchemaMissingError(
+            f"the system schema in the database{where} is older than this runtime; "
+            "run `dbos migrate`"
+        )
+    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+        reason = _first_line(str(exc))
+        return DBOSDatabaseError(f"cannot reach the database{where}: {reason}")
+    if isinstance(exc, psycopg.ProgrammingError) and "invalid" in str(exc).lower():
+        return DBOSDatabaseError(f"invalid database URL{where}: {_first_line(str(exc))}")
+    if isinstance(exc, psycopg.Error):
+        return DBOSDatabaseError(f"database error{where}: {_first_line(str(exc))}")
+    return DBOSDatabaseError(f"database error{where}: {exc}")
+
+
+def _first_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return lines[0] if lines else "unknown error"
+
+
+def check_url(url: str) -> None:
+    """Refuse a URL that libpq cannot parse, with a message that does not echo the password."""
+    try:
+        psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError as exc:
+        raise DBOSDatabaseError(f"invalid database URL {_describe(url)}") from exc
+
+
+def connect(url: str, *, autocommit: bool = True, **kwargs: Any) -> psycopg.Connection[Any]:
+    """A single connection, with driver errors translated."""
+    check_url(url)
+    try:
+        return psycopg.connect(
+            url, autocommit=autocommit, connect_timeout=CONNECT_TIMEOUT_S, **kwargs
+        )
+    except psycopg.Error as exc:
+        raise translate(exc, url) from None
+
+
+@contextlib.contextmanager
+def translated(url: str | None = None) -> Iterator[None]:
+    """Translate driver errors raised inside the block."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        raise translate(exc, url) from exc
+
+
+def make_pool(
+    url: str, *, min_size: int = 1, max_size: int = 16, name: str = "dbos"
+) -> ConnectionPool:
+    """An open pool of autocommit connections. Autocommit because a checkpoint is one statement: an
+    implicit BEGIN/COMMIT around it would triple its round trips."""
+    check_url(url)
+    pool = ConnectionPool(
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S},
+        name=name,
+        open=False,
+        timeout=60,
+    )
+    try:
+        pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
+    except Exception as exc:
+        pool.close()
+        # The pool reports a timeout; ask for the real reason with one direct attempt.
+        try:
+            connect(url).close()
+        except DBOSException as real:
+            raise real from None
+        raise translate(exc, url) from None
+    return pool

@@ -1,0 +1,400 @@
+"""The ``DBOS`` facade: lifecycle, decorators, and the calls users make. No SQL here: decorators
+capture the call and hand it to the engine; management calls go to the system database module."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar, Generic, ParamSpec, TypeVar, cast
+
+import psycopg
+
+from runtime import config as config_mod
+from runtime import context, registry
+from runtime.config import DBOSConfig, Settings
+from runtime.db import make_pool
+from runtime.embedded import EmbeddedPostgres
+from runtime.engine import DEFAULT_MAX_RECOVERY_ATTEMPTS, Engine, StepOptions
+from runtime.errors import DBOSException, DBOSNonExistentWorkflowError
+from runtime.handles import WorkflowHandle
+from runtime.listener import NotificationListener
+from runtime.migrate import migrate
+from runtime.recovery import Maintenance
+from runtime.registry import WorkflowInfo
+from runtime.status import StepInfo, WorkflowStatus
+from runtime.system_db import SystemDatabase, status_from_row, step_from_row
+
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T")
+
+logger = logging.getLogger("dbos")
+
+_ISOLATION = {
+    "SERIALIZABLE": psycopg.IsolationLevel.SERIALIZABLE,
+    "REPEATABLE READ": psycopg.IsolationLevel.REPEATABLE_READ,
+    "READ COMMITTED": psycopg.IsolationLevel.READ_COMMITTED,
+}
+
+CANCEL_CHANNEL = "dbos_workflow_cancel_channel"
+
+
+class classproperty(Generic[T]):
+    """A read-only property of the class itself (``DBOS.workflow_id``)."""
+
+    def __init__(self, fget: Callable[[Any], T]) -> None:
+        self.fget = fget
+        self.__doc__ = fget.__doc__
+
+    def __get__(self, obj: object, owner: type[Any]) -> T:
+        return self.fget(owner)
+
+
+class _Runtime:
+    """Everything a launched runtime holds; built by ``launch()``, torn down by ``destroy()``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        app_url = (
+            settings.database_url or EmbeddedPostgres.for_project(settings.project_dir).start()
+        )
+        sys_url = settings.system_database_url or app_url
+        migrate(sys_url)
+        pool_size = max(4, min(settings.max_executor_threads, 32))
+        self.sysdb = SystemDatabase(sys_url, pool_size=pool_size)
+        same = sys_url == app_url
+        self.app_pool = self.sysdb.pool if same else make_pool(app_url, max_size=pool_size)
+        self.app_version = settings.application_version or registry.application_version()
+        self.engine = Engine(
+            self.sysdb,
+            self.app_pool,
+            executor_id=settings.executor_id,
+            application_version=self.app_version,
+            same_database=same,
+        )
+        self.listener = NotificationListener(
+            sys_url, {CANCEL_CHANNEL: self.engine.on_cancel_notification}
+        )
+        self.maintenance = Maintenance(self.sysdb)
+
+    def start(self) -> None:
+        self.listener.start()
+        self.maintenance.start()
+        self.engine.recover_pending()
+
+    def stop(self, timeout_s: float) -> None:
+        self.engine.shutdown(timeout_s)
+        self.maintenance.stop()
+        self.listener.stop()
+        if self.app_pool is not self.sysdb.pool:
+            self.app_pool.close()
+        self.sysdb.close()
+
+
+class DBOS:
+    """The one runtime object of a process.
+
+    ``DBOS(config)`` sets it up, ``DBOS.launch()`` connects, migrates, recovers pending workflows
+    and starts the background threads; the decorators may be used before either.
+    """
+
+    _instance: ClassVar[DBOS | None] = None
+    _runtime: ClassVar[_Runtime | None] = None
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+
+    logger: ClassVar[logging.Logger] = logger
+
+    _config_arg: DBOSConfig | None
+    _settings: Settings
+
+    def __new__(cls, config: DBOSConfig | None = None) -> DBOS:
+        with cls._lock:
+            existing = cls._instance
+            if existing is not None:
+                if config is not None and config != existing._config_arg:
+                    raise DBOSException(
+                        "DBOS is already configured with a different config; "
+                        "call DBOS.destroy() first"
+                    )
+                return existing
+            inst = super().__new__(cls)
+            inst._config_arg = dict(config) if config is not None else None  # type: ignore[assignment]
+            inst._settings = config_mod.resolve(config, cwd=Path.cwd())
+            cls._instance = inst
+            return inst
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    @classmethod
+    def launch(cls) -> None:
+        """Connect, migrate the system schema if needed, recover this executor's pending
+        workflows, and start the background threads. Idempotent."""
+        inst = cls._instance or DBOS()
+        with cls._lock:
+            if cls._runtime is not None:
+                return
+            runtime = _Runtime(inst._settings)
+            cls._runtime = runtime
+        try:
+            runtime.start()
+        except BaseException:
+            with cls._lock:
+                cls._runtime = None
+            runtime.stop(0)
+            raise
+        logger.info(
+            "DBOS launched: executor %s, application version %s",
+            runtime.settings.executor_id,
+            runtime.app_version,
+        )
+
+    @classmethod
+    def destroy(cls, workflow_completion_timeout_sec: float = 0) -> None:
+        """Stop background threads and close connections. Workflows still running stop at their
+        next step and stay PENDING; the next launch recovers them."""
+        with cls._lock:
+            runtime, cls._runtime = cls._runtime, None
+            cls._instance = None
+        if runtime is not None:
+            runtime.stop(workflow_completion_timeout_sec)
+
+    @classmethod
+    def _rt(cls) -> _Runtime:
+        runtime = cls._runtime
+        if runtime is None:
+            raise DBOSException("DBOS is not launched: call DBOS.launch() first")
+        return runtime
+
+    @classmethod
+    def _engine(cls) -> Engine:
+        return cls._rt().engine
+
+    @classproperty
+    def config(cls) -> Settings:
+        """The resolved settings of the runtime."""
+        inst = cls._instance or DBOS()
+        return inst._settings
+
+    @classproperty
+    def application_version(cls) -> str:
+        """The version recorded on every workflow this process starts."""
+        return cls._rt().app_version
+
+    @classproperty
+    def executor_id(cls) -> str:
+        """This process's executor ID."""
+        return cls._rt().settings.executor_id
+
+    # -- decorators -------------------------------------------------------------------------------
+
+    @classmethod
+    def workflow(
+        cls, *, name: str | None = None, max_recovery_attempts: int = DEFAULT_MAX_RECOVERY_ATTEMPTS
+    ) -> Callable[[Callable[P, R]], Callable[P, R]]:
+        """Make a function a durable workflow."""
+
+        def decorator(func: Callable[P, R]) -> Callable[P, R]:
+            raw, rewrap = _unwrap_method(func)
+            is_cm = rewrap is classmethod or _looks_like_classmethod(raw)
+            info = WorkflowInfo(
+                name=name or raw.__qualname__,
+                func=raw,
+                max_recovery_attempts=max_recovery_attempts,
+                is_classmethod=is_cm,
+                class_name=_class_name_of(raw),
+            )
+
+            @functools.wraps(raw)
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                return cls._engine().call_workflow(info, args, kwargs)
+
+            wrapper.__dbos_workflow__ = info  # type: ignore[attr-defined]
+            registry.register_workflow(info)
+            return cast(Callable[P, R], rewrap(wrapper) if rewrap else wrapper)
+
+        return decorator
+
+    @classmethod
+    def step(
+        cls,
+        *,
+        retries_allowed: bool = False,
+        interval_seconds: float = 1.0,
+        max_attempts: int = 3,
+        backoff_rate: float = 2.0,
+        name: str | None = None,
+    ) -> Callable[[Callable[P, R]], Callable[P, R]]:
+        """Make a function a checkpointed step: never re-executed once it completed."""
+        options = StepOptions(retries_allowed, interval_seconds, max_attempts, backoff_rate)
+
+        def decorator(func: Callable[P, R]) -> Callable[P, R]:
+            raw, rewrap = _unwrap_method(func)
+            step_name = name or raw.__qualname__
+
+            @functools.wraps(raw)
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                if context.current_workflow.get() is None:
+                    return raw(*args, **kwargs)
+                return cls._engine().run_step(step_name, raw, args, kwargs, options)
+
+            return cast(Callable[P, R], rewrap(wrapper) if rewrap else wrapper)
+
+        return decorator
+
+    communicator = step
+
+    @classmethod
+    def transaction(
+        cls, isolation_level: str = "SERIALIZABLE", *, name: str | None = None
+    ) -> Callable[[Callable[P, R]], Callable[P, R]]:
+        """Run a function in one Postgres transaction whose outcome commits with its writes."""
+        level = _ISOLATION.get(isolation_level.upper())
+        if level is None:
+            raise DBOSException(
+                f"unknown isolation level {isolation_level!r}; expected one of {sorted(_ISOLATION)}"
+            )
+
+        def decorator(func: Callable[P, R]) -> Callable[P, R]:
+            raw, rewrap = _unwrap_method(func)
+            tx_name = name or raw.__qualname__
+
+            @functools.wraps(raw)
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                return cls._engine().run_transaction(tx_name, raw, args, kwargs, level)
+
+            return cast(Callable[P, R], rewrap(wrapper) if rewrap else wrapper)
+
+        return decorator
+
+    # -- inside a workflow ------------------------------------------------------------------------
+
+    @classproperty
+    def workflow_id(cls) -> str | None:
+        """The running workflow's ID (None outside a workflow)."""
+        ctx = context.current_workflow.get()
+        return ctx.workflow_id if ctx else None
+
+    @classproperty
+    def step_id(cls) -> int | None:
+        """The current step's number within its workflow (None outside a step)."""
+        step = context.current_step.get()
+        return step.function_id if step else None
+
+    @classproperty
+    def step_status(cls) -> context.StepContext | None:
+        """The current step: its number, name and attempt (retries count up from 1)."""
+        return context.current_step.get()
+
+    @classproperty
+    def sql_session(cls) -> psycopg.Connection[Any]:
+        """The open connection of the running transaction."""
+        conn = context.sql_session.get()
+        if conn is None:
+            raise DBOSException("DBOS.sql_session is only available inside a @DBOS.transaction")
+        return cast(psycopg.Connection[Any], conn)
+
+    # -- starting and finding workflows -----------------------------------------------------------
+
+    @classmethod
+    def start_workflow(
+        cls, func: Callable[P, R], *args: P.args, **kwargs: P.kwargs
+    ) -> WorkflowHandle[R]:
+        """Record the workflow's inputs and run it in the background; the workflow completes even
+        if this process dies (recovery resumes it)."""
+        info, call_args = _workflow_of(func, args)
+        wid = cls._engine().start_workflow(info, call_args, dict(kwargs))
+        return WorkflowHandle(cls, wid)
+
+    @classmethod
+    def retrieve_workflow(
+        cls, workflow_id: str, existing_workflow: bool = True
+    ) -> WorkflowHandle[Any]:
+        """A handle to any workflow by ID."""
+        if existing_workflow and cls._rt().sysdb.get_status_result(workflow_id) is None:
+            raise DBOSNonExistentWorkflowError(workflow_id)
+        return WorkflowHandle(cls, workflow_id)
+
+    @classmethod
+    def get_workflow_status(cls, workflow_id: str) -> WorkflowStatus | None:
+        """The workflow's record, or None when no workflow has that ID."""
+        row = cls._rt().sysdb.get_workflow_row(workflow_id)
+        return status_from_row(row) if row else None
+
+    @classmethod
+    def list_workflow_steps(cls, workflow_id: str) -> list[StepInfo]:
+        """The recorded steps of a workflow, in order."""
+        sysdb = cls._rt().sysdb
+        if sysdb.get_status_result(workflow_id) is None:
+            raise DBOSNonExistentWorkflowError(workflow_id)
+        return [step_from_row(r) for r in sysdb.get_step_rows(workflow_id)]
+
+    @classmethod
+    def cancel_workflow(cls, workflow_id: str) -> None:
+        """Cancel: a running workflow stops before its next step; an enqueued one never starts."""
+        cls._engine().cancel(workflow_id)
+
+    @classmethod
+    def resume_workflow(cls, workflow_id: str) -> WorkflowHandle[Any]:
+        """Continue a CANCELLED, PENDING or MAX_RECOVERY_ATTEMPTS_EXCEEDED workflow from its last
+        completed step. A finished workflow is left as it is (and a warning says so)."""
+        if not cls._engine().resume(workflow_id):
+            logger.warning(
+                "workflow %s has already finished; resume left it as it is "
+                "(fork it to run it again from a step)",
+                workflow_id,
+            )
+        return WorkflowHandle(cls, workflow_id)
+
+
+def _unwrap_method(func: Any) -> tuple[Callable[..., Any], Any]:
+    """Accept decorators applied above @staticmethod / @classmethod too."""
+    if isinstance(func, staticmethod):
+        return func.__func__, staticmethod
+    if isinstance(func, classmethod):
+        return func.__func__, classmethod
+    return cast(Callable[..., Any], func), None
+
+
+def _class_part(qualname: str) -> str | None:
+    parts = qualname.split(".")
+    if len(parts) < 2 or parts[-2] == "<locals>":
+        return None
+    return ".".join(parts[:-1])
+
+
+def _class_name_of(func: Callable[..., Any]) -> str | None:
+    owner = _class_part(func.__qualname__)
+    return f"{func.__module__}:{owner}" if owner else None
+
+
+def _looks_like_classmethod(func: Callable[..., Any]) -> bool:
+    # `@classmethod` written above `@DBOS.workflow()` hands us the plain function: its first
+    # parameter is the class, conventionally named `cls`.
+    if _class_part(func.__qualname__) is None:
+        return False
+    try:
+        params = list(inspect.signature(func).parameters)
+    except (TypeError, ValueError):
+        return False
+    return bool(params) and params[0] == "cls"
+
+
+def _workflow_of(
+    func: Callable[..., Any], args: tuple[Any, ...]
+) -> tuple[WorkflowInfo, tuple[Any, ...]]:
+    """The registered workflow behind a decorated function or bound classmethod."""
+    target: Any = func
+    bound_self = getattr(func, "__self__", None)
+    if bound_self is not None and hasattr(func, "__func__"):
+        target = func.__func__
+        args = (bound_self, *args)
+    info = getattr(target, "__dbos_workflow__", None)
+    if not isinstance(info, WorkflowInfo):
+        raise DBOSException(
+            f"{getattr(func, '__qualname__', func)!r} is not a @DBOS.workflow function"
+        )
+    return info, args

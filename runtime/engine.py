@@ -1,0 +1,807 @@
+"""Start, run, replay, cancel: the durable execution of workflows, steps and transactions.
+
+Cost model (the hot path): starting a workflow is one statement (``insert_workflow``), each step or
+transaction one checkpoint write (which also reports cancellation and fencing), finishing one
+statement. A fresh run never reads before a step; a resumed run reads its recorded outcomes once.
+
+Replay: each durable operation gets the next step number; when a previous run recorded an outcome
+under that number, the operation returns it (or re-raises the recorded error) without executing,
+after checking that the recorded operation has the same name (else the workflow is not
+deterministic: ``DBOSUnexpectedStepError``).
+
+Fencing: every run holds the owner epoch it claimed the workflow with; checkpoint writes are
+conditional on it, so a runner whose workflow was taken over records nothing more and stops.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import psycopg
+import psycopg.errors
+from psycopg_pool import ConnectionPool
+
+from runtime import context, serialization
+from runtime.context import StepContext, WorkflowContext, now_ms
+from runtime.errors import (
+    DBOSAwaitedWorkflowCancelledError,
+    DBOSConflictingWorkflowError,
+    DBOSDatabaseError,
+    DBOSException,
+    DBOSMaxStepRetriesExceeded,
+    DBOSNonExistentWorkflowError,
+    DBOSUnexpectedStepError,
+    DBOSWorkflowCancelledError,
+    DBOSWorkflowFencedError,
+    DBOSWorkflowFunctionNotFoundError,
+    MaxRecoveryAttemptsExceededError,
+)
+from runtime.registry import WorkflowInfo, get_workflow, resolve_class
+from runtime.system_db import (
+    ClaimedWorkflow,
+    NewWorkflow,
+    RecordedStep,
+    RecordResult,
+    SystemDatabase,
+)
+
+logger = logging.getLogger("dbos")
+
+DEFAULT_MAX_RECOVERY_ATTEMPTS = 100
+GET_RESULT_STEP = "DBOS.getResult"
+
+
+class _Interrupted(BaseException):
+    """The runtime is shutting down or lost its database mid-workflow: stop without recording, so
+    the workflow stays PENDING and is recovered later."""
+
+    def __init__(self, cause: BaseException | None) -> None:
+        super().__init__(str(cause) if cause else "runtime shutting down")
+        self.cause = cause
+
+
+@dataclass(frozen=True)
+class StepOptions:
+    """How a step retries."""
+
+    retries_allowed: bool = False
+    interval_seconds: float = 1.0
+    max_attempts: int = 3
+    backoff_rate: float = 2.0
+
+
+@dataclass
+class _Outcome:
+    """What a local run produced, for waiters in this process."""
+
+    value: Any = None
+    error: BaseException | None = None
+    # The run stopped without a final outcome (fenced, interrupted): ask the database.
+    detached: bool = False
+
+
+class Engine:
+    """The execution engine of one launched runtime."""
+
+    def __init__(
+        self,
+        sysdb: SystemDatabase,
+        app_pool: ConnectionPool,
+        *,
+        executor_id: str,
+        application_version: str,
+        same_database: bool,
+    ) -> None:
+        self.sysdb = sysdb
+        self.app_pool = app_pool
+        self.executor_id = executor_id
+        self.application_version = application_version
+        self.same_database = same_database
+        self._lock = threading.Lock()
+        self._running: dict[str, Future[_Outcome]] = {}
+        self._contexts: dict[str, WorkflowContext] = {}
+        self._threads: set[threading.Thread] = set()
+        self.stopping = threading.Event()
+
+    # ------------------------------------------------------------------------------------------
+    # Starting workflows
+    # ------------------------------------------------------------------------------------------
+
+    def call_workflow(
+        self, info: WorkflowInfo, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """A workflow function called directly: run it durably in this thread, return its result."""
+        wid, future = self._start(info, args, kwargs, background=False)
+        return self.wait_result(wid, future)
+
+    def start_workflow(
+        self, info: WorkflowInfo, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> str:
+        """Record the workflow and run it in a background thread; returns its ID once its inputs
+        are durably recorded."""
+        wid, _ = self._start(info, args, kwargs, background=True)
+        return wid
+
+    def _start(
+        self,
+        info: WorkflowInfo,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        background: bool,
+    ) -> tuple[str, Future[_Outcome] | None]:
+        parent = context.current_workflow.get()
+        if parent is not None and context.current_step.get() is not None:
+            parent = None  # a workflow started inside a step is an ordinary top-level workflow
+        class_name, stored_args = _split_class_arg(info, args)
+        # Refuse unserializable inputs before anything is recorded.
+        inputs = serialization.serialize_args(stored_args, kwargs, _param_names(info))
+
+        assigned = context.take_assigned_workflow_id()
+        timeout_s = context.take_assigned_timeout()
+        function_id: int | None = None
+        recorded_child: str | None = None
+        if parent is not None:
+            self._check_interrupts(parent)
+            function_id = parent.next_function_id()
+            rec = parent.recorded.get(function_id)
+            if rec is not None:
+                _check_same_operation(parent, function_id, rec, info.name)
+                recorded_child = rec.child_workflow_id
+        wid = recorded_child or assigned
+        if wid is None:
+            # A child's ID derives from its parent's and its step number, so a replay that crashed
+            # before recording the link still attaches to the same child.
+            wid = f"{parent.workflow_id}-{function_id}" if parent else str(uuid.uuid4())
+
+        result = self._checkpoint(
+            lambda: self.sysdb.insert_workflow(
+                NewWorkflow(
+                    workflow_id=wid,
+                    status="PENDING",
+                    name=info.name,
+                    class_name=class_name,
+                    inputs=inputs,
+                    executor_id=self.executor_id,
+                    application_version=self.application_version,
+                    max_recovery_attempts=info.max_recovery_attempts,
+                    timeout_ms=int(timeout_s * 1000) if timeout_s else None,
+                    deadline_ms=parent.deadline_ms if parent else None,
+                    parent_workflow_id=parent.workflow_id if parent else None,
+                )
+            ),
+            in_workflow=parent is not None,
+        )
+        if parent is not None and function_id is not None and recorded_child is None:
+            self._record(parent, function_id, info.name, child_workflow_id=wid)
+
+        if result.created:
+            ctx = WorkflowContext(wid, info.name, result.owner_epoch, result.deadline_ms)
+            future: Future[_Outcome] = Future()
+            with self._lock:
+                self._running[wid] = future
+            self._launch(ctx, info, args, kwargs, future, background=background)
+            return wid, future
+
+        if result.name != info.name:
+            raise DBOSConflictingWorkflowError(
+                wid, f"it belongs to workflow {result.name!r}, not {info.name!r}"
+            )
+        with self._lock:
+            local = self._running.get(wid)
+        if local is not None:
+            return wid, local
+        if (
+            recorded_child is not None
+            and result.status == "PENDING"
+            and result.executor_id == self.executor_id
+        ):
+            # A parent's replay reached a child that a crash left PENDING here and that recovery has
+            # not started yet: run it now, or the parent would wait for nobody.
+            return wid, self.claim_and_run(wid, self._recovery_claim, background=background)
+        return wid, None  # finished, or running elsewhere: waiters read the database
+
+    def _recovery_claim(self, wid: str) -> ClaimedWorkflow | None:
+        return self.sysdb.claim_for_recovery(wid, self.executor_id, DEFAULT_MAX_RECOVERY_ATTEMPTS)
+
+    def claim_and_run(
+        self,
+        wid: str,
+        claim: Callable[[str], ClaimedWorkflow | None],
+        *,
+        background: bool = True,
+        replace_local: bool = False,
+    ) -> Future[_Outcome] | None:
+        """Claim a recorded workflow (bumping its owner epoch) and run it from its recorded inputs
+        and step outcomes. Returns None when there was nothing to claim. Unless ``replace_local``,
+        a workflow already running in this process is left to that run."""
+        future: Future[_Outcome] = Future()
+        with self._lock:
+            existing = self._running.get(wid)
+            if existing is not None and not replace_local:
+                return existing
+            self._running[wid] = future
+        try:
+            claimed = claim(wid)
+            if claimed is None or claimed.status != "PENDING":
+                self._forget(wid, future)
+                if claimed is not None:
+                    logger.warning(
+                        "workflow %s exceeded its maximum recovery attempts (%d); "
+                        "it is now MAX_RECOVERY_ATTEMPTS_EXCEEDED",
+                        wid,
+                        claimed.recovery_attempts - 1,
+                    )
+                return None
+            info = get_workflow(claimed.name)
+            if info is None:
+                self._forget(wid, future)
+                raise DBOSWorkflowFunctionNotFoundError(
+                    f"workflow {wid!r} runs {claimed.name!r}, which this process has not "
+                    "registered (is the module that defines it imported?)"
+                )
+            recorded = self.sysdb.load_recorded_steps(wid)
+            args, kwargs = serialization.deserialize_args(claimed.inputs)
+            args = _join_class_arg(info, claimed.class_name, args)
+        except BaseException:
+            self._forget(wid, future)
+            raise
+        ctx = WorkflowContext(wid, info.name, claimed.owner_epoch, claimed.deadline_ms, recorded)
+        self._launch(ctx, info, args, kwargs, future, background=background)
+        return future
+
+    def _forget(self, wid: str, future: Future[_Outcome]) -> None:
+        with self._lock:
+            if self._running.get(wid) is future:
+                del self._running[wid]
+
+    # ------------------------------------------------------------------------------------------
+    # Running
+    # ------------------------------------------------------------------------------------------
+
+    def _launch(
+        self,
+        ctx: WorkflowContext,
+        info: WorkflowInfo,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        future: Future[_Outcome],
+        *,
+        background: bool,
+    ) -> None:
+        with self._lock:
+            self._contexts[ctx.workflow_id] = ctx
+        if not background:
+            self._execute(ctx, info, args, kwargs, future)
+            return
+        thread = threading.Thread(
+            target=self._execute,
+            args=(ctx, info, args, kwargs, future),
+            name=f"dbos-workflow-{ctx.workflow_id}",
+            daemon=True,
+        )
+        with self._lock:
+            self._threads.add(thread)
+        thread.start()
+
+    def _execute(
+        self,
+        ctx: WorkflowContext,
+        info: WorkflowInfo,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        future: Future[_Outcome],
+    ) -> None:
+        outcome = _Outcome()
+        wf_token = context.current_workflow.set(ctx)
+        step_token = context.current_step.set(None)
+        try:
+            try:
+                value = info.func(*args, **kwargs)
+            except Exception as exc:  # the workflow failed: record ERROR; it is not recovered
+                outcome.error = exc
+                self._complete(ctx, "ERROR", error=serialization.serialize_exception(exc))
+            else:
+                try:
+                    output = serialization.serialize(value, "workflow result")
+                except DBOSException as exc:
+                    outcome.error = exc
+                    self._complete(ctx, "ERROR", error=serialization.serialize_exception(exc))
+                else:
+                    outcome.value = value
+                    self._complete(ctx, "SUCCESS", output=output)
+        except DBOSWorkflowCancelledError:
+            outcome.error = DBOSAwaitedWorkflowCancelledError(ctx.workflow_id)
+        except DBOSWorkflowFencedError:
+            logger.warning(
+                "workflow %s was taken over by another runner; this run stopped", ctx.workflow_id
+            )
+            outcome.detached = True
+        except _Interrupted as stop:
+            outcome.detached = True
+            outcome.error = stop.cause
+        except BaseException as exc:  # KeyboardInterrupt, SystemExit: the process is going down
+            outcome.error = exc
+            outcome.detached = True
+            self._finish(ctx, future, outcome)
+            raise
+        finally:
+            context.current_step.reset(step_token)
+            context.current_workflow.reset(wf_token)
+        self._finish(ctx, future, outcome)
+
+    def _finish(self, ctx: WorkflowContext, future: Future[_Outcome], outcome: _Outcome) -> None:
+        with self._lock:
+            if self._contexts.get(ctx.workflow_id) is ctx:
+                del self._contexts[ctx.workflow_id]
+            if self._running.get(ctx.workflow_id) is future:
+                del self._running[ctx.workflow_id]
+            self._threads.discard(threading.current_thread())
+        if not future.done():
+            future.set_result(outcome)
+
+    def _complete(
+        self,
+        ctx: WorkflowContext,
+        status: str,
+        *,
+        output: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        done = self._checkpoint(
+            lambda: self.sysdb.complete_workflow(
+                ctx.workflow_id, ctx.owner_epoch, status, output=output, error=error
+            )
+        )
+        if not done:
+            # Cancelled meanwhile, or taken over: the record says what happened.
+            logger.info("workflow %s finished but is no longer owned here", ctx.workflow_id)
+
+    def _checkpoint(self, write: Callable[[], _T], *, in_workflow: bool = True) -> _T:
+        """Run a system-table write; inside a workflow, a database failure interrupts the workflow
+        (it stays PENDING and is recovered) instead of being recorded as the workflow's error."""
+        try:
+            return write()
+        except DBOSDatabaseError as exc:
+            if in_workflow and context.current_workflow.get() is not None:
+                raise _Interrupted(exc) from exc
+            raise
+
+    # ------------------------------------------------------------------------------------------
+    # Steps, transactions and checkpoints
+    # ------------------------------------------------------------------------------------------
+
+    def _check_interrupts(self, ctx: WorkflowContext) -> None:
+        """Before a durable operation: stop if shutting down, cancelled or past the deadline.
+        Costs no query unless a cancellation was signalled."""
+        if self.stopping.is_set():
+            raise _Interrupted(None)
+        if ctx.cancel_requested.is_set():
+            # The notification is a hint; the database decides (a resume may have followed it).
+            current = self._checkpoint(lambda: self.sysdb.get_status_result(ctx.workflow_id))
+            if current is not None and current[0] == "CANCELLED":
+                raise DBOSWorkflowCancelledError(ctx.workflow_id)
+            ctx.cancel_requested.clear()
+        if ctx.deadline_ms is not None and now_ms() >= ctx.deadline_ms:
+            self._checkpoint(lambda: self.sysdb.cancel_workflow(ctx.workflow_id))
+            raise DBOSWorkflowCancelledError(ctx.workflow_id)
+
+    def _record(
+        self,
+        ctx: WorkflowContext,
+        function_id: int,
+        name: str,
+        *,
+        output: str | None = None,
+        error: str | None = None,
+        child_workflow_id: str | None = None,
+        started_at_ms: int | None = None,
+    ) -> None:
+        result = self._checkpoint(
+            lambda: self.sysdb.record_step(
+                ctx.workflow_id,
+                ctx.owner_epoch,
+                function_id,
+                name,
+                output=output,
+                error=error,
+                child_workflow_id=child_workflow_id,
+                started_at_ms=started_at_ms,
+                completed_at_ms=now_ms(),
+            )
+        )
+        self._after_record(ctx, result)
+
+    def _after_record(self, ctx: WorkflowContext, result: RecordResult) -> None:
+        if not result.recorded:
+            # Another runner owns the workflow now (or it finished elsewhere): stop recording.
+            raise DBOSWorkflowFencedError(ctx.workflow_id)
+        if result.status == "CANCELLED":
+            raise DBOSWorkflowCancelledError(ctx.workflow_id)
+
+    def run_step(
+        self,
+        name: str,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        options: StepOptions,
+    ) -> Any:
+        """Run a step: replayed from its record when a previous run completed it, else executed
+        (with retries) and its outcome recorded in one checkpoint write."""
+        ctx = context.current_workflow.get()
+        if ctx is None or context.current_step.get() is not None:
+            return func(*args, **kwargs)  # outside a workflow (or nested in a step): a plain call
+        function_id = ctx.next_function_id()
+        rec = ctx.recorded.get(function_id)
+        if rec is not None:
+            _check_same_operation(ctx, function_id, rec, name)
+            return _replay(rec)
+        self._check_interrupts(ctx)
+        started = now_ms()
+        step = StepContext(function_id, name)
+        token = context.current_step.set(step)
+        try:
+            value, error = self._attempt(ctx, step, func, args, kwargs, options)
+        finally:
+            context.current_step.reset(token)
+        if error is None:
+            try:
+                output = serialization.serialize(value, f"result of step {name}")
+            except DBOSException as exc:
+                error = exc
+        if error is not None:
+            self._record(
+                ctx,
+                function_id,
+                name,
+                error=serialization.serialize_exception(error),
+                started_at_ms=started,
+            )
+            raise error
+        self._record(ctx, function_id, name, output=output, started_at_ms=started)
+        return value
+
+    def _attempt(
+        self,
+        ctx: WorkflowContext,
+        step: StepContext,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        options: StepOptions,
+    ) -> tuple[Any, Exception | None]:
+        attempts = max(1, options.max_attempts) if options.retries_allowed else 1
+        delay = options.interval_seconds
+        for attempt in range(1, attempts + 1):
+            step.attempt = attempt
+            try:
+                return func(*args, **kwargs), None
+            except Exception as exc:
+                if not options.retries_allowed:
+                    return None, exc
+                if attempt == attempts:
+                    return None, DBOSMaxStepRetriesExceeded(step.name, attempts, repr(exc))
+                logger.warning(
+                    "step %s of workflow %s failed (attempt %d of %d): %r; retrying in %.2fs",
+                    step.name,
+                    ctx.workflow_id,
+                    attempt,
+                    attempts,
+                    exc,
+                    delay,
+                )
+                self._interruptible_sleep(ctx, delay)
+                delay *= options.backoff_rate
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _interruptible_sleep(self, ctx: WorkflowContext, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            if ctx.cancel_requested.wait(min(left, 0.2)) or self.stopping.is_set():
+                self._check_interrupts(ctx)
+                if ctx.cancel_requested.is_set():  # stale hint cleared above; keep sleeping
+                    continue
+
+    def run_transaction(
+        self,
+        name: str,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        isolation: psycopg.IsolationLevel,
+    ) -> Any:
+        """Run a transaction on the application database; inside a workflow its outcome is
+        recorded in the same Postgres transaction, so it commits exactly once."""
+        ctx = context.current_workflow.get()
+        if ctx is None or context.current_step.get() is not None:
+            return self._in_transaction(func, args, kwargs, isolation, None, None)
+        function_id = ctx.next_function_id()
+        rec = ctx.recorded.get(function_id)
+        if rec is not None:
+            _check_same_operation(ctx, function_id, rec, name)
+            return _replay(rec)
+        self._check_interrupts(ctx)
+        if not self.same_database:
+            raise DBOSException(
+                "transactions need the system tables in the application database (no separate "
+                "system_database_url), so that their outcome commits with their writes"
+            )
+        started = now_ms()
+        try:
+            value, result = self._in_transaction(
+                func, args, kwargs, isolation, ctx, StepContext(function_id, name), started
+            )
+        except (_Interrupted, DBOSWorkflowFencedError):
+            raise
+        except Exception as exc:
+            # The user's writes rolled back; the error is the transaction's recorded outcome.
+            self._record(
+                ctx,
+                function_id,
+                name,
+                error=serialization.serialize_exception(exc),
+                started_at_ms=started,
+            )
+            raise
+        self._after_record(ctx, result)
+        return value
+
+    def _in_transaction(
+        self,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        isolation: psycopg.IsolationLevel,
+        ctx: WorkflowContext | None,
+        step: StepContext | None,
+        started: int | None = None,
+    ) -> Any:
+        delay = 0.01
+        for attempt in range(1, TRANSACTION_MAX_ATTEMPTS + 1):
+            try:
+                return self._transaction_once(func, args, kwargs, isolation, ctx, step, started)
+            except (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected) as exc:
+                if attempt == TRANSACTION_MAX_ATTEMPTS:
+                    raise
+                logger.debug("transaction retry %d after %s", attempt, type(exc).__name__)
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _transaction_once(
+        self,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        isolation: psycopg.IsolationLevel,
+        ctx: WorkflowContext | None,
+        step: StepContext | None,
+        started: int | None,
+    ) -> Any:
+        with self.app_pool.connection() as conn:
+            conn.isolation_level = isolation
+            try:
+                with conn.transaction():
+                    session_token = context.sql_session.set(conn)
+                    step_token = context.current_step.set(step)
+                    try:
+                        value = func(*args, **kwargs)
+                    finally:
+                        context.current_step.reset(step_token)
+                        context.sql_session.reset(session_token)
+                    if ctx is None or step is None:
+                        return value
+                    output = serialization.serialize(value, f"result of transaction {step.name}")
+                    try:
+                        result = self.sysdb.record_step(
+                            ctx.workflow_id,
+                            ctx.owner_epoch,
+                            step.function_id,
+                            step.name,
+                            output=output,
+                            started_at_ms=started,
+                            completed_at_ms=now_ms(),
+                            conn=conn,
+                        )
+                    except psycopg.errors.SerializationFailure:
+                        raise
+                    except psycopg.Error as exc:
+                        raise _Interrupted(exc) from exc
+                    if not result.recorded:
+                        raise DBOSWorkflowFencedError(ctx.workflow_id)  # rolls the writes back
+                    return value, result
+            finally:
+                conn.isolation_level = None
+
+    # ------------------------------------------------------------------------------------------
+    # Results, recovery, management
+    # ------------------------------------------------------------------------------------------
+
+    def wait_result(self, wid: str, future: Future[_Outcome] | None = None) -> Any:
+        """Wait for a workflow's outcome: from the local run when there is one, else from the
+        database. Re-raises the workflow's error."""
+        if future is None:
+            with self._lock:
+                future = self._running.get(wid)
+        if future is not None:
+            outcome = future.result()
+            if outcome.error is not None:
+                raise outcome.error
+            if not outcome.detached:
+                return outcome.value
+        return self.poll_result(wid)
+
+    def poll_result(self, wid: str) -> Any:
+        """Wait for a workflow to finish by reading its record (it runs elsewhere)."""
+        delay = 0.01
+        while True:
+            row = self.sysdb.get_status_result(wid)
+            if row is None:
+                raise DBOSNonExistentWorkflowError(wid)
+            status, output, error = row
+            if status == "SUCCESS":
+                return serialization.deserialize(output)
+            if status == "ERROR":
+                raise serialization.deserialize_exception(error or "{}")
+            if status == "CANCELLED":
+                raise DBOSAwaitedWorkflowCancelledError(wid)
+            if status == "MAX_RECOVERY_ATTEMPTS_EXCEEDED":
+                raise MaxRecoveryAttemptsExceededError(
+                    f"workflow {wid!r} exceeded its maximum recovery attempts"
+                )
+            with self._lock:
+                local = self._running.get(wid)
+            if local is not None:
+                return self.wait_result(wid, local)
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.5)
+
+    def get_result_in_workflow(self, wid: str) -> Any:
+        """``handle.get_result()`` inside a workflow is a durable operation: the outcome it saw is
+        recorded, so a replay sees the same one without waiting again."""
+        ctx = context.current_workflow.get()
+        if ctx is None or context.current_step.get() is not None:
+            return self.wait_result(wid)
+        function_id = ctx.next_function_id()
+        rec = ctx.recorded.get(function_id)
+        if rec is not None:
+            _check_same_operation(ctx, function_id, rec, GET_RESULT_STEP)
+            return _replay(rec)
+        self._check_interrupts(ctx)
+        started = now_ms()
+        try:
+            value = self.wait_result(wid)
+        except Exception as exc:
+            self._record(
+                ctx,
+                function_id,
+                GET_RESULT_STEP,
+                error=serialization.serialize_exception(exc),
+                child_workflow_id=wid,
+                started_at_ms=started,
+            )
+            raise
+        self._record(
+            ctx,
+            function_id,
+            GET_RESULT_STEP,
+            output=serialization.serialize(value, "workflow result"),
+            child_workflow_id=wid,
+            started_at_ms=started,
+        )
+        return value
+
+    def recover_pending(self) -> list[str]:
+        """Re-run the PENDING workflows of this executor and version; returns their IDs."""
+        ids = self.sysdb.pending_workflow_ids(self.executor_id, self.application_version)
+        started: list[str] = []
+        for wid in ids:
+            try:
+                if self.claim_and_run(wid, self._recovery_claim) is not None:
+                    started.append(wid)
+            except DBOSException as exc:
+                logger.error("cannot recover workflow %s: %s", wid, exc)
+        if ids:
+            logger.info("recovered %d of %d pending workflows", len(started), len(ids))
+        return started
+
+    def resume(self, wid: str) -> bool:
+        """Resume a cancelled, pending, enqueued or failed-recovery workflow from its last
+        completed step. False when it had finished (SUCCESS or ERROR) and was left as it is."""
+        future = self.claim_and_run(
+            wid,
+            lambda w: self.sysdb.claim_for_resume(w, self.executor_id),
+            replace_local=True,
+        )
+        if future is None and self.sysdb.get_status_result(wid) is None:
+            raise DBOSNonExistentWorkflowError(wid)
+        return future is not None
+
+    def cancel(self, wid: str) -> bool:
+        """Cancel a PENDING or ENQUEUED workflow; a run stops before its next step."""
+        changed = self.sysdb.cancel_workflow(wid)
+        if not changed and self.sysdb.get_status_result(wid) is None:
+            raise DBOSNonExistentWorkflowError(wid)
+        self.on_cancel_notification(wid)
+        return changed
+
+    def on_cancel_notification(self, wid: str) -> None:
+        """A cancellation was written (by anyone): flag the local run, if there is one."""
+        with self._lock:
+            ctx = self._contexts.get(wid)
+        if ctx is not None:
+            ctx.cancel_requested.set()
+
+    def shutdown(self, timeout_s: float) -> None:
+        """Stop running workflows at their next step (they stay PENDING and are recovered by the
+        next start), waiting up to ``timeout_s`` for them to finish on their own first."""
+        deadline = time.monotonic() + timeout_s
+        while timeout_s > 0 and time.monotonic() < deadline:
+            with self._lock:
+                if not self._threads:
+                    break
+            time.sleep(0.05)
+        self.stopping.set()
+        with self._lock:
+            threads = list(self._threads)
+        for thread in threads:
+            thread.join(timeout=max(0.0, min(5.0, deadline - time.monotonic())) or 0.5)
+
+
+TRANSACTION_MAX_ATTEMPTS = 50
+_T = TypeVar("_T")
+
+
+def _check_same_operation(
+    ctx: WorkflowContext, function_id: int, rec: RecordedStep, name: str
+) -> None:
+    if rec.function_name != name:
+        raise DBOSUnexpectedStepError(ctx.workflow_id, function_id, rec.function_name, name)
+
+
+def _replay(rec: RecordedStep) -> Any:
+    if rec.error is not None:
+        raise serialization.deserialize_exception(rec.error)
+    return serialization.deserialize(rec.output)
+
+
+def _param_names(info: WorkflowInfo) -> list[str]:
+    import inspect
+
+    try:
+        names = list(inspect.signature(info.func).parameters)
+    except (TypeError, ValueError):
+        return []
+    return names[1:] if info.is_classmethod else names
+
+
+def _split_class_arg(
+    info: WorkflowInfo, args: tuple[Any, ...]
+) -> tuple[str | None, tuple[Any, ...]]:
+    """A classmethod's first argument is its class: record its name instead of the object."""
+    if info.is_classmethod and args and isinstance(args[0], type):
+        cls = args[0]
+        return f"{cls.__module__}:{cls.__qualname__}", args[1:]
+    return info.class_name, args
+
+
+def _join_class_arg(
+    info: WorkflowInfo, class_name: str | None, args: tuple[Any, ...]
+) -> tuple[Any, ...]:
+    if not info.is_classmethod:
+        return args
+    module, _, qualname = (class_name or "").partition(":")
+    cls = resolve_class(module, qualname)
+    if cls is None:
+        raise DBOSWorkflowFunctionNotFoundError(
+            f"class {class_name!r} of workflow {info.name!r} is not loaded in this process"
+        )
+    return (cls, *args)

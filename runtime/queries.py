@@ -1,0 +1,187 @@
+"""Every DML statement the runtime sends, as a named constant. Only ``system_db`` executes them.
+
+Values are always parameters. The schema name is fixed (``dbos``) because the table names are part
+of the contract; nothing here is built by string formatting.
+
+Times are epoch milliseconds computed by the server (``NOW_MS``) unless the caller measured them
+(a step's start time), so every executor agrees on one clock.
+"""
+
+from __future__ import annotations
+
+NOW_MS = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+
+# -- starting a workflow ---------------------------------------------------------------------------
+
+# One round trip: insert the workflow, or (when the ID exists) return what is there so the caller
+# can decide between attaching to it, returning its result, or raising a conflict.
+INSERT_WORKFLOW = f"""
+WITH ins AS (
+    INSERT INTO dbos.workflow_status (
+        workflow_uuid, status, name, class_name, inputs, executor_id, application_version,
+        queue_name, priority, deduplication_id, max_recovery_attempts, workflow_timeout_ms,
+        workflow_deadline_epoch_ms, parent_workflow_id, forked_from, created_at, updated_at,
+        started_at_epoch_ms
+    ) VALUES (
+        %(workflow_uuid)s, %(status)s, %(name)s, %(class_name)s, %(inputs)s, %(executor_id)s,
+        %(application_version)s, %(queue_name)s, %(priority)s, %(deduplication_id)s,
+        %(max_recovery_attempts)s, %(workflow_timeout_ms)s,
+        CASE WHEN %(status)s = 'PENDING' AND %(workflow_timeout_ms)s::bigint IS NOT NULL
+             THEN least(%(deadline)s::bigint, {NOW_MS} + %(workflow_timeout_ms)s::bigint)
+             ELSE %(deadline)s::bigint END,
+        %(parent_workflow_id)s, %(forked_from)s, {NOW_MS}, {NOW_MS},
+        CASE WHEN %(status)s = 'PENDING' THEN {NOW_MS} END
+    )
+    ON CONFLICT (workflow_uuid) DO NOTHING
+    RETURNING status, name, owner_epoch, workflow_deadline_epoch_ms
+)
+SELECT true, status, name, owner_epoch, workflow_deadline_epoch_ms, NULL::text, NULL::text,
+       NULL::text
+FROM ins
+UNION ALL
+SELECT false, status, name, owner_epoch, workflow_deadline_epoch_ms, output, error, executor_id
+FROM dbos.workflow_status
+WHERE workflow_uuid = %(workflow_uuid)s AND NOT EXISTS (SELECT 1 FROM ins)
+"""
+
+SELECT_WORKFLOW_BRIEF = """
+SELECT false, status, name, owner_epoch, workflow_deadline_epoch_ms, output, error, executor_id
+FROM dbos.workflow_status WHERE workflow_uuid = %(workflow_uuid)s
+"""
+
+# -- checkpoints -----------------------------------------------------------------------------------
+
+# One round trip per step: record the outcome only if this runner still owns the workflow (owner
+# epoch) and the workflow has not finished. FOR SHARE orders us against a concurrent takeover: the
+# takeover's UPDATE waits for this statement, or this statement sees the new epoch and records
+# nothing. The returned status tells the runner about a cancellation at the same time.
+RECORD_STEP = """
+WITH wf AS (
+    SELECT status, owner_epoch FROM dbos.workflow_status
+    WHERE workflow_uuid = %(workflow_uuid)s
+    FOR SHARE
+), ins AS (
+    INSERT INTO dbos.operation_outputs (
+        workflow_uuid, function_id, function_name, output, error, child_workflow_id,
+        started_at_epoch_ms, completed_at_epoch_ms
+    )
+    SELECT %(workflow_uuid)s, %(function_id)s, %(function_name)s, %(output)s, %(error)s,
+           %(child_workflow_id)s, %(started_at)s, %(completed_at)s
+    FROM wf
+    WHERE wf.owner_epoch = %(owner_epoch)s AND wf.status IN ('PENDING', 'CANCELLED')
+    ON CONFLICT (workflow_uuid, function_id) DO NOTHING
+    RETURNING 1
+)
+SELECT wf.status, wf.owner_epoch, EXISTS (SELECT 1 FROM ins) FROM wf
+"""
+
+SELECT_STEP = """
+SELECT function_name, output, error, child_workflow_id
+FROM dbos.operation_outputs
+WHERE workflow_uuid = %(workflow_uuid)s AND function_id = %(function_id)s
+"""
+
+COMPLETE_WORKFLOW = f"""
+UPDATE dbos.workflow_status
+SET status = %(status)s, output = %(output)s, error = %(error)s, updated_at = {NOW_MS},
+    completed_at_epoch_ms = {NOW_MS}, deduplication_id = NULL
+WHERE workflow_uuid = %(workflow_uuid)s AND owner_epoch = %(owner_epoch)s
+  AND status = 'PENDING'
+RETURNING 1
+"""
+
+# -- resuming: load what a previous run recorded, in one query -------------------------------------
+
+SELECT_RECORDED_STEPS = """
+SELECT function_id, function_name, output, error, child_workflow_id
+FROM dbos.operation_outputs
+WHERE workflow_uuid = %(workflow_uuid)s
+ORDER BY function_id
+"""
+
+# Claim a PENDING workflow for a new run (recovery): bump the epoch (fencing out any previous
+# runner) and count the attempt; past the workflow's limit it goes to
+# MAX_RECOVERY_ATTEMPTS_EXCEEDED instead.
+CLAIM_FOR_RECOVERY = f"""
+UPDATE dbos.workflow_status
+SET owner_epoch = owner_epoch + 1,
+    recovery_attempts = recovery_attempts + 1,
+    executor_id = %(executor_id)s,
+    updated_at = {NOW_MS},
+    status = CASE WHEN recovery_attempts + 1 > coalesce(max_recovery_attempts, %(default_max)s)
+                  THEN 'MAX_RECOVERY_ATTEMPTS_EXCEEDED' ELSE 'PENDING' END
+WHERE workflow_uuid = %(workflow_uuid)s AND status = 'PENDING'
+RETURNING status, owner_epoch, name, class_name, inputs, workflow_deadline_epoch_ms,
+          recovery_attempts, application_version
+"""
+
+# Resume: CANCELLED, PENDING, ENQUEUED or MAX_RECOVERY_ATTEMPTS_EXCEEDED become PENDING on this
+# executor with a fresh epoch and a fresh attempt count; finished workflows are left alone.
+CLAIM_FOR_RESUME = f"""
+UPDATE dbos.workflow_status
+SET owner_epoch = owner_epoch + 1,
+    recovery_attempts = 0,
+    status = 'PENDING',
+    executor_id = %(executor_id)s,
+    updated_at = {NOW_MS},
+    started_at_epoch_ms = coalesce(started_at_epoch_ms, {NOW_MS}),
+    workflow_deadline_epoch_ms = CASE WHEN workflow_timeout_ms IS NOT NULL
+        THEN {NOW_MS} + workflow_timeout_ms END
+WHERE workflow_uuid = %(workflow_uuid)s
+  AND status IN ('CANCELLED', 'PENDING', 'ENQUEUED', 'MAX_RECOVERY_ATTEMPTS_EXCEEDED')
+RETURNING status, owner_epoch, name, class_name, inputs, workflow_deadline_epoch_ms,
+          recovery_attempts, application_version
+"""
+
+SELECT_PENDING_FOR_EXECUTOR = """
+SELECT workflow_uuid FROM dbos.workflow_status
+WHERE status = 'PENDING' AND executor_id = %(executor_id)s
+  AND application_version = %(application_version)s
+ORDER BY created_at
+"""
+
+# -- cancellation and timeouts ---------------------------------------------------------------------
+
+CANCEL_WORKFLOW = f"""
+UPDATE dbos.workflow_status
+SET status = 'CANCELLED', updated_at = {NOW_MS}, deduplication_id = NULL
+WHERE workflow_uuid = %(workflow_uuid)s AND status IN ('PENDING', 'ENQUEUED')
+RETURNING 1
+"""
+
+# Workflows past their deadline are cancelled by whichever executor notices first, so a timeout
+# holds even when the process running the workflow is stuck or gone.
+CANCEL_EXPIRED = f"""
+UPDATE dbos.workflow_status
+SET status = 'CANCELLED', updated_at = {NOW_MS}, deduplication_id = NULL
+WHERE status IN ('PENDING', 'ENQUEUED')
+  AND workflow_deadline_epoch_ms IS NOT NULL AND workflow_deadline_epoch_ms < {NOW_MS}
+RETURNING workflow_uuid
+"""
+
+# -- reading ---------------------------------------------------------------------------------------
+
+WORKFLOW_COLUMNS = """
+workflow_uuid, status, name, class_name, inputs, output, error, executor_id, application_version,
+queue_name, recovery_attempts, created_at, updated_at, parent_workflow_id, forked_from, priority,
+deduplication_id, workflow_timeout_ms, workflow_deadline_epoch_ms, started_at_epoch_ms,
+completed_at_epoch_ms
+"""
+
+SELECT_WORKFLOW = (
+    "SELECT "
+    + WORKFLOW_COLUMNS
+    + " FROM dbos.workflow_status WHERE workflow_uuid = %(workflow_uuid)s"
+)
+
+SELECT_STEPS = """
+SELECT function_id, function_name, output, error, child_workflow_id, started_at_epoch_ms,
+       completed_at_epoch_ms
+FROM dbos.operation_outputs
+WHERE workflow_uuid = %(workflow_uuid)s
+ORDER BY function_id
+"""
+
+SELECT_STATUS_RESULT = """
+SELECT status, output, error FROM dbos.workflow_status WHERE workflow_uuid = %(workflow_uuid)s
+"""

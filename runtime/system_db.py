@@ -1,0 +1,344 @@
+"""Typed functions over the system tables; the only code that runs the statements of ``queries``.
+
+Each public method is one round trip unless its docstring says otherwise; the engine's cost model
+(one statement to start a workflow, one per step, one to finish) is built from these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from runtime import db, queries, serialization
+from runtime.errors import DBOSDatabaseError
+from runtime.status import StepInfo, WorkflowStatus
+
+Row = tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class NewWorkflow:
+    """What is recorded when a workflow starts (before it runs)."""
+
+    workflow_id: str
+    status: str  # PENDING (runs now) or ENQUEUED
+    name: str
+    class_name: str | None
+    inputs: str
+    executor_id: str | None
+    application_version: str | None
+    queue_name: str | None = None
+    priority: int = 0
+    deduplication_id: str | None = None
+    max_recovery_attempts: int | None = None
+    timeout_ms: int | None = None
+    deadline_ms: int | None = None
+    parent_workflow_id: str | None = None
+    forked_from: str | None = None
+
+
+@dataclass(frozen=True)
+class InsertResult:
+    """Outcome of ``insert_workflow``: either we created it, or what already holds the ID."""
+
+    created: bool
+    status: str
+    name: str
+    owner_epoch: int
+    deadline_ms: int | None
+    output: str | None
+    error: str | None
+    executor_id: str | None
+
+
+@dataclass(frozen=True)
+class RecordResult:
+    """Outcome of a checkpoint write: the workflow's status and epoch as the write saw them, and
+    whether the outcome was recorded."""
+
+    status: str | None
+    owner_epoch: int | None
+    recorded: bool
+
+
+@dataclass(frozen=True)
+class RecordedStep:
+    """A previous run's outcome of one operation, used on replay."""
+
+    function_name: str
+    output: str | None
+    error: str | None
+    child_workflow_id: str | None
+
+
+@dataclass(frozen=True)
+class ClaimedWorkflow:
+    """A workflow this runner now owns, with what it needs to re-run it."""
+
+    workflow_id: str
+    status: str
+    owner_epoch: int
+    name: str
+    class_name: str | None
+    inputs: str
+    deadline_ms: int | None
+    recovery_attempts: int
+    application_version: str | None
+
+
+class SystemDatabase:
+    """The system tables of one database, through a pool of autocommit connections."""
+
+    def __init__(self, url: str, *, pool_size: int = 16) -> None:
+        self.url = url
+        self.pool = db.make_pool(url, max_size=pool_size, name="dbos-system")
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self.pool.close()
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled autocommit connection, with driver errors translated."""
+        with db.translated(self.url), self.pool.connection() as conn:
+            yield conn
+
+    def _one(self, query: str, params: dict[str, Any]) -> Row | None:
+        with self.connection() as conn:
+            return conn.execute(query, params).fetchone()
+
+    def _all(self, query: str, params: dict[str, Any]) -> list[Row]:
+        with self.connection() as conn:
+            return conn.execute(query, params).fetchall()
+
+    # -- starting ---------------------------------------------------------------------------------
+
+    def insert_workflow(self, wf: NewWorkflow) -> InsertResult:
+        """Record a new workflow, or report the one already holding its ID (one round trip; a
+        second only in the rare race where the other insert committed during ours)."""
+        params = {
+            "workflow_uuid": wf.workflow_id,
+            "status": wf.status,
+            "name": wf.name,
+            "class_name": wf.class_name,
+            "inputs": wf.inputs,
+            "executor_id": wf.executor_id,
+            "application_version": wf.application_version,
+            "queue_name": wf.queue_name,
+            "priority": wf.priority,
+            "deduplication_id": wf.deduplication_id,
+            "max_recovery_attempts": wf.max_recovery_attempts,
+            "workflow_timeout_ms": wf.timeout_ms,
+            "deadline": wf.deadline_ms,
+            "parent_workflow_id": wf.parent_workflow_id,
+            "forked_from": wf.forked_from,
+        }
+        row = self._one(queries.INSERT_WORKFLOW, params)
+        if row is None:
+            row = self._one(queries.SELECT_WORKFLOW_BRIEF, {"workflow_uuid": wf.workflow_id})
+        if row is None:  # pragma: no cover - deleted between the two statements
+            raise DBOSDatabaseError(f"workflow {wf.workflow_id!r} vanished while starting")
+        return InsertResult(
+            created=bool(row[0]),
+            status=row[1],
+            name=row[2],
+            owner_epoch=int(row[3]),
+            deadline_ms=row[4],
+            output=row[5],
+            error=row[6],
+            executor_id=row[7],
+        )
+
+    # -- checkpoints ------------------------------------------------------------------------------
+
+    def record_step(
+        self,
+        workflow_id: str,
+        owner_epoch: int,
+        function_id: int,
+        function_name: str,
+        *,
+        output: str | None = None,
+        error: str | None = None,
+        child_workflow_id: str | None = None,
+        started_at_ms: int | None = None,
+        completed_at_ms: int | None = None,
+        conn: psycopg.Connection[Any] | None = None,
+    ) -> RecordResult:
+        """Record one operation's outcome if this runner still owns the workflow (one round trip).
+        With ``conn``, the write joins that connection's open transaction."""
+        params = {
+            "workflow_uuid": workflow_id,
+            "owner_epoch": owner_epoch,
+            "function_id": function_id,
+            "function_name": function_name,
+            "output": output,
+            "error": error,
+            "child_workflow_id": child_workflow_id,
+            "started_at": started_at_ms,
+            "completed_at": completed_at_ms,
+        }
+        if conn is not None:
+            row = conn.execute(queries.RECORD_STEP, params).fetchone()
+        else:
+            row = self._one(queries.RECORD_STEP, params)
+        if row is None:
+            return RecordResult(None, None, False)
+        return RecordResult(row[0], int(row[1]), bool(row[2]))
+
+    def get_step(self, workflow_id: str, function_id: int) -> RecordedStep | None:
+        """One recorded operation (used when a checkpoint write found the step already recorded)."""
+        row = self._one(
+            queries.SELECT_STEP, {"workflow_uuid": workflow_id, "function_id": function_id}
+        )
+        return RecordedStep(row[0], row[1], row[2], row[3]) if row else None
+
+    def complete_workflow(
+        self,
+        workflow_id: str,
+        owner_epoch: int,
+        status: str,
+        *,
+        output: str | None = None,
+        error: str | None = None,
+    ) -> bool:
+        """Record the final outcome; False when this runner no longer owns a PENDING workflow."""
+        row = self._one(
+            queries.COMPLETE_WORKFLOW,
+            {
+                "workflow_uuid": workflow_id,
+                "owner_epoch": owner_epoch,
+                "status": status,
+                "output": output,
+                "error": error,
+            },
+        )
+        return row is not None
+
+    # -- resuming ---------------------------------------------------------------------------------
+
+    def load_recorded_steps(self, workflow_id: str) -> dict[int, RecordedStep]:
+        """Everything a previous run recorded, in one query."""
+        rows = self._all(queries.SELECT_RECORDED_STEPS, {"workflow_uuid": workflow_id})
+        return {int(r[0]): RecordedStep(r[1], r[2], r[3], r[4]) for r in rows}
+
+    def _claimed(self, workflow_id: str, row: Row | None) -> ClaimedWorkflow | None:
+        if row is None:
+            return None
+        return ClaimedWorkflow(
+            workflow_id=workflow_id,
+            status=row[0],
+            owner_epoch=int(row[1]),
+            name=row[2],
+            class_name=row[3],
+            inputs=row[4],
+            deadline_ms=row[5],
+            recovery_attempts=int(row[6]),
+            application_version=row[7],
+        )
+
+    def claim_for_recovery(
+        self, workflow_id: str, executor_id: str, default_max_attempts: int
+    ) -> ClaimedWorkflow | None:
+        """Take a PENDING workflow for a recovery run (fencing out its previous runner)."""
+        row = self._one(
+            queries.CLAIM_FOR_RECOVERY,
+            {
+                "workflow_uuid": workflow_id,
+                "executor_id": executor_id,
+                "default_max": default_max_attempts,
+            },
+        )
+        return self._claimed(workflow_id, row)
+
+    def claim_for_resume(self, workflow_id: str, executor_id: str) -> ClaimedWorkflow | None:
+        """Take a resumable workflow (cancelled, pending, enqueued, or past its recovery limit)."""
+        row = self._one(
+            queries.CLAIM_FOR_RESUME, {"workflow_uuid": workflow_id, "executor_id": executor_id}
+        )
+        return self._claimed(workflow_id, row)
+
+    def pending_workflow_ids(self, executor_id: str, application_version: str) -> list[str]:
+        """PENDING workflows recorded for this executor and version, oldest first."""
+        rows = self._all(
+            queries.SELECT_PENDING_FOR_EXECUTOR,
+            {"executor_id": executor_id, "application_version": application_version},
+        )
+        return [r[0] for r in rows]
+
+    # -- cancellation -----------------------------------------------------------------------------
+
+    def cancel_workflow(self, workflow_id: str) -> bool:
+        """Mark a PENDING or ENQUEUED workflow CANCELLED; False when it was in another status."""
+        return self._one(queries.CANCEL_WORKFLOW, {"workflow_uuid": workflow_id}) is not None
+
+    def cancel_expired(self) -> list[str]:
+        """Cancel every workflow past its deadline; returns their IDs."""
+        return [r[0] for r in self._all(queries.CANCEL_EXPIRED, {})]
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def get_workflow_row(self, workflow_id: str) -> Row | None:
+        """The raw status row (columns as ``queries.WORKFLOW_COLUMNS``)."""
+        return self._one(queries.SELECT_WORKFLOW, {"workflow_uuid": workflow_id})
+
+    def get_status_result(self, workflow_id: str) -> tuple[str, str | None, str | None] | None:
+        """(status, output, error) of a workflow, or None when it does not exist."""
+        row = self._one(queries.SELECT_STATUS_RESULT, {"workflow_uuid": workflow_id})
+        return (row[0], row[1], row[2]) if row else None
+
+    def get_step_rows(self, workflow_id: str) -> list[Row]:
+        """Raw recorded steps in order (columns as ``queries.SELECT_STEPS``)."""
+        return self._all(queries.SELECT_STEPS, {"workflow_uuid": workflow_id})
+
+
+def status_from_row(
+    row: Row, *, load_input: bool = True, load_output: bool = True
+) -> WorkflowStatus:
+    """Decode a ``WORKFLOW_COLUMNS`` row into a ``WorkflowStatus``."""
+    inputs = None
+    if load_input and row[4] is not None:
+        args, kwargs = serialization.deserialize_args(row[4])
+        inputs = {"args": list(args), "kwargs": kwargs}
+    return WorkflowStatus(
+        workflow_id=row[0],
+        status=row[1],
+        name=row[2],
+        class_name=row[3],
+        input=inputs,
+        output=serialization.deserialize(row[5]) if load_output and row[5] is not None else None,
+        error=serialization.deserialize_exception(row[6])
+        if load_output and row[6] is not None
+        else None,
+        executor_id=row[7],
+        app_version=row[8],
+        queue_name=row[9],
+        recovery_attempts=int(row[10]),
+        created_at=row[11],
+        updated_at=row[12],
+        parent_workflow_id=row[13],
+        forked_from=row[14],
+        priority=int(row[15]),
+        deduplication_id=row[16],
+        workflow_timeout_ms=row[17],
+        workflow_deadline_epoch_ms=row[18],
+        started_at=row[19],
+        completed_at=row[20],
+    )
+
+
+def step_from_row(row: Row) -> StepInfo:
+    """Decode a ``SELECT_STEPS`` row into a ``StepInfo``."""
+    return StepInfo(
+        function_id=int(row[0]),
+        function_name=row[1],
+        output=serialization.deserialize(row[2]) if row[2] is not None else None,
+        error=serialization.deserialize_exception(row[3]) if row[3] is not None else None,
+        child_workflow_id=row[4],
+        started_at=row[5],
+        completed_at=row[6],
+    )
