@@ -67,7 +67,8 @@ class NotificationListener:
                     for hook in self.on_reconnect:
                         hook()
                     while not self._stop.is_set():
-                        for note in conn.notifies(timeout=1.0):
+                        # A short wait slice lets stop() return promptly (a socket wait, no query).
+                        for note in conn.notifies(timeout=0.2):
                             self._dispatch(note.channel, note.payload)
             except Exception as exc:
                 self._conn = None

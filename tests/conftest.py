@@ -12,8 +12,9 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -94,3 +95,26 @@ def db_url(pg_server_url: str, template_url: str) -> Iterator[str]:
 def empty_db_url(pg_server_url: str) -> Iterator[str]:
     """A fresh database without the system schema."""
     yield from _fresh_database(pg_server_url, None)
+
+
+@pytest.fixture
+def launch_dbos(db_url: str) -> Iterator[Callable[..., None]]:
+    """Launch the runtime on the test's database (call it after defining the test's workflows, as
+    an app defines them at import time); destroyed after the test."""
+    from runtime import DBOS
+
+    DBOS.destroy()
+
+    def launch(**overrides: Any) -> None:
+        config: dict[str, Any] = {
+            "name": "test-app",
+            "database_url": db_url,
+            "executor_id": "local",
+            "application_version": "test-version",
+        }
+        config.update(overrides)
+        DBOS(config=config)  # type: ignore[arg-type]
+        DBOS.launch()
+
+    yield launch
+    DBOS.destroy()
