@@ -17,8 +17,8 @@ test: install
 	$(BIN)/pytest -q
 
 lint: install
-	$(BIN)/ruff check runtime dbos_cli tests
-	$(BIN)/ruff format --check runtime dbos_cli tests
+	$(BIN)/ruff check runtime dbos_cli tests examples
+	$(BIN)/ruff format --check runtime dbos_cli tests examples
 
 format: install
 	$(BIN)/ruff format runtime dbos_cli tests
@@ -31,3 +31,8 @@ check: lint typecheck test
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+
+# The README's first command: the checkout app on the embedded Postgres, killed mid-run and
+# restarted, finishing every checkout exactly once.
+demo: install
+	$(PY) examples/run_demo.py

@@ -13,6 +13,7 @@ import typer
 from dbos_cli import render
 from dbos_cli.commands import migrate as migrate_cmd
 from dbos_cli.commands import postgres as postgres_cmd
+from dbos_cli.commands import start as start_cmd
 from runtime.errors import DBOSException
 
 app = typer.Typer(
@@ -59,6 +60,7 @@ def root(
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING)
 
 
+start_cmd.register(app)
 migrate_cmd.register(app)
 postgres_cmd.register(app)
 

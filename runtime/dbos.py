@@ -63,6 +63,7 @@ class _Runtime:
             settings.database_url or EmbeddedPostgres.for_project(settings.project_dir).start()
         )
         sys_url = settings.system_database_url or app_url
+        self.app_url = app_url
         migrate(sys_url)
         pool_size = max(4, min(settings.max_executor_threads, 32))
         self.sysdb = SystemDatabase(sys_url, pool_size=pool_size)
@@ -183,6 +184,11 @@ class DBOS:
     def application_version(cls) -> str:
         """The version recorded on every workflow this process starts."""
         return cls._rt().app_version
+
+    @classproperty
+    def database_url(cls) -> str:
+        """The application database in use (the embedded server's when none is configured)."""
+        return cls._rt().app_url
 
     @classproperty
     def executor_id(cls) -> str:
