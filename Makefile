@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: install test lint format typecheck check demo clean
+.PHONY: install test lint format typecheck check demo bench bench-quick clean
 
 $(BIN)/dbos: pyproject.toml
 	python3 -m venv $(VENV)
@@ -17,8 +17,8 @@ test: install
 	$(BIN)/pytest -q
 
 lint: install
-	$(BIN)/ruff check runtime dbos_cli tests examples
-	$(BIN)/ruff format --check runtime dbos_cli tests examples
+	$(BIN)/ruff check runtime dbos_cli tests examples bench
+	$(BIN)/ruff format --check runtime dbos_cli tests examples bench
 
 format: install
 	$(BIN)/ruff format runtime dbos_cli tests
@@ -36,3 +36,10 @@ clean:
 # restarted, finishing every checkout exactly once.
 demo: install
 	$(PY) examples/run_demo.py
+
+# Checkpoint cost next to the Postgres floor, on a fresh embedded server (fsync on).
+bench: install
+	$(PY) bench/run.py
+
+bench-quick: install
+	$(PY) bench/run.py --quick

@@ -41,10 +41,6 @@ class WorkflowContext:
         self.last_function_id += 1
         return self.last_function_id
 
-    @property
-    def replaying(self) -> bool:
-        """True while operations recorded by a previous run remain ahead."""
-        return bool(self.recorded) and self.last_function_id < max(self.recorded)
 
 
 @dataclass

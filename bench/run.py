@@ -1,0 +1,131 @@
+"""`make bench`: checkpoint cost measured on a fresh embedded Postgres with default durability
+(fsync on), next to the floor: what one INSERT + COMMIT costs on the same server.
+
+Reports medians (with min and max over repetitions). Results print as a Markdown table and are
+written to bench/results/latest.md. `--quick` runs fewer iterations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+
+from runtime import DBOS
+from runtime.embedded import EmbeddedPostgres
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+@DBOS.step()
+def trivial_step(i: int) -> int:
+    return i
+
+
+@DBOS.workflow()
+def wf_steps(n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += trivial_step(i)
+    return total
+
+
+def timed(fn: Callable[[], object], repeat: int) -> list[float]:
+    samples = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t0)
+    return samples
+
+
+def summary(values: list[float], scale: float = 1000.0) -> str:
+    v = sorted(x * scale for x in values)
+    return f"{statistics.median(v):.3f} (min {v[0]:.3f}, max {v[-1]:.3f})"
+
+
+def floor_insert(url: str, n: int) -> list[float]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS floor (id bigserial primary key, v text)")
+        return timed(lambda: conn.execute("INSERT INTO floor (v) VALUES (%s)", ("x",)), n)
+
+
+def throughput(total: int, concurrency: int, steps: int) -> float:
+    """Workflows per second with `concurrency` threads each starting workflows in a loop."""
+    counter = iter(range(total))
+    lock = threading.Lock()
+
+    def worker() -> None:
+        while True:
+            with lock:
+                nxt = next(counter, None)
+            if nxt is None:
+                return
+            wf_steps(steps)
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return total / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer iterations (about a minute)")
+    args = parser.parse_args()
+    n = 100 if args.quick else 500
+    reps = 3 if args.quick else 5
+    total = 500 if args.quick else 2000
+
+    base = Path(tempfile.mkdtemp(prefix="dbos-bench-"))
+    server = EmbeddedPostgres(base, settings={"max_connections": "300"})
+    url = server.start()
+    try:
+        DBOS(config={"name": "bench", "database_url": url, "application_version": "bench"})
+        DBOS.launch()
+        for _ in range(50):
+            wf_steps(1)  # warm up connections and prepared statements
+        rows = []
+        floor = [statistics.median(floor_insert(url, n)) for _ in range(reps)]
+        rows.append(("Postgres floor: INSERT + COMMIT, 1 client (ms)", summary(floor)))
+        for steps in (0, 1, 10):
+            per_wf = [statistics.median(timed(lambda s=steps: wf_steps(s), n)) for _ in range(reps)]
+            rows.append((f"workflow with {steps} steps, sequential (ms/workflow)", summary(per_wf)))
+            if steps:
+                zero = statistics.median(
+                    [statistics.median(timed(lambda: wf_steps(0), n)) for _ in range(reps)]
+                )
+                per_step = [(w - zero) / steps for w in per_wf]
+                rows.append((f"  per step, {steps}-step workflow (ms/step)", summary(per_step)))
+        tput = [throughput(total, 32, 3) for _ in range(max(1, reps // 2))]
+        rows.append(
+            (
+                f"throughput: {total} workflows of 3 steps, 32 threads (workflows/s)",
+                summary(tput, scale=1.0),
+            )
+        )
+    finally:
+        DBOS.destroy()
+        server.stop()
+
+    table = ["| measure | median (min, max) |", "|---|---|"]
+    table += [f"| {name} | {value} |" for name, value in rows]
+    text = "\n".join(table)
+    print(text)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "latest.md").write_text(text + "\n")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
