@@ -42,7 +42,6 @@ class WorkflowContext:
         return self.last_function_id
 
 
-
 @dataclass
 class StepContext:
     """The step (or transaction) being executed right now."""
