@@ -97,6 +97,16 @@ CREATE TABLE IF NOT EXISTS dbos.notifications (
 CREATE INDEX IF NOT EXISTS notifications_destination_topic_idx
     ON dbos.notifications (destination_uuid, topic, seq);
 
+-- Sends from outside a workflow with an idempotency key: the key is kept after the message is
+-- consumed, so a retried send never delivers twice.
+CREATE TABLE IF NOT EXISTS dbos.idempotent_sends (
+    destination_uuid    text NOT NULL
+        REFERENCES dbos.workflow_status (workflow_uuid) ON UPDATE CASCADE ON DELETE CASCADE,
+    idempotency_key     text NOT NULL,
+    created_at_epoch_ms bigint NOT NULL DEFAULT (extract(epoch FROM now()) * 1000)::bigint,
+    PRIMARY KEY (destination_uuid, idempotency_key)
+);
+
 CREATE TABLE IF NOT EXISTS dbos.workflow_events (
     workflow_uuid text NOT NULL
         REFERENCES dbos.workflow_status (workflow_uuid) ON UPDATE CASCADE ON DELETE CASCADE,

@@ -5,6 +5,7 @@ outcomes are checkpointed in Postgres, so an interrupted workflow resumes from i
 completed step.
 """
 
+from runtime.client import DBOSClient
 from runtime.config import DBOSConfig
 from runtime.context import SetWorkflowID, SetWorkflowTimeout
 from runtime.dbos import DBOS
@@ -30,6 +31,7 @@ from runtime.status import StepInfo, WorkflowStatus, WorkflowStatusString
 __all__ = [
     "DBOS",
     "DBOSAwaitedWorkflowCancelledError",
+    "DBOSClient",
     "DBOSConfig",
     "DBOSConfigError",
     "DBOSConflictingWorkflowError",

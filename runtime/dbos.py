@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Generic, ParamSpec, TypeVar, cast
 import psycopg
 
 from runtime import config as config_mod
-from runtime import context, registry
+from runtime import context, messaging, registry
 from runtime.config import DBOSConfig, Settings
 from runtime.db import make_pool
 from runtime.embedded import EmbeddedPostgres
@@ -77,9 +77,13 @@ class _Runtime:
             application_version=self.app_version,
             same_database=same,
         )
+        self.notifications = messaging.Notifications()
         self.listener = NotificationListener(
-            sys_url, {CANCEL_CHANNEL: self.engine.on_cancel_notification}
+            sys_url,
+            {CANCEL_CHANNEL: self.engine.on_cancel_notification, **self.notifications.callbacks()},
         )
+        self.listener.on_reconnect.append(self.notifications.wake_all)
+        self.notifications.is_listening = lambda: self.listener.listening
         self.maintenance = Maintenance(self.sysdb)
 
     def start(self) -> None:
@@ -303,6 +307,43 @@ class DBOS:
             raise DBOSException("DBOS.sql_session is only available inside a @DBOS.transaction")
         return cast(psycopg.Connection[Any], conn)
 
+    @classmethod
+    def sleep(cls, seconds: float) -> None:
+        """Durable sleep: the wake-up time is recorded, so after a restart the workflow sleeps only
+        what remains. Outside a workflow, a plain sleep."""
+        messaging.sleep(cls._engine(), seconds)
+
+    @classmethod
+    def send(
+        cls,
+        destination_id: str,
+        message: Any,
+        topic: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> None:
+        """Send a message to a workflow's queue for ``topic``. Exactly once from a workflow; from
+        outside, an ``idempotency_key`` makes a retried send deliver once."""
+        messaging.send(cls._engine(), destination_id, message, topic, idempotency_key)
+
+    @classmethod
+    def recv(cls, topic: str | None = None, timeout_seconds: float = 60) -> Any:
+        """Only in a workflow: consume the next message on ``topic``, waiting (durably) up to the
+        timeout; None when it passes."""
+        rt = cls._rt()
+        return messaging.recv(rt.engine, rt.notifications, topic, timeout_seconds)
+
+    @classmethod
+    def set_event(cls, key: str, value: Any) -> None:
+        """Only in a workflow: publish or overwrite a key/value on this workflow."""
+        messaging.set_event(cls._engine(), key, value)
+
+    @classmethod
+    def get_event(cls, workflow_id: str, key: str, timeout_seconds: float = 60) -> Any:
+        """Wait up to the timeout for a workflow's event; None when it is not set in time. In a
+        workflow, the value seen is recorded for replay."""
+        rt = cls._rt()
+        return messaging.get_event(rt.engine, rt.notifications, workflow_id, key, timeout_seconds)
+
     # -- starting and finding workflows -----------------------------------------------------------
 
     @classmethod
@@ -313,7 +354,7 @@ class DBOS:
         if this process dies (recovery resumes it)."""
         info, call_args = _workflow_of(func, args)
         wid = cls._engine().start_workflow(info, call_args, dict(kwargs))
-        return WorkflowHandle(cls, wid)
+        return WorkflowHandle(_BACKEND, wid)
 
     @classmethod
     def retrieve_workflow(
@@ -322,7 +363,7 @@ class DBOS:
         """A handle to any workflow by ID."""
         if existing_workflow and cls._rt().sysdb.get_status_result(workflow_id) is None:
             raise DBOSNonExistentWorkflowError(workflow_id)
-        return WorkflowHandle(cls, workflow_id)
+        return WorkflowHandle(_BACKEND, workflow_id)
 
     @classmethod
     def get_workflow_status(cls, workflow_id: str) -> WorkflowStatus | None:
@@ -353,7 +394,7 @@ class DBOS:
                 "(fork it to run it again from a step)",
                 workflow_id,
             )
-        return WorkflowHandle(cls, workflow_id)
+        return WorkflowHandle(_BACKEND, workflow_id)
 
 
 def _unwrap_method(func: Any) -> tuple[Callable[..., Any], Any]:
@@ -404,3 +445,16 @@ def _workflow_of(
             f"{getattr(func, '__qualname__', func)!r} is not a @DBOS.workflow function"
         )
     return info, args
+
+
+class _DBOSHandles:
+    """Handles of the launched runtime: results from the local run or the database."""
+
+    def handle_result(self, workflow_id: str) -> Any:
+        return DBOS._engine().get_result_in_workflow(workflow_id)
+
+    def handle_status(self, workflow_id: str) -> WorkflowStatus | None:
+        return DBOS.get_workflow_status(workflow_id)
+
+
+_BACKEND = _DBOSHandles()

@@ -41,8 +41,8 @@ from runtime.errors import (
     DBOSWorkflowCancelledError,
     DBOSWorkflowFencedError,
     DBOSWorkflowFunctionNotFoundError,
-    MaxRecoveryAttemptsExceededError,
 )
+from runtime.handles import PENDING_OUTCOME, outcome_of
 from runtime.registry import WorkflowInfo, get_workflow, resolve_class
 from runtime.system_db import (
     ClaimedWorkflow,
@@ -149,11 +149,8 @@ class Engine:
         function_id: int | None = None
         recorded_child: str | None = None
         if parent is not None:
-            self._check_interrupts(parent)
-            function_id = parent.next_function_id()
-            rec = parent.recorded.get(function_id)
+            function_id, rec = self.begin_operation(parent, info.name)
             if rec is not None:
-                _check_same_operation(parent, function_id, rec, info.name)
                 recorded_child = rec.child_workflow_id
         wid = recorded_child or assigned
         if wid is None:
@@ -161,7 +158,7 @@ class Engine:
             # before recording the link still attaches to the same child.
             wid = f"{parent.workflow_id}-{function_id}" if parent else str(uuid.uuid4())
 
-        result = self._checkpoint(
+        result = self.checkpoint(
             lambda: self.sysdb.insert_workflow(
                 NewWorkflow(
                     workflow_id=wid,
@@ -180,7 +177,7 @@ class Engine:
             in_workflow=parent is not None,
         )
         if parent is not None and function_id is not None and recorded_child is None:
-            self._record(parent, function_id, info.name, child_workflow_id=wid)
+            self.record_operation(parent, function_id, info.name, child_workflow_id=wid)
 
         if result.created:
             ctx = WorkflowContext(wid, info.name, result.owner_epoch, result.deadline_ms)
@@ -355,7 +352,7 @@ class Engine:
         output: str | None = None,
         error: str | None = None,
     ) -> None:
-        done = self._checkpoint(
+        done = self.checkpoint(
             lambda: self.sysdb.complete_workflow(
                 ctx.workflow_id, ctx.owner_epoch, status, output=output, error=error
             )
@@ -364,7 +361,7 @@ class Engine:
             # Cancelled meanwhile, or taken over: the record says what happened.
             logger.info("workflow %s finished but is no longer owned here", ctx.workflow_id)
 
-    def _checkpoint(self, write: Callable[[], _T], *, in_workflow: bool = True) -> _T:
+    def checkpoint(self, write: Callable[[], _T], *, in_workflow: bool = True) -> _T:
         """Run a system-table write; inside a workflow, a database failure interrupts the workflow
         (it stays PENDING and is recovered) instead of being recorded as the workflow's error."""
         try:
@@ -378,22 +375,34 @@ class Engine:
     # Steps, transactions and checkpoints
     # ------------------------------------------------------------------------------------------
 
-    def _check_interrupts(self, ctx: WorkflowContext) -> None:
+    def check_interrupts(self, ctx: WorkflowContext) -> None:
         """Before a durable operation: stop if shutting down, cancelled or past the deadline.
         Costs no query unless a cancellation was signalled."""
         if self.stopping.is_set():
             raise _Interrupted(None)
         if ctx.cancel_requested.is_set():
             # The notification is a hint; the database decides (a resume may have followed it).
-            current = self._checkpoint(lambda: self.sysdb.get_status_result(ctx.workflow_id))
+            current = self.checkpoint(lambda: self.sysdb.get_status_result(ctx.workflow_id))
             if current is not None and current[0] == "CANCELLED":
                 raise DBOSWorkflowCancelledError(ctx.workflow_id)
             ctx.cancel_requested.clear()
         if ctx.deadline_ms is not None and now_ms() >= ctx.deadline_ms:
-            self._checkpoint(lambda: self.sysdb.cancel_workflow(ctx.workflow_id))
+            self.checkpoint(lambda: self.sysdb.cancel_workflow(ctx.workflow_id))
             raise DBOSWorkflowCancelledError(ctx.workflow_id)
 
-    def _record(
+    def begin_operation(self, ctx: WorkflowContext, name: str) -> tuple[int, RecordedStep | None]:
+        """Allocate the next step number for a durable operation named ``name``: returns it with
+        the outcome a previous run recorded there (checked to be the same operation), or, on a
+        fresh step, after checking for cancellation, deadline and shutdown."""
+        function_id = ctx.next_function_id()
+        rec = ctx.recorded.get(function_id)
+        if rec is not None:
+            check_same_operation(ctx, function_id, rec, name)
+        else:
+            self.check_interrupts(ctx)
+        return function_id, rec
+
+    def record_operation(
         self,
         ctx: WorkflowContext,
         function_id: int,
@@ -404,7 +413,7 @@ class Engine:
         child_workflow_id: str | None = None,
         started_at_ms: int | None = None,
     ) -> None:
-        result = self._checkpoint(
+        result = self.checkpoint(
             lambda: self.sysdb.record_step(
                 ctx.workflow_id,
                 ctx.owner_epoch,
@@ -417,9 +426,9 @@ class Engine:
                 completed_at_ms=now_ms(),
             )
         )
-        self._after_record(ctx, result)
+        self.check_record(ctx, result)
 
-    def _after_record(self, ctx: WorkflowContext, result: RecordResult) -> None:
+    def check_record(self, ctx: WorkflowContext, result: RecordResult) -> None:
         if not result.recorded:
             # Another runner owns the workflow now (or it finished elsewhere): stop recording.
             raise DBOSWorkflowFencedError(ctx.workflow_id)
@@ -439,12 +448,9 @@ class Engine:
         ctx = context.current_workflow.get()
         if ctx is None or context.current_step.get() is not None:
             return func(*args, **kwargs)  # outside a workflow (or nested in a step): a plain call
-        function_id = ctx.next_function_id()
-        rec = ctx.recorded.get(function_id)
+        function_id, rec = self.begin_operation(ctx, name)
         if rec is not None:
-            _check_same_operation(ctx, function_id, rec, name)
-            return _replay(rec)
-        self._check_interrupts(ctx)
+            return replay_outcome(rec)
         started = now_ms()
         step = StepContext(function_id, name)
         token = context.current_step.set(step)
@@ -458,7 +464,7 @@ class Engine:
             except DBOSException as exc:
                 error = exc
         if error is not None:
-            self._record(
+            self.record_operation(
                 ctx,
                 function_id,
                 name,
@@ -466,7 +472,7 @@ class Engine:
                 started_at_ms=started,
             )
             raise error
-        self._record(ctx, function_id, name, output=output, started_at_ms=started)
+        self.record_operation(ctx, function_id, name, output=output, started_at_ms=started)
         return value
 
     def _attempt(
@@ -498,15 +504,16 @@ class Engine:
                     exc,
                     delay,
                 )
-                self._interruptible_sleep(ctx, delay)
+                self.sleep_interruptibly(ctx, delay)
                 delay *= options.backoff_rate
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _interruptible_sleep(self, ctx: WorkflowContext, seconds: float) -> None:
+    def sleep_interruptibly(self, ctx: WorkflowContext, seconds: float) -> None:
+        """Sleep, but stop early (raising) on cancellation, deadline or shutdown."""
         end = time.monotonic() + seconds
         while (left := end - time.monotonic()) > 0:
             if ctx.cancel_requested.wait(min(left, 0.2)) or self.stopping.is_set():
-                self._check_interrupts(ctx)
+                self.check_interrupts(ctx)
                 if ctx.cancel_requested.is_set():  # stale hint cleared above; keep sleeping
                     continue
 
@@ -523,12 +530,9 @@ class Engine:
         ctx = context.current_workflow.get()
         if ctx is None or context.current_step.get() is not None:
             return self._in_transaction(func, args, kwargs, isolation, None, None)
-        function_id = ctx.next_function_id()
-        rec = ctx.recorded.get(function_id)
+        function_id, rec = self.begin_operation(ctx, name)
         if rec is not None:
-            _check_same_operation(ctx, function_id, rec, name)
-            return _replay(rec)
-        self._check_interrupts(ctx)
+            return replay_outcome(rec)
         if not self.same_database:
             raise DBOSException(
                 "transactions need the system tables in the application database (no separate "
@@ -543,7 +547,7 @@ class Engine:
             raise
         except Exception as exc:
             # The user's writes rolled back; the error is the transaction's recorded outcome.
-            self._record(
+            self.record_operation(
                 ctx,
                 function_id,
                 name,
@@ -551,7 +555,7 @@ class Engine:
                 started_at_ms=started,
             )
             raise
-        self._after_record(ctx, result)
+        self.check_record(ctx, result)
         return value
 
     def _in_transaction(
@@ -640,23 +644,16 @@ class Engine:
         return self.poll_result(wid)
 
     def poll_result(self, wid: str) -> Any:
-        """Wait for a workflow to finish by reading its record (it runs elsewhere)."""
+        """Wait for a workflow to finish by reading its record (it runs elsewhere, or its local run
+        was taken over); attaches to a local run if one starts meanwhile."""
         delay = 0.01
         while True:
             row = self.sysdb.get_status_result(wid)
             if row is None:
                 raise DBOSNonExistentWorkflowError(wid)
-            status, output, error = row
-            if status == "SUCCESS":
-                return serialization.deserialize(output)
-            if status == "ERROR":
-                raise serialization.deserialize_exception(error or "{}")
-            if status == "CANCELLED":
-                raise DBOSAwaitedWorkflowCancelledError(wid)
-            if status == "MAX_RECOVERY_ATTEMPTS_EXCEEDED":
-                raise MaxRecoveryAttemptsExceededError(
-                    f"workflow {wid!r} exceeded its maximum recovery attempts"
-                )
+            value = outcome_of(wid, *row)
+            if value is not PENDING_OUTCOME:
+                return value
             with self._lock:
                 local = self._running.get(wid)
             if local is not None:
@@ -670,17 +667,14 @@ class Engine:
         ctx = context.current_workflow.get()
         if ctx is None or context.current_step.get() is not None:
             return self.wait_result(wid)
-        function_id = ctx.next_function_id()
-        rec = ctx.recorded.get(function_id)
+        function_id, rec = self.begin_operation(ctx, GET_RESULT_STEP)
         if rec is not None:
-            _check_same_operation(ctx, function_id, rec, GET_RESULT_STEP)
-            return _replay(rec)
-        self._check_interrupts(ctx)
+            return replay_outcome(rec)
         started = now_ms()
         try:
             value = self.wait_result(wid)
         except Exception as exc:
-            self._record(
+            self.record_operation(
                 ctx,
                 function_id,
                 GET_RESULT_STEP,
@@ -689,7 +683,7 @@ class Engine:
                 started_at_ms=started,
             )
             raise
-        self._record(
+        self.record_operation(
             ctx,
             function_id,
             GET_RESULT_STEP,
@@ -760,14 +754,14 @@ TRANSACTION_MAX_ATTEMPTS = 50
 _T = TypeVar("_T")
 
 
-def _check_same_operation(
+def check_same_operation(
     ctx: WorkflowContext, function_id: int, rec: RecordedStep, name: str
 ) -> None:
     if rec.function_name != name:
         raise DBOSUnexpectedStepError(ctx.workflow_id, function_id, rec.function_name, name)
 
 
-def _replay(rec: RecordedStep) -> Any:
+def replay_outcome(rec: RecordedStep) -> Any:
     if rec.error is not None:
         raise serialization.deserialize_exception(rec.error)
     return serialization.deserialize(rec.output)

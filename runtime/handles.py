@@ -1,22 +1,41 @@
-"""Handles to workflows, returned by ``start_workflow`` and ``retrieve_workflow``."""
+"""Handles to workflows, returned by ``start_workflow`` and ``retrieve_workflow`` (in an app or
+through ``DBOSClient``), and the wait for a workflow's outcome read from the database."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Generic, TypeVar
+import time
+from typing import Any, Generic, Protocol, TypeVar
 
+from runtime import serialization
+from runtime.errors import (
+    DBOSAwaitedWorkflowCancelledError,
+    DBOSNonExistentWorkflowError,
+    MaxRecoveryAttemptsExceededError,
+)
 from runtime.status import WorkflowStatus
-
-if TYPE_CHECKING:
-    from runtime.dbos import DBOS
+from runtime.system_db import SystemDatabase
 
 R = TypeVar("R")
+
+# Returned by ``outcome_of`` for a workflow that has not finished.
+PENDING_OUTCOME = object()
+
+
+class HandleBackend(Protocol):
+    """What a handle needs from whoever made it."""
+
+    def handle_result(self, workflow_id: str) -> Any:
+        """Wait for and return the outcome (raising the workflow's error)."""
+
+    def handle_status(self, workflow_id: str) -> WorkflowStatus | None:
+        """The workflow's current record."""
 
 
 class WorkflowHandle(Generic[R]):
     """A reference to one workflow: its ID, its status, and (waiting) its result."""
 
-    def __init__(self, dbos: type[DBOS], workflow_id: str) -> None:
-        self._dbos = dbos
+    def __init__(self, backend: HandleBackend, workflow_id: str) -> None:
+        self._backend = backend
         self.workflow_id = workflow_id
 
     def get_workflow_id(self) -> str:
@@ -26,17 +45,46 @@ class WorkflowHandle(Generic[R]):
     def get_result(self) -> R:
         """Wait for the workflow to finish and return its result, or raise its error (as the same
         exception class when it can be imported). Inside a workflow, the outcome is recorded."""
-        result: R = self._dbos._engine().get_result_in_workflow(self.workflow_id)
+        result: R = self._backend.handle_result(self.workflow_id)
         return result
 
     def get_status(self) -> WorkflowStatus:
         """The workflow's current record."""
-        status = self._dbos.get_workflow_status(self.workflow_id)
-        if status is None:  # pragma: no cover - handles exist only for recorded workflows
-            from runtime.errors import DBOSNonExistentWorkflowError
-
+        status = self._backend.handle_status(self.workflow_id)
+        if status is None:
             raise DBOSNonExistentWorkflowError(self.workflow_id)
         return status
 
     def __repr__(self) -> str:
         return f"WorkflowHandle({self.workflow_id!r})"
+
+
+def outcome_of(workflow_id: str, status: str, output: str | None, error: str | None) -> Any:
+    """The result of a finished workflow (raising its error); ``PENDING_OUTCOME`` while
+    unfinished."""
+    if status == "SUCCESS":
+        return serialization.deserialize(output)
+    if status == "ERROR":
+        raise serialization.deserialize_exception(error or "{}")
+    if status == "CANCELLED":
+        raise DBOSAwaitedWorkflowCancelledError(workflow_id)
+    if status == "MAX_RECOVERY_ATTEMPTS_EXCEEDED":
+        raise MaxRecoveryAttemptsExceededError(
+            f"workflow {workflow_id!r} exceeded its maximum recovery attempts"
+        )
+    return PENDING_OUTCOME
+
+
+def poll_result(sysdb: SystemDatabase, workflow_id: str, max_interval_s: float = 0.5) -> Any:
+    """Wait for a workflow that runs elsewhere by reading its record, backing off to
+    ``max_interval_s`` between reads."""
+    delay = 0.01
+    while True:
+        row = sysdb.get_status_result(workflow_id)
+        if row is None:
+            raise DBOSNonExistentWorkflowError(workflow_id)
+        value = outcome_of(workflow_id, *row)
+        if value is not PENDING_OUTCOME:
+            return value
+        time.sleep(delay)
+        delay = min(delay * 1.5, max_interval_s)

@@ -32,6 +32,8 @@ class NotificationListener:
         self._thread = threading.Thread(target=self._run, name="dbos-listener", daemon=True)
         self._conn: psycopg.Connection[object] | None = None
         self.connected = threading.Event()
+        # True while LISTEN is in place; waiters poll faster while it is False.
+        self.listening = False
         # Called after every (re)connection: whoever waits on a notification may have missed one
         # while the connection was down, and should look at the database again.
         self.on_reconnect: list[Callable[[], None]] = []
@@ -62,6 +64,7 @@ class NotificationListener:
                     self._conn = conn
                     for channel in self.callbacks:
                         conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+                    self.listening = True
                     self.connected.set()
                     backoff = 0.1
                     for hook in self.on_reconnect:
@@ -72,6 +75,7 @@ class NotificationListener:
                             self._dispatch(note.channel, note.payload)
             except Exception as exc:
                 self._conn = None
+                self.listening = False
                 self.connected.set()  # do not block start() on an unreachable database
                 if self._stop.is_set():
                     break
@@ -79,6 +83,7 @@ class NotificationListener:
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
         self._conn = None
+        self.listening = False
 
     def _dispatch(self, channel: str, payload: str) -> None:
         callback = self.callbacks.get(channel)

@@ -185,3 +185,117 @@ ORDER BY function_id
 SELECT_STATUS_RESULT = """
 SELECT status, output, error FROM dbos.workflow_status WHERE workflow_uuid = %(workflow_uuid)s
 """
+
+# -- messages, events, sleep -----------------------------------------------------------------------
+# Each is one round trip that does the operation and records it as the workflow's step together,
+# under the same owner-epoch fence as RECORD_STEP, so it happens exactly once.
+
+_FENCED_WF = """
+wf AS (
+    SELECT status, owner_epoch FROM dbos.workflow_status
+    WHERE workflow_uuid = %(workflow_uuid)s
+    FOR SHARE
+)"""
+
+_RECORD_OP = (
+    """
+ins AS (
+    INSERT INTO dbos.operation_outputs (
+        workflow_uuid, function_id, function_name, output, error, child_workflow_id,
+        started_at_epoch_ms, completed_at_epoch_ms
+    )
+    SELECT %(workflow_uuid)s, %(function_id)s, %(function_name)s, {output}, NULL, NULL,
+           %(started_at)s, """
+    + NOW_MS
+    + """
+    FROM wf
+    WHERE wf.owner_epoch = %(owner_epoch)s AND wf.status IN ('PENDING', 'CANCELLED') {extra}
+    ON CONFLICT (workflow_uuid, function_id) DO NOTHING
+    RETURNING 1
+)"""
+)
+
+SEND_FROM_WORKFLOW = (
+    "WITH "
+    + _FENCED_WF
+    + """,
+dest AS (SELECT 1 FROM dbos.workflow_status WHERE workflow_uuid = %(destination)s),"""
+    + _RECORD_OP.format(output="NULL", extra="AND EXISTS (SELECT 1 FROM dest)")
+    + """,
+msg AS (
+    INSERT INTO dbos.notifications (destination_uuid, topic, message)
+    SELECT %(destination)s, %(topic)s, %(message)s WHERE EXISTS (SELECT 1 FROM ins)
+    RETURNING 1
+)
+SELECT wf.status, wf.owner_epoch, EXISTS (SELECT 1 FROM ins), EXISTS (SELECT 1 FROM dest)
+FROM wf
+"""
+)
+
+# From outside a workflow; with an idempotency key the message is delivered at most once per key.
+SEND_FROM_OUTSIDE = """
+WITH dest AS (SELECT 1 FROM dbos.workflow_status WHERE workflow_uuid = %(destination)s),
+key AS (
+    INSERT INTO dbos.idempotent_sends (destination_uuid, idempotency_key)
+    SELECT %(destination)s, %(idempotency_key)s
+    FROM dest WHERE %(idempotency_key)s::text IS NOT NULL
+    ON CONFLICT (destination_uuid, idempotency_key) DO NOTHING
+    RETURNING 1
+),
+msg AS (
+    INSERT INTO dbos.notifications (destination_uuid, topic, message)
+    SELECT %(destination)s, %(topic)s, %(message)s
+    FROM dest
+    WHERE %(idempotency_key)s::text IS NULL OR EXISTS (SELECT 1 FROM key)
+    RETURNING 1
+)
+SELECT EXISTS (SELECT 1 FROM dest), EXISTS (SELECT 1 FROM msg)
+"""
+
+# Consume the oldest message on (workflow, topic) and record it as the recv's outcome, in one
+# statement: a message is received exactly once even if the process dies right after.
+RECV = (
+    "WITH "
+    + _FENCED_WF
+    + """,
+msg AS (
+    DELETE FROM dbos.notifications
+    WHERE message_uuid = (
+        SELECT message_uuid FROM dbos.notifications
+        WHERE destination_uuid = %(workflow_uuid)s AND topic IS NOT DISTINCT FROM %(topic)s
+        ORDER BY seq
+        LIMIT 1
+        FOR UPDATE SKIP LOCKED
+    )
+    AND EXISTS (
+        SELECT 1 FROM wf
+        WHERE owner_epoch = %(owner_epoch)s AND status IN ('PENDING', 'CANCELLED')
+    )
+    RETURNING message
+),"""
+    + _RECORD_OP.format(output="(SELECT message FROM msg)", extra="AND EXISTS (SELECT 1 FROM msg)")
+    + """
+SELECT wf.status, wf.owner_epoch, (SELECT message FROM msg), EXISTS (SELECT 1 FROM ins)
+FROM wf
+"""
+)
+
+SET_EVENT = (
+    "WITH "
+    + _FENCED_WF
+    + ","
+    + _RECORD_OP.format(output="NULL", extra="")
+    + """,
+ev AS (
+    INSERT INTO dbos.workflow_events (workflow_uuid, key, value)
+    SELECT %(workflow_uuid)s, %(key)s, %(value)s WHERE EXISTS (SELECT 1 FROM ins)
+    ON CONFLICT (workflow_uuid, key) DO UPDATE SET value = EXCLUDED.value
+    RETURNING 1
+)
+SELECT wf.status, wf.owner_epoch, EXISTS (SELECT 1 FROM ins) FROM wf
+"""
+)
+
+GET_EVENT = """
+SELECT value FROM dbos.workflow_events WHERE workflow_uuid = %(workflow_uuid)s AND key = %(key)s
+"""

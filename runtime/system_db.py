@@ -280,6 +280,97 @@ class SystemDatabase:
         """Cancel every workflow past its deadline; returns their IDs."""
         return [r[0] for r in self._all(queries.CANCEL_EXPIRED, {})]
 
+    # -- messages and events ---------------------------------------------------------------------
+
+    def _op_params(
+        self, workflow_id: str, owner_epoch: int, function_id: int, name: str, started_at_ms: int
+    ) -> dict[str, Any]:
+        return {
+            "workflow_uuid": workflow_id,
+            "owner_epoch": owner_epoch,
+            "function_id": function_id,
+            "function_name": name,
+            "started_at": started_at_ms,
+        }
+
+    def send_from_workflow(
+        self,
+        workflow_id: str,
+        owner_epoch: int,
+        function_id: int,
+        started_at_ms: int,
+        destination: str,
+        topic: str | None,
+        message: str,
+    ) -> tuple[RecordResult, bool]:
+        """Deliver a message and record the send as the sender's step, atomically. Returns the
+        checkpoint result and whether the destination exists."""
+        params = self._op_params(workflow_id, owner_epoch, function_id, "DBOS.send", started_at_ms)
+        params.update(destination=destination, topic=topic, message=message)
+        row = self._one(queries.SEND_FROM_WORKFLOW, params)
+        if row is None:
+            return RecordResult(None, None, False), True
+        return RecordResult(row[0], int(row[1]), bool(row[2])), bool(row[3])
+
+    def send_from_outside(
+        self, destination: str, topic: str | None, message: str, idempotency_key: str | None
+    ) -> tuple[bool, bool]:
+        """Deliver a message from outside any workflow: (destination exists, message delivered).
+        With an idempotency key, a repeated send delivers nothing."""
+        row = self._one(
+            queries.SEND_FROM_OUTSIDE,
+            {
+                "destination": destination,
+                "topic": topic,
+                "message": message,
+                "idempotency_key": idempotency_key,
+            },
+        )
+        assert row is not None
+        return bool(row[0]), bool(row[1])
+
+    def recv(
+        self,
+        workflow_id: str,
+        owner_epoch: int,
+        function_id: int,
+        started_at_ms: int,
+        topic: str | None,
+    ) -> tuple[RecordResult, str | None]:
+        """Consume the oldest message on the topic and record it as the recv's outcome, in one
+        statement. ``recorded`` is False when there was no message (or the runner was fenced:
+        compare the returned epoch)."""
+        params = self._op_params(workflow_id, owner_epoch, function_id, "DBOS.recv", started_at_ms)
+        params["topic"] = topic
+        row = self._one(queries.RECV, params)
+        if row is None:
+            return RecordResult(None, None, False), None
+        return RecordResult(row[0], int(row[1]), bool(row[3])), row[2]
+
+    def set_event(
+        self,
+        workflow_id: str,
+        owner_epoch: int,
+        function_id: int,
+        started_at_ms: int,
+        key: str,
+        value: str,
+    ) -> RecordResult:
+        """Publish (or overwrite) an event of the workflow and record it as a step, atomically."""
+        params = self._op_params(
+            workflow_id, owner_epoch, function_id, "DBOS.setEvent", started_at_ms
+        )
+        params.update(key=key, value=value)
+        row = self._one(queries.SET_EVENT, params)
+        if row is None:
+            return RecordResult(None, None, False)
+        return RecordResult(row[0], int(row[1]), bool(row[2]))
+
+    def get_event(self, workflow_id: str, key: str) -> tuple[bool, str | None]:
+        """(found, value) of a workflow's event."""
+        row = self._one(queries.GET_EVENT, {"workflow_uuid": workflow_id, "key": key})
+        return (True, row[0]) if row else (False, None)
+
     # -- reading ----------------------------------------------------------------------------------
 
     def get_workflow_row(self, workflow_id: str) -> Row | None:
