@@ -66,6 +66,13 @@ CREATE INDEX IF NOT EXISTS workflow_status_queue_running_idx
     WHERE status = 'PENDING' AND queue_name IS NOT NULL;
 CREATE INDEX IF NOT EXISTS workflow_status_queue_created_idx
     ON dbos.workflow_status (queue_name, created_at) WHERE queue_name IS NOT NULL;
+-- Rate limiters count a queue's starts within their period.
+CREATE INDEX IF NOT EXISTS workflow_status_queue_started_idx
+    ON dbos.workflow_status (queue_name, started_at_epoch_ms) WHERE queue_name IS NOT NULL;
+-- The deadline sweep looks only at live workflows that have a deadline.
+CREATE INDEX IF NOT EXISTS workflow_status_deadline_idx
+    ON dbos.workflow_status (workflow_deadline_epoch_ms)
+    WHERE workflow_deadline_epoch_ms IS NOT NULL AND status IN ('PENDING', 'ENQUEUED');
 -- A deduplication ID is unique within its queue while the workflow holding it is queued or running.
 CREATE UNIQUE INDEX IF NOT EXISTS workflow_status_dedup_idx
     ON dbos.workflow_status (queue_name, deduplication_id)
@@ -144,6 +151,29 @@ BEGIN
     RETURN NEW;
 END;
 $$;
+
+-- Queue dispatchers wake when work is enqueued or when a queued workflow stops running (a slot
+-- frees), instead of waiting for their polling interval.
+CREATE OR REPLACE FUNCTION dbos.queue_notify() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('dbos_queue_channel', NEW.queue_name);
+    RETURN NEW;
+END;
+$$;
+
+DROP TRIGGER IF EXISTS dbos_queue_enqueue_trigger ON dbos.workflow_status;
+CREATE TRIGGER dbos_queue_enqueue_trigger
+    AFTER INSERT ON dbos.workflow_status
+    FOR EACH ROW WHEN (NEW.queue_name IS NOT NULL AND NEW.status = 'ENQUEUED')
+    EXECUTE FUNCTION dbos.queue_notify();
+
+DROP TRIGGER IF EXISTS dbos_queue_status_trigger ON dbos.workflow_status;
+CREATE TRIGGER dbos_queue_status_trigger
+    AFTER UPDATE OF status ON dbos.workflow_status
+    FOR EACH ROW WHEN (NEW.queue_name IS NOT NULL AND OLD.status IS DISTINCT FROM NEW.status
+                       AND (NEW.status = 'ENQUEUED' OR OLD.status = 'PENDING'))
+    EXECUTE FUNCTION dbos.queue_notify();
 
 DROP TRIGGER IF EXISTS dbos_notifications_trigger ON dbos.notifications;
 CREATE TRIGGER dbos_notifications_trigger

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import psycopg
 
-from runtime import DBOS
+from runtime import DBOS, DBOSClient, Queue
 from runtime.embedded import EmbeddedPostgres
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -46,6 +46,44 @@ def bench_receiver(count: int) -> list[float]:
         sent_at = DBOS.recv("bench", timeout_seconds=30)
         latencies.append(time.time() - float(sent_at))
     return latencies
+
+
+drain_queue = Queue("bench_drain", concurrency=32)
+idle_queue = Queue("bench_idle")
+
+
+@DBOS.workflow()
+def started_at() -> float:
+    """Returns when it started, to measure enqueue-to-start latency."""
+    return time.time()
+
+
+def queue_drain(total: int) -> float:
+    """Workflows per second draining ``total`` 3-step workflows at concurrency 32."""
+    t0 = time.perf_counter()
+    handles = [drain_queue.enqueue(wf_steps, 3) for _ in range(total)]
+    for h in handles:
+        h.get_result()
+    return total / (time.perf_counter() - t0)
+
+
+def enqueue_to_start(count: int, url: str) -> tuple[list[float], list[float]]:
+    """Latency from enqueue to the workflow starting on an idle queue: enqueued in this process,
+    and enqueued by another program through DBOSClient (woken by NOTIFY alone)."""
+    local, remote = [], []
+    for _ in range(count):
+        t0 = time.time()
+        local.append(idle_queue.enqueue(started_at).get_result() - t0)
+        time.sleep(0.01)
+    with DBOSClient(url) as client:
+        for _ in range(count):
+            t0 = time.time()
+            handle = client.enqueue(
+                {"workflow_name": started_at.__qualname__, "queue_name": "bench_idle"}
+            )
+            remote.append(handle.get_result() - t0)
+            time.sleep(0.01)
+    return local, remote
 
 
 SENDER = """
@@ -143,6 +181,18 @@ def main() -> None:
                 f"throughput: {total} workflows of 3 steps, 32 threads (workflows/s)",
                 summary(tput, scale=1.0),
             )
+        )
+        drains = [queue_drain(total) for _ in range(max(1, reps // 2))]
+        rows.append(
+            (
+                f"queue drain: {total} workflows of 3 steps, concurrency 32 (workflows/s)",
+                summary(drains, scale=1.0),
+            )
+        )
+        local, remote = enqueue_to_start(30 if args.quick else 100, url)
+        rows.append(("enqueue to start, idle queue, same process (ms)", summary(local)))
+        rows.append(
+            ("enqueue to start, idle queue, DBOSClient in another program (ms)", summary(remote))
         )
         latencies = sorted(send_to_recv_latency(url, 100 if args.quick else 300))
         rows.append(

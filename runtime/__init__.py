@@ -5,7 +5,7 @@ outcomes are checkpointed in Postgres, so an interrupted workflow resumes from i
 completed step.
 """
 
-from runtime.client import DBOSClient
+from runtime.client import DBOSClient, EnqueueOptions
 from runtime.config import DBOSConfig
 from runtime.context import SetWorkflowID, SetWorkflowTimeout
 from runtime.dbos import DBOS
@@ -26,6 +26,7 @@ from runtime.errors import (
     MaxRecoveryAttemptsExceededError,
 )
 from runtime.handles import WorkflowHandle
+from runtime.queues import Queue, SetEnqueueOptions
 from runtime.status import StepInfo, WorkflowStatus, WorkflowStatusString
 
 __all__ = [
@@ -45,7 +46,10 @@ __all__ = [
     "DBOSUnexpectedStepError",
     "DBOSWorkflowCancelledError",
     "DBOSWorkflowFunctionNotFoundError",
+    "EnqueueOptions",
     "MaxRecoveryAttemptsExceededError",
+    "Queue",
+    "SetEnqueueOptions",
     "SetWorkflowID",
     "SetWorkflowTimeout",
     "StepInfo",

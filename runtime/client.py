@@ -5,17 +5,39 @@ and never imports or launches the application."""
 from __future__ import annotations
 
 import threading
+import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
-from runtime import messaging
+from typing_extensions import Required
+
+from runtime import messaging, serialization
 from runtime.config import resolve
 from runtime.embedded import resolve_system_url
-from runtime.errors import DBOSNonExistentWorkflowError
+from runtime.errors import (
+    DBOSConflictingWorkflowError,
+    DBOSException,
+    DBOSNonExistentWorkflowError,
+)
 from runtime.handles import WorkflowHandle, poll_result
 from runtime.listener import NotificationListener
 from runtime.status import StepInfo, WorkflowStatus
-from runtime.system_db import SystemDatabase, status_from_row, step_from_row
+from runtime.system_db import NewWorkflow, SystemDatabase, status_from_row, step_from_row
+
+
+class EnqueueOptions(TypedDict, total=False):
+    """What ``DBOSClient.enqueue`` needs: the workflow and queue by name (required), and
+    optionally the workflow ID, the application version that must run it, a priority, a
+    deduplication ID and a timeout."""
+
+    workflow_name: Required[str]
+    queue_name: Required[str]
+    workflow_id: str
+    workflow_class_name: str
+    app_version: str
+    priority: int
+    deduplication_id: str
+    workflow_timeout: float
 
 
 class DBOSClient:
@@ -81,6 +103,36 @@ class DBOSClient:
         )
 
     # -- workflows --------------------------------------------------------------------------------
+
+    def enqueue(self, options: EnqueueOptions, *args: Any, **kwargs: Any) -> WorkflowHandle[Any]:
+        """Enqueue a workflow by name on a queue, without importing the app: an executor of the
+        app that has that workflow (and version, when given) starts it. With a workflow ID that
+        exists already, returns its handle (the ID is an idempotency key)."""
+        for key in ("workflow_name", "queue_name"):
+            if not isinstance(options.get(key), str) or not options.get(key):
+                raise DBOSException(f"enqueue options need {key!r} (a non-empty string)")
+        wid = options.get("workflow_id") or str(uuid.uuid4())
+        timeout = options.get("workflow_timeout")
+        result = self.sysdb.insert_workflow(
+            NewWorkflow(
+                workflow_id=wid,
+                status="ENQUEUED",
+                name=options["workflow_name"],
+                class_name=options.get("workflow_class_name"),
+                inputs=serialization.serialize_args(args, kwargs),
+                executor_id=None,
+                application_version=options.get("app_version"),
+                queue_name=options["queue_name"],
+                priority=options.get("priority", 0),
+                deduplication_id=options.get("deduplication_id"),
+                timeout_ms=int(timeout * 1000) if timeout else None,
+            )
+        )
+        if not result.created and result.name != options["workflow_name"]:
+            raise DBOSConflictingWorkflowError(
+                wid, f"it belongs to workflow {result.name!r}, not {options['workflow_name']!r}"
+            )
+        return WorkflowHandle(self, wid)
 
     def retrieve_workflow(self, workflow_id: str) -> WorkflowHandle[Any]:
         """A handle to a workflow by ID."""

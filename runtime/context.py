@@ -35,6 +35,8 @@ class WorkflowContext:
     last_function_id: int = 0
     # Set by a NOTIFY from any process, or by a local cancel; read before each step at no cost.
     cancel_requested: threading.Event = field(default_factory=threading.Event)
+    # The queue it was dequeued from: it holds a slot of that queue in this process while it runs.
+    queue_name: str | None = None
 
     def next_function_id(self) -> int:
         """Allocate the number of the next durable operation (1, 2, ...)."""

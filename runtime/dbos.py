@@ -8,6 +8,7 @@ import inspect
 import logging
 import threading
 from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, ClassVar, Generic, ParamSpec, TypeVar, cast
 
@@ -15,16 +16,19 @@ import psycopg
 
 from runtime import config as config_mod
 from runtime import context, messaging, registry
+from runtime import scheduler as scheduler_mod
 from runtime.config import DBOSConfig, Settings
 from runtime.db import make_pool
 from runtime.embedded import EmbeddedPostgres
-from runtime.engine import DEFAULT_MAX_RECOVERY_ATTEMPTS, Engine, StepOptions
+from runtime.engine import DEFAULT_MAX_RECOVERY_ATTEMPTS, Engine, EnqueueRequest, StepOptions
 from runtime.errors import DBOSException, DBOSNonExistentWorkflowError
 from runtime.handles import WorkflowHandle
 from runtime.listener import NotificationListener
 from runtime.migrate import migrate
+from runtime.queues import QUEUE_CHANNEL, Queue, QueueDispatcher, current_enqueue_options
 from runtime.recovery import Maintenance
 from runtime.registry import WorkflowInfo
+from runtime.scheduler import Schedule, Scheduler
 from runtime.status import StepInfo, WorkflowStatus
 from runtime.system_db import SystemDatabase, status_from_row, step_from_row
 
@@ -82,16 +86,32 @@ class _Runtime:
             sys_url,
             {CANCEL_CHANNEL: self.engine.on_cancel_notification, **self.notifications.callbacks()},
         )
+        self.dispatcher = QueueDispatcher(
+            self.engine,
+            self.sysdb,
+            executor_id=settings.executor_id,
+            application_version=self.app_version,
+            max_threads=settings.max_executor_threads,
+        )
+        self.listener.callbacks[QUEUE_CHANNEL] = self.dispatcher.wake
+        self.engine.on_enqueued = self.dispatcher.wake
+        self.engine.on_queue_slot_freed = self.dispatcher.wake
         self.listener.on_reconnect.append(self.notifications.wake_all)
+        self.listener.on_reconnect.append(self.dispatcher.wake)
         self.notifications.is_listening = lambda: self.listener.listening
+        self.scheduler = Scheduler()
         self.maintenance = Maintenance(self.sysdb)
 
     def start(self) -> None:
         self.listener.start()
         self.maintenance.start()
         self.engine.recover_pending()
+        self.dispatcher.start()
+        self.scheduler.start()
 
     def stop(self, timeout_s: float) -> None:
+        self.scheduler.stop()
+        self.dispatcher.stop()
         self.engine.shutdown(timeout_s)
         self.maintenance.stop()
         self.listener.stop()
@@ -280,6 +300,27 @@ class DBOS:
 
         return decorator
 
+    @classmethod
+    def scheduled(cls, cron: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+        """Run a workflow once per cron tick, exactly once across all processes. Goes above
+        ``@DBOS.workflow()`` on a function taking ``(scheduled_time, actual_time)``."""
+        scheduler_mod.validate(cron)
+
+        def decorator(func: Callable[P, R]) -> Callable[P, R]:
+            info = getattr(func, "__dbos_workflow__", None)
+            if not isinstance(info, WorkflowInfo):
+                raise DBOSException("@DBOS.scheduled must be placed above @DBOS.workflow()")
+
+            def start(workflow_id: str, tick: datetime) -> None:
+                with context.SetWorkflowID(workflow_id):
+                    starter: Any = cls.start_workflow
+                    starter(func, tick, datetime.now(timezone.utc))
+
+            scheduler_mod.register(Schedule(info.name, cron, start))
+            return func
+
+        return decorator
+
     # -- inside a workflow ------------------------------------------------------------------------
 
     @classproperty
@@ -354,6 +395,21 @@ class DBOS:
         if this process dies (recovery resumes it)."""
         info, call_args = _workflow_of(func, args)
         wid = cls._engine().start_workflow(info, call_args, dict(kwargs))
+        return WorkflowHandle(_BACKEND, wid)
+
+    @classmethod
+    def _enqueue(
+        cls, queue: Queue, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> WorkflowHandle[Any]:
+        info, call_args = _workflow_of(func, args)
+        dedup, priority = current_enqueue_options()
+        if priority is not None and priority != 0 and not queue.priority_enabled:
+            raise DBOSException(
+                f"queue {queue.name!r} does not have priority_enabled=True; "
+                "a priority would be ignored"
+            )
+        request = EnqueueRequest(queue.name, priority or 0, dedup)
+        wid = cls._engine().enqueue_workflow(info, call_args, kwargs, request)
         return WorkflowHandle(_BACKEND, wid)
 
     @classmethod

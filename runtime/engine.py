@@ -19,6 +19,7 @@ import logging
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ from runtime.handles import PENDING_OUTCOME, outcome_of
 from runtime.registry import WorkflowInfo, get_workflow, resolve_class
 from runtime.system_db import (
     ClaimedWorkflow,
+    DequeuedWorkflow,
     NewWorkflow,
     RecordedStep,
     RecordResult,
@@ -65,6 +67,15 @@ class _Interrupted(BaseException):
     def __init__(self, cause: BaseException | None) -> None:
         super().__init__(str(cause) if cause else "runtime shutting down")
         self.cause = cause
+
+
+@dataclass(frozen=True)
+class EnqueueRequest:
+    """Where and how a workflow is enqueued."""
+
+    queue_name: str
+    priority: int = 0
+    deduplication_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -108,7 +119,11 @@ class Engine:
         self._running: dict[str, Future[_Outcome]] = {}
         self._contexts: dict[str, WorkflowContext] = {}
         self._threads: set[threading.Thread] = set()
+        self._queue_running: Counter[str] = Counter()
         self.stopping = threading.Event()
+        # Set by the queue dispatcher: called when work is enqueued here or a local slot frees.
+        self.on_enqueued: Callable[[str], None] = lambda queue_name: None
+        self.on_queue_slot_freed: Callable[[str], None] = lambda queue_name: None
 
     # ------------------------------------------------------------------------------------------
     # Starting workflows
@@ -129,6 +144,18 @@ class Engine:
         wid, _ = self._start(info, args, kwargs, background=True)
         return wid
 
+    def enqueue_workflow(
+        self,
+        info: WorkflowInfo,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        request: EnqueueRequest,
+    ) -> str:
+        """Record the workflow as ENQUEUED on a queue; a dispatcher of any executor starts it when
+        the queue's limits allow. Returns its ID once it is durably enqueued."""
+        wid, _ = self._start(info, args, kwargs, background=True, enqueue=request)
+        return wid
+
     def _start(
         self,
         info: WorkflowInfo,
@@ -136,6 +163,7 @@ class Engine:
         kwargs: dict[str, Any],
         *,
         background: bool,
+        enqueue: EnqueueRequest | None = None,
     ) -> tuple[str, Future[_Outcome] | None]:
         parent = context.current_workflow.get()
         if parent is not None and context.current_step.get() is not None:
@@ -162,7 +190,7 @@ class Engine:
             lambda: self.sysdb.insert_workflow(
                 NewWorkflow(
                     workflow_id=wid,
-                    status="PENDING",
+                    status="ENQUEUED" if enqueue else "PENDING",
                     name=info.name,
                     class_name=class_name,
                     inputs=inputs,
@@ -172,6 +200,9 @@ class Engine:
                     timeout_ms=int(timeout_s * 1000) if timeout_s else None,
                     deadline_ms=parent.deadline_ms if parent else None,
                     parent_workflow_id=parent.workflow_id if parent else None,
+                    queue_name=enqueue.queue_name if enqueue else None,
+                    priority=enqueue.priority if enqueue else 0,
+                    deduplication_id=enqueue.deduplication_id if enqueue else None,
                 )
             ),
             in_workflow=parent is not None,
@@ -179,6 +210,9 @@ class Engine:
         if parent is not None and function_id is not None and recorded_child is None:
             self.record_operation(parent, function_id, info.name, child_workflow_id=wid)
 
+        if result.created and enqueue is not None:
+            self.on_enqueued(enqueue.queue_name)
+            return wid, None
         if result.created:
             ctx = WorkflowContext(wid, info.name, result.owner_epoch, result.deadline_ms)
             future: Future[_Outcome] = Future()
@@ -227,32 +261,60 @@ class Engine:
             self._running[wid] = future
         try:
             claimed = claim(wid)
-            if claimed is None or claimed.status != "PENDING":
-                self._forget(wid, future)
-                if claimed is not None:
-                    logger.warning(
-                        "workflow %s exceeded its maximum recovery attempts (%d); "
-                        "it is now MAX_RECOVERY_ATTEMPTS_EXCEEDED",
-                        wid,
-                        claimed.recovery_attempts - 1,
-                    )
-                return None
+        except BaseException:
+            self._forget(wid, future)
+            raise
+        if claimed is None or claimed.status != "PENDING":
+            self._forget(wid, future)
+            if claimed is not None:
+                logger.warning(
+                    "workflow %s exceeded its maximum recovery attempts (%d); "
+                    "it is now MAX_RECOVERY_ATTEMPTS_EXCEEDED",
+                    wid,
+                    claimed.recovery_attempts - 1,
+                )
+            return None
+        self._run_claimed(claimed, future, background=background, load_steps=True)
+        return future
+
+    def run_dequeued(self, dequeued: DequeuedWorkflow) -> None:
+        """Run a workflow a queue dispatcher just claimed for this process."""
+        future: Future[_Outcome] = Future()
+        with self._lock:
+            self._running[dequeued.claimed.workflow_id] = future
+        self._run_claimed(dequeued.claimed, future, background=True, load_steps=dequeued.has_steps)
+
+    def _run_claimed(
+        self,
+        claimed: ClaimedWorkflow,
+        future: Future[_Outcome],
+        *,
+        background: bool,
+        load_steps: bool,
+    ) -> None:
+        wid = claimed.workflow_id
+        try:
             info = get_workflow(claimed.name)
             if info is None:
-                self._forget(wid, future)
                 raise DBOSWorkflowFunctionNotFoundError(
                     f"workflow {wid!r} runs {claimed.name!r}, which this process has not "
                     "registered (is the module that defines it imported?)"
                 )
-            recorded = self.sysdb.load_recorded_steps(wid)
+            recorded = self.sysdb.load_recorded_steps(wid) if load_steps else {}
             args, kwargs = serialization.deserialize_args(claimed.inputs)
             args = _join_class_arg(info, claimed.class_name, args)
         except BaseException:
             self._forget(wid, future)
             raise
-        ctx = WorkflowContext(wid, info.name, claimed.owner_epoch, claimed.deadline_ms, recorded)
+        ctx = WorkflowContext(
+            wid,
+            info.name,
+            claimed.owner_epoch,
+            claimed.deadline_ms,
+            recorded,
+            queue_name=claimed.queue_name,
+        )
         self._launch(ctx, info, args, kwargs, future, background=background)
-        return future
 
     def _forget(self, wid: str, future: Future[_Outcome]) -> None:
         with self._lock:
@@ -275,6 +337,8 @@ class Engine:
     ) -> None:
         with self._lock:
             self._contexts[ctx.workflow_id] = ctx
+            if ctx.queue_name is not None:
+                self._queue_running[ctx.queue_name] += 1
         if not background:
             self._execute(ctx, info, args, kwargs, future)
             return
@@ -336,6 +400,8 @@ class Engine:
 
     def _finish(self, ctx: WorkflowContext, future: Future[_Outcome], outcome: _Outcome) -> None:
         with self._lock:
+            if ctx.queue_name is not None:
+                self._queue_running[ctx.queue_name] -= 1
             if self._contexts.get(ctx.workflow_id) is ctx:
                 del self._contexts[ctx.workflow_id]
             if self._running.get(ctx.workflow_id) is future:
@@ -343,6 +409,8 @@ class Engine:
             self._threads.discard(threading.current_thread())
         if not future.done():
             future.set_result(outcome)
+        if ctx.queue_name is not None:
+            self.on_queue_slot_freed(ctx.queue_name)
 
     def _complete(
         self,
@@ -733,6 +801,16 @@ class Engine:
             ctx = self._contexts.get(wid)
         if ctx is not None:
             ctx.cancel_requested.set()
+
+    def running_in_background(self) -> int:
+        """Workflows running on this process's own threads."""
+        with self._lock:
+            return len(self._threads)
+
+    def running_from_queue(self, queue_name: str) -> int:
+        """Workflows of that queue running in this process."""
+        with self._lock:
+            return self._queue_running[queue_name]
 
     def shutdown(self, timeout_s: float) -> None:
         """Stop running workflows at their next step (they stay PENDING and are recovered by the

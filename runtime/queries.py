@@ -112,7 +112,7 @@ SET owner_epoch = owner_epoch + 1,
                   THEN 'MAX_RECOVERY_ATTEMPTS_EXCEEDED' ELSE 'PENDING' END
 WHERE workflow_uuid = %(workflow_uuid)s AND status = 'PENDING'
 RETURNING status, owner_epoch, name, class_name, inputs, workflow_deadline_epoch_ms,
-          recovery_attempts, application_version
+          recovery_attempts, application_version, queue_name
 """
 
 # Resume: CANCELLED, PENDING, ENQUEUED or MAX_RECOVERY_ATTEMPTS_EXCEEDED become PENDING on this
@@ -130,7 +130,7 @@ SET owner_epoch = owner_epoch + 1,
 WHERE workflow_uuid = %(workflow_uuid)s
   AND status IN ('CANCELLED', 'PENDING', 'ENQUEUED', 'MAX_RECOVERY_ATTEMPTS_EXCEEDED')
 RETURNING status, owner_epoch, name, class_name, inputs, workflow_deadline_epoch_ms,
-          recovery_attempts, application_version
+          recovery_attempts, application_version, queue_name
 """
 
 SELECT_PENDING_FOR_EXECUTOR = """
@@ -298,4 +298,48 @@ SELECT wf.status, wf.owner_epoch, EXISTS (SELECT 1 FROM ins) FROM wf
 
 GET_EVENT = """
 SELECT value FROM dbos.workflow_events WHERE workflow_uuid = %(workflow_uuid)s AND key = %(key)s
+"""
+
+# -- queues ----------------------------------------------------------------------------------------
+
+# Serialises the dispatchers of one queue (across processes) while they count and claim, so a global
+# concurrency limit or a rate limit is never exceeded. Queues without either skip the lock.
+LOCK_QUEUE = "SELECT pg_advisory_xact_lock(hashtextextended(%(lock_key)s, 0))"
+
+COUNT_QUEUE_RUNNING = """
+SELECT count(*) FROM dbos.workflow_status
+WHERE queue_name = %(queue_name)s AND status = 'PENDING'
+"""
+
+COUNT_QUEUE_STARTS = """
+SELECT count(*), min(started_at_epoch_ms) FROM dbos.workflow_status
+WHERE queue_name = %(queue_name)s AND started_at_epoch_ms > %(since_ms)s
+"""
+
+# Claim up to %(limit)s ready workflows in priority then arrival order; skip rows another dispatcher
+# holds. Workflows enqueued without a version (by a client) take the claimer's.
+DEQUEUE = f"""
+UPDATE dbos.workflow_status w
+SET status = 'PENDING',
+    executor_id = %(executor_id)s,
+    application_version = coalesce(w.application_version, %(application_version)s),
+    owner_epoch = w.owner_epoch + 1,
+    started_at_epoch_ms = {NOW_MS},
+    updated_at = {NOW_MS},
+    workflow_deadline_epoch_ms = CASE WHEN w.workflow_timeout_ms IS NOT NULL
+        THEN {NOW_MS} + w.workflow_timeout_ms ELSE w.workflow_deadline_epoch_ms END
+WHERE w.workflow_uuid IN (
+    SELECT workflow_uuid FROM dbos.workflow_status
+    WHERE queue_name = %(queue_name)s AND status = 'ENQUEUED'
+      AND (application_version IS NULL OR application_version = %(application_version)s)
+      AND name = ANY(%(names)s)
+    ORDER BY priority, created_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING w.workflow_uuid, w.status, w.owner_epoch, w.name, w.class_name, w.inputs,
+          w.workflow_deadline_epoch_ms, w.recovery_attempts, w.application_version,
+          w.queue_name,
+          EXISTS (SELECT 1 FROM dbos.operation_outputs o WHERE o.workflow_uuid = w.workflow_uuid),
+          w.priority, w.created_at
 """

@@ -6,15 +6,17 @@ Each public method is one round trip unless its docstring says otherwise; the en
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+import psycopg.errors
 
 from runtime import db, queries, serialization
-from runtime.errors import DBOSDatabaseError
+from runtime.errors import DBOSDatabaseError, DBOSQueueDeduplicatedError
 from runtime.status import StepInfo, WorkflowStatus
 
 Row = tuple[Any, ...]
@@ -88,6 +90,15 @@ class ClaimedWorkflow:
     deadline_ms: int | None
     recovery_attempts: int
     application_version: str | None
+    queue_name: str | None = None
+
+
+@dataclass(frozen=True)
+class DequeuedWorkflow:
+    """A workflow a dispatcher claimed from its queue."""
+
+    claimed: ClaimedWorkflow
+    has_steps: bool  # a resumed or forked workflow already has recorded steps to replay
 
 
 class SystemDatabase:
@@ -137,7 +148,19 @@ class SystemDatabase:
             "parent_workflow_id": wf.parent_workflow_id,
             "forked_from": wf.forked_from,
         }
-        row = self._one(queries.INSERT_WORKFLOW, params)
+        try:
+            row = self._one(queries.INSERT_WORKFLOW, params)
+        except DBOSDatabaseError as exc:
+            cause = exc.__cause__
+            if (
+                isinstance(cause, psycopg.errors.UniqueViolation)
+                and cause.diag.constraint_name == "workflow_status_dedup_idx"
+            ):
+                raise DBOSQueueDeduplicatedError(
+                    f"queue {wf.queue_name!r} already holds a queued or running workflow with "
+                    f"deduplication ID {wf.deduplication_id!r}"
+                ) from None
+            raise
         if row is None:
             row = self._one(queries.SELECT_WORKFLOW_BRIEF, {"workflow_uuid": wf.workflow_id})
         if row is None:  # pragma: no cover - deleted between the two statements
@@ -239,6 +262,7 @@ class SystemDatabase:
             deadline_ms=row[5],
             recovery_attempts=int(row[6]),
             application_version=row[7],
+            queue_name=row[8],
         )
 
     def claim_for_recovery(
@@ -370,6 +394,79 @@ class SystemDatabase:
         """(found, value) of a workflow's event."""
         row = self._one(queries.GET_EVENT, {"workflow_uuid": workflow_id, "key": key})
         return (True, row[0]) if row else (False, None)
+
+    # -- queues -----------------------------------------------------------------------------------
+
+    def dequeue(
+        self,
+        queue_name: str,
+        *,
+        executor_id: str,
+        application_version: str,
+        names: list[str],
+        max_claim: int,
+        concurrency: int | None,
+        limiter: tuple[int, float] | None,
+    ) -> tuple[list[DequeuedWorkflow], int | None]:
+        """Claim up to ``max_claim`` ready workflows of a queue within its global concurrency and
+        rate limit, in one transaction. Returns them in start order, and, when the rate limit
+        held some back, the epoch millisecond at which the next start becomes possible."""
+        next_possible: int | None = None
+        with self.connection() as conn, conn.transaction():
+            available = max_claim
+            if concurrency is not None or limiter is not None:
+                conn.execute(queries.LOCK_QUEUE, {"lock_key": f"dbos.queue:{queue_name}"})
+            if concurrency is not None:
+                row = conn.execute(queries.COUNT_QUEUE_RUNNING, {"queue_name": queue_name})
+                running = row.fetchone()
+                available = min(available, concurrency - int(running[0] if running else 0))
+            if limiter is not None and available > 0:
+                limit, period_s = limiter
+                period_ms = int(period_s * 1000)
+                now = int(time.time() * 1000)
+                found = conn.execute(
+                    queries.COUNT_QUEUE_STARTS,
+                    {"queue_name": queue_name, "since_ms": now - period_ms},
+                ).fetchone()
+                started, oldest = (int(found[0]), found[1]) if found else (0, None)
+                if started + available > limit:
+                    available = limit - started
+                    # The window frees its oldest start one period after it (or after this
+                    # claim's starts, when the window was empty).
+                    first = int(oldest) if oldest is not None else now
+                    next_possible = first + period_ms + 1
+            if available <= 0:
+                return [], next_possible
+            rows = conn.execute(
+                queries.DEQUEUE,
+                {
+                    "queue_name": queue_name,
+                    "executor_id": executor_id,
+                    "application_version": application_version,
+                    "names": names,
+                    "limit": available,
+                },
+            ).fetchall()
+        rows.sort(key=lambda r: (r[11], r[12]))
+        claimed = [
+            DequeuedWorkflow(
+                ClaimedWorkflow(
+                    workflow_id=r[0],
+                    status=r[1],
+                    owner_epoch=int(r[2]),
+                    name=r[3],
+                    class_name=r[4],
+                    inputs=r[5],
+                    deadline_ms=r[6],
+                    recovery_attempts=int(r[7]),
+                    application_version=r[8],
+                    queue_name=r[9],
+                ),
+                has_steps=bool(r[10]),
+            )
+            for r in rows
+        ]
+        return claimed, next_possible
 
     # -- reading ----------------------------------------------------------------------------------
 
