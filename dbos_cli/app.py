@@ -11,9 +11,11 @@ from typing import Annotated
 import typer
 
 from dbos_cli import render
+from dbos_cli.commands import init as init_cmd
 from dbos_cli.commands import migrate as migrate_cmd
 from dbos_cli.commands import postgres as postgres_cmd
 from dbos_cli.commands import start as start_cmd
+from dbos_cli.commands import workflow as workflow_cmd
 from runtime.errors import DBOSException
 
 app = typer.Typer(
@@ -60,9 +62,11 @@ def root(
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING)
 
 
+init_cmd.register(app)
 start_cmd.register(app)
 migrate_cmd.register(app)
 postgres_cmd.register(app)
+workflow_cmd.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

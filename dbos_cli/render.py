@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import datetime
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
+from rich.panel import Panel
+from rich.table import Table
+
+from runtime.status import StepInfo, WorkflowStatus
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -52,3 +57,214 @@ def print_json(document: Any) -> None:
     """Machine-readable output: one JSON document on stdout and nothing else."""
     sys.stdout.write(json.dumps(document, indent=2, default=str, ensure_ascii=False) + "\n")
     sys.stdout.flush()
+
+
+# -- workflows -------------------------------------------------------------------------------------
+
+MAX_VALUE_LINES = 30
+MAX_VALUE_CHARS = 3000
+
+
+def local_time(epoch_ms: int | None) -> str:
+    """An epoch-millisecond time as local ISO 8601 (seconds precision)."""
+    if epoch_ms is None:
+        return ""
+    return datetime.fromtimestamp(epoch_ms / 1000).astimezone().isoformat(timespec="seconds")
+
+
+def short_time(epoch_ms: int | None) -> str:
+    """Local time for tables: ISO 8601 without the offset, to fit narrow terminals."""
+    if epoch_ms is None:
+        return ""
+    return datetime.fromtimestamp(epoch_ms / 1000).isoformat(timespec="seconds")
+
+
+def error_text(error: BaseException | None) -> str:
+    """``Type: message`` of a recorded error."""
+    if error is None:
+        return ""
+    original = getattr(error, "original_type", None)
+    kind = original or type(error).__name__
+    message = str(error)
+    return f"{kind}: {message}" if message else str(kind)
+
+
+def _pretty(value: Any) -> str:
+    return json.dumps(value, indent=2, default=str, ensure_ascii=False, sort_keys=True)
+
+
+def _truncated(text: str) -> tuple[str, bool]:
+    lines = text.splitlines()
+    cut = False
+    if len(lines) > MAX_VALUE_LINES:
+        lines, cut = lines[:MAX_VALUE_LINES], True
+    joined = "\n".join(lines)
+    if len(joined) > MAX_VALUE_CHARS:
+        joined, cut = joined[:MAX_VALUE_CHARS], True
+    return joined, cut
+
+
+def workflow_json(wf: WorkflowStatus, *, values: bool = True) -> dict[str, Any]:
+    """The stable JSON shape of a workflow record."""
+    doc: dict[str, Any] = {
+        "workflow_id": wf.workflow_id,
+        "status": wf.status,
+        "name": wf.name,
+        "class_name": wf.class_name,
+        "queue_name": wf.queue_name,
+        "executor_id": wf.executor_id,
+        "app_version": wf.app_version,
+        "created_at": local_time(wf.created_at),
+        "updated_at": local_time(wf.updated_at),
+        "recovery_attempts": wf.recovery_attempts,
+        "parent_workflow_id": wf.parent_workflow_id,
+        "forked_from": wf.forked_from,
+        "priority": wf.priority,
+        "deduplication_id": wf.deduplication_id,
+    }
+    if values:
+        doc["input"] = wf.input
+        doc["output"] = wf.output
+        doc["error"] = error_text(wf.error) or None
+    return doc
+
+
+def step_json(step: StepInfo) -> dict[str, Any]:
+    """The stable JSON shape of a recorded step."""
+    duration = (
+        step.completed_at - step.started_at
+        if step.completed_at is not None and step.started_at is not None
+        else None
+    )
+    return {
+        "function_id": step.function_id,
+        "function_name": step.function_name,
+        "status": "ERROR" if step.error is not None else "SUCCESS",
+        "output": step.output,
+        "error": error_text(step.error) or None,
+        "child_workflow_id": step.child_workflow_id,
+        "started_at": local_time(step.started_at),
+        "completed_at": local_time(step.completed_at),
+        "duration_ms": duration,
+    }
+
+
+def workflow_table(workflows: list[WorkflowStatus], title: str | None = None) -> None:
+    """Workflows as a table: ID, name, status, queue, created, updated, executor, version."""
+    table = Table(title=title, header_style="bold", show_edge=False, pad_edge=False)
+    # On a narrow terminal the less urgent columns go, rather than squeezing every column; an ID
+    # folds onto a second line but never loses a character (operators copy it).
+    wide = out.width >= 120
+    table.add_column("ID", overflow="fold", min_width=12)
+    table.add_column("Name", overflow="ellipsis", no_wrap=True, max_width=40)
+    table.add_column("Status", no_wrap=True)
+    table.add_column("Queue", overflow="ellipsis", no_wrap=True, max_width=20)
+    table.add_column("Created", no_wrap=True)
+    if wide:
+        table.add_column("Updated", no_wrap=True)
+        table.add_column("Executor", overflow="ellipsis", no_wrap=True, max_width=16)
+        table.add_column("Version", no_wrap=True)
+    for wf in workflows:
+        cells = [
+            escape(wf.workflow_id),
+            escape(wf.name),
+            status_text(wf.status),
+            escape(wf.queue_name or ""),
+            short_time(wf.created_at),
+        ]
+        if wide:
+            cells += [
+                short_time(wf.updated_at),
+                escape(wf.executor_id or ""),
+                escape((wf.app_version or "")[:8]),
+            ]
+        table.add_row(*cells)
+    out.print(table)
+    if not workflows:
+        out.print("[dim]no workflows match[/dim]")
+
+
+def workflow_panel(wf: WorkflowStatus) -> None:
+    """One workflow's record, then its input and output (or error), pretty-printed."""
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column(overflow="fold")
+    rows: list[tuple[str, str]] = [
+        ("ID", escape(wf.workflow_id)),
+        ("Status", status_text(wf.status)),
+        ("Name", escape(wf.name)),
+        ("Class", escape(wf.class_name or "")),
+        ("Queue", escape(wf.queue_name or "")),
+        ("Executor", escape(wf.executor_id or "")),
+        ("App version", escape(wf.app_version or "")),
+        ("Created", local_time(wf.created_at)),
+        ("Started", local_time(wf.started_at)),
+        ("Updated", local_time(wf.updated_at)),
+        ("Completed", local_time(wf.completed_at)),
+        ("Recovery attempts", str(wf.recovery_attempts)),
+        ("Parent", escape(wf.parent_workflow_id or "")),
+        ("Forked from", escape(wf.forked_from or "")),
+        ("Deadline", local_time(wf.workflow_deadline_epoch_ms)),
+    ]
+    for label, value in rows:
+        if value:
+            grid.add_row(label, value)
+    out.print(Panel(grid, title="workflow", title_align="left", expand=False))
+    sections: list[tuple[str, str]] = [("Input", _pretty(wf.input))]
+    if wf.error is not None:
+        sections.append(("Error", error_text(wf.error)))
+    elif wf.status == "SUCCESS":
+        sections.append(("Output", _pretty(wf.output)))
+    for label, text in sections:
+        body, cut = _truncated(text)
+        out.print(f"[bold]{label}[/bold]")
+        out.print(escape(body))
+        if cut:
+            out.print("[dim]… truncated; --json shows it whole[/dim]")
+
+
+def steps_table(steps: list[StepInfo], wf: WorkflowStatus) -> None:
+    """The recorded steps as a timeline: number, name, outcome, child, duration and a bar placing
+    the step within the workflow's run."""
+    starts = [s.started_at for s in steps if s.started_at is not None]
+    ends = [s.completed_at for s in steps if s.completed_at is not None]
+    origin = min([*starts, *([wf.started_at] if wf.started_at else [])], default=0)
+    finish = max([*ends, *([wf.completed_at] if wf.completed_at else [])], default=origin)
+    span = max(finish - origin, 1)
+    width = 20
+    table = Table(header_style="bold", show_edge=False, pad_edge=False)
+    timeline = out.width >= 110  # the bar needs room; narrow terminals keep the durations
+    table.add_column("#", no_wrap=True, justify="right")
+    table.add_column("Step", overflow="fold", max_width=40)
+    table.add_column("Status", no_wrap=True)
+    table.add_column("Output / error", no_wrap=True, overflow="ellipsis", max_width=50)
+    table.add_column("Child workflow", overflow="fold")
+    table.add_column("Duration", no_wrap=True, justify="right")
+    if timeline:
+        table.add_column("Timeline", no_wrap=True)
+    for step in steps:
+        failed = step.error is not None
+        outcome = error_text(step.error) if failed else json.dumps(step.output, default=str)
+        outcome, _ = _truncated(outcome)
+        if len(outcome) > 60:
+            outcome = outcome[:59] + "…"
+        duration = ""
+        bar = ""
+        if step.started_at is not None and step.completed_at is not None:
+            ms = step.completed_at - step.started_at
+            duration = f"{ms / 1000:.3f}s" if ms >= 1000 else f"{ms}ms"
+            left = int((step.started_at - origin) / span * width)
+            length = max(1, round(ms / span * width))
+            bar = " " * min(left, width - 1) + "█" * min(length, width - left)
+        table.add_row(
+            str(step.function_id),
+            escape(step.function_name),
+            "[red]ERROR[/red]" if failed else "[green]SUCCESS[/green]",
+            escape(outcome),
+            escape(step.child_workflow_id or ""),
+            duration,
+            *([f"[{'red' if failed else 'cyan'}]{bar}[/]"] if timeline else []),
+        )
+    out.print(table)
+    if not steps:
+        out.print("[dim]no recorded steps[/dim]")

@@ -11,7 +11,7 @@ from typing import Any, TypedDict
 
 from typing_extensions import Required
 
-from runtime import messaging, serialization
+from runtime import management, messaging, serialization
 from runtime.config import resolve
 from runtime.embedded import resolve_system_url
 from runtime.errors import (
@@ -22,7 +22,7 @@ from runtime.errors import (
 from runtime.handles import WorkflowHandle, poll_result
 from runtime.listener import NotificationListener
 from runtime.status import StepInfo, WorkflowStatus
-from runtime.system_db import NewWorkflow, SystemDatabase, status_from_row, step_from_row
+from runtime.system_db import NewWorkflow, SystemDatabase, status_from_row
 
 
 class EnqueueOptions(TypedDict, total=False):
@@ -145,19 +145,61 @@ class DBOSClient:
         row = self.sysdb.get_workflow_row(workflow_id)
         return status_from_row(row) if row else None
 
+    def list_workflows(self, **filters: Any) -> list[WorkflowStatus]:
+        """Workflows matching every given filter; the same keywords as
+        ``DBOS.list_workflows``."""
+        return management.list_workflows(self.sysdb, **filters)
+
+    def list_queued_workflows(self, **filters: Any) -> list[WorkflowStatus]:
+        """Workflows waiting in or running from a queue; the same keywords as
+        ``DBOS.list_queued_workflows``."""
+        filters.setdefault("load_output", False)
+        return management.list_workflows(self.sysdb, queued_only=True, **filters)
+
     def list_workflow_steps(self, workflow_id: str) -> list[StepInfo]:
         """The recorded steps of a workflow, in order."""
-        if self.sysdb.get_status_result(workflow_id) is None:
-            raise DBOSNonExistentWorkflowError(workflow_id)
-        return [step_from_row(r) for r in self.sysdb.get_step_rows(workflow_id)]
+        return management.list_steps(self.sysdb, workflow_id)
 
     def cancel_workflow(self, workflow_id: str) -> bool:
         """Cancel a PENDING or ENQUEUED workflow; its runner stops before its next step. False
         when the workflow was in another status (nothing changed)."""
-        changed = self.sysdb.cancel_workflow(workflow_id)
-        if not changed and self.sysdb.get_status_result(workflow_id) is None:
+        change = management.cancel(self.sysdb, workflow_id)
+        if change.reason == "no such workflow":
             raise DBOSNonExistentWorkflowError(workflow_id)
-        return changed
+        return change.changed
+
+    def resume_workflow(self, workflow_id: str) -> WorkflowHandle[Any]:
+        """Make a cancelled, pending, enqueued or failed-recovery workflow ready to continue from
+        its last completed step; a live executor of its version picks it up. A finished workflow
+        raises (fork it instead)."""
+        change = management.resume(self.sysdb, workflow_id)
+        if change.reason == "no such workflow":
+            raise DBOSNonExistentWorkflowError(workflow_id)
+        if not change.changed:
+            raise DBOSException(f"workflow {workflow_id!r} not resumed: {change.reason}")
+        return WorkflowHandle(self, workflow_id)
+
+    def restart_workflow(self, workflow_id: str) -> WorkflowHandle[Any]:
+        """A new execution with the same inputs and a new ID."""
+        return WorkflowHandle(self, management.restart(self.sysdb, workflow_id))
+
+    def fork_workflow(
+        self,
+        workflow_id: str,
+        start_step: int,
+        *,
+        forked_workflow_id: str | None = None,
+        application_version: str | None = None,
+    ) -> WorkflowHandle[Any]:
+        """A new workflow that keeps the outcomes of steps before ``start_step``."""
+        new_id = management.fork(
+            self.sysdb,
+            workflow_id,
+            start_step,
+            forked_workflow_id=forked_workflow_id,
+            application_version=application_version,
+        )
+        return WorkflowHandle(self, new_id)
 
     # -- handle backend ---------------------------------------------------------------------------
 

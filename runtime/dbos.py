@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Generic, ParamSpec, TypeVar, cast
 import psycopg
 
 from runtime import config as config_mod
-from runtime import context, messaging, registry
+from runtime import context, management, messaging, registry
 from runtime import scheduler as scheduler_mod
 from runtime.config import DBOSConfig, Settings
 from runtime.db import make_pool
@@ -30,7 +30,7 @@ from runtime.recovery import Maintenance
 from runtime.registry import WorkflowInfo
 from runtime.scheduler import Schedule, Scheduler
 from runtime.status import StepInfo, WorkflowStatus
-from runtime.system_db import SystemDatabase, status_from_row, step_from_row
+from runtime.system_db import SystemDatabase, status_from_row
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -428,12 +428,73 @@ class DBOS:
         return status_from_row(row) if row else None
 
     @classmethod
+    def list_workflows(
+        cls,
+        *,
+        workflow_ids: list[str] | None = None,
+        status: str | list[str] | None = None,
+        start_time: management.TimeArg = None,
+        end_time: management.TimeArg = None,
+        name: str | None = None,
+        app_version: str | None = None,
+        queue_name: str | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+        sort_desc: bool = False,
+        load_input: bool = True,
+        load_output: bool = True,
+    ) -> list[WorkflowStatus]:
+        """Workflows matching every given filter (times: datetime, ISO 8601 or epoch ms)."""
+        return management.list_workflows(
+            cls._rt().sysdb,
+            workflow_ids=workflow_ids,
+            status=status,
+            start_time=start_time,
+            end_time=end_time,
+            name=name,
+            app_version=app_version,
+            queue_name=queue_name,
+            limit=limit,
+            offset=offset,
+            sort_desc=sort_desc,
+            load_input=load_input,
+            load_output=load_output,
+        )
+
+    @classmethod
+    def list_queued_workflows(
+        cls,
+        *,
+        queue_name: str | None = None,
+        status: str | list[str] | None = None,
+        start_time: management.TimeArg = None,
+        end_time: management.TimeArg = None,
+        name: str | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+        sort_desc: bool = False,
+        load_input: bool = True,
+    ) -> list[WorkflowStatus]:
+        """Workflows waiting in or running from a queue (ENQUEUED, or PENDING with a queue)."""
+        return management.list_workflows(
+            cls._rt().sysdb,
+            queue_name=queue_name,
+            status=status,
+            start_time=start_time,
+            end_time=end_time,
+            name=name,
+            limit=limit,
+            offset=offset,
+            sort_desc=sort_desc,
+            load_input=load_input,
+            load_output=False,
+            queued_only=True,
+        )
+
+    @classmethod
     def list_workflow_steps(cls, workflow_id: str) -> list[StepInfo]:
         """The recorded steps of a workflow, in order."""
-        sysdb = cls._rt().sysdb
-        if sysdb.get_status_result(workflow_id) is None:
-            raise DBOSNonExistentWorkflowError(workflow_id)
-        return [step_from_row(r) for r in sysdb.get_step_rows(workflow_id)]
+        return management.list_steps(cls._rt().sysdb, workflow_id)
 
     @classmethod
     def cancel_workflow(cls, workflow_id: str) -> None:
@@ -442,15 +503,43 @@ class DBOS:
 
     @classmethod
     def resume_workflow(cls, workflow_id: str) -> WorkflowHandle[Any]:
-        """Continue a CANCELLED, PENDING or MAX_RECOVERY_ATTEMPTS_EXCEEDED workflow from its last
-        completed step. A finished workflow is left as it is (and a warning says so)."""
-        if not cls._engine().resume(workflow_id):
-            logger.warning(
-                "workflow %s has already finished; resume left it as it is "
-                "(fork it to run it again from a step)",
-                workflow_id,
-            )
+        """Continue a CANCELLED, PENDING, ENQUEUED or MAX_RECOVERY_ATTEMPTS_EXCEEDED workflow from
+        its last completed step (an enqueued one starts now, bypassing its queue). A finished
+        workflow is left as it is, with a warning (fork it to run it again from a step)."""
+        rt = cls._rt()
+        change = management.resume(rt.sysdb, workflow_id)
+        if not change.changed:
+            if change.reason == "no such workflow":
+                raise DBOSNonExistentWorkflowError(workflow_id)
+            logger.warning("workflow %s not resumed: %s", workflow_id, change.reason)
+        rt.dispatcher.wake()
         return WorkflowHandle(_BACKEND, workflow_id)
+
+    @classmethod
+    def restart_workflow(cls, workflow_id: str) -> WorkflowHandle[Any]:
+        """A new execution of the workflow, with the same inputs and a new ID."""
+        rt = cls._rt()
+        new_id = management.restart(rt.sysdb, workflow_id)
+        rt.dispatcher.wake()
+        return WorkflowHandle(_BACKEND, new_id)
+
+    @classmethod
+    def fork_workflow(
+        cls, workflow_id: str, start_step: int, *, application_version: str | None = None
+    ) -> WorkflowHandle[Any]:
+        """A new workflow that keeps the recorded outcomes of steps before ``start_step`` and
+        runs the rest anew (on executors of ``application_version``, default the original's)."""
+        rt = cls._rt()
+        with_id = context.take_assigned_workflow_id()
+        new_id = management.fork(
+            rt.sysdb,
+            workflow_id,
+            start_step,
+            forked_workflow_id=with_id,
+            application_version=application_version,
+        )
+        rt.dispatcher.wake()
+        return WorkflowHandle(_BACKEND, new_id)
 
 
 def _unwrap_method(func: Any) -> tuple[Callable[..., Any], Any]:

@@ -775,18 +775,6 @@ class Engine:
             logger.info("recovered %d of %d pending workflows", len(started), len(ids))
         return started
 
-    def resume(self, wid: str) -> bool:
-        """Resume a cancelled, pending, enqueued or failed-recovery workflow from its last
-        completed step. False when it had finished (SUCCESS or ERROR) and was left as it is."""
-        future = self.claim_and_run(
-            wid,
-            lambda w: self.sysdb.claim_for_resume(w, self.executor_id),
-            replace_local=True,
-        )
-        if future is None and self.sysdb.get_status_result(wid) is None:
-            raise DBOSNonExistentWorkflowError(wid)
-        return future is not None
-
     def cancel(self, wid: str) -> bool:
         """Cancel a PENDING or ENQUEUED workflow; a run stops before its next step."""
         changed = self.sysdb.cancel_workflow(wid)

@@ -115,24 +115,6 @@ RETURNING status, owner_epoch, name, class_name, inputs, workflow_deadline_epoch
           recovery_attempts, application_version, queue_name
 """
 
-# Resume: CANCELLED, PENDING, ENQUEUED or MAX_RECOVERY_ATTEMPTS_EXCEEDED become PENDING on this
-# executor with a fresh epoch and a fresh attempt count; finished workflows are left alone.
-CLAIM_FOR_RESUME = f"""
-UPDATE dbos.workflow_status
-SET owner_epoch = owner_epoch + 1,
-    recovery_attempts = 0,
-    status = 'PENDING',
-    executor_id = %(executor_id)s,
-    updated_at = {NOW_MS},
-    started_at_epoch_ms = coalesce(started_at_epoch_ms, {NOW_MS}),
-    workflow_deadline_epoch_ms = CASE WHEN workflow_timeout_ms IS NOT NULL
-        THEN {NOW_MS} + workflow_timeout_ms END
-WHERE workflow_uuid = %(workflow_uuid)s
-  AND status IN ('CANCELLED', 'PENDING', 'ENQUEUED', 'MAX_RECOVERY_ATTEMPTS_EXCEEDED')
-RETURNING status, owner_epoch, name, class_name, inputs, workflow_deadline_epoch_ms,
-          recovery_attempts, application_version, queue_name
-"""
-
 SELECT_PENDING_FOR_EXECUTOR = """
 SELECT workflow_uuid FROM dbos.workflow_status
 WHERE status = 'PENDING' AND executor_id = %(executor_id)s
@@ -342,4 +324,79 @@ RETURNING w.workflow_uuid, w.status, w.owner_epoch, w.name, w.class_name, w.inpu
           w.queue_name,
           EXISTS (SELECT 1 FROM dbos.operation_outputs o WHERE o.workflow_uuid = w.workflow_uuid),
           w.priority, w.created_at
+"""
+
+# -- management ------------------------------------------------------------------------------------
+
+# list_workflows composes its WHERE clause from these fixed fragments (never from user text); each
+# filter is served by an index of the form (column, created_at).
+LIST_WORKFLOWS_SELECT = (
+    "SELECT workflow_uuid, status, name, class_name, "
+    "CASE WHEN %(load_input)s THEN inputs END, "
+    "CASE WHEN %(load_output)s THEN output END, "
+    "CASE WHEN %(load_output)s THEN error END, "
+    "executor_id, application_version, queue_name, recovery_attempts, created_at, updated_at, "
+    "parent_workflow_id, forked_from, priority, deduplication_id, workflow_timeout_ms, "
+    "workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at_epoch_ms "
+    "FROM dbos.workflow_status"
+)
+LIST_FILTERS = {
+    "workflow_ids": "workflow_uuid = ANY(%(workflow_ids)s)",
+    "status": "status = ANY(%(status)s)",
+    "name": "name = %(name)s",
+    "app_version": "application_version = %(app_version)s",
+    "queue_name": "queue_name = %(queue_name)s",
+    "start_time": "created_at >= %(start_time)s",
+    "end_time": "created_at <= %(end_time)s",
+    "queued_only": "queue_name IS NOT NULL AND status IN ('ENQUEUED', 'PENDING')",
+}
+ORDER_ASC = " ORDER BY created_at ASC, workflow_uuid ASC"
+ORDER_DESC = " ORDER BY created_at DESC, workflow_uuid DESC"
+LIMIT_OFFSET = " LIMIT %(limit)s OFFSET %(offset)s"
+
+# Management acts on the database alone: a resumed workflow is made ready on the internal queue
+# (its inputs and recorded steps stay), and a live executor of its version picks it up.
+RESUME_WORKFLOW = f"""
+UPDATE dbos.workflow_status
+SET status = 'ENQUEUED',
+    queue_name = %(internal_queue)s,
+    priority = 0,
+    recovery_attempts = 0,
+    deduplication_id = NULL,
+    executor_id = NULL,
+    workflow_deadline_epoch_ms = NULL,
+    updated_at = {NOW_MS}
+WHERE workflow_uuid = %(workflow_uuid)s
+  AND status IN ('CANCELLED', 'PENDING', 'ENQUEUED', 'MAX_RECOVERY_ATTEMPTS_EXCEEDED')
+RETURNING 1
+"""
+
+MAX_FUNCTION_ID = """
+SELECT coalesce(max(function_id), 0) FROM dbos.operation_outputs
+WHERE workflow_uuid = %(workflow_uuid)s
+"""
+
+# Fork: a new workflow with the original's inputs, ready on the internal queue, keeping the recorded
+# outcomes of the steps before %(start_step)s (copied in the same transaction).
+FORK_WORKFLOW = f"""
+INSERT INTO dbos.workflow_status (
+    workflow_uuid, status, name, class_name, inputs, application_version, queue_name, priority,
+    max_recovery_attempts, workflow_timeout_ms, forked_from, created_at, updated_at
+)
+SELECT %(new_id)s, 'ENQUEUED', name, class_name, inputs,
+       coalesce(%(application_version)s, application_version), %(internal_queue)s, 0,
+       max_recovery_attempts, workflow_timeout_ms, workflow_uuid, {NOW_MS}, {NOW_MS}
+FROM dbos.workflow_status
+WHERE workflow_uuid = %(workflow_uuid)s
+"""
+
+COPY_STEPS = """
+INSERT INTO dbos.operation_outputs (
+    workflow_uuid, function_id, function_name, output, error, child_workflow_id,
+    started_at_epoch_ms, completed_at_epoch_ms
+)
+SELECT %(new_id)s, function_id, function_name, output, error, child_workflow_id,
+       started_at_epoch_ms, completed_at_epoch_ms
+FROM dbos.operation_outputs
+WHERE workflow_uuid = %(workflow_uuid)s AND function_id < %(start_step)s
 """

@@ -16,7 +16,11 @@ import psycopg
 import psycopg.errors
 
 from runtime import db, queries, serialization
-from runtime.errors import DBOSDatabaseError, DBOSQueueDeduplicatedError
+from runtime.errors import (
+    DBOSConflictingWorkflowError,
+    DBOSDatabaseError,
+    DBOSQueueDeduplicatedError,
+)
 from runtime.status import StepInfo, WorkflowStatus
 
 Row = tuple[Any, ...]
@@ -279,13 +283,6 @@ class SystemDatabase:
         )
         return self._claimed(workflow_id, row)
 
-    def claim_for_resume(self, workflow_id: str, executor_id: str) -> ClaimedWorkflow | None:
-        """Take a resumable workflow (cancelled, pending, enqueued, or past its recovery limit)."""
-        row = self._one(
-            queries.CLAIM_FOR_RESUME, {"workflow_uuid": workflow_id, "executor_id": executor_id}
-        )
-        return self._claimed(workflow_id, row)
-
     def pending_workflow_ids(self, executor_id: str, application_version: str) -> list[str]:
         """PENDING workflows recorded for this executor and version, oldest first."""
         rows = self._all(
@@ -468,6 +465,72 @@ class SystemDatabase:
         ]
         return claimed, next_possible
 
+    # -- management -------------------------------------------------------------------------------
+
+    def list_workflow_rows(
+        self,
+        filters: dict[str, Any],
+        *,
+        sort_desc: bool,
+        limit: int | None,
+        offset: int | None,
+        load_input: bool,
+        load_output: bool,
+    ) -> list[Row]:
+        """Workflow rows matching ``filters`` (keys of ``queries.LIST_FILTERS``; a value of True
+        turns on a fragment without a parameter), newest or oldest first."""
+        query, params = list_workflows_query(
+            filters,
+            sort_desc=sort_desc,
+            limit=limit,
+            offset=offset,
+            load_input=load_input,
+            load_output=load_output,
+        )
+        return self._all(query, params)
+
+    def resume_workflow(self, workflow_id: str, internal_queue: str) -> bool:
+        """Make a cancelled, pending, enqueued or failed-recovery workflow ready on the internal
+        queue. False when it is finished (or missing)."""
+        row = self._one(
+            queries.RESUME_WORKFLOW,
+            {"workflow_uuid": workflow_id, "internal_queue": internal_queue},
+        )
+        return row is not None
+
+    def max_function_id(self, workflow_id: str) -> int:
+        """The highest recorded step number of a workflow (0 when none)."""
+        row = self._one(queries.MAX_FUNCTION_ID, {"workflow_uuid": workflow_id})
+        return int(row[0]) if row else 0
+
+    def fork_workflow(
+        self,
+        workflow_id: str,
+        new_id: str,
+        start_step: int,
+        application_version: str | None,
+        internal_queue: str,
+    ) -> None:
+        """Create the fork, ready on the internal queue, with the steps before ``start_step``
+        copied, in one transaction."""
+        params = {
+            "workflow_uuid": workflow_id,
+            "new_id": new_id,
+            "start_step": start_step,
+            "application_version": application_version,
+            "internal_queue": internal_queue,
+        }
+        try:
+            with self.connection() as conn, conn.transaction():
+                conn.execute(queries.FORK_WORKFLOW, params)
+                conn.execute(queries.COPY_STEPS, params)
+        except DBOSDatabaseError as exc:
+            if isinstance(exc.__cause__, psycopg.errors.UniqueViolation):
+                raise DBOSConflictingWorkflowError(
+                    new_id, "a workflow with that ID exists already"
+                ) from None
+            raise
+
     # -- reading ----------------------------------------------------------------------------------
 
     def get_workflow_row(self, workflow_id: str) -> Row | None:
@@ -530,3 +593,30 @@ def step_from_row(row: Row) -> StepInfo:
         started_at=row[5],
         completed_at=row[6],
     )
+
+
+def list_workflows_query(
+    filters: dict[str, Any],
+    *,
+    sort_desc: bool,
+    limit: int | None,
+    offset: int | None,
+    load_input: bool,
+    load_output: bool,
+) -> tuple[str, dict[str, Any]]:
+    """The statement ``list_workflow_rows`` runs, built only from the fixed fragments of
+    ``queries`` (tests EXPLAIN it to check that every filter is answered from an index)."""
+    unknown = set(filters) - set(queries.LIST_FILTERS)
+    if unknown:
+        raise ValueError(f"unknown filters {sorted(unknown)}")
+    where = [queries.LIST_FILTERS[key] for key in sorted(filters)]
+    query = queries.LIST_WORKFLOWS_SELECT
+    if where:
+        query += " WHERE " + " AND ".join(where)
+    query += queries.ORDER_DESC if sort_desc else queries.ORDER_ASC
+    params: dict[str, Any] = {key: value for key, value in filters.items() if value is not True}
+    params.update(load_input=load_input, load_output=load_output)
+    if limit is not None or offset is not None:
+        query += queries.LIMIT_OFFSET
+        params.update(limit=limit, offset=offset or 0)
+    return query, params

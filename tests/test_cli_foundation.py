@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 from pathlib import Path
 
 import psycopg
 
-from tests.cli_helpers import clean_env, dbos
+from tests.cli_helpers import DBOS, clean_env, dbos
 
 
 def test_version() -> None:
@@ -109,3 +111,39 @@ def test_zero_config_embedded_postgres(tmp_path: Path) -> None:
     assert "Stopped" in stop.stdout
     after = json.loads(dbos("postgres", "status", "--json", cwd=project).stdout)
     assert after["running"] is False
+
+
+def test_init_then_start_runs_the_starter_app_on_embedded_postgres(tmp_path: Path) -> None:
+    created = dbos("init", "demo", cwd=tmp_path)
+    assert created.returncode == 0, created.stderr
+    project = tmp_path / "demo"
+    assert (project / "app.py").exists() and (project / "dbos.toml").exists()
+    again = dbos("init", "demo", cwd=tmp_path)
+    assert again.returncode == 1 and "not empty" in again.stderr
+
+    proc = subprocess.Popen(
+        [DBOS, "start"],
+        cwd=project,
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        seen = []
+        for line in proc.stdout:
+            seen.append(line)
+            if "batch done: total 100" in line:
+                break
+        else:
+            raise AssertionError("".join(seen))
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        dbos("postgres", "stop", cwd=project)
+    listed = json.loads(dbos("workflow", "list", "--json", cwd=project).stdout or "[]")
+    dbos("postgres", "stop", cwd=project)
+    assert {w["status"] for w in listed} == {"SUCCESS"} and len(listed) == 5

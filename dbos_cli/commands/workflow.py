@@ -1,0 +1,386 @@
+"""`dbos workflow ...` and `dbos queue list`: inspect and steer workflows through the system tables.
+
+Commands are thin: parse, call the client API, render. Bulk ``cancel`` and ``resume`` take IDs, or
+filters with a dry run and a confirmation prompt; their summary says what changed and what was
+skipped, and why.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import typer
+
+from dbos_cli import render
+from dbos_cli.options import DbUrl, JsonFlag, system_url
+from runtime import management
+from runtime.client import DBOSClient
+from runtime.errors import DBOSException
+
+group = typer.Typer(
+    help="List, inspect, cancel, resume, restart and fork workflows.", no_args_is_help=True
+)
+queue_group = typer.Typer(help="Workflows waiting in or running from queues.", no_args_is_help=True)
+
+Limit = Annotated[int, typer.Option("--limit", "-l", help="Show at most this many workflows.")]
+Offset = Annotated[int, typer.Option("--offset", "-o", help="Skip this many workflows first.")]
+Status = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--status",
+        "-S",
+        help="Only this status (repeatable): " + ", ".join(management.STATUSES) + ".",
+        show_default=False,
+    ),
+]
+Name = Annotated[
+    str | None, typer.Option("--name", "-n", help="Only workflows of this function name.")
+]
+QueueName = Annotated[str | None, typer.Option("--queue", "-q", help="Only this queue.")]
+AppVersion = Annotated[
+    str | None, typer.Option("--app-version", "-v", help="Only this application version.")
+]
+StartTime = Annotated[
+    str | None,
+    typer.Option(
+        "--start-time", "-t", help="Only workflows created at or after this ISO 8601 time."
+    ),
+]
+EndTime = Annotated[
+    str | None,
+    typer.Option(
+        "--end-time", "-e", help="Only workflows created at or before this ISO 8601 time."
+    ),
+]
+SortDesc = Annotated[bool, typer.Option("--sort-desc", "-d", help="Newest first.")]
+Ids = Annotated[
+    list[str] | None,
+    typer.Argument(help="Workflow IDs (or use the filter options instead).", show_default=False),
+]
+DryRun = Annotated[
+    bool, typer.Option("--dry-run", help="Show what would change, and change nothing.")
+]
+Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+
+
+@contextmanager
+def _client(db_url: str | None) -> Iterator[DBOSClient]:
+    client = DBOSClient(system_url(db_url))
+    try:
+        yield client
+    finally:
+        client.destroy()
+
+
+@group.command("list")
+def list_workflows(
+    db_url: DbUrl = None,
+    limit: Limit = 10,
+    offset: Offset = 0,
+    status: Status = None,
+    name: Name = None,
+    queue: QueueName = None,
+    app_version: AppVersion = None,
+    start_time: StartTime = None,
+    end_time: EndTime = None,
+    sort_desc: SortDesc = False,
+    json_output: JsonFlag = False,
+) -> None:
+    """List workflows (oldest first; -d for newest first)."""
+    with _client(db_url) as client:
+        found = client.list_workflows(
+            status=status,
+            name=name,
+            queue_name=queue,
+            app_version=app_version,
+            start_time=start_time,
+            end_time=end_time,
+            limit=limit,
+            offset=offset,
+            sort_desc=sort_desc,
+            load_input=False,
+            load_output=False,
+        )
+    if json_output:
+        render.print_json([render.workflow_json(wf, values=False) for wf in found])
+    else:
+        render.workflow_table(found)
+
+
+@group.command("get")
+def get_workflow(
+    workflow_id: Annotated[str, typer.Argument(help="The workflow's ID.")],
+    db_url: DbUrl = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Show one workflow: its record, input, and output or error."""
+    with _client(db_url) as client:
+        wf = management.get_workflow(client.sysdb, workflow_id)
+    if json_output:
+        render.print_json(render.workflow_json(wf))
+    else:
+        render.workflow_panel(wf)
+
+
+@group.command("steps")
+def list_steps(
+    workflow_id: Annotated[str, typer.Argument(help="The workflow's ID.")],
+    db_url: DbUrl = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Show the recorded steps of a workflow as a timeline."""
+    with _client(db_url) as client:
+        wf = management.get_workflow(client.sysdb, workflow_id)
+        steps = client.list_workflow_steps(workflow_id)
+    if json_output:
+        render.print_json([render.step_json(s) for s in steps])
+    else:
+        render.steps_table(steps, wf)
+
+
+def _targets(
+    client: DBOSClient,
+    ids: list[str] | None,
+    filters: dict[str, Any],
+    default_status: list[str],
+) -> tuple[list[str], bool]:
+    """The workflows to act on: the IDs given, or those matching the filters (by default only in
+    the statuses the action applies to). Returns them and whether they came from filters."""
+    given = {k: v for k, v in filters.items() if v}
+    if ids and given:
+        raise DBOSException("give workflow IDs or filter options, not both")
+    if ids:
+        return list(dict.fromkeys(ids)), False
+    if not given:
+        raise DBOSException(
+            "give workflow IDs, or filter options (--status, --name, --queue, --start-time, "
+            "--end-time) to select workflows"
+        )
+    given.setdefault("status", default_status)
+    found = client.list_workflows(**given, load_input=False, load_output=False)
+    return [wf.workflow_id for wf in found], True
+
+
+def _summary(verb: str, changes: list[management.Change], json_output: bool) -> int:
+    changed = [c.workflow_id for c in changes if c.changed]
+    skipped = [c for c in changes if not c.changed]
+    missing = [c.workflow_id for c in skipped if c.reason == "no such workflow"]
+    if json_output:
+        render.print_json(
+            {
+                verb: changed,
+                "skipped": [{"workflow_id": c.workflow_id, "reason": c.reason} for c in skipped],
+            }
+        )
+    else:
+        render.success(f"{verb} {len(changed)} workflow{'s' if len(changed) != 1 else ''}")
+        if skipped:
+            reasons = Counter(c.reason for c in skipped)
+            detail = ", ".join(f"{n} {reason}" for reason, n in reasons.most_common())
+            render.warning(f"skipped {len(skipped)}: {detail}")
+            if len(skipped) <= 10:
+                for c in skipped:
+                    render.info(f"  {c.workflow_id}: {c.reason}")
+    return 1 if missing else 0
+
+
+def _bulk(
+    verb: str,
+    imperative: str,
+    action: Any,
+    default_status: list[str],
+    db_url: str | None,
+    ids: list[str] | None,
+    filters: dict[str, Any],
+    dry_run: bool,
+    yes: bool,
+    json_output: bool,
+) -> None:
+    with _client(db_url) as client:
+        targets, by_filter = _targets(client, ids, filters, default_status)
+        if dry_run:
+            preview = client.list_workflows(
+                workflow_ids=targets, load_input=False, load_output=False
+            )
+            if json_output:
+                render.print_json(
+                    {"would_" + verb: [render.workflow_json(w, values=False) for w in preview]}
+                )
+            else:
+                render.workflow_table(preview, title=f"would be {verb} (dry run)")
+                render.info(f"dry run: {len(targets)} workflows would be {verb}; nothing changed")
+            return
+        if by_filter and not yes:
+            if not targets:
+                render.info("no workflows match; nothing to do")
+                return
+            typer.confirm(f"{imperative} {len(targets)} workflows?", abort=True)
+        changes = [action(client.sysdb, wid) for wid in targets]
+    code = _summary(verb, changes, json_output)
+    if code:
+        raise typer.Exit(code)
+
+
+@group.command("cancel")
+def cancel(
+    ids: Ids = None,
+    db_url: DbUrl = None,
+    status: Status = None,
+    name: Name = None,
+    queue: QueueName = None,
+    start_time: StartTime = None,
+    end_time: EndTime = None,
+    dry_run: DryRun = False,
+    yes: Yes = False,
+    json_output: JsonFlag = False,
+) -> None:
+    """Cancel workflows: a running one stops at its next step; an enqueued one leaves its queue."""
+    filters = {
+        "status": status,
+        "name": name,
+        "queue_name": queue,
+        "start_time": start_time,
+        "end_time": end_time,
+    }
+    _bulk(
+        "cancelled",
+        "Cancel",
+        management.cancel,
+        ["PENDING", "ENQUEUED"],
+        db_url,
+        ids,
+        filters,
+        dry_run,
+        yes,
+        json_output,
+    )
+
+
+@group.command("resume")
+def resume(
+    ids: Ids = None,
+    db_url: DbUrl = None,
+    status: Status = None,
+    name: Name = None,
+    queue: QueueName = None,
+    start_time: StartTime = None,
+    end_time: EndTime = None,
+    dry_run: DryRun = False,
+    yes: Yes = False,
+    json_output: JsonFlag = False,
+) -> None:
+    """Resume workflows from their last completed step (an enqueued one starts now, bypassing its
+    queue); a running executor of the application picks them up."""
+    filters = {
+        "status": status,
+        "name": name,
+        "queue_name": queue,
+        "start_time": start_time,
+        "end_time": end_time,
+    }
+    _bulk(
+        "resumed",
+        "Resume",
+        management.resume,
+        ["CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED"],
+        db_url,
+        ids,
+        filters,
+        dry_run,
+        yes,
+        json_output,
+    )
+
+
+@group.command("restart")
+def restart(
+    workflow_id: Annotated[str, typer.Argument(help="The workflow to run again.")],
+    db_url: DbUrl = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Run a workflow again from the start with the same inputs, under a new ID (printed)."""
+    with _client(db_url) as client:
+        new_id = management.restart(client.sysdb, workflow_id)
+    if json_output:
+        render.print_json({"workflow_id": new_id, "restarted_from": workflow_id})
+    else:
+        render.info(new_id)
+
+
+@group.command("fork")
+def fork(
+    workflow_id: Annotated[str, typer.Argument(help="The workflow to fork.")],
+    step: Annotated[
+        int,
+        typer.Option(
+            "--step", "-s", help="First step to run anew; earlier steps keep their outcomes."
+        ),
+    ],
+    forked_workflow_id: Annotated[
+        str | None, typer.Option("--forked-workflow-id", help="ID of the new workflow.")
+    ] = None,
+    app_version: Annotated[
+        str | None,
+        typer.Option("--app-version", "-v", help="Application version that runs the fork."),
+    ] = None,
+    db_url: DbUrl = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Start a new workflow that reuses the outcomes of the steps before --step (its ID is
+    printed)."""
+    with _client(db_url) as client:
+        new_id = management.fork(
+            client.sysdb,
+            workflow_id,
+            step,
+            forked_workflow_id=forked_workflow_id,
+            application_version=app_version,
+        )
+    if json_output:
+        render.print_json({"workflow_id": new_id, "forked_from": workflow_id, "step": step})
+    else:
+        render.info(new_id)
+
+
+def queue_list(
+    db_url: DbUrl = None,
+    limit: Limit = 10,
+    offset: Offset = 0,
+    status: Status = None,
+    name: Name = None,
+    queue: QueueName = None,
+    start_time: StartTime = None,
+    end_time: EndTime = None,
+    sort_desc: SortDesc = False,
+    json_output: JsonFlag = False,
+) -> None:
+    """List workflows waiting in or running from queues (ENQUEUED, or PENDING with a queue)."""
+    with _client(db_url) as client:
+        found = client.list_queued_workflows(
+            queue_name=queue,
+            status=status,
+            name=name,
+            start_time=start_time,
+            end_time=end_time,
+            limit=limit,
+            offset=offset,
+            sort_desc=sort_desc,
+            load_input=False,
+        )
+    if json_output:
+        render.print_json([render.workflow_json(wf, values=False) for wf in found])
+    else:
+        render.workflow_table(found)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `dbos workflow ...`, `dbos workflow queue list` and its alias `dbos queue list`."""
+    nested = typer.Typer(help="Workflows in queues.", no_args_is_help=True)
+    nested.command("list")(queue_list)
+    group.add_typer(nested, name="queue")
+    queue_group.command("list")(queue_list)
+    app.add_typer(group, name="workflow")
+    app.add_typer(queue_group, name="queue")

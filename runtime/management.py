@@ -1,0 +1,185 @@
+"""Listing and steering workflows: the operations behind ``DBOS.list_workflows`` and friends,
+``DBOSClient`` and the `dbos workflow` commands. They act on the system tables alone: resuming,
+restarting or forking makes a workflow ready on the internal queue, and any live executor of its
+application version picks it up."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from runtime.errors import DBOSException, DBOSNonExistentWorkflowError
+from runtime.queues import INTERNAL_QUEUE
+from runtime.status import StepInfo, WorkflowStatus, WorkflowStatusString
+from runtime.system_db import SystemDatabase, status_from_row, step_from_row
+
+STATUSES = [s.value for s in WorkflowStatusString]
+TimeArg = datetime | str | int | float | None
+
+
+@dataclass(frozen=True)
+class Change:
+    """The outcome of a management action on one workflow."""
+
+    workflow_id: str
+    changed: bool
+    reason: str | None = None  # why nothing changed
+
+
+def parse_statuses(status: str | Iterable[str] | None) -> list[str] | None:
+    """Status names, upper-cased and checked."""
+    if status is None:
+        return None
+    names = [status] if isinstance(status, str) else list(status)
+    checked = []
+    for name in names:
+        upper = str(name).strip().upper()
+        if upper not in STATUSES:
+            raise DBOSException(f"invalid status {name!r}; expected one of {', '.join(STATUSES)}")
+        checked.append(upper)
+    return checked or None
+
+
+def parse_time(value: TimeArg, what: str) -> int | None:
+    """Epoch milliseconds from a datetime, an ISO 8601 string (local time when it has no offset)
+    or a number of epoch milliseconds."""
+    if value is None:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"  # Python 3.10's fromisoformat does not read "Z"
+        try:
+            value = datetime.fromisoformat(text)
+        except ValueError:
+            raise DBOSException(
+                f"invalid {what} {value!r}: expected an ISO 8601 date or time, "
+                "e.g. 2026-11-21 or 2026-11-21T14:30:00"
+            ) from None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.astimezone()  # local time, as the CLI shows times
+        return int(value.timestamp() * 1000)
+    raise DBOSException(f"invalid {what} {value!r}")
+
+
+def list_workflows(
+    sysdb: SystemDatabase,
+    *,
+    workflow_ids: list[str] | None = None,
+    status: str | Iterable[str] | None = None,
+    start_time: TimeArg = None,
+    end_time: TimeArg = None,
+    name: str | None = None,
+    app_version: str | None = None,
+    queue_name: str | None = None,
+    limit: int | None = None,
+    offset: int | None = None,
+    sort_desc: bool = False,
+    load_input: bool = True,
+    load_output: bool = True,
+    queued_only: bool = False,
+) -> list[WorkflowStatus]:
+    """Workflows matching every given filter, oldest first unless ``sort_desc``."""
+    if limit is not None and limit < 0:
+        raise DBOSException("limit must not be negative")
+    if offset is not None and offset < 0:
+        raise DBOSException("offset must not be negative")
+    filters: dict[str, Any] = {
+        "workflow_ids": list(workflow_ids) if workflow_ids is not None else None,
+        "status": parse_statuses(status),
+        "start_time": parse_time(start_time, "start time"),
+        "end_time": parse_time(end_time, "end time"),
+        "name": name,
+        "app_version": app_version,
+        "queue_name": queue_name,
+        "queued_only": True if queued_only else None,
+    }
+    rows = sysdb.list_workflow_rows(
+        {k: v for k, v in filters.items() if v is not None},
+        sort_desc=sort_desc,
+        limit=limit,
+        offset=offset,
+        load_input=load_input,
+        load_output=load_output,
+    )
+    return [status_from_row(r, load_input=load_input, load_output=load_output) for r in rows]
+
+
+def get_workflow(sysdb: SystemDatabase, workflow_id: str) -> WorkflowStatus:
+    """One workflow's record; unknown IDs raise."""
+    row = sysdb.get_workflow_row(workflow_id)
+    if row is None:
+        raise DBOSNonExistentWorkflowError(workflow_id)
+    return status_from_row(row)
+
+
+def list_steps(sysdb: SystemDatabase, workflow_id: str) -> list[StepInfo]:
+    """The recorded steps of a workflow, in order; unknown IDs raise."""
+    if sysdb.get_status_result(workflow_id) is None:
+        raise DBOSNonExistentWorkflowError(workflow_id)
+    return [step_from_row(r) for r in sysdb.get_step_rows(workflow_id)]
+
+
+def _unchanged(sysdb: SystemDatabase, workflow_id: str) -> Change:
+    current = sysdb.get_status_result(workflow_id)
+    if current is None:
+        return Change(workflow_id, False, "no such workflow")
+    return Change(workflow_id, False, f"already {current[0]}")
+
+
+def cancel(sysdb: SystemDatabase, workflow_id: str) -> Change:
+    """Cancel a PENDING or ENQUEUED workflow; its runner stops before its next step."""
+    if sysdb.cancel_workflow(workflow_id):
+        return Change(workflow_id, True)
+    return _unchanged(sysdb, workflow_id)
+
+
+def resume(sysdb: SystemDatabase, workflow_id: str) -> Change:
+    """Make a CANCELLED, PENDING, ENQUEUED or MAX_RECOVERY_ATTEMPTS_EXCEEDED workflow ready to
+    continue from its last completed step (attempts reset). A finished workflow is left as it is:
+    fork it to run it again from a step."""
+    if sysdb.resume_workflow(workflow_id, INTERNAL_QUEUE):
+        return Change(workflow_id, True)
+    change = _unchanged(sysdb, workflow_id)
+    if change.reason and change.reason.startswith("already"):
+        return Change(
+            workflow_id,
+            False,
+            f"{change.reason}: a finished workflow is not resumed; "
+            f"fork it to run it again from a step",
+        )
+    return change
+
+
+def fork(
+    sysdb: SystemDatabase,
+    workflow_id: str,
+    start_step: int,
+    *,
+    forked_workflow_id: str | None = None,
+    application_version: str | None = None,
+) -> str:
+    """A new workflow with the same inputs that keeps the recorded outcomes of the steps before
+    ``start_step`` and runs the rest anew. Returns its ID."""
+    if sysdb.get_status_result(workflow_id) is None:
+        raise DBOSNonExistentWorkflowError(workflow_id)
+    last = sysdb.max_function_id(workflow_id)
+    if not isinstance(start_step, int) or start_step < 1 or start_step > last + 1:
+        raise DBOSException(
+            f"step {start_step} is out of range for workflow {workflow_id!r}: it has {last} "
+            f"recorded steps, so a fork can start at step 1 to {last + 1}"
+        )
+    new_id = forked_workflow_id or str(uuid.uuid4())
+    sysdb.fork_workflow(workflow_id, new_id, start_step, application_version, INTERNAL_QUEUE)
+    return new_id
+
+
+def restart(sysdb: SystemDatabase, workflow_id: str, *, new_workflow_id: str | None = None) -> str:
+    """A new execution with the same inputs and a new ID, from the first step."""
+    return fork(sysdb, workflow_id, 1, forked_workflow_id=new_workflow_id)
