@@ -56,6 +56,9 @@ CREATE INDEX IF NOT EXISTS workflow_status_parent_idx
 -- many finished workflows the table holds.
 CREATE INDEX IF NOT EXISTS workflow_status_pending_idx
     ON dbos.workflow_status (executor_id, application_version) WHERE status = 'PENDING';
+-- The executors view counts the live work of each application version.
+CREATE INDEX IF NOT EXISTS workflow_status_live_version_idx
+    ON dbos.workflow_status (application_version, status) WHERE status IN ('PENDING', 'ENQUEUED');
 -- Queue dispatch claims ENQUEUED rows of one queue in priority then arrival order, and counts the
 -- running (PENDING) rows of that queue for concurrency limits.
 CREATE INDEX IF NOT EXISTS workflow_status_queue_dispatch_idx
@@ -121,6 +124,22 @@ CREATE TABLE IF NOT EXISTS dbos.workflow_events (
     value         text NOT NULL,
     PRIMARY KEY (workflow_uuid, key)
 );
+
+-- One row per launched process. A process heartbeats its row; an executor ID none of whose
+-- processes has heartbeated within its lease (or all of which stopped cleanly) is dead, and live
+-- executors of the same application version take over its PENDING workflows.
+CREATE TABLE IF NOT EXISTS dbos.executors (
+    process_id          text PRIMARY KEY,          -- unique per process, chosen at launch
+    executor_id         text NOT NULL,
+    hostname            text NOT NULL,
+    pid                 integer NOT NULL,
+    application_version text NOT NULL,
+    lease_ms            bigint NOT NULL,
+    started_at          bigint NOT NULL,
+    last_heartbeat_at   bigint NOT NULL,
+    stopped_at          bigint                     -- set by a clean shutdown
+);
+CREATE INDEX IF NOT EXISTS executors_executor_id_idx ON dbos.executors (executor_id);
 
 -- Wake-ups. A waiting recv or get_event LISTENs once per process; the payload says whom to wake.
 CREATE OR REPLACE FUNCTION dbos.notifications_notify() RETURNS trigger

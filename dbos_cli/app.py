@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from dbos_cli import render
+from dbos_cli.commands import executors as executors_cmd
 from dbos_cli.commands import init as init_cmd
 from dbos_cli.commands import migrate as migrate_cmd
 from dbos_cli.commands import postgres as postgres_cmd
@@ -67,6 +68,7 @@ start_cmd.register(app)
 migrate_cmd.register(app)
 postgres_cmd.register(app)
 workflow_cmd.register(app)
+executors_cmd.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
+from runtime.management import ExecutorInfo, VersionWork
 from runtime.status import StepInfo, WorkflowStatus
 
 out = Console(highlight=False, soft_wrap=True)
@@ -268,3 +269,68 @@ def steps_table(steps: list[StepInfo], wf: WorkflowStatus) -> None:
     out.print(table)
     if not steps:
         out.print("[dim]no recorded steps[/dim]")
+
+
+# -- executors -------------------------------------------------------------------------------------
+
+EXECUTOR_STYLE = {"ALIVE": "green", "DEAD": "bold red", "STOPPED": "dim"}
+
+
+def executors_view(found: list[ExecutorInfo], versions: list[VersionWork], now_ms: int) -> None:
+    """Processes with their state and last heartbeat, then the work left per version."""
+    table = Table(title="executors", header_style="bold", show_edge=False, pad_edge=False)
+    for column in ("Executor", "Host", "PID", "Version", "State", "Last heartbeat", "Pending"):
+        table.add_column(column, no_wrap=True)
+    for e in found:
+        style = EXECUTOR_STYLE.get(e.state, "white")
+        state = f"[{style}]{e.state}[/{style}]"
+        if e.duplicate_id:
+            state += " [bold yellow]DUPLICATE ID[/bold yellow]"
+        ago = max(0, now_ms - e.last_heartbeat_at) / 1000
+        table.add_row(
+            escape(e.executor_id),
+            escape(e.hostname),
+            str(e.pid),
+            escape(e.application_version[:8]),
+            state,
+            f"{ago:.0f}s ago",
+            str(e.pending_workflows),
+        )
+    out.print(table)
+    if not found:
+        out.print("[dim]no executor has registered yet[/dim]")
+    work = Table(title="work per version", header_style="bold", show_edge=False, pad_edge=False)
+    for column in ("Version", "Pending", "Enqueued", "Live processes", ""):
+        work.add_column(column, no_wrap=True)
+    for v in versions:
+        note = ""
+        if v.pending + v.enqueued == 0:
+            note = "[dim]no work left: its processes can be shut down[/dim]"
+        elif v.live_processes == 0:
+            note = "[bold red]work waiting and no live process of this version[/bold red]"
+        work.add_row(
+            escape(v.application_version[:8]),
+            str(v.pending),
+            str(v.enqueued),
+            str(v.live_processes),
+            note,
+        )
+    out.print(work)
+
+
+def executor_json(e: ExecutorInfo) -> dict[str, Any]:
+    """The stable JSON shape of an executor process."""
+    return {
+        "process_id": e.process_id,
+        "executor_id": e.executor_id,
+        "hostname": e.hostname,
+        "pid": e.pid,
+        "app_version": e.application_version,
+        "state": e.state,
+        "duplicate_id": e.duplicate_id,
+        "started_at": local_time(e.started_at),
+        "last_heartbeat_at": local_time(e.last_heartbeat_at),
+        "stopped_at": local_time(e.stopped_at) or None,
+        "lease_ms": e.lease_ms,
+        "pending_workflows": e.pending_workflows,
+    }

@@ -201,6 +201,14 @@ class DBOSClient:
         )
         return WorkflowHandle(self, new_id)
 
+    def list_executors(self) -> list[management.ExecutorInfo]:
+        """Recent executor processes with their state (ALIVE, DEAD, STOPPED)."""
+        return management.executors(self.sysdb)
+
+    def version_work(self) -> list[management.VersionWork]:
+        """Per application version: pending and enqueued workflows, and live processes."""
+        return management.version_work(self.sysdb)
+
     # -- handle backend ---------------------------------------------------------------------------
 
     def handle_result(self, workflow_id: str) -> Any:

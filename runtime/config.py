@@ -30,6 +30,7 @@ and so on)::
     executor_id = "local"
     application_version = "v42"
     max_executor_threads = 64
+    executor_lease_seconds = 10
 
 Every string value of the file may hold ``${NAME}`` (replaced by the environment variable, which
 must be set) or ``${NAME:-default}`` (the default when the variable is unset or empty, as in the
@@ -75,6 +76,8 @@ ENV_DATABASE_URL = "DBOS_DATABASE_URL"
 ENV_SYSTEM_DATABASE_URL = "DBOS_SYSTEM_DATABASE_URL"
 ENV_EXECUTOR_ID = "DBOS__VMID"
 ENV_APPLICATION_VERSION = "DBOS__APPVERSION"
+ENV_EXECUTOR_LEASE = "DBOS_EXECUTOR_LEASE_SECONDS"
+DEFAULT_EXECUTOR_LEASE_SECONDS = 10
 
 # libpq accepts exactly these two prefixes (compared case-sensitively), so we do too: anything
 # else would only fail later, at connection time, with a less helpful message.
@@ -91,6 +94,7 @@ class DBOSConfig(TypedDict, total=False):
     executor_id: str
     application_version: str
     max_executor_threads: int
+    executor_lease_seconds: int
 
 
 @dataclass(frozen=True, repr=False)
@@ -106,6 +110,8 @@ class Settings:
     #: None: computed later from the workflow source.
     application_version: str | None
     max_executor_threads: int
+    #: An executor silent for longer than this is dead: live executors take over its workflows.
+    executor_lease_seconds: int
     #: The module ``dbos start`` imports, if configured.
     module: str | None
     #: The folder holding the config file, or the working folder; embedded data goes in ``.dbos``.
@@ -123,7 +129,8 @@ class Settings:
             f"Settings(name={self.name!r}, database_url={database_url!r}, "
             f"system_database_url={system_url!r}, executor_id={self.executor_id!r}, "
             f"application_version={self.application_version!r}, "
-            f"max_executor_threads={self.max_executor_threads!r}, module={self.module!r}, "
+            f"max_executor_threads={self.max_executor_threads!r}, "
+            f"executor_lease_seconds={self.executor_lease_seconds!r}, module={self.module!r}, "
             f"project_dir={self.project_dir!r}, config_file={self.config_file!r})"
         )
 
@@ -139,6 +146,7 @@ _FILE_SCHEMA: dict[str, dict[str, _Kind]] = {
         "executor_id": "text",
         "application_version": "text",
         "max_executor_threads": "positive_int",
+        "executor_lease_seconds": "positive_int",
     },
 }
 
@@ -150,6 +158,7 @@ _OVERRIDE_SCHEMA: dict[str, _Kind] = {
     "executor_id": "text",
     "application_version": "text",
     "max_executor_threads": "positive_int",
+    "executor_lease_seconds": "positive_int",
 }
 
 
@@ -262,8 +271,10 @@ def resolve(
         if given.get(key) is not None:
             return given[key]
         if var is not None:
-            raw = env.get(var)
+            raw: object = env.get(var)
             if raw:  # An empty variable counts as unset (see the module docstring).
+                if _OVERRIDE_SCHEMA[key] == "positive_int" and str(raw).strip().isdigit():
+                    raw = int(str(raw))
                 problem = _problem(raw, _OVERRIDE_SCHEMA[key], _python_type)
                 if problem is not None:
                     raise DBOSConfigError(f"environment variable {var}: {problem}")
@@ -272,6 +283,9 @@ def resolve(
 
     name = _as_str(pick("name", None, app.get("name")))
     threads = pick("max_executor_threads", None, runtime.get("max_executor_threads"))
+    lease = pick(
+        "executor_lease_seconds", ENV_EXECUTOR_LEASE, runtime.get("executor_lease_seconds")
+    )
     return Settings(
         name=name or project_dir.name or FALLBACK_APP_NAME,
         database_url=_as_str(pick("database_url", ENV_DATABASE_URL, database.get("url"))),
@@ -284,6 +298,7 @@ def resolve(
             pick("application_version", ENV_APPLICATION_VERSION, runtime.get("application_version"))
         ),
         max_executor_threads=threads if isinstance(threads, int) else DEFAULT_MAX_EXECUTOR_THREADS,
+        executor_lease_seconds=lease if isinstance(lease, int) else DEFAULT_EXECUTOR_LEASE_SECONDS,
         module=_as_str(app.get("module")),
         project_dir=project_dir,
         config_file=config_file,

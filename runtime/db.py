@@ -88,16 +88,34 @@ def translated(url: str | None = None) -> Iterator[None]:
 
 
 def make_pool(
-    url: str, *, min_size: int = 1, max_size: int = 16, name: str = "dbos"
+    url: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 16,
+    name: str = "dbos",
+    idle_in_transaction_timeout_s: float | None = None,
 ) -> ConnectionPool:
     """An open pool of autocommit connections. Autocommit because a checkpoint is one statement: an
-    implicit BEGIN/COMMIT around it would triple its round trips."""
+    implicit BEGIN/COMMIT around it would triple its round trips.
+
+    ``idle_in_transaction_timeout_s`` has the server end a transaction left idle that long: a
+    process frozen mid-transaction (paused, partitioned) must not hold its row locks forever, or
+    the executors taking over its workflows would wait for it."""
+
+    def configure(conn: psycopg.Connection[Any]) -> None:
+        if idle_in_transaction_timeout_s is not None:
+            conn.execute(
+                "SELECT set_config('idle_in_transaction_session_timeout', %s, false)",
+                (f"{int(idle_in_transaction_timeout_s * 1000)}ms",),
+            )
+
     check_url(url)
     pool = ConnectionPool(
         url,
         min_size=min_size,
         max_size=max_size,
         kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S},
+        configure=configure,
         name=name,
         open=False,
         timeout=60,

@@ -22,6 +22,7 @@ from runtime.db import make_pool
 from runtime.embedded import EmbeddedPostgres
 from runtime.engine import DEFAULT_MAX_RECOVERY_ATTEMPTS, Engine, EnqueueRequest, StepOptions
 from runtime.errors import DBOSException, DBOSNonExistentWorkflowError
+from runtime.executors import EXECUTOR_CHANNEL, ExecutorRegistry
 from runtime.handles import WorkflowHandle
 from runtime.listener import NotificationListener
 from runtime.migrate import migrate
@@ -70,9 +71,18 @@ class _Runtime:
         self.app_url = app_url
         migrate(sys_url)
         pool_size = max(4, min(settings.max_executor_threads, 32))
-        self.sysdb = SystemDatabase(sys_url, pool_size=pool_size)
+        # A transaction left idle this long belongs to a frozen process whose workflows others
+        # are taking over: the server ends it and frees its locks.
+        idle_s = max(5.0, 2.0 * settings.executor_lease_seconds)
+        self.sysdb = SystemDatabase(
+            sys_url, pool_size=pool_size, idle_in_transaction_timeout_s=idle_s
+        )
         same = sys_url == app_url
-        self.app_pool = self.sysdb.pool if same else make_pool(app_url, max_size=pool_size)
+        self.app_pool = (
+            self.sysdb.pool
+            if same
+            else make_pool(app_url, max_size=pool_size, idle_in_transaction_timeout_s=idle_s)
+        )
         self.app_version = settings.application_version or registry.application_version()
         self.engine = Engine(
             self.sysdb,
@@ -100,12 +110,23 @@ class _Runtime:
         self.listener.on_reconnect.append(self.dispatcher.wake)
         self.notifications.is_listening = lambda: self.listener.listening
         self.scheduler = Scheduler()
+        self.executors = ExecutorRegistry(
+            self.engine,
+            self.sysdb,
+            executor_id=settings.executor_id,
+            application_version=self.app_version,
+            lease_s=settings.executor_lease_seconds,
+            max_threads=settings.max_executor_threads,
+        )
+        self.listener.callbacks[EXECUTOR_CHANNEL] = self.executors.wake
         self.maintenance = Maintenance(self.sysdb)
 
     def start(self) -> None:
+        self.executors.register()
         self.listener.start()
         self.maintenance.start()
         self.engine.recover_pending()
+        self.executors.start()
         self.dispatcher.start()
         self.scheduler.start()
 
@@ -113,6 +134,7 @@ class _Runtime:
         self.scheduler.stop()
         self.dispatcher.stop()
         self.engine.shutdown(timeout_s)
+        self.executors.stop()  # after the workflows stopped: others may take them over now
         self.maintenance.stop()
         self.listener.stop()
         if self.app_pool is not self.sysdb.pool:
@@ -181,11 +203,15 @@ class DBOS:
     def destroy(cls, workflow_completion_timeout_sec: float = 0) -> None:
         """Stop background threads and close connections. Workflows still running stop at their
         next step and stay PENDING; the next launch recovers them."""
+        # Stop first, then forget: workflows still finishing their step may call DBOS.* meanwhile.
         with cls._lock:
-            runtime, cls._runtime = cls._runtime, None
-            cls._instance = None
+            runtime = cls._runtime
         if runtime is not None:
             runtime.stop(workflow_completion_timeout_sec)
+        with cls._lock:
+            if cls._runtime is runtime:
+                cls._runtime = None
+            cls._instance = None
 
     @classmethod
     def _rt(cls) -> _Runtime:

@@ -69,6 +69,15 @@ class _Interrupted(BaseException):
         self.cause = cause
 
 
+class _OutcomeUnknown(Exception):
+    """A transaction's connection died around its commit (or its checkpoint met an existing one):
+    whether it committed is decided by looking for its recorded outcome."""
+
+    def __init__(self, cause: BaseException | None) -> None:
+        super().__init__(str(cause) if cause else "checkpoint already recorded")
+        self.cause = cause
+
+
 @dataclass(frozen=True)
 class EnqueueRequest:
     """Where and how a workflow is enqueued."""
@@ -367,6 +376,7 @@ class Engine:
             try:
                 value = info.func(*args, **kwargs)
             except Exception as exc:  # the workflow failed: record ERROR; it is not recovered
+                self._not_while_stopping(exc)
                 outcome.error = exc
                 self._complete(ctx, "ERROR", error=serialization.serialize_exception(exc))
             else:
@@ -442,6 +452,13 @@ class Engine:
     # ------------------------------------------------------------------------------------------
     # Steps, transactions and checkpoints
     # ------------------------------------------------------------------------------------------
+
+    def _not_while_stopping(self, exc: BaseException) -> None:
+        """An error raised while the runtime shuts down may come from the shutdown itself (closed
+        pools, the facade going away): never record it; the workflow stays PENDING and is re-run
+        (steps are at least once anyway)."""
+        if self.stopping.is_set():
+            raise _Interrupted(exc) from exc
 
     def check_interrupts(self, ctx: WorkflowContext) -> None:
         """Before a durable operation: stop if shutting down, cancelled or past the deadline.
@@ -532,6 +549,7 @@ class Engine:
             except DBOSException as exc:
                 error = exc
         if error is not None:
+            self._not_while_stopping(error)
             self.record_operation(
                 ctx,
                 function_id,
@@ -608,13 +626,31 @@ class Engine:
             )
         started = now_ms()
         try:
-            value, result = self._in_transaction(
-                func, args, kwargs, isolation, ctx, StepContext(function_id, name), started
-            )
+            while True:
+                try:
+                    value, result = self._in_transaction(
+                        func, args, kwargs, isolation, ctx, StepContext(function_id, name), started
+                    )
+                    break
+                except _OutcomeUnknown as unknown:
+                    # The connection died around the commit, or our checkpoint met an existing
+                    # one: the record, written inside the transaction, says whether it committed.
+                    rec = self.checkpoint(lambda: self.sysdb.get_step(ctx.workflow_id, function_id))
+                    if rec is not None:
+                        check_same_operation(ctx, function_id, rec, name)
+                        return replay_outcome(rec)
+                    self._not_while_stopping(unknown)
+                    logger.warning(
+                        "transaction %s of workflow %s did not commit (%s); running it again",
+                        name,
+                        ctx.workflow_id,
+                        unknown.cause,
+                    )
         except (_Interrupted, DBOSWorkflowFencedError):
             raise
         except Exception as exc:
             # The user's writes rolled back; the error is the transaction's recorded outcome.
+            self._not_while_stopping(exc)
             self.record_operation(
                 ctx,
                 function_id,
@@ -661,37 +697,63 @@ class Engine:
         with self.app_pool.connection() as conn:
             conn.isolation_level = isolation
             try:
-                with conn.transaction():
-                    session_token = context.sql_session.set(conn)
-                    step_token = context.current_step.set(step)
-                    try:
-                        value = func(*args, **kwargs)
-                    finally:
-                        context.current_step.reset(step_token)
-                        context.sql_session.reset(session_token)
-                    if ctx is None or step is None:
-                        return value
-                    output = serialization.serialize(value, f"result of transaction {step.name}")
-                    try:
-                        result = self.sysdb.record_step(
-                            ctx.workflow_id,
-                            ctx.owner_epoch,
-                            step.function_id,
-                            step.name,
-                            output=output,
-                            started_at_ms=started,
-                            completed_at_ms=now_ms(),
-                            conn=conn,
-                        )
-                    except psycopg.errors.SerializationFailure:
-                        raise
-                    except psycopg.Error as exc:
-                        raise _Interrupted(exc) from exc
-                    if not result.recorded:
-                        raise DBOSWorkflowFencedError(ctx.workflow_id)  # rolls the writes back
-                    return value, result
+                return self._transaction_body(conn, func, args, kwargs, ctx, step, started)
+            except psycopg.Error as exc:
+                if ctx is not None and (conn.broken or conn.closed):
+                    raise _OutcomeUnknown(exc) from exc
+                raise
             finally:
-                conn.isolation_level = None
+                if not conn.closed:
+                    conn.isolation_level = None
+
+    def _transaction_body(
+        self,
+        conn: psycopg.Connection[Any],
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        ctx: WorkflowContext | None,
+        step: StepContext | None,
+        started: int | None,
+    ) -> Any:
+        with conn.transaction():
+            session_token = context.sql_session.set(conn)
+            step_token = context.current_step.set(step)
+            try:
+                value = func(*args, **kwargs)
+            finally:
+                context.current_step.reset(step_token)
+                context.sql_session.reset(session_token)
+            if ctx is None or step is None:
+                return value
+            output = serialization.serialize(value, f"result of transaction {step.name}")
+            try:
+                result = self.sysdb.record_step(
+                    ctx.workflow_id,
+                    ctx.owner_epoch,
+                    step.function_id,
+                    step.name,
+                    output=output,
+                    started_at_ms=started,
+                    completed_at_ms=now_ms(),
+                    conn=conn,
+                )
+            except psycopg.errors.SerializationFailure:
+                raise
+            except psycopg.Error as exc:
+                if conn.broken or conn.closed:
+                    raise _OutcomeUnknown(exc) from exc
+                raise _Interrupted(exc) from exc
+            if not result.recorded:
+                # Rolls the writes back. If the workflow is still ours, an earlier attempt of
+                # this very transaction committed (its commit reply was lost); else: fenced.
+                if result.owner_epoch == ctx.owner_epoch and result.status in (
+                    "PENDING",
+                    "CANCELLED",
+                ):
+                    raise _OutcomeUnknown(None)
+                raise DBOSWorkflowFencedError(ctx.workflow_id)
+            return value, result
 
     # ------------------------------------------------------------------------------------------
     # Results, recovery, management

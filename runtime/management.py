@@ -6,6 +6,7 @@ application version picks it up."""
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -183,3 +184,62 @@ def fork(
 def restart(sysdb: SystemDatabase, workflow_id: str, *, new_workflow_id: str | None = None) -> str:
     """A new execution with the same inputs and a new ID, from the first step."""
     return fork(sysdb, workflow_id, 1, forked_workflow_id=new_workflow_id)
+
+
+@dataclass(frozen=True)
+class ExecutorInfo:
+    """One process that ran (or runs) workflows against this database."""
+
+    process_id: str
+    executor_id: str
+    hostname: str
+    pid: int
+    application_version: str
+    lease_ms: int
+    started_at: int
+    last_heartbeat_at: int
+    stopped_at: int | None
+    state: str  # ALIVE, DEAD (silent past its lease) or STOPPED (shut down cleanly)
+    pending_workflows: int  # PENDING workflows recorded for its executor ID
+    duplicate_id: bool  # another live process shares its executor ID
+
+
+@dataclass(frozen=True)
+class VersionWork:
+    """What an application version still has to do, and who can do it."""
+
+    application_version: str
+    pending: int
+    enqueued: int
+    live_processes: int
+
+
+def executors(sysdb: SystemDatabase, limit: int = 100) -> list[ExecutorInfo]:
+    """Recent executor processes, newest first, with their state."""
+    rows = sysdb.list_executors(limit)
+    alive_per_id = Counter(r[1] for r in rows if r[9])
+    found = []
+    for r in rows:
+        state = "ALIVE" if r[9] else ("STOPPED" if r[8] is not None else "DEAD")
+        found.append(
+            ExecutorInfo(
+                process_id=r[0],
+                executor_id=r[1],
+                hostname=r[2],
+                pid=int(r[3]),
+                application_version=r[4],
+                lease_ms=int(r[5]),
+                started_at=int(r[6]),
+                last_heartbeat_at=int(r[7]),
+                stopped_at=r[8],
+                state=state,
+                pending_workflows=int(r[10]),
+                duplicate_id=bool(r[9]) and alive_per_id[r[1]] > 1,
+            )
+        )
+    return found
+
+
+def version_work(sysdb: SystemDatabase) -> list[VersionWork]:
+    """Per application version: its PENDING and ENQUEUED workflows and live processes."""
+    return [VersionWork(*row) for row in sysdb.version_work()]

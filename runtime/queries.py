@@ -111,6 +111,7 @@ SET owner_epoch = owner_epoch + 1,
     status = CASE WHEN recovery_attempts + 1 > coalesce(max_recovery_attempts, %(default_max)s)
                   THEN 'MAX_RECOVERY_ATTEMPTS_EXCEEDED' ELSE 'PENDING' END
 WHERE workflow_uuid = %(workflow_uuid)s AND status = 'PENDING'
+  AND executor_id IS NOT DISTINCT FROM %(expected_executor)s
 RETURNING status, owner_epoch, name, class_name, inputs, workflow_deadline_epoch_ms,
           recovery_attempts, application_version, queue_name
 """
@@ -399,4 +400,91 @@ SELECT %(new_id)s, function_id, function_name, output, error, child_workflow_id,
        started_at_epoch_ms, completed_at_epoch_ms
 FROM dbos.operation_outputs
 WHERE workflow_uuid = %(workflow_uuid)s AND function_id < %(start_step)s
+"""
+
+# -- executors -------------------------------------------------------------------------------------
+
+REGISTER_EXECUTOR = f"""
+INSERT INTO dbos.executors (
+    process_id, executor_id, hostname, pid, application_version, lease_ms, started_at,
+    last_heartbeat_at
+) VALUES (
+    %(process_id)s, %(executor_id)s, %(hostname)s, %(pid)s, %(application_version)s,
+    %(lease_ms)s, {NOW_MS}, {NOW_MS}
+)
+"""
+
+# Heartbeat, and report the other live processes that use the same executor ID (a configuration
+# mistake that the operator must hear about: they will take each other's workflows).
+HEARTBEAT = f"""
+WITH beat AS (
+    UPDATE dbos.executors SET last_heartbeat_at = {NOW_MS}, stopped_at = NULL
+    WHERE process_id = %(process_id)s
+    RETURNING executor_id
+)
+SELECT e.process_id, e.hostname, e.pid
+FROM dbos.executors e, beat
+WHERE e.executor_id = beat.executor_id AND e.process_id <> %(process_id)s
+  AND e.stopped_at IS NULL AND e.last_heartbeat_at > {NOW_MS} - e.lease_ms
+"""
+
+STOP_EXECUTOR = f"""
+WITH stopped AS (
+    UPDATE dbos.executors SET stopped_at = {NOW_MS} WHERE process_id = %(process_id)s
+    RETURNING executor_id
+)
+SELECT pg_notify('dbos_executor_channel', executor_id) FROM stopped
+"""
+
+# PENDING workflows of this version whose executor ID has no live process: ready for takeover.
+# Served by the partial index on PENDING workflows; the executors table is small.
+TAKEOVER_CANDIDATES = f"""
+SELECT w.workflow_uuid, w.executor_id
+FROM dbos.workflow_status w
+WHERE w.status = 'PENDING' AND w.application_version = %(application_version)s
+  AND w.executor_id IS NOT NULL AND w.executor_id <> %(executor_id)s
+  AND NOT EXISTS (
+      SELECT 1 FROM dbos.executors e
+      WHERE e.executor_id = w.executor_id AND e.stopped_at IS NULL
+        AND e.last_heartbeat_at > {NOW_MS} - e.lease_ms
+  )
+ORDER BY w.created_at
+LIMIT %(limit)s
+"""
+
+# Forget processes that have been gone for a day; their workflows were taken over long ago.
+PRUNE_EXECUTORS = f"""
+DELETE FROM dbos.executors
+WHERE last_heartbeat_at < {NOW_MS} - 86400000
+"""
+
+LIST_EXECUTORS = f"""
+SELECT e.process_id, e.executor_id, e.hostname, e.pid, e.application_version, e.lease_ms,
+       e.started_at, e.last_heartbeat_at, e.stopped_at,
+       (e.stopped_at IS NULL AND e.last_heartbeat_at > {NOW_MS} - e.lease_ms) AS alive,
+       (SELECT count(*) FROM dbos.workflow_status w
+        WHERE w.status = 'PENDING' AND w.executor_id = e.executor_id) AS pending
+FROM dbos.executors e
+ORDER BY e.started_at DESC
+LIMIT %(limit)s
+"""
+
+# Which versions still have work to do, and how many live processes run each: an old deployment
+# can be shut down when its version has nothing PENDING or ENQUEUED.
+VERSION_WORK = f"""
+SELECT v.application_version,
+       (SELECT count(*) FROM dbos.workflow_status w
+        WHERE w.application_version = v.application_version AND w.status = 'PENDING'),
+       (SELECT count(*) FROM dbos.workflow_status w
+        WHERE w.application_version = v.application_version AND w.status = 'ENQUEUED'),
+       (SELECT count(*) FROM dbos.executors e
+        WHERE e.application_version = v.application_version AND e.stopped_at IS NULL
+          AND e.last_heartbeat_at > {NOW_MS} - e.lease_ms)
+FROM (
+    SELECT DISTINCT application_version FROM dbos.executors
+    UNION
+    SELECT DISTINCT application_version FROM dbos.workflow_status
+    WHERE status IN ('PENDING', 'ENQUEUED') AND application_version IS NOT NULL
+) v
+ORDER BY 1
 """

@@ -108,9 +108,16 @@ class DequeuedWorkflow:
 class SystemDatabase:
     """The system tables of one database, through a pool of autocommit connections."""
 
-    def __init__(self, url: str, *, pool_size: int = 16) -> None:
+    def __init__(
+        self, url: str, *, pool_size: int = 16, idle_in_transaction_timeout_s: float | None = None
+    ) -> None:
         self.url = url
-        self.pool = db.make_pool(url, max_size=pool_size, name="dbos-system")
+        self.pool = db.make_pool(
+            url,
+            max_size=pool_size,
+            name="dbos-system",
+            idle_in_transaction_timeout_s=idle_in_transaction_timeout_s,
+        )
 
     def close(self) -> None:
         """Close every pooled connection."""
@@ -270,15 +277,21 @@ class SystemDatabase:
         )
 
     def claim_for_recovery(
-        self, workflow_id: str, executor_id: str, default_max_attempts: int
+        self,
+        workflow_id: str,
+        executor_id: str,
+        default_max_attempts: int,
+        expected_executor: str | None = None,
     ) -> ClaimedWorkflow | None:
-        """Take a PENDING workflow for a recovery run (fencing out its previous runner)."""
+        """Take a PENDING workflow still recorded for ``expected_executor`` (default: this one)
+        for a recovery run, fencing out its previous runner. Of several takers, one succeeds."""
         row = self._one(
             queries.CLAIM_FOR_RECOVERY,
             {
                 "workflow_uuid": workflow_id,
                 "executor_id": executor_id,
                 "default_max": default_max_attempts,
+                "expected_executor": expected_executor or executor_id,
             },
         )
         return self._claimed(workflow_id, row)
@@ -409,6 +422,7 @@ class SystemDatabase:
         rate limit, in one transaction. Returns them in start order, and, when the rate limit
         held some back, the epoch millisecond at which the next start becomes possible."""
         next_possible: int | None = None
+        window_reopens: int | None = None  # set when the rate limit caps this claim
         with self.connection() as conn, conn.transaction():
             available = max_claim
             if concurrency is not None or limiter is not None:
@@ -428,12 +442,12 @@ class SystemDatabase:
                 started, oldest = (int(found[0]), found[1]) if found else (0, None)
                 if started + available > limit:
                     available = limit - started
-                    # The window frees its oldest start one period after it (or after this
-                    # claim's starts, when the window was empty).
+                    # If this claim fills the window, nothing more can start until its oldest
+                    # start is a period old (this claim's, when the window was empty).
                     first = int(oldest) if oldest is not None else now
-                    next_possible = first + period_ms + 1
+                    window_reopens = first + period_ms + 1
             if available <= 0:
-                return [], next_possible
+                return [], window_reopens
             rows = conn.execute(
                 queries.DEQUEUE,
                 {
@@ -444,6 +458,8 @@ class SystemDatabase:
                     "limit": available,
                 },
             ).fetchall()
+            if len(rows) == available:
+                next_possible = window_reopens
         rows.sort(key=lambda r: (r[11], r[12]))
         claimed = [
             DequeuedWorkflow(
@@ -530,6 +546,66 @@ class SystemDatabase:
                     new_id, "a workflow with that ID exists already"
                 ) from None
             raise
+
+    # -- executors --------------------------------------------------------------------------------
+
+    def register_executor(
+        self,
+        process_id: str,
+        executor_id: str,
+        hostname: str,
+        pid: int,
+        application_version: str,
+        lease_ms: int,
+    ) -> None:
+        """Record this process as a live executor."""
+        with self.connection() as conn:
+            conn.execute(queries.PRUNE_EXECUTORS)
+            conn.execute(
+                queries.REGISTER_EXECUTOR,
+                {
+                    "process_id": process_id,
+                    "executor_id": executor_id,
+                    "hostname": hostname,
+                    "pid": pid,
+                    "application_version": application_version,
+                    "lease_ms": lease_ms,
+                },
+            )
+
+    def heartbeat(self, process_id: str) -> list[tuple[str, str, int]]:
+        """Refresh this process's heartbeat; returns the other live processes that share its
+        executor ID (process ID, host, pid)."""
+        rows = self._all(queries.HEARTBEAT, {"process_id": process_id})
+        return [(r[0], r[1], int(r[2])) for r in rows]
+
+    def stop_executor(self, process_id: str) -> None:
+        """Mark this process stopped (its workflows are free to take over at once) and tell the
+        other executors."""
+        self._all(queries.STOP_EXECUTOR, {"process_id": process_id})
+
+    def takeover_candidates(
+        self, executor_id: str, application_version: str, limit: int
+    ) -> list[tuple[str, str | None]]:
+        """PENDING workflows of this version whose executor is dead: (workflow ID, executor)."""
+        rows = self._all(
+            queries.TAKEOVER_CANDIDATES,
+            {
+                "executor_id": executor_id,
+                "application_version": application_version,
+                "limit": limit,
+            },
+        )
+        return [(r[0], r[1]) for r in rows]
+
+    def list_executors(self, limit: int = 100) -> list[Row]:
+        """Recent processes, newest first (columns as ``queries.LIST_EXECUTORS``)."""
+        return self._all(queries.LIST_EXECUTORS, {"limit": limit})
+
+    def version_work(self) -> list[tuple[str, int, int, int]]:
+        """Per application version: PENDING and ENQUEUED workflows, and live processes."""
+        rows = self._all(queries.VERSION_WORK, {})
+        return [(r[0], int(r[1]), int(r[2]), int(r[3])) for r in rows]
 
     # -- reading ----------------------------------------------------------------------------------
 

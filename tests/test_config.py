@@ -130,6 +130,7 @@ def test_defaults_without_any_source(tmp_path: Path) -> None:
         executor_id="local",
         application_version=None,
         max_executor_threads=64,
+        executor_lease_seconds=10,
         module=None,
         project_dir=tmp_path.resolve(),
         config_file=None,
@@ -583,3 +584,15 @@ def test_settings_repr_masks_passwords(tmp_path: Path) -> None:
     assert "hunter2" not in text and "swordfish" not in text
     assert "postgresql://u:***@h/db" in text
     assert settings.database_url == "postgresql://u:hunter2@h/db"  # the value itself is intact
+
+
+def test_executor_lease_from_file_and_environment(tmp_path: Path) -> None:
+    write(tmp_path, "[runtime]\nexecutor_lease_seconds = 30\n")
+    assert resolve(cwd=tmp_path, environ={}).executor_lease_seconds == 30
+    env = {"DBOS_EXECUTOR_LEASE_SECONDS": "4"}
+    assert resolve(cwd=tmp_path, environ=env).executor_lease_seconds == 4
+    with pytest.raises(DBOSConfigError, match="DBOS_EXECUTOR_LEASE_SECONDS"):
+        resolve(cwd=tmp_path, environ={"DBOS_EXECUTOR_LEASE_SECONDS": "soon"})
+    write(tmp_path, "[runtime]\nexecutor_lease_seconds = 0\n")
+    with pytest.raises(DBOSConfigError, match="executor_lease_seconds"):
+        resolve(cwd=tmp_path, environ={})

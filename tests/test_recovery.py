@@ -355,3 +355,34 @@ def test_timeout_holds_even_when_the_workflow_is_stuck_in_a_step(launch_dbos: La
         DBOS.start_workflow(wf)
     # The deadline sweep marks it CANCELLED while the step still runs.
     _wait_for_status("stuck", "CANCELLED", timeout=2.5)
+
+
+def test_shutdown_never_records_errors_caused_by_the_shutdown(launch_dbos: Launch) -> None:
+    """A step that fails while the runtime shuts down (its connections are still open) may be
+    failing because of the shutdown; that failure must not be recorded: the workflow stays PENDING
+    and the next launch completes it."""
+    in_step = threading.Event()
+    runs: list[str] = []
+
+    @DBOS.step()
+    def outlives_shutdown() -> str:
+        runs.append("run")
+        if len(runs) == 1:
+            engine = DBOS._engine()
+            in_step.set()
+            assert engine.stopping.wait(10)
+            raise RuntimeError("connection reset during shutdown")
+        return "second run"
+
+    @DBOS.workflow()
+    def wf() -> str:
+        return outlives_shutdown()
+
+    launch_dbos()
+    with SetWorkflowID("outlives"):
+        DBOS.start_workflow(wf)
+    assert in_step.wait(10)
+    DBOS.destroy(workflow_completion_timeout_sec=0)
+    launch_dbos()
+    assert DBOS.retrieve_workflow("outlives").get_result() == "second run"
+    assert [s.error for s in DBOS.list_workflow_steps("outlives")] == [None]

@@ -473,3 +473,36 @@ def test_second_construction_with_another_config_raises(launch_dbos: Launch, db_
     launch_dbos()
     with pytest.raises(DBOSException, match="different config"):
         DBOS(config={"name": "other", "database_url": db_url})
+
+
+def test_transaction_whose_connection_dies_runs_again_exactly_once(
+    launch_dbos: Launch, db_url: str
+) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE payments (id int)")
+    attempts: list[int] = []
+
+    @DBOS.transaction()
+    def pay() -> int:
+        attempts.append(1)
+        DBOS.sql_session.execute("INSERT INTO payments VALUES (1)")
+        if len(attempts) == 1:
+            # Another session kills this transaction's connection before it commits.
+            with psycopg.connect(db_url, autocommit=True) as killer:
+                killer.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND query LIKE 'INSERT INTO payments%%'"
+                )
+            DBOS.sql_session.execute("SELECT 1")  # fails: the connection is gone
+        return len(attempts)
+
+    @DBOS.workflow()
+    def wf() -> int:
+        return pay()
+
+    launch_dbos()
+    with SetWorkflowID("killed-tx"):
+        assert wf() == 2
+    assert _count(db_url, "SELECT count(*) FROM payments") == 1
+    steps = DBOS.list_workflow_steps("killed-tx")
+    assert [(s.output, s.error) for s in steps] == [(2, None)]

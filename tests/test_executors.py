@@ -1,0 +1,351 @@
+"""Many executors on one database: liveness, takeover, fencing of paused processes, versions."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from runtime import DBOSClient
+from tests.apps.fleet_app import LEDGER_DDL
+from tests.cli_helpers import DBOS as DBOS_EXE
+from tests.cli_helpers import clean_env, dbos
+
+ROOT = Path(__file__).resolve().parent.parent
+LEASE = 2  # seconds: short, so that takeover is quick to observe
+
+
+class Fleet:
+    """`dbos start` processes serving tests/apps/fleet_app.py."""
+
+    def __init__(self, db_url: str) -> None:
+        self.db_url = db_url
+        self.procs: dict[str, subprocess.Popen[str]] = {}
+        self.output: dict[str, list[str]] = {}
+
+    def start(self, name: str, vmid: str | None = None, lease: int = LEASE, **env: str) -> None:
+        environment = clean_env(
+            DBOS_DATABASE_URL=self.db_url,
+            DBOS__VMID=vmid or name,
+            DBOS_EXECUTOR_LEASE_SECONDS=str(lease),
+            **env,
+        )
+        environment["PYTHONPATH"] = str(ROOT)
+        proc = subprocess.Popen(
+            [DBOS_EXE, "start", "tests/apps/fleet_app.py"],
+            cwd=ROOT,
+            env=environment,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert proc.stdout is not None
+        lines: list[str] = []
+        for line in proc.stdout:
+            lines.append(line)
+            if "serving" in line:
+                break
+        else:
+            raise AssertionError("".join(lines))
+        self.procs[name] = proc
+        self.output[name] = lines
+
+    def signal(self, name: str, sig: int) -> None:
+        self.procs[name].send_signal(sig)
+
+    def logs(self, name: str) -> str:
+        """Everything the process printed (it must have exited)."""
+        proc = self.procs[name]
+        assert proc.stdout is not None
+        return "".join(self.output[name]) + proc.stdout.read()
+
+    def stop_all(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def enqueue(
+        self, count: int, ops: int, seconds: float, version: str | None = None
+    ) -> list[str]:
+        options: dict[str, Any] = {"workflow_name": "job", "queue_name": "fleet"}
+        if version:
+            options["app_version"] = version
+        with DBOSClient(self.db_url) as client:
+            return [
+                client.enqueue(options, ops, seconds).workflow_id  # type: ignore[arg-type]
+                for _ in range(count)
+            ]
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.db_url) as conn:
+            return conn.execute(sql, params).fetchall()  # type: ignore[arg-type]
+
+    def wait_until(self, predicate: Any, timeout: float, what: str) -> float:
+        started = time.monotonic()
+        while not predicate():
+            if time.monotonic() - started >= timeout:
+                for row in self.query(
+                    "SELECT pid, state, wait_event_type, wait_event, left(query, 120) "
+                    "FROM pg_stat_activity WHERE datname = current_database()"
+                ):
+                    print("ACTIVITY", row)
+            assert time.monotonic() - started < timeout, f"timed out waiting for {what}"
+            time.sleep(0.05)
+        return time.monotonic() - started
+
+    def statuses(self, ids: list[str]) -> dict[str, str]:
+        rows = self.query(
+            "SELECT workflow_uuid, status FROM dbos.workflow_status WHERE workflow_uuid = ANY(%s)",
+            (ids,),
+        )
+        return {r[0]: r[1] for r in rows}
+
+
+@pytest.fixture
+def fleet(db_url: str) -> Iterator[Fleet]:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(LEDGER_DDL)
+    group = Fleet(db_url)
+    try:
+        yield group
+    finally:
+        group.stop_all()
+
+
+def _assert_ledger_exact(fleet: Fleet, ids: list[str], ops: int) -> None:
+    rows = fleet.query(
+        "SELECT workflow_id, op FROM fleet_ledger WHERE workflow_id = ANY(%s)", (ids,)
+    )
+    assert sorted(rows) == sorted((wid, op) for wid in ids for op in range(1, ops + 1))
+
+
+def test_sigkilled_executor_is_taken_over_within_its_lease(fleet: Fleet) -> None:
+    for name in ("e1", "e2", "e3"):
+        fleet.start(name)
+    ids = fleet.enqueue(12, ops=4, seconds=0.25)
+    fleet.wait_until(
+        lambda: (
+            fleet.query(
+                "SELECT count(*) FROM dbos.workflow_status WHERE executor_id = 'e2' "
+                "AND status = 'PENDING'"
+            )[0][0]
+            > 0
+        ),
+        30,
+        "e2 to run something",
+    )
+    held = [
+        r[0]
+        for r in fleet.query(
+            "SELECT workflow_uuid FROM dbos.workflow_status WHERE executor_id = 'e2' "
+            "AND status = 'PENDING'"
+        )
+    ]
+    fleet.signal("e2", signal.SIGKILL)
+    taken_after = fleet.wait_until(
+        lambda: (
+            not fleet.query(
+                "SELECT 1 FROM dbos.workflow_status WHERE workflow_uuid = ANY(%s) "
+                "AND executor_id = 'e2' AND status = 'PENDING'",
+                (held,),
+            )
+        ),
+        LEASE + 8,
+        "e2's workflows to be taken over",
+    )
+    assert taken_after < LEASE + 5
+    fleet.wait_until(
+        lambda: set(fleet.statuses(ids).values()) == {"SUCCESS"}, 60, "all workflows to finish"
+    )
+    _assert_ledger_exact(fleet, ids, 4)
+    takers = {
+        r[0]
+        for r in fleet.query(
+            "SELECT executor_id FROM dbos.workflow_status WHERE workflow_uuid = ANY(%s)", (held,)
+        )
+    }
+    assert takers <= {"e1", "e3"} and takers
+
+    shown = json.loads(dbos("executors", "--json", "--db-url", fleet.db_url).stdout)
+    states = {e["executor_id"]: e["state"] for e in shown["executors"]}
+    assert states == {"e1": "ALIVE", "e2": "DEAD", "e3": "ALIVE"}
+    human = dbos("executors", "--db-url", fleet.db_url, env=clean_env(COLUMNS="160"))
+    assert "DEAD" in human.stdout and "ALIVE" in human.stdout
+
+
+def test_paused_executor_records_nothing_after_takeover(fleet: Fleet) -> None:
+    # e2 alone picks up the work; e1 starts only once e2 holds all of it.
+    fleet.start("e2")
+    ids = fleet.enqueue(4, ops=6, seconds=0.3)
+    fleet.wait_until(
+        lambda: (
+            fleet.query(
+                "SELECT count(*) FROM dbos.workflow_status WHERE executor_id = 'e2' "
+                "AND status = 'PENDING'"
+            )[0][0]
+            > 0
+        ),
+        30,
+        "e2 to run something",
+    )
+    fleet.wait_until(
+        lambda: set(fleet.statuses(ids).values()) == {"PENDING"}, 30, "e2 to hold all four"
+    )
+    fleet.start("e1")
+    fleet.signal("e2", signal.SIGSTOP)
+    paused_at = time.monotonic()
+    held = [
+        r[0]
+        for r in fleet.query(
+            "SELECT workflow_uuid FROM dbos.workflow_status WHERE executor_id = 'e2' "
+            "AND status = 'PENDING'"
+        )
+    ]
+
+    def e2_rows(wids: list[str]) -> int:
+        found = fleet.query(
+            "SELECT count(*) FROM fleet_ledger WHERE workflow_id = ANY(%s) AND executor = 'e2'",
+            (wids,),
+        )
+        return int(found[0][0])
+
+    at_pause = e2_rows(held)
+    fleet.wait_until(
+        lambda: (
+            not fleet.query(
+                "SELECT 1 FROM dbos.workflow_status WHERE workflow_uuid = ANY(%s) "
+                "AND executor_id = 'e2'",
+                (held,),
+            )
+        ),
+        LEASE + 10,
+        "the paused executor's workflows to be taken over",
+    )
+    assert time.monotonic() - paused_at >= LEASE  # not before the lease ran out
+    fleet.signal("e2", signal.SIGCONT)  # it wakes up mid-operation, holding stale ownership
+    fleet.wait_until(
+        lambda: set(fleet.statuses(ids).values()) == {"SUCCESS"}, 60, "all workflows to finish"
+    )
+    time.sleep(1)  # give the resumed process time to try (and fail) to record anything
+    _assert_ledger_exact(fleet, ids, 6)
+    # e2 committed nothing for them after the pause: its in-flight operations were fenced.
+    assert e2_rows(held) == at_pause
+    finished_by = {
+        r[0]
+        for r in fleet.query(
+            "SELECT executor_id FROM dbos.workflow_status WHERE workflow_uuid = ANY(%s)", (held,)
+        )
+    }
+    assert finished_by == {"e1"}
+
+
+def test_clean_shutdown_releases_workflows_at_once(fleet: Fleet) -> None:
+    fleet.start("e1", lease=60)
+    fleet.start("e2", lease=60)
+    ids = fleet.enqueue(8, ops=5, seconds=0.3)
+    fleet.wait_until(
+        lambda: (
+            fleet.query(
+                "SELECT count(*) FROM dbos.workflow_status WHERE executor_id = 'e2' "
+                "AND status = 'PENDING'"
+            )[0][0]
+            > 0
+        ),
+        30,
+        "e2 to run something",
+    )
+    fleet.signal("e2", signal.SIGTERM)
+    fleet.procs["e2"].wait(20)
+    released = fleet.wait_until(
+        lambda: (
+            not fleet.query(
+                "SELECT 1 FROM dbos.workflow_status WHERE executor_id = 'e2' AND status = 'PENDING'"
+            )
+        ),
+        30,
+        "e2's workflows to move to e1",
+    )
+    assert released < 10  # far less than the 60 s lease
+    fleet.wait_until(
+        lambda: set(fleet.statuses(ids).values()) == {"SUCCESS"}, 60, "all workflows to finish"
+    )
+    _assert_ledger_exact(fleet, ids, 5)
+
+
+def test_each_version_runs_only_its_own_workflows(fleet: Fleet) -> None:
+    fleet.start("old", DBOS__APPVERSION="v1")
+    fleet.start("new", DBOS__APPVERSION="v2")
+    v1 = fleet.enqueue(4, ops=1, seconds=0.0, version="v1")
+    v2 = fleet.enqueue(4, ops=1, seconds=0.0, version="v2")
+    fleet.wait_until(
+        lambda: set(fleet.statuses(v1 + v2).values()) == {"SUCCESS"}, 30, "all workflows"
+    )
+    ran = dict(
+        fleet.query(
+            "SELECT workflow_uuid, executor_id FROM dbos.workflow_status "
+            "WHERE workflow_uuid = ANY(%s)",
+            (v1 + v2,),
+        )
+    )
+    assert {ran[w] for w in v1} == {"old"} and {ran[w] for w in v2} == {"new"}
+
+    # A dead v1 executor's workflows are not taken over by the v2 executor.
+    long_v1 = fleet.enqueue(2, ops=20, seconds=0.3, version="v1")
+    fleet.wait_until(
+        lambda: set(fleet.statuses(long_v1).values()) == {"PENDING"}, 30, "v1 work to start"
+    )
+    fleet.signal("old", signal.SIGKILL)
+    time.sleep(LEASE + 3)
+    assert set(fleet.statuses(long_v1).values()) == {"PENDING"}
+    assert {
+        ran
+        for (ran,) in fleet.query(
+            "SELECT executor_id FROM dbos.workflow_status WHERE workflow_uuid = ANY(%s)", (long_v1,)
+        )
+    } == {"old"}
+    shown = json.loads(dbos("executors", "--json", "--db-url", fleet.db_url).stdout)
+    versions = {v["application_version"]: v for v in shown["versions"]}
+    assert versions["v1"]["pending"] == 2 and versions["v1"]["live_processes"] == 0
+    assert versions["v2"]["live_processes"] == 1
+
+    # An operator moves them deliberately: fork onto v2.
+    forked = dbos(
+        "workflow",
+        "fork",
+        long_v1[0],
+        "--step",
+        "1",
+        "--app-version",
+        "v2",
+        "--db-url",
+        fleet.db_url,
+    )
+    assert forked.returncode == 0, forked.stderr
+    new_id = forked.stdout.strip()
+    fleet.wait_until(lambda: fleet.statuses([new_id]) == {new_id: "SUCCESS"}, 60, "the fork")
+
+
+def test_two_live_processes_with_one_executor_id_are_reported(fleet: Fleet) -> None:
+    fleet.start("a", vmid="shared-id")
+    fleet.start("b", vmid="shared-id")
+    time.sleep(LEASE)  # a few heartbeats each
+    shown = json.loads(dbos("executors", "--json", "--db-url", fleet.db_url).stdout)
+    live = [e for e in shown["executors"] if e["state"] == "ALIVE"]
+    assert len(live) == 2 and all(e["duplicate_id"] for e in live)
+    fleet.stop_all()
+    for name in ("a", "b"):
+        assert "another live process uses executor ID 'shared-id'" in fleet.logs(name)
