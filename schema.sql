@@ -35,6 +35,9 @@ CREATE TABLE IF NOT EXISTS dbos.workflow_status (
     -- Fencing: every (re)claim of the workflow by a runner increments the epoch, and every checkpoint
     -- write is conditional on the epoch its runner holds, so a runner that lost ownership records nothing.
     owner_epoch               bigint NOT NULL DEFAULT 1,
+    -- The process (dbos.executors.process_id) running it while PENDING: a workflow whose process
+    -- is dead is taken over by a live one, whatever executor IDs the processes share.
+    owner_process             text,
     created_at                bigint NOT NULL DEFAULT (extract(epoch FROM now()) * 1000)::bigint,
     updated_at                bigint NOT NULL DEFAULT (extract(epoch FROM now()) * 1000)::bigint,
     started_at_epoch_ms       bigint,
@@ -56,7 +59,11 @@ CREATE INDEX IF NOT EXISTS workflow_status_parent_idx
 -- many finished workflows the table holds.
 CREATE INDEX IF NOT EXISTS workflow_status_pending_idx
     ON dbos.workflow_status (executor_id, application_version) WHERE status = 'PENDING';
--- The executors view counts the live work of each application version.
+-- A process looks for its own PENDING workflows that it is not running (a claim whose reply was
+-- lost in a connection failure).
+CREATE INDEX IF NOT EXISTS workflow_status_owner_process_idx
+    ON dbos.workflow_status (owner_process) WHERE status = 'PENDING';
+-- The executors view and takeover look at the live work of each application version.
 CREATE INDEX IF NOT EXISTS workflow_status_live_version_idx
     ON dbos.workflow_status (application_version, status) WHERE status IN ('PENDING', 'ENQUEUED');
 -- Queue dispatch claims ENQUEUED rows of one queue in priority then arrival order, and counts the

@@ -17,7 +17,12 @@ import psycopg.errors
 from psycopg_pool import ConnectionPool
 
 from runtime.config import redact_url
-from runtime.errors import DBOSDatabaseError, DBOSException, DBOSSchemaMissingError
+from runtime.errors import (
+    DBOSConnectionError,
+    DBOSDatabaseError,
+    DBOSException,
+    DBOSSchemaMissingError,
+)
 
 logger = logging.getLogger("dbos")
 
@@ -44,9 +49,11 @@ def translate(exc: BaseException, url: str | None = None) -> DBOSException:
             f"the system schema in the database{where} is older than this runtime; "
             "run `dbos migrate`"
         )
+    if isinstance(exc, psycopg.errors.QueryCanceled):
+        return DBOSDatabaseError(f"database statement cancelled{where}: {_first_line(str(exc))}")
     if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
         reason = _first_line(str(exc))
-        return DBOSDatabaseError(f"cannot reach the database{where}: {reason}")
+        return DBOSConnectionError(f"cannot reach the database{where}: {reason}")
     if isinstance(exc, psycopg.ProgrammingError) and "invalid" in str(exc).lower():
         return DBOSDatabaseError(f"invalid database URL{where}: {_first_line(str(exc))}")
     if isinstance(exc, psycopg.Error):
@@ -118,7 +125,9 @@ def make_pool(
         configure=configure,
         name=name,
         open=False,
-        timeout=60,
+        # How long a caller waits for a connection; during an outage the retry loops above us
+        # decide how long to keep trying.
+        timeout=15,
     )
     try:
         pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)

@@ -7,6 +7,7 @@ import functools
 import inspect
 import logging
 import threading
+import uuid
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -84,12 +85,14 @@ class _Runtime:
             else make_pool(app_url, max_size=pool_size, idle_in_transaction_timeout_s=idle_s)
         )
         self.app_version = settings.application_version or registry.application_version()
+        self.process_id = uuid.uuid4().hex  # this process, in dbos.executors
         self.engine = Engine(
             self.sysdb,
             self.app_pool,
             executor_id=settings.executor_id,
             application_version=self.app_version,
             same_database=same,
+            process_id=self.process_id,
         )
         self.notifications = messaging.Notifications()
         self.listener = NotificationListener(
@@ -100,6 +103,7 @@ class _Runtime:
             self.engine,
             self.sysdb,
             executor_id=settings.executor_id,
+            process_id=self.process_id,
             application_version=self.app_version,
             max_threads=settings.max_executor_threads,
         )
@@ -117,6 +121,7 @@ class _Runtime:
             application_version=self.app_version,
             lease_s=settings.executor_lease_seconds,
             max_threads=settings.max_executor_threads,
+            process_id=self.process_id,
         )
         self.listener.callbacks[EXECUTOR_CHANNEL] = self.executors.wake
         self.maintenance = Maintenance(self.sysdb)

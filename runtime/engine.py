@@ -34,6 +34,7 @@ from runtime.context import StepContext, WorkflowContext, now_ms
 from runtime.errors import (
     DBOSAwaitedWorkflowCancelledError,
     DBOSConflictingWorkflowError,
+    DBOSConnectionError,
     DBOSDatabaseError,
     DBOSException,
     DBOSMaxStepRetriesExceeded,
@@ -118,10 +119,12 @@ class Engine:
         executor_id: str,
         application_version: str,
         same_database: bool,
+        process_id: str,
     ) -> None:
         self.sysdb = sysdb
         self.app_pool = app_pool
         self.executor_id = executor_id
+        self.process_id = process_id
         self.application_version = application_version
         self.same_database = same_database
         self._lock = threading.Lock()
@@ -212,6 +215,7 @@ class Engine:
                     queue_name=enqueue.queue_name if enqueue else None,
                     priority=enqueue.priority if enqueue else 0,
                     deduplication_id=enqueue.deduplication_id if enqueue else None,
+                    owner_process=self.process_id,
                 )
             ),
             in_workflow=parent is not None,
@@ -219,10 +223,16 @@ class Engine:
         if parent is not None and function_id is not None and recorded_child is None:
             self.record_operation(parent, function_id, info.name, child_workflow_id=wid)
 
-        if result.created and enqueue is not None:
+        with self._lock:
+            local = self._running.get(wid)
+        # Our own insert whose reply was lost (the checkpoint was retried): it is ours to run.
+        created = result.created or (
+            local is None and result.status == "PENDING" and result.owner_process == self.process_id
+        )
+        if created and enqueue is not None:
             self.on_enqueued(enqueue.queue_name)
             return wid, None
-        if result.created:
+        if created:
             ctx = WorkflowContext(wid, info.name, result.owner_epoch, result.deadline_ms)
             future: Future[_Outcome] = Future()
             with self._lock:
@@ -234,8 +244,6 @@ class Engine:
             raise DBOSConflictingWorkflowError(
                 wid, f"it belongs to workflow {result.name!r}, not {info.name!r}"
             )
-        with self._lock:
-            local = self._running.get(wid)
         if local is not None:
             return wid, local
         if (
@@ -249,7 +257,22 @@ class Engine:
         return wid, None  # finished, or running elsewhere: waiters read the database
 
     def _recovery_claim(self, wid: str) -> ClaimedWorkflow | None:
-        return self.sysdb.claim_for_recovery(wid, self.executor_id, DEFAULT_MAX_RECOVERY_ATTEMPTS)
+        """Claim one of this executor ID's PENDING workflows, whoever runs it (the restart-after-
+        crash path: the earlier process is gone, or if not, fencing stops it)."""
+        return self.sysdb.claim_for_recovery(
+            wid, self.executor_id, self.process_id, DEFAULT_MAX_RECOVERY_ATTEMPTS, any_owner=True
+        )
+
+    def claim_from(self, wid: str, process: str | None) -> ClaimedWorkflow | None:
+        """Claim a PENDING workflow only while ``process`` still owns it (takeover from a dead
+        process, or re-claiming our own after a lost reply): of several claimers, one wins."""
+        return self.sysdb.claim_for_recovery(
+            wid,
+            self.executor_id,
+            self.process_id,
+            DEFAULT_MAX_RECOVERY_ATTEMPTS,
+            expected_process=process,
+        )
 
     def claim_and_run(
         self,
@@ -440,18 +463,28 @@ class Engine:
             logger.info("workflow %s finished but is no longer owned here", ctx.workflow_id)
 
     def checkpoint(self, write: Callable[[], _T], *, in_workflow: bool = True) -> _T:
-        """Run a system-table write; inside a workflow, a database failure interrupts the workflow
-        (it stays PENDING and is recovered) instead of being recorded as the workflow's error."""
-        try:
-            return write()
-        except DBOSDatabaseError as exc:
-            if in_workflow and context.current_workflow.get() is not None:
-                raise _Interrupted(exc) from exc
-            raise
-
-    # ------------------------------------------------------------------------------------------
-    # Steps, transactions and checkpoints
-    # ------------------------------------------------------------------------------------------
+        """Run a system-table write. Inside a workflow a lost connection is retried with backoff
+        until the database is back (every write tolerates being sent twice), so a database outage
+        pauses workflows instead of failing them; a shutdown meanwhile interrupts the workflow
+        (it stays PENDING and is recovered). Other database errors interrupt it too, rather than
+        being recorded as the workflow's error."""
+        inside = in_workflow and context.current_workflow.get() is not None
+        delay = 0.05
+        while True:
+            try:
+                return write()
+            except DBOSConnectionError as exc:
+                if not inside:
+                    raise
+                if self.stopping.is_set():
+                    raise _Interrupted(exc) from exc
+                logger.warning("database unreachable (%s); retrying in %.1fs", exc, delay)
+                self.stopping.wait(delay)
+                delay = min(delay * 2, 5.0)
+            except DBOSDatabaseError as exc:
+                if inside:
+                    raise _Interrupted(exc) from exc
+                raise
 
     def _not_while_stopping(self, exc: BaseException) -> None:
         """An error raised while the runtime shuts down may come from the shutdown itself (closed
@@ -514,8 +547,14 @@ class Engine:
         self.check_record(ctx, result)
 
     def check_record(self, ctx: WorkflowContext, result: RecordResult) -> None:
-        if not result.recorded:
-            # Another runner owns the workflow now (or it finished elsewhere): stop recording.
+        """After a checkpoint write: go on, stop for a cancellation, or stop because another runner
+        owns the workflow now. A write that found its row already there while we still own the
+        workflow is our own earlier attempt whose reply was lost: it counts as recorded."""
+        still_ours = result.owner_epoch == ctx.owner_epoch and result.status in (
+            "PENDING",
+            "CANCELLED",
+        )
+        if not result.recorded and not still_ours:
             raise DBOSWorkflowFencedError(ctx.workflow_id)
         if result.status == "CANCELLED":
             raise DBOSWorkflowCancelledError(ctx.workflow_id)
@@ -851,6 +890,11 @@ class Engine:
             ctx = self._contexts.get(wid)
         if ctx is not None:
             ctx.cancel_requested.set()
+
+    def running_ids(self) -> set[str]:
+        """IDs of the workflows this process runs or is about to run."""
+        with self._lock:
+            return set(self._running)
 
     def running_in_background(self) -> int:
         """Workflows running on this process's own threads."""

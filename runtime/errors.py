@@ -7,6 +7,7 @@ below), so callers can catch ours without catching everything::
     └── DBOSException
         ├── DBOSConfigError                  bad settings or config file (file, key, expectation)
         ├── DBOSDatabaseError                database unreachable, bad URL, or a driver failure
+        │   ├── DBOSConnectionError          connection failed or lost (retried in workflows)
         │   └── DBOSSchemaMissingError       the system tables are not there: run `dbos migrate`
         ├── DBOSSerializationError           a value cannot be stored as JSON (names the argument)
         ├── DBOSNonExistentWorkflowError     no workflow with that ID
@@ -40,6 +41,11 @@ class DBOSConfigError(DBOSException):
 class DBOSDatabaseError(DBOSException):
     """The database could not be reached or refused an operation. The message never holds a
     password."""
+
+
+class DBOSConnectionError(DBOSDatabaseError):
+    """The database could not be reached, or the connection was lost mid-statement. Inside a
+    workflow, checkpoint writes retry these until the database is back."""
 
 
 class DBOSSchemaMissingError(DBOSDatabaseError):

@@ -19,15 +19,17 @@ import logging
 import os
 import socket
 import threading
-import uuid
+from functools import partial
 
-from runtime.engine import DEFAULT_MAX_RECOVERY_ATTEMPTS, Engine
+from runtime.engine import Engine
 from runtime.errors import DBOSException
-from runtime.system_db import ClaimedWorkflow, SystemDatabase
+from runtime.system_db import SystemDatabase
 
 logger = logging.getLogger("dbos")
 
 EXECUTOR_CHANNEL = "dbos_executor_channel"
+# Every this many heartbeats, look for our own orphaned workflows (rare: only lost replies).
+SELF_HEAL_EVERY = 8
 
 
 class ExecutorRegistry:
@@ -42,6 +44,7 @@ class ExecutorRegistry:
         application_version: str,
         lease_s: float,
         max_threads: int,
+        process_id: str,
     ) -> None:
         self.engine = engine
         self.sysdb = sysdb
@@ -50,7 +53,7 @@ class ExecutorRegistry:
         self.lease_ms = int(lease_s * 1000)
         self.interval_s = max(0.25, lease_s / 4)
         self.max_threads = max_threads
-        self.process_id = uuid.uuid4().hex
+        self.process_id = process_id
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="dbos-executor", daemon=True)
@@ -87,10 +90,14 @@ class ExecutorRegistry:
         self._wake.set()
 
     def _run(self) -> None:
+        passes = 0
         while not self._stop.is_set():
+            passes += 1
             try:
                 self._heartbeat()
                 self.take_over()
+                if passes % SELF_HEAL_EVERY == 0:
+                    self.reclaim_own()
             except DBOSException as exc:
                 logger.warning("executor heartbeat or takeover failed (will retry): %s", exc)
             except Exception:
@@ -111,6 +118,24 @@ class ExecutorRegistry:
                     pid,
                 )
 
+    def reclaim_own(self) -> list[str]:
+        """Run this process's own PENDING workflows that it is not running: claims (a dequeue, a
+        takeover, a start) whose reply was lost in a connection failure leave them so."""
+        grace_ms = int(self.interval_s * 1000 * SELF_HEAL_EVERY)
+        running = self.engine.running_ids()
+        taken = []
+        for workflow_id in self.sysdb.own_pending(self.process_id, grace_ms):
+            if workflow_id in running:
+                continue
+            try:
+                claim = partial(self.engine.claim_from, process=self.process_id)
+                if self.engine.claim_and_run(workflow_id, claim):
+                    taken.append(workflow_id)
+                    logger.warning("resumed workflow %s, orphaned by a lost reply", workflow_id)
+            except DBOSException as exc:
+                logger.error("cannot resume workflow %s: %s", workflow_id, exc)
+        return taken
+
     def take_over(self) -> list[str]:
         """Claim and run the PENDING workflows of dead executors of this version, as many as this
         process has room for. Returns the IDs taken over."""
@@ -118,20 +143,14 @@ class ExecutorRegistry:
         if room <= 0:
             return []
         taken: list[str] = []
-        candidates = self.sysdb.takeover_candidates(
-            self.executor_id, self.application_version, room
-        )
+        candidates = self.sysdb.takeover_candidates(self.process_id, self.application_version, room)
         for workflow_id, dead in candidates:
-
-            def claim(wid: str, dead: str | None = dead) -> ClaimedWorkflow | None:
-                return self.sysdb.claim_for_recovery(
-                    wid, self.executor_id, DEFAULT_MAX_RECOVERY_ATTEMPTS, expected_executor=dead
-                )
-
             try:
-                if self.engine.claim_and_run(workflow_id, claim) is not None:
+                if self.engine.claim_and_run(
+                    workflow_id, partial(self.engine.claim_from, process=dead)
+                ):
                     taken.append(workflow_id)
-                    logger.info("took over workflow %s from dead executor %r", workflow_id, dead)
+                    logger.info("took over workflow %s from dead process %s", workflow_id, dead)
             except DBOSException as exc:
                 logger.error("cannot take over workflow %s: %s", workflow_id, exc)
         return taken

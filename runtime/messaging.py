@@ -305,6 +305,11 @@ def recv(
                 engine.check_record(ctx, result)
                 return serialization.deserialize(message)
             _check(ctx, result)
+            # Still ours and nothing recorded: either no message yet, or our own earlier attempt
+            # consumed one and its reply was lost; the record tells.
+            own = engine.checkpoint(lambda: engine.sysdb.get_step(ctx.workflow_id, function_id))
+            if own is not None:
+                return replay_outcome(own)
             left_ms = deadline() - now_ms()
             if left_ms <= 0:
                 engine.record_operation(

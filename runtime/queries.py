@@ -21,7 +21,7 @@ WITH ins AS (
         workflow_uuid, status, name, class_name, inputs, executor_id, application_version,
         queue_name, priority, deduplication_id, max_recovery_attempts, workflow_timeout_ms,
         workflow_deadline_epoch_ms, parent_workflow_id, forked_from, created_at, updated_at,
-        started_at_epoch_ms
+        started_at_epoch_ms, owner_process
     ) VALUES (
         %(workflow_uuid)s, %(status)s, %(name)s, %(class_name)s, %(inputs)s, %(executor_id)s,
         %(application_version)s, %(queue_name)s, %(priority)s, %(deduplication_id)s,
@@ -30,22 +30,25 @@ WITH ins AS (
              THEN least(%(deadline)s::bigint, {NOW_MS} + %(workflow_timeout_ms)s::bigint)
              ELSE %(deadline)s::bigint END,
         %(parent_workflow_id)s, %(forked_from)s, {NOW_MS}, {NOW_MS},
-        CASE WHEN %(status)s = 'PENDING' THEN {NOW_MS} END
+        CASE WHEN %(status)s = 'PENDING' THEN {NOW_MS} END,
+        CASE WHEN %(status)s = 'PENDING' THEN %(owner_process)s END
     )
     ON CONFLICT (workflow_uuid) DO NOTHING
-    RETURNING status, name, owner_epoch, workflow_deadline_epoch_ms
+    RETURNING status, name, owner_epoch, workflow_deadline_epoch_ms, owner_process
 )
 SELECT true, status, name, owner_epoch, workflow_deadline_epoch_ms, NULL::text, NULL::text,
-       NULL::text
+       NULL::text, owner_process
 FROM ins
 UNION ALL
-SELECT false, status, name, owner_epoch, workflow_deadline_epoch_ms, output, error, executor_id
+SELECT false, status, name, owner_epoch, workflow_deadline_epoch_ms, output, error, executor_id,
+       owner_process
 FROM dbos.workflow_status
 WHERE workflow_uuid = %(workflow_uuid)s AND NOT EXISTS (SELECT 1 FROM ins)
 """
 
 SELECT_WORKFLOW_BRIEF = """
-SELECT false, status, name, owner_epoch, workflow_deadline_epoch_ms, output, error, executor_id
+SELECT false, status, name, owner_epoch, workflow_deadline_epoch_ms, output, error, executor_id,
+       owner_process
 FROM dbos.workflow_status WHERE workflow_uuid = %(workflow_uuid)s
 """
 
@@ -107,11 +110,12 @@ UPDATE dbos.workflow_status
 SET owner_epoch = owner_epoch + 1,
     recovery_attempts = recovery_attempts + 1,
     executor_id = %(executor_id)s,
+    owner_process = %(process_id)s,
     updated_at = {NOW_MS},
     status = CASE WHEN recovery_attempts + 1 > coalesce(max_recovery_attempts, %(default_max)s)
                   THEN 'MAX_RECOVERY_ATTEMPTS_EXCEEDED' ELSE 'PENDING' END
 WHERE workflow_uuid = %(workflow_uuid)s AND status = 'PENDING'
-  AND executor_id IS NOT DISTINCT FROM %(expected_executor)s
+  AND (%(any_owner)s OR owner_process IS NOT DISTINCT FROM %(expected_process)s)
 RETURNING status, owner_epoch, name, class_name, inputs, workflow_deadline_epoch_ms,
           recovery_attempts, application_version, queue_name
 """
@@ -254,6 +258,11 @@ msg AS (
         SELECT 1 FROM wf
         WHERE owner_epoch = %(owner_epoch)s AND status IN ('PENDING', 'CANCELLED')
     )
+    -- A retry after a lost reply must not consume a second message for the same recv.
+    AND NOT EXISTS (
+        SELECT 1 FROM dbos.operation_outputs
+        WHERE workflow_uuid = %(workflow_uuid)s AND function_id = %(function_id)s
+    )
     RETURNING message
 ),"""
     + _RECORD_OP.format(output="(SELECT message FROM msg)", extra="AND EXISTS (SELECT 1 FROM msg)")
@@ -305,6 +314,7 @@ DEQUEUE = f"""
 UPDATE dbos.workflow_status w
 SET status = 'PENDING',
     executor_id = %(executor_id)s,
+    owner_process = %(process_id)s,
     application_version = coalesce(w.application_version, %(application_version)s),
     owner_epoch = w.owner_epoch + 1,
     started_at_epoch_ms = {NOW_MS},
@@ -365,6 +375,7 @@ SET status = 'ENQUEUED',
     recovery_attempts = 0,
     deduplication_id = NULL,
     executor_id = NULL,
+    owner_process = NULL,
     workflow_deadline_epoch_ms = NULL,
     updated_at = {NOW_MS}
 WHERE workflow_uuid = %(workflow_uuid)s
@@ -436,20 +447,28 @@ WITH stopped AS (
 SELECT pg_notify('dbos_executor_channel', executor_id) FROM stopped
 """
 
-# PENDING workflows of this version whose executor ID has no live process: ready for takeover.
-# Served by the partial index on PENDING workflows; the executors table is small.
+# PENDING workflows of this version whose process is dead (silent past its lease, stopped, or
+# forgotten): ready for takeover. Served by the partial index on live workflows per version.
 TAKEOVER_CANDIDATES = f"""
-SELECT w.workflow_uuid, w.executor_id
+SELECT w.workflow_uuid, w.owner_process
 FROM dbos.workflow_status w
 WHERE w.status = 'PENDING' AND w.application_version = %(application_version)s
-  AND w.executor_id IS NOT NULL AND w.executor_id <> %(executor_id)s
+  AND w.owner_process IS NOT NULL AND w.owner_process <> %(process_id)s
   AND NOT EXISTS (
       SELECT 1 FROM dbos.executors e
-      WHERE e.executor_id = w.executor_id AND e.stopped_at IS NULL
+      WHERE e.process_id = w.owner_process AND e.stopped_at IS NULL
         AND e.last_heartbeat_at > {NOW_MS} - e.lease_ms
   )
 ORDER BY w.created_at
 LIMIT %(limit)s
+"""
+
+# This process's PENDING workflows untouched for a while: those it does not run are claims whose
+# reply was lost (the caller filters out the ones it runs).
+OWN_PENDING = f"""
+SELECT workflow_uuid FROM dbos.workflow_status
+WHERE status = 'PENDING' AND owner_process = %(process_id)s
+  AND updated_at < {NOW_MS} - %(grace_ms)s
 """
 
 # Forget processes that have been gone for a day; their workflows were taken over long ago.

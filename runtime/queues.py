@@ -161,12 +161,14 @@ class QueueDispatcher:
         sysdb: Any,
         *,
         executor_id: str,
+        process_id: str,
         application_version: str,
         max_threads: int,
     ) -> None:
         self.engine = engine
         self.sysdb = sysdb
         self.executor_id = executor_id
+        self.process_id = process_id
         self.application_version = application_version
         self.max_threads = max_threads
         self._wake = threading.Event()
@@ -230,6 +232,7 @@ class QueueDispatcher:
             claimed, possible_at = self.sysdb.dequeue(
                 queue.name,
                 executor_id=self.executor_id,
+                process_id=self.process_id,
                 application_version=self.application_version,
                 names=names,
                 max_claim=capacity,

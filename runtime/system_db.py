@@ -45,6 +45,7 @@ class NewWorkflow:
     deadline_ms: int | None = None
     parent_workflow_id: str | None = None
     forked_from: str | None = None
+    owner_process: str | None = None  # the process that runs it (a PENDING start)
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class InsertResult:
     output: str | None
     error: str | None
     executor_id: str | None
+    owner_process: str | None = None
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,7 @@ class SystemDatabase:
             "deadline": wf.deadline_ms,
             "parent_workflow_id": wf.parent_workflow_id,
             "forked_from": wf.forked_from,
+            "owner_process": wf.owner_process,
         }
         try:
             row = self._one(queries.INSERT_WORKFLOW, params)
@@ -185,6 +188,7 @@ class SystemDatabase:
             output=row[5],
             error=row[6],
             executor_id=row[7],
+            owner_process=row[8],
         )
 
     # -- checkpoints ------------------------------------------------------------------------------
@@ -280,18 +284,24 @@ class SystemDatabase:
         self,
         workflow_id: str,
         executor_id: str,
+        process_id: str,
         default_max_attempts: int,
-        expected_executor: str | None = None,
+        *,
+        expected_process: str | None = None,
+        any_owner: bool = False,
     ) -> ClaimedWorkflow | None:
-        """Take a PENDING workflow still recorded for ``expected_executor`` (default: this one)
-        for a recovery run, fencing out its previous runner. Of several takers, one succeeds."""
+        """Take a PENDING workflow for a recovery run, fencing out its previous runner. Unless
+        ``any_owner``, only while it is still owned by ``expected_process``: of several takers,
+        one wins."""
         row = self._one(
             queries.CLAIM_FOR_RECOVERY,
             {
                 "workflow_uuid": workflow_id,
                 "executor_id": executor_id,
+                "process_id": process_id,
                 "default_max": default_max_attempts,
-                "expected_executor": expected_executor or executor_id,
+                "expected_process": expected_process,
+                "any_owner": any_owner,
             },
         )
         return self._claimed(workflow_id, row)
@@ -412,6 +422,7 @@ class SystemDatabase:
         queue_name: str,
         *,
         executor_id: str,
+        process_id: str,
         application_version: str,
         names: list[str],
         max_claim: int,
@@ -453,6 +464,7 @@ class SystemDatabase:
                 {
                     "queue_name": queue_name,
                     "executor_id": executor_id,
+                    "process_id": process_id,
                     "application_version": application_version,
                     "names": names,
                     "limit": available,
@@ -585,18 +597,19 @@ class SystemDatabase:
         self._all(queries.STOP_EXECUTOR, {"process_id": process_id})
 
     def takeover_candidates(
-        self, executor_id: str, application_version: str, limit: int
-    ) -> list[tuple[str, str | None]]:
-        """PENDING workflows of this version whose executor is dead: (workflow ID, executor)."""
+        self, process_id: str, application_version: str, limit: int
+    ) -> list[tuple[str, str]]:
+        """PENDING workflows of this version whose process is dead: (workflow ID, process)."""
         rows = self._all(
             queries.TAKEOVER_CANDIDATES,
-            {
-                "executor_id": executor_id,
-                "application_version": application_version,
-                "limit": limit,
-            },
+            {"process_id": process_id, "application_version": application_version, "limit": limit},
         )
         return [(r[0], r[1]) for r in rows]
+
+    def own_pending(self, process_id: str, grace_ms: int) -> list[str]:
+        """This process's PENDING workflows not claimed or started within ``grace_ms``."""
+        rows = self._all(queries.OWN_PENDING, {"process_id": process_id, "grace_ms": grace_ms})
+        return [r[0] for r in rows]
 
     def list_executors(self, limit: int = 100) -> list[Row]:
         """Recent processes, newest first (columns as ``queries.LIST_EXECUTORS``)."""
