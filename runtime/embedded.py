@@ -121,12 +121,16 @@ class EmbeddedPostgres:
             self._pg_ctl(["-w", "-t", "60", "-l", str(self.log_file), "start"], user)
             return self.url()
 
-    def stop(self) -> bool:
-        """Stop the server (fast shutdown). Returns False when it was not running."""
+    def stop(self, mode: str = "fast") -> bool:
+        """Stop the server: ``fast`` (roll back sessions, checkpoint) or ``immediate`` (no
+        checkpoint: like a crash, recovered from the WAL at next start). Returns False when it
+        was not running."""
+        if mode not in ("fast", "immediate", "smart"):
+            raise ValueError(f"unknown shutdown mode {mode!r}")
         with self._lock():
             if not self.status().running:
                 return False
-            self._pg_ctl(["-w", "-t", "60", "-m", "fast", "stop"], _server_user())
+            self._pg_ctl(["-w", "-t", "60", "-m", mode, "stop"], _server_user())
             return True
 
     # -- internals ------------------------------------------------------------------------------
@@ -235,6 +239,9 @@ def _alive(pid: int) -> bool:
 
 def _port_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # As Postgres binds: connections of a previous run lingering in TIME_WAIT do not make the
+        # port busy, so a restarted server keeps its port (and every client's URL stays valid).
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
