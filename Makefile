@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: install test lint format typecheck check demo bench bench-quick clean
+.PHONY: install test lint format typecheck check demo bench bench-quick chaos clean
 
 $(BIN)/dbos: pyproject.toml
 	python3 -m venv $(VENV)
@@ -43,3 +43,7 @@ bench: install
 
 bench-quick: install
 	$(PY) bench/run.py --quick
+
+# The long chaos run: 30 minutes of faults against three executors, then every invariant checked.
+chaos: install
+	$(PY) -m tests.chaos.harness --minutes 30 --seed 1 --json bench/results/chaos.json

@@ -37,6 +37,9 @@ class WorkflowContext:
     cancel_requested: threading.Event = field(default_factory=threading.Event)
     # The queue it was dequeued from: it holds a slot of that queue in this process while it runs.
     queue_name: str | None = None
+    # When this runner last knew it owned the workflow (a claim or a checkpoint write succeeded),
+    # on the monotonic clock: after a long gap (a pause, a long sleep) it checks before a step.
+    confirmed_at: float = field(default_factory=time.monotonic)
 
     def next_function_id(self) -> int:
         """Allocate the number of the next durable operation (1, 2, ...)."""

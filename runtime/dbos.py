@@ -93,6 +93,7 @@ class _Runtime:
             application_version=self.app_version,
             same_database=same,
             process_id=self.process_id,
+            confirm_ownership_after_s=settings.executor_lease_seconds / 2,
         )
         self.notifications = messaging.Notifications()
         self.listener = NotificationListener(

@@ -120,11 +120,15 @@ class Engine:
         application_version: str,
         same_database: bool,
         process_id: str,
+        confirm_ownership_after_s: float = 5.0,
     ) -> None:
         self.sysdb = sysdb
         self.app_pool = app_pool
         self.executor_id = executor_id
         self.process_id = process_id
+        # Half the executor lease: a workflow can only have been taken over from a runner that
+        # was out of touch for longer than the lease.
+        self.confirm_ownership_after_s = confirm_ownership_after_s
         self.application_version = application_version
         self.same_database = same_database
         self._lock = threading.Lock()
@@ -486,6 +490,20 @@ class Engine:
                     raise _Interrupted(exc) from exc
                 raise
 
+    def _confirm_ownership_if_stale(self, ctx: WorkflowContext) -> None:
+        """Before a step's side effect: a runner out of touch for a while (paused, asleep, cut
+        off) may have lost the workflow to a takeover, and a fenced checkpoint would come too late
+        to stop the side effect. One query, only after such a gap; the hot path stays one
+        statement per step."""
+        if time.monotonic() - ctx.confirmed_at <= self.confirm_ownership_after_s:
+            return
+        owner = self.checkpoint(lambda: self.sysdb.get_ownership(ctx.workflow_id))
+        if owner is None or owner[1] != ctx.owner_epoch or owner[0] not in ("PENDING", "CANCELLED"):
+            raise DBOSWorkflowFencedError(ctx.workflow_id)
+        if owner[0] == "CANCELLED":
+            raise DBOSWorkflowCancelledError(ctx.workflow_id)
+        ctx.confirmed_at = time.monotonic()
+
     def _not_while_stopping(self, exc: BaseException) -> None:
         """An error raised while the runtime shuts down may come from the shutdown itself (closed
         pools, the facade going away): never record it; the workflow stays PENDING and is re-run
@@ -556,6 +574,7 @@ class Engine:
         )
         if not result.recorded and not still_ours:
             raise DBOSWorkflowFencedError(ctx.workflow_id)
+        ctx.confirmed_at = time.monotonic()
         if result.status == "CANCELLED":
             raise DBOSWorkflowCancelledError(ctx.workflow_id)
 
@@ -613,6 +632,7 @@ class Engine:
         delay = options.interval_seconds
         for attempt in range(1, attempts + 1):
             step.attempt = attempt
+            self._confirm_ownership_if_stale(ctx)
             try:
                 return func(*args, **kwargs), None
             except Exception as exc:

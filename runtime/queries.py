@@ -169,6 +169,10 @@ WHERE workflow_uuid = %(workflow_uuid)s
 ORDER BY function_id
 """
 
+SELECT_OWNERSHIP = """
+SELECT status, owner_epoch FROM dbos.workflow_status WHERE workflow_uuid = %(workflow_uuid)s
+"""
+
 SELECT_STATUS_RESULT = """
 SELECT status, output, error FROM dbos.workflow_status WHERE workflow_uuid = %(workflow_uuid)s
 """

@@ -631,6 +631,11 @@ class SystemDatabase:
         row = self._one(queries.SELECT_STATUS_RESULT, {"workflow_uuid": workflow_id})
         return (row[0], row[1], row[2]) if row else None
 
+    def get_ownership(self, workflow_id: str) -> tuple[str, int] | None:
+        """(status, owner epoch) of a workflow."""
+        row = self._one(queries.SELECT_OWNERSHIP, {"workflow_uuid": workflow_id})
+        return (row[0], int(row[1])) if row else None
+
     def get_step_rows(self, workflow_id: str) -> list[Row]:
         """Raw recorded steps in order (columns as ``queries.SELECT_STEPS``)."""
         return self._all(queries.SELECT_STEPS, {"workflow_uuid": workflow_id})

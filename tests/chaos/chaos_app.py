@@ -1,0 +1,109 @@
+"""The chaos workload, served by several `dbos start` executors while faults are injected.
+
+Every side effect lands in a ledger that the harness checks independently of the runtime's records:
+
+- ``chaos_attempts``: one row per *attempt* of a step (written before the step returns, outside
+  any transaction), with the step number and the time, so re-executions are countable.
+- ``chaos_tx``: one row per committed transaction, with no unique key, so duplicates are countable.
+
+``CHAOS_BREAK=replay`` (test code only) makes replay ignore recorded outcomes, a deliberately broken
+build the harness must catch.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from typing import Any
+
+import psycopg
+
+from runtime import DBOS, Queue
+
+LEDGER_DDL = """
+CREATE TABLE IF NOT EXISTS chaos_attempts (
+    workflow_id text NOT NULL, function_id int NOT NULL, attempt_at_ms bigint NOT NULL,
+    pid int NOT NULL
+);
+CREATE TABLE IF NOT EXISTS chaos_tx (
+    workflow_id text NOT NULL, function_id int NOT NULL, pid int NOT NULL
+);
+"""
+
+orders = Queue("chaos_orders", concurrency=4)  # a global limit across all executors
+free = Queue("chaos_free")  # messaging pairs: a waiting receiver must not starve its sender
+
+
+def _note_attempt() -> None:
+    # The side effect of a step: outside any transaction, retried until the database answers (a
+    # step may fail only for its own reasons, and ours has none).
+    while True:
+        try:
+            with psycopg.connect(DBOS.database_url, autocommit=True, connect_timeout=5) as conn:
+                conn.execute(
+                    "INSERT INTO chaos_attempts VALUES (%s, %s, %s, %s)",
+                    (DBOS.workflow_id, DBOS.step_id, int(time.time() * 1000), os.getpid()),
+                )
+            return
+        except psycopg.Error:
+            time.sleep(0.2)
+
+
+@DBOS.step()
+def step_op(tag: str) -> str:
+    _note_attempt()
+    time.sleep(random.uniform(0.0, 0.15))
+    return f"{DBOS.workflow_id}:{tag}"
+
+
+@DBOS.transaction()
+def tx_op(tag: str) -> str:
+    DBOS.sql_session.execute(
+        "INSERT INTO chaos_tx VALUES (%s, %s, %s)", (DBOS.workflow_id, DBOS.step_id, os.getpid())
+    )
+    time.sleep(random.uniform(0.0, 0.1))
+    return tag
+
+
+@DBOS.workflow()
+def child(tag: str) -> str:
+    return step_op(tag) + "|" + tx_op(tag)
+
+
+@DBOS.workflow()
+def order(i: int) -> list[Any]:
+    first = step_op("a")
+    paid = tx_op("b")
+    shipped = child(f"c{i}")
+    DBOS.set_event("progress", "half")
+    DBOS.sleep(0.2)
+    last = step_op("d")
+    return [first, paid, shipped, last, tx_op("e")]
+
+
+@DBOS.workflow()
+def receiver(count: int) -> list[Any]:
+    return [DBOS.recv("m", timeout_seconds=600) for _ in range(count)]
+
+
+@DBOS.workflow()
+def sender(receiver_id: str, count: int) -> int:
+    for k in range(count):
+        DBOS.send(receiver_id, f"{receiver_id}:{k}", topic="m")
+        step_op(f"s{k}")
+    return count
+
+
+@DBOS.workflow()
+def event_reader(target: str) -> Any:
+    return DBOS.get_event(target, "progress", timeout_seconds=600)
+
+
+if os.environ.get("CHAOS_BREAK") == "replay":
+    from runtime.engine import Engine
+
+    def _forgetful(self: Engine, ctx: Any, name: str) -> tuple[int, Any]:
+        return ctx.next_function_id(), None  # ignores what a previous run recorded
+
+    Engine.begin_operation = _forgetful  # type: ignore[method-assign]
