@@ -25,7 +25,7 @@ from runtime.errors import (
     DBOSWorkflowFunctionNotFoundError,
     MaxRecoveryAttemptsExceededError,
 )
-from runtime.handles import WorkflowHandle
+from runtime.handles import WorkflowHandle, WorkflowHandleAsync
 from runtime.queues import Queue, SetEnqueueOptions
 from runtime.status import StepInfo, WorkflowStatus, WorkflowStatusString
 
@@ -54,6 +54,7 @@ __all__ = [
     "SetWorkflowTimeout",
     "StepInfo",
     "WorkflowHandle",
+    "WorkflowHandleAsync",
     "WorkflowStatus",
     "WorkflowStatusString",
 ]

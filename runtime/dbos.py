@@ -3,6 +3,7 @@ capture the call and hand it to the engine; management calls go to the system da
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import logging
@@ -16,7 +17,7 @@ from typing import Any, ClassVar, Generic, ParamSpec, TypeVar, cast
 import psycopg
 
 from runtime import config as config_mod
-from runtime import context, management, messaging, registry
+from runtime import context, engine_async, management, messaging, messaging_async, registry
 from runtime import scheduler as scheduler_mod
 from runtime.config import DBOSConfig, Settings
 from runtime.db import make_pool
@@ -24,7 +25,7 @@ from runtime.embedded import EmbeddedPostgres
 from runtime.engine import DEFAULT_MAX_RECOVERY_ATTEMPTS, Engine, EnqueueRequest, StepOptions
 from runtime.errors import DBOSException, DBOSNonExistentWorkflowError
 from runtime.executors import EXECUTOR_CHANNEL, ExecutorRegistry
-from runtime.handles import WorkflowHandle
+from runtime.handles import WorkflowHandle, WorkflowHandleAsync
 from runtime.listener import NotificationListener
 from runtime.migrate import migrate
 from runtime.queues import QUEUE_CHANNEL, Queue, QueueDispatcher, current_enqueue_options
@@ -268,11 +269,21 @@ class DBOS:
                 max_recovery_attempts=max_recovery_attempts,
                 is_classmethod=is_cm,
                 class_name=_class_name_of(raw),
+                is_async=inspect.iscoroutinefunction(raw),
             )
 
-            @functools.wraps(raw)
-            def wrapper(*args: Any, **kwargs: Any) -> Any:
-                return cls._engine().call_workflow(info, args, kwargs)
+            wrapper: Callable[..., Any]
+            if info.is_async:
+
+                @functools.wraps(raw)
+                async def wrapper(*args: Any, **kwargs: Any) -> Any:
+                    return await engine_async.call_workflow_async(cls._engine(), info, args, kwargs)
+
+            else:
+
+                @functools.wraps(raw)
+                def wrapper(*args: Any, **kwargs: Any) -> Any:
+                    return cls._engine().call_workflow(info, args, kwargs)
 
             wrapper.__dbos_workflow__ = info  # type: ignore[attr-defined]
             registry.register_workflow(info)
@@ -296,12 +307,24 @@ class DBOS:
         def decorator(func: Callable[P, R]) -> Callable[P, R]:
             raw, rewrap = _unwrap_method(func)
             step_name = name or raw.__qualname__
+            wrapper: Callable[..., Any]
+            if inspect.iscoroutinefunction(raw):
 
-            @functools.wraps(raw)
-            def wrapper(*args: Any, **kwargs: Any) -> Any:
-                if context.current_workflow.get() is None:
-                    return raw(*args, **kwargs)
-                return cls._engine().run_step(step_name, raw, args, kwargs, options)
+                @functools.wraps(raw)
+                async def wrapper(*args: Any, **kwargs: Any) -> Any:
+                    if context.current_workflow.get() is None:
+                        return await raw(*args, **kwargs)
+                    return await engine_async.run_step_async(
+                        cls._engine(), step_name, raw, args, kwargs, options
+                    )
+
+            else:
+
+                @functools.wraps(raw)
+                def wrapper(*args: Any, **kwargs: Any) -> Any:
+                    if context.current_workflow.get() is None:
+                        return raw(*args, **kwargs)
+                    return cls._engine().run_step(step_name, raw, args, kwargs, options)
 
             return cast(Callable[P, R], rewrap(wrapper) if rewrap else wrapper)
 
@@ -323,10 +346,20 @@ class DBOS:
         def decorator(func: Callable[P, R]) -> Callable[P, R]:
             raw, rewrap = _unwrap_method(func)
             tx_name = name or raw.__qualname__
+            wrapper: Callable[..., Any]
+            if inspect.iscoroutinefunction(raw):
 
-            @functools.wraps(raw)
-            def wrapper(*args: Any, **kwargs: Any) -> Any:
-                return cls._engine().run_transaction(tx_name, raw, args, kwargs, level)
+                @functools.wraps(raw)
+                async def wrapper(*args: Any, **kwargs: Any) -> Any:
+                    return await engine_async.run_transaction_async(
+                        cls._engine(), tx_name, raw, args, kwargs, level
+                    )
+
+            else:
+
+                @functools.wraps(raw)
+                def wrapper(*args: Any, **kwargs: Any) -> Any:
+                    return cls._engine().run_transaction(tx_name, raw, args, kwargs, level)
 
             return cast(Callable[P, R], rewrap(wrapper) if rewrap else wrapper)
 
@@ -428,6 +461,65 @@ class DBOS:
         info, call_args = _workflow_of(func, args)
         wid = cls._engine().start_workflow(info, call_args, dict(kwargs))
         return WorkflowHandle(_BACKEND, wid)
+
+    # -- async ----------------------------------------------------------------------------------
+
+    @classmethod
+    async def start_workflow_async(
+        cls, func: Callable[P, Any], *args: P.args, **kwargs: P.kwargs
+    ) -> WorkflowHandleAsync[Any]:
+        """``start_workflow`` for asyncio code: an async workflow runs as a task on this loop."""
+        info, call_args = _workflow_of(func, args)
+        wid = await engine_async.start_workflow_async(cls._engine(), info, call_args, dict(kwargs))
+        return WorkflowHandleAsync(_BACKEND, wid)
+
+    @classmethod
+    async def retrieve_workflow_async(
+        cls, workflow_id: str, existing_workflow: bool = True
+    ) -> WorkflowHandleAsync[Any]:
+        """``retrieve_workflow`` for asyncio code."""
+        if existing_workflow:
+            found = await asyncio.to_thread(cls._rt().sysdb.get_status_result, workflow_id)
+            if found is None:
+                raise DBOSNonExistentWorkflowError(workflow_id)
+        return WorkflowHandleAsync(_BACKEND, workflow_id)
+
+    @classmethod
+    async def sleep_async(cls, seconds: float) -> None:
+        """Durable sleep for asyncio code."""
+        await messaging_async.sleep_async(cls._engine(), seconds)
+
+    @classmethod
+    async def send_async(
+        cls,
+        destination_id: str,
+        message: Any,
+        topic: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> None:
+        """``send`` for asyncio code."""
+        await messaging_async.send_async(
+            cls._engine(), destination_id, message, topic, idempotency_key
+        )
+
+    @classmethod
+    async def recv_async(cls, topic: str | None = None, timeout_seconds: float = 60) -> Any:
+        """``recv`` for async workflows: waits on the event loop, not a thread."""
+        rt = cls._rt()
+        return await messaging_async.recv_async(rt.engine, rt.notifications, topic, timeout_seconds)
+
+    @classmethod
+    async def set_event_async(cls, key: str, value: Any) -> None:
+        """``set_event`` for async workflows."""
+        await messaging_async.set_event_async(cls._engine(), key, value)
+
+    @classmethod
+    async def get_event_async(cls, workflow_id: str, key: str, timeout_seconds: float = 60) -> Any:
+        """``get_event`` for asyncio code."""
+        rt = cls._rt()
+        return await messaging_async.get_event_async(
+            rt.engine, rt.notifications, workflow_id, key, timeout_seconds
+        )
 
     @classmethod
     def _enqueue(
@@ -632,6 +724,9 @@ class _DBOSHandles:
 
     def handle_status(self, workflow_id: str) -> WorkflowStatus | None:
         return DBOS.get_workflow_status(workflow_id)
+
+    async def handle_result_async(self, workflow_id: str) -> Any:
+        return await engine_async.get_result_async(DBOS._engine(), workflow_id)
 
 
 _BACKEND = _DBOSHandles()

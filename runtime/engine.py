@@ -15,6 +15,7 @@ conditional on it, so a runner whose workflow was taken over records nothing mor
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -61,7 +62,7 @@ DEFAULT_MAX_RECOVERY_ATTEMPTS = 100
 GET_RESULT_STEP = "DBOS.getResult"
 
 
-class _Interrupted(BaseException):
+class Interrupted(BaseException):
     """The runtime is shutting down or lost its database mid-workflow: stop without recording, so
     the workflow stays PENDING and is recovered later."""
 
@@ -70,7 +71,7 @@ class _Interrupted(BaseException):
         self.cause = cause
 
 
-class _OutcomeUnknown(Exception):
+class OutcomeUnknown(Exception):
     """A transaction's connection died around its commit (or its checkpoint met an existing one):
     whether it committed is decided by looking for its recorded outcome."""
 
@@ -96,6 +97,16 @@ class StepOptions:
     interval_seconds: float = 1.0
     max_attempts: int = 3
     backoff_rate: float = 2.0
+
+
+@dataclass
+class Prepared:
+    """What ``prepare_start`` decided for a workflow start."""
+
+    workflow_id: str
+    ctx: WorkflowContext | None = None
+    future: Future[_Outcome] | None = None
+    claim: bool = False
 
 
 @dataclass
@@ -181,6 +192,34 @@ class Engine:
         background: bool,
         enqueue: EnqueueRequest | None = None,
     ) -> tuple[str, Future[_Outcome] | None]:
+        prepared = self.prepare_start(info, args, kwargs, enqueue)
+        if prepared.ctx is not None and prepared.future is not None:
+            self._launch(prepared.ctx, info, args, kwargs, prepared.future, background=background)
+        elif prepared.claim:
+            prepared.future = self.claim_and_run(
+                prepared.workflow_id, self._recovery_claim, background=background
+            )
+        return prepared.workflow_id, prepared.future
+
+    def reserve_child(self, info: WorkflowInfo) -> tuple[int, RecordedStep | None] | None:
+        """In a workflow, the parent's step number for starting ``info`` (allocated in call order,
+        which async callers do on their event loop before handing the rest to a thread)."""
+        parent = context.current_workflow.get()
+        if parent is None or context.current_step.get() is not None:
+            return None
+        return self.begin_operation(parent, info.name)
+
+    def prepare_start(
+        self,
+        info: WorkflowInfo,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        enqueue: EnqueueRequest | None = None,
+        reserved: tuple[int, RecordedStep | None] | None = None,
+    ) -> Prepared:
+        """Record a workflow start (one statement) and decide what runs it: a new run here
+        (``ctx`` set), a claim of a child a crash left behind (``claim``), or nothing (attach to
+        ``future`` or wait on the database)."""
         parent = context.current_workflow.get()
         if parent is not None and context.current_step.get() is not None:
             parent = None  # a workflow started inside a step is an ordinary top-level workflow
@@ -193,7 +232,7 @@ class Engine:
         function_id: int | None = None
         recorded_child: str | None = None
         if parent is not None:
-            function_id, rec = self.begin_operation(parent, info.name)
+            function_id, rec = reserved or self.begin_operation(parent, info.name)
             if rec is not None:
                 recorded_child = rec.child_workflow_id
         wid = recorded_child or assigned
@@ -235,30 +274,28 @@ class Engine:
         )
         if created and enqueue is not None:
             self.on_enqueued(enqueue.queue_name)
-            return wid, None
+            return Prepared(wid)
         if created:
-            ctx = WorkflowContext(wid, info.name, result.owner_epoch, result.deadline_ms)
             future: Future[_Outcome] = Future()
             with self._lock:
                 self._running[wid] = future
-            self._launch(ctx, info, args, kwargs, future, background=background)
-            return wid, future
+            ctx = WorkflowContext(wid, info.name, result.owner_epoch, result.deadline_ms)
+            return Prepared(wid, ctx=ctx, future=future)
 
         if result.name != info.name:
             raise DBOSConflictingWorkflowError(
                 wid, f"it belongs to workflow {result.name!r}, not {info.name!r}"
             )
         if local is not None:
-            return wid, local
-        if (
+            return Prepared(wid, future=local)
+        # A parent's replay reached a child that a crash left PENDING here and that recovery has
+        # not started yet: run it now, or the parent would wait for nobody.
+        claim = (
             recorded_child is not None
             and result.status == "PENDING"
             and result.executor_id == self.executor_id
-        ):
-            # A parent's replay reached a child that a crash left PENDING here and that recovery has
-            # not started yet: run it now, or the parent would wait for nobody.
-            return wid, self.claim_and_run(wid, self._recovery_claim, background=background)
-        return wid, None  # finished, or running elsewhere: waiters read the database
+        )
+        return Prepared(wid, claim=claim)  # else finished, or running elsewhere: read the database
 
     def _recovery_claim(self, wid: str) -> ClaimedWorkflow | None:
         """Claim one of this executor ID's PENDING workflows, whoever runs it (the restart-after-
@@ -371,22 +408,38 @@ class Engine:
         *,
         background: bool,
     ) -> None:
-        with self._lock:
-            self._contexts[ctx.workflow_id] = ctx
-            if ctx.queue_name is not None:
-                self._queue_running[ctx.queue_name] += 1
-        if not background:
+        self.register_run(ctx)
+        if not background and not info.is_async:
             self._execute(ctx, info, args, kwargs, future)
             return
+        # Background runs get a thread; an async workflow reached from synchronous code (recovery,
+        # dispatch, a sync caller) runs on an event loop of its own in that thread.
+        target: Callable[[], None]
+        if info.is_async:
+            from runtime.engine_async import execute_async
+
+            def target() -> None:
+                asyncio.run(execute_async(self, ctx, info, args, kwargs, future))
+        else:
+
+            def target() -> None:
+                self._execute(ctx, info, args, kwargs, future)
+
         thread = threading.Thread(
-            target=self._execute,
-            args=(ctx, info, args, kwargs, future),
-            name=f"dbos-workflow-{ctx.workflow_id}",
-            daemon=True,
+            target=target, name=f"dbos-workflow-{ctx.workflow_id}", daemon=True
         )
         with self._lock:
             self._threads.add(thread)
         thread.start()
+        if not background:
+            thread.join()
+
+    def register_run(self, ctx: WorkflowContext) -> None:
+        """Note a run starting in this process (for cancellation flags and queue slots)."""
+        with self._lock:
+            self._contexts[ctx.workflow_id] = ctx
+            if ctx.queue_name is not None:
+                self._queue_running[ctx.queue_name] += 1
 
     def _execute(
         self,
@@ -401,20 +454,32 @@ class Engine:
         step_token = context.current_step.set(None)
         try:
             try:
-                value = info.func(*args, **kwargs)
-            except Exception as exc:  # the workflow failed: record ERROR; it is not recovered
-                self._not_while_stopping(exc)
+                value, raised = info.func(*args, **kwargs), None
+            except BaseException as exc:
+                value, raised = None, exc
+            self.settle(ctx, outcome, value, raised)
+        finally:
+            context.current_step.reset(step_token)
+            context.current_workflow.reset(wf_token)
+            self.finish_run(ctx, future, outcome)
+
+    def settle(
+        self, ctx: WorkflowContext, outcome: _Outcome, value: Any, raised: BaseException | None
+    ) -> None:
+        """Record how a run ended (shared by the sync and async runners): SUCCESS with its result,
+        ERROR with its exception, or nothing when it was cancelled, taken over or interrupted.
+        Re-raises what must stop the process (KeyboardInterrupt, SystemExit, task cancellation)."""
+        try:
+            if raised is not None:
+                raise raised
+            try:
+                output = serialization.serialize(value, "workflow result")
+            except DBOSException as exc:
                 outcome.error = exc
                 self._complete(ctx, "ERROR", error=serialization.serialize_exception(exc))
             else:
-                try:
-                    output = serialization.serialize(value, "workflow result")
-                except DBOSException as exc:
-                    outcome.error = exc
-                    self._complete(ctx, "ERROR", error=serialization.serialize_exception(exc))
-                else:
-                    outcome.value = value
-                    self._complete(ctx, "SUCCESS", output=output)
+                outcome.value = value
+                self._complete(ctx, "SUCCESS", output=output)
         except DBOSWorkflowCancelledError:
             outcome.error = DBOSAwaitedWorkflowCancelledError(ctx.workflow_id)
         except DBOSWorkflowFencedError:
@@ -422,20 +487,23 @@ class Engine:
                 "workflow %s was taken over by another runner; this run stopped", ctx.workflow_id
             )
             outcome.detached = True
-        except _Interrupted as stop:
+        except Interrupted as stop:
             outcome.detached = True
             outcome.error = stop.cause
-        except BaseException as exc:  # KeyboardInterrupt, SystemExit: the process is going down
+        except Exception as exc:  # the workflow failed: record ERROR; it is not recovered
+            try:
+                self._not_while_stopping(exc)
+                outcome.error = exc
+                self._complete(ctx, "ERROR", error=serialization.serialize_exception(exc))
+            except (Interrupted, DBOSWorkflowFencedError, DBOSWorkflowCancelledError) as stop:
+                outcome.detached = True
+                outcome.error = stop.cause if isinstance(stop, Interrupted) else exc
+        except BaseException as exc:  # the process (or the task) is going down: stay PENDING
             outcome.error = exc
             outcome.detached = True
-            self._finish(ctx, future, outcome)
             raise
-        finally:
-            context.current_step.reset(step_token)
-            context.current_workflow.reset(wf_token)
-        self._finish(ctx, future, outcome)
 
-    def _finish(self, ctx: WorkflowContext, future: Future[_Outcome], outcome: _Outcome) -> None:
+    def finish_run(self, ctx: WorkflowContext, future: Future[_Outcome], outcome: _Outcome) -> None:
         with self._lock:
             if ctx.queue_name is not None:
                 self._queue_running[ctx.queue_name] -= 1
@@ -481,21 +549,25 @@ class Engine:
                 if not inside:
                     raise
                 if self.stopping.is_set():
-                    raise _Interrupted(exc) from exc
+                    raise Interrupted(exc) from exc
                 logger.warning("database unreachable (%s); retrying in %.1fs", exc, delay)
                 self.stopping.wait(delay)
                 delay = min(delay * 2, 5.0)
             except DBOSDatabaseError as exc:
                 if inside:
-                    raise _Interrupted(exc) from exc
+                    raise Interrupted(exc) from exc
                 raise
 
-    def _confirm_ownership_if_stale(self, ctx: WorkflowContext) -> None:
+    def ownership_stale(self, ctx: WorkflowContext) -> bool:
+        """Whether this runner has been out of touch long enough to check before a step."""
+        return time.monotonic() - ctx.confirmed_at > self.confirm_ownership_after_s
+
+    def confirm_ownership_if_stale(self, ctx: WorkflowContext) -> None:
         """Before a step's side effect: a runner out of touch for a while (paused, asleep, cut
         off) may have lost the workflow to a takeover, and a fenced checkpoint would come too late
         to stop the side effect. One query, only after such a gap; the hot path stays one
         statement per step."""
-        if time.monotonic() - ctx.confirmed_at <= self.confirm_ownership_after_s:
+        if not self.ownership_stale(ctx):
             return
         owner = self.checkpoint(lambda: self.sysdb.get_ownership(ctx.workflow_id))
         if owner is None or owner[1] != ctx.owner_epoch or owner[0] not in ("PENDING", "CANCELLED"):
@@ -509,13 +581,13 @@ class Engine:
         pools, the facade going away): never record it; the workflow stays PENDING and is re-run
         (steps are at least once anyway)."""
         if self.stopping.is_set():
-            raise _Interrupted(exc) from exc
+            raise Interrupted(exc) from exc
 
     def check_interrupts(self, ctx: WorkflowContext) -> None:
         """Before a durable operation: stop if shutting down, cancelled or past the deadline.
         Costs no query unless a cancellation was signalled."""
         if self.stopping.is_set():
-            raise _Interrupted(None)
+            raise Interrupted(None)
         if ctx.cancel_requested.is_set():
             # The notification is a hint; the database decides (a resume may have followed it).
             current = self.checkpoint(lambda: self.sysdb.get_status_result(ctx.workflow_id))
@@ -601,6 +673,18 @@ class Engine:
             value, error = self._attempt(ctx, step, func, args, kwargs, options)
         finally:
             context.current_step.reset(token)
+        return self.finish_step(ctx, function_id, name, started, value, error)
+
+    def finish_step(
+        self,
+        ctx: WorkflowContext,
+        function_id: int,
+        name: str,
+        started: int,
+        value: Any,
+        error: Exception | None,
+    ) -> Any:
+        """Record a step's outcome (one checkpoint write): return its value or raise its error."""
         if error is None:
             try:
                 output = serialization.serialize(value, f"result of step {name}")
@@ -632,7 +716,7 @@ class Engine:
         delay = options.interval_seconds
         for attempt in range(1, attempts + 1):
             step.attempt = attempt
-            self._confirm_ownership_if_stale(ctx)
+            self.confirm_ownership_if_stale(ctx)
             try:
                 return func(*args, **kwargs), None
             except Exception as exc:
@@ -691,7 +775,7 @@ class Engine:
                         func, args, kwargs, isolation, ctx, StepContext(function_id, name), started
                     )
                     break
-                except _OutcomeUnknown as unknown:
+                except OutcomeUnknown as unknown:
                     # The connection died around the commit, or our checkpoint met an existing
                     # one: the record, written inside the transaction, says whether it committed.
                     rec = self.checkpoint(lambda: self.sysdb.get_step(ctx.workflow_id, function_id))
@@ -705,7 +789,7 @@ class Engine:
                         ctx.workflow_id,
                         unknown.cause,
                     )
-        except (_Interrupted, DBOSWorkflowFencedError):
+        except (Interrupted, DBOSWorkflowFencedError):
             raise
         except Exception as exc:
             # The user's writes rolled back; the error is the transaction's recorded outcome.
@@ -759,7 +843,7 @@ class Engine:
                 return self._transaction_body(conn, func, args, kwargs, ctx, step, started)
             except psycopg.Error as exc:
                 if ctx is not None and (conn.broken or conn.closed):
-                    raise _OutcomeUnknown(exc) from exc
+                    raise OutcomeUnknown(exc) from exc
                 raise
             finally:
                 if not conn.closed:
@@ -801,17 +885,9 @@ class Engine:
                 raise
             except psycopg.Error as exc:
                 if conn.broken or conn.closed:
-                    raise _OutcomeUnknown(exc) from exc
-                raise _Interrupted(exc) from exc
-            if not result.recorded:
-                # Rolls the writes back. If the workflow is still ours, an earlier attempt of
-                # this very transaction committed (its commit reply was lost); else: fenced.
-                if result.owner_epoch == ctx.owner_epoch and result.status in (
-                    "PENDING",
-                    "CANCELLED",
-                ):
-                    raise _OutcomeUnknown(None)
-                raise DBOSWorkflowFencedError(ctx.workflow_id)
+                    raise OutcomeUnknown(exc) from exc
+                raise Interrupted(exc) from exc
+            tx_record_verdict(ctx, result)
             return value, result
 
     # ------------------------------------------------------------------------------------------
@@ -911,6 +987,11 @@ class Engine:
         if ctx is not None:
             ctx.cancel_requested.set()
 
+    def local_future(self, wid: str) -> Future[_Outcome] | None:
+        """The outcome of a run of ``wid`` in this process, if one is under way."""
+        with self._lock:
+            return self._running.get(wid)
+
     def running_ids(self) -> set[str]:
         """IDs of the workflows this process runs or is about to run."""
         with self._lock:
@@ -944,6 +1025,17 @@ class Engine:
 
 TRANSACTION_MAX_ATTEMPTS = 50
 _T = TypeVar("_T")
+
+
+def tx_record_verdict(ctx: WorkflowContext, result: RecordResult) -> None:
+    """Inside a transaction, after writing its checkpoint: raising rolls the writes back. If the
+    workflow is still ours, an earlier attempt of this very transaction committed (its commit
+    reply was lost); else another runner owns it now."""
+    if result.recorded:
+        return
+    if result.owner_epoch == ctx.owner_epoch and result.status in ("PENDING", "CANCELLED"):
+        raise OutcomeUnknown(None)
+    raise DBOSWorkflowFencedError(ctx.workflow_id)
 
 
 def check_same_operation(

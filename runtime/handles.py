@@ -3,6 +3,7 @@ through ``DBOSClient``), and the wait for a workflow's outcome read from the dat
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -56,7 +57,37 @@ class WorkflowHandle(Generic[R]):
         return status
 
     def __repr__(self) -> str:
-        return f"WorkflowHandle({self.workflow_id!r})"
+        return f"{type(self).__name__}({self.workflow_id!r})"
+
+
+class WorkflowHandleAsync(Generic[R]):
+    """The awaitable handle returned by ``start_workflow_async`` and
+    ``retrieve_workflow_async``."""
+
+    def __init__(self, backend: Any, workflow_id: str) -> None:
+        self._backend = backend
+        self.workflow_id = workflow_id
+
+    def get_workflow_id(self) -> str:
+        """The workflow's ID."""
+        return self.workflow_id
+
+    async def get_result(self) -> R:
+        """Await the workflow's result (or its error) without blocking the event loop."""
+        result: R = await self._backend.handle_result_async(self.workflow_id)
+        return result
+
+    async def get_status(self) -> WorkflowStatus:
+        """The workflow's current record."""
+        status: WorkflowStatus | None = await asyncio.to_thread(
+            self._backend.handle_status, self.workflow_id
+        )
+        if status is None:
+            raise DBOSNonExistentWorkflowError(self.workflow_id)
+        return status
+
+    def __repr__(self) -> str:
+        return f"WorkflowHandleAsync({self.workflow_id!r})"
 
 
 def outcome_of(workflow_id: str, status: str, output: str | None, error: str | None) -> Any:

@@ -13,9 +13,10 @@ at the table, so a notification cannot slip between the look and the wait.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -58,41 +59,55 @@ def event_key(workflow_id: str, key: str) -> str:
 
 
 class Waiters:
-    """Threads waiting for notifications, by payload."""
+    """Threads and tasks waiting for notifications, by payload."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._waiting: dict[str, set[threading.Event]] = {}
+        self._waiting: dict[str, set[Callable[[], object]]] = {}
+
+    @contextmanager
+    def _register(self, key: str, wake: Callable[[], object]) -> Iterator[None]:
+        with self._lock:
+            self._waiting.setdefault(key, set()).add(wake)
+        try:
+            yield
+        finally:
+            with self._lock:
+                waiting = self._waiting.get(key)
+                if waiting is not None:
+                    waiting.discard(wake)
+                    if not waiting:
+                        del self._waiting[key]
 
     @contextmanager
     def watch(self, key: str) -> Iterator[threading.Event]:
         """An event set whenever a notification for ``key`` arrives while the block runs."""
         event = threading.Event()
-        with self._lock:
-            self._waiting.setdefault(key, set()).add(event)
-        try:
+        with self._register(key, event.set):
             yield event
-        finally:
-            with self._lock:
-                waiting = self._waiting.get(key)
-                if waiting is not None:
-                    waiting.discard(event)
-                    if not waiting:
-                        del self._waiting[key]
+
+    @contextmanager
+    def watch_async(self, key: str) -> Iterator[asyncio.Event]:
+        """The same for a task: an asyncio event of the running loop, set from the listener's
+        thread."""
+        event = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        with self._register(key, lambda: loop.call_soon_threadsafe(event.set)):
+            yield event
 
     def notify(self, key: str) -> None:
         """Wake everyone waiting for ``key``."""
         with self._lock:
-            events = list(self._waiting.get(key, ()))
-        for event in events:
-            event.set()
+            wakes = list(self._waiting.get(key, ()))
+        for wake in wakes:
+            wake()
 
     def notify_all(self) -> None:
         """Wake every waiter (after a reconnect, when notifications may have been missed)."""
         with self._lock:
-            events = [e for group in self._waiting.values() for e in group]
-        for event in events:
-            event.set()
+            wakes = [w for group in self._waiting.values() for w in group]
+        for wake in wakes:
+            wake()
 
 
 class Notifications:
@@ -127,6 +142,24 @@ class Notifications:
                 break
             if interrupt is not None:
                 interrupt()
+        event.clear()
+
+    async def wait_async(
+        self,
+        event: asyncio.Event,
+        seconds: float,
+        interrupt: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """``wait`` for a task: returns on the event, the timeout or the poll interval."""
+        poll = POLL_LISTENING_S if self.is_listening() else POLL_NOT_LISTENING_S
+        end = time.monotonic() + min(seconds, poll)
+        while (left := end - time.monotonic()) > 0:
+            try:
+                await asyncio.wait_for(event.wait(), min(left, WAIT_SLICE_S))
+                break
+            except asyncio.TimeoutError:
+                if interrupt is not None:
+                    await interrupt()
         event.clear()
 
 
@@ -232,6 +265,18 @@ def send(
     if rec is not None:
         replay_outcome(rec)
         return
+    send_reserved(engine, ctx, function_id, destination_id, topic, payload)
+
+
+def send_reserved(
+    engine: Engine,
+    ctx: WorkflowContext,
+    function_id: int,
+    destination_id: str,
+    topic: str | None,
+    payload: str,
+) -> None:
+    """The send of a workflow, under a step number already taken (sync and async ``send``)."""
     started = now_ms()
     result, exists = engine.checkpoint(
         lambda: engine.sysdb.send_from_workflow(
@@ -252,7 +297,7 @@ def send(
             started_at_ms=started,
         )
         raise error
-    raise DBOSWorkflowFencedError(ctx.workflow_id)  # pragma: no cover - recorded or fenced above
+    engine.check_record(ctx, result)  # our own earlier attempt, whose reply was lost
 
 
 def _durable_deadline(
@@ -296,31 +341,41 @@ def recv(
     started = now_ms()
     with notifications.messages.watch(message_key(ctx.workflow_id, topic)) as event:
         while True:
-            result, message = engine.checkpoint(
-                lambda: engine.sysdb.recv(
-                    ctx.workflow_id, ctx.owner_epoch, function_id, started, topic
-                )
-            )
-            if result.recorded:
-                engine.check_record(ctx, result)
-                return serialization.deserialize(message)
-            _check(ctx, result)
-            # Still ours and nothing recorded: either no message yet, or our own earlier attempt
-            # consumed one and its reply was lost; the record tells.
-            own = engine.checkpoint(lambda: engine.sysdb.get_step(ctx.workflow_id, function_id))
-            if own is not None:
-                return replay_outcome(own)
+            done, value = recv_once(engine, ctx, function_id, started, topic, deadline)
+            if done:
+                return value
             left_ms = deadline() - now_ms()
-            if left_ms <= 0:
-                engine.record_operation(
-                    ctx,
-                    function_id,
-                    RECV_OP,
-                    output=serialization.serialize(None),
-                    started_at_ms=started,
-                )
-                return None
             notifications.wait(event, left_ms / 1000, lambda: engine.check_interrupts(ctx))
+
+
+def recv_once(
+    engine: Engine,
+    ctx: WorkflowContext,
+    function_id: int,
+    started: int,
+    topic: str | None,
+    deadline: Callable[[], int],
+) -> tuple[bool, Any]:
+    """One look for a message (shared by the sync and async recv): (True, message) when one was
+    consumed, (True, None) when the timeout passed (recorded), (False, None) to wait on."""
+    result, message = engine.checkpoint(
+        lambda: engine.sysdb.recv(ctx.workflow_id, ctx.owner_epoch, function_id, started, topic)
+    )
+    if result.recorded:
+        engine.check_record(ctx, result)
+        return True, serialization.deserialize(message)
+    _check(ctx, result)
+    # Still ours and nothing recorded: either no message yet, or our own earlier attempt consumed
+    # one and its reply was lost; the record tells.
+    own = engine.checkpoint(lambda: engine.sysdb.get_step(ctx.workflow_id, function_id))
+    if own is not None:
+        return True, replay_outcome(own)
+    if deadline() - now_ms() <= 0:
+        engine.record_operation(
+            ctx, function_id, RECV_OP, output=serialization.serialize(None), started_at_ms=started
+        )
+        return True, None
+    return False, None
 
 
 def set_event(engine: Engine, key: str, value: Any) -> None:
@@ -359,15 +414,34 @@ def get_event(
     started = now_ms()
     with notifications.events.watch(event_key(workflow_id, key)) as event:
         while True:
-            found, value = engine.checkpoint(lambda: engine.sysdb.get_event(workflow_id, key))
-            left_ms = deadline() - now_ms() if not found else 0
-            if found or left_ms <= 0:
-                engine.record_operation(
-                    ctx,
-                    function_id,
-                    GET_EVENT_OP,
-                    output=value if found else serialization.serialize(None),
-                    started_at_ms=started,
-                )
-                return serialization.deserialize(value) if found else None
+            done, value = get_event_once(
+                engine, ctx, function_id, started, workflow_id, key, deadline
+            )
+            if done:
+                return value
+            left_ms = deadline() - now_ms()
             notifications.wait(event, left_ms / 1000, lambda: engine.check_interrupts(ctx))
+
+
+def get_event_once(
+    engine: Engine,
+    ctx: WorkflowContext,
+    function_id: int,
+    started: int,
+    workflow_id: str,
+    key: str,
+    deadline: Callable[[], int],
+) -> tuple[bool, Any]:
+    """One look for the event (shared by the sync and async get_event): (True, value) when it is
+    there or the timeout passed, both recorded; (False, None) to wait on."""
+    found, value = engine.checkpoint(lambda: engine.sysdb.get_event(workflow_id, key))
+    if not found and deadline() - now_ms() > 0:
+        return False, None
+    engine.record_operation(
+        ctx,
+        function_id,
+        GET_EVENT_OP,
+        output=value if found else serialization.serialize(None),
+        started_at_ms=started,
+    )
+    return True, serialization.deserialize(value) if found else None

@@ -24,6 +24,8 @@ class WorkflowInfo:
     max_recovery_attempts: int
     # The class of a staticmethod/classmethod workflow, for display ("module:Qualname").
     class_name: str | None = None
+    # An ``async def`` workflow: runs on an event loop.
+    is_async: bool = False
     # For classmethods: the first argument is the class, not stored as an input but resolved from
     # class_name when the workflow is re-run.
     is_classmethod: bool = False
