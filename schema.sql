@@ -148,6 +148,19 @@ CREATE TABLE IF NOT EXISTS dbos.executors (
 );
 CREATE INDEX IF NOT EXISTS executors_executor_id_idx ON dbos.executors (executor_id);
 
+-- The queues executors declare, with their limits (which live in the application's code), so the
+-- CLI and the dashboard can show them without importing the application.
+CREATE TABLE IF NOT EXISTS dbos.queue_config (
+    queue_name          text PRIMARY KEY,
+    concurrency         integer,
+    worker_concurrency  integer,
+    limit_count         integer,
+    limit_period_s      double precision,
+    priority_enabled    boolean NOT NULL DEFAULT false,
+    application_version text,
+    updated_at          bigint NOT NULL
+);
+
 -- Wake-ups. A waiting recv or get_event LISTENs once per process; the payload says whom to wake.
 CREATE OR REPLACE FUNCTION dbos.notifications_notify() RETURNS trigger
 LANGUAGE plpgsql AS $$

@@ -28,7 +28,13 @@ from runtime.executors import EXECUTOR_CHANNEL, ExecutorRegistry
 from runtime.handles import WorkflowHandle, WorkflowHandleAsync
 from runtime.listener import NotificationListener
 from runtime.migrate import migrate
-from runtime.queues import QUEUE_CHANNEL, Queue, QueueDispatcher, current_enqueue_options
+from runtime.queues import (
+    QUEUE_CHANNEL,
+    Queue,
+    QueueDispatcher,
+    current_enqueue_options,
+    declared_queues,
+)
 from runtime.recovery import Maintenance
 from runtime.registry import WorkflowInfo
 from runtime.scheduler import Schedule, Scheduler
@@ -130,6 +136,20 @@ class _Runtime:
 
     def start(self) -> None:
         self.executors.register()
+        self.sysdb.record_queue_config(
+            [
+                {
+                    "queue_name": q.name,
+                    "concurrency": q.concurrency,
+                    "worker_concurrency": q.worker_concurrency,
+                    "limit_count": q.limiter["limit"] if q.limiter else None,
+                    "limit_period_s": float(q.limiter["period"]) if q.limiter else None,
+                    "priority_enabled": q.priority_enabled,
+                    "application_version": self.app_version,
+                }
+                for q in declared_queues()
+            ]
+        )
         self.listener.start()
         self.maintenance.start()
         self.engine.recover_pending()

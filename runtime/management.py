@@ -85,6 +85,7 @@ def list_workflows(
     load_input: bool = True,
     load_output: bool = True,
     queued_only: bool = False,
+    before: tuple[int, str] | None = None,
 ) -> list[WorkflowStatus]:
     """Workflows matching every given filter, oldest first unless ``sort_desc``."""
     if limit is not None and limit < 0:
@@ -100,6 +101,7 @@ def list_workflows(
         "app_version": app_version,
         "queue_name": queue_name,
         "queued_only": True if queued_only else None,
+        "before": {"before_ts": before[0], "before_id": before[1]} if before else None,
     }
     rows = sysdb.list_workflow_rows(
         {k: v for k, v in filters.items() if v is not None},
@@ -243,3 +245,38 @@ def executors(sysdb: SystemDatabase, limit: int = 100) -> list[ExecutorInfo]:
 def version_work(sysdb: SystemDatabase) -> list[VersionWork]:
     """Per application version: its PENDING and ENQUEUED workflows and live processes."""
     return [VersionWork(*row) for row in sysdb.version_work()]
+
+
+@dataclass(frozen=True)
+class QueueInfo:
+    """A queue: its limits (as its executors declared them) and its live work."""
+
+    name: str
+    concurrency: int | None
+    worker_concurrency: int | None
+    limit: int | None
+    period_s: float | None
+    priority_enabled: bool
+    application_version: str | None
+    declared_at: int | None  # when an executor last recorded its limits (None: never)
+    enqueued: int
+    running: int
+
+
+def queues(sysdb: SystemDatabase) -> list[QueueInfo]:
+    """Every declared queue or queue with live work."""
+    return [
+        QueueInfo(
+            name=r[0],
+            concurrency=r[1],
+            worker_concurrency=r[2],
+            limit=r[3],
+            period_s=r[4],
+            priority_enabled=bool(r[5]),
+            application_version=r[6],
+            declared_at=r[7],
+            enqueued=int(r[8]),
+            running=int(r[9]),
+        )
+        for r in sysdb.queue_overview()
+    ]

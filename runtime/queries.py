@@ -364,6 +364,8 @@ LIST_FILTERS = {
     "start_time": "created_at >= %(start_time)s",
     "end_time": "created_at <= %(end_time)s",
     "queued_only": "queue_name IS NOT NULL AND status IN ('ENQUEUED', 'PENDING')",
+    # Keyset pagination (newest first): rows older than the last one shown.
+    "before": "(created_at, workflow_uuid) < (%(before_ts)s, %(before_id)s)",
 }
 ORDER_ASC = " ORDER BY created_at ASC, workflow_uuid ASC"
 ORDER_DESC = " ORDER BY created_at DESC, workflow_uuid DESC"
@@ -510,4 +512,42 @@ FROM (
     WHERE status IN ('PENDING', 'ENQUEUED') AND application_version IS NOT NULL
 ) v
 ORDER BY 1
+"""
+
+# -- queue overview --------------------------------------------------------------------------------
+
+RECORD_QUEUE_CONFIG = f"""
+INSERT INTO dbos.queue_config (
+    queue_name, concurrency, worker_concurrency, limit_count, limit_period_s, priority_enabled,
+    application_version, updated_at
+) VALUES (
+    %(queue_name)s, %(concurrency)s, %(worker_concurrency)s, %(limit_count)s, %(limit_period_s)s,
+    %(priority_enabled)s, %(application_version)s, {NOW_MS}
+)
+ON CONFLICT (queue_name) DO UPDATE SET
+    concurrency = EXCLUDED.concurrency,
+    worker_concurrency = EXCLUDED.worker_concurrency,
+    limit_count = EXCLUDED.limit_count,
+    limit_period_s = EXCLUDED.limit_period_s,
+    priority_enabled = EXCLUDED.priority_enabled,
+    application_version = EXCLUDED.application_version,
+    updated_at = EXCLUDED.updated_at
+"""
+
+# Every queue that is declared or holds live work: its limits, depth and running count.
+QUEUE_OVERVIEW = """
+SELECT n.queue_name, c.concurrency, c.worker_concurrency, c.limit_count, c.limit_period_s,
+       coalesce(c.priority_enabled, false), c.application_version, c.updated_at,
+       (SELECT count(*) FROM dbos.workflow_status w
+        WHERE w.queue_name = n.queue_name AND w.status = 'ENQUEUED'),
+       (SELECT count(*) FROM dbos.workflow_status w
+        WHERE w.queue_name = n.queue_name AND w.status = 'PENDING')
+FROM (
+    SELECT queue_name FROM dbos.queue_config
+    UNION
+    SELECT DISTINCT queue_name FROM dbos.workflow_status
+    WHERE status IN ('ENQUEUED', 'PENDING') AND queue_name IS NOT NULL
+) n
+LEFT JOIN dbos.queue_config c ON c.queue_name = n.queue_name
+ORDER BY n.queue_name
 """

@@ -620,6 +620,16 @@ class SystemDatabase:
         rows = self._all(queries.VERSION_WORK, {})
         return [(r[0], int(r[1]), int(r[2]), int(r[3])) for r in rows]
 
+    def record_queue_config(self, rows: list[dict[str, Any]]) -> None:
+        """Upsert the declared queues' limits (one round trip per queue, at launch)."""
+        with self.connection() as conn:
+            for row in rows:
+                conn.execute(queries.RECORD_QUEUE_CONFIG, row)
+
+    def queue_overview(self) -> list[Row]:
+        """Queues with limits, depth and running counts (``queries.QUEUE_OVERVIEW``)."""
+        return self._all(queries.QUEUE_OVERVIEW, {})
+
     # -- reading ----------------------------------------------------------------------------------
 
     def get_workflow_row(self, workflow_id: str) -> Row | None:
@@ -708,7 +718,12 @@ def list_workflows_query(
     if where:
         query += " WHERE " + " AND ".join(where)
     query += queries.ORDER_DESC if sort_desc else queries.ORDER_ASC
-    params: dict[str, Any] = {key: value for key, value in filters.items() if value is not True}
+    params: dict[str, Any] = {}
+    for key, value in filters.items():
+        if isinstance(value, dict):  # a fragment with several parameters (keyset pagination)
+            params.update(value)
+        elif value is not True:
+            params[key] = value
     params.update(load_input=load_input, load_output=load_output)
     if limit is not None or offset is not None:
         query += queries.LIMIT_OFFSET

@@ -54,6 +54,7 @@ CASES: list[dict[str, Any]] = [
     {"start_time": 1700000000000 + 50_000_000},
     {"end_time": 1700000000000 + 1_000_000},
     {"queued_only": True},
+    {"before": {"before_ts": 1700000000000 + 50_000_000, "before_id": "wf-50000"}},
 ]
 
 
