@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import sys
-from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated
 
 import typer
@@ -33,6 +32,8 @@ app = typer.Typer(
 
 def package_version() -> str:
     """The installed version of this distribution."""
+    from importlib.metadata import PackageNotFoundError, version  # only --version needs it
+
     try:
         return version("dbos-runtime")
     except PackageNotFoundError:
@@ -41,7 +42,7 @@ def package_version() -> str:
 
 def _version_callback(value: bool) -> None:
     if value:
-        render.info(f"dbos {package_version()}")
+        sys.stdout.write(f"dbos {package_version()}\n")
         raise typer.Exit()
 
 

@@ -5,18 +5,38 @@ from __future__ import annotations
 import json
 import sys
 from datetime import datetime
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
 from rich.markup import escape
-from rich.panel import Panel
-from rich.table import Table
 
-from runtime.management import ExecutorInfo, VersionWork
-from runtime.status import StepInfo, WorkflowStatus
+if TYPE_CHECKING:
+    from rich.console import Console
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+    from runtime.management import ExecutorInfo, VersionWork
+    from runtime.status import StepInfo, WorkflowStatus
+
+
+@cache
+def _console(stderr: bool) -> Console:
+    # Created on first use: `dbos --version` and JSON output never pay for Rich's console.
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+class _Lazy:
+    """``out`` and ``err`` stand for the two consoles until first used."""
+
+    def __init__(self, stderr: bool) -> None:
+        self._stderr = stderr
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(_console(self._stderr), name)
+
+
+out: Any = _Lazy(stderr=False)
+err: Any = _Lazy(stderr=True)
 
 STATUS_STYLE = {
     "PENDING": "yellow",
@@ -152,6 +172,8 @@ def step_json(step: StepInfo) -> dict[str, Any]:
 
 def workflow_table(workflows: list[WorkflowStatus], title: str | None = None) -> None:
     """Workflows as a table: ID, name, status, queue, created, updated, executor, version."""
+    from rich.table import Table
+
     table = Table(title=title, header_style="bold", show_edge=False, pad_edge=False)
     # On a narrow terminal the less urgent columns go, rather than squeezing every column; an ID
     # folds onto a second line but never loses a character (operators copy it).
@@ -187,6 +209,9 @@ def workflow_table(workflows: list[WorkflowStatus], title: str | None = None) ->
 
 def workflow_panel(wf: WorkflowStatus) -> None:
     """One workflow's record, then its input and output (or error), pretty-printed."""
+    from rich.panel import Panel
+    from rich.table import Table
+
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column(overflow="fold")
@@ -227,6 +252,8 @@ def workflow_panel(wf: WorkflowStatus) -> None:
 def steps_table(steps: list[StepInfo], wf: WorkflowStatus) -> None:
     """The recorded steps as a timeline: number, name, outcome, child, duration and a bar placing
     the step within the workflow's run."""
+    from rich.table import Table
+
     starts = [s.started_at for s in steps if s.started_at is not None]
     ends = [s.completed_at for s in steps if s.completed_at is not None]
     origin = min([*starts, *([wf.started_at] if wf.started_at else [])], default=0)
@@ -278,6 +305,8 @@ EXECUTOR_STYLE = {"ALIVE": "green", "DEAD": "bold red", "STOPPED": "dim"}
 
 def executors_view(found: list[ExecutorInfo], versions: list[VersionWork], now_ms: int) -> None:
     """Processes with their state and last heartbeat, then the work left per version."""
+    from rich.table import Table
+
     table = Table(title="executors", header_style="bold", show_edge=False, pad_edge=False)
     for column in ("Executor", "Host", "PID", "Version", "State", "Last heartbeat", "Pending"):
         table.add_column(column, no_wrap=True)

@@ -3,31 +3,70 @@
 Mark functions ``@DBOS.workflow``, ``@DBOS.step`` or ``@DBOS.transaction``; their inputs and
 outcomes are checkpointed in Postgres, so an interrupted workflow resumes from its last
 completed step.
+
+The names below load on first use (PEP 562), so that importing one submodule (the CLI reading
+the configuration, say) does not import the whole runtime and its driver.
 """
 
-from runtime.client import DBOSClient, EnqueueOptions
-from runtime.config import DBOSConfig
-from runtime.context import SetWorkflowID, SetWorkflowTimeout
-from runtime.dbos import DBOS
-from runtime.errors import (
-    DBOSAwaitedWorkflowCancelledError,
-    DBOSConfigError,
-    DBOSConflictingWorkflowError,
-    DBOSDatabaseError,
-    DBOSException,
-    DBOSMaxStepRetriesExceeded,
-    DBOSNonExistentWorkflowError,
-    DBOSQueueDeduplicatedError,
-    DBOSSchemaMissingError,
-    DBOSSerializationError,
-    DBOSUnexpectedStepError,
-    DBOSWorkflowCancelledError,
-    DBOSWorkflowFunctionNotFoundError,
-    MaxRecoveryAttemptsExceededError,
-)
-from runtime.handles import WorkflowHandle, WorkflowHandleAsync
-from runtime.queues import Queue, SetEnqueueOptions
-from runtime.status import StepInfo, WorkflowStatus, WorkflowStatusString
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from runtime.client import DBOSClient, EnqueueOptions
+    from runtime.config import DBOSConfig
+    from runtime.context import SetWorkflowID, SetWorkflowTimeout
+    from runtime.dbos import DBOS
+    from runtime.errors import (
+        DBOSAwaitedWorkflowCancelledError,
+        DBOSConfigError,
+        DBOSConflictingWorkflowError,
+        DBOSDatabaseError,
+        DBOSException,
+        DBOSMaxStepRetriesExceeded,
+        DBOSNonExistentWorkflowError,
+        DBOSQueueDeduplicatedError,
+        DBOSSchemaMissingError,
+        DBOSSerializationError,
+        DBOSUnexpectedStepError,
+        DBOSWorkflowCancelledError,
+        DBOSWorkflowFunctionNotFoundError,
+        MaxRecoveryAttemptsExceededError,
+    )
+    from runtime.handles import WorkflowHandle, WorkflowHandleAsync
+    from runtime.queues import Queue, SetEnqueueOptions
+    from runtime.status import StepInfo, WorkflowStatus, WorkflowStatusString
+
+_HOMES = {
+    "DBOS": "runtime.dbos",
+    "DBOSAwaitedWorkflowCancelledError": "runtime.errors",
+    "DBOSClient": "runtime.client",
+    "DBOSConfig": "runtime.config",
+    "DBOSConfigError": "runtime.errors",
+    "DBOSConflictingWorkflowError": "runtime.errors",
+    "DBOSDatabaseError": "runtime.errors",
+    "DBOSException": "runtime.errors",
+    "DBOSMaxStepRetriesExceeded": "runtime.errors",
+    "DBOSNonExistentWorkflowError": "runtime.errors",
+    "DBOSQueueDeduplicatedError": "runtime.errors",
+    "DBOSSchemaMissingError": "runtime.errors",
+    "DBOSSerializationError": "runtime.errors",
+    "DBOSUnexpectedStepError": "runtime.errors",
+    "DBOSWorkflowCancelledError": "runtime.errors",
+    "DBOSWorkflowFunctionNotFoundError": "runtime.errors",
+    "EnqueueOptions": "runtime.client",
+    "MaxRecoveryAttemptsExceededError": "runtime.errors",
+    "Queue": "runtime.queues",
+    "SetEnqueueOptions": "runtime.queues",
+    "SetWorkflowID": "runtime.context",
+    "SetWorkflowTimeout": "runtime.context",
+    "StepInfo": "runtime.status",
+    "WorkflowHandle": "runtime.handles",
+    "WorkflowHandleAsync": "runtime.handles",
+    "WorkflowStatus": "runtime.status",
+    "WorkflowStatusString": "runtime.status",
+}
 
 __all__ = [
     "DBOS",
@@ -58,3 +97,16 @@ __all__ = [
     "WorkflowStatus",
     "WorkflowStatusString",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'runtime' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

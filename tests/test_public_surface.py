@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 
+import pytest
 import typer
 
 import runtime
@@ -13,12 +14,19 @@ from dbos_cli.app import app
 
 def test_all_is_sorted_and_complete() -> None:
     assert runtime.__all__ == sorted(runtime.__all__)
+    # Every lazily exported name resolves, and nothing public is left out of __all__.
+    for name in runtime.__all__:
+        assert getattr(runtime, name) is not None
     public = {
         name
-        for name, value in vars(runtime).items()
-        if not name.startswith("_") and not inspect.ismodule(value)
+        for name in dir(runtime)
+        if not name.startswith("_")
+        and not inspect.ismodule(getattr(runtime, name))
+        and name not in ("annotations", "importlib", "TYPE_CHECKING", "Any")
     }
     assert public == set(runtime.__all__)
+    with pytest.raises(AttributeError):
+        runtime.NoSuchName  # noqa: B018 - the lookup is the test
 
 
 def test_every_public_name_has_a_docstring() -> None:

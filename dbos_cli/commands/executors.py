@@ -9,7 +9,6 @@ import typer
 
 from dbos_cli import render
 from dbos_cli.options import DbUrl, JsonFlag, system_url
-from runtime.client import DBOSClient
 
 group = typer.Typer(help="Executor processes and their liveness.", no_args_is_help=True)
 
@@ -17,6 +16,8 @@ group = typer.Typer(help="Executor processes and their liveness.", no_args_is_he
 def executors(db_url: DbUrl = None, json_output: JsonFlag = False) -> None:
     """Show executor processes (alive, dead, stopped; duplicate IDs flagged) and, per application
     version, the work still pending or enqueued, so you know when an old deployment can go."""
+    from runtime.client import DBOSClient
+
     client = DBOSClient(system_url(db_url))
     try:
         found = client.list_executors()

@@ -8,12 +8,13 @@ import typer
 
 from dbos_cli import render
 from dbos_cli.options import DbUrl, system_url
-from runtime import migrate as schema
 from runtime.config import redact_url
 
 
 def migrate(db_url: DbUrl = None) -> None:
     """Create or upgrade the system tables. Idempotent; safe to run from several processes."""
+    from runtime import migrate as schema
+
     url = system_url(db_url)
     result = schema.migrate(url)
     where = redact_url(url)
@@ -34,6 +35,8 @@ def reset(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Drop the system schema and every workflow record in it."""
+    from runtime import migrate as schema
+
     url = system_url(db_url)
     if not yes:
         typer.confirm(

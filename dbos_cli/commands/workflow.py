@@ -10,15 +10,20 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from dbos_cli import render
 from dbos_cli.options import DbUrl, JsonFlag, system_url
-from runtime import management
-from runtime.client import DBOSClient
 from runtime.errors import DBOSException
+from runtime.status import WorkflowStatusString
+
+if TYPE_CHECKING:
+    from runtime import management
+    from runtime.client import DBOSClient
+
+STATUSES = [s.value for s in WorkflowStatusString]
 
 group = typer.Typer(
     help="List, inspect, cancel, resume, restart and fork workflows.", no_args_is_help=True
@@ -32,7 +37,7 @@ Status = Annotated[
     typer.Option(
         "--status",
         "-S",
-        help="Only this status (repeatable): " + ", ".join(management.STATUSES) + ".",
+        help="Only this status (repeatable): " + ", ".join(STATUSES) + ".",
         show_default=False,
     ),
 ]
@@ -66,8 +71,17 @@ DryRun = Annotated[
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 
 
+def _mgmt() -> Any:
+    from runtime import management
+
+    return management
+
+
 @contextmanager
 def _client(db_url: str | None) -> Iterator[DBOSClient]:
+    # The runtime and its driver load here, not when the CLI starts (`dbos --version` is fast).
+    from runtime.client import DBOSClient
+
     client = DBOSClient(system_url(db_url))
     try:
         yield client
@@ -118,7 +132,7 @@ def get_workflow(
 ) -> None:
     """Show one workflow: its record, input, and output or error."""
     with _client(db_url) as client:
-        wf = management.get_workflow(client.sysdb, workflow_id)
+        wf = _mgmt().get_workflow(client.sysdb, workflow_id)
     if json_output:
         render.print_json(render.workflow_json(wf))
     else:
@@ -133,7 +147,7 @@ def list_steps(
 ) -> None:
     """Show the recorded steps of a workflow as a timeline."""
     with _client(db_url) as client:
-        wf = management.get_workflow(client.sysdb, workflow_id)
+        wf = _mgmt().get_workflow(client.sysdb, workflow_id)
         steps = client.list_workflow_steps(workflow_id)
     if json_output:
         render.print_json([render.step_json(s) for s in steps])
@@ -248,7 +262,7 @@ def cancel(
     _bulk(
         "cancelled",
         "Cancel",
-        management.cancel,
+        _mgmt().cancel,
         ["PENDING", "ENQUEUED"],
         db_url,
         ids,
@@ -284,7 +298,7 @@ def resume(
     _bulk(
         "resumed",
         "Resume",
-        management.resume,
+        _mgmt().resume,
         ["CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED"],
         db_url,
         ids,
@@ -303,7 +317,7 @@ def restart(
 ) -> None:
     """Run a workflow again from the start with the same inputs, under a new ID (printed)."""
     with _client(db_url) as client:
-        new_id = management.restart(client.sysdb, workflow_id)
+        new_id = _mgmt().restart(client.sysdb, workflow_id)
     if json_output:
         render.print_json({"workflow_id": new_id, "restarted_from": workflow_id})
     else:
@@ -332,7 +346,7 @@ def fork(
     """Start a new workflow that reuses the outcomes of the steps before --step (its ID is
     printed)."""
     with _client(db_url) as client:
-        new_id = management.fork(
+        new_id = _mgmt().fork(
             client.sysdb,
             workflow_id,
             step,
