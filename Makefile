@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: install test lint format typecheck check demo bench bench-quick chaos clean
+.PHONY: install test lint format typecheck check demo bench bench-quick bench-ours chaos clean
 
 $(BIN)/dbos: pyproject.toml
 	python3 -m venv $(VENV)
@@ -37,12 +37,16 @@ clean:
 demo: install
 	$(PY) examples/run_demo.py
 
-# Checkpoint cost next to the Postgres floor, on a fresh embedded server (fsync on).
+# Ours and DBOS Transact (in its own venv) on one fresh Postgres, next to Postgres's own floor:
+# bench/results/latest.md and ratios.png. bench-ours measures this runtime alone, in more detail.
 bench: install
-	$(PY) bench/run.py
+	$(PY) bench/compare.py
 
 bench-quick: install
-	$(PY) bench/run.py --quick
+	$(PY) bench/compare.py --quick
+
+bench-ours: install
+	$(PY) bench/run.py
 
 # The long chaos run: 30 minutes of faults against three executors, then every invariant checked.
 chaos: install

@@ -1,0 +1,246 @@
+"""Benchmark workloads, written once for both systems: this project's runtime (``--system ours``)
+and DBOS Transact (``--system peer``, run from its own virtual environment). Prints one JSON
+document of measurements. Run by bench/compare.py; not imported by anything else."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--system", choices=["ours", "peer"], required=True)
+parser.add_argument("--url", required=True)
+parser.add_argument("--quick", action="store_true")
+parser.add_argument(
+    "--mode",
+    choices=["all", "recovery-seed", "recovery-run"],
+    default="all",
+    help="recovery-seed: start N workflows that block, to be SIGKILLed; recovery-run: launch "
+    "(recovering them) and time until all N have finished",
+)
+parser.add_argument("--count", type=int, default=1000, help="workflows for the recovery modes")
+args = parser.parse_args()
+
+if args.system == "ours":
+    from runtime import DBOS, Queue
+
+    config: dict[str, Any] = {"name": "bench", "database_url": args.url, "application_version": "b"}
+else:
+    from dbos import DBOS, Queue  # type: ignore[no-redef]
+
+    config = {"name": "bench", "system_database_url": args.url, "application_version": "b"}
+
+N = 100 if args.quick else 300
+TOTAL = 400 if args.quick else 2000
+
+
+@DBOS.step()
+def trivial(i: int) -> int:
+    return i
+
+
+@DBOS.workflow()
+def steps_wf(n: int) -> int:
+    return sum(trivial(i) for i in range(n))
+
+
+@DBOS.step()
+def block_if_seeding() -> None:
+    if args.mode == "recovery-seed":
+        time.sleep(3600)  # the process is killed while its workflows wait here
+
+
+@DBOS.workflow()
+def recoverable(i: int) -> int:
+    block_if_seeding()
+    return trivial(i) + trivial(i)
+
+
+@DBOS.workflow()
+def started_at() -> float:
+    return time.time()
+
+
+@DBOS.workflow()
+def receiver(count: int) -> list[float]:
+    latencies = []
+    for _ in range(count):
+        sent = DBOS.recv("bench", timeout_seconds=60)
+        latencies.append(time.time() - float(sent))
+    return latencies
+
+
+queues: dict[str, Any] = {}
+
+
+def declare_queues() -> None:
+    # DBOS Transact 3.4 declares queues with DBOS.register_queue (its Queue cannot be built
+    # directly); ours are plain Queue objects declared at import.
+    if args.system == "ours":
+        queues["drain"] = Queue("bench_drain", concurrency=32)
+        queues["idle"] = Queue("bench_idle")
+    else:
+        queues["drain"] = DBOS.register_queue("bench_drain", concurrency=32)  # type: ignore[attr-defined]
+        queues["idle"] = DBOS.register_queue("bench_idle")  # type: ignore[attr-defined]
+
+
+SENDER = """
+import sys, time
+from {module} import DBOSClient
+try:
+    client = DBOSClient({kw}=sys.argv[1])
+except TypeError:
+    client = DBOSClient(sys.argv[1])
+for _ in range(int(sys.argv[3])):
+    client.send(sys.argv[2], time.time(), topic="bench")
+    time.sleep(0.02)
+client.destroy()
+"""
+
+
+def timed(fn: Any, n: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - t0) / n * 1000
+
+
+def throughput(total: int, threads: int) -> float:
+    counter = iter(range(total))
+    lock = threading.Lock()
+
+    def worker() -> None:
+        while True:
+            with lock:
+                if next(counter, None) is None:
+                    return
+            steps_wf(3)
+
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    t0 = time.perf_counter()
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    return total / (time.perf_counter() - t0)
+
+
+def statements_per_workflow(url: str, count: int) -> float:
+    """Top-level statements the server ran per 3-step workflow (pg_stat_statements), less the
+    background statements (queue polling, heartbeats) of an idle period of the same length."""
+    import psycopg
+
+    def calls(conn: Any) -> int:
+        row = conn.execute(
+            "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements WHERE toplevel AND dbid = "
+            "(SELECT oid FROM pg_database WHERE datname = current_database()) "
+            "AND query NOT LIKE '%pg_stat_statements%'"
+        ).fetchone()
+        return int(row[0])
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        conn.execute("SELECT pg_stat_statements_reset()")
+        t0 = time.perf_counter()
+        for _ in range(count):
+            steps_wf(3)
+        elapsed = time.perf_counter() - t0
+        busy = calls(conn)
+        conn.execute("SELECT pg_stat_statements_reset()")
+        time.sleep(elapsed)
+        idle_calls = calls(conn)
+    return max(0.0, busy - idle_calls) / count
+
+
+def recovery(url: str) -> None:
+    """The two halves of the recovery workload."""
+    import psycopg
+
+    def finished() -> int:
+        with psycopg.connect(url) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM dbos.workflow_status WHERE name LIKE '%recoverable' "
+                "AND status = 'SUCCESS'"
+            ).fetchone()
+        return int(row[0])
+
+    DBOS(config=config)  # type: ignore[arg-type]
+    t0 = time.perf_counter()
+    DBOS.launch()
+    if args.mode == "recovery-seed":
+        for i in range(args.count):
+            DBOS.start_workflow(recoverable, i)
+        print("SEEDED", flush=True)
+        time.sleep(3600)
+    while finished() < args.count:
+        time.sleep(0.05)
+    print(json.dumps({"recovery_s": time.perf_counter() - t0}), flush=True)
+    DBOS.destroy()
+
+
+def main() -> None:
+    if args.mode != "all":
+        recovery(args.url)
+        return
+    DBOS(config=config)  # type: ignore[arg-type]
+    if args.system == "ours":
+        declare_queues()
+    DBOS.launch()
+    if args.system == "peer":
+        declare_queues()
+    drain, idle = queues["drain"], queues["idle"]
+    out: dict[str, Any] = {}
+    for _ in range(20):
+        steps_wf(1)
+    for steps in (0, 1, 10):
+        out[f"seq_{steps}_ms"] = statistics.median(
+            timed(lambda s=steps: steps_wf(s), N) for _ in range(3)
+        )
+    out["per_step_ms"] = (out["seq_10_ms"] - out["seq_0_ms"]) / 10
+    out["statements_per_3_step_workflow"] = statements_per_workflow(args.url, 100)
+    out["throughput_wps"] = throughput(TOTAL, 32)
+
+    t0 = time.perf_counter()
+    handles = [drain.enqueue(steps_wf, 3) for _ in range(TOTAL)]
+    for h in handles:
+        h.get_result()
+    out["drain_wps"] = TOTAL / (time.perf_counter() - t0)
+
+    lat = []
+    for _ in range(30 if args.quick else 60):
+        t = time.time()
+        lat.append((idle.enqueue(started_at).get_result() - t) * 1000)
+        time.sleep(0.02)
+    out["enqueue_to_start_ms"] = statistics.median(lat)
+
+    count = 50 if args.quick else 200
+    handle = DBOS.start_workflow(receiver, count)
+    time.sleep(0.5)
+    module = "runtime" if args.system == "ours" else "dbos"
+    kw = "database_url" if args.system == "ours" else "system_database_url"
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            SENDER.format(module=module, kw=kw),
+            args.url,
+            handle.workflow_id,
+            str(count),
+        ],
+        check=True,
+    )
+    latencies = sorted(x * 1000 for x in handle.get_result())
+    out["send_recv_median_ms"] = statistics.median(latencies)
+    out["send_recv_p99_ms"] = latencies[max(0, int(len(latencies) * 0.99) - 1)]
+    DBOS.destroy()
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
