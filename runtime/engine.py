@@ -869,26 +869,38 @@ class Engine:
                 context.sql_session.reset(session_token)
             if ctx is None or step is None:
                 return value
-            output = serialization.serialize(value, f"result of transaction {step.name}")
-            try:
-                result = self.sysdb.record_step(
-                    ctx.workflow_id,
-                    ctx.owner_epoch,
-                    step.function_id,
-                    step.name,
-                    output=output,
-                    started_at_ms=started,
-                    completed_at_ms=now_ms(),
-                    conn=conn,
-                )
-            except psycopg.errors.SerializationFailure:
-                raise
-            except psycopg.Error as exc:
-                if conn.broken or conn.closed:
-                    raise OutcomeUnknown(exc) from exc
-                raise Interrupted(exc) from exc
-            tx_record_verdict(ctx, result)
-            return value, result
+            return value, self.record_in_transaction(conn, ctx, step, started, value)
+
+    def record_in_transaction(
+        self,
+        conn: psycopg.Connection[Any],
+        ctx: WorkflowContext,
+        step: StepContext,
+        started: int | None,
+        value: Any,
+    ) -> RecordResult:
+        """A transaction's checkpoint, written inside it (sync and async transactions). Raising
+        rolls the transaction back: fenced, or outcome unknown (the connection died)."""
+        output = serialization.serialize(value, f"result of transaction {step.name}")
+        try:
+            result = self.sysdb.record_step(
+                ctx.workflow_id,
+                ctx.owner_epoch,
+                step.function_id,
+                step.name,
+                output=output,
+                started_at_ms=started,
+                completed_at_ms=now_ms(),
+                conn=conn,
+            )
+        except psycopg.errors.SerializationFailure:
+            raise
+        except psycopg.Error as exc:
+            if conn.broken or conn.closed:
+                raise OutcomeUnknown(exc) from exc
+            raise Interrupted(exc) from exc
+        tx_record_verdict(ctx, result)
+        return result
 
     # ------------------------------------------------------------------------------------------
     # Results, recovery, management

@@ -35,7 +35,6 @@ from runtime.engine import (
     _Outcome,
     check_same_operation,
     replay_outcome,
-    tx_record_verdict,
 )
 from runtime.errors import (
     DBOSException,
@@ -385,26 +384,9 @@ async def _transaction_once(
                 context.sql_session.reset(session_token)
             result = None
             if ctx is not None and step is not None:
-                output = serialization.serialize(value, f"result of transaction {step.name}")
-                try:
-                    result = await asyncio.to_thread(
-                        engine.sysdb.record_step,
-                        ctx.workflow_id,
-                        ctx.owner_epoch,
-                        step.function_id,
-                        step.name,
-                        output=output,
-                        started_at_ms=started,
-                        completed_at_ms=now_ms(),
-                        conn=conn,
-                    )
-                except psycopg.errors.SerializationFailure:
-                    raise
-                except psycopg.Error as exc:
-                    if conn.broken or conn.closed:
-                        raise OutcomeUnknown(exc) from exc
-                    raise Interrupted(exc) from exc
-                tx_record_verdict(ctx, result)
+                result = await asyncio.to_thread(
+                    engine.record_in_transaction, conn, ctx, step, started, value
+                )
         except BaseException as exc:
             await asyncio.to_thread(tx.__exit__, type(exc), exc, exc.__traceback__)
             raise

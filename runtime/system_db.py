@@ -265,20 +265,7 @@ class SystemDatabase:
         return {int(r[0]): RecordedStep(r[1], r[2], r[3], r[4]) for r in rows}
 
     def _claimed(self, workflow_id: str, row: Row | None) -> ClaimedWorkflow | None:
-        if row is None:
-            return None
-        return ClaimedWorkflow(
-            workflow_id=workflow_id,
-            status=row[0],
-            owner_epoch=int(row[1]),
-            name=row[2],
-            class_name=row[3],
-            inputs=row[4],
-            deadline_ms=row[5],
-            recovery_attempts=int(row[6]),
-            application_version=row[7],
-            queue_name=row[8],
-        )
+        return _claimed_from(workflow_id, row) if row is not None else None
 
     def claim_for_recovery(
         self,
@@ -473,23 +460,9 @@ class SystemDatabase:
             if len(rows) == available:
                 next_possible = window_reopens
         rows.sort(key=lambda r: (r[11], r[12]))
+        # The columns after the ID are those of the recovery claim's RETURNING.
         claimed = [
-            DequeuedWorkflow(
-                ClaimedWorkflow(
-                    workflow_id=r[0],
-                    status=r[1],
-                    owner_epoch=int(r[2]),
-                    name=r[3],
-                    class_name=r[4],
-                    inputs=r[5],
-                    deadline_ms=r[6],
-                    recovery_attempts=int(r[7]),
-                    application_version=r[8],
-                    queue_name=r[9],
-                ),
-                has_steps=bool(r[10]),
-            )
-            for r in rows
+            DequeuedWorkflow(_claimed_from(r[0], r[1:10]), has_steps=bool(r[10])) for r in rows
         ]
         return claimed, next_possible
 
@@ -729,3 +702,19 @@ def list_workflows_query(
         query += queries.LIMIT_OFFSET
         params.update(limit=limit, offset=offset or 0)
     return query, params
+
+
+def _claimed_from(workflow_id: str, row: Row) -> ClaimedWorkflow:
+    """A ``ClaimedWorkflow`` from the columns a claim returns (status ... queue_name)."""
+    return ClaimedWorkflow(
+        workflow_id=workflow_id,
+        status=row[0],
+        owner_epoch=int(row[1]),
+        name=row[2],
+        class_name=row[3],
+        inputs=row[4],
+        deadline_ms=row[5],
+        recovery_attempts=int(row[6]),
+        application_version=row[7],
+        queue_name=row[8],
+    )
