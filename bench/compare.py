@@ -143,6 +143,61 @@ def recovery(python: str, system: str, url: str, count: int) -> float:
     return float(json.loads(run.stdout.strip().splitlines()[-1])["recovery_s"])
 
 
+# Clone the one real workflow row of a system N times, whatever that system's other columns are:
+# only the names both schemas share (workflow_uuid, status, created_at) change.
+FILL = """
+INSERT INTO dbos.workflow_status
+SELECT (jsonb_populate_record(NULL::dbos.workflow_status, to_jsonb(t) || jsonb_build_object(
+    'workflow_uuid', 'fill-' || i,
+    'status', (ARRAY['SUCCESS', 'SUCCESS', 'SUCCESS', 'ERROR'])[1 + i %% 4],
+    'created_at', t.created_at + i))).*
+FROM (SELECT * FROM dbos.workflow_status LIMIT 1) t, generate_series(1, %s) AS i
+"""
+
+
+def listing(bin_dir: Path, system: str, url: str, count: int) -> dict[str, float]:
+    """`dbos workflow list` as a whole process over ``count`` workflows: default and -S ERROR."""
+    script = [sys.executable if system == "ours" else str(bin_dir / "python")]
+    seed = subprocess.run(
+        [
+            *script,
+            str(ROOT / "bench" / "workloads.py"),
+            "--system",
+            system,
+            "--url",
+            url,
+            "--mode",
+            "recovery-run",
+            "--count",
+            "0",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    if seed.returncode != 0:
+        raise SystemExit(seed.stderr[-2000:])
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT count(*) FROM dbos.workflow_status").fetchone()
+        if not row or not row[0]:  # nothing to clone yet: one real workflow first
+            raise SystemExit(f"{system}: no workflow to clone")
+        conn.execute(FILL, (count,))
+        conn.execute("ANALYZE dbos.workflow_status")
+    exe = str(bin_dir / "dbos")
+    flag = "--db-url" if system == "ours" else "-s"
+    out = {}
+    for label, extra in (("default", []), ("status", ["-S", "ERROR"])):
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            subprocess.run(
+                [exe, "workflow", "list", flag, url, *extra], capture_output=True, check=True
+            )
+            times.append(time.perf_counter() - t0)
+        out[label] = sorted(times)[1]
+    return out
+
+
 def table(ours: dict[str, Any], peer: dict[str, Any], base: dict[str, float]) -> str:
     lines = [
         "| workload | ours | DBOS Transact | ours vs peer | Postgres floor |",
@@ -231,6 +286,12 @@ def main() -> None:
             ours["recovery_10k_s"] = recovery(
                 sys.executable, "ours", f"{root}/rec_ours_10k", 10_000
             )
+        # The listings reuse the recovery databases (real workflow rows of each system).
+        n = 100_000 if options.quick else 1_000_000
+        mine = listing(Path(sys.executable).parent, "ours", f"{root}/rec_ours", n)
+        theirs = listing(Path(python).parent, "peer", f"{root}/rec_peer", n)
+        ours["list_s"], ours["list_status_s"] = mine["default"], mine["status"]
+        peer["list_s"], peer["list_status_s"] = theirs["default"], theirs["status"]
     finally:
         server.stop()
     RESULTS.mkdir(parents=True, exist_ok=True)
