@@ -363,7 +363,8 @@ class Engine:
         future: Future[_Outcome],
         *,
         background: bool,
-        load_steps: bool,
+        load_steps: bool = True,
+        recorded: dict[int, RecordedStep] | None = None,
     ) -> None:
         wid = claimed.workflow_id
         try:
@@ -373,7 +374,8 @@ class Engine:
                     f"workflow {wid!r} runs {claimed.name!r}, which this process has not "
                     "registered (is the module that defines it imported?)"
                 )
-            recorded = self.sysdb.load_recorded_steps(wid) if load_steps else {}
+            if recorded is None:
+                recorded = self.sysdb.load_recorded_steps(wid) if load_steps else {}
             args, kwargs = serialization.deserialize_args(claimed.inputs)
             args = _join_class_arg(info, claimed.class_name, args)
         except BaseException:
@@ -970,16 +972,51 @@ class Engine:
         )
         return value
 
-    def recover_pending(self) -> list[str]:
-        """Re-run the PENDING workflows of this executor and version; returns their IDs."""
+    def recover_pending(self, batch: int = 500) -> list[str]:
+        """Re-run the PENDING workflows of this executor and version; returns their IDs. Claims
+        and loads them in batches (two statements per batch, not per workflow)."""
         ids = self.sysdb.pending_workflow_ids(self.executor_id, self.application_version)
         started: list[str] = []
-        for wid in ids:
+        for first in range(0, len(ids), batch):
+            futures: dict[str, Future[_Outcome]] = {}
+            with self._lock:
+                for wid in ids[first : first + batch]:
+                    if wid not in self._running:  # already run here (a parent replayed it)
+                        futures[wid] = self._running[wid] = Future()
+            if not futures:
+                continue
             try:
-                if self.claim_and_run(wid, self._recovery_claim) is not None:
-                    started.append(wid)
+                claimed = self.sysdb.claim_batch_for_recovery(
+                    list(futures), self.executor_id, self.process_id, DEFAULT_MAX_RECOVERY_ATTEMPTS
+                )
+                recorded = self.sysdb.load_recorded_steps_batch(
+                    [c.workflow_id for c in claimed if c.status == "PENDING"]
+                )
             except DBOSException as exc:
-                logger.error("cannot recover workflow %s: %s", wid, exc)
+                for wid, future in futures.items():
+                    self._forget(wid, future)
+                logger.error("cannot recover pending workflows: %s", exc)
+                return started
+            for c in claimed:
+                future = futures.pop(c.workflow_id)
+                if c.status != "PENDING":
+                    self._forget(c.workflow_id, future)
+                    logger.warning(
+                        "workflow %s exceeded its maximum recovery attempts (%d); "
+                        "it is now MAX_RECOVERY_ATTEMPTS_EXCEEDED",
+                        c.workflow_id,
+                        c.recovery_attempts - 1,
+                    )
+                    continue
+                try:
+                    self._run_claimed(
+                        c, future, background=True, recorded=recorded.get(c.workflow_id, {})
+                    )
+                    started.append(c.workflow_id)
+                except DBOSException as exc:
+                    logger.error("cannot recover workflow %s: %s", c.workflow_id, exc)
+            for wid, future in futures.items():  # claimed by someone else meanwhile
+                self._forget(wid, future)
         if ids:
             logger.info("recovered %d of %d pending workflows", len(started), len(ids))
         return started

@@ -120,6 +120,27 @@ RETURNING status, owner_epoch, name, class_name, inputs, workflow_deadline_epoch
           recovery_attempts, application_version, queue_name
 """
 
+# Recovery at launch claims its workflows in batches: one statement per batch, not per workflow.
+CLAIM_BATCH_FOR_RECOVERY = f"""
+UPDATE dbos.workflow_status
+SET owner_epoch = owner_epoch + 1,
+    recovery_attempts = recovery_attempts + 1,
+    executor_id = %(executor_id)s,
+    owner_process = %(process_id)s,
+    updated_at = {NOW_MS},
+    status = CASE WHEN recovery_attempts + 1 > coalesce(max_recovery_attempts, %(default_max)s)
+                  THEN 'MAX_RECOVERY_ATTEMPTS_EXCEEDED' ELSE 'PENDING' END
+WHERE workflow_uuid = ANY(%(workflow_ids)s) AND status = 'PENDING'
+RETURNING workflow_uuid, status, owner_epoch, name, class_name, inputs,
+          workflow_deadline_epoch_ms, recovery_attempts, application_version, queue_name
+"""
+
+SELECT_RECORDED_STEPS_BATCH = """
+SELECT workflow_uuid, function_id, function_name, output, error, child_workflow_id
+FROM dbos.operation_outputs
+WHERE workflow_uuid = ANY(%(workflow_ids)s)
+"""
+
 SELECT_PENDING_FOR_EXECUTOR = """
 SELECT workflow_uuid FROM dbos.workflow_status
 WHERE status = 'PENDING' AND executor_id = %(executor_id)s

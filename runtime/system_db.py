@@ -293,6 +293,30 @@ class SystemDatabase:
         )
         return self._claimed(workflow_id, row)
 
+    def claim_batch_for_recovery(
+        self, workflow_ids: list[str], executor_id: str, process_id: str, default_max: int
+    ) -> list[ClaimedWorkflow]:
+        """Claim many PENDING workflows for recovery runs in one statement."""
+        rows = self._all(
+            queries.CLAIM_BATCH_FOR_RECOVERY,
+            {
+                "workflow_ids": workflow_ids,
+                "executor_id": executor_id,
+                "process_id": process_id,
+                "default_max": default_max,
+            },
+        )
+        return [_claimed_from(r[0], r[1:]) for r in rows]
+
+    def load_recorded_steps_batch(
+        self, workflow_ids: list[str]
+    ) -> dict[str, dict[int, RecordedStep]]:
+        """The recorded steps of many workflows, in one query."""
+        found: dict[str, dict[int, RecordedStep]] = {wid: {} for wid in workflow_ids}
+        for r in self._all(queries.SELECT_RECORDED_STEPS_BATCH, {"workflow_ids": workflow_ids}):
+            found[r[0]][int(r[1])] = RecordedStep(r[2], r[3], r[4], r[5])
+        return found
+
     def pending_workflow_ids(self, executor_id: str, application_version: str) -> list[str]:
         """PENDING workflows recorded for this executor and version, oldest first."""
         rows = self._all(
