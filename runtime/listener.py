@@ -52,7 +52,8 @@ class NotificationListener:
                 conn.cancel_safe(timeout=1)
             except Exception:
                 pass
-        self._thread.join(timeout=5)
+        if self._thread.is_alive():  # never started when launch failed before it
+            self._thread.join(timeout=5)
 
     def _run(self) -> None:
         backoff = 0.1

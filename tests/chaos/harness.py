@@ -236,14 +236,20 @@ class Chaos:
     # -- run --------------------------------------------------------------------------------------
 
     def run(
-        self, seconds: float, fault_every: tuple[float, float], drain_timeout: float = 240
+        self,
+        seconds: float,
+        fault_every: tuple[float, float],
+        drain_timeout: float = 240,
+        max_faults: int | None = None,
     ) -> Report:
         started = time.monotonic()
         for executor in self.executors:
             executor.start()
         time.sleep(2)
         next_fault = time.monotonic() + self.rng.uniform(*fault_every)
-        while time.monotonic() - started < seconds:
+        while time.monotonic() - started < seconds and (
+            max_faults is None or sum(self.report.faults.values()) < max_faults
+        ):
             try:
                 with DBOSClient(self.url) as client:
                     self.feed(client, batch=self.rng.randint(1, 4))
@@ -401,12 +407,13 @@ def run(
     env: dict[str, str] | None = None,
     keep: bool = False,
     drain_timeout: float = 240,
+    max_faults: int | None = None,
 ) -> Report:
     """One chaos run in a temporary folder; returns the report."""
     workdir = Path(tempfile.mkdtemp(prefix=f"dbos-chaos-{seed}-"))
     chaos = Chaos(seed, workdir, executors, env or {})
     try:
-        report = chaos.run(seconds, fault_every, drain_timeout)
+        report = chaos.run(seconds, fault_every, drain_timeout, max_faults)
     finally:
         chaos.close()
         if not keep and not chaos.report.violations:
@@ -424,11 +431,28 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1, help="how many runs, seeds seed..seed+n-1")
     parser.add_argument("--seed", type=int, default=1, help="first seed (runs are reproducible)")
     parser.add_argument("--executors", type=int, default=3, help="executor processes")
+    parser.add_argument(
+        "--faults", type=int, help="stop injecting after this many faults (or --minutes)"
+    )
+    parser.add_argument(
+        "--fault-every",
+        type=float,
+        nargs=2,
+        default=(2.0, 6.0),
+        metavar=("MIN", "MAX"),
+        help="seconds between faults, drawn uniformly",
+    )
     parser.add_argument("--json", dest="json_out", help="also write the reports to this file")
     args = parser.parse_args()
     reports = []
     for n in range(args.runs):
-        report = run(args.minutes * 60, args.seed + n, executors=args.executors)
+        report = run(
+            args.minutes * 60,
+            args.seed + n,
+            executors=args.executors,
+            fault_every=tuple(args.fault_every),  # type: ignore[arg-type]
+            max_faults=args.faults,
+        )
         reports.append(report.summary())
         print(json.dumps(report.summary(), indent=2), flush=True)
     if args.json_out:
