@@ -3,7 +3,11 @@
 Every side effect lands in a ledger that the harness checks independently of the runtime's records:
 
 - ``chaos_attempts``: one row per *attempt* of a step (written before the step returns, outside
-  any transaction), with the step number and the time, so re-executions are countable.
+  any transaction), with the step number and the time the attempt *started*, so re-executions
+  are countable. (The start, not the moment the row lands: an attempt that began while its runner
+  still owned the workflow may land after a database outage, when another runner has recorded the
+  step meanwhile; at-least-once allows such overlapping attempts, but none may start after the
+  record.)
 - ``chaos_tx``: one row per committed transaction, with no unique key, so duplicates are countable.
 
 ``CHAOS_BREAK=replay`` (test code only) makes replay ignore recorded outcomes, a deliberately broken
@@ -35,7 +39,7 @@ orders = Queue("chaos_orders", concurrency=4)  # a global limit across all execu
 free = Queue("chaos_free")  # messaging pairs: a waiting receiver must not starve its sender
 
 
-def _note_attempt() -> None:
+def _note_attempt(started_ms: int) -> None:
     # The side effect of a step: outside any transaction, retried until the database answers (a
     # step may fail only for its own reasons, and ours has none).
     while True:
@@ -43,7 +47,7 @@ def _note_attempt() -> None:
             with psycopg.connect(DBOS.database_url, autocommit=True, connect_timeout=5) as conn:
                 conn.execute(
                     "INSERT INTO chaos_attempts VALUES (%s, %s, %s, %s)",
-                    (DBOS.workflow_id, DBOS.step_id, int(time.time() * 1000), os.getpid()),
+                    (DBOS.workflow_id, DBOS.step_id, started_ms, os.getpid()),
                 )
             return
         except psycopg.Error:
@@ -52,7 +56,7 @@ def _note_attempt() -> None:
 
 @DBOS.step()
 def step_op(tag: str) -> str:
-    _note_attempt()
+    _note_attempt(int(time.time() * 1000))
     time.sleep(random.uniform(0.0, 0.15))
     return f"{DBOS.workflow_id}:{tag}"
 
