@@ -40,10 +40,12 @@ ROWS = [
     ("send_recv_p99_ms", "send to waiting recv, other process (p99)", "ms", False),
     (
         "recovery_1k_s",
-        "recover the PENDING workflows of a killed process (1,000; quick: 200)",
+        "recover a killed process's PENDING workflows (1,000; quick 200)",
         "s",
         False,
     ),
+    ("list_s", "`dbos workflow list`, whole process (1M workflows; quick 100k)", "s", False),
+    ("list_status_s", "`dbos workflow list -S ERROR`, whole process (same)", "s", False),
 ]
 
 
@@ -259,7 +261,16 @@ def chart(python: str, ours: dict[str, Any], peer: dict[str, Any]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer iterations (a few minutes)")
+    parser.add_argument(
+        "--from-json",
+        action="store_true",
+        help="only re-render the table and chart from bench/results/latest.json",
+    )
     options = parser.parse_args()
+    if options.from_json:
+        saved = json.loads((RESULTS / "latest.json").read_text())
+        render_results(peer_python(), saved["ours"], saved["peer"], saved["floor"])
+        return
     python = peer_python()
     base_dir = Path(tempfile.mkdtemp(prefix="dbos-compare-"))
     server = EmbeddedPostgres(
@@ -295,12 +306,19 @@ def main() -> None:
     finally:
         server.stop()
     RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "latest.json").write_text(
+        json.dumps({"ours": ours, "peer": peer, "floor": base}, indent=2)
+    )
+    render_results(python, ours, peer, base)
+
+
+def render_results(
+    python: str, ours: dict[str, Any], peer: dict[str, Any], base: dict[str, float]
+) -> None:
+    """Write bench/results/latest.md and ratios.png from the measurements."""
     text = table(ours, peer, base)
     (RESULTS / "latest.md").write_text(
         "# Benchmark: ours vs DBOS Transact (same Postgres, same run)\n\n" + text + "\n"
-    )
-    (RESULTS / "latest.json").write_text(
-        json.dumps({"ours": ours, "peer": peer, "floor": base}, indent=2)
     )
     chart(python, ours, peer)
     print(text)

@@ -327,7 +327,8 @@ def check(chaos: Chaos) -> None:
         )
         if late:
             v.append(
-                f"{len(late)} steps ran again after their outcome was recorded, e.g. {late[:3]}"
+                f"{len(late)} step attempts started after the step's outcome was recorded, "
+                f"e.g. {late[:3]}"
             )
         phantom = q(
             """
