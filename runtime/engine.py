@@ -241,47 +241,57 @@ class Engine:
             # before recording the link still attaches to the same child.
             wid = f"{parent.workflow_id}-{function_id}" if parent else str(uuid.uuid4())
 
-        result = self.checkpoint(
-            lambda: self.sysdb.insert_workflow(
-                NewWorkflow(
-                    workflow_id=wid,
-                    status="ENQUEUED" if enqueue else "PENDING",
-                    name=info.name,
-                    class_name=class_name,
-                    inputs=inputs,
-                    executor_id=self.executor_id,
-                    application_version=self.application_version,
-                    max_recovery_attempts=info.max_recovery_attempts,
-                    timeout_ms=int(timeout_s * 1000) if timeout_s else None,
-                    deadline_ms=parent.deadline_ms if parent else None,
-                    parent_workflow_id=parent.workflow_id if parent else None,
-                    queue_name=enqueue.queue_name if enqueue else None,
-                    priority=enqueue.priority if enqueue else 0,
-                    deduplication_id=enqueue.deduplication_id if enqueue else None,
-                    owner_process=self.process_id,
-                )
-            ),
-            in_workflow=parent is not None,
-        )
-        if parent is not None and function_id is not None and recorded_child is None:
-            self.record_operation(parent, function_id, info.name, child_workflow_id=wid)
-
+        # Reserve the ID in this process before recording it, so that a concurrent start of the
+        # same ID here attaches to this run instead of mistaking the row for its own.
+        reservation: Future[_Outcome] | None = None
         with self._lock:
             local = self._running.get(wid)
-        # Our own insert whose reply was lost (the checkpoint was retried): it is ours to run.
+            if local is None and enqueue is None:
+                reservation = self._running[wid] = Future()
+        try:
+            result = self.checkpoint(
+                lambda: self.sysdb.insert_workflow(
+                    NewWorkflow(
+                        workflow_id=wid,
+                        status="ENQUEUED" if enqueue else "PENDING",
+                        name=info.name,
+                        class_name=class_name,
+                        inputs=inputs,
+                        executor_id=self.executor_id,
+                        application_version=self.application_version,
+                        max_recovery_attempts=info.max_recovery_attempts,
+                        timeout_ms=int(timeout_s * 1000) if timeout_s else None,
+                        deadline_ms=parent.deadline_ms if parent else None,
+                        parent_workflow_id=parent.workflow_id if parent else None,
+                        queue_name=enqueue.queue_name if enqueue else None,
+                        priority=enqueue.priority if enqueue else 0,
+                        deduplication_id=enqueue.deduplication_id if enqueue else None,
+                        owner_process=self.process_id,
+                    )
+                ),
+                in_workflow=parent is not None,
+            )
+            if parent is not None and function_id is not None and recorded_child is None:
+                self.record_operation(parent, function_id, info.name, child_workflow_id=wid)
+        except BaseException:
+            self._release(wid, reservation)
+            raise
+
+        # Ours to run: we created it, or (holding the reservation) our insert's reply was lost
+        # and the checkpoint retried it.
         created = result.created or (
-            local is None and result.status == "PENDING" and result.owner_process == self.process_id
+            reservation is not None
+            and result.status == "PENDING"
+            and result.owner_process == self.process_id
         )
         if created and enqueue is not None:
             self.on_enqueued(enqueue.queue_name)
             return Prepared(wid)
-        if created:
-            future: Future[_Outcome] = Future()
-            with self._lock:
-                self._running[wid] = future
+        if created and reservation is not None:
             ctx = WorkflowContext(wid, info.name, result.owner_epoch, result.deadline_ms)
-            return Prepared(wid, ctx=ctx, future=future)
+            return Prepared(wid, ctx=ctx, future=reservation)
 
+        self._release(wid, reservation)
         if result.name != info.name:
             raise DBOSConflictingWorkflowError(
                 wid, f"it belongs to workflow {result.name!r}, not {info.name!r}"
@@ -296,6 +306,14 @@ class Engine:
             and result.executor_id == self.executor_id
         )
         return Prepared(wid, claim=claim)  # else finished, or running elsewhere: read the database
+
+    def _release(self, wid: str, reservation: Future[_Outcome] | None) -> None:
+        """Drop a reservation this start will not run; anyone attached to it reads the record."""
+        if reservation is None:
+            return
+        self._forget(wid, reservation)
+        if not reservation.done():
+            reservation.set_result(_Outcome(detached=True))
 
     def _recovery_claim(self, wid: str) -> ClaimedWorkflow | None:
         """Claim one of this executor ID's PENDING workflows, whoever runs it (the restart-after-
