@@ -31,9 +31,11 @@ if TYPE_CHECKING:
         DBOSSerializationError,
         DBOSUnexpectedStepError,
         DBOSWorkflowCancelledError,
+        DBOSWorkflowFencedError,
         DBOSWorkflowFunctionNotFoundError,
         MaxRecoveryAttemptsExceededError,
     )
+    from runtime.fencing import FencingToken
     from runtime.handles import WorkflowHandle, WorkflowHandleAsync
     from runtime.queues import Queue, SetEnqueueOptions
     from runtime.status import StepInfo, WorkflowStatus, WorkflowStatusString
@@ -54,7 +56,9 @@ _HOMES = {
     "DBOSSerializationError": "runtime.errors",
     "DBOSUnexpectedStepError": "runtime.errors",
     "DBOSWorkflowCancelledError": "runtime.errors",
+    "DBOSWorkflowFencedError": "runtime.errors",
     "DBOSWorkflowFunctionNotFoundError": "runtime.errors",
+    "FencingToken": "runtime.fencing",
     "EnqueueOptions": "runtime.client",
     "MaxRecoveryAttemptsExceededError": "runtime.errors",
     "Queue": "runtime.queues",
@@ -84,8 +88,10 @@ __all__ = [
     "DBOSSerializationError",
     "DBOSUnexpectedStepError",
     "DBOSWorkflowCancelledError",
+    "DBOSWorkflowFencedError",
     "DBOSWorkflowFunctionNotFoundError",
     "EnqueueOptions",
+    "FencingToken",
     "MaxRecoveryAttemptsExceededError",
     "Queue",
     "SetEnqueueOptions",

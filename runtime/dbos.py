@@ -25,6 +25,7 @@ from runtime.embedded import EmbeddedPostgres
 from runtime.engine import DEFAULT_MAX_RECOVERY_ATTEMPTS, Engine, EnqueueRequest, StepOptions
 from runtime.errors import DBOSException, DBOSNonExistentWorkflowError
 from runtime.executors import EXECUTOR_CHANNEL, ExecutorRegistry
+from runtime.fencing import FencingToken
 from runtime.handles import WorkflowHandle, WorkflowHandleAsync
 from runtime.listener import NotificationListener
 from runtime.migrate import migrate
@@ -424,6 +425,14 @@ class DBOS:
     def step_status(cls) -> context.StepContext | None:
         """The current step: its number, name and attempt (retries count up from 1)."""
         return context.current_step.get()
+
+    @classproperty
+    def fencing_token(cls) -> FencingToken | None:
+        """The running workflow's ID and this runner's owner epoch (None outside a workflow): lets
+        a step's side effect refuse a runner that lost the workflow to a takeover (see
+        ``runtime.fencing``)."""
+        ctx = context.current_workflow.get()
+        return FencingToken(ctx.workflow_id, ctx.owner_epoch) if ctx else None
 
     @classproperty
     def sql_session(cls) -> psycopg.Connection[Any]:

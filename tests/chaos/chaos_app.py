@@ -8,6 +8,10 @@ Every side effect lands in a ledger that the harness checks independently of the
   still owned the workflow may land after a database outage, when another runner has recorded the
   step meanwhile; at-least-once allows such overlapping attempts, but none may start after the
   record.)
+  The row is written in a transaction guarded by the workflow's fencing token
+  (``DBOS.fencing_token``): a runner that lost the workflow to a takeover (paused past its lease
+  between its ownership check and the step) has its write refused, as a real side effect's target
+  would refuse it. Refusals are counted in ``chaos_fenced``.
 - ``chaos_tx``: one row per committed transaction, with no unique key, so duplicates are countable.
 
 ``CHAOS_BREAK=replay`` (test code only) makes replay ignore recorded outcomes, a deliberately broken
@@ -23,7 +27,7 @@ from typing import Any
 
 import psycopg
 
-from runtime import DBOS, Queue
+from runtime import DBOS, DBOSWorkflowFencedError, Queue
 
 LEDGER_DDL = """
 CREATE TABLE IF NOT EXISTS chaos_attempts (
@@ -33,6 +37,10 @@ CREATE TABLE IF NOT EXISTS chaos_attempts (
 CREATE TABLE IF NOT EXISTS chaos_tx (
     workflow_id text NOT NULL, function_id int NOT NULL, pid int NOT NULL
 );
+CREATE TABLE IF NOT EXISTS chaos_fenced (
+    workflow_id text NOT NULL, function_id int NOT NULL, attempt_at_ms bigint NOT NULL,
+    refused_at_ms bigint NOT NULL, pid int NOT NULL
+);
 """
 
 orders = Queue("chaos_orders", concurrency=4)  # a global limit across all executors
@@ -40,18 +48,37 @@ free = Queue("chaos_free")  # messaging pairs: a waiting receiver must not starv
 
 
 def _note_attempt(started_ms: int) -> None:
-    # The side effect of a step: outside any transaction, retried until the database answers (a
-    # step may fail only for its own reasons, and ours has none).
+    # The side effect of a step: its own transaction (not the runtime's), fenced, retried until
+    # the database answers (a step may fail only for its own reasons, and ours has none).
+    token = DBOS.fencing_token
+    assert token is not None
     while True:
         try:
-            with psycopg.connect(DBOS.database_url, autocommit=True, connect_timeout=5) as conn:
-                conn.execute(
-                    "INSERT INTO chaos_attempts VALUES (%s, %s, %s, %s)",
-                    (DBOS.workflow_id, DBOS.step_id, started_ms, os.getpid()),
-                )
+            with psycopg.connect(DBOS.database_url, connect_timeout=5) as conn:
+                with conn.transaction():
+                    token.check(conn)
+                    conn.execute(
+                        "INSERT INTO chaos_attempts VALUES (%s, %s, %s, %s)",
+                        (token.workflow_id, DBOS.step_id, started_ms, os.getpid()),
+                    )
             return
+        except DBOSWorkflowFencedError:
+            _note_refusal(token.workflow_id, started_ms)
+            raise
         except psycopg.Error:
             time.sleep(0.2)
+
+
+def _note_refusal(workflow_id: str, started_ms: int) -> None:
+    # Counted for the report only (best effort: the run's verdict does not depend on it).
+    try:
+        with psycopg.connect(DBOS.database_url, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(
+                "INSERT INTO chaos_fenced VALUES (%s, %s, %s, %s, %s)",
+                (workflow_id, DBOS.step_id, started_ms, int(time.time() * 1000), os.getpid()),
+            )
+    except psycopg.Error:
+        pass
 
 
 @DBOS.step()

@@ -61,6 +61,7 @@ class Report:
     workflows: int = 0
     steps_recorded: int = 0
     step_attempts: int = 0
+    stale_attempts_refused: int = 0
     transactions: int = 0
     messages: int = 0
     launch_retries: int = 0
@@ -77,6 +78,7 @@ class Report:
             "workflows": self.workflows,
             "steps_recorded": self.steps_recorded,
             "step_attempts": self.step_attempts,
+            "stale_attempts_refused": self.stale_attempts_refused,
             "transactions": self.transactions,
             "messages": self.messages,
             "launch_retries": self.launch_retries,
@@ -315,6 +317,7 @@ def check(chaos: Chaos) -> None:
 
         r.steps_recorded = int(q("SELECT count(*) FROM dbos.operation_outputs")[0][0])
         r.step_attempts = int(q("SELECT count(*) FROM chaos_attempts")[0][0])
+        r.stale_attempts_refused = int(q("SELECT count(*) FROM chaos_fenced")[0][0])
         late = q(
             """
             SELECT a.workflow_id, a.function_id, count(*)

@@ -1,0 +1,58 @@
+"""Fencing tokens: how a step's side effect can refuse a runner that has lost its workflow.
+
+The runtime fences its own writes: every checkpoint carries the owner epoch the runner claimed the
+workflow with, and a runner whose epoch has moved on (another process took the workflow over
+while this one was paused or cut off) records nothing more. But a step's *side effect* happens
+before its checkpoint. A runner frozen between its last ownership check and the first line of a
+step can wake after the takeover, run the side effect once more, and only then find its
+checkpoint refused. No check inside the runtime can close that window; only the target of the
+side effect can, by refusing stale writers (the classic fencing token, as in leases of
+distributed lock services).
+
+Inside a workflow, ``DBOS.fencing_token`` gives the running workflow's ID and owner epoch. The
+epoch only grows for a workflow, so:
+
+- when the side effect is a write to the Postgres database that holds the system tables, call
+  ``token.check(conn)`` inside the same transaction as the write: it share-locks the workflow's
+  row (a takeover, which updates that row, waits for the commit) and raises
+  ``DBOSWorkflowFencedError`` if the epoch has moved on, so the write rolls back;
+- for any other system, send ``token.owner_epoch`` along with the write and have the target
+  refuse a value lower than the highest it has seen for that workflow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from runtime.errors import DBOSWorkflowFencedError
+
+# A share lock on the workflow's row, held until the caller's transaction ends: a concurrent
+# takeover (an UPDATE of that row) waits, and one that committed first has bumped the epoch, which
+# Postgres re-checks on the row's latest version under READ COMMITTED.
+_CHECK_OWNER = """
+SELECT 1 FROM dbos.workflow_status
+WHERE workflow_uuid = %s AND owner_epoch = %s AND status IN ('PENDING', 'CANCELLED')
+FOR SHARE
+"""
+
+
+@dataclass(frozen=True)
+class FencingToken:
+    """The running workflow's ID and the owner epoch this runner claimed it with."""
+
+    workflow_id: str
+    owner_epoch: int
+
+    def check(self, conn: Any) -> None:
+        """Raise ``DBOSWorkflowFencedError`` unless this runner still owns the workflow, and keep
+        it owned until ``conn``'s transaction ends. ``conn`` is a psycopg connection (sync) to
+        the database that holds the system tables, inside the transaction of the guarded write."""
+        if conn.execute(_CHECK_OWNER, (self.workflow_id, self.owner_epoch)).fetchone() is None:
+            raise DBOSWorkflowFencedError(self.workflow_id)
+
+    async def check_async(self, conn: Any) -> None:
+        """``check`` for a psycopg ``AsyncConnection``."""
+        cur = await conn.execute(_CHECK_OWNER, (self.workflow_id, self.owner_epoch))
+        if await cur.fetchone() is None:
+            raise DBOSWorkflowFencedError(self.workflow_id)
