@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from runtime.embedded import EmbeddedPostgres, _bin_dir
 
@@ -26,27 +29,85 @@ RESULTS = ROOT / "bench" / "results"
 PEER_VENV = ROOT / ".bench" / "peer-venv"
 PEER_SPEC = "dbos>=3,<4"
 
-# (key, label, unit, higher is better)
-ROWS = [
-    ("seq_0_ms", "workflow, 0 steps, sequential", "ms", False),
-    ("seq_1_ms", "workflow, 1 step, sequential", "ms", False),
-    ("seq_10_ms", "workflow, 10 steps, sequential", "ms", False),
-    ("per_step_ms", "per-step overhead", "ms", False),
-    ("statements_per_3_step_workflow", "statements per 3-step workflow", "", False),
-    ("throughput_wps", "throughput, 3-step workflows, 32 threads", "wf/s", True),
-    ("drain_wps", "queue drain, 3-step workflows, concurrency 32", "wf/s", True),
-    ("enqueue_to_start_ms", "enqueue to start, idle queue (median)", "ms", False),
-    ("send_recv_median_ms", "send to waiting recv, other process (median)", "ms", False),
-    ("send_recv_p99_ms", "send to waiting recv, other process (p99)", "ms", False),
+Target = Callable[[float, float], tuple[str, bool]]
+
+
+def _at_most(limit: float, unit: str) -> Target:
+    return lambda ours, _peer: (f"< {limit:g} {unit}", ours < limit)
+
+
+def _times_peer(factor: float) -> Target:
+    return lambda ours, peer: (f">= {factor:g}x peer", ours >= factor * peer)
+
+
+# (key, label, unit, higher is better, the issue's target if it sets one)
+ROWS: list[tuple[str, str, str, bool, Target | None]] = [
+    ("seq_0_ms", "workflow, 0 steps, sequential", "ms", False, None),
+    ("seq_1_ms", "workflow, 1 step, sequential", "ms", False, None),
+    ("seq_10_ms", "workflow, 10 steps, sequential", "ms", False, None),
+    ("per_step_ms", "per-step overhead, sequential", "ms", False, _at_most(0.6, "ms")),
+    ("statements_per_step", "statements (round trips) per step", "", False, _at_most(1.01, "")),
+    ("statements_per_3_step_workflow", "statements per 3-step workflow", "", False, None),
+    (
+        "throughput_wps",
+        "throughput, 3-step workflows, 32 threads",
+        "wf/s",
+        True,
+        _times_peer(10),
+    ),
+    ("steps_per_s", "steps/s in that run", "steps/s", True, None),
+    ("python_cpu_ms_per_wf", "Python CPU per workflow in that run", "ms", False, None),
+    ("postgres_cpu_ms_per_wf", "Postgres CPU per workflow in that run", "ms", False, None),
+    (
+        "drain_wps",
+        "queue drain, 3-step workflows, concurrency 32",
+        "wf/s",
+        True,
+        _times_peer(10),
+    ),
+    (
+        "enqueue_to_start_ms",
+        "enqueue to start, idle queue (median)",
+        "ms",
+        False,
+        _at_most(10, "ms"),
+    ),
+    (
+        "send_recv_median_ms",
+        "send to waiting recv, other process (median)",
+        "ms",
+        False,
+        _at_most(3, "ms"),
+    ),
+    ("send_recv_p99_ms", "send to waiting recv, other process (p99)", "ms", False, None),
     (
         "recovery_1k_s",
-        "recover a killed process's PENDING workflows (1,000; quick 200)",
+        "recover 1,000 PENDING workflows of a killed process (quick: 200)",
         "s",
         False,
+        _at_most(1.5, "s"),
     ),
-    ("list_s", "`dbos workflow list`, whole process (1M workflows; quick 100k)", "s", False),
-    ("list_status_s", "`dbos workflow list -S ERROR`, whole process (same)", "s", False),
+    (
+        "recovery_10k_s",
+        "recover 10,000 PENDING workflows (ours only)",
+        "s",
+        False,
+        _at_most(10, "s"),
+    ),
+    ("version_s", "`dbos --version`, whole process", "s", False, _at_most(0.25, "s")),
+    ("list_10k_s", "`dbos workflow list`, 10k workflows", "s", False, _at_most(0.3, "s")),
+    ("list_status_10k_s", "`dbos workflow list -S ERROR`, 10k", "s", False, None),
+    ("list_100k_s", "`dbos workflow list`, 100k workflows", "s", False, None),
+    ("list_status_100k_s", "`dbos workflow list -S ERROR`, 100k", "s", False, None),
+    ("list_1m_s", "`dbos workflow list`, 1M workflows", "s", False, _at_most(0.5, "s")),
+    ("list_status_1m_s", "`dbos workflow list -S ERROR`, 1M", "s", False, None),
 ]
+
+
+def stat(value: Any) -> tuple[float, float, float]:
+    """Median, min and max of a figure's samples (a single number is its own sample)."""
+    samples = value if isinstance(value, list) else [value]
+    return statistics.median(samples), min(samples), max(samples)
 
 
 def peer_python() -> str:
@@ -145,20 +206,58 @@ def recovery(python: str, system: str, url: str, count: int) -> float:
     return float(json.loads(run.stdout.strip().splitlines()[-1])["recovery_s"])
 
 
-# Clone the one real workflow row of a system N times, whatever that system's other columns are:
-# only the names both schemas share (workflow_uuid, status, created_at) change.
-FILL = """
-INSERT INTO dbos.workflow_status
-SELECT (jsonb_populate_record(NULL::dbos.workflow_status, to_jsonb(t) || jsonb_build_object(
-    'workflow_uuid', 'fill-' || i,
-    'status', (ARRAY['SUCCESS', 'SUCCESS', 'SUCCESS', 'ERROR'])[1 + i %% 4],
-    'created_at', t.created_at + i))).*
-FROM (SELECT * FROM dbos.workflow_status LIMIT 1) t, generate_series(1, %s) AS i
-"""
+def fill(conn: psycopg.Connection[Any], start: int, stop: int) -> None:
+    """Clone a system's one real workflow row into rows ``start`` .. ``stop`` - 1, whatever that
+    system's other columns are: only the columns both schemas share (workflow_uuid, status,
+    created_at) change. The table's secondary indexes are dropped for the fill and rebuilt after
+    (minutes faster at 1M rows; the listing then reads the same indexes as in production)."""
+    columns = [
+        str(r[0])
+        for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = 'dbos' "
+            "AND table_name = 'workflow_status' ORDER BY ordinal_position"
+        ).fetchall()
+    ]
+    changed = {
+        "workflow_uuid": sql.SQL("'fill-' || i"),
+        "status": sql.SQL("(ARRAY['SUCCESS', 'SUCCESS', 'SUCCESS', 'ERROR'])[1 + i %% 4]"),
+        "created_at": sql.SQL("t.created_at + i"),
+    }
+    select = sql.SQL(", ").join(
+        changed.get(c, sql.SQL("t.{}").format(sql.Identifier(c))) for c in columns
+    )
+    indexes = conn.execute(
+        "SELECT i.indexname, i.indexdef FROM pg_indexes i WHERE i.schemaname = 'dbos' "
+        "AND i.tablename = 'workflow_status' AND NOT EXISTS "
+        "(SELECT 1 FROM pg_constraint c WHERE c.conname = i.indexname)"
+    ).fetchall()
+    for name, _ in indexes:
+        conn.execute(sql.SQL("DROP INDEX dbos.{}").format(sql.Identifier(name)))
+    conn.execute(
+        sql.SQL(
+            "INSERT INTO dbos.workflow_status SELECT {} FROM (SELECT * FROM dbos.workflow_status "
+            "WHERE workflow_uuid NOT LIKE 'fill-%%' LIMIT 1) t, generate_series(%s, %s) AS i"
+        ).format(select),
+        (start, stop - 1),
+    )
+    for _, definition in indexes:
+        conn.execute(definition)  # Postgres's own definition of an index it had
+    conn.execute("VACUUM ANALYZE dbos.workflow_status")
 
 
-def listing(bin_dir: Path, system: str, url: str, count: int) -> dict[str, float]:
-    """`dbos workflow list` as a whole process over ``count`` workflows: default and -S ERROR."""
+def whole_process(command: list[str], runs: int = 3) -> list[float]:
+    """Wall-clock seconds of a command, run ``runs`` times."""
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        subprocess.run(command, capture_output=True, check=True)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def listing(bin_dir: Path, system: str, url: str, sizes: list[int]) -> dict[str, Any]:
+    """`dbos workflow list` as a whole process (default and -S ERROR) over each of ``sizes``
+    workflows, and `dbos --version`."""
     script = [sys.executable if system == "ours" else str(bin_dir / "python")]
     seed = subprocess.run(
         [
@@ -179,54 +278,72 @@ def listing(bin_dir: Path, system: str, url: str, count: int) -> dict[str, float
     )
     if seed.returncode != 0:
         raise SystemExit(seed.stderr[-2000:])
-    with psycopg.connect(url, autocommit=True) as conn:
-        row = conn.execute("SELECT count(*) FROM dbos.workflow_status").fetchone()
-        if not row or not row[0]:  # nothing to clone yet: one real workflow first
-            raise SystemExit(f"{system}: no workflow to clone")
-        conn.execute(FILL, (count,))
-        conn.execute("ANALYZE dbos.workflow_status")
     exe = str(bin_dir / "dbos")
     flag = "--db-url" if system == "ours" else "-s"
-    out = {}
-    for label, extra in (("default", []), ("status", ["-S", "ERROR"])):
-        times = []
-        for _ in range(3):
-            t0 = time.perf_counter()
-            subprocess.run(
-                [exe, "workflow", "list", flag, url, *extra], capture_output=True, check=True
+    out: dict[str, Any] = {"version_s": whole_process([exe, "--version"])}
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT count(*) FROM dbos.workflow_status").fetchone()
+        have = int(row[0]) if row else 0
+        if not have:
+            raise SystemExit(f"{system}: no workflow to clone")
+        for size in sizes:
+            fill(conn, have, size)
+            have = size
+            label = {10_000: "10k", 100_000: "100k", 1_000_000: "1m"}[size]
+            out[f"list_{label}_s"] = whole_process([exe, "workflow", "list", flag, url])
+            out[f"list_status_{label}_s"] = whole_process(
+                [exe, "workflow", "list", flag, url, "-S", "ERROR"]
             )
-            times.append(time.perf_counter() - t0)
-        out[label] = sorted(times)[1]
     return out
+
+
+def fmt(value: float) -> str:
+    return f"{value:.3f}" if value < 1 else f"{value:.2f}" if value < 100 else f"{value:.0f}"
+
+
+def cell(value: Any, unit: str) -> str:
+    """ "median unit (min-max)" when there are several samples."""
+    mid, low, high = stat(value)
+    text = f"{fmt(mid)} {unit}".strip()
+    if isinstance(value, list) and len(value) > 1:
+        text += f" ({fmt(low)}–{fmt(high)})"
+    return text
 
 
 def table(ours: dict[str, Any], peer: dict[str, Any], base: dict[str, float]) -> str:
     lines = [
-        "| workload | ours | DBOS Transact | ours vs peer | Postgres floor |",
-        "|---|---|---|---|---|",
+        "Each cell: median (min–max) of the repetitions; latencies over their samples.",
+        "",
+        "| workload | ours | DBOS Transact | ours vs peer | Postgres floor | target |",
+        "|---|---|---|---|---|---|",
     ]
-    for key, label, unit, higher in ROWS:
+    for key, label, unit, higher, target in ROWS:
         a, b = ours.get(key), peer.get(key)
-        if a is None or b is None:
+        if a is None:
             continue
-        ratio = (a / b if higher else b / a) if a and b else float("nan")
+        mid_a = stat(a)[0]
+        mid_b = stat(b)[0] if b is not None else None
+        ratio = ""
+        if mid_b:
+            times = mid_a / mid_b if higher else mid_b / mid_a
+            ratio = f"{times:.1f}x better" if times >= 1 else f"{1 / times:.1f}x worse"
         floor_text = ""
-        if unit == "ms" and "ms" in key and key != "enqueue_to_start_ms":
+        if unit == "ms" and key.startswith(("seq_", "per_step", "send_recv")):
             floor_text = f"{base['insert_commit_ms']:.3f} ms per INSERT+COMMIT"
         if unit == "wf/s":
             floor_text = f"{base['commits_per_s_32']:.0f} commits/s (32 clients)"
+        target_text = ""
+        if target is not None:
+            goal, met = target(mid_a, mid_b if mid_b is not None else float("nan"))
+            target_text = f"{goal}: {'met' if met else 'NOT met'}"
         lines.append(
-            f"| {label} | {a:.2f} {unit} | {b:.2f} {unit} | {ratio:.1f}x better | {floor_text} |"
-        )
-    if "recovery_10k_s" in ours:
-        lines.append(
-            "| recover 10,000 PENDING workflows (ours only) | "
-            f"{ours['recovery_10k_s']:.2f} s | | | |"
+            f"| {label} | {cell(a, unit)} | {cell(b, unit) if b is not None else ''} | "
+            f"{ratio} | {floor_text} | {target_text} |"
         )
     lines.append(
         f"| Postgres: INSERT+COMMIT, 1 client | {base['insert_commit_ms']:.3f} ms | | | "
         f"{base['commits_per_s_1']:.0f} commits/s (1 client), "
-        f"{base['commits_per_s_32']:.0f} (32 clients) |"
+        f"{base['commits_per_s_32']:.0f} (32 clients) | |"
     )
     return "\n".join(lines)
 
@@ -251,10 +368,12 @@ fig.tight_layout(); fig.savefig(sys.argv[2], dpi=110)
 
 def chart(python: str, ours: dict[str, Any], peer: dict[str, Any]) -> None:
     rows = []
-    for key, label, _unit, higher in ROWS:
+    for key, label, _unit, higher, _target in ROWS:
         a, b = ours.get(key), peer.get(key)
-        if a and b:
-            rows.append((label, a / b if higher else b / a))
+        if a is not None and b is not None:
+            mid_a, mid_b = stat(a)[0], stat(b)[0]
+            if mid_a and mid_b:
+                rows.append((label, mid_a / mid_b if higher else mid_b / mid_a))
     subprocess.run([python, "-c", CHART, json.dumps(rows), str(RESULTS / "ratios.png")], check=True)
 
 
@@ -298,11 +417,9 @@ def main() -> None:
                 sys.executable, "ours", f"{root}/rec_ours_10k", 10_000
             )
         # The listings reuse the recovery databases (real workflow rows of each system).
-        n = 100_000 if options.quick else 1_000_000
-        mine = listing(Path(sys.executable).parent, "ours", f"{root}/rec_ours", n)
-        theirs = listing(Path(python).parent, "peer", f"{root}/rec_peer", n)
-        ours["list_s"], ours["list_status_s"] = mine["default"], mine["status"]
-        peer["list_s"], peer["list_status_s"] = theirs["default"], theirs["status"]
+        sizes = [10_000, 100_000] + ([] if options.quick else [1_000_000])
+        ours.update(listing(Path(sys.executable).parent, "ours", f"{root}/rec_ours", sizes))
+        peer.update(listing(Path(python).parent, "peer", f"{root}/rec_peer", sizes))
     finally:
         server.stop()
     RESULTS.mkdir(parents=True, exist_ok=True)

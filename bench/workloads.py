@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import threading
@@ -111,7 +110,36 @@ def timed(fn: Any, n: int) -> float:
     return (time.perf_counter() - t0) / n * 1000
 
 
-def throughput(total: int, threads: int) -> float:
+def postgres_cpu_s(url: str) -> float:
+    """CPU seconds used so far by the Postgres server on this machine: its live processes, plus
+    the children the postmaster has reaped (a closed connection's backend counts there)."""
+    import os
+
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        backend = conn.execute("SELECT pg_backend_pid()").fetchone()
+    assert backend is not None
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def stat(pid: int) -> list[str]:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()
+
+    postmaster = int(stat(int(backend[0]))[1])  # the backend's parent
+    fields = stat(postmaster)
+    total = sum(int(x) for x in fields[11:15])  # utime, stime, cutime, cstime
+    for child in open(f"/proc/{postmaster}/task/{postmaster}/children").read().split():
+        try:
+            total += sum(int(x) for x in stat(int(child))[11:13])
+        except OSError:  # exited meanwhile: now in the postmaster's cutime/cstime
+            pass
+    return total / tick
+
+
+def throughput(total: int, threads: int) -> dict[str, float]:
+    """Workflows/s of ``total`` 3-step workflows on ``threads`` threads, with the CPU seconds per
+    workflow of this Python process and of the Postgres server."""
     counter = iter(range(total))
     lock = threading.Lock()
 
@@ -123,17 +151,23 @@ def throughput(total: int, threads: int) -> float:
             steps_wf(3)
 
     pool = [threading.Thread(target=worker) for _ in range(threads)]
-    t0 = time.perf_counter()
+    pg0, cpu0, t0 = postgres_cpu_s(args.url), time.process_time(), time.perf_counter()
     for t in pool:
         t.start()
     for t in pool:
         t.join()
-    return total / (time.perf_counter() - t0)
+    elapsed = time.perf_counter() - t0
+    cpu, pg = time.process_time() - cpu0, postgres_cpu_s(args.url) - pg0
+    return {
+        "wps": total / elapsed,
+        "python_cpu_ms_per_wf": cpu / total * 1000,
+        "postgres_cpu_ms_per_wf": pg / total * 1000,
+    }
 
 
-def statements_per_workflow(url: str, count: int) -> float:
-    """Top-level statements the server ran per 3-step workflow (pg_stat_statements), less the
-    background statements (queue polling, heartbeats) of an idle period of the same length."""
+def statements_per_workflow(url: str, count: int, steps: int) -> float:
+    """Top-level statements the server ran per workflow of ``steps`` steps (pg_stat_statements),
+    less the background statements (queue polling, heartbeats) of an idle period as long."""
     import psycopg
 
     def calls(conn: Any) -> int:
@@ -149,7 +183,7 @@ def statements_per_workflow(url: str, count: int) -> float:
         conn.execute("SELECT pg_stat_statements_reset()")
         t0 = time.perf_counter()
         for _ in range(count):
-            steps_wf(3)
+            steps_wf(steps)
         elapsed = time.perf_counter() - t0
         busy = calls(conn)
         conn.execute("SELECT pg_stat_statements_reset()")
@@ -198,28 +232,38 @@ def main() -> None:
         declare_queues()
     drain, idle = queues["drain"], queues["idle"]
     out: dict[str, Any] = {}
+    reps = 1 if args.quick else 3
     for _ in range(20):
         steps_wf(1)
+    # Each figure is a list of samples (repetitions); compare.py reports median, min and max.
     for steps in (0, 1, 10):
-        out[f"seq_{steps}_ms"] = statistics.median(
-            timed(lambda s=steps: steps_wf(s), N) for _ in range(3)
-        )
-    out["per_step_ms"] = (out["seq_10_ms"] - out["seq_0_ms"]) / 10
-    out["statements_per_3_step_workflow"] = statements_per_workflow(args.url, 100)
-    out["throughput_wps"] = throughput(TOTAL, 32)
+        out[f"seq_{steps}_ms"] = [timed(lambda s=steps: steps_wf(s), N) for _ in range(3)]
+    pairs = zip(out["seq_0_ms"], out["seq_10_ms"], strict=True)
+    out["per_step_ms"] = [(ten - zero) / 10 for zero, ten in pairs]
+    stmts_0 = statements_per_workflow(args.url, 100, 0)
+    stmts_3 = statements_per_workflow(args.url, 100, 3)
+    out["statements_per_3_step_workflow"] = stmts_3
+    out["statements_per_step"] = (stmts_3 - stmts_0) / 3
+    runs = [throughput(TOTAL, 32) for _ in range(reps)]
+    out["throughput_wps"] = [r["wps"] for r in runs]
+    out["steps_per_s"] = [r["wps"] * 3 for r in runs]
+    out["python_cpu_ms_per_wf"] = [r["python_cpu_ms_per_wf"] for r in runs]
+    out["postgres_cpu_ms_per_wf"] = [r["postgres_cpu_ms_per_wf"] for r in runs]
 
-    t0 = time.perf_counter()
-    handles = [drain.enqueue(steps_wf, 3) for _ in range(TOTAL)]
-    for h in handles:
-        h.get_result()
-    out["drain_wps"] = TOTAL / (time.perf_counter() - t0)
+    out["drain_wps"] = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        handles = [drain.enqueue(steps_wf, 3) for _ in range(TOTAL)]
+        for h in handles:
+            h.get_result()
+        out["drain_wps"].append(TOTAL / (time.perf_counter() - t0))
 
     lat = []
     for _ in range(30 if args.quick else 60):
         t = time.time()
         lat.append((idle.enqueue(started_at).get_result() - t) * 1000)
         time.sleep(0.02)
-    out["enqueue_to_start_ms"] = statistics.median(lat)
+    out["enqueue_to_start_ms"] = lat
 
     count = 50 if args.quick else 200
     handle = DBOS.start_workflow(receiver, count)
@@ -238,7 +282,7 @@ def main() -> None:
         check=True,
     )
     latencies = sorted(x * 1000 for x in handle.get_result())
-    out["send_recv_median_ms"] = statistics.median(latencies)
+    out["send_recv_median_ms"] = latencies
     out["send_recv_p99_ms"] = latencies[max(0, int(len(latencies) * 0.99) - 1)]
     DBOS.destroy()
     print(json.dumps(out))
