@@ -7,11 +7,11 @@ from __future__ import annotations
 import threading
 import uuid
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from typing_extensions import Required
 
-from runtime import management, messaging, serialization
+from runtime import management, serialization
 from runtime.config import resolve
 from runtime.embedded import resolve_system_url
 from runtime.errors import (
@@ -20,9 +20,14 @@ from runtime.errors import (
     DBOSNonExistentWorkflowError,
 )
 from runtime.handles import WorkflowHandle, poll_result
-from runtime.listener import NotificationListener
 from runtime.status import StepInfo, WorkflowStatus
 from runtime.system_db import NewWorkflow, SystemDatabase, status_from_row
+
+if TYPE_CHECKING:
+    # The messaging machinery (and the engine it builds on) loads only when a client sends or
+    # waits: `dbos workflow list` and the other management commands start faster without it.
+    from runtime.listener import NotificationListener
+    from runtime.messaging import Notifications
 
 
 class EnqueueOptions(TypedDict, total=False):
@@ -57,7 +62,7 @@ class DBOSClient:
             s = resolve(None, cwd=Path.cwd())
             url = resolve_system_url(None, s.system_database_url or s.database_url, s.project_dir)
         self.sysdb = SystemDatabase(url, pool_size=4)
-        self._notifications = messaging.Notifications()
+        self._notifications: Notifications | None = None
         self._listener: NotificationListener | None = None
         self._lock = threading.Lock()
 
@@ -73,16 +78,20 @@ class DBOSClient:
     def __exit__(self, *exc: object) -> None:
         self.destroy()
 
-    def _listen(self) -> messaging.Notifications:
+    def _listen(self) -> Notifications:
         # The listener costs a connection, so it starts only when the client first waits.
+        from runtime.listener import NotificationListener
+        from runtime.messaging import Notifications
+
         with self._lock:
-            if self._listener is None:
-                listener = NotificationListener(self.sysdb.url, self._notifications.callbacks())
-                listener.on_reconnect.append(self._notifications.wake_all)
-                self._notifications.is_listening = lambda: listener.listening
+            if self._notifications is None or self._listener is None:
+                notifications = self._notifications = Notifications()
+                listener = NotificationListener(self.sysdb.url, notifications.callbacks())
+                listener.on_reconnect.append(notifications.wake_all)
+                notifications.is_listening = lambda: listener.listening
                 listener.start()
                 self._listener = listener
-        return self._notifications
+            return self._notifications
 
     # -- messaging --------------------------------------------------------------------------------
 
@@ -94,10 +103,14 @@ class DBOSClient:
         idempotency_key: str | None = None,
     ) -> None:
         """Send a message to a workflow; with an idempotency key, a retried send delivers once."""
+        from runtime import messaging
+
         messaging.send_outside(self.sysdb, destination_id, message, topic, idempotency_key)
 
     def get_event(self, workflow_id: str, key: str, timeout_seconds: float = 60) -> Any:
         """Wait up to the timeout for a workflow's event; None when it is not set in time."""
+        from runtime import messaging
+
         return messaging.get_event_outside(
             self.sysdb, self._listen(), workflow_id, key, timeout_seconds
         )
