@@ -225,7 +225,7 @@ class Engine:
             parent = None  # a workflow started inside a step is an ordinary top-level workflow
         class_name, stored_args = _split_class_arg(info, args)
         # Refuse unserializable inputs before anything is recorded.
-        inputs = serialization.serialize_args(stored_args, kwargs, _param_names(info))
+        inputs = serialization.serialize_args(stored_args, kwargs, info.param_names)
 
         assigned = context.take_assigned_workflow_id()
         timeout_s = context.take_assigned_timeout()
@@ -1116,16 +1116,6 @@ def replay_outcome(rec: RecordedStep) -> Any:
     if rec.error is not None:
         raise serialization.deserialize_exception(rec.error)
     return serialization.deserialize(rec.output)
-
-
-def _param_names(info: WorkflowInfo) -> list[str]:
-    import inspect
-
-    try:
-        names = list(inspect.signature(info.func).parameters)
-    except (TypeError, ValueError):
-        return []
-    return names[1:] if info.is_classmethod else names
 
 
 def _split_class_arg(

@@ -3,6 +3,7 @@ scheduler to find the code of a recorded workflow."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import logging
@@ -29,6 +30,16 @@ class WorkflowInfo:
     # For classmethods: the first argument is the class, not stored as an input but resolved from
     # class_name when the workflow is re-run.
     is_classmethod: bool = False
+
+    @functools.cached_property
+    def param_names(self) -> list[str]:
+        """The names of the inputs as stored (a classmethod's class excluded), for error messages
+        that name the argument; computed once, not on every start."""
+        try:
+            names = list(inspect.signature(self.func).parameters)
+        except (TypeError, ValueError):
+            return []
+        return names[1:] if self.is_classmethod else names
 
 
 _lock = threading.Lock()
