@@ -25,7 +25,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from runtime.errors import DBOSWorkflowFencedError
+import psycopg
+
+from runtime.errors import DBOSException, DBOSWorkflowFencedError
 
 # A share lock on the workflow's row, held until the caller's transaction ends: a concurrent
 # takeover (an UPDATE of that row) waits, and one that committed first has bumped the epoch, which
@@ -48,11 +50,23 @@ class FencingToken:
         """Raise ``DBOSWorkflowFencedError`` unless this runner still owns the workflow, and keep
         it owned until ``conn``'s transaction ends. ``conn`` is a psycopg connection (sync) to
         the database that holds the system tables, inside the transaction of the guarded write."""
+        _require_transaction(conn)
         if conn.execute(_CHECK_OWNER, (self.workflow_id, self.owner_epoch)).fetchone() is None:
             raise DBOSWorkflowFencedError(self.workflow_id)
 
     async def check_async(self, conn: Any) -> None:
         """``check`` for a psycopg ``AsyncConnection``."""
+        _require_transaction(conn)
         cur = await conn.execute(_CHECK_OWNER, (self.workflow_id, self.owner_epoch))
         if await cur.fetchone() is None:
             raise DBOSWorkflowFencedError(self.workflow_id)
+
+
+def _require_transaction(conn: Any) -> None:
+    # On an autocommit connection outside a transaction block the lock would end with the check
+    # itself, and the write after it would be unguarded: refuse rather than look safe.
+    if conn.autocommit and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+        raise DBOSException(
+            "FencingToken.check needs the guarded write's transaction: call it inside "
+            "`with conn.transaction():` (or on a connection that is not in autocommit mode)"
+        )

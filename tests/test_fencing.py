@@ -7,13 +7,14 @@ ledger writes are guarded by the token.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable
 
 import psycopg
 
-from runtime import DBOS, DBOSWorkflowFencedError, FencingToken, SetWorkflowID
+from runtime import DBOS, DBOSException, DBOSWorkflowFencedError, FencingToken, SetWorkflowID
 
 Launch = Callable[..., None]
 
@@ -146,3 +147,69 @@ def _take_over_on(conn: psycopg.Connection[tuple[object, ...]], workflow_id: str
         "UPDATE dbos.workflow_status SET owner_epoch = owner_epoch + 1 WHERE workflow_uuid = %s",
         (workflow_id,),
     )
+
+
+def test_check_outside_a_transaction_is_refused(launch_dbos: Launch, db_url: str) -> None:
+    """On an autocommit connection with no transaction block the lock would not outlive the check,
+    so the write after it would be unguarded: the check refuses to look safe."""
+    seen: list[str] = []
+
+    @DBOS.step()
+    def careless() -> None:
+        token = DBOS.fencing_token
+        assert token is not None
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            try:
+                token.check(conn)
+            except DBOSException as exc:
+                seen.append(str(exc))
+            with conn.transaction():
+                token.check(conn)  # the right way passes
+                seen.append("guarded")
+
+    @DBOS.workflow()
+    def wf() -> None:
+        careless()
+
+    launch_dbos()
+    wf()
+    assert len(seen) == 2 and "conn.transaction()" in seen[0] and seen[1] == "guarded"
+
+
+def test_async_check_guards_an_async_write(launch_dbos: Launch, db_url: str) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(LEDGER)
+
+    refused = threading.Event()
+
+    @DBOS.step()
+    async def pay(stale: bool) -> None:
+        token = DBOS.fencing_token
+        assert token is not None
+        if stale:
+            _take_over(db_url, token.workflow_id)
+        async with await psycopg.AsyncConnection.connect(db_url) as conn:
+            async with conn.transaction():
+                try:
+                    await token.check_async(conn)
+                except DBOSWorkflowFencedError:
+                    refused.set()
+                    raise
+                await conn.execute(
+                    "INSERT INTO fenced_ledger VALUES (%s, %s)",
+                    (token.workflow_id, token.owner_epoch),
+                )
+
+    @DBOS.workflow()
+    async def wf(stale: bool) -> None:
+        await pay(stale)
+
+    launch_dbos()
+    with SetWorkflowID("fenced-async-ok"):
+        asyncio.run(wf(False))
+    assert [w for w, _ in _ledger(db_url)] == ["fenced-async-ok"]
+    with SetWorkflowID("fenced-async-stale"):
+        DBOS.start_workflow(wf, True)
+    assert refused.wait(10)
+    time.sleep(0.3)  # let the stale runner stop (it records nothing)
+    assert [w for w, _ in _ledger(db_url)] == ["fenced-async-ok"]
