@@ -41,7 +41,8 @@ demo: install
 	$(PY) examples/run_demo.py
 
 # Ours and DBOS Transact (in its own venv) on one fresh Postgres, next to Postgres's own floor:
-# bench/results/latest.md and ratios.png. bench-ours measures this runtime alone, in more detail.
+# bench/results/latest.md and ratios.png. bench-ours measures this runtime alone, in more detail
+# (bench/results/ours.md).
 bench: install
 	$(PY) bench/compare.py
 

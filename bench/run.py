@@ -1,8 +1,8 @@
-"""`make bench`: checkpoint cost measured on a fresh embedded Postgres with default durability
+"""`make bench-ours`: checkpoint cost measured on a fresh embedded Postgres with default durability
 (fsync on), next to the floor: what one INSERT + COMMIT costs on the same server.
 
 Reports medians (with min and max over repetitions). Results print as a Markdown table and are
-written to bench/results/latest.md. `--quick` runs fewer iterations.
+written to bench/results/ours.md (bench/compare.py owns latest.md). `--quick` runs fewer iterations.
 """
 
 from __future__ import annotations
@@ -249,7 +249,7 @@ def main() -> None:
     text = "\n".join(table)
     print(text)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "latest.md").write_text(text + "\n")
+    (RESULTS / "ours.md").write_text(text + "\n")
     sys.stdout.flush()
 
 
