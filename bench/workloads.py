@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 parser = argparse.ArgumentParser()
@@ -129,7 +130,8 @@ def postgres_cpu_s(url: str) -> float:
     postmaster = int(stat(int(backend[0]))[1])  # the backend's parent
     fields = stat(postmaster)
     total = sum(int(x) for x in fields[11:15])  # utime, stime, cutime, cstime
-    for child in open(f"/proc/{postmaster}/task/{postmaster}/children").read().split():
+    children = Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split()
+    for child in children:
         try:
             total += sum(int(x) for x in stat(int(child))[11:13])
         except OSError:  # exited meanwhile: now in the postmaster's cutime/cstime

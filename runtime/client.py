@@ -84,13 +84,13 @@ class DBOSClient:
         from runtime.messaging import Notifications
 
         with self._lock:
-            if self._notifications is None or self._listener is None:
-                notifications = self._notifications = Notifications()
+            if self._notifications is None:  # the first wait: the listener comes with it
+                notifications = Notifications()
                 listener = NotificationListener(self.sysdb.url, notifications.callbacks())
                 listener.on_reconnect.append(notifications.wake_all)
                 notifications.is_listening = lambda: listener.listening
                 listener.start()
-                self._listener = listener
+                self._notifications, self._listener = notifications, listener
             return self._notifications
 
     # -- messaging --------------------------------------------------------------------------------

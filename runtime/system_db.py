@@ -7,10 +7,10 @@ Each public method is one round trip unless its docstring says otherwise; the en
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any
 
 import psycopg
 import psycopg.errors
@@ -107,17 +107,6 @@ class DequeuedWorkflow:
     has_steps: bool  # a resumed or forked workflow already has recorded steps to replay
 
 
-_T = TypeVar("_T")
-
-
-def _fetchone(cur: Any) -> Row | None:
-    return cast("Row | None", cur.fetchone())
-
-
-def _fetchall(cur: Any) -> list[Row]:
-    return cast("list[Row]", cur.fetchall())
-
-
 class SystemDatabase:
     """The system tables of one database, through a pool of autocommit connections."""
 
@@ -136,30 +125,29 @@ class SystemDatabase:
         """Close every pooled connection."""
         self.pool.close()
 
+    # Every statement checks a connection out here, so this is on the hot path (each checkpoint):
+    # the pool's own getconn/putconn in one context manager, where ``pool.connection()`` inside
+    # ``db.translated`` would be three. An autocommit connection needs no commit on return; the
+    # pool discards a broken one.
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
         """A pooled autocommit connection, with driver errors translated."""
-        with db.translated(self.url), self.pool.connection() as conn:
-            yield conn
-
-    # The hot path (every checkpoint is one ``_one``) checks a connection out directly rather than
-    # through three nested context managers: it is the same pool protocol, for less Python per
-    # statement. An autocommit connection needs no commit; the pool discards a broken one.
-    def _run(self, query: str, params: dict[str, Any], fetch: Callable[[Any], _T]) -> _T:
         try:
             conn = self.pool.getconn()
             try:
-                return fetch(conn.execute(query, params))
+                yield conn
             finally:
                 self.pool.putconn(conn)
         except psycopg.Error as exc:
             raise db.translate(exc, self.url) from exc
 
     def _one(self, query: str, params: dict[str, Any]) -> Row | None:
-        return self._run(query, params, _fetchone)
+        with self.connection() as conn:
+            return conn.execute(query, params).fetchone()
 
     def _all(self, query: str, params: dict[str, Any]) -> list[Row]:
-        return self._run(query, params, _fetchall)
+        with self.connection() as conn:
+            return conn.execute(query, params).fetchall()
 
     # -- starting ---------------------------------------------------------------------------------
 

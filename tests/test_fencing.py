@@ -13,12 +13,18 @@ import time
 from collections.abc import Callable
 
 import psycopg
+import pytest
 
 from runtime import DBOS, DBOSException, DBOSWorkflowFencedError, FencingToken, SetWorkflowID
 
 Launch = Callable[..., None]
 
-LEDGER = "CREATE TABLE IF NOT EXISTS fenced_ledger (workflow_id text, epoch bigint)"
+
+@pytest.fixture(autouse=True)
+def fenced_ledger(db_url: str) -> None:
+    """The target of the guarded side effects: one row per write that got through."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE fenced_ledger (workflow_id text, epoch bigint)")
 
 
 def _take_over(url: str, workflow_id: str) -> None:
@@ -41,8 +47,6 @@ def _ledger(url: str) -> list[tuple[str, int]]:
 
 
 def test_token_is_the_owner_epoch_and_guards_a_write(launch_dbos: Launch, db_url: str) -> None:
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute(LEDGER)
 
     @DBOS.step()
     def pay() -> int:
@@ -70,8 +74,6 @@ def test_token_is_the_owner_epoch_and_guards_a_write(launch_dbos: Launch, db_url
 def test_a_taken_over_runner_cannot_write_and_records_nothing(
     launch_dbos: Launch, db_url: str
 ) -> None:
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute(LEDGER)
     wrote, refused = threading.Event(), threading.Event()
 
     @DBOS.step()
@@ -111,8 +113,6 @@ def test_a_taken_over_runner_cannot_write_and_records_nothing(
 
 
 def test_a_takeover_waits_for_a_guarded_write_in_flight(launch_dbos: Launch, db_url: str) -> None:
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute(LEDGER)
     outcome: list[str] = []
 
     @DBOS.step()
@@ -177,8 +177,6 @@ def test_check_outside_a_transaction_is_refused(launch_dbos: Launch, db_url: str
 
 
 def test_async_check_guards_an_async_write(launch_dbos: Launch, db_url: str) -> None:
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute(LEDGER)
 
     refused = threading.Event()
 

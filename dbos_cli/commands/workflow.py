@@ -17,7 +17,7 @@ import typer
 from dbos_cli import render
 from dbos_cli.options import DbUrl, JsonFlag, system_url
 from runtime.errors import DBOSException
-from runtime.status import WorkflowStatusString
+from runtime.status import WorkflowStatus, WorkflowStatusString
 
 if TYPE_CHECKING:
     from runtime import management
@@ -89,6 +89,14 @@ def _client(db_url: str | None) -> Iterator[DBOSClient]:
         client.destroy()
 
 
+def _show_listing(found: list[WorkflowStatus], json_output: bool) -> None:
+    """A listing (of `workflow list` or `queue list`): a table, or JSON without the values."""
+    if json_output:
+        render.print_json([render.workflow_json(wf, values=False) for wf in found])
+    else:
+        render.workflow_table(found)
+
+
 @group.command("list")
 def list_workflows(
     db_url: DbUrl = None,
@@ -118,10 +126,7 @@ def list_workflows(
             load_input=False,
             load_output=False,
         )
-    if json_output:
-        render.print_json([render.workflow_json(wf, values=False) for wf in found])
-    else:
-        render.workflow_table(found)
+    _show_listing(found, json_output)
 
 
 @group.command("get")
@@ -384,10 +389,7 @@ def queue_list(
             sort_desc=sort_desc,
             load_input=False,
         )
-    if json_output:
-        render.print_json([render.workflow_json(wf, values=False) for wf in found])
-    else:
-        render.workflow_table(found)
+    _show_listing(found, json_output)
 
 
 def register(app: typer.Typer) -> None:

@@ -20,6 +20,7 @@ build the harness must catch.
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import time
@@ -77,8 +78,8 @@ def _note_refusal(workflow_id: str, started_ms: int) -> None:
                 "INSERT INTO chaos_fenced VALUES (%s, %s, %s, %s, %s)",
                 (workflow_id, DBOS.step_id, started_ms, int(time.time() * 1000), os.getpid()),
             )
-    except psycopg.Error:
-        pass
+    except psycopg.Error as exc:
+        logging.getLogger("chaos").warning("refusal of %s not counted: %s", workflow_id, exc)
 
 
 @DBOS.step()
