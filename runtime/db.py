@@ -34,12 +34,32 @@ def _describe(url: str) -> str:
     return redact_url(url)
 
 
+# SQLSTATEs of a connection that failed or was lost: the server is gone, shutting down or not yet
+# accepting connections (PostgreSQL, Appendix A: class 08, and 57P01-57P03).
+_CONNECTION_STATES = ("57P01", "57P02", "57P03")
+# Failures that are not caused by the statement's data and pass on their own: insufficient
+# resources (53), lock not available (55P03), a cancelled statement (57014, statement_timeout),
+# system errors (58), and transaction rollbacks (40: serialization failure, deadlock).
+_TRANSIENT_CLASSES = ("40", "53", "57", "58")
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    return getattr(exc, "sqlstate", None) if isinstance(exc, psycopg.Error) else None
+
+
 def translate(exc: BaseException, url: str | None = None) -> DBOSException:
     """Our error for a driver error. Connection failures name the (redacted) URL; a missing system
-    table says to run `dbos migrate`."""
+    table says to run `dbos migrate`.
+
+    The classification decides what a workflow does with the error (see ``is_transient``): a
+    connection that failed or was lost is a ``DBOSConnectionError``; other failures that are not
+    the data's fault (a lock or statement timeout, a serialization failure, a full disk) are
+    ``DBOSDatabaseError`` marked transient; everything else (a value the database refuses, a
+    constraint) is the caller's error."""
     if isinstance(exc, DBOSException):
         return exc
     where = f" at {_describe(url)}" if url else ""
+    state = _sqlstate(exc)
     if isinstance(exc, psycopg.errors.UndefinedTable | psycopg.errors.InvalidSchemaName):
         return DBOSSchemaMissingError(
             f"the system tables are missing in the database{where}; run `dbos migrate`"
@@ -49,16 +69,44 @@ def translate(exc: BaseException, url: str | None = None) -> DBOSException:
             f"the system schema in the database{where} is older than this runtime; "
             "run `dbos migrate`"
         )
-    if isinstance(exc, psycopg.errors.QueryCanceled):
-        return DBOSDatabaseError(f"database statement cancelled{where}: {_first_line(str(exc))}")
-    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+    if isinstance(exc, psycopg.InterfaceError) or (
+        isinstance(exc, psycopg.OperationalError)
+        and (state is None or state.startswith("08") or state in _CONNECTION_STATES)
+    ):
         reason = _first_line(str(exc))
         return DBOSConnectionError(f"cannot reach the database{where}: {reason}")
+    if isinstance(exc, psycopg.errors.QueryCanceled):
+        return _transient(f"database statement cancelled{where}: {_first_line(str(exc))}")
+    if state is not None and (state.startswith(_TRANSIENT_CLASSES) or state == "55P03"):
+        return _transient(f"database busy{where}: {_first_line(str(exc))}")
     if isinstance(exc, psycopg.ProgrammingError) and "invalid" in str(exc).lower():
         return DBOSDatabaseError(f"invalid database URL{where}: {_first_line(str(exc))}")
     if isinstance(exc, psycopg.Error):
         return DBOSDatabaseError(f"database error{where}: {_first_line(str(exc))}")
     return DBOSDatabaseError(f"database error{where}: {exc}")
+
+
+def _transient(message: str) -> DBOSDatabaseError:
+    err = DBOSDatabaseError(message)
+    err.transient = True
+    return err
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a database error passes on its own (the connection, the server, a timeout, a
+    rollback) rather than being caused by the data sent: a workflow waits those out and retries,
+    and treats the others as its own error."""
+    return isinstance(exc, DBOSConnectionError) or bool(getattr(exc, "transient", False))
+
+
+def unstorable_text(exc: UnicodeEncodeError) -> DBOSDatabaseError:
+    """The error for a text parameter that cannot be encoded for the database (an unpaired
+    surrogate): the caller's data, not an outage."""
+    bad = exc.object[exc.start : exc.end] if isinstance(exc.object, str) else "?"
+    return DBOSDatabaseError(
+        f"a text value holds {bad!r}, which cannot be stored (an unpaired surrogate is not "
+        "valid Unicode text)"
+    )
 
 
 def _first_line(text: str) -> str:

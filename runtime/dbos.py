@@ -4,6 +4,7 @@ capture the call and hand it to the engine; management calls go to the system da
 from __future__ import annotations
 
 import asyncio
+import atexit
 import functools
 import inspect
 import logging
@@ -40,7 +41,7 @@ from runtime.recovery import Maintenance
 from runtime.registry import WorkflowInfo
 from runtime.scheduler import Schedule, Scheduler
 from runtime.status import StepInfo, WorkflowStatus
-from runtime.system_db import SystemDatabase, status_from_row
+from runtime.system_db import SystemDatabase, status_from_row, stop_executor_once
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -121,6 +122,7 @@ class _Runtime:
         self.engine.on_queue_slot_freed = self.dispatcher.wake
         self.listener.on_reconnect.append(self.notifications.wake_all)
         self.listener.on_reconnect.append(self.dispatcher.wake)
+        self.listener.on_reconnect.append(self.engine.recheck_cancellations)
         self.notifications.is_listening = lambda: self.listener.listening
         self.scheduler = Scheduler()
         self.executors = ExecutorRegistry(
@@ -162,7 +164,14 @@ class _Runtime:
         self.scheduler.stop()
         self.dispatcher.stop()
         self.engine.shutdown(timeout_s)
-        self.executors.stop()  # after the workflows stopped: others may take them over now
+        # After the workflows stopped, others may take them over at once. While one is still in
+        # a step (it did not stop in time), it must not run in two places: the process is marked
+        # stopped when that step ends (if the process lives on), else others wait for its lease.
+        live = self.engine.has_live_runs()
+        self.executors.stop(release=not live)
+        if live:
+            url, process_id = self.sysdb.url, self.process_id
+            self.engine.when_idle(lambda: stop_executor_once(url, process_id))
         self.maintenance.stop()
         self.listener.stop()
         if self.app_pool is not self.sysdb.pool:
@@ -221,6 +230,7 @@ class DBOS:
                 cls._runtime = None
             runtime.stop(0)
             raise
+        _register_exit_hook()
         logger.info(
             "DBOS launched: executor %s, application version %s",
             runtime.settings.executor_id,
@@ -656,9 +666,12 @@ class DBOS:
 
     @classmethod
     def resume_workflow(cls, workflow_id: str) -> WorkflowHandle[Any]:
-        """Continue a CANCELLED, PENDING, ENQUEUED or MAX_RECOVERY_ATTEMPTS_EXCEEDED workflow from
-        its last completed step (an enqueued one starts now, bypassing its queue). A finished
-        workflow is left as it is, with a warning (fork it to run it again from a step)."""
+        """Continue a CANCELLED, ENQUEUED or MAX_RECOVERY_ATTEMPTS_EXCEEDED workflow (or a PENDING
+        one whose process died) from its last completed step. One that came from a queue goes
+        back to it, within the queue's limits; an ENQUEUED one starts now, bypassing its queue. A
+        cancelled run still inside a step finishes that step first (a workflow never runs in two
+        places). A running or finished workflow is left as it is, with a warning (fork a finished
+        one to run it again from a step)."""
         rt = cls._rt()
         change = management.resume(rt.sysdb, workflow_id)
         if not change.changed:
@@ -693,6 +706,19 @@ class DBOS:
         )
         rt.dispatcher.wake()
         return WorkflowHandle(_BACKEND, new_id)
+
+
+_exit_hook_registered = False
+
+
+def _register_exit_hook() -> None:
+    """A script that ends without ``DBOS.destroy()`` still stops cleanly: its executor row is
+    marked stopped at interpreter exit (so no one mistakes it for a live process, and others take
+    over its unfinished workflows at once)."""
+    global _exit_hook_registered
+    if not _exit_hook_registered:
+        _exit_hook_registered = True
+        atexit.register(DBOS.destroy)
 
 
 def _unwrap_method(func: Any) -> tuple[Callable[..., Any], Any]:

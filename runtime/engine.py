@@ -23,6 +23,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -32,14 +33,14 @@ from psycopg_pool import ConnectionPool
 
 from runtime import context, serialization
 from runtime.context import StepContext, WorkflowContext, now_ms
+from runtime.db import is_transient
 from runtime.errors import (
-    DBOSAwaitedWorkflowCancelledError,
     DBOSConflictingWorkflowError,
-    DBOSConnectionError,
     DBOSDatabaseError,
     DBOSException,
     DBOSMaxStepRetriesExceeded,
     DBOSNonExistentWorkflowError,
+    DBOSSchemaMissingError,
     DBOSUnexpectedStepError,
     DBOSWorkflowCancelledError,
     DBOSWorkflowFencedError,
@@ -59,7 +60,11 @@ from runtime.system_db import (
 logger = logging.getLogger("dbos")
 
 DEFAULT_MAX_RECOVERY_ATTEMPTS = 100
+# The owner epoch of a freshly inserted workflow (the column's default); every claim adds one.
+FIRST_OWNER_EPOCH = 1
 GET_RESULT_STEP = "DBOS.getResult"
+# A workflow waiting on a local run looks at its own cancellation and deadline this often.
+WAIT_SLICE_S = 0.25
 
 
 class Interrupted(BaseException):
@@ -147,6 +152,7 @@ class Engine:
         self._contexts: dict[str, WorkflowContext] = {}
         self._threads: set[threading.Thread] = set()
         self._queue_running: Counter[str] = Counter()
+        self._on_idle: Callable[[], None] | None = None
         self.stopping = threading.Event()
         # Set by the queue dispatcher: called when work is enqueued here or a local slot frees.
         self.on_enqueued: Callable[[str], None] = lambda queue_name: None
@@ -196,9 +202,8 @@ class Engine:
         if prepared.ctx is not None and prepared.future is not None:
             self._launch(prepared.ctx, info, args, kwargs, prepared.future, background=background)
         elif prepared.claim:
-            prepared.future = self.claim_and_run(
-                prepared.workflow_id, self._recovery_claim, background=background
-            )
+            runs = self.recover([prepared.workflow_id], background=background)
+            prepared.future = runs.get(prepared.workflow_id)
         return prepared.workflow_id, prepared.future
 
     def reserve_child(self, info: WorkflowInfo) -> tuple[int, RecordedStep | None] | None:
@@ -274,15 +279,19 @@ class Engine:
             if parent is not None and function_id is not None and recorded_child is None:
                 self.record_operation(parent, function_id, info.name, child_workflow_id=wid)
         except BaseException:
-            self._release(wid, reservation)
+            if reservation is not None:
+                self._forget(wid, reservation)
             raise
 
         # Ours to run: we created it, or (holding the reservation) our insert's reply was lost
-        # and the checkpoint retried it.
+        # and the checkpoint retried it. Only the insert itself leaves a PENDING row of ours at
+        # the first owner epoch: any claim (a dispatcher of this process too) bumps the epoch, so
+        # a row a claim just took is never mistaken for our own and run a second time.
         created = result.created or (
             reservation is not None
             and result.status == "PENDING"
             and result.owner_process == self.process_id
+            and result.owner_epoch == FIRST_OWNER_EPOCH
         )
         if created and enqueue is not None:
             self.on_enqueued(enqueue.queue_name)
@@ -291,89 +300,105 @@ class Engine:
             ctx = WorkflowContext(wid, info.name, result.owner_epoch, result.deadline_ms)
             return Prepared(wid, ctx=ctx, future=reservation)
 
-        self._release(wid, reservation)
+        if reservation is not None:
+            self._forget(wid, reservation)
         if result.name != info.name:
             raise DBOSConflictingWorkflowError(
                 wid, f"it belongs to workflow {result.name!r}, not {info.name!r}"
             )
         if local is not None:
             return Prepared(wid, future=local)
-        # A parent's replay reached a child that a crash left PENDING here and that recovery has
-        # not started yet: run it now, or the parent would wait for nobody.
-        claim = (
-            recorded_child is not None
-            and result.status == "PENDING"
-            and result.executor_id == self.executor_id
-        )
-        return Prepared(wid, claim=claim)  # else finished, or running elsewhere: read the database
+        # PENDING and not running here: if no live process owns it (a parent's replay reached a
+        # child that a crash left behind, before recovery or takeover got to it), run it now, or
+        # the caller would wait for nobody. The claim itself decides, so a live owner keeps it.
+        return Prepared(wid, claim=result.status == "PENDING")
 
-    def _release(self, wid: str, reservation: Future[_Outcome] | None) -> None:
-        """Drop a reservation this start will not run; anyone attached to it reads the record."""
-        if reservation is None:
-            return
-        self._forget(wid, reservation)
-        if not reservation.done():
-            reservation.set_result(_Outcome(detached=True))
-
-    def _recovery_claim(self, wid: str) -> ClaimedWorkflow | None:
-        """Claim one of this executor ID's PENDING workflows, whoever runs it (the restart-after-
-        crash path: the earlier process is gone, or if not, fencing stops it)."""
-        return self.sysdb.claim_for_recovery(
-            wid, self.executor_id, self.process_id, DEFAULT_MAX_RECOVERY_ATTEMPTS, any_owner=True
-        )
-
-    def claim_from(self, wid: str, process: str | None) -> ClaimedWorkflow | None:
-        """Claim a PENDING workflow only while ``process`` still owns it (takeover from a dead
-        process, or re-claiming our own after a lost reply): of several claimers, one wins."""
-        return self.sysdb.claim_for_recovery(
-            wid,
-            self.executor_id,
-            self.process_id,
-            DEFAULT_MAX_RECOVERY_ATTEMPTS,
-            expected_process=process,
-        )
-
-    def claim_and_run(
+    def recover(
         self,
-        wid: str,
-        claim: Callable[[str], ClaimedWorkflow | None],
+        workflow_ids: list[str],
         *,
+        reclaim_own: bool = False,
         background: bool = True,
-        replace_local: bool = False,
-    ) -> Future[_Outcome] | None:
-        """Claim a recorded workflow (bumping its owner epoch) and run it from its recorded inputs
-        and step outcomes. Returns None when there was nothing to claim. Unless ``replace_local``,
-        a workflow already running in this process is left to that run."""
-        future: Future[_Outcome] = Future()
+    ) -> dict[str, Future[_Outcome]]:
+        """The one path by which recorded PENDING workflows start running here: recovery at
+        launch, takeover of dead processes' work, a parent's replay reaching its child, and this
+        process's orphans (``reclaim_own``: claims whose reply was lost).
+
+        Each ID is first reserved in this process (one already running here is left to that run),
+        then all are claimed in one statement that only takes workflows no live process owns, and
+        their recorded steps are loaded in one query. Returns the runs of the given IDs in this
+        process: those started and those already under way."""
+        futures: dict[str, Future[_Outcome]] = {}
+        runs: dict[str, Future[_Outcome]] = {}
         with self._lock:
-            existing = self._running.get(wid)
-            if existing is not None and not replace_local:
-                return existing
-            self._running[wid] = future
+            for wid in dict.fromkeys(workflow_ids):
+                existing = self._running.get(wid)
+                if existing is not None:
+                    runs[wid] = existing
+                else:
+                    futures[wid] = self._running[wid] = Future()
+        if not futures:
+            return runs
         try:
-            claimed = claim(wid)
+            claimed = self.sysdb.claim_pending(
+                list(futures),
+                executor_id=self.executor_id,
+                process_id=self.process_id,
+                application_version=self.application_version,
+                default_max_attempts=DEFAULT_MAX_RECOVERY_ATTEMPTS,
+                reclaim_from=self.process_id if reclaim_own else None,
+            )
+            ready = [c.workflow_id for c in claimed if c.status == "PENDING"]
+            recorded = self.sysdb.load_recorded_steps_batch(ready) if ready else {}
         except BaseException:
-            self._forget(wid, future)
+            for wid, future in futures.items():
+                self._forget(wid, future)
             raise
-        if claimed is None or claimed.status != "PENDING":
-            self._forget(wid, future)
-            if claimed is not None:
+        for c in claimed:
+            future = futures.pop(c.workflow_id)
+            if c.status != "PENDING":
+                self._forget(c.workflow_id, future)
                 logger.warning(
                     "workflow %s exceeded its maximum recovery attempts (%d); "
                     "it is now MAX_RECOVERY_ATTEMPTS_EXCEEDED",
-                    wid,
-                    claimed.recovery_attempts - 1,
+                    c.workflow_id,
+                    c.recovery_attempts - 1,
                 )
-            return None
-        self._run_claimed(claimed, future, background=background, load_steps=True)
-        return future
+                continue
+            try:
+                self._run_claimed(
+                    c, future, background=background, recorded=recorded.get(c.workflow_id, {})
+                )
+                runs[c.workflow_id] = future
+            except DBOSException as exc:
+                logger.error("cannot run workflow %s: %s", c.workflow_id, exc)
+        for wid, future in futures.items():  # a live process owns it, or it is no longer PENDING
+            self._forget(wid, future)
+        return runs
 
     def run_dequeued(self, dequeued: DequeuedWorkflow) -> None:
-        """Run a workflow a queue dispatcher just claimed for this process."""
+        """Run a workflow a queue dispatcher just claimed for this process. Should an earlier run
+        of the same ID still be winding down here (the claim fenced it), this one starts when it
+        has ended: within a process, a workflow never runs on two threads at once."""
+        wid = dequeued.claimed.workflow_id
         future: Future[_Outcome] = Future()
         with self._lock:
-            self._running[dequeued.claimed.workflow_id] = future
-        self._run_claimed(dequeued.claimed, future, background=True, load_steps=dequeued.has_steps)
+            previous = self._running.get(wid)
+            self._running[wid] = future
+
+        def run(_: object = None) -> None:
+            try:
+                self._run_claimed(
+                    dequeued.claimed, future, background=True, load_steps=dequeued.has_steps
+                )
+            except DBOSException as exc:
+                logger.error("cannot start dequeued workflow %s: %s", wid, exc)
+
+        if previous is None:
+            run()
+        else:
+            logger.info("workflow %s starts when its previous run here has stopped", wid)
+            previous.add_done_callback(run)
 
     def _run_claimed(
         self,
@@ -410,9 +435,12 @@ class Engine:
         self._launch(ctx, info, args, kwargs, future, background=background)
 
     def _forget(self, wid: str, future: Future[_Outcome]) -> None:
+        """Drop a reservation that will not run; anyone attached to it reads the record."""
         with self._lock:
             if self._running.get(wid) is future:
                 del self._running[wid]
+        if not future.done():
+            future.set_result(_Outcome(detached=True))
 
     # ------------------------------------------------------------------------------------------
     # Running
@@ -488,40 +516,55 @@ class Engine:
     ) -> None:
         """Record how a run ended (shared by the sync and async runners): SUCCESS with its result,
         ERROR with its exception, or nothing when it was cancelled, taken over or interrupted.
-        Re-raises what must stop the process (KeyboardInterrupt, SystemExit, task cancellation)."""
+        What a local waiter gets always agrees with the record: when the final write is refused
+        (cancelled meanwhile), the outcome is left to the database. Re-raises what must stop the
+        process (KeyboardInterrupt, SystemExit, task cancellation)."""
         try:
             if raised is not None:
                 raise raised
-            try:
-                output = serialization.serialize(value, "workflow result")
-            except DBOSException as exc:
-                outcome.error = exc
-                self._complete(ctx, "ERROR", error=serialization.serialize_exception(exc))
-            else:
-                outcome.value = value
-                self._complete(ctx, "SUCCESS", output=output)
+            output = serialization.serialize(value, "workflow result")
+            self._complete(ctx, outcome, "SUCCESS", value=value, output=output)
         except DBOSWorkflowCancelledError:
-            outcome.error = DBOSAwaitedWorkflowCancelledError(ctx.workflow_id)
+            self._stop_cancelled(ctx, outcome)
         except DBOSWorkflowFencedError:
-            logger.warning(
-                "workflow %s was taken over by another runner; this run stopped", ctx.workflow_id
-            )
-            outcome.detached = True
+            self._stop_fenced(ctx, outcome)
         except Interrupted as stop:
             outcome.detached = True
             outcome.error = stop.cause
         except Exception as exc:  # the workflow failed: record ERROR; it is not recovered
             try:
                 self._not_while_stopping(exc)
-                outcome.error = exc
-                self._complete(ctx, "ERROR", error=serialization.serialize_exception(exc))
-            except (Interrupted, DBOSWorkflowFencedError, DBOSWorkflowCancelledError) as stop:
+                error = serialization.serialize_exception(exc)
+                self._complete(ctx, outcome, "ERROR", error_value=exc, error=error)
+            except DBOSWorkflowCancelledError:
+                self._stop_cancelled(ctx, outcome)
+            except DBOSWorkflowFencedError:
+                self._stop_fenced(ctx, outcome)
+            except Interrupted as stop:
                 outcome.detached = True
-                outcome.error = stop.cause if isinstance(stop, Interrupted) else exc
+                outcome.error = stop.cause
         except BaseException as exc:  # the process (or the task) is going down: stay PENDING
             outcome.error = exc
             outcome.detached = True
             raise
+
+    def _stop_cancelled(self, ctx: WorkflowContext, outcome: _Outcome) -> None:
+        # Nothing is recorded: a resume continues from the last recorded step. The run gives the
+        # workflow back so that the resume can claim it.
+        outcome.detached = True
+        self._release(ctx)
+
+    def _stop_fenced(self, ctx: WorkflowContext, outcome: _Outcome) -> None:
+        logger.warning(
+            "workflow %s was taken over by another runner; this run stopped", ctx.workflow_id
+        )
+        outcome.detached = True
+
+    def _release(self, ctx: WorkflowContext) -> None:
+        try:
+            self.sysdb.release_workflow(ctx.workflow_id, ctx.owner_epoch, self.process_id)
+        except DBOSException as exc:  # the executor loop releases what this could not
+            logger.warning("could not release workflow %s: %s", ctx.workflow_id, exc)
 
     def finish_run(self, ctx: WorkflowContext, future: Future[_Outcome], outcome: _Outcome) -> None:
         with self._lock:
@@ -532,17 +575,25 @@ class Engine:
             if self._running.get(ctx.workflow_id) is future:
                 del self._running[ctx.workflow_id]
             self._threads.discard(threading.current_thread())
+            on_idle = None
+            if not self._contexts:
+                on_idle, self._on_idle = self._on_idle, None
         if not future.done():
             future.set_result(outcome)
+        if on_idle is not None:
+            on_idle()
         if ctx.queue_name is not None:
             self.on_queue_slot_freed(ctx.queue_name)
 
     def _complete(
         self,
         ctx: WorkflowContext,
+        outcome: _Outcome,
         status: str,
         *,
+        value: Any = None,
         output: str | None = None,
+        error_value: BaseException | None = None,
         error: str | None = None,
     ) -> None:
         done = self.checkpoint(
@@ -550,33 +601,40 @@ class Engine:
                 ctx.workflow_id, ctx.owner_epoch, status, output=output, error=error
             )
         )
-        if not done:
-            # Cancelled meanwhile, or taken over: the record says what happened.
-            logger.info("workflow %s finished but is no longer owned here", ctx.workflow_id)
+        if done:
+            outcome.value, outcome.error = value, error_value
+            return
+        # Cancelled meanwhile (or cancelled and resumed, or taken over): the record decides what
+        # waiters see, and a later run of the workflow writes its outcome.
+        logger.info("workflow %s finished but is no longer owned here", ctx.workflow_id)
+        outcome.detached = True
+        self._release(ctx)
 
     def checkpoint(self, write: Callable[[], _T], *, in_workflow: bool = True) -> _T:
-        """Run a system-table write. Inside a workflow a lost connection is retried with backoff
-        until the database is back (every write tolerates being sent twice), so a database outage
-        pauses workflows instead of failing them; a shutdown meanwhile interrupts the workflow
-        (it stays PENDING and is recovered). Other database errors interrupt it too, rather than
-        being recorded as the workflow's error."""
+        """Run a system-table write. Inside a workflow, a failure that is not the data's fault
+        (the connection lost, a timeout, a rollback: ``db.is_transient``) is retried with backoff
+        until the database is back (every write tolerates being sent twice), so an outage pauses
+        workflows instead of failing them; a shutdown meanwhile interrupts the workflow (it stays
+        PENDING and is recovered), and so does a missing system schema (an operator must migrate).
+        Any other database error was caused by the workflow's own data: it is raised to the
+        workflow, whose error it becomes."""
         inside = in_workflow and context.current_workflow.get() is not None
         delay = 0.05
         while True:
             try:
                 return write()
-            except DBOSConnectionError as exc:
+            except DBOSDatabaseError as exc:
                 if not inside:
+                    raise
+                if isinstance(exc, DBOSSchemaMissingError):
+                    raise Interrupted(exc) from exc
+                if not is_transient(exc):
                     raise
                 if self.stopping.is_set():
                     raise Interrupted(exc) from exc
-                logger.warning("database unreachable (%s); retrying in %.1fs", exc, delay)
+                logger.warning("database unavailable (%s); retrying in %.1fs", exc, delay)
                 self.stopping.wait(delay)
                 delay = min(delay * 2, 5.0)
-            except DBOSDatabaseError as exc:
-                if inside:
-                    raise Interrupted(exc) from exc
-                raise
 
     def ownership_stale(self, ctx: WorkflowContext) -> bool:
         """Whether this runner has been out of touch long enough to check before a step."""
@@ -590,10 +648,7 @@ class Engine:
         if not self.ownership_stale(ctx):
             return
         owner = self.checkpoint(lambda: self.sysdb.get_ownership(ctx.workflow_id))
-        if owner is None or owner[1] != ctx.owner_epoch or owner[0] not in ("PENDING", "CANCELLED"):
-            raise DBOSWorkflowFencedError(ctx.workflow_id)
-        if owner[0] == "CANCELLED":
-            raise DBOSWorkflowCancelledError(ctx.workflow_id)
+        owner_verdict(ctx, *(owner or (None, None)))
         ctx.confirmed_at = time.monotonic()
 
     def _not_while_stopping(self, exc: BaseException) -> None:
@@ -610,10 +665,10 @@ class Engine:
             raise Interrupted(None)
         if ctx.cancel_requested.is_set():
             # The notification is a hint; the database decides (a resume may have followed it).
-            current = self.checkpoint(lambda: self.sysdb.get_status_result(ctx.workflow_id))
-            if current is not None and current[0] == "CANCELLED":
-                raise DBOSWorkflowCancelledError(ctx.workflow_id)
             ctx.cancel_requested.clear()
+            owner = self.checkpoint(lambda: self.sysdb.get_ownership(ctx.workflow_id))
+            owner_verdict(ctx, *(owner or (None, None)))
+            ctx.confirmed_at = time.monotonic()
         if ctx.deadline_ms is not None and now_ms() >= ctx.deadline_ms:
             self.checkpoint(lambda: self.sysdb.cancel_workflow(ctx.workflow_id))
             raise DBOSWorkflowCancelledError(ctx.workflow_id)
@@ -660,14 +715,10 @@ class Engine:
         """After a checkpoint write: go on, stop for a cancellation, or stop because another runner
         owns the workflow now. A write that found its row already there while we still own the
         workflow is our own earlier attempt whose reply was lost: it counts as recorded."""
-        still_ours = result.owner_epoch == ctx.owner_epoch and result.status in (
-            "PENDING",
-            "CANCELLED",
-        )
-        if not result.recorded and not still_ours:
-            raise DBOSWorkflowFencedError(ctx.workflow_id)
+        if not result.recorded:
+            owner_verdict(ctx, result.status, result.owner_epoch, fenced_only=True)
         ctx.confirmed_at = time.monotonic()
-        if result.status == "CANCELLED":
+        if result.status != "PENDING":
             raise DBOSWorkflowCancelledError(ctx.workflow_id)
 
     def run_step(
@@ -928,39 +979,58 @@ class Engine:
 
     def wait_result(self, wid: str, future: Future[_Outcome] | None = None) -> Any:
         """Wait for a workflow's outcome: from the local run when there is one, else from the
-        database. Re-raises the workflow's error."""
-        if future is None:
-            with self._lock:
-                future = self._running.get(wid)
-        if future is not None:
-            outcome = future.result()
-            if outcome.error is not None:
-                raise outcome.error
-            if not outcome.detached:
-                return outcome.value
-        return self.poll_result(wid)
+        database; re-raises the workflow's error.
 
-    def poll_result(self, wid: str) -> Any:
-        """Wait for a workflow to finish by reading its record (it runs elsewhere, or its local run
-        was taken over); attaches to a local run if one starts meanwhile."""
+        Outside a workflow a CANCELLED workflow is an answer
+        (``DBOSAwaitedWorkflowCancelledError``). Inside one the wait is durable and only a final
+        outcome ends it: a cancelled workflow may be resumed, so the waiter keeps waiting, and
+        stops (unrecorded) only for its own cancellation, deadline or the runtime's shutdown. So
+        a cancellation is never recorded as an outcome that a resumed workflow would replay."""
+        ctx = context.current_workflow.get()
+        if ctx is not None and context.current_step.get() is not None:
+            ctx = None  # in a step: a plain wait
         delay = 0.01
         while True:
-            row = self.sysdb.get_status_result(wid)
+            if future is None:
+                with self._lock:
+                    future = self._running.get(wid)
+            if future is not None:
+                outcome = self._wait_local(ctx, future)
+                if not outcome.detached:
+                    if outcome.error is not None:
+                        raise outcome.error
+                    return outcome.value
+                if outcome.error is not None and ctx is None:
+                    raise outcome.error  # the run was interrupted (shutdown): say why
+                future = None
+            row = self.checkpoint(lambda: self.sysdb.get_status_result(wid))
             if row is None:
                 raise DBOSNonExistentWorkflowError(wid)
-            value = outcome_of(wid, *row)
-            if value is not PENDING_OUTCOME:
-                return value
-            with self._lock:
-                local = self._running.get(wid)
-            if local is not None:
-                return self.wait_result(wid, local)
-            time.sleep(delay)
+            if ctx is None or row[0] != "CANCELLED":
+                value = outcome_of(wid, *row)
+                if value is not PENDING_OUTCOME:
+                    return value
+            if ctx is not None:
+                self.check_interrupts(ctx)
+                self.sleep_interruptibly(ctx, delay)
+            else:
+                time.sleep(delay)
             delay = min(delay * 1.5, 0.5)
+
+    def _wait_local(self, ctx: WorkflowContext | None, future: Future[_Outcome]) -> _Outcome:
+        """The outcome of a local run; a waiting workflow checks its own interrupts meanwhile."""
+        if ctx is None:
+            return future.result()
+        while True:
+            try:
+                return future.result(timeout=WAIT_SLICE_S)
+            except FutureTimeout:
+                self.check_interrupts(ctx)
 
     def get_result_in_workflow(self, wid: str) -> Any:
         """``handle.get_result()`` inside a workflow is a durable operation: the outcome it saw is
-        recorded, so a replay sees the same one without waiting again."""
+        recorded, so a replay sees the same one without waiting again (only final outcomes are
+        seen, see ``wait_result``)."""
         ctx = context.current_workflow.get()
         if ctx is None or context.current_step.get() is not None:
             return self.wait_result(wid)
@@ -991,53 +1061,48 @@ class Engine:
         return value
 
     def recover_pending(self, batch: int = 500) -> list[str]:
-        """Re-run the PENDING workflows of this executor and version; returns their IDs. Claims
-        and loads them in batches (two statements per batch, not per workflow)."""
+        """Run this executor's PENDING workflows of this version that no live process owns (a
+        process that crashed; not one still running them, as in a rolling restart); returns the
+        IDs started. Claims and loads them in batches (two statements per batch)."""
         ids = self.sysdb.pending_workflow_ids(self.executor_id, self.application_version)
         started: list[str] = []
         for first in range(0, len(ids), batch):
-            futures: dict[str, Future[_Outcome]] = {}
-            with self._lock:
-                for wid in ids[first : first + batch]:
-                    if wid not in self._running:  # already run here (a parent replayed it)
-                        futures[wid] = self._running[wid] = Future()
-            if not futures:
-                continue
+            chunk = ids[first : first + batch]
             try:
-                claimed = self.sysdb.claim_batch_for_recovery(
-                    list(futures), self.executor_id, self.process_id, DEFAULT_MAX_RECOVERY_ATTEMPTS
-                )
-                recorded = self.sysdb.load_recorded_steps_batch(
-                    [c.workflow_id for c in claimed if c.status == "PENDING"]
-                )
+                runs = self.recover(chunk)
             except DBOSException as exc:
-                for wid, future in futures.items():
-                    self._forget(wid, future)
                 logger.error("cannot recover pending workflows: %s", exc)
                 return started
-            for c in claimed:
-                future = futures.pop(c.workflow_id)
-                if c.status != "PENDING":
-                    self._forget(c.workflow_id, future)
-                    logger.warning(
-                        "workflow %s exceeded its maximum recovery attempts (%d); "
-                        "it is now MAX_RECOVERY_ATTEMPTS_EXCEEDED",
-                        c.workflow_id,
-                        c.recovery_attempts - 1,
-                    )
-                    continue
-                try:
-                    self._run_claimed(
-                        c, future, background=True, recorded=recorded.get(c.workflow_id, {})
-                    )
-                    started.append(c.workflow_id)
-                except DBOSException as exc:
-                    logger.error("cannot recover workflow %s: %s", c.workflow_id, exc)
-            for wid, future in futures.items():  # claimed by someone else meanwhile
-                self._forget(wid, future)
+            started.extend(wid for wid in chunk if wid in runs)
         if ids:
-            logger.info("recovered %d of %d pending workflows", len(started), len(ids))
+            logger.info(
+                "recovered %d of %d pending workflows (the others run in live processes)",
+                len(started),
+                len(ids),
+            )
         return started
+
+    def has_live_runs(self) -> bool:
+        """Whether a workflow of this process may still be executing user code."""
+        with self._lock:
+            return bool(self._contexts)
+
+    def when_idle(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once no run of this process is executing user code any more (now,
+        or when the last one ends)."""
+        with self._lock:
+            if self._contexts:
+                self._on_idle = callback
+                return
+        callback()
+
+    def recheck_cancellations(self) -> None:
+        """Cancellation notifications may have been missed (the listener reconnected): have every
+        local run look at the database before its next operation."""
+        with self._lock:
+            contexts = list(self._contexts.values())
+        for ctx in contexts:
+            ctx.cancel_requested.set()
 
     def cancel(self, wid: str) -> bool:
         """Cancel a PENDING or ENQUEUED workflow; a run stops before its next step."""
@@ -1094,15 +1159,33 @@ TRANSACTION_MAX_ATTEMPTS = 50
 _T = TypeVar("_T")
 
 
+# The statuses in which the runner holding the current owner epoch still owns its workflow: running,
+# cancelled by an operator (it stops at its next step), or cancelled and already resumed (the
+# resume is claimed once this run has stopped and released it).
+OWNED_STATUSES = ("PENDING", "CANCELLED", "ENQUEUED")
+
+
+def owner_verdict(
+    ctx: WorkflowContext, status: str | None, owner_epoch: int | None, *, fenced_only: bool = False
+) -> None:
+    """What a runner does on reading its workflow's status and owner epoch: go on (PENDING, its
+    epoch); stop for a cancellation (its epoch, CANCELLED or ENQUEUED again); or stop silently
+    (``DBOSWorkflowFencedError``: another runner's epoch, a final status, or the row gone).
+    ``fenced_only`` leaves the cancellation to the caller."""
+    if owner_epoch != ctx.owner_epoch or status not in OWNED_STATUSES:
+        raise DBOSWorkflowFencedError(ctx.workflow_id)
+    if status != "PENDING" and not fenced_only:
+        raise DBOSWorkflowCancelledError(ctx.workflow_id)
+
+
 def tx_record_verdict(ctx: WorkflowContext, result: RecordResult) -> None:
     """Inside a transaction, after writing its checkpoint: raising rolls the writes back. If the
     workflow is still ours, an earlier attempt of this very transaction committed (its commit
     reply was lost); else another runner owns it now."""
     if result.recorded:
         return
-    if result.owner_epoch == ctx.owner_epoch and result.status in ("PENDING", "CANCELLED"):
-        raise OutcomeUnknown(None)
-    raise DBOSWorkflowFencedError(ctx.workflow_id)
+    owner_verdict(ctx, result.status, result.owner_epoch, fenced_only=True)
+    raise OutcomeUnknown(None)
 
 
 def check_same_operation(

@@ -26,6 +26,7 @@ from runtime.context import StepContext, WorkflowContext, now_ms
 from runtime.engine import (
     GET_RESULT_STEP,
     TRANSACTION_MAX_ATTEMPTS,
+    WAIT_SLICE_S,
     Engine,
     EnqueueRequest,
     Interrupted,
@@ -39,8 +40,10 @@ from runtime.engine import (
 from runtime.errors import (
     DBOSException,
     DBOSMaxStepRetriesExceeded,
+    DBOSNonExistentWorkflowError,
     DBOSWorkflowFencedError,
 )
+from runtime.handles import PENDING_OUTCOME, outcome_of
 from runtime.registry import WorkflowInfo
 
 # Background async workflows are tasks on the caller's loop; keep them referenced until done.
@@ -102,9 +105,8 @@ async def _run_prepared(
             )
         return prepared.future
     if prepared.claim:
-        return await asyncio.to_thread(
-            engine.claim_and_run, prepared.workflow_id, engine._recovery_claim
-        )
+        runs = await asyncio.to_thread(engine.recover, [prepared.workflow_id])
+        return runs.get(prepared.workflow_id)
     return prepared.future
 
 
@@ -144,16 +146,44 @@ async def start_workflow_async(
 async def wait_result_async(
     engine: Engine, workflow_id: str, future: Future[_Outcome] | None = None
 ) -> Any:
-    """Await a workflow's outcome without blocking the loop."""
-    if future is None:
-        future = engine.local_future(workflow_id)
-    if future is not None:
-        outcome = await asyncio.wrap_future(future)
-        if outcome.error is not None:
-            raise outcome.error
-        if not outcome.detached:
-            return outcome.value
-    return await asyncio.to_thread(engine.poll_result, workflow_id)
+    """``engine.wait_result`` without blocking the loop: the same answers (inside a workflow only
+    a final outcome ends the wait, and the waiter's own cancellation, deadline or shutdown stop
+    it), with the local run awaited on the loop and database reads on a worker thread."""
+    ctx = _workflow()
+    delay = 0.01
+    while True:
+        if future is None:
+            future = engine.local_future(workflow_id)
+        if future is not None:
+            waiting = asyncio.wrap_future(future)
+            # asyncio.wait, not wait_for: a timeout must not cancel the run's future.
+            while not waiting.done():
+                await asyncio.wait({waiting}, timeout=WAIT_SLICE_S if ctx else None)
+                if ctx is not None and not waiting.done():
+                    await check_interrupts_async(engine, ctx)
+            outcome = waiting.result()
+            if not outcome.detached:
+                if outcome.error is not None:
+                    raise outcome.error
+                return outcome.value
+            if outcome.error is not None and ctx is None:
+                raise outcome.error
+            future = None
+        row = await asyncio.to_thread(
+            engine.checkpoint, lambda: engine.sysdb.get_status_result(workflow_id)
+        )
+        if row is None:
+            raise DBOSNonExistentWorkflowError(workflow_id)
+        if ctx is None or row[0] != "CANCELLED":
+            value = outcome_of(workflow_id, *row)
+            if value is not PENDING_OUTCOME:
+                return value
+        if ctx is not None:
+            await check_interrupts_async(engine, ctx)
+            await sleep_interruptibly_async(engine, ctx, delay)
+        else:
+            await asyncio.sleep(delay)
+        delay = min(delay * 1.5, 0.5)
 
 
 async def get_result_async(engine: Engine, workflow_id: str) -> Any:

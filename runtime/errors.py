@@ -40,7 +40,10 @@ class DBOSConfigError(DBOSException):
 
 class DBOSDatabaseError(DBOSException):
     """The database could not be reached or refused an operation. The message never holds a
-    password."""
+    password. ``transient`` is True when the failure is not caused by the data sent (a timeout,
+    a rollback, a server short of resources): a workflow waits those out instead of failing."""
+
+    transient: bool = False
 
 
 class DBOSConnectionError(DBOSDatabaseError):

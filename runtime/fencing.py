@@ -34,7 +34,7 @@ from runtime.errors import DBOSException, DBOSWorkflowFencedError
 # Postgres re-checks on the row's latest version under READ COMMITTED.
 _CHECK_OWNER = """
 SELECT 1 FROM dbos.workflow_status
-WHERE workflow_uuid = %s AND owner_epoch = %s AND status IN ('PENDING', 'CANCELLED')
+WHERE workflow_uuid = %s AND owner_epoch = %s AND status IN ('PENDING', 'CANCELLED', 'ENQUEUED')
 FOR SHARE
 """
 

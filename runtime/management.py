@@ -144,12 +144,16 @@ def cancel(sysdb: SystemDatabase, workflow_id: str) -> Change:
 
 
 def resume(sysdb: SystemDatabase, workflow_id: str) -> Change:
-    """Make a CANCELLED, PENDING, ENQUEUED or MAX_RECOVERY_ATTEMPTS_EXCEEDED workflow ready to
-    continue from its last completed step (attempts reset). A finished workflow is left as it is:
-    fork it to run it again from a step."""
+    """Make a CANCELLED, ENQUEUED or MAX_RECOVERY_ATTEMPTS_EXCEEDED workflow (or a PENDING one
+    whose process died) ready to continue from its last completed step, attempts reset. One that
+    came from a queue goes back to it, keeping its place and its queue's limits; an ENQUEUED one
+    starts now, bypassing its queue. A workflow still running in a live process is left to it, and
+    a finished one is left as it is (fork it to run it again from a step)."""
     if sysdb.resume_workflow(workflow_id, INTERNAL_QUEUE):
         return Change(workflow_id, True)
     change = _unchanged(sysdb, workflow_id)
+    if change.reason == "already PENDING":
+        return Change(workflow_id, False, "still running in a live process: nothing to resume")
     if change.reason and change.reason.startswith("already"):
         return Change(
             workflow_id,

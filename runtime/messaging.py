@@ -22,12 +22,10 @@ from typing import Any
 
 from runtime import context, serialization
 from runtime.context import WorkflowContext, now_ms
-from runtime.engine import Engine, check_same_operation, replay_outcome
+from runtime.engine import Engine, check_same_operation, owner_verdict, replay_outcome
 from runtime.errors import (
     DBOSException,
     DBOSNonExistentWorkflowError,
-    DBOSWorkflowCancelledError,
-    DBOSWorkflowFencedError,
 )
 from runtime.system_db import RecordedStep, RecordResult, SystemDatabase
 
@@ -219,10 +217,7 @@ def _require_workflow(operation: str) -> WorkflowContext:
 
 def _check(ctx: WorkflowContext, result: RecordResult) -> None:
     """After an operation that recorded nothing: fenced, cancelled, or simply nothing yet."""
-    if result.owner_epoch != ctx.owner_epoch or result.status not in ("PENDING", "CANCELLED"):
-        raise DBOSWorkflowFencedError(ctx.workflow_id)
-    if result.status == "CANCELLED":
-        raise DBOSWorkflowCancelledError(ctx.workflow_id)
+    owner_verdict(ctx, result.status, result.owner_epoch)
 
 
 def sleep(engine: Engine, seconds: float) -> None:

@@ -11,6 +11,18 @@ from __future__ import annotations
 
 NOW_MS = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
 
+# A process is alive while it has not stopped and has heartbeated within its lease.
+_ALIVE_PROCESS = f"""
+    SELECT 1 FROM dbos.executors e
+    WHERE e.process_id = w.owner_process AND e.stopped_at IS NULL
+      AND e.last_heartbeat_at > {NOW_MS} - e.lease_ms"""
+
+# The rule every claim obeys: a workflow row may be claimed only when no live process owns it (no
+# owner, or one that stopped or went silent past its lease). So a runner that an operator cancelled
+# keeps the workflow until it has really stopped, and a rolling restart never takes over what a
+# live process is running. The row alias must be ``w``.
+OWNER_ABSENT = f"(w.owner_process IS NULL OR NOT EXISTS ({_ALIVE_PROCESS}))"
+
 # -- starting a workflow ---------------------------------------------------------------------------
 
 # One round trip: insert the workflow, or (when the ID exists) return what is there so the caller
@@ -71,7 +83,7 @@ WITH wf AS (
     SELECT %(workflow_uuid)s, %(function_id)s, %(function_name)s, %(output)s, %(error)s,
            %(child_workflow_id)s, %(started_at)s, %(completed_at)s
     FROM wf
-    WHERE wf.owner_epoch = %(owner_epoch)s AND wf.status IN ('PENDING', 'CANCELLED')
+    WHERE wf.owner_epoch = %(owner_epoch)s AND wf.status IN ('PENDING', 'CANCELLED', 'ENQUEUED')
     ON CONFLICT (workflow_uuid, function_id) DO NOTHING
     RETURNING 1
 )
@@ -102,37 +114,58 @@ WHERE workflow_uuid = %(workflow_uuid)s
 ORDER BY function_id
 """
 
-# Claim a PENDING workflow for a new run (recovery): bump the epoch (fencing out any previous
-# runner) and count the attempt; past the workflow's limit it goes to
-# MAX_RECOVERY_ATTEMPTS_EXCEEDED instead.
-CLAIM_FOR_RECOVERY = f"""
-UPDATE dbos.workflow_status
-SET owner_epoch = owner_epoch + 1,
-    recovery_attempts = recovery_attempts + 1,
+# The one claim of recorded PENDING workflows (recovery at launch, takeover, a parent's replay
+# reaching its child, a lost reply's orphan): bump the epoch (fencing out any previous runner) and
+# count the attempt; past the workflow's limit it goes to MAX_RECOVERY_ATTEMPTS_EXCEEDED instead,
+# owned by no one. Only rows no live process owns are claimed (``OWNER_ABSENT``), except this
+# process's own orphans when ``reclaim_from`` names it. No sub-select chooses the rows, so no plan
+# can claim more than the IDs given.
+CLAIM_PENDING = f"""
+UPDATE dbos.workflow_status w
+SET owner_epoch = w.owner_epoch + 1,
+    recovery_attempts = w.recovery_attempts + 1,
     executor_id = %(executor_id)s,
-    owner_process = %(process_id)s,
+    owner_process = CASE WHEN w.recovery_attempts + 1 > coalesce(w.max_recovery_attempts,
+                                                                 %(default_max)s)
+                         THEN NULL ELSE %(process_id)s END,
     updated_at = {NOW_MS},
-    status = CASE WHEN recovery_attempts + 1 > coalesce(max_recovery_attempts, %(default_max)s)
+    status = CASE WHEN w.recovery_attempts + 1 > coalesce(w.max_recovery_attempts, %(default_max)s)
                   THEN 'MAX_RECOVERY_ATTEMPTS_EXCEEDED' ELSE 'PENDING' END
-WHERE workflow_uuid = %(workflow_uuid)s AND status = 'PENDING'
-  AND (%(any_owner)s OR owner_process IS NOT DISTINCT FROM %(expected_process)s)
-RETURNING status, owner_epoch, name, class_name, inputs, workflow_deadline_epoch_ms,
-          recovery_attempts, application_version, queue_name
+WHERE w.workflow_uuid = ANY(%(workflow_ids)s) AND w.status = 'PENDING'
+  AND w.application_version = %(application_version)s
+  AND (w.owner_process = %(reclaim_from)s OR {OWNER_ABSENT})
+RETURNING w.workflow_uuid, w.status, w.owner_epoch, w.name, w.class_name, w.inputs,
+          w.workflow_deadline_epoch_ms, w.recovery_attempts, w.application_version, w.queue_name
 """
 
-# Recovery at launch claims its workflows in batches: one statement per batch, not per workflow.
-CLAIM_BATCH_FOR_RECOVERY = f"""
-UPDATE dbos.workflow_status
-SET owner_epoch = owner_epoch + 1,
-    recovery_attempts = recovery_attempts + 1,
-    executor_id = %(executor_id)s,
-    owner_process = %(process_id)s,
-    updated_at = {NOW_MS},
-    status = CASE WHEN recovery_attempts + 1 > coalesce(max_recovery_attempts, %(default_max)s)
-                  THEN 'MAX_RECOVERY_ATTEMPTS_EXCEEDED' ELSE 'PENDING' END
-WHERE workflow_uuid = ANY(%(workflow_ids)s) AND status = 'PENDING'
-RETURNING workflow_uuid, status, owner_epoch, name, class_name, inputs,
-          workflow_deadline_epoch_ms, recovery_attempts, application_version, queue_name
+# A runner that stops without finishing (cancelled, or its final write refused) gives the workflow
+# back, so that a resume can claim it; its queue slot frees at the same moment. Only while it still
+# owns it (epoch and process), and never a PENDING row (that one is still to be run: a shutdown
+# leaves it to the process's successor).
+RELEASE_WORKFLOW = f"""
+WITH released AS (
+    UPDATE dbos.workflow_status
+    SET owner_process = NULL, updated_at = {NOW_MS}
+    WHERE workflow_uuid = %(workflow_uuid)s AND owner_epoch = %(owner_epoch)s
+      AND owner_process = %(process_id)s AND status <> 'PENDING'
+    RETURNING queue_name
+)
+SELECT pg_notify('dbos_queue_channel', queue_name) FROM released WHERE queue_name IS NOT NULL
+"""
+
+# Rows a process holds without running them: cancelled or resumed workflows whose runner died
+# before releasing them (any dead owner), or whose release this process failed to write (its own).
+RELEASE_ABANDONED = f"""
+WITH released AS (
+    UPDATE dbos.workflow_status w
+    SET owner_process = NULL, updated_at = {NOW_MS}
+    WHERE w.owner_process IS NOT NULL AND w.status IN ('CANCELLED', 'ENQUEUED')
+      AND ((w.owner_process = %(process_id)s AND NOT w.workflow_uuid = ANY(%(running)s))
+           OR NOT EXISTS ({_ALIVE_PROCESS}))
+    RETURNING w.queue_name
+)
+SELECT pg_notify('dbos_queue_channel', q.queue_name)
+FROM (SELECT DISTINCT queue_name FROM released WHERE queue_name IS NOT NULL) q
 """
 
 SELECT_RECORDED_STEPS_BATCH = """
@@ -221,7 +254,8 @@ ins AS (
     + NOW_MS
     + """
     FROM wf
-    WHERE wf.owner_epoch = %(owner_epoch)s AND wf.status IN ('PENDING', 'CANCELLED') {extra}
+    WHERE wf.owner_epoch = %(owner_epoch)s
+      AND wf.status IN ('PENDING', 'CANCELLED', 'ENQUEUED') {extra}
     ON CONFLICT (workflow_uuid, function_id) DO NOTHING
     RETURNING 1
 )"""
@@ -270,25 +304,27 @@ RECV = (
     "WITH "
     + _FENCED_WF
     + """,
+picked AS MATERIALIZED (
+    SELECT message_uuid FROM dbos.notifications
+    WHERE destination_uuid = %(workflow_uuid)s AND topic IS NOT DISTINCT FROM %(topic)s
+    ORDER BY seq
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+),
 msg AS (
-    DELETE FROM dbos.notifications
-    WHERE message_uuid = (
-        SELECT message_uuid FROM dbos.notifications
-        WHERE destination_uuid = %(workflow_uuid)s AND topic IS NOT DISTINCT FROM %(topic)s
-        ORDER BY seq
-        LIMIT 1
-        FOR UPDATE SKIP LOCKED
-    )
+    DELETE FROM dbos.notifications n
+    USING picked
+    WHERE n.message_uuid = picked.message_uuid
     AND EXISTS (
         SELECT 1 FROM wf
-        WHERE owner_epoch = %(owner_epoch)s AND status IN ('PENDING', 'CANCELLED')
+        WHERE owner_epoch = %(owner_epoch)s AND status IN ('PENDING', 'CANCELLED', 'ENQUEUED')
     )
     -- A retry after a lost reply must not consume a second message for the same recv.
     AND NOT EXISTS (
         SELECT 1 FROM dbos.operation_outputs
         WHERE workflow_uuid = %(workflow_uuid)s AND function_id = %(function_id)s
     )
-    RETURNING message
+    RETURNING n.message
 ),"""
     + _RECORD_OP.format(output="(SELECT message FROM msg)", extra="AND EXISTS (SELECT 1 FROM msg)")
     + """
@@ -323,9 +359,14 @@ SELECT value FROM dbos.workflow_events WHERE workflow_uuid = %(workflow_uuid)s A
 # concurrency limit or a rate limit is never exceeded. Queues without either skip the lock.
 LOCK_QUEUE = "SELECT pg_advisory_xact_lock(hashtextextended(%(lock_key)s, 0))"
 
-COUNT_QUEUE_RUNNING = """
-SELECT count(*) FROM dbos.workflow_status
-WHERE queue_name = %(queue_name)s AND status = 'PENDING'
+# A queue's slots in use: its running (PENDING) workflows, plus those cancelled or resumed whose
+# runner has not stopped yet (it still runs a step). Two counts, each answered by its own index.
+COUNT_QUEUE_RUNNING = f"""
+SELECT (SELECT count(*) FROM dbos.workflow_status
+        WHERE queue_name = %(queue_name)s AND status = 'PENDING')
+     + (SELECT count(*) FROM dbos.workflow_status w
+        WHERE w.owner_process IS NOT NULL AND w.status IN ('CANCELLED', 'ENQUEUED')
+          AND w.queue_name = %(queue_name)s AND NOT {OWNER_ABSENT})
 """
 
 COUNT_QUEUE_STARTS = """
@@ -334,8 +375,23 @@ WHERE queue_name = %(queue_name)s AND started_at_epoch_ms > %(since_ms)s
 """
 
 # Claim up to %(limit)s ready workflows in priority then arrival order; skip rows another dispatcher
-# holds. Workflows enqueued without a version (by a client) take the claimer's.
+# holds, and rows whose previous runner (cancelled, then resumed) has not stopped yet. The rows are
+# chosen once, in a MATERIALIZED CTE, and the UPDATE joins to them: with ``IN (SELECT ... LIMIT n
+# FOR UPDATE SKIP LOCKED)`` Postgres may run the sub-select again for each outer row (a nested
+# loop on a table it believes tiny) or on a recheck, and each run can skip to other rows, so one
+# statement could claim more than n. Workflows enqueued without a version (by a client) take the
+# claimer's.
 DEQUEUE = f"""
+WITH picked AS MATERIALIZED (
+    SELECT w.workflow_uuid FROM dbos.workflow_status w
+    WHERE w.queue_name = %(queue_name)s AND w.status = 'ENQUEUED'
+      AND (w.application_version IS NULL OR w.application_version = %(application_version)s)
+      AND w.name = ANY(%(names)s)
+      AND {OWNER_ABSENT}
+    ORDER BY w.priority, w.created_at
+    LIMIT %(limit)s
+    FOR UPDATE OF w SKIP LOCKED
+)
 UPDATE dbos.workflow_status w
 SET status = 'PENDING',
     executor_id = %(executor_id)s,
@@ -346,15 +402,8 @@ SET status = 'PENDING',
     updated_at = {NOW_MS},
     workflow_deadline_epoch_ms = CASE WHEN w.workflow_timeout_ms IS NOT NULL
         THEN {NOW_MS} + w.workflow_timeout_ms ELSE w.workflow_deadline_epoch_ms END
-WHERE w.workflow_uuid IN (
-    SELECT workflow_uuid FROM dbos.workflow_status
-    WHERE queue_name = %(queue_name)s AND status = 'ENQUEUED'
-      AND (application_version IS NULL OR application_version = %(application_version)s)
-      AND name = ANY(%(names)s)
-    ORDER BY priority, created_at
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
-)
+FROM picked
+WHERE w.workflow_uuid = picked.workflow_uuid
 RETURNING w.workflow_uuid, w.status, w.owner_epoch, w.name, w.class_name, w.inputs,
           w.workflow_deadline_epoch_ms, w.recovery_attempts, w.application_version,
           w.queue_name,
@@ -392,21 +441,27 @@ ORDER_ASC = " ORDER BY created_at ASC, workflow_uuid ASC"
 ORDER_DESC = " ORDER BY created_at DESC, workflow_uuid DESC"
 LIMIT_OFFSET = " LIMIT %(limit)s OFFSET %(offset)s"
 
-# Management acts on the database alone: a resumed workflow is made ready on the internal queue
-# (its inputs and recorded steps stay), and a live executor of its version picks it up.
+# Management acts on the database alone: a resumed workflow is made ready again (its inputs and
+# recorded steps stay) and a live executor of its version picks it up. One that came from a queue
+# goes back to that queue, keeping its place, so the queue's limits still hold; an ENQUEUED one
+# (or one from no queue) goes to the internal queue, which starts it now. A PENDING workflow is
+# resumed only when no live process owns it (else it is running: nothing to resume). Its owner is
+# kept: until a cancelled runner has really stopped and released it, no one may claim it.
 RESUME_WORKFLOW = f"""
-UPDATE dbos.workflow_status
+UPDATE dbos.workflow_status w
 SET status = 'ENQUEUED',
-    queue_name = %(internal_queue)s,
-    priority = 0,
+    queue_name = CASE WHEN w.status = 'ENQUEUED' OR w.queue_name IS NULL
+                      THEN %(internal_queue)s ELSE w.queue_name END,
+    priority = CASE WHEN w.status = 'ENQUEUED' OR w.queue_name IS NULL
+                    THEN 0 ELSE w.priority END,
     recovery_attempts = 0,
     deduplication_id = NULL,
     executor_id = NULL,
-    owner_process = NULL,
     workflow_deadline_epoch_ms = NULL,
     updated_at = {NOW_MS}
-WHERE workflow_uuid = %(workflow_uuid)s
-  AND status IN ('CANCELLED', 'PENDING', 'ENQUEUED', 'MAX_RECOVERY_ATTEMPTS_EXCEEDED')
+WHERE w.workflow_uuid = %(workflow_uuid)s
+  AND (w.status IN ('CANCELLED', 'ENQUEUED', 'MAX_RECOVERY_ATTEMPTS_EXCEEDED')
+       OR (w.status = 'PENDING' AND {OWNER_ABSENT}))
 RETURNING 1
 """
 
@@ -445,25 +500,38 @@ WHERE workflow_uuid = %(workflow_uuid)s AND function_id < %(start_step)s
 REGISTER_EXECUTOR = f"""
 INSERT INTO dbos.executors (
     process_id, executor_id, hostname, pid, application_version, lease_ms, started_at,
-    last_heartbeat_at
+    last_heartbeat_at, process_identity
 ) VALUES (
     %(process_id)s, %(executor_id)s, %(hostname)s, %(pid)s, %(application_version)s,
-    %(lease_ms)s, {NOW_MS}, {NOW_MS}
+    %(lease_ms)s, {NOW_MS}, {NOW_MS}, %(process_identity)s
 )
 """
 
-# Heartbeat, and report the other live processes that use the same executor ID (a configuration
-# mistake that the operator must hear about: they will take each other's workflows).
+# Heartbeat, and report the other live processes that share this host (so that this process can
+# tell which of them are really gone: their pid no longer runs) or this executor ID.
 HEARTBEAT = f"""
 WITH beat AS (
     UPDATE dbos.executors SET last_heartbeat_at = {NOW_MS}, stopped_at = NULL
     WHERE process_id = %(process_id)s
+    RETURNING executor_id, hostname
+)
+SELECT e.process_id, e.executor_id, e.hostname, e.pid, e.process_identity
+FROM dbos.executors e, beat
+WHERE (e.executor_id = beat.executor_id OR e.hostname = beat.hostname)
+  AND e.process_id <> %(process_id)s
+  AND e.stopped_at IS NULL AND e.last_heartbeat_at > {NOW_MS} - e.lease_ms
+"""
+
+# Processes found gone without stopping (killed): stopped now, so that their workflows are taken
+# over at once instead of after their lease.
+MARK_EXECUTORS_GONE = f"""
+WITH gone AS (
+    UPDATE dbos.executors SET stopped_at = {NOW_MS}
+    WHERE process_id = ANY(%(process_ids)s) AND stopped_at IS NULL
     RETURNING executor_id
 )
-SELECT e.process_id, e.hostname, e.pid
-FROM dbos.executors e, beat
-WHERE e.executor_id = beat.executor_id AND e.process_id <> %(process_id)s
-  AND e.stopped_at IS NULL AND e.last_heartbeat_at > {NOW_MS} - e.lease_ms
+SELECT pg_notify('dbos_executor_channel', g.executor_id)
+FROM (SELECT DISTINCT executor_id FROM gone) g
 """
 
 STOP_EXECUTOR = f"""
@@ -477,15 +545,11 @@ SELECT pg_notify('dbos_executor_channel', executor_id) FROM stopped
 # PENDING workflows of this version whose process is dead (silent past its lease, stopped, or
 # forgotten): ready for takeover. Served by the partial index on live workflows per version.
 TAKEOVER_CANDIDATES = f"""
-SELECT w.workflow_uuid, w.owner_process
+SELECT w.workflow_uuid
 FROM dbos.workflow_status w
 WHERE w.status = 'PENDING' AND w.application_version = %(application_version)s
-  AND w.owner_process IS NOT NULL AND w.owner_process <> %(process_id)s
-  AND NOT EXISTS (
-      SELECT 1 FROM dbos.executors e
-      WHERE e.process_id = w.owner_process AND e.stopped_at IS NULL
-        AND e.last_heartbeat_at > {NOW_MS} - e.lease_ms
-  )
+  AND w.owner_process IS DISTINCT FROM %(process_id)s
+  AND {OWNER_ABSENT}
 ORDER BY w.created_at
 LIMIT %(limit)s
 """
@@ -498,18 +562,25 @@ WHERE status = 'PENDING' AND owner_process = %(process_id)s
   AND updated_at < {NOW_MS} - %(grace_ms)s
 """
 
-# Forget processes that have been gone for a day; their workflows were taken over long ago.
+# Forget processes that stopped (or went silent) an hour ago and own no PENDING workflow: the
+# executors view keeps recent history, not every start since the beginning.
 PRUNE_EXECUTORS = f"""
-DELETE FROM dbos.executors
-WHERE last_heartbeat_at < {NOW_MS} - 86400000
+DELETE FROM dbos.executors e
+WHERE coalesce(e.stopped_at, e.last_heartbeat_at + e.lease_ms) < {NOW_MS} - 3600000
+  AND NOT EXISTS (
+      SELECT 1 FROM dbos.workflow_status w
+      WHERE w.status = 'PENDING' AND w.owner_process = e.process_id
+  )
 """
 
+# Each process with its state and the PENDING workflows it owns (not those of its executor ID:
+# processes that share an ID, or a stopped one, must not show each other's work).
 LIST_EXECUTORS = f"""
 SELECT e.process_id, e.executor_id, e.hostname, e.pid, e.application_version, e.lease_ms,
        e.started_at, e.last_heartbeat_at, e.stopped_at,
        (e.stopped_at IS NULL AND e.last_heartbeat_at > {NOW_MS} - e.lease_ms) AS alive,
        (SELECT count(*) FROM dbos.workflow_status w
-        WHERE w.status = 'PENDING' AND w.executor_id = e.executor_id) AS pending
+        WHERE w.status = 'PENDING' AND w.owner_process = e.process_id) AS pending
 FROM dbos.executors e
 ORDER BY e.started_at DESC
 LIMIT %(limit)s

@@ -351,6 +351,34 @@ def _dumps(encoded: Any, what: str) -> str:
     return text
 
 
+def check_text(value: str | None, what: str) -> None:
+    """Refuse a string that a Postgres ``text`` column cannot hold, naming it, before anything is
+    written: a NUL character, or an unpaired surrogate (not valid Unicode, so not UTF-8 text).
+    ``None`` passes (a column that may be NULL).
+
+    Raises:
+        DBOSException: e.g. ``event key 'a\\x00b' holds a NUL character (\\x00), which Postgres
+            text cannot store``.
+    """
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise DBOSException(f"{what} must be a string, not {type(value).__name__}")
+    if value.isascii() and "\x00" not in value:
+        return
+    shown = repr(value if len(value) <= 60 else value[:57] + "...")
+    if "\x00" in value:
+        raise DBOSException(
+            f"{what} {shown} holds a NUL character (\\x00), which Postgres text cannot store"
+        )
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise DBOSException(
+            f"{what} {shown} holds an unpaired surrogate, which is not valid Unicode text"
+        ) from None
+
+
 def serialize(value: object, what: str = "value") -> str:
     """Encode ``value`` as compact JSON text (see the module docstring for the types kept).
 

@@ -6,6 +6,7 @@ Each public method is one round trip unless its docstring says otherwise; the en
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,11 +20,15 @@ from runtime import db, queries, serialization
 from runtime.errors import (
     DBOSConflictingWorkflowError,
     DBOSDatabaseError,
+    DBOSException,
     DBOSQueueDeduplicatedError,
 )
+from runtime.serialization import check_text
 from runtime.status import StepInfo, WorkflowStatus
 
 Row = tuple[Any, ...]
+
+logger = logging.getLogger("dbos")
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,17 @@ class ClaimedWorkflow:
 
 
 @dataclass(frozen=True)
+class PeerProcess:
+    """Another live executor process seen by a heartbeat."""
+
+    process_id: str
+    executor_id: str
+    hostname: str
+    pid: int
+    process_identity: str | None
+
+
+@dataclass(frozen=True)
 class DequeuedWorkflow:
     """A workflow a dispatcher claimed from its queue."""
 
@@ -140,6 +156,8 @@ class SystemDatabase:
                 self.pool.putconn(conn)
         except psycopg.Error as exc:
             raise db.translate(exc, self.url) from exc
+        except UnicodeEncodeError as exc:  # a parameter with a lone surrogate: the caller's data
+            raise db.unstorable_text(exc) from None
 
     def _one(self, query: str, params: dict[str, Any]) -> Row | None:
         with self.connection() as conn:
@@ -154,6 +172,10 @@ class SystemDatabase:
     def insert_workflow(self, wf: NewWorkflow) -> InsertResult:
         """Record a new workflow, or report the one already holding its ID (one round trip; a
         second only in the rare race where the other insert committed during ours)."""
+        check_text(wf.workflow_id, "workflow ID")
+        check_text(wf.queue_name, "queue name")
+        check_text(wf.deduplication_id, "deduplication ID")
+        check_text(wf.application_version, "application version")
         params = {
             "workflow_uuid": wf.workflow_id,
             "status": wf.status,
@@ -274,49 +296,47 @@ class SystemDatabase:
         rows = self._all(queries.SELECT_RECORDED_STEPS, {"workflow_uuid": workflow_id})
         return {int(r[0]): RecordedStep(r[1], r[2], r[3], r[4]) for r in rows}
 
-    def _claimed(self, workflow_id: str, row: Row | None) -> ClaimedWorkflow | None:
-        return _claimed_from(workflow_id, row) if row is not None else None
-
-    def claim_for_recovery(
+    def claim_pending(
         self,
-        workflow_id: str,
+        workflow_ids: list[str],
+        *,
         executor_id: str,
         process_id: str,
+        application_version: str,
         default_max_attempts: int,
-        *,
-        expected_process: str | None = None,
-        any_owner: bool = False,
-    ) -> ClaimedWorkflow | None:
-        """Take a PENDING workflow for a recovery run, fencing out its previous runner. Unless
-        ``any_owner``, only while it is still owned by ``expected_process``: of several takers,
-        one wins."""
-        row = self._one(
-            queries.CLAIM_FOR_RECOVERY,
-            {
-                "workflow_uuid": workflow_id,
-                "executor_id": executor_id,
-                "process_id": process_id,
-                "default_max": default_max_attempts,
-                "expected_process": expected_process,
-                "any_owner": any_owner,
-            },
-        )
-        return self._claimed(workflow_id, row)
-
-    def claim_batch_for_recovery(
-        self, workflow_ids: list[str], executor_id: str, process_id: str, default_max: int
+        reclaim_from: str | None = None,
     ) -> list[ClaimedWorkflow]:
-        """Claim many PENDING workflows for recovery runs in one statement."""
+        """Claim PENDING workflows of ``application_version`` for new runs here, in one statement,
+        fencing out their previous runners: only those that no live process owns (or, with
+        ``reclaim_from``, that this process owns without running them). A claim past a
+        workflow's recovery limit returns it as MAX_RECOVERY_ATTEMPTS_EXCEEDED, unowned."""
         rows = self._all(
-            queries.CLAIM_BATCH_FOR_RECOVERY,
+            queries.CLAIM_PENDING,
             {
                 "workflow_ids": workflow_ids,
                 "executor_id": executor_id,
                 "process_id": process_id,
-                "default_max": default_max,
+                "application_version": application_version,
+                "default_max": default_max_attempts,
+                "reclaim_from": reclaim_from,
             },
         )
         return [_claimed_from(r[0], r[1:]) for r in rows]
+
+    def release_workflow(self, workflow_id: str, owner_epoch: int, process_id: str) -> None:
+        """Give back a workflow whose run stopped without finishing (cancelled, or its final
+        write refused), if this runner still owns it and it is not PENDING; frees its queue
+        slot and lets a resume claim it."""
+        self._all(
+            queries.RELEASE_WORKFLOW,
+            {"workflow_uuid": workflow_id, "owner_epoch": owner_epoch, "process_id": process_id},
+        )
+
+    def release_abandoned(self, process_id: str, running: list[str]) -> int:
+        """Release the cancelled or resumed workflows held by dead processes, and this process's
+        own that it no longer runs (a release it failed to write). Returns the queues woken."""
+        rows = self._all(queries.RELEASE_ABANDONED, {"process_id": process_id, "running": running})
+        return len(rows)
 
     def load_recorded_steps_batch(
         self, workflow_ids: list[str]
@@ -370,6 +390,8 @@ class SystemDatabase:
     ) -> tuple[RecordResult, bool]:
         """Deliver a message and record the send as the sender's step, atomically. Returns the
         checkpoint result and whether the destination exists."""
+        check_text(destination, "destination workflow ID")
+        check_text(topic, "topic")
         params = self._op_params(workflow_id, owner_epoch, function_id, "DBOS.send", started_at_ms)
         params.update(destination=destination, topic=topic, message=message)
         row = self._one(queries.SEND_FROM_WORKFLOW, params)
@@ -382,6 +404,9 @@ class SystemDatabase:
     ) -> tuple[bool, bool]:
         """Deliver a message from outside any workflow: (destination exists, message delivered).
         With an idempotency key, a repeated send delivers nothing."""
+        check_text(destination, "destination workflow ID")
+        check_text(topic, "topic")
+        check_text(idempotency_key, "idempotency key")
         row = self._one(
             queries.SEND_FROM_OUTSIDE,
             {
@@ -405,6 +430,7 @@ class SystemDatabase:
         """Consume the oldest message on the topic and record it as the recv's outcome, in one
         statement. ``recorded`` is False when there was no message (or the runner was fenced:
         compare the returned epoch)."""
+        check_text(topic, "topic")
         params = self._op_params(workflow_id, owner_epoch, function_id, "DBOS.recv", started_at_ms)
         params["topic"] = topic
         row = self._one(queries.RECV, params)
@@ -422,6 +448,7 @@ class SystemDatabase:
         value: str,
     ) -> RecordResult:
         """Publish (or overwrite) an event of the workflow and record it as a step, atomically."""
+        check_text(key, "event key")
         params = self._op_params(
             workflow_id, owner_epoch, function_id, "DBOS.setEvent", started_at_ms
         )
@@ -433,6 +460,8 @@ class SystemDatabase:
 
     def get_event(self, workflow_id: str, key: str) -> tuple[bool, str | None]:
         """(found, value) of a workflow's event."""
+        check_text(workflow_id, "workflow ID")
+        check_text(key, "event key")
         row = self._one(queries.GET_EVENT, {"workflow_uuid": workflow_id, "key": key})
         return (True, row[0]) if row else (False, None)
 
@@ -548,6 +577,8 @@ class SystemDatabase:
     ) -> None:
         """Create the fork, ready on the internal queue, with the steps before ``start_step``
         copied, in one transaction."""
+        check_text(new_id, "workflow ID")
+        check_text(application_version, "application version")
         params = {
             "workflow_uuid": workflow_id,
             "new_id": new_id,
@@ -576,8 +607,9 @@ class SystemDatabase:
         pid: int,
         application_version: str,
         lease_ms: int,
+        process_identity: str | None,
     ) -> None:
-        """Record this process as a live executor."""
+        """Record this process as a live executor (and forget long-gone ones)."""
         with self.connection() as conn:
             conn.execute(queries.PRUNE_EXECUTORS)
             conn.execute(
@@ -589,14 +621,20 @@ class SystemDatabase:
                     "pid": pid,
                     "application_version": application_version,
                     "lease_ms": lease_ms,
+                    "process_identity": process_identity,
                 },
             )
 
-    def heartbeat(self, process_id: str) -> list[tuple[str, str, int]]:
-        """Refresh this process's heartbeat; returns the other live processes that share its
-        executor ID (process ID, host, pid)."""
+    def heartbeat(self, process_id: str) -> list[PeerProcess]:
+        """Refresh this process's heartbeat; returns the other live processes that share its host
+        or its executor ID."""
         rows = self._all(queries.HEARTBEAT, {"process_id": process_id})
-        return [(r[0], r[1], int(r[2])) for r in rows]
+        return [PeerProcess(r[0], r[1], r[2], int(r[3]), r[4]) for r in rows]
+
+    def mark_executors_gone(self, process_ids: list[str]) -> None:
+        """Mark processes found dead (not running any more) stopped, and tell the executors."""
+        if process_ids:
+            self._all(queries.MARK_EXECUTORS_GONE, {"process_ids": process_ids})
 
     def stop_executor(self, process_id: str) -> None:
         """Mark this process stopped (its workflows are free to take over at once) and tell the
@@ -605,13 +643,13 @@ class SystemDatabase:
 
     def takeover_candidates(
         self, process_id: str, application_version: str, limit: int
-    ) -> list[tuple[str, str]]:
-        """PENDING workflows of this version whose process is dead: (workflow ID, process)."""
+    ) -> list[str]:
+        """PENDING workflows of this version that no live process owns."""
         rows = self._all(
             queries.TAKEOVER_CANDIDATES,
             {"process_id": process_id, "application_version": application_version, "limit": limit},
         )
-        return [(r[0], r[1]) for r in rows]
+        return [r[0] for r in rows]
 
     def own_pending(self, process_id: str, grace_ms: int) -> list[str]:
         """This process's PENDING workflows not claimed or started within ``grace_ms``."""
@@ -656,6 +694,16 @@ class SystemDatabase:
     def get_step_rows(self, workflow_id: str) -> list[Row]:
         """Raw recorded steps in order (columns as ``queries.SELECT_STEPS``)."""
         return self._all(queries.SELECT_STEPS, {"workflow_uuid": workflow_id})
+
+
+def stop_executor_once(url: str, process_id: str) -> None:
+    """Mark a process stopped over a connection of its own (its runtime's pool is gone): the last
+    run of a runtime that was shut down has ended."""
+    try:
+        with db.connect(url) as conn, db.translated(url):
+            conn.execute(queries.STOP_EXECUTOR, {"process_id": process_id}).fetchall()
+    except DBOSException as exc:
+        logger.warning("could not mark executor process %s stopped: %s", process_id, exc)
 
 
 def status_from_row(

@@ -98,6 +98,26 @@ def empty_db_url(pg_server_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
+def crash(db_url: str) -> Callable[[], None]:
+    """Simulate, in-process, this process dying mid-run: the runtime is torn down while workflows
+    may still be inside a step (their threads live on, but can record nothing: their runtime is
+    gone and a new run fences them), and its executor row is marked stopped, as a successor on the
+    same host does when it finds the old pid gone. Call ``launch_dbos`` after it to "restart"."""
+
+    def crash_now() -> None:
+        from runtime import DBOS
+
+        DBOS.destroy()
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE dbos.executors SET stopped_at = "
+                "(extract(epoch FROM clock_timestamp()) * 1000)::bigint WHERE stopped_at IS NULL"
+            )
+
+    return crash_now
+
+
+@pytest.fixture
 def launch_dbos(db_url: str) -> Iterator[Callable[..., None]]:
     """Launch the runtime on the test's database (call it after defining the test's workflows, as
     an app defines them at import time); destroyed after the test."""

@@ -91,7 +91,9 @@ def test_gathered_steps_are_numbered_in_call_order(launch_dbos: Launch) -> None:
     ]
 
 
-def test_recovered_workflow_with_gathered_steps_replays_correctly(launch_dbos: Launch) -> None:
+def test_recovered_workflow_with_gathered_steps_replays_correctly(
+    launch_dbos: Launch, crash: Callable[[], None]
+) -> None:
     executed: list[int] = []
     blocked = threading.Event()
 
@@ -114,7 +116,7 @@ def test_recovered_workflow_with_gathered_steps_replays_correctly(launch_dbos: L
         DBOS.start_workflow(gathered)  # from sync code: runs on a loop of its own
     assert blocked.wait(10)
     time.sleep(0.3)  # the other gathered steps finish and are recorded
-    DBOS.destroy()
+    crash()
     launch_dbos()
     assert DBOS.retrieve_workflow("gathered").get_result() == [0, 10, 20, 30, 40]
     steps = DBOS.list_workflow_steps("gathered")

@@ -94,13 +94,14 @@ def test_paused_runner_is_fenced_when_another_takes_its_workflow(
     ledger_db: str, tmp_path: Path
 ) -> None:
     """Process A is paused (SIGSTOP) inside step 3; process B starts with the same executor ID,
-    recovers the workflow and stalls in step 3 too. A is resumed (SIGCONT) and finishes its step
+    takes the workflow over once A's lease has run out (not before: A still counts as a live
+    process until then) and stalls in step 3 too. A is resumed (SIGCONT) and finishes its step
     first: it must record nothing and must not go on to step 4. Then B finishes the workflow."""
     wid = "fenced"
     ready, gate = tmp_path / "a-in-step-3", tmp_path / "release-b"
     proc_a = subprocess.Popen(
         [*APP, "start", ledger_db, wid],
-        env=_env(READY_FILE=str(ready)),
+        env=_env(READY_FILE=str(ready), DBOS_EXECUTOR_LEASE_SECONDS="2"),
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -124,7 +124,7 @@ def test_idempotency_key_delivers_once_even_after_consumption(
 
 
 def test_send_from_a_workflow_is_exactly_once_across_recovery(
-    launch_dbos: Launch, db_url: str
+    launch_dbos: Launch, crash: Callable[[], None], db_url: str
 ) -> None:
     blocked = threading.Event()
 
@@ -149,7 +149,7 @@ def test_send_from_a_workflow_is_exactly_once_across_recovery(
     with SetWorkflowID("sender-once"):
         DBOS.start_workflow(sender)
     assert blocked.wait(10)
-    DBOS.destroy()
+    crash()
     launch_dbos()
     DBOS.retrieve_workflow("sender-once").get_result()
     assert _messages_left(db_url, "target") == 1

@@ -35,7 +35,9 @@ def _wait_for_status(workflow_id: str, wanted: str, timeout: float = 10) -> None
     raise AssertionError(f"{workflow_id} is {status.status if status else None}, not {wanted}")
 
 
-def test_recovery_resumes_after_last_completed_step(launch_dbos: Launch, db_url: str) -> None:
+def test_recovery_resumes_after_last_completed_step(
+    launch_dbos: Launch, crash: Callable[[], None], db_url: str
+) -> None:
     executed: list[str] = []
     old_blocked, release_old = threading.Event(), threading.Event()
     new_blocked, release_new = threading.Event(), threading.Event()
@@ -69,7 +71,7 @@ def test_recovery_resumes_after_last_completed_step(launch_dbos: Launch, db_url:
     with SetWorkflowID("checkout-1"):
         DBOS.start_workflow(checkout)
     assert old_blocked.wait(10)
-    DBOS.destroy()  # the "crash": the workflow stays PENDING, its old thread still alive
+    crash()  # the "crash": the workflow stays PENDING, its old thread still alive
 
     launch_dbos()  # recovery claims it with a new owner epoch and re-runs it
     assert new_blocked.wait(10)
@@ -90,7 +92,9 @@ def test_recovery_resumes_after_last_completed_step(launch_dbos: Launch, db_url:
     assert status.recovery_attempts == 1
 
 
-def test_replay_loads_recorded_outcomes_and_reraises_recorded_errors(launch_dbos: Launch) -> None:
+def test_replay_loads_recorded_outcomes_and_reraises_recorded_errors(
+    launch_dbos: Launch, crash: Callable[[], None]
+) -> None:
     executed: list[str] = []
     blocked = threading.Event()
 
@@ -119,13 +123,15 @@ def test_replay_loads_recorded_outcomes_and_reraises_recorded_errors(launch_dbos
     with SetWorkflowID("replay-error"):
         DBOS.start_workflow(wf)
     assert blocked.wait(10)
-    DBOS.destroy()
+    crash()
     launch_dbos()
     assert DBOS.retrieve_workflow("replay-error").get_result() == "recorded failure:done"
     assert executed == ["failing", "block", "block"]
 
 
-def test_nondeterministic_replay_raises_unexpected_step(launch_dbos: Launch) -> None:
+def test_nondeterministic_replay_raises_unexpected_step(
+    launch_dbos: Launch, crash: Callable[[], None]
+) -> None:
     branch = {"use_b": False}
     blocked = threading.Event()
 
@@ -152,7 +158,7 @@ def test_nondeterministic_replay_raises_unexpected_step(launch_dbos: Launch) -> 
     with SetWorkflowID("nondeterministic"):
         DBOS.start_workflow(wf)
     assert blocked.wait(10)
-    DBOS.destroy()
+    crash()
     branch["use_b"] = True  # the code now takes another path than the recorded run
     launch_dbos()
     with pytest.raises(DBOSUnexpectedStepError) as err:
@@ -162,7 +168,7 @@ def test_nondeterministic_replay_raises_unexpected_step(launch_dbos: Launch) -> 
     assert "step 1" in message
 
 
-def test_max_recovery_attempts(launch_dbos: Launch) -> None:
+def test_max_recovery_attempts(launch_dbos: Launch, crash: Callable[[], None]) -> None:
     blocked = threading.Event()
     finish = threading.Event()
 
@@ -183,10 +189,10 @@ def test_max_recovery_attempts(launch_dbos: Launch) -> None:
     for _ in range(2):  # two recoveries are allowed
         assert blocked.wait(10)
         blocked.clear()
-        DBOS.destroy()
+        crash()
         launch_dbos()
     assert blocked.wait(10)
-    DBOS.destroy()
+    crash()
     launch_dbos()  # the third recovery exceeds the limit
     _wait_for_status("poison", "MAX_RECOVERY_ATTEMPTS_EXCEEDED")
     with pytest.raises(MaxRecoveryAttemptsExceededError):
@@ -198,7 +204,9 @@ def test_max_recovery_attempts(launch_dbos: Launch) -> None:
     assert status is not None and status.recovery_attempts == 0
 
 
-def test_recovered_parent_attaches_to_the_same_child(launch_dbos: Launch) -> None:
+def test_recovered_parent_attaches_to_the_same_child(
+    launch_dbos: Launch, crash: Callable[[], None]
+) -> None:
     child_runs: list[int] = []
     blocked = threading.Event()
 
@@ -223,7 +231,7 @@ def test_recovered_parent_attaches_to_the_same_child(launch_dbos: Launch) -> Non
     with SetWorkflowID("parent-replay"):
         DBOS.start_workflow(parent)
     assert blocked.wait(10)
-    DBOS.destroy()
+    crash()
     launch_dbos()
     assert DBOS.retrieve_workflow("parent-replay").get_result() == 2
     assert child_runs == [1]

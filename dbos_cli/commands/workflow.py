@@ -291,8 +291,8 @@ def resume(
     yes: Yes = False,
     json_output: JsonFlag = False,
 ) -> None:
-    """Resume workflows from their last completed step (an enqueued one starts now, bypassing its
-    queue); a running executor of the application picks them up."""
+    """Resume workflows from their last completed step: a live executor of the application picks
+    them up (one from a queue goes back to it; an enqueued one starts now, bypassing its queue)."""
     filters = {
         "status": status,
         "name": name,

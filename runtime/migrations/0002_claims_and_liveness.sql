@@ -1,0 +1,19 @@
+-- Version 2: ownership that survives operators, and executor rows that tell the truth.
+
+-- A cancelled (or cancelled then resumed) workflow keeps its owner_process until its runner has
+-- really stopped and released it; until then it still holds its queue slot, and no one else may
+-- claim it. Queue dispatch counts these held slots, and executors release the rows of processes
+-- that died before releasing.
+CREATE INDEX IF NOT EXISTS workflow_status_held_idx
+    ON dbos.workflow_status (owner_process, queue_name)
+    WHERE owner_process IS NOT NULL AND status IN ('CANCELLED', 'ENQUEUED');
+
+-- The executors view counts the PENDING workflows each process owns.
+-- (workflow_status_owner_process_idx, from version 1, serves it.)
+
+-- Which operating-system process an executor row is, precise enough for a process on the same host
+-- to tell that it is gone (its pid no longer runs, or runs another program): Linux boot ID, PID
+-- namespace, pid and the process's start time in clock ticks. NULL where the OS does not say.
+ALTER TABLE dbos.executors ADD COLUMN IF NOT EXISTS process_identity text;
+CREATE INDEX IF NOT EXISTS executors_hostname_idx ON dbos.executors (hostname)
+    WHERE stopped_at IS NULL;
