@@ -160,10 +160,10 @@ class _Runtime:
         self.dispatcher.start()
         self.scheduler.start()
 
-    def stop(self, timeout_s: float) -> None:
+    def stop(self, timeout_s: float, step_grace_s: float = 0.5) -> None:
         self.scheduler.stop()
         self.dispatcher.stop()
-        self.engine.shutdown(timeout_s)
+        self.engine.shutdown(timeout_s, step_grace_s)
         # After the workflows stopped, others may take them over at once. While one is still in
         # a step (it did not stop in time), it must not run in two places: the process is marked
         # stopped when that step ends (if the process lives on), else others wait for its lease.
@@ -238,14 +238,19 @@ class DBOS:
         )
 
     @classmethod
-    def destroy(cls, workflow_completion_timeout_sec: float = 0) -> None:
-        """Stop background threads and close connections. Workflows still running stop at their
-        next step and stay PENDING; the next launch recovers them."""
+    def destroy(
+        cls, workflow_completion_timeout_sec: float = 0, *, step_grace_sec: float = 0.5
+    ) -> None:
+        """Stop background threads and close connections. Workflows still running after
+        ``workflow_completion_timeout_sec`` stop at their next step and stay PENDING (the next
+        launch, or another live executor, recovers them); the steps in progress get
+        ``step_grace_sec`` in all to end. While one is still in its step, this process is not
+        marked stopped, so no other process runs that step at the same time."""
         # Stop first, then forget: workflows still finishing their step may call DBOS.* meanwhile.
         with cls._lock:
             runtime = cls._runtime
         if runtime is not None:
-            runtime.stop(workflow_completion_timeout_sec)
+            runtime.stop(workflow_completion_timeout_sec, step_grace_sec)
         with cls._lock:
             if cls._runtime is runtime:
                 cls._runtime = None

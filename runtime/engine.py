@@ -1139,9 +1139,10 @@ class Engine:
         with self._lock:
             return self._queue_running[queue_name]
 
-    def shutdown(self, timeout_s: float) -> None:
+    def shutdown(self, timeout_s: float, step_grace_s: float = 0.5) -> None:
         """Stop running workflows at their next step (they stay PENDING and are recovered by the
-        next start), waiting up to ``timeout_s`` for them to finish on their own first."""
+        next start), waiting up to ``timeout_s`` for them to finish on their own first, then up
+        to ``step_grace_s`` in all for the steps in progress to end."""
         deadline = time.monotonic() + timeout_s
         while timeout_s > 0 and time.monotonic() < deadline:
             with self._lock:
@@ -1151,8 +1152,9 @@ class Engine:
         self.stopping.set()
         with self._lock:
             threads = list(self._threads)
+        grace_ends = max(deadline, time.monotonic()) + step_grace_s
         for thread in threads:
-            thread.join(timeout=max(0.0, min(5.0, deadline - time.monotonic())) or 0.5)
+            thread.join(timeout=max(0.0, grace_ends - time.monotonic()))
 
 
 TRANSACTION_MAX_ATTEMPTS = 50

@@ -205,8 +205,10 @@ class ExecutorInfo:
     started_at: int
     last_heartbeat_at: int
     stopped_at: int | None
-    state: str  # ALIVE, DEAD (silent past its lease) or STOPPED (shut down cleanly)
-    pending_workflows: int  # PENDING workflows recorded for its executor ID
+    # ALIVE; STOPPED (shut down cleanly, or its interpreter exited); DEAD (killed: silent past its
+    # lease, or found gone by a process on its host)
+    state: str
+    pending_workflows: int  # PENDING workflows this process owns
     duplicate_id: bool  # another live process shares its executor ID
 
 
@@ -226,7 +228,7 @@ def executors(sysdb: SystemDatabase, limit: int = 100) -> list[ExecutorInfo]:
     alive_per_id = Counter(r[1] for r in rows if r[9])
     found = []
     for r in rows:
-        state = "ALIVE" if r[9] else ("STOPPED" if r[8] is not None else "DEAD")
+        state = "ALIVE" if r[9] else ("STOPPED" if r[8] is not None and not r[11] else "DEAD")
         found.append(
             ExecutorInfo(
                 process_id=r[0],

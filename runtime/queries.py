@@ -526,7 +526,7 @@ WHERE (e.executor_id = beat.executor_id OR e.hostname = beat.hostname)
 # over at once instead of after their lease.
 MARK_EXECUTORS_GONE = f"""
 WITH gone AS (
-    UPDATE dbos.executors SET stopped_at = {NOW_MS}
+    UPDATE dbos.executors SET stopped_at = {NOW_MS}, found_gone = true
     WHERE process_id = ANY(%(process_ids)s) AND stopped_at IS NULL
     RETURNING executor_id
 )
@@ -580,7 +580,8 @@ SELECT e.process_id, e.executor_id, e.hostname, e.pid, e.application_version, e.
        e.started_at, e.last_heartbeat_at, e.stopped_at,
        (e.stopped_at IS NULL AND e.last_heartbeat_at > {NOW_MS} - e.lease_ms) AS alive,
        (SELECT count(*) FROM dbos.workflow_status w
-        WHERE w.status = 'PENDING' AND w.owner_process = e.process_id) AS pending
+        WHERE w.status = 'PENDING' AND w.owner_process = e.process_id) AS pending,
+       e.found_gone
 FROM dbos.executors e
 ORDER BY e.started_at DESC
 LIMIT %(limit)s

@@ -22,6 +22,8 @@ import pytest
 
 from runtime.embedded import EmbeddedPostgres
 from runtime.migrate import migrate
+from tests.apps.fleet_app import LEDGER_DDL as FLEET_LEDGER_DDL
+from tests.fleet import Fleet
 
 TEMPLATE = "dbos_test_template"
 
@@ -138,3 +140,15 @@ def launch_dbos(db_url: str) -> Iterator[Callable[..., None]]:
 
     yield launch
     DBOS.destroy()
+
+
+@pytest.fixture
+def fleet(db_url: str) -> Iterator[Fleet]:
+    """`dbos start` processes of tests/apps/fleet_app.py on the test's database, stopped after."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(FLEET_LEDGER_DDL)
+    group = Fleet(db_url)
+    try:
+        yield group
+    finally:
+        group.stop_all()

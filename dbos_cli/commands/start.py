@@ -125,10 +125,20 @@ def start(
         while not stop.wait(0.5):
             pass
     finally:
-        logging.getLogger("dbos").info("shutting down; unfinished workflows resume on next start")
-        DBOS.destroy(workflow_completion_timeout_sec=0)
+        logging.getLogger("dbos").info(
+            "shutting down: running workflows stop after their current step (up to %.0f s) and "
+            "resume in another executor or at the next start",
+            STEP_GRACE_S,
+        )
+        DBOS.destroy(workflow_completion_timeout_sec=0, step_grace_sec=STEP_GRACE_S)
     if failures:
         raise DBOSException(f"main() of {target} failed: {failures[0]!r}")
+
+
+# On SIGTERM or Ctrl-C, how long the steps in progress get to end before the process exits: a step
+# cut off mid-way runs again elsewhere, so ending it here is better, within the ~30 s that process
+# managers (systemd, Kubernetes) give a stopping process.
+STEP_GRACE_S = 10.0
 
 
 def register(app: typer.Typer) -> None:

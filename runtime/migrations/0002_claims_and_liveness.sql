@@ -15,5 +15,8 @@ CREATE INDEX IF NOT EXISTS workflow_status_held_idx
 -- to tell that it is gone (its pid no longer runs, or runs another program): Linux boot ID, PID
 -- namespace, pid and the process's start time in clock ticks. NULL where the OS does not say.
 ALTER TABLE dbos.executors ADD COLUMN IF NOT EXISTS process_identity text;
+-- Set when another process found this one gone without stopping (killed): it is shown DEAD, not
+-- STOPPED, although stopped_at is set so that its workflows are taken over at once.
+ALTER TABLE dbos.executors ADD COLUMN IF NOT EXISTS found_gone boolean NOT NULL DEFAULT false;
 CREATE INDEX IF NOT EXISTS executors_hostname_idx ON dbos.executors (hostname)
     WHERE stopped_at IS NULL;
