@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: install test lint format typecheck check demo bench bench-quick bench-ours chaos chaos-200 clean
+.PHONY: install test lint format typecheck check demo bench bench-quick bench-ours chaos chaos-200 chaos-ops clean
 
 $(BIN)/dbos: pyproject.toml
 	python3 -m venv $(VENV)
@@ -52,7 +52,8 @@ bench-quick: install
 bench-ours: install
 	$(PY) bench/run.py
 
-# The long chaos run: 30 minutes of faults against three executors, then every invariant checked.
+# The long chaos run: 30 minutes of faults against three executors (half of them an operator's
+# actions through the CLI), then every invariant checked.
 chaos: install
 	$(PY) -m tests.chaos.harness --minutes 30 --seed 1 --json bench/results/chaos.json
 
@@ -60,3 +61,9 @@ chaos: install
 chaos-200: install
 	$(PY) -m tests.chaos.harness --minutes 60 --faults 200 --fault-every 1 3 --seed 1 \
 		--json bench/results/chaos.json
+
+# The acceptance run of the operator faults: two seeds, 300 faults each (half process and database
+# faults, half operator actions: cancel, resume, kick, tree, restart, fork), one every 0.7-2 s.
+chaos-ops: install
+	$(PY) -m tests.chaos.harness --minutes 60 --faults 300 --fault-every 0.7 2 --seed 1 --runs 2 \
+		--json bench/results/chaos-ops.json

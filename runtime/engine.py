@@ -51,6 +51,7 @@ from runtime.registry import WorkflowInfo, get_workflow, resolve_class
 from runtime.system_db import (
     ClaimedWorkflow,
     DequeuedWorkflow,
+    InsertResult,
     NewWorkflow,
     RecordedStep,
     RecordResult,
@@ -284,14 +285,9 @@ class Engine:
             raise
 
         # Ours to run: we created it, or (holding the reservation) our insert's reply was lost
-        # and the checkpoint retried it. Only the insert itself leaves a PENDING row of ours at
-        # the first owner epoch: any claim (a dispatcher of this process too) bumps the epoch, so
-        # a row a claim just took is never mistaken for our own and run a second time.
+        # and the checkpoint retried it.
         created = result.created or (
-            reservation is not None
-            and result.status == "PENDING"
-            and result.owner_process == self.process_id
-            and result.owner_epoch == FIRST_OWNER_EPOCH
+            reservation is not None and is_own_lost_insert(result, self.process_id)
         )
         if created and enqueue is not None:
             self.on_enqueued(enqueue.queue_name)
@@ -1188,6 +1184,18 @@ def tx_record_verdict(ctx: WorkflowContext, result: RecordResult) -> None:
         return
     owner_verdict(ctx, result.status, result.owner_epoch, fenced_only=True)
     raise OutcomeUnknown(None)
+
+
+def is_own_lost_insert(result: InsertResult, process_id: str) -> bool:
+    """Whether a workflow row found by a start is the one this very start inserted (its reply lost
+    and the insert retried). Only the insert leaves a PENDING row of this process at the first
+    owner epoch: any claim, a dispatcher of this process too, bumps the epoch, so a row a claim
+    has just taken is never mistaken for our own and run a second time."""
+    return (
+        result.status == "PENDING"
+        and result.owner_process == process_id
+        and result.owner_epoch == FIRST_OWNER_EPOCH
+    )
 
 
 def check_same_operation(

@@ -12,10 +12,25 @@ Every side effect lands in a ledger that the harness checks independently of the
   (``DBOS.fencing_token``): a runner that lost the workflow to a takeover (paused past its lease
   between its ownership check and the step) has its write refused, as a real side effect's target
   would refuse it. Refusals are counted in ``chaos_fenced``.
+- ``chaos_spans``: when each completed step body started and ended, so the harness can count the
+  workflows of a queue running at one moment (an attempt cut short by a kill has no span; its
+  start is in ``chaos_attempts``).
 - ``chaos_tx``: one row per committed transaction, with no unique key, so duplicates are countable.
+- ``chaos_dispatches``: written by a trigger the harness installs (not by the runtime's code), one
+  row per first dispatch of a ``chaos_rate`` workflow with its start time, so starts per period
+  are countable.
 
-``CHAOS_BREAK=replay`` (test code only) makes replay ignore recorded outcomes, a deliberately broken
-build the harness must catch.
+Workflows: ``order`` (a concurrency-limited queue: steps, transactions, a child called directly,
+an event, a durable sleep), ``family`` (a parent that starts a child, calls another, sleeps and
+waits for the first; started by ``launch_family`` on no queue, sometimes under a timeout that
+expires mid-run), ``rated`` (a
+rate-limited queue), ``failing`` (ends ERROR by design), and messaging pairs and event readers.
+
+``CHAOS_BREAK`` (test code only) builds a deliberately broken runtime the harness must catch:
+``replay`` ignores recorded outcomes; ``dequeue`` brings back the queue claim of #15 item 1 (rows
+chosen by ``IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)``, which a nested loop re-runs); and
+``claim`` the claim race of item 3 (a parent's replay taking a child that a dispatcher has just
+claimed for its own lost insert, and running it again from its first step).
 """
 
 from __future__ import annotations
@@ -28,7 +43,7 @@ from typing import Any
 
 import psycopg
 
-from runtime import DBOS, DBOSWorkflowFencedError, Queue
+from runtime import DBOS, DBOSWorkflowFencedError, Queue, SetWorkflowTimeout
 
 LEDGER_DDL = """
 CREATE TABLE IF NOT EXISTS chaos_attempts (
@@ -42,9 +57,32 @@ CREATE TABLE IF NOT EXISTS chaos_fenced (
     workflow_id text NOT NULL, function_id int NOT NULL, attempt_at_ms bigint NOT NULL,
     refused_at_ms bigint NOT NULL, pid int NOT NULL
 );
+CREATE TABLE IF NOT EXISTS chaos_spans (
+    workflow_id text NOT NULL, function_id int NOT NULL, started_ms bigint NOT NULL,
+    ended_ms bigint NOT NULL
+);
+CREATE TABLE IF NOT EXISTS chaos_dispatches (
+    workflow_id text NOT NULL, started_ms bigint NOT NULL
+);
+CREATE OR REPLACE FUNCTION chaos_note_dispatch() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO chaos_dispatches VALUES (NEW.workflow_uuid, NEW.started_at_epoch_ms);
+    RETURN NEW;
+END;
+$$;
+DROP TRIGGER IF EXISTS chaos_dispatch_trigger ON dbos.workflow_status;
+CREATE TRIGGER chaos_dispatch_trigger AFTER UPDATE OF status ON dbos.workflow_status
+    FOR EACH ROW WHEN (OLD.status = 'ENQUEUED' AND NEW.status = 'PENDING'
+                       AND NEW.queue_name = 'chaos_rate' AND OLD.started_at_epoch_ms IS NULL)
+    EXECUTE FUNCTION chaos_note_dispatch();
 """
 
-orders = Queue("chaos_orders", concurrency=4)  # a global limit across all executors
+ORDERS_CONCURRENCY = 4
+RATE_LIMIT = 5
+RATE_PERIOD_S = 2.0
+
+orders = Queue("chaos_orders", concurrency=ORDERS_CONCURRENCY)  # across all executors
+rate = Queue("chaos_rate", limiter={"limit": RATE_LIMIT, "period": RATE_PERIOD_S})
 free = Queue("chaos_free")  # messaging pairs: a waiting receiver must not starve its sender
 
 
@@ -82,10 +120,24 @@ def _note_refusal(workflow_id: str, started_ms: int) -> None:
         logging.getLogger("chaos").warning("refusal of %s not counted: %s", workflow_id, exc)
 
 
+def _note_span(started_ms: int) -> None:
+    # After the body: best effort (a lost span only weakens the concurrency check).
+    try:
+        with psycopg.connect(DBOS.database_url, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(
+                "INSERT INTO chaos_spans VALUES (%s, %s, %s, %s)",
+                (DBOS.workflow_id, DBOS.step_id, started_ms, int(time.time() * 1000)),
+            )
+    except psycopg.Error as exc:
+        logging.getLogger("chaos").warning("span of %s not noted: %s", DBOS.workflow_id, exc)
+
+
 @DBOS.step()
 def step_op(tag: str) -> str:
-    _note_attempt(int(time.time() * 1000))
+    started = int(time.time() * 1000)
+    _note_attempt(started)
     time.sleep(random.uniform(0.0, 0.15))
+    _note_span(started)
     return f"{DBOS.workflow_id}:{tag}"
 
 
@@ -100,7 +152,7 @@ def tx_op(tag: str) -> str:
 
 @DBOS.workflow()
 def child(tag: str) -> str:
-    return step_op(tag) + "|" + tx_op(tag)
+    return step_op(tag) + "|" + tx_op(tag) + "|" + step_op(tag + "'")
 
 
 @DBOS.workflow()
@@ -112,6 +164,33 @@ def order(i: int) -> list[Any]:
     DBOS.sleep(0.2)
     last = step_op("d")
     return [first, paid, shipped, last, tx_op("e")]
+
+
+@DBOS.workflow()
+def family(i: int) -> list[Any]:
+    started = DBOS.start_workflow(child, f"f{i}")
+    called = child(f"g{i}")
+    DBOS.sleep(0.3)
+    return [started.get_result(), called, step_op("h")]
+
+
+@DBOS.workflow()
+def launch_family(i: int, timeout: float | None) -> str:
+    # Started from a workflow, as apps start most workflows: on no queue, so a resumed family and
+    # its children all go to the internal queue together.
+    with SetWorkflowTimeout(timeout):
+        return DBOS.start_workflow(family, i).workflow_id
+
+
+@DBOS.workflow()
+def rated(i: int) -> str:
+    return step_op(f"r{i}")
+
+
+@DBOS.workflow()
+def failing(i: int) -> None:
+    step_op("x")
+    raise ValueError(f"failing {i} fails by design")
 
 
 @DBOS.workflow()
@@ -139,3 +218,40 @@ if os.environ.get("CHAOS_BREAK") == "replay":
         return ctx.next_function_id(), None  # ignores what a previous run recorded
 
     Engine.begin_operation = _forgetful  # type: ignore[method-assign]
+
+if os.environ.get("CHAOS_BREAK") == "dequeue":
+    from runtime import queries
+
+    queries.DEQUEUE = f"""
+UPDATE dbos.workflow_status w
+SET status = 'PENDING', executor_id = %(executor_id)s, owner_process = %(process_id)s,
+    application_version = coalesce(w.application_version, %(application_version)s),
+    owner_epoch = w.owner_epoch + 1, started_at_epoch_ms = {queries.NOW_MS},
+    updated_at = {queries.NOW_MS},
+    workflow_deadline_epoch_ms = CASE WHEN w.workflow_timeout_ms IS NOT NULL
+        THEN {queries.NOW_MS} + w.workflow_timeout_ms ELSE w.workflow_deadline_epoch_ms END
+WHERE w.workflow_uuid IN (
+    SELECT workflow_uuid FROM dbos.workflow_status
+    WHERE queue_name = %(queue_name)s AND status = 'ENQUEUED'
+      AND (application_version IS NULL OR application_version = %(application_version)s)
+      AND name = ANY(%(names)s)
+    ORDER BY priority, created_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING w.workflow_uuid, w.status, w.owner_epoch, w.name, w.class_name, w.inputs,
+          w.workflow_deadline_epoch_ms, w.recovery_attempts, w.application_version,
+          w.queue_name,
+          EXISTS (SELECT 1 FROM dbos.operation_outputs o WHERE o.workflow_uuid = w.workflow_uuid),
+          w.priority, w.created_at
+"""  # noqa: S608 (test code: the statement this project used before #15)
+
+if os.environ.get("CHAOS_BREAK") == "claim":
+    from runtime import engine as engine_module
+
+    def _any_own_row(result: Any, process_id: str) -> bool:
+        # The test for "our own insert, whose reply was lost" without the owner epoch: any PENDING
+        # row this process owns passes, so a row its dispatcher has just claimed does too.
+        return bool(result.status == "PENDING" and result.owner_process == process_id)
+
+    engine_module.is_own_lost_insert = _any_own_row

@@ -5,13 +5,17 @@ seeded random times, then invariants checked against independent ledgers.
 
 Faults: SIGKILL of an executor (restarted after a moment, or left for the others to take over),
 SIGSTOP/SIGCONT (sometimes past the lease), Postgres restarted in fast and immediate mode,
-connections killed with pg_terminate_backend, and the listener connections dropped.
+connections killed with pg_terminate_backend, the listener connections dropped, and rolling
+restarts (a new executor with the same executor ID started before the old one gets SIGTERM).
+Every statement runs under a hostile planner (``HOSTILE_PLANNER``). With ``--operator`` (the
+default), half the faults are an operator's actions through the real
+`dbos` CLI and ``DBOSClient`` (``operators``): cancel, resume, cancel-then-resume, restart and
+fork of running, queued, waiting and finished workflows. Some workflows run under a timeout that
+expires mid-run.
 
-Invariants checked at the end (see ``check``): every workflow reaches SUCCESS; no step ran again
-after its outcome was recorded; every recorded transaction's write exists exactly once (and no
-unrecorded one exists); every message was received exactly once and in order; events were seen;
-no step outcome is recorded twice; and every executor is alive and healthy, with no thread that
-died silently.
+When the faults stop, the harness checks that what the operator cancelled stayed CANCELLED, then
+resumes it all (as an operator ending the day), lets the work drain, and checks every invariant
+against the ledgers (``invariants``).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -36,12 +41,36 @@ import psycopg
 from runtime import DBOSClient
 from runtime.embedded import EmbeddedPostgres
 from runtime.migrate import migrate
+from tests.chaos import invariants
 from tests.chaos.chaos_app import LEDGER_DDL
+from tests.chaos.operators import ACTIONS, Operator
 
 ROOT = Path(__file__).resolve().parents[2]
 DBOS_EXE = str(Path(sys.executable).with_name("dbos"))
 LEASE_S = 2
-FAULTS = ["kill", "pause", "pg_restart_fast", "pg_restart_immediate", "terminate", "listener"]
+FAULTS = [
+    "kill",
+    "pause",
+    "pg_restart_fast",
+    "pg_restart_immediate",
+    "terminate",
+    "listener",
+    "rolling_restart",
+]
+# Every statement of the executors runs under the worst plans Postgres may legally pick: with these
+# off, it rescans sub-selects in nested loops rather than hashing or materializing them once, the
+# shape under which a claim written as `IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)` takes more
+# than n rows. A claim must be correct whatever the plan.
+HOSTILE_PLANNER = [
+    "enable_hashagg",
+    "enable_hashjoin",
+    "enable_mergejoin",
+    "enable_material",
+    "enable_sort",
+]
+# Feeding stops while this many workflows wait in queues, so that a stalled queue (its slots
+# held by parents waiting on cancelled children, say) does not leave hours of work to drain.
+MAX_BACKLOG = 150
 _CLIENTS = (
     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
     "WHERE datname = current_database() AND pid <> pg_backend_pid() "
@@ -66,6 +95,15 @@ class Report:
     messages: int = 0
     launch_retries: int = 0
     feed_failures: int = 0
+    final_statuses: dict[str, int] = field(default_factory=dict)
+    deadline_bound: int = 0
+    deadline_cancelled: int = 0
+    orders_max_running: int = 0
+    orders_moved_off_queue: int = 0
+    rate_dispatches: int = 0
+    rate_max_starts: int = 0
+    resumed_at_end: int = 0
+    operator: dict[str, Any] = field(default_factory=dict)
     violations: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
@@ -75,6 +113,7 @@ class Report:
             "seconds": round(self.seconds, 1),
             "faults": dict(self.faults),
             "faults_total": sum(self.faults.values()),
+            "operator_actions": sum(n for k, n in self.faults.items() if k.startswith("op_")),
             "workflows": self.workflows,
             "steps_recorded": self.steps_recorded,
             "step_attempts": self.step_attempts,
@@ -83,23 +122,40 @@ class Report:
             "messages": self.messages,
             "launch_retries": self.launch_retries,
             "feed_failures": self.feed_failures,
+            "final_statuses": self.final_statuses,
+            "deadline_bound": self.deadline_bound,
+            "deadline_cancelled": self.deadline_cancelled,
+            "orders_max_running": self.orders_max_running,
+            "orders_moved_off_queue": self.orders_moved_off_queue,
+            "rate_dispatches": self.rate_dispatches,
+            "rate_max_starts": self.rate_max_starts,
+            "resumed_at_end": self.resumed_at_end,
+            "operator": self.operator,
             "violations": self.violations,
         }
 
 
 class Executor:
-    """One `dbos start` process of the chaos app, restartable."""
+    """One `dbos start` process of the chaos app (by executor ID), restartable; during a rolling
+    restart its successor runs next to it until it has stopped."""
 
     def __init__(self, name: str, url: str, logs: Path, env: dict[str, str]) -> None:
         self.name = name
         self.url = url
-        self.log_path = logs / f"{name}.log"
+        self.logs = logs
         self.env = env
+        self.generation = 0
         self.proc: subprocess.Popen[bytes] | None = None
         self.paused = False
         self.expected_exit = False
+        self.retiring: list[threading.Thread] = []
+        self.retire_failures: list[str] = []
 
-    def start(self) -> None:
+    @property
+    def log_path(self) -> Path:
+        return self.logs / f"{self.name}-{self.generation}.log"
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DBOS")}
         env.update(self.env)
         env.update(
@@ -109,10 +165,11 @@ class Executor:
             PYTHONPATH=str(ROOT),
             PYTHONUNBUFFERED="1",
         )
+        self.generation += 1
         log = open(self.log_path, "ab")
-        log.write(f"\n=== start {time.time():.3f}\n".encode())
+        log.write(f"=== start {time.time():.3f}\n".encode())
         log.flush()
-        self.proc = subprocess.Popen(
+        return subprocess.Popen(
             [DBOS_EXE, "start", "tests/chaos/chaos_app.py"],
             cwd=ROOT,
             env=env,
@@ -120,8 +177,47 @@ class Executor:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
+
+    def start(self) -> None:
+        self.proc = self._spawn()
         self.paused = False
         self.expected_exit = False
+
+    def serving(self, timeout: float) -> bool:
+        """Wait until the current process has launched (its log says so)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.alive():
+            if "serving" in self.log():
+                return True
+            time.sleep(0.1)
+        return False
+
+    def rolling_restart(self) -> None:
+        """Start a successor with the same executor ID; once it serves, SIGTERM the old process
+        (in the background: it ends its running steps first) and check that it exits cleanly."""
+        old = self.proc
+        if old is None or old.poll() is not None:
+            return
+        self.proc = self._spawn()
+        self.paused = False
+        self.expected_exit = False
+        if not self.serving(60):
+            return  # Postgres may be down: the old one goes anyway, as in a real deploy
+
+        def retire() -> None:
+            old.send_signal(signal.SIGCONT)
+            old.send_signal(signal.SIGTERM)
+            try:
+                code = old.wait(60)
+            except subprocess.TimeoutExpired:
+                old.kill()
+                code = old.wait()
+            if code != 0:
+                self.retire_failures.append(f"executor {self.name} (retired) exited with {code}")
+
+        thread = threading.Thread(target=retire, daemon=True)
+        thread.start()
+        self.retiring.append(thread)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -139,6 +235,8 @@ class Executor:
 
     def stop(self) -> int | None:
         """SIGTERM and wait: a healthy executor exits 0."""
+        for thread in self.retiring:
+            thread.join(70)
         if self.proc is None:
             return None
         self.expected_exit = True
@@ -151,13 +249,29 @@ class Executor:
             return self.proc.wait()
 
     def log(self) -> str:
+        """The current process's log."""
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def all_logs(self) -> str:
+        return "".join(
+            (self.logs / f"{self.name}-{g}.log").read_text(errors="replace")
+            for g in range(1, self.generation + 1)
+            if (self.logs / f"{self.name}-{g}.log").exists()
+        )
 
 
 class Chaos:
-    """One run: server, executors, feeder, faults."""
+    """One run: server, executors, feeder, faults, operator."""
 
-    def __init__(self, seed: int, workdir: Path, executors: int, env: dict[str, str]) -> None:
+    def __init__(
+        self,
+        seed: int,
+        workdir: Path,
+        executors: int,
+        env: dict[str, str],
+        operator: bool = True,
+        kinds: list[str] | None = None,
+    ) -> None:
         self.rng = random.Random(seed)
         self.report = Report(seed)
         self.workdir = workdir
@@ -166,17 +280,29 @@ class Chaos:
         migrate(self.url)
         with psycopg.connect(self.url, autocommit=True) as conn:
             conn.execute(LEDGER_DDL)
+            for setting in HOSTILE_PLANNER:
+                conn.execute(f"ALTER DATABASE postgres SET {setting} = off")
         logs = workdir / "logs"
         logs.mkdir(exist_ok=True)
         self.executors = [Executor(f"c{i}", self.url, logs, env) for i in range(executors)]
+        self.operator = Operator(self.url, random.Random(seed + 1))
+        self.kinds = kinds or FAULTS + (ACTIONS if operator else [])
         self.receivers: dict[str, int] = {}
         self.event_readers: list[str] = []
-        self.server_down_until = 0.0
 
     # -- workload ---------------------------------------------------------------------------------
 
+    def backlog(self) -> int:
+        with psycopg.connect(self.url, autocommit=True, connect_timeout=5) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM dbos.workflow_status WHERE status = 'ENQUEUED'"
+            ).fetchone()
+        return int(row[0]) if row else 0
+
     def feed(self, client: DBOSClient, batch: int) -> None:
-        """Enqueue a few orders, a messaging pair, and an event reader."""
+        """Enqueue a few orders and families (some under a timeout that may expire mid-run), a
+        rate-limited workflow, now and then one that fails by design, a messaging pair and event
+        readers."""
         for _ in range(batch):
             i = self.rng.randrange(1_000_000)
             handle = client.enqueue({"workflow_name": "order", "queue_name": "chaos_orders"}, i)
@@ -186,6 +312,15 @@ class Chaos:
                     handle.workflow_id,
                 )
                 self.event_readers.append(reader.workflow_id)
+        timeout = round(self.rng.uniform(0.3, 1.5), 2) if self.rng.random() < 0.3 else None
+        client.enqueue(
+            {"workflow_name": "launch_family", "queue_name": "chaos_free"},
+            self.rng.randrange(1_000_000),
+            timeout,
+        )
+        client.enqueue({"workflow_name": "rated", "queue_name": "chaos_rate"}, 0)
+        if self.rng.random() < 0.1:
+            client.enqueue({"workflow_name": "failing", "queue_name": "chaos_free"}, 0)
         count = self.rng.randint(2, 6)
         receiver = client.enqueue({"workflow_name": "receiver", "queue_name": "chaos_free"}, count)
         client.enqueue(
@@ -196,9 +331,12 @@ class Chaos:
     # -- faults -----------------------------------------------------------------------------------
 
     def inject(self) -> None:
-        kind = self.rng.choice(FAULTS)
+        kind = self.rng.choice(self.kinds)
         victim = self.rng.choice(self.executors)
-        if kind == "kill" and victim.alive():
+        if kind.startswith("op_"):
+            if not self.operator.act(kind):
+                return
+        elif kind == "kill" and victim.alive():
             victim.kill()
             if self.rng.random() < 0.5:
                 time.sleep(self.rng.uniform(0.0, 1.0))
@@ -208,6 +346,8 @@ class Chaos:
             victim.signal(signal.SIGSTOP)
             time.sleep(self.rng.uniform(0.5, 2.0 * LEASE_S + 1))  # sometimes past the lease
             victim.signal(signal.SIGCONT)
+        elif kind == "rolling_restart" and victim.alive():
+            victim.rolling_restart()
         elif kind in ("pg_restart_fast", "pg_restart_immediate"):
             self.server.stop("fast" if kind.endswith("fast") else "immediate")
             time.sleep(self.rng.uniform(0.2, 2.0))
@@ -224,9 +364,7 @@ class Chaos:
         for executor in self.executors:
             if executor.proc is not None and not executor.alive():
                 if not executor.expected_exit:
-                    log = executor.log()
-                    last_start = log.rsplit("=== start", 1)[-1]
-                    if "serving" in last_start:
+                    if "serving" in executor.log():
                         self.report.violations.append(
                             f"executor {executor.name} exited by itself after launching "
                             f"(code {executor.proc.returncode})"
@@ -253,8 +391,9 @@ class Chaos:
             max_faults is None or sum(self.report.faults.values()) < max_faults
         ):
             try:
-                with DBOSClient(self.url) as client:
-                    self.feed(client, batch=self.rng.randint(1, 4))
+                if self.backlog() < MAX_BACKLOG:
+                    with DBOSClient(self.url) as client:
+                        self.feed(client, batch=self.rng.randint(1, 4))
             except Exception:  # the database may be restarting: feed again on the next turn
                 self.report.feed_failures += 1
             if time.monotonic() >= next_fault:
@@ -262,15 +401,47 @@ class Chaos:
                 next_fault = time.monotonic() + self.rng.uniform(*fault_every)
             self.revive()
             time.sleep(self.rng.uniform(0.2, 0.8))
+        self.settle_executors()
+        invariants.check_cancelled_stayed(self)
+        self.resume_cancelled()
         self.drain(drain_timeout)
         self.report.seconds = time.monotonic() - started
-        check(self)
+        self.report.operator = self.operator.log.summary()
+        invariants.check(self)
         return self.report
+
+    def settle_executors(self) -> None:
+        """No more faults: every executor up and running, retired ones gone."""
+        for executor in self.executors:
+            executor.signal(signal.SIGCONT)
+            for thread in executor.retiring:
+                thread.join(70)
+            self.report.violations.extend(executor.retire_failures)
+        self.revive()
+
+    def resume_cancelled(self) -> None:
+        """The operator ends the day: everything cancelled is resumed through the CLI, except
+        what a deadline cancelled."""
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            bound = {w for (w,) in conn.execute(invariants.DEADLINE_BOUND).fetchall()}
+            cancelled = conn.execute(
+                "SELECT workflow_uuid FROM dbos.workflow_status WHERE status = 'CANCELLED'"
+            ).fetchall()
+        ids = [w for (w,) in cancelled if w not in bound]
+        for first in range(0, len(ids), 200):
+            chunk = ids[first : first + 200]
+            done = subprocess.run(
+                [DBOS_EXE, "workflow", "resume", *chunk, "--db-url", self.url, "--json"],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            if done.returncode != 0:
+                self.report.violations.append(f"final resume failed: {done.stderr.strip()}")
+        self.report.resumed_at_end = len(ids)
 
     def drain(self, timeout: float = 240) -> None:
         """Let every workflow finish with all executors up and no more faults."""
-        for executor in self.executors:
-            executor.signal(signal.SIGCONT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.revive()
@@ -288,118 +459,11 @@ class Chaos:
             code = executor.stop()
             if code not in (0, None, -signal.SIGKILL):
                 self.report.violations.append(f"executor {executor.name} exited with {code}")
-            log = executor.log()
+            log = executor.all_logs()
             for marker in ("Exception in thread", "Fatal Python error"):
                 if marker in log:
                     self.report.violations.append(f"executor {executor.name} log: {marker}")
         self.server.stop("fast")
-
-
-def check(chaos: Chaos) -> None:
-    """Every invariant, against the ledgers; violations are appended to the report."""
-    r = chaos.report
-    v = r.violations
-    with psycopg.connect(chaos.url) as conn:
-
-        def q(sql: str) -> list[tuple[Any, ...]]:
-            return conn.execute(sql).fetchall()  # type: ignore[arg-type]
-
-        statuses = dict(q("SELECT status, count(*) FROM dbos.workflow_status GROUP BY status"))
-        r.workflows = sum(int(n) for n in statuses.values())
-        unfinished = {s: n for s, n in statuses.items() if s != "SUCCESS"}
-        if unfinished:
-            v.append(f"workflows not SUCCESS: {unfinished}")
-        for wid, name, error in q(
-            "SELECT workflow_uuid, name, error FROM dbos.workflow_status "
-            "WHERE status = 'ERROR' LIMIT 3"
-        ):
-            v.append(f"  e.g. {name} {wid}: {str(error)[:200]}")
-
-        r.steps_recorded = int(q("SELECT count(*) FROM dbos.operation_outputs")[0][0])
-        r.step_attempts = int(q("SELECT count(*) FROM chaos_attempts")[0][0])
-        r.stale_attempts_refused = int(q("SELECT count(*) FROM chaos_fenced")[0][0])
-        late = q(
-            """
-            SELECT a.workflow_id, a.function_id, count(*)
-            FROM chaos_attempts a
-            JOIN dbos.operation_outputs o
-              ON o.workflow_uuid = a.workflow_id AND o.function_id = a.function_id
-            WHERE a.attempt_at_ms > o.completed_at_epoch_ms
-            GROUP BY 1, 2
-            """
-        )
-        if late:
-            v.append(
-                f"{len(late)} step attempts started after the step's outcome was recorded, "
-                f"e.g. {late[:3]}"
-            )
-        phantom = q(
-            """
-            SELECT o.workflow_uuid, o.function_id FROM dbos.operation_outputs o
-            WHERE o.function_name LIKE '%%step_op'
-              AND NOT EXISTS (SELECT 1 FROM chaos_attempts a
-                              WHERE a.workflow_id = o.workflow_uuid
-                                AND a.function_id = o.function_id)
-            """
-        )
-        if phantom:
-            v.append(f"{len(phantom)} steps recorded without ever running, e.g. {phantom[:3]}")
-
-        tx_recorded = {
-            (w, f)
-            for w, f in q(
-                "SELECT workflow_uuid, function_id FROM dbos.operation_outputs "
-                "WHERE function_name LIKE '%%tx_op'"
-            )
-        }
-        tx_rows = Counter((w, f) for w, f in q("SELECT workflow_id, function_id FROM chaos_tx"))
-        r.transactions = len(tx_recorded)
-        dupes = [k for k, n in tx_rows.items() if n > 1]
-        orphans = [k for k in tx_rows if k not in tx_recorded]
-        missing = [k for k in tx_recorded if k not in tx_rows]
-        if dupes:
-            v.append(f"{len(dupes)} transactions committed more than once, e.g. {dupes[:3]}")
-        if orphans:
-            v.append(f"{len(orphans)} transaction writes without a recorded outcome: {orphans[:3]}")
-        if missing:
-            v.append(
-                f"{len(missing)} recorded transactions whose writes are missing: {missing[:3]}"
-            )
-
-        twice = q(
-            "SELECT workflow_uuid, function_id FROM dbos.operation_outputs "
-            "GROUP BY 1, 2 HAVING count(*) > 1"
-        )
-        if twice:
-            v.append(f"step outcomes recorded twice: {twice[:3]}")
-
-        results = dict(
-            q(
-                "SELECT workflow_uuid, output FROM dbos.workflow_status "
-                "WHERE name LIKE '%%receiver' OR name LIKE '%%event_reader'"
-            )
-        )
-        for wid, count in chaos.receivers.items():
-            got = json.loads(results[wid]) if results.get(wid) else None
-            expected = [f"{wid}:{k}" for k in range(count)]
-            r.messages += count
-            if got != expected:
-                v.append(f"receiver {wid} got {got}, expected {expected}")
-        left = q("SELECT count(*) FROM dbos.notifications")[0][0]
-        if left:
-            v.append(f"{left} messages never received")
-        for wid in chaos.event_readers:
-            if results.get(wid) and json.loads(results[wid]) != "half":
-                v.append(f"event reader {wid} saw {results[wid]}")
-
-        alive = q(
-            "SELECT executor_id FROM dbos.executors WHERE stopped_at IS NULL "
-            "AND last_heartbeat_at > (extract(epoch FROM clock_timestamp()) * 1000) - lease_ms"
-        )
-        live_ids = {a for (a,) in alive}
-        for executor in chaos.executors:
-            if not executor.alive() or executor.name not in live_ids:
-                v.append(f"executor {executor.name} is not alive and heartbeating at the end")
 
 
 def run(
@@ -412,10 +476,13 @@ def run(
     keep: bool = False,
     drain_timeout: float = 240,
     max_faults: int | None = None,
+    operator: bool = True,
+    kinds: list[str] | None = None,
 ) -> Report:
-    """One chaos run in a temporary folder; returns the report."""
+    """One chaos run in a temporary folder; returns the report. ``kinds`` narrows the faults to
+    those named (of ``FAULTS`` and ``operators.ACTIONS``)."""
     workdir = Path(tempfile.mkdtemp(prefix=f"dbos-chaos-{seed}-"))
-    chaos = Chaos(seed, workdir, executors, env or {})
+    chaos = Chaos(seed, workdir, executors, env or {}, operator, kinds)
     try:
         report = chaos.run(seconds, fault_every, drain_timeout, max_faults)
     finally:
@@ -446,6 +513,12 @@ def main() -> None:
         metavar=("MIN", "MAX"),
         help="seconds between faults, drawn uniformly",
     )
+    parser.add_argument(
+        "--no-operator",
+        dest="operator",
+        action="store_false",
+        help="inject only process and database faults, no operator actions",
+    )
     parser.add_argument("--json", dest="json_out", help="also write the reports to this file")
     args = parser.parse_args()
     reports = []
@@ -456,6 +529,7 @@ def main() -> None:
             executors=args.executors,
             fault_every=tuple(args.fault_every),  # type: ignore[arg-type]
             max_faults=args.faults,
+            operator=args.operator,
         )
         reports.append(report.summary())
         print(json.dumps(report.summary(), indent=2), flush=True)
