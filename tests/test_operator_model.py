@@ -134,6 +134,8 @@ class OperatorModel(RuleBasedStateMachine):
             conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE}"')
         self.db_name = name
         self.url = with_database(self.server_url, name)
+        # IDs unique to this example: a thread left over from an earlier one cannot pass for ours.
+        self.tag = name[2:8]
         self.params: dict[str, tuple[int, int]] = {}  # workflow -> (its steps, its child's)
         self.cancelled: set[str] = set()
         self.deadline: set[str] = set()
@@ -170,7 +172,7 @@ class OperatorModel(RuleBasedStateMachine):
         timeout=st.none() | st.sampled_from([0.2, 0.6]),
     )
     def start(self, n: int, child_n: int, timeout: float | None) -> Any:
-        wid = f"w{len(self.params)}"
+        wid = f"w{self.tag}{len(self.params)}"
         with SetWorkflowID(wid), SetWorkflowTimeout(timeout):
             DBOS.start_workflow(modelled, n, child_n)
         self.params[wid] = (n, child_n)
@@ -202,7 +204,7 @@ class OperatorModel(RuleBasedStateMachine):
     def fork(self, wid: str, start: int) -> str:
         recorded = len(DBOS.list_workflow_steps(wid))
         start = min(start, recorded + 1)
-        new_id = f"f{len(self.params)}"
+        new_id = f"f{self.tag}{len(self.params)}"
         with SetWorkflowID(new_id):
             DBOS.fork_workflow(wid, start)
         self.params[new_id] = self.params[wid]
@@ -222,11 +224,11 @@ class OperatorModel(RuleBasedStateMachine):
 
     @rule()
     def kill_and_recover(self) -> None:
+        DBOS.destroy()  # after this, no step body of this runtime begins (its threads stop first)
         with LEDGER_LOCK:
             for wid, fid, generation, _, ended in LEDGER:
                 if ended is None and generation == GATES.generation:
                     self.in_flight_at_crash[(wid, fid)] += 1
-        DBOS.destroy()
         with psycopg.connect(self.url, autocommit=True) as conn:  # the process is gone
             conn.execute(
                 "UPDATE dbos.executors SET stopped_at = "
