@@ -516,45 +516,32 @@ class Engine:
         (cancelled meanwhile), the outcome is left to the database. Re-raises what must stop the
         process (KeyboardInterrupt, SystemExit, task cancellation)."""
         try:
-            if raised is not None:
-                raise raised
-            output = serialization.serialize(value, "workflow result")
-            self._complete(ctx, outcome, "SUCCESS", value=value, output=output)
-        except DBOSWorkflowCancelledError:
-            self._stop_cancelled(ctx, outcome)
-        except DBOSWorkflowFencedError:
-            self._stop_fenced(ctx, outcome)
-        except Interrupted as stop:
-            outcome.detached = True
-            outcome.error = stop.cause
-        except Exception as exc:  # the workflow failed: record ERROR; it is not recovered
             try:
+                if raised is not None:
+                    raise raised
+                output = serialization.serialize(value, "workflow result")
+                self._complete(ctx, outcome, "SUCCESS", value=value, output=output)
+            except Exception as exc:  # the workflow failed: record ERROR; it is not recovered
                 self._not_while_stopping(exc)
                 error = serialization.serialize_exception(exc)
                 self._complete(ctx, outcome, "ERROR", error_value=exc, error=error)
-            except DBOSWorkflowCancelledError:
-                self._stop_cancelled(ctx, outcome)
-            except DBOSWorkflowFencedError:
-                self._stop_fenced(ctx, outcome)
-            except Interrupted as stop:
-                outcome.detached = True
+        except (DBOSWorkflowCancelledError, DBOSWorkflowFencedError, Interrupted) as stop:
+            outcome.detached = True
+            if isinstance(stop, Interrupted):
                 outcome.error = stop.cause
+            elif isinstance(stop, DBOSWorkflowCancelledError):
+                # Nothing is recorded: a resume continues from the last recorded step. The run
+                # gives the workflow back so that the resume can claim it.
+                self._release(ctx)
+            else:
+                logger.warning(
+                    "workflow %s was taken over by another runner; this run stopped",
+                    ctx.workflow_id,
+                )
         except BaseException as exc:  # the process (or the task) is going down: stay PENDING
             outcome.error = exc
             outcome.detached = True
             raise
-
-    def _stop_cancelled(self, ctx: WorkflowContext, outcome: _Outcome) -> None:
-        # Nothing is recorded: a resume continues from the last recorded step. The run gives the
-        # workflow back so that the resume can claim it.
-        outcome.detached = True
-        self._release(ctx)
-
-    def _stop_fenced(self, ctx: WorkflowContext, outcome: _Outcome) -> None:
-        logger.warning(
-            "workflow %s was taken over by another runner; this run stopped", ctx.workflow_id
-        )
-        outcome.detached = True
 
     def _release(self, ctx: WorkflowContext) -> None:
         try:
@@ -991,21 +978,14 @@ class Engine:
                 with self._lock:
                     future = self._running.get(wid)
             if future is not None:
-                outcome = self._wait_local(ctx, future)
-                if not outcome.detached:
-                    if outcome.error is not None:
-                        raise outcome.error
-                    return outcome.value
-                if outcome.error is not None and ctx is None:
-                    raise outcome.error  # the run was interrupted (shutdown): say why
+                done, value = local_answer(self._wait_local(ctx, future), ctx is not None)
+                if done:
+                    return value
                 future = None
             row = self.checkpoint(lambda: self.sysdb.get_status_result(wid))
-            if row is None:
-                raise DBOSNonExistentWorkflowError(wid)
-            if ctx is None or row[0] != "CANCELLED":
-                value = outcome_of(wid, *row)
-                if value is not PENDING_OUTCOME:
-                    return value
+            value = recorded_answer(wid, row, ctx is not None)
+            if value is not PENDING_OUTCOME:
+                return value
             if ctx is not None:
                 self.check_interrupts(ctx)
                 self.sleep_interruptibly(ctx, delay)
@@ -1184,6 +1164,32 @@ def tx_record_verdict(ctx: WorkflowContext, result: RecordResult) -> None:
         return
     owner_verdict(ctx, result.status, result.owner_epoch, fenced_only=True)
     raise OutcomeUnknown(None)
+
+
+def local_answer(outcome: _Outcome, in_workflow: bool) -> tuple[bool, Any]:
+    """What a waiter gets from a local run's outcome: (True, value), or its error raised; (False,
+    None) when the record must be read (the run stopped without a final outcome). An interrupted
+    run's cause is raised to a waiter outside a workflow (a workflow stops for its own reasons)."""
+    if not outcome.detached:
+        if outcome.error is not None:
+            raise outcome.error
+        return True, outcome.value
+    if outcome.error is not None and not in_workflow:
+        raise outcome.error  # the run was interrupted (shutdown): say why
+    return False, None
+
+
+def recorded_answer(
+    workflow_id: str, row: tuple[str, str | None, str | None] | None, in_workflow: bool
+) -> Any:
+    """What a waiter gets from a workflow's record (status, output, error): its result, its error
+    raised, or ``PENDING_OUTCOME`` to wait on. Inside a workflow a CANCELLED one is not an
+    answer: it may be resumed, and a cancellation must never become a recorded outcome."""
+    if row is None:
+        raise DBOSNonExistentWorkflowError(workflow_id)
+    if in_workflow and row[0] == "CANCELLED":
+        return PENDING_OUTCOME
+    return outcome_of(workflow_id, *row)
 
 
 def is_own_lost_insert(result: InsertResult, process_id: str) -> bool:

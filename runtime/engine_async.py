@@ -35,15 +35,16 @@ from runtime.engine import (
     StepOptions,
     _Outcome,
     check_same_operation,
+    local_answer,
+    recorded_answer,
     replay_outcome,
 )
 from runtime.errors import (
     DBOSException,
     DBOSMaxStepRetriesExceeded,
-    DBOSNonExistentWorkflowError,
     DBOSWorkflowFencedError,
 )
-from runtime.handles import PENDING_OUTCOME, outcome_of
+from runtime.handles import PENDING_OUTCOME
 from runtime.registry import WorkflowInfo
 
 # Background async workflows are tasks on the caller's loop; keep them referenced until done.
@@ -161,23 +162,16 @@ async def wait_result_async(
                 await asyncio.wait({waiting}, timeout=WAIT_SLICE_S if ctx else None)
                 if ctx is not None and not waiting.done():
                     await check_interrupts_async(engine, ctx)
-            outcome = waiting.result()
-            if not outcome.detached:
-                if outcome.error is not None:
-                    raise outcome.error
-                return outcome.value
-            if outcome.error is not None and ctx is None:
-                raise outcome.error
+            done, value = local_answer(waiting.result(), ctx is not None)
+            if done:
+                return value
             future = None
         row = await asyncio.to_thread(
             engine.checkpoint, lambda: engine.sysdb.get_status_result(workflow_id)
         )
-        if row is None:
-            raise DBOSNonExistentWorkflowError(workflow_id)
-        if ctx is None or row[0] != "CANCELLED":
-            value = outcome_of(workflow_id, *row)
-            if value is not PENDING_OUTCOME:
-                return value
+        value = recorded_answer(workflow_id, row, ctx is not None)
+        if value is not PENDING_OUTCOME:
+            return value
         if ctx is not None:
             await check_interrupts_async(engine, ctx)
             await sleep_interruptibly_async(engine, ctx, delay)
