@@ -118,8 +118,9 @@ def check_url(url: str) -> None:
     """Refuse a URL that libpq cannot parse, with a message that does not echo the password."""
     try:
         psycopg.conninfo.conninfo_to_dict(url)
-    except psycopg.ProgrammingError as exc:
-        raise DBOSDatabaseError(f"invalid database URL {_describe(url)}") from exc
+        url.encode("utf-8")
+    except (psycopg.ProgrammingError, UnicodeError):
+        raise DBOSDatabaseError(f"invalid database URL {_describe(url)!a}") from None
 
 
 def connect(url: str, *, autocommit: bool = True, **kwargs: Any) -> psycopg.Connection[Any]:

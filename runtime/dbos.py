@@ -160,14 +160,15 @@ class _Runtime:
         self.dispatcher.start()
         self.scheduler.start()
 
-    def stop(self, timeout_s: float, step_grace_s: float = 0.5) -> None:
+    def stop(self, timeout_s: float, step_grace_s: float = 0.5, *, exiting: bool = False) -> None:
         self.scheduler.stop()
         self.dispatcher.stop()
         self.engine.shutdown(timeout_s, step_grace_s)
         # After the workflows stopped, others may take them over at once. While one is still in
         # a step (it did not stop in time), it must not run in two places: the process is marked
         # stopped when that step ends (if the process lives on), else others wait for its lease.
-        live = self.engine.has_live_runs()
+        # At interpreter exit the step dies with the process, moments later: stopped now.
+        live = self.engine.has_live_runs() and not exiting
         self.executors.stop(release=not live)
         if live:
             url, process_id = self.sysdb.url, self.process_id
@@ -246,11 +247,15 @@ class DBOS:
         launch, or another live executor, recovers them); the steps in progress get
         ``step_grace_sec`` in all to end. While one is still in its step, this process is not
         marked stopped, so no other process runs that step at the same time."""
+        cls._stop(workflow_completion_timeout_sec, step_grace_sec, exiting=False)
+
+    @classmethod
+    def _stop(cls, timeout_s: float, step_grace_s: float, *, exiting: bool) -> None:
         # Stop first, then forget: workflows still finishing their step may call DBOS.* meanwhile.
         with cls._lock:
             runtime = cls._runtime
         if runtime is not None:
-            runtime.stop(workflow_completion_timeout_sec, step_grace_sec)
+            runtime.stop(timeout_s, step_grace_s, exiting=exiting)
         with cls._lock:
             if cls._runtime is runtime:
                 cls._runtime = None
@@ -723,7 +728,7 @@ def _register_exit_hook() -> None:
     global _exit_hook_registered
     if not _exit_hook_registered:
         _exit_hook_registered = True
-        atexit.register(DBOS.destroy)
+        atexit.register(DBOS._stop, 0, 0.5, exiting=True)
 
 
 def _unwrap_method(func: Any) -> tuple[Callable[..., Any], Any]:

@@ -51,7 +51,6 @@ from runtime.registry import WorkflowInfo, get_workflow, resolve_class
 from runtime.system_db import (
     ClaimedWorkflow,
     DequeuedWorkflow,
-    InsertResult,
     NewWorkflow,
     RecordedStep,
     RecordResult,
@@ -61,8 +60,6 @@ from runtime.system_db import (
 logger = logging.getLogger("dbos")
 
 DEFAULT_MAX_RECOVERY_ATTEMPTS = 100
-# The owner epoch of a freshly inserted workflow (the column's default); every claim adds one.
-FIRST_OWNER_EPOCH = 1
 GET_RESULT_STEP = "DBOS.getResult"
 # A workflow waiting on a local run looks at its own cancellation and deadline this often.
 WAIT_SLICE_S = 0.25
@@ -113,6 +110,7 @@ class Prepared:
     ctx: WorkflowContext | None = None
     future: Future[_Outcome] | None = None
     claim: bool = False
+    reclaim_own: bool = False
 
 
 @dataclass
@@ -203,8 +201,7 @@ class Engine:
         if prepared.ctx is not None and prepared.future is not None:
             self._launch(prepared.ctx, info, args, kwargs, prepared.future, background=background)
         elif prepared.claim:
-            runs = self.recover([prepared.workflow_id], background=background)
-            prepared.future = runs.get(prepared.workflow_id)
+            prepared.future = self.run_claim(prepared, background=background)
         return prepared.workflow_id, prepared.future
 
     def reserve_child(self, info: WorkflowInfo) -> tuple[int, RecordedStep | None] | None:
@@ -284,30 +281,43 @@ class Engine:
                 self._forget(wid, reservation)
             raise
 
-        # Ours to run: we created it, or (holding the reservation) our insert's reply was lost
-        # and the checkpoint retried it.
-        created = result.created or (
-            reservation is not None and is_own_lost_insert(result, self.process_id)
-        )
-        if created and enqueue is not None:
-            self.on_enqueued(enqueue.queue_name)
-            return Prepared(wid)
-        if created and reservation is not None:
+        if result.created:
+            if enqueue is not None:
+                self.on_enqueued(enqueue.queue_name)
+                return Prepared(wid)
             ctx = WorkflowContext(wid, info.name, result.owner_epoch, result.deadline_ms)
             return Prepared(wid, ctx=ctx, future=reservation)
-
-        if reservation is not None:
-            self._forget(wid, reservation)
         if result.name != info.name:
+            if reservation is not None:
+                self._forget(wid, reservation)
             raise DBOSConflictingWorkflowError(
                 wid, f"it belongs to workflow {result.name!r}, not {info.name!r}"
             )
         if local is not None:
             return Prepared(wid, future=local)
-        # PENDING and not running here: if no live process owns it (a parent's replay reached a
-        # child that a crash left behind, before recovery or takeover got to it), run it now, or
-        # the caller would wait for nobody. The claim itself decides, so a live owner keeps it.
-        return Prepared(wid, claim=result.status == "PENDING")
+        if result.status != "PENDING":
+            if reservation is not None:
+                self._forget(wid, reservation)
+            return Prepared(wid)  # finished, queued or cancelled: the record tells
+        # PENDING and not running here, so it must be claimed before it runs, like any recovered
+        # workflow (its recorded steps replayed, its epoch bumped). Holding the reservation, a row
+        # of this process is ours to claim: our own insert whose reply was lost (the checkpoint
+        # retried it), or a run of ours that ended without finishing (a KeyboardInterrupt, a
+        # cancelled task, a claim whose reply was lost). Any other is claimed only if no live
+        # process owns it (a parent's replay reaching a child a crash left behind).
+        own = reservation is not None and result.owner_process == self.process_id
+        return Prepared(wid, future=reservation, claim=True, reclaim_own=own)
+
+    def run_claim(self, prepared: Prepared, *, background: bool) -> Future[_Outcome] | None:
+        """Claim and run the recorded workflow a start found PENDING (``prepare_start``); the
+        local run, or None when it is not ours to run (the caller reads the record)."""
+        runs = self.recover(
+            [prepared.workflow_id],
+            reclaim_own=prepared.reclaim_own,
+            background=background,
+            reserved=prepared.future,
+        )
+        return runs.get(prepared.workflow_id)
 
     def recover(
         self,
@@ -315,6 +325,7 @@ class Engine:
         *,
         reclaim_own: bool = False,
         background: bool = True,
+        reserved: Future[_Outcome] | None = None,
     ) -> dict[str, Future[_Outcome]]:
         """The one path by which recorded PENDING workflows start running here: recovery at
         launch, takeover of dead processes' work, a parent's replay reaching its child, and this
@@ -323,11 +334,16 @@ class Engine:
         Each ID is first reserved in this process (one already running here is left to that run),
         then all are claimed in one statement that only takes workflows no live process owns, and
         their recorded steps are loaded in one query. Returns the runs of the given IDs in this
-        process: those started and those already under way."""
+        process: those started and those already under way. ``reserved`` is a reservation the
+        caller already holds for its one ID."""
         futures: dict[str, Future[_Outcome]] = {}
         runs: dict[str, Future[_Outcome]] = {}
+        if reserved is not None:
+            futures[workflow_ids[0]] = reserved
         with self._lock:
             for wid in dict.fromkeys(workflow_ids):
+                if wid in futures:
+                    continue
                 existing = self._running.get(wid)
                 if existing is not None:
                     runs[wid] = existing
@@ -1190,18 +1206,6 @@ def recorded_answer(
     if in_workflow and row[0] == "CANCELLED":
         return PENDING_OUTCOME
     return outcome_of(workflow_id, *row)
-
-
-def is_own_lost_insert(result: InsertResult, process_id: str) -> bool:
-    """Whether a workflow row found by a start is the one this very start inserted (its reply lost
-    and the insert retried). Only the insert leaves a PENDING row of this process at the first
-    owner epoch: any claim, a dispatcher of this process too, bumps the epoch, so a row a claim
-    has just taken is never mistaken for our own and run a second time."""
-    return (
-        result.status == "PENDING"
-        and result.owner_process == process_id
-        and result.owner_epoch == FIRST_OWNER_EPOCH
-    )
 
 
 def check_same_operation(

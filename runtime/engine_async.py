@@ -106,8 +106,7 @@ async def _run_prepared(
             )
         return prepared.future
     if prepared.claim:
-        runs = await asyncio.to_thread(engine.recover, [prepared.workflow_id])
-        return runs.get(prepared.workflow_id)
+        return await asyncio.to_thread(engine.run_claim, prepared, background=True)
     return prepared.future
 
 

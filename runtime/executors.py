@@ -20,6 +20,9 @@ import os
 import socket
 import threading
 from pathlib import Path
+from typing import Any
+
+import psycopg
 
 from runtime.engine import Engine
 from runtime.errors import DBOSException
@@ -93,7 +96,12 @@ class ExecutorRegistry:
         self.process_id = process_id
         self._stop = threading.Event()
         self._wake = threading.Event()
+        # Liveness and takeover on threads of their own: a takeover may wait (for a pooled
+        # connection, for the database), and this process's heartbeat must never wait behind it,
+        # or its own lease would run out while it lives. The heartbeat has its own connection.
+        self._beat_thread = threading.Thread(target=self._beat, name="dbos-heartbeat", daemon=True)
         self._thread = threading.Thread(target=self._run, name="dbos-executor", daemon=True)
+        self._conn: psycopg.Connection[Any] | None = None
         self._warned: set[str] = set()
         self.hostname = socket.gethostname()
         self.identity: str | None = None
@@ -116,6 +124,7 @@ class ExecutorRegistry:
 
     def start(self) -> None:
         """Start heartbeating and watching for dead executors."""
+        self._beat_thread.start()
         self._thread.start()
 
     def stop(self, *, release: bool = True) -> None:
@@ -124,12 +133,14 @@ class ExecutorRegistry:
         step), the others wait for the lease to run out."""
         self._stop.set()
         self._wake.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
+        for thread in (self._beat_thread, self._thread):
+            if thread.is_alive():
+                thread.join(timeout=5)
+        self._close_connection()
         if not release:
             logger.warning(
                 "workflows of this process are still in a step; other executors take them over "
-                "when its lease (%.0f s) runs out",
+                "when those steps end (if this process lives on) or its lease (%.0f s) runs out",
                 self.lease_ms / 1000,
             )
             return
@@ -142,27 +153,47 @@ class ExecutorRegistry:
         """Another executor stopped: look for workflows to take over now."""
         self._wake.set()
 
+    def _beat(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self._heartbeat()
+            except DBOSException as exc:
+                logger.warning("executor heartbeat failed (will retry): %s", exc)
+                self._close_connection()
+            except Exception:
+                logger.exception("executor heartbeat failed (will retry)")
+                self._close_connection()
+
     def _run(self) -> None:
         passes = 0
         while not self._stop.is_set():
             passes += 1
             try:
-                self._heartbeat()
                 self.take_over()
                 if passes % SELF_HEAL_EVERY == 0:
                     self.reclaim_own()
             except DBOSException as exc:
-                logger.warning("executor heartbeat or takeover failed (will retry): %s", exc)
+                logger.warning("executor takeover failed (will retry): %s", exc)
             except Exception:
-                logger.exception("executor heartbeat or takeover failed (will retry)")
+                logger.exception("executor takeover failed (will retry)")
             self._wake.wait(self.interval_s)
             self._wake.clear()
 
+    def _close_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # closing a broken connection: nothing left to do
+                logger.debug("closing the heartbeat connection failed", exc_info=True)
+
     def _heartbeat(self) -> None:
-        peers = self.sysdb.heartbeat(self.process_id)
+        if self._conn is None or self._conn.closed:
+            self._conn = self.sysdb.dedicated_connection()
+        peers = self.sysdb.heartbeat(self.process_id, self._conn)
         gone = [p for p in peers if gone_on_this_host(p, self.hostname, self.identity)]
         if gone:
-            self.sysdb.mark_executors_gone([p.process_id for p in gone])
+            self.sysdb.mark_executors_gone([p.process_id for p in gone], self._conn)
             for peer in gone:
                 logger.info(
                     "executor process %s (pid %d on this host) is gone; its workflows are free",

@@ -118,9 +118,17 @@ ORDER BY function_id
 # reaching its child, a lost reply's orphan): bump the epoch (fencing out any previous runner) and
 # count the attempt; past the workflow's limit it goes to MAX_RECOVERY_ATTEMPTS_EXCEEDED instead,
 # owned by no one. Only rows no live process owns are claimed (``OWNER_ABSENT``), except this
-# process's own orphans when ``reclaim_from`` names it. No sub-select chooses the rows, so no plan
-# can claim more than the IDs given.
+# process's own orphans when ``reclaim_from`` names it. A row another transaction holds (a takeover
+# under way, a step's fencing-token check in flight) is skipped, never waited for: a claim must not
+# stall the process that makes it. Of the IDs given, nothing else can be claimed.
 CLAIM_PENDING = f"""
+WITH claimable AS MATERIALIZED (
+    SELECT w.workflow_uuid FROM dbos.workflow_status w
+    WHERE w.workflow_uuid = ANY(%(workflow_ids)s) AND w.status = 'PENDING'
+      AND w.application_version = %(application_version)s
+      AND (w.owner_process = %(reclaim_from)s OR {OWNER_ABSENT})
+    FOR UPDATE OF w SKIP LOCKED
+)
 UPDATE dbos.workflow_status w
 SET owner_epoch = w.owner_epoch + 1,
     recovery_attempts = w.recovery_attempts + 1,
@@ -131,9 +139,8 @@ SET owner_epoch = w.owner_epoch + 1,
     updated_at = {NOW_MS},
     status = CASE WHEN w.recovery_attempts + 1 > coalesce(w.max_recovery_attempts, %(default_max)s)
                   THEN 'MAX_RECOVERY_ATTEMPTS_EXCEEDED' ELSE 'PENDING' END
-WHERE w.workflow_uuid = ANY(%(workflow_ids)s) AND w.status = 'PENDING'
-  AND w.application_version = %(application_version)s
-  AND (w.owner_process = %(reclaim_from)s OR {OWNER_ABSENT})
+FROM claimable
+WHERE w.workflow_uuid = claimable.workflow_uuid
 RETURNING w.workflow_uuid, w.status, w.owner_epoch, w.name, w.class_name, w.inputs,
           w.workflow_deadline_epoch_ms, w.recovery_attempts, w.application_version, w.queue_name
 """
@@ -156,12 +163,17 @@ SELECT pg_notify('dbos_queue_channel', queue_name) FROM released WHERE queue_nam
 # Rows a process holds without running them: cancelled or resumed workflows whose runner died
 # before releasing them (any dead owner), or whose release this process failed to write (its own).
 RELEASE_ABANDONED = f"""
-WITH released AS (
-    UPDATE dbos.workflow_status w
-    SET owner_process = NULL, updated_at = {NOW_MS}
+WITH abandoned AS MATERIALIZED (
+    SELECT w.workflow_uuid FROM dbos.workflow_status w
     WHERE w.owner_process IS NOT NULL AND w.status IN ('CANCELLED', 'ENQUEUED')
       AND ((w.owner_process = %(process_id)s AND NOT w.workflow_uuid = ANY(%(running)s))
            OR NOT EXISTS ({_ALIVE_PROCESS}))
+    FOR UPDATE OF w SKIP LOCKED
+), released AS (
+    UPDATE dbos.workflow_status w
+    SET owner_process = NULL, updated_at = {NOW_MS}
+    FROM abandoned
+    WHERE w.workflow_uuid = abandoned.workflow_uuid
     RETURNING w.queue_name
 )
 SELECT pg_notify('dbos_queue_channel', q.queue_name)
@@ -191,13 +203,20 @@ RETURNING 1
 """
 
 # Workflows past their deadline are cancelled by whichever executor notices first, so a timeout
-# holds even when the process running the workflow is stuck or gone.
+# holds even when the process running the workflow is stuck or gone. A row held by another
+# transaction is left for the next sweep rather than waited for.
 CANCEL_EXPIRED = f"""
-UPDATE dbos.workflow_status
+WITH expired AS MATERIALIZED (
+    SELECT w.workflow_uuid FROM dbos.workflow_status w
+    WHERE w.status IN ('PENDING', 'ENQUEUED')
+      AND w.workflow_deadline_epoch_ms IS NOT NULL AND w.workflow_deadline_epoch_ms < {NOW_MS}
+    FOR UPDATE OF w SKIP LOCKED
+)
+UPDATE dbos.workflow_status w
 SET status = 'CANCELLED', updated_at = {NOW_MS}, deduplication_id = NULL
-WHERE status IN ('PENDING', 'ENQUEUED')
-  AND workflow_deadline_epoch_ms IS NOT NULL AND workflow_deadline_epoch_ms < {NOW_MS}
-RETURNING workflow_uuid
+FROM expired
+WHERE w.workflow_uuid = expired.workflow_uuid
+RETURNING w.workflow_uuid
 """
 
 # -- reading ---------------------------------------------------------------------------------------

@@ -337,6 +337,11 @@ def _encode_root(value: Any, what: str, root: str, active: set[int]) -> Any:
         ) from None
 
 
+# Postgres keeps at most 1 GB in one value (and in one protocol message); past that the server
+# drops the connection, which would look like an outage and be retried forever. Refused here.
+MAX_STORED_BYTES: Final = 1_000_000_000
+
+
 def _dumps(encoded: Any, what: str) -> str:
     """Text of an already-encoded (JSON-native) structure."""
     try:
@@ -348,6 +353,14 @@ def _dumps(encoded: Any, what: str) -> str:
             text.encode("utf-8")
         except UnicodeEncodeError:  # a lone surrogate: escape it instead
             text = _ASCII_ENCODER.encode(encoded)
+    # A character is at most 4 bytes of UTF-8: only a long text needs its bytes counted.
+    if len(text) > MAX_STORED_BYTES // 4:
+        size = len(text) if text.isascii() else len(text.encode("utf-8"))
+        if size > MAX_STORED_BYTES:
+            raise DBOSSerializationError(
+                f"cannot store {what}: its JSON is {size:,} bytes, more than Postgres keeps in one "
+                f"value ({MAX_STORED_BYTES:,})"
+            )
     return text
 
 

@@ -625,16 +625,23 @@ class SystemDatabase:
                 },
             )
 
-    def heartbeat(self, process_id: str) -> list[PeerProcess]:
-        """Refresh this process's heartbeat; returns the other live processes that share its host
-        or its executor ID."""
-        rows = self._all(queries.HEARTBEAT, {"process_id": process_id})
+    def dedicated_connection(self) -> psycopg.Connection[Any]:
+        """A connection of its own, outside the pool: for the heartbeat, which must not wait
+        behind workflows that hold every pooled connection (its lease would run out)."""
+        return db.connect(self.url)
+
+    def heartbeat(self, process_id: str, conn: psycopg.Connection[Any]) -> list[PeerProcess]:
+        """Refresh this process's heartbeat over ``conn`` (see ``dedicated_connection``); returns
+        the other live processes that share its host or its executor ID."""
+        with db.translated(self.url):
+            rows = conn.execute(queries.HEARTBEAT, {"process_id": process_id}).fetchall()
         return [PeerProcess(r[0], r[1], r[2], int(r[3]), r[4]) for r in rows]
 
-    def mark_executors_gone(self, process_ids: list[str]) -> None:
+    def mark_executors_gone(self, process_ids: list[str], conn: psycopg.Connection[Any]) -> None:
         """Mark processes found dead (not running any more) stopped, and tell the executors."""
         if process_ids:
-            self._all(queries.MARK_EXECUTORS_GONE, {"process_ids": process_ids})
+            with db.translated(self.url):
+                conn.execute(queries.MARK_EXECUTORS_GONE, {"process_ids": process_ids}).fetchall()
 
     def stop_executor(self, process_id: str) -> None:
         """Mark this process stopped (its workflows are free to take over at once) and tell the

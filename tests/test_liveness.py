@@ -141,7 +141,7 @@ def test_old_rows_are_pruned_unless_they_own_work(
 
 def test_rolling_restart_never_runs_a_step_in_two_processes(fleet: Fleet) -> None:
     fleet.start("old", vmid="web", lease=60)
-    ids = _enqueue_slow(fleet, 2, 4, 0.8)
+    ids = _enqueue_slow(fleet, 2, 8, 0.8)  # 6.4 s each: the old process stops half-way
     fleet.wait_until(lambda: set(fleet.statuses(ids).values()) == {"PENDING"}, 20, "both running")
     fleet.start("new", vmid="web", lease=60)  # same executor ID, while the old one runs
     time.sleep(2.0)
@@ -154,7 +154,7 @@ def test_rolling_restart_never_runs_a_step_in_two_processes(fleet: Fleet) -> Non
     fleet.wait_until(lambda: set(fleet.statuses(ids).values()) == {"SUCCESS"}, 30, "taken over")
     rows = _step_rows(fleet)
     steps = [(wid, step) for wid, step, *_ in rows]
-    assert sorted(steps) == sorted({(w, s) for w in ids for s in range(1, 5)})  # each once
+    assert sorted(steps) == sorted({(w, s) for w in ids for s in range(1, 9)})  # each once
     new_pid = fleet.procs["new"].pid
     assert any(pid == new_pid for _, _, pid, _, _ in rows)  # the new process finished them
     assert all(start <= stopped_at for _, _, pid, start, _ in rows if pid == old_pid)
@@ -162,3 +162,84 @@ def test_rolling_restart_never_runs_a_step_in_two_processes(fleet: Fleet) -> Non
         old_end = max((end for w, _, p, _, end in rows if w == wid and p == old_pid), default=0)
         new_start = min((s for w, _, p, s, _ in rows if w == wid and p == new_pid), default=None)
         assert new_start is None or new_start >= old_end
+
+
+def test_a_frozen_guarded_write_stalls_neither_claims_nor_the_heartbeat(
+    launch_dbos: Callable[..., None], db_url: str
+) -> None:
+    @DBOS.workflow()
+    def held() -> str:
+        return "taken over"
+
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO dbos.workflow_status (workflow_uuid, status, name, inputs, executor_id, "
+            "application_version, owner_process) VALUES ('held', 'PENDING', %s, "
+            """'{"args":[],"kwargs":{}}', 'local', 'test-version', 'dead-process')""",
+            (held.__qualname__,),
+        )
+    # A process froze inside a step's fencing-token transaction: its share lock stays on the row.
+    frozen = psycopg.connect(db_url)
+    frozen.execute("SELECT 1 FROM dbos.workflow_status WHERE workflow_uuid = 'held' FOR SHARE")
+    try:
+        started = time.monotonic()
+        launch_dbos(executor_lease_seconds=1)  # recovery at launch skips the locked row
+        assert time.monotonic() - started < 5
+        time.sleep(3)  # three leases: the takeover loop keeps meeting the lock
+        with psycopg.connect(db_url) as conn:
+            alive = conn.execute(
+                "SELECT count(*) FROM dbos.executors WHERE stopped_at IS NULL "
+                "AND last_heartbeat_at > (extract(epoch FROM clock_timestamp()) * 1000) - 1000"
+            ).fetchone()
+            owner = conn.execute(
+                "SELECT owner_process FROM dbos.workflow_status WHERE workflow_uuid = 'held'"
+            ).fetchone()
+        assert alive == (1,), "this process's heartbeat stalled behind the lock"
+        assert owner == ("dead-process",)
+    finally:
+        frozen.rollback()
+        frozen.close()
+    assert DBOS.retrieve_workflow("held").get_result() == "taken over"
+
+
+def test_workflows_holding_every_pooled_connection_do_not_stop_the_heartbeat(
+    launch_dbos: Callable[..., None], db_url: str
+) -> None:
+    launch_dbos(max_executor_threads=4, executor_lease_seconds=1)  # a pool of 4 connections
+    pool = DBOS._rt().sysdb.pool
+    # What long transactions (or lock waits) of the app's workflows do to the shared pool.
+    held = [pool.getconn() for _ in range(pool.max_size)]
+    try:
+        time.sleep(2.5)  # more than two leases with no pooled connection free
+        with psycopg.connect(db_url) as conn:
+            alive = conn.execute(
+                "SELECT count(*) FROM dbos.executors WHERE stopped_at IS NULL "
+                "AND last_heartbeat_at > (extract(epoch FROM clock_timestamp()) * 1000) - 1000"
+            ).fetchone()
+    finally:
+        for conn in held:
+            pool.putconn(conn)
+    assert alive == (1,), "this process's heartbeat waited for a pooled connection"
+
+
+def test_a_script_that_exits_during_a_step_is_stopped_at_once(db_url: str) -> None:
+    env = clean_env(DBOS_DATABASE_URL=db_url, DBOS__VMID="local", DBOS_EXECUTOR_LEASE_SECONDS="60")
+    env["PYTHONPATH"] = str(ROOT)
+    run = subprocess.run(
+        [sys.executable, "-m", "tests.apps.script_app", "exit-in-step"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    assert [e["state"] for e in _executors(db_url)] == ["STOPPED"]
+
+
+def test_a_database_url_that_is_not_text_is_one_line_of_error(db_url: str) -> None:
+    bad = db_url + "\udc80"  # a byte that is not UTF-8, as a shell would pass it
+    result = dbos("workflow", "list", "--db-url", bad)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr

@@ -512,3 +512,55 @@ def test_text_beyond_ascii_is_stored_as_it_is(launch_dbos: Launch) -> None:
     wid = str(uuid.uuid4())
     with SetWorkflowID(wid):
         assert wf("é✓") == "é✓"
+
+
+# -- found by an adversarial review: the same kinds, other cases ----------------------------------
+
+
+def test_a_run_cut_off_in_this_process_is_claimed_again_not_rerun(
+    launch_dbos: Launch, ledger: str
+) -> None:
+    cut = threading.Event()
+
+    @DBOS.step()
+    def work(i: int) -> float:
+        _note(ledger, int(time.time() * 1000))
+        if i == 2 and not cut.is_set():
+            cut.set()
+            raise KeyboardInterrupt  # Ctrl-C in a REPL; a cancelled task is the same for us
+        return time.time()
+
+    @DBOS.workflow()
+    def wf() -> list[float]:
+        return [work(i) for i in range(4)]
+
+    launch_dbos()
+    with pytest.raises(KeyboardInterrupt), SetWorkflowID("cut-off"):
+        wf()
+    with SetWorkflowID("cut-off"):  # the same call again, as a retried request would
+        result = wf()
+    assert result == [s.output for s in DBOS.list_workflow_steps("cut-off")]
+    assert _executions(ledger, "cut-off") == Counter({1: 1, 2: 1, 3: 2, 4: 1})
+
+
+def test_a_value_too_large_to_store_fails_the_workflow_instead_of_retrying(
+    launch_dbos: Launch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runtime import serialization
+
+    monkeypatch.setattr(serialization, "MAX_STORED_BYTES", 1000)  # the real limit is 1 GB
+
+    @DBOS.step()
+    def big() -> str:
+        return "x" * 2000
+
+    @DBOS.workflow()
+    def wf() -> str:
+        return big()
+
+    launch_dbos()
+    with SetWorkflowID("too-big"):
+        handle = DBOS.start_workflow(wf)
+    with pytest.raises(DBOSException, match="result of step .*big.* more than Postgres keeps"):
+        handle.get_result()
+    assert handle.get_status().status == "ERROR"

@@ -28,9 +28,7 @@ rate-limited queue), ``failing`` (ends ERROR by design), and messaging pairs and
 
 ``CHAOS_BREAK`` (test code only) builds a deliberately broken runtime the harness must catch:
 ``replay`` ignores recorded outcomes; ``dequeue`` brings back the queue claim of #15 item 1 (rows
-chosen by ``IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)``, which a nested loop re-runs); and
-``claim`` the claim race of item 3 (a parent's replay taking a child that a dispatcher has just
-claimed for its own lost insert, and running it again from its first step).
+chosen by ``IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)``, which a nested loop re-runs).
 """
 
 from __future__ import annotations
@@ -245,13 +243,3 @@ RETURNING w.workflow_uuid, w.status, w.owner_epoch, w.name, w.class_name, w.inpu
           EXISTS (SELECT 1 FROM dbos.operation_outputs o WHERE o.workflow_uuid = w.workflow_uuid),
           w.priority, w.created_at
 """  # noqa: S608 (test code: the statement this project used before #15)
-
-if os.environ.get("CHAOS_BREAK") == "claim":
-    from runtime import engine as engine_module
-
-    def _any_own_row(result: Any, process_id: str) -> bool:
-        # The test for "our own insert, whose reply was lost" without the owner epoch: any PENDING
-        # row this process owns passes, so a row its dispatcher has just claimed does too.
-        return bool(result.status == "PENDING" and result.owner_process == process_id)
-
-    engine_module.is_own_lost_insert = _any_own_row

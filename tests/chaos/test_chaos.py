@@ -1,8 +1,8 @@
 """A short chaos run inside `make test` (the long ones are `make chaos` and `make chaos-ops`), and
 proof that the harness catches real bugs: a build whose replay ignores recorded outcomes, and a
 build with the queue claim of #15 (which a nested-loop plan lets claim more than its limit), both
-fail it. (`CHAOS_BREAK=claim`, the claim race of #15 item 3, is timing-dependent: it is shown by
-the long runs, and deterministically by tests/test_operators.py.)"""
+fail it. (The claim race of #15 item 3 depends on thread timing; tests/test_operators.py and
+tests/test_operator_model.py catch it.)"""
 
 from __future__ import annotations
 
