@@ -84,6 +84,7 @@ class _Runtime:
         # A transaction left idle this long belongs to a frozen process whose workflows others
         # are taking over: the server ends it and frees its locks.
         idle_s = max(5.0, 2.0 * settings.executor_lease_seconds)
+        self.idle_timeout_ms = int(idle_s * 1000)
         self.sysdb = SystemDatabase(
             sys_url, pool_size=pool_size, idle_in_transaction_timeout_s=idle_s
         )
@@ -452,7 +453,9 @@ class DBOS:
         a step's side effect refuse a runner that lost the workflow to a takeover (see
         ``runtime.fencing``)."""
         ctx = context.current_workflow.get()
-        return FencingToken(ctx.workflow_id, ctx.owner_epoch) if ctx else None
+        if ctx is None:
+            return None
+        return FencingToken(ctx.workflow_id, ctx.owner_epoch, cls._rt().idle_timeout_ms)
 
     @classproperty
     def sql_session(cls) -> psycopg.Connection[Any]:

@@ -14,8 +14,11 @@ epoch only grows for a workflow, so:
 
 - when the side effect is a write to the Postgres database that holds the system tables, call
   ``token.check(conn)`` inside the same transaction as the write: it share-locks the workflow's
-  row (a takeover, which updates that row, waits for the commit) and raises
-  ``DBOSWorkflowFencedError`` if the epoch has moved on, so the write rolls back;
+  row (a takeover, which updates that row, skips it until the commit) and raises
+  ``DBOSWorkflowFencedError`` if the epoch has moved on, so the write rolls back. Unless the
+  connection already limits it, the transaction is also given the runtime's
+  ``idle_in_transaction_session_timeout``, so a process that freezes inside it cannot keep its
+  workflow from being taken over forever;
 - for any other system, send ``token.owner_epoch`` along with the write and have the target
   refuse a value lower than the highest it has seen for that workflow.
 """
@@ -39,24 +42,38 @@ FOR SHARE
 """
 
 
+# For this transaction only, and only when the session has no limit of its own.
+_LIMIT_IDLE = """
+SELECT CASE WHEN current_setting('idle_in_transaction_session_timeout') = '0'
+            THEN set_config('idle_in_transaction_session_timeout', %s, true) END
+"""
+
+
 @dataclass(frozen=True)
 class FencingToken:
-    """The running workflow's ID and the owner epoch this runner claimed it with."""
+    """The running workflow's ID and the owner epoch this runner claimed it with.
+    ``idle_timeout_ms`` (set by the runtime: twice the executor lease, at least 5 s) bounds how
+    long a guarded transaction left idle keeps its lock."""
 
     workflow_id: str
     owner_epoch: int
+    idle_timeout_ms: int | None = None
 
     def check(self, conn: Any) -> None:
         """Raise ``DBOSWorkflowFencedError`` unless this runner still owns the workflow, and keep
         it owned until ``conn``'s transaction ends. ``conn`` is a psycopg connection (sync) to
         the database that holds the system tables, inside the transaction of the guarded write."""
         _require_transaction(conn)
+        if self.idle_timeout_ms:
+            conn.execute(_LIMIT_IDLE, (f"{self.idle_timeout_ms}ms",))
         if conn.execute(_CHECK_OWNER, (self.workflow_id, self.owner_epoch)).fetchone() is None:
             raise DBOSWorkflowFencedError(self.workflow_id)
 
     async def check_async(self, conn: Any) -> None:
         """``check`` for a psycopg ``AsyncConnection``."""
         _require_transaction(conn)
+        if self.idle_timeout_ms:
+            await conn.execute(_LIMIT_IDLE, (f"{self.idle_timeout_ms}ms",))
         cur = await conn.execute(_CHECK_OWNER, (self.workflow_id, self.owner_epoch))
         if await cur.fetchone() is None:
             raise DBOSWorkflowFencedError(self.workflow_id)

@@ -211,3 +211,32 @@ def test_async_check_guards_an_async_write(launch_dbos: Launch, db_url: str) -> 
     assert refused.wait(10)
     time.sleep(0.3)  # let the stale runner stop (it records nothing)
     assert [w for w, _ in _ledger(db_url)] == ["fenced-async-ok"]
+
+
+def test_a_guarded_transaction_left_idle_gives_up_its_lock(db_url: str) -> None:
+    # A process frozen inside a guarded transaction must not keep its workflow from every
+    # takeover forever: the token bounds how long the transaction may sit idle.
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO dbos.workflow_status (workflow_uuid, status, name, inputs) "
+            "VALUES ('frozen', 'PENDING', 'wf', '{}')"
+        )
+    token = FencingToken("frozen", 1, idle_timeout_ms=300)
+    frozen = psycopg.connect(db_url)
+    frozen.execute("BEGIN")
+    token.check(frozen)
+    time.sleep(1.0)  # idle inside the transaction, as a paused process would be
+    with psycopg.connect(db_url, autocommit=True) as other:
+        other.execute("SET lock_timeout = '200ms'")
+        _take_over_on(other, "frozen")  # the lock is gone: no LockNotAvailable
+    with pytest.raises(psycopg.Error):
+        frozen.execute("SELECT 1")  # the server ended the idle transaction
+    frozen.close()
+
+    # A connection that sets its own limit keeps it.
+    with psycopg.connect(db_url) as conn:
+        conn.execute("SET idle_in_transaction_session_timeout = '10s'")
+        with conn.transaction():
+            FencingToken("frozen", 2, idle_timeout_ms=300).check(conn)
+            shown = conn.execute("SHOW idle_in_transaction_session_timeout").fetchone()
+    assert shown == ("10s",)
