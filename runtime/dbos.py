@@ -41,7 +41,7 @@ from runtime.recovery import Maintenance
 from runtime.registry import WorkflowInfo
 from runtime.scheduler import Schedule, Scheduler
 from runtime.status import StepInfo, WorkflowStatus
-from runtime.system_db import SystemDatabase, status_from_row, stop_executor_once
+from runtime.system_db import SystemDatabase, status_from_row
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -161,19 +161,18 @@ class _Runtime:
         self.dispatcher.start()
         self.scheduler.start()
 
-    def stop(self, timeout_s: float, step_grace_s: float = 0.5, *, exiting: bool = False) -> None:
+    def stop(self, timeout_s: float, step_grace_s: float = 0.5) -> None:
         self.scheduler.stop()
         self.dispatcher.stop()
         self.engine.shutdown(timeout_s, step_grace_s)
         # After the workflows stopped, others may take them over at once. While one is still in
-        # a step (it did not stop in time), it must not run in two places: the process is marked
-        # stopped when that step ends (if the process lives on), else others wait for its lease.
-        # At interpreter exit the step dies with the process, moments later: stopped now.
-        live = self.engine.has_live_runs() and not exiting
+        # a step (it did not stop in time), it must not run in two places: this process keeps
+        # heartbeating, and is marked stopped when that step ends; if the process exits first
+        # (its step dies with it), a process on this host sees it gone, else its lease runs out.
+        live = self.engine.has_live_runs()
         self.executors.stop(release=not live)
         if live:
-            url, process_id = self.sysdb.url, self.process_id
-            self.engine.when_idle(lambda: stop_executor_once(url, process_id))
+            self.engine.when_idle(self.executors.finish)
         self.maintenance.stop()
         self.listener.stop()
         if self.app_pool is not self.sysdb.pool:
@@ -248,15 +247,11 @@ class DBOS:
         launch, or another live executor, recovers them); the steps in progress get
         ``step_grace_sec`` in all to end. While one is still in its step, this process is not
         marked stopped, so no other process runs that step at the same time."""
-        cls._stop(workflow_completion_timeout_sec, step_grace_sec, exiting=False)
-
-    @classmethod
-    def _stop(cls, timeout_s: float, step_grace_s: float, *, exiting: bool) -> None:
         # Stop first, then forget: workflows still finishing their step may call DBOS.* meanwhile.
         with cls._lock:
             runtime = cls._runtime
         if runtime is not None:
-            runtime.stop(timeout_s, step_grace_s, exiting=exiting)
+            runtime.stop(workflow_completion_timeout_sec, step_grace_sec)
         with cls._lock:
             if cls._runtime is runtime:
                 cls._runtime = None
@@ -731,7 +726,7 @@ def _register_exit_hook() -> None:
     global _exit_hook_registered
     if not _exit_hook_registered:
         _exit_hook_registered = True
-        atexit.register(DBOS._stop, 0, 0.5, exiting=True)
+        atexit.register(DBOS.destroy)
 
 
 def _unwrap_method(func: Any) -> tuple[Callable[..., Any], Any]:

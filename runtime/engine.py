@@ -198,11 +198,26 @@ class Engine:
         enqueue: EnqueueRequest | None = None,
     ) -> tuple[str, Future[_Outcome] | None]:
         prepared = self.prepare_start(info, args, kwargs, enqueue)
+        return prepared.workflow_id, self.run_prepared(
+            prepared, info, args, kwargs, background=background
+        )
+
+    def run_prepared(
+        self,
+        prepared: Prepared,
+        info: WorkflowInfo,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        background: bool,
+    ) -> Future[_Outcome] | None:
+        """Do what ``prepare_start`` decided: run the new workflow, claim and run the one it found
+        PENDING, or nothing. Returns the local run to wait on, if any."""
         if prepared.ctx is not None and prepared.future is not None:
             self._launch(prepared.ctx, info, args, kwargs, prepared.future, background=background)
         elif prepared.claim:
             prepared.future = self.run_claim(prepared, background=background)
-        return prepared.workflow_id, prepared.future
+        return prepared.future
 
     def reserve_child(self, info: WorkflowInfo) -> tuple[int, RecordedStep | None] | None:
         """In a workflow, the parent's step number for starting ``info`` (allocated in call order,

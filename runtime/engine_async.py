@@ -13,6 +13,7 @@ workflows each run on a loop of their own.)
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -118,7 +119,28 @@ async def _prepare(
     enqueue: EnqueueRequest | None,
 ) -> Prepared:
     reserved = engine.reserve_child(info)  # on the loop: numbered in call order
-    return await asyncio.to_thread(engine.prepare_start, info, args, kwargs, enqueue, reserved)
+    prepare = asyncio.ensure_future(
+        asyncio.to_thread(engine.prepare_start, info, args, kwargs, enqueue, reserved)
+    )
+    try:
+        return await asyncio.shield(prepare)
+    except asyncio.CancelledError:
+        # The caller gave up (its task was cancelled), but the start may be recorded, and this
+        # process holds its reservation: do what was prepared in the background, as an
+        # uncancelled start would have, or the ID would stay reserved here and never run.
+        def carry_on(done: asyncio.Future[Prepared]) -> None:
+            if done.cancelled() or done.exception() is not None:
+                return
+            threading.Thread(
+                target=engine.run_prepared,
+                args=(done.result(), info, args, kwargs),
+                kwargs={"background": True},
+                name="dbos-abandoned-start",
+                daemon=True,
+            ).start()
+
+        prepare.add_done_callback(carry_on)
+        raise
 
 
 async def call_workflow_async(

@@ -19,57 +19,20 @@ import logging
 import os
 import socket
 import threading
-from pathlib import Path
 from typing import Any
 
 import psycopg
 
 from runtime.engine import Engine
 from runtime.errors import DBOSException
-from runtime.system_db import PeerProcess, SystemDatabase
+from runtime.liveness import gone_on_this_host, process_identity
+from runtime.system_db import SystemDatabase
 
 logger = logging.getLogger("dbos")
 
 EXECUTOR_CHANNEL = "dbos_executor_channel"
 # Every this many heartbeats, look for our own orphaned workflows (rare: only lost replies).
 SELF_HEAL_EVERY = 8
-
-
-def process_identity(pid: int | None = None) -> str | None:
-    """``boot-id/pid-namespace/pid/start-ticks`` of a process (this one by default) on Linux, so
-    that another process on the same host can tell whether it still runs; None elsewhere or when
-    the process does not exist."""
-    pid = os.getpid() if pid is None else pid
-    try:
-        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-        namespace = os.stat(f"/proc/{pid}/ns/pid").st_ino
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name (field 2) may hold spaces and parentheses: fields resume after the last ")".
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return f"{boot}/{namespace}/{pid}/{fields[19]}"  # field 22 of stat: start time in ticks
-
-
-def gone_on_this_host(peer: PeerProcess, hostname: str, own_identity: str | None) -> bool:
-    """Whether a process recorded on this host is certainly not running any more."""
-    if peer.hostname != hostname:
-        return False
-    if own_identity is not None and peer.process_identity is not None:
-        boot, namespace = own_identity.split("/")[:2]
-        peer_boot, peer_namespace = peer.process_identity.split("/")[:2]
-        if (boot, namespace) != (peer_boot, peer_namespace):
-            return False  # another boot's or container's pids: nothing to compare with
-        return process_identity(peer.pid) != peer.process_identity
-    if peer.pid == os.getpid():
-        return True  # our pid, but not our row: that process is gone
-    try:
-        os.kill(peer.pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:
-        return False
-    return False
 
 
 class ExecutorRegistry:
@@ -94,7 +57,8 @@ class ExecutorRegistry:
         self.interval_s = max(0.25, lease_s / 4)
         self.max_threads = max_threads
         self.process_id = process_id
-        self._stop = threading.Event()
+        self._stop = threading.Event()  # the takeover loop
+        self._beat_stop = threading.Event()  # the heartbeat (it may outlive the takeover loop)
         self._wake = threading.Event()
         # Liveness and takeover on threads of their own: a takeover may wait (for a pooled
         # connection, for the database), and this process's heartbeat must never wait behind it,
@@ -103,6 +67,7 @@ class ExecutorRegistry:
         self._thread = threading.Thread(target=self._run, name="dbos-executor", daemon=True)
         self._conn: psycopg.Connection[Any] | None = None
         self._warned: set[str] = set()
+        self._warned_stopped = False
         self.hostname = socket.gethostname()
         self.identity: str | None = None
 
@@ -128,33 +93,42 @@ class ExecutorRegistry:
         self._thread.start()
 
     def stop(self, *, release: bool = True) -> None:
-        """Stop heartbeating, then (``release``) mark this process stopped so others take over its
-        workflows at once. Without ``release`` (a workflow of this process may still be in a
-        step), the others wait for the lease to run out."""
+        """Stop taking over work. With ``release``, also stop heartbeating and mark this process
+        stopped, so others take over its workflows at once. Without it (a workflow of this
+        process is still inside a step), keep heartbeating until ``finish`` (when that step has
+        ended): until then this process is alive and no one else may run its workflows."""
         self._stop.set()
         self._wake.set()
-        for thread in (self._beat_thread, self._thread):
-            if thread.is_alive():
-                thread.join(timeout=5)
-        self._close_connection()
-        if not release:
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+        if release:
+            self.finish()
+        else:
             logger.warning(
-                "workflows of this process are still in a step; other executors take them over "
-                "when those steps end (if this process lives on) or its lease (%.0f s) runs out",
-                self.lease_ms / 1000,
+                "workflows of this process are still in a step; they are handed over when those "
+                "steps end, or when this process is gone"
             )
-            return
+
+    def finish(self) -> None:
+        """Stop heartbeating and mark this process stopped (others take over its workflows)."""
+        self._beat_stop.set()
+        if self._beat_thread.is_alive() and self._beat_thread is not threading.current_thread():
+            self._beat_thread.join(timeout=5)
         try:
-            self.sysdb.stop_executor(self.process_id)
+            if self._conn is None or self._conn.closed:
+                self._conn = self.sysdb.dedicated_connection()
+            self.sysdb.stop_executor(self.process_id, self._conn)
         except DBOSException as exc:
             logger.warning("could not mark this executor stopped: %s", exc)
+        finally:
+            self._close_connection()
 
     def wake(self, _payload: str = "") -> None:
         """Another executor stopped: look for workflows to take over now."""
         self._wake.set()
 
     def _beat(self) -> None:
-        while not self._stop.wait(self.interval_s):
+        while not self._beat_stop.wait(self.interval_s):
             try:
                 self._heartbeat()
             except DBOSException as exc:
@@ -191,6 +165,14 @@ class ExecutorRegistry:
         if self._conn is None or self._conn.closed:
             self._conn = self.sysdb.dedicated_connection()
         peers = self.sysdb.heartbeat(self.process_id, self._conn)
+        if peers is None:
+            if not self._warned_stopped:
+                self._warned_stopped = True
+                logger.error(
+                    "this process is marked stopped in dbos.executors although it runs: its "
+                    "workflows may be taken over by others (which fences this process out)"
+                )
+            return
         gone = [p for p in peers if gone_on_this_host(p, self.hostname, self.identity)]
         if gone:
             self.sysdb.mark_executors_gone([p.process_id for p in gone], self._conn)

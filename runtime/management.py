@@ -5,6 +5,7 @@ application version picks it up."""
 
 from __future__ import annotations
 
+import socket
 import uuid
 from collections import Counter
 from collections.abc import Iterable
@@ -13,9 +14,10 @@ from datetime import datetime
 from typing import Any
 
 from runtime.errors import DBOSException, DBOSNonExistentWorkflowError
+from runtime.liveness import gone_on_this_host, process_identity
 from runtime.queues import INTERNAL_QUEUE
 from runtime.status import StepInfo, WorkflowStatus, WorkflowStatusString
-from runtime.system_db import SystemDatabase, status_from_row, step_from_row
+from runtime.system_db import PeerProcess, SystemDatabase, status_from_row, step_from_row
 
 STATUSES = [s.value for s in WorkflowStatusString]
 TimeArg = datetime | str | int | float | None
@@ -225,10 +227,24 @@ class VersionWork:
 def executors(sysdb: SystemDatabase, limit: int = 100) -> list[ExecutorInfo]:
     """Recent executor processes, newest first, with their state."""
     rows = sysdb.list_executors(limit)
-    alive_per_id = Counter(r[1] for r in rows if r[9])
+    # A process on this host that is gone (killed, or exited during a step) is DEAD now, although
+    # its lease has not run out: its pid says so.
+    hostname, own = socket.gethostname(), process_identity()
+    gone = {
+        r[0]
+        for r in rows
+        if r[9]
+        and gone_on_this_host(PeerProcess(r[0], r[1], r[2], int(r[3]), r[12]), hostname, own)
+    }
+    alive_per_id = Counter(r[1] for r in rows if r[9] and r[0] not in gone)
     found = []
     for r in rows:
-        state = "ALIVE" if r[9] else ("STOPPED" if r[8] is not None and not r[11] else "DEAD")
+        if r[9] and r[0] not in gone:
+            state = "ALIVE"
+        elif r[8] is not None and not r[11]:
+            state = "STOPPED"
+        else:
+            state = "DEAD"
         found.append(
             ExecutorInfo(
                 process_id=r[0],
@@ -242,7 +258,7 @@ def executors(sysdb: SystemDatabase, limit: int = 100) -> list[ExecutorInfo]:
                 stopped_at=r[8],
                 state=state,
                 pending_workflows=int(r[10]),
-                duplicate_id=bool(r[9]) and alive_per_id[r[1]] > 1,
+                duplicate_id=state == "ALIVE" and alive_per_id[r[1]] > 1,
             )
         )
     return found

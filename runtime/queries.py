@@ -527,11 +527,12 @@ INSERT INTO dbos.executors (
 """
 
 # Heartbeat, and report the other live processes that share this host (so that this process can
-# tell which of them are really gone: their pid no longer runs) or this executor ID.
+# tell which of them are really gone: their pid no longer runs) or this executor ID. A row marked
+# stopped stays stopped (its workflows may be taken over already): then one row of NULLs says so.
 HEARTBEAT = f"""
 WITH beat AS (
-    UPDATE dbos.executors SET last_heartbeat_at = {NOW_MS}, stopped_at = NULL
-    WHERE process_id = %(process_id)s
+    UPDATE dbos.executors SET last_heartbeat_at = {NOW_MS}
+    WHERE process_id = %(process_id)s AND stopped_at IS NULL
     RETURNING executor_id, hostname
 )
 SELECT e.process_id, e.executor_id, e.hostname, e.pid, e.process_identity
@@ -539,6 +540,8 @@ FROM dbos.executors e, beat
 WHERE (e.executor_id = beat.executor_id OR e.hostname = beat.hostname)
   AND e.process_id <> %(process_id)s
   AND e.stopped_at IS NULL AND e.last_heartbeat_at > {NOW_MS} - e.lease_ms
+UNION ALL
+SELECT NULL, NULL, NULL, 0, NULL WHERE NOT EXISTS (SELECT 1 FROM beat)
 """
 
 # Processes found gone without stopping (killed): stopped now, so that their workflows are taken
@@ -600,7 +603,7 @@ SELECT e.process_id, e.executor_id, e.hostname, e.pid, e.application_version, e.
        (e.stopped_at IS NULL AND e.last_heartbeat_at > {NOW_MS} - e.lease_ms) AS alive,
        (SELECT count(*) FROM dbos.workflow_status w
         WHERE w.status = 'PENDING' AND w.owner_process = e.process_id) AS pending,
-       e.found_gone
+       e.found_gone, e.process_identity
 FROM dbos.executors e
 ORDER BY e.started_at DESC
 LIMIT %(limit)s

@@ -63,8 +63,12 @@ class SetEnqueueOptions:
     ``priority_enabled``)."""
 
     def __init__(self, *, deduplication_id: str | None = None, priority: int | None = None) -> None:
-        if priority is not None and (not isinstance(priority, int) or priority < 0):
-            raise DBOSException("priority must be a non-negative integer (lower runs first)")
+        if priority is not None and (
+            not isinstance(priority, int) or isinstance(priority, bool) or not 0 <= priority < 2**31
+        ):
+            raise DBOSException(
+                "priority must be an integer from 0 to 2147483647 (lower runs first)"
+            )
         self._options = _EnqueueOptions(deduplication_id, priority)
         self._token: Any = None
 

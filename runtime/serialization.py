@@ -364,10 +364,17 @@ def _dumps(encoded: Any, what: str) -> str:
     return text
 
 
-def check_text(value: str | None, what: str) -> None:
-    """Refuse a string that a Postgres ``text`` column cannot hold, naming it, before anything is
-    written: a NUL character, or an unpaired surrogate (not valid Unicode, so not UTF-8 text).
-    ``None`` passes (a column that may be NULL).
+# Identifiers (workflow IDs, event keys, topics, queue names, deduplication IDs) are indexed and
+# sent as NOTIFY payloads: Postgres refuses an index entry over about 2.7 kB and a payload of 8 kB.
+# Two of them together (an event's workflow ID and key) must fit, with room to spare.
+MAX_IDENTIFIER_BYTES: Final = 1000
+
+
+def check_text(value: str | None, what: str, *, max_bytes: int | None = None) -> None:
+    """Refuse an identifier that the system tables cannot hold, naming it, before anything is
+    written: a NUL character, an unpaired surrogate (not valid Unicode, so not UTF-8 text), or
+    more than ``max_bytes`` (default ``MAX_IDENTIFIER_BYTES``) bytes of UTF-8. ``None`` passes (a
+    column that may be NULL).
 
     Raises:
         DBOSException: e.g. ``event key 'a\\x00b' holds a NUL character (\\x00), which Postgres
@@ -377,19 +384,23 @@ def check_text(value: str | None, what: str) -> None:
         return
     if not isinstance(value, str):
         raise DBOSException(f"{what} must be a string, not {type(value).__name__}")
-    if value.isascii() and "\x00" not in value:
-        return
     shown = repr(value if len(value) <= 60 else value[:57] + "...")
     if "\x00" in value:
         raise DBOSException(
             f"{what} {shown} holds a NUL character (\\x00), which Postgres text cannot store"
         )
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise DBOSException(
-            f"{what} {shown} holds an unpaired surrogate, which is not valid Unicode text"
-        ) from None
+    if value.isascii():
+        size = len(value)
+    else:
+        try:
+            size = len(value.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise DBOSException(
+                f"{what} {shown} holds an unpaired surrogate, which is not valid Unicode text"
+            ) from None
+    limit = MAX_IDENTIFIER_BYTES if max_bytes is None else max_bytes
+    if size > limit:
+        raise DBOSException(f"{what} {shown} is {size} bytes long; at most {limit} are allowed")
 
 
 def serialize(value: object, what: str = "value") -> str:

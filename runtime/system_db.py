@@ -6,7 +6,6 @@ Each public method is one round trip unless its docstring says otherwise; the en
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,15 +19,12 @@ from runtime import db, queries, serialization
 from runtime.errors import (
     DBOSConflictingWorkflowError,
     DBOSDatabaseError,
-    DBOSException,
     DBOSQueueDeduplicatedError,
 )
 from runtime.serialization import check_text
 from runtime.status import StepInfo, WorkflowStatus
 
 Row = tuple[Any, ...]
-
-logger = logging.getLogger("dbos")
 
 
 @dataclass(frozen=True)
@@ -630,12 +626,15 @@ class SystemDatabase:
         behind workflows that hold every pooled connection (its lease would run out)."""
         return db.connect(self.url)
 
-    def heartbeat(self, process_id: str, conn: psycopg.Connection[Any]) -> list[PeerProcess]:
+    def heartbeat(self, process_id: str, conn: psycopg.Connection[Any]) -> list[PeerProcess] | None:
         """Refresh this process's heartbeat over ``conn`` (see ``dedicated_connection``); returns
-        the other live processes that share its host or its executor ID."""
+        the other live processes that share its host or its executor ID, or None when this
+        process's row is marked stopped (a stopped process stays stopped)."""
         with db.translated(self.url):
             rows = conn.execute(queries.HEARTBEAT, {"process_id": process_id}).fetchall()
-        return [PeerProcess(r[0], r[1], r[2], int(r[3]), r[4]) for r in rows]
+        if rows and rows[0][0] is None:
+            return None
+        return [PeerProcess(r[0], r[1], r[2], int(r[3]), r[4]) for r in rows if r[0] is not None]
 
     def mark_executors_gone(self, process_ids: list[str], conn: psycopg.Connection[Any]) -> None:
         """Mark processes found dead (not running any more) stopped, and tell the executors."""
@@ -643,10 +642,11 @@ class SystemDatabase:
             with db.translated(self.url):
                 conn.execute(queries.MARK_EXECUTORS_GONE, {"process_ids": process_ids}).fetchall()
 
-    def stop_executor(self, process_id: str) -> None:
+    def stop_executor(self, process_id: str, conn: psycopg.Connection[Any]) -> None:
         """Mark this process stopped (its workflows are free to take over at once) and tell the
         other executors."""
-        self._all(queries.STOP_EXECUTOR, {"process_id": process_id})
+        with db.translated(self.url):
+            conn.execute(queries.STOP_EXECUTOR, {"process_id": process_id}).fetchall()
 
     def takeover_candidates(
         self, process_id: str, application_version: str, limit: int
@@ -701,16 +701,6 @@ class SystemDatabase:
     def get_step_rows(self, workflow_id: str) -> list[Row]:
         """Raw recorded steps in order (columns as ``queries.SELECT_STEPS``)."""
         return self._all(queries.SELECT_STEPS, {"workflow_uuid": workflow_id})
-
-
-def stop_executor_once(url: str, process_id: str) -> None:
-    """Mark a process stopped over a connection of its own (its runtime's pool is gone): the last
-    run of a runtime that was shut down has ended."""
-    try:
-        with db.connect(url) as conn, db.translated(url):
-            conn.execute(queries.STOP_EXECUTOR, {"process_id": process_id}).fetchall()
-    except DBOSException as exc:
-        logger.warning("could not mark executor process %s stopped: %s", process_id, exc)
 
 
 def status_from_row(

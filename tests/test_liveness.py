@@ -13,6 +13,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -222,7 +223,9 @@ def test_workflows_holding_every_pooled_connection_do_not_stop_the_heartbeat(
     assert alive == (1,), "this process's heartbeat waited for a pooled connection"
 
 
-def test_a_script_that_exits_during_a_step_is_stopped_at_once(db_url: str) -> None:
+def test_a_script_that_exits_during_a_step_is_dead_at_once_on_its_host(db_url: str) -> None:
+    # Its step ran until the process ended (other atexit handlers may run after the runtime's),
+    # so it was alive until then; once it is gone, its pid says so at once.
     env = clean_env(DBOS_DATABASE_URL=db_url, DBOS__VMID="local", DBOS_EXECUTOR_LEASE_SECONDS="60")
     env["PYTHONPATH"] = str(ROOT)
     run = subprocess.run(
@@ -234,7 +237,7 @@ def test_a_script_that_exits_during_a_step_is_stopped_at_once(db_url: str) -> No
         timeout=60,
     )
     assert run.returncode == 0, run.stderr
-    assert [e["state"] for e in _executors(db_url)] == ["STOPPED"]
+    assert [e["state"] for e in _executors(db_url)] == ["DEAD"]
 
 
 def test_a_database_url_that_is_not_text_is_one_line_of_error(db_url: str) -> None:
@@ -243,3 +246,67 @@ def test_a_database_url_that_is_not_text_is_one_line_of_error(db_url: str) -> No
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_a_process_is_gone_only_when_its_pid_says_so() -> None:
+    from runtime import liveness
+    from runtime.system_db import PeerProcess
+
+    own = liveness.process_identity()
+    assert own is not None  # Linux
+    boot, namespace, pid, ticks = own.split("/")
+    host = "this-host"
+
+    def peer(identity: str | None, pid: int = 1) -> PeerProcess:
+        return PeerProcess("p", "e", host, pid, identity)
+
+    this = int(pid)
+    assert not liveness.gone_on_this_host(peer(own, this), host, own)  # this very process
+    assert liveness.gone_on_this_host(peer(f"{boot}/{namespace}/{this}/0", this), host, own)
+    assert liveness.gone_on_this_host(peer(f"{boot}/{namespace}/4194304/1", 4194304), host, own)
+    assert not liveness.gone_on_this_host(peer(f"other-boot/{namespace}/1/1"), host, own)
+    assert not liveness.gone_on_this_host(peer(own, this), "another-host", own)
+
+    def unreadable(pid: int) -> str:
+        raise PermissionError("hidepid, or another user's process")
+
+    original = liveness._start_ticks
+    liveness._start_ticks = unreadable  # type: ignore[assignment]
+    try:  # what cannot be read is unknown, never gone
+        assert not liveness.gone_on_this_host(peer(f"{boot}/{namespace}/{this}/0", this), host, own)
+    finally:
+        liveness._start_ticks = original  # type: ignore[assignment]
+
+
+def test_destroy_during_a_step_keeps_the_process_alive_until_the_step_ends(
+    launch_dbos: Callable[..., None], db_url: str
+) -> None:
+    in_step = threading.Event()
+
+    @DBOS.step()
+    def long_step() -> None:
+        in_step.set()
+        time.sleep(3)
+
+    @DBOS.workflow()
+    def wf() -> None:
+        long_step()
+
+    launch_dbos(executor_lease_seconds=1)
+    DBOS.start_workflow(wf)
+    assert in_step.wait(5)
+    DBOS.destroy(step_grace_sec=0.1)  # the step runs on: no one else may run it meanwhile
+
+    def state() -> tuple[object, ...] | None:
+        with psycopg.connect(db_url) as conn:
+            return conn.execute(
+                "SELECT stopped_at IS NULL, last_heartbeat_at > "
+                "(extract(epoch FROM clock_timestamp()) * 1000) - lease_ms FROM dbos.executors"
+            ).fetchone()
+
+    time.sleep(2)  # two leases
+    assert state() == (True, True), "the process let its lease run out while its step ran"
+    deadline = time.monotonic() + 10
+    while state() != (False, False):  # once the step ended: stopped, its work free
+        assert time.monotonic() < deadline, state()
+        time.sleep(0.1)

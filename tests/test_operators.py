@@ -454,8 +454,13 @@ def test_a_key_postgres_cannot_store_fails_the_workflow_naming_it(launch_dbos: L
 
 
 def test_a_value_the_database_refuses_is_recorded_as_the_workflow_error(
-    launch_dbos: Launch, db_url: str
+    launch_dbos: Launch, db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from runtime import serialization
+
+    # Past the runtime's own check, so that the server is the one to refuse it.
+    monkeypatch.setattr(serialization, "MAX_IDENTIFIER_BYTES", 100_000)
+
     @DBOS.workflow()
     def huge_key() -> None:
         # Too large for the key's index (and incompressible): the server refuses it.
@@ -564,3 +569,62 @@ def test_a_value_too_large_to_store_fails_the_workflow_instead_of_retrying(
     with pytest.raises(DBOSException, match="result of step .*big.* more than Postgres keeps"):
         handle.get_result()
     assert handle.get_status().status == "ERROR"
+
+
+def test_one_bad_row_does_not_stop_the_deadline_sweep_for_everyone(
+    launch_dbos: Launch, db_url: str
+) -> None:
+    long_id = "L" * 9000  # from before identifiers were capped: too long for a NOTIFY payload
+    past = int(time.time() * 1000) - 1000
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        for wid in (long_id, "expired"):
+            conn.execute(
+                "INSERT INTO dbos.workflow_status (workflow_uuid, status, name, inputs, "
+                "application_version, workflow_deadline_epoch_ms) VALUES (%s, 'PENDING', 'gone', "
+                """'{"args":[],"kwargs":{}}', 'other-version', %s)""",
+                (wid, past),
+            )
+    launch_dbos()
+    assert _wait_status("expired", {"CANCELLED"}, timeout=10) == "CANCELLED"
+    assert _wait_status(long_id, {"CANCELLED"}, timeout=10) == "CANCELLED"
+    with pytest.raises(DBOSException, match="at most 1000"), SetWorkflowID("x" * 1001):
+        DBOS.start_workflow(_noop)
+
+
+@DBOS.workflow()
+def _noop() -> None:
+    return None
+
+
+def test_a_start_whose_task_is_cancelled_still_runs(launch_dbos: Launch, db_url: str) -> None:
+    @DBOS.step()
+    async def part(i: int) -> int:
+        return i
+
+    @DBOS.workflow()
+    async def awf() -> int:
+        return await part(1) + await part(2)
+
+    launch_dbos()
+    # Another session inserts the same ID and holds it uncommitted: the start's insert waits.
+    blocker = psycopg.connect(db_url)
+    blocker.execute(
+        "INSERT INTO dbos.workflow_status (workflow_uuid, status, name, inputs) "
+        "VALUES ('abandoned', 'SUCCESS', 'other', '{}')"
+    )
+
+    async def scenario() -> int:
+        with SetWorkflowID("abandoned"):
+            task = asyncio.ensure_future(awf())
+        await asyncio.sleep(0.5)
+        task.cancel()  # the caller gives up while the start is being recorded
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        blocker.rollback()  # the start's insert goes through now
+        with SetWorkflowID("abandoned"):
+            return await asyncio.wait_for(awf(), 10)
+
+    try:
+        assert asyncio.run(scenario()) == 3
+    finally:
+        blocker.close()

@@ -20,3 +20,51 @@ ALTER TABLE dbos.executors ADD COLUMN IF NOT EXISTS process_identity text;
 ALTER TABLE dbos.executors ADD COLUMN IF NOT EXISTS found_gone boolean NOT NULL DEFAULT false;
 CREATE INDEX IF NOT EXISTS executors_hostname_idx ON dbos.executors (hostname)
     WHERE stopped_at IS NULL;
+
+-- A NOTIFY payload of 8000 bytes or more is an error, and a trigger's error aborts the statement
+-- that fired it: one over-long identifier made the shared deadline sweep fail for every workflow.
+-- Identifiers are capped now; and a wake-up too long to send is not sent (waiters also poll).
+CREATE OR REPLACE FUNCTION dbos.notify_if_short(channel text, payload text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF octet_length(payload) < 8000 THEN
+        PERFORM pg_notify(channel, payload);
+    END IF;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION dbos.notifications_notify() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM dbos.notify_if_short('dbos_notifications_channel',
+                                 NEW.destination_uuid || '::' || coalesce(NEW.topic, ''));
+    RETURN NEW;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION dbos.workflow_events_notify() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM dbos.notify_if_short('dbos_workflow_events_channel',
+                                 NEW.workflow_uuid || '::' || NEW.key);
+    RETURN NEW;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION dbos.workflow_status_notify() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.status = 'CANCELLED' THEN
+        PERFORM dbos.notify_if_short('dbos_workflow_cancel_channel', NEW.workflow_uuid);
+    END IF;
+    RETURN NEW;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION dbos.queue_notify() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM dbos.notify_if_short('dbos_queue_channel', NEW.queue_name);
+    RETURN NEW;
+END;
+$$;

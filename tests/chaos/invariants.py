@@ -12,9 +12,10 @@
    exists exactly once, and no write exists without a record.
 4. Every message was received exactly once, in order; every event reader saw its event.
 5. No step outcome is recorded twice.
-6. Queue limits held: at no moment did more than ``ORDERS_CONCURRENCY`` workflows of
-   ``chaos_orders`` have a step body running, and no ``RATE_PERIOD_S`` window held more than
-   ``RATE_LIMIT`` first dispatches of ``chaos_rate``.
+6. Queue limits held: at no moment did more than ``ORDERS_CONCURRENCY`` unfinished workflows of
+   ``chaos_orders`` have a step body running (a body that a paused runner resumes after its
+   workflow was taken over and finished holds no slot), and no ``RATE_PERIOD_S`` window held
+   more than ``RATE_LIMIT`` first dispatches of ``chaos_rate``.
 7. Every executor is alive and heartbeating at the end, and no thread died silently.
 """
 
@@ -228,9 +229,9 @@ def check(chaos: Chaos) -> None:
 
         # 6. queue limits, from the ledgers
         spans: dict[str, list[tuple[int, int]]] = {}
-        for wid, start, end in q(
+        for wid, start, end, completed in q(
             """
-            SELECT a.workflow_id, a.attempt_at_ms, s.ended_ms
+            SELECT a.workflow_id, a.attempt_at_ms, s.ended_ms, w.completed_at_epoch_ms
             FROM chaos_attempts a
             JOIN dbos.workflow_status w ON w.workflow_uuid = a.workflow_id
             LEFT JOIN chaos_spans s
@@ -240,7 +241,12 @@ def check(chaos: Chaos) -> None:
             """
         ):
             end_ms = int(end) if end is not None else int(start) + KILLED_ATTEMPT_MS
-            spans.setdefault(str(wid), []).append((int(start), end_ms))
+            if completed is not None:
+                # A body still running after its workflow finished is a stale runner's (paused,
+                # then fenced: another runner took over and finished): it holds no slot.
+                end_ms = min(end_ms, int(completed))
+            if end_ms > int(start):
+                spans.setdefault(str(wid), []).append((int(start), end_ms))
         r.orders_max_running = max_running(spans)
         if r.orders_max_running > ORDERS_CONCURRENCY:
             v.append(
