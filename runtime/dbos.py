@@ -720,9 +720,10 @@ _exit_hook_registered = False
 
 
 def _register_exit_hook() -> None:
-    """A script that ends without ``DBOS.destroy()`` still stops cleanly: its executor row is
-    marked stopped at interpreter exit (so no one mistakes it for a live process, and others take
-    over its unfinished workflows at once)."""
+    """A script that ends without ``DBOS.destroy()`` still stops cleanly: at interpreter exit its
+    executor row is marked stopped (so no one mistakes it for a live process, and others take over
+    its unfinished workflows at once), unless a step is still running: then it is alive until the
+    process is gone."""
     global _exit_hook_registered
     if not _exit_hook_registered:
         _exit_hook_registered = True

@@ -292,8 +292,7 @@ class Engine:
             if parent is not None and function_id is not None and recorded_child is None:
                 self.record_operation(parent, function_id, info.name, child_workflow_id=wid)
         except BaseException:
-            if reservation is not None:
-                self._forget(wid, reservation)
+            self._forget(wid, reservation)
             raise
 
         if result.created:
@@ -303,16 +302,14 @@ class Engine:
             ctx = WorkflowContext(wid, info.name, result.owner_epoch, result.deadline_ms)
             return Prepared(wid, ctx=ctx, future=reservation)
         if result.name != info.name:
-            if reservation is not None:
-                self._forget(wid, reservation)
+            self._forget(wid, reservation)
             raise DBOSConflictingWorkflowError(
                 wid, f"it belongs to workflow {result.name!r}, not {info.name!r}"
             )
         if local is not None:
             return Prepared(wid, future=local)
         if result.status != "PENDING":
-            if reservation is not None:
-                self._forget(wid, reservation)
+            self._forget(wid, reservation)
             return Prepared(wid)  # finished, queued or cancelled: the record tells
         # PENDING and not running here, so it must be claimed before it runs, like any recovered
         # workflow (its recorded steps replayed, its epoch bumped). Holding the reservation, a row
@@ -461,8 +458,10 @@ class Engine:
         )
         self._launch(ctx, info, args, kwargs, future, background=background)
 
-    def _forget(self, wid: str, future: Future[_Outcome]) -> None:
+    def _forget(self, wid: str, future: Future[_Outcome] | None) -> None:
         """Drop a reservation that will not run; anyone attached to it reads the record."""
+        if future is None:
+            return
         with self._lock:
             if self._running.get(wid) is future:
                 del self._running[wid]
@@ -729,11 +728,8 @@ class Engine:
         """After a checkpoint write: go on, stop for a cancellation, or stop because another runner
         owns the workflow now. A write that found its row already there while we still own the
         workflow is our own earlier attempt whose reply was lost: it counts as recorded."""
-        if not result.recorded:
-            owner_verdict(ctx, result.status, result.owner_epoch, fenced_only=True)
+        owner_verdict(ctx, result.status, result.owner_epoch)
         ctx.confirmed_at = time.monotonic()
-        if result.status != "PENDING":
-            raise DBOSWorkflowCancelledError(ctx.workflow_id)
 
     def run_step(
         self,

@@ -85,30 +85,21 @@ async def _run_prepared(
     *,
     background: bool,
 ) -> Future[_Outcome] | None:
-    if prepared.ctx is not None and prepared.future is not None:
-        if info.is_async:
-            engine.register_run(prepared.ctx)
-            run = execute_async(engine, prepared.ctx, info, args, kwargs, prepared.future)
-            if background:
-                task = asyncio.get_running_loop().create_task(run)
-                _tasks.add(task)
-                task.add_done_callback(_tasks.discard)
-            else:
-                await run
+    if prepared.ctx is not None and prepared.future is not None and info.is_async:
+        engine.register_run(prepared.ctx)
+        run = execute_async(engine, prepared.ctx, info, args, kwargs, prepared.future)
+        if background:
+            task = asyncio.get_running_loop().create_task(run)
+            _tasks.add(task)
+            task.add_done_callback(_tasks.discard)
         else:
-            await asyncio.to_thread(
-                engine._launch,
-                prepared.ctx,
-                info,
-                args,
-                kwargs,
-                prepared.future,
-                background=background,
-            )
+            await run
         return prepared.future
-    if prepared.claim:
-        return await asyncio.to_thread(engine.run_claim, prepared, background=True)
-    return prepared.future
+    # A synchronous workflow, or a recorded one to claim: a worker thread does what was prepared,
+    # in the background, and this loop awaits the run's outcome rather than a blocked thread.
+    return await asyncio.to_thread(
+        engine.run_prepared, prepared, info, args, kwargs, background=True
+    )
 
 
 async def _prepare(

@@ -27,7 +27,7 @@ from runtime.errors import (
     DBOSException,
     DBOSNonExistentWorkflowError,
 )
-from runtime.system_db import RecordedStep, RecordResult, SystemDatabase
+from runtime.system_db import RecordedStep, SystemDatabase
 
 MESSAGE_CHANNEL = "dbos_notifications_channel"
 EVENT_CHANNEL = "dbos_workflow_events_channel"
@@ -215,11 +215,6 @@ def _require_workflow(operation: str) -> WorkflowContext:
     return ctx
 
 
-def _check(ctx: WorkflowContext, result: RecordResult) -> None:
-    """After an operation that recorded nothing: fenced, cancelled, or simply nothing yet."""
-    owner_verdict(ctx, result.status, result.owner_epoch)
-
-
 def sleep(engine: Engine, seconds: float) -> None:
     """Durable sleep: the wake-up time is recorded, so a restarted workflow sleeps what remains."""
     ctx = _workflow_context()
@@ -281,7 +276,7 @@ def send_reserved(
     if result.recorded:
         engine.check_record(ctx, result)
         return
-    _check(ctx, result)
+    owner_verdict(ctx, result.status, result.owner_epoch)  # fenced, cancelled, or nothing yet
     if not exists:
         error = DBOSNonExistentWorkflowError(destination_id)
         engine.record_operation(
@@ -359,7 +354,7 @@ def recv_once(
     if result.recorded:
         engine.check_record(ctx, result)
         return True, serialization.deserialize(message)
-    _check(ctx, result)
+    owner_verdict(ctx, result.status, result.owner_epoch)  # fenced, cancelled, or nothing yet
     # Still ours and nothing recorded: either no message yet, or our own earlier attempt consumed
     # one and its reply was lost; the record tells.
     own = engine.checkpoint(lambda: engine.sysdb.get_step(ctx.workflow_id, function_id))
