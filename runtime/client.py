@@ -26,8 +26,7 @@ from runtime.system_db import NewWorkflow, SystemDatabase, status_from_row
 if TYPE_CHECKING:
     # The messaging machinery (and the engine it builds on) loads only when a client sends or
     # waits: `dbos workflow list` and the other management commands start faster without it.
-    from runtime.listener import NotificationListener
-    from runtime.messaging import Notifications
+    from runtime.listener import NotificationListener, Notifications
 
 
 class EnqueueOptions(TypedDict, total=False):
@@ -80,8 +79,7 @@ class DBOSClient:
 
     def _listen(self) -> Notifications:
         # The listener costs a connection, so it starts only when the client first waits.
-        from runtime.listener import NotificationListener
-        from runtime.messaging import Notifications
+        from runtime.listener import NotificationListener, Notifications
 
         with self._lock:
             if self._notifications is None:  # the first wait: the listener comes with it

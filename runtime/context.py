@@ -71,6 +71,15 @@ _next_workflow_id: ContextVar[_OneShot | None] = ContextVar("dbos_next_id", defa
 _next_timeout: ContextVar[_OneShot | None] = ContextVar("dbos_next_timeout", default=None)
 
 
+def active_workflow() -> WorkflowContext | None:
+    """The workflow whose durable operations are recorded here: the running workflow, or None
+    outside a workflow and inside a step (where ``DBOS.*`` calls are plain calls, DBOS's rule)."""
+    ctx = current_workflow.get()
+    if ctx is None or current_step.get() is not None:
+        return None
+    return ctx
+
+
 def take_assigned_workflow_id() -> str | None:
     """The ID set by an enclosing ``SetWorkflowID`` block, consumed by the first workflow."""
     shot = _next_workflow_id.get()

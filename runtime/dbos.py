@@ -9,7 +9,6 @@ import functools
 import inspect
 import logging
 import threading
-import uuid
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,30 +17,19 @@ from typing import Any, ClassVar, Generic, ParamSpec, TypeVar, cast
 import psycopg
 
 from runtime import config as config_mod
-from runtime import context, engine_async, management, messaging, messaging_async, registry
+from runtime import context, management, queues, registry
 from runtime import scheduler as scheduler_mod
+from runtime.composition import Runtime
 from runtime.config import DBOSConfig, Settings
-from runtime.db import make_pool
-from runtime.embedded import EmbeddedPostgres
 from runtime.engine import DEFAULT_MAX_RECOVERY_ATTEMPTS, Engine, EnqueueRequest, StepOptions
 from runtime.errors import DBOSException, DBOSNonExistentWorkflowError
-from runtime.executors import EXECUTOR_CHANNEL, ExecutorRegistry
 from runtime.fencing import FencingToken
 from runtime.handles import WorkflowHandle, WorkflowHandleAsync
-from runtime.listener import NotificationListener
-from runtime.migrate import migrate
-from runtime.queues import (
-    QUEUE_CHANNEL,
-    Queue,
-    QueueDispatcher,
-    current_enqueue_options,
-    declared_queues,
-)
-from runtime.recovery import Maintenance
+from runtime.queues import Queue, current_enqueue_options
 from runtime.registry import WorkflowInfo
-from runtime.scheduler import Schedule, Scheduler
+from runtime.scheduler import Schedule
 from runtime.status import StepInfo, WorkflowStatus
-from runtime.system_db import SystemDatabase, status_from_row
+from runtime.system_db import status_from_row
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -55,8 +43,6 @@ _ISOLATION = {
     "READ COMMITTED": psycopg.IsolationLevel.READ_COMMITTED,
 }
 
-CANCEL_CHANNEL = "dbos_workflow_cancel_channel"
-
 
 class classproperty(Generic[T]):
     """A read-only property of the class itself (``DBOS.workflow_id``)."""
@@ -69,117 +55,6 @@ class classproperty(Generic[T]):
         return self.fget(owner)
 
 
-class _Runtime:
-    """Everything a launched runtime holds; built by ``launch()``, torn down by ``destroy()``."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        app_url = (
-            settings.database_url or EmbeddedPostgres.for_project(settings.project_dir).start()
-        )
-        sys_url = settings.system_database_url or app_url
-        self.app_url = app_url
-        migrate(sys_url)
-        pool_size = max(4, min(settings.max_executor_threads, 32))
-        # A transaction left idle this long belongs to a frozen process whose workflows others
-        # are taking over: the server ends it and frees its locks.
-        idle_s = max(5.0, 2.0 * settings.executor_lease_seconds)
-        self.idle_timeout_ms = int(idle_s * 1000)
-        self.sysdb = SystemDatabase(
-            sys_url, pool_size=pool_size, idle_in_transaction_timeout_s=idle_s
-        )
-        same = sys_url == app_url
-        self.app_pool = (
-            self.sysdb.pool
-            if same
-            else make_pool(app_url, max_size=pool_size, idle_in_transaction_timeout_s=idle_s)
-        )
-        self.app_version = settings.application_version or registry.application_version()
-        self.process_id = uuid.uuid4().hex  # this process, in dbos.executors
-        self.engine = Engine(
-            self.sysdb,
-            self.app_pool,
-            executor_id=settings.executor_id,
-            application_version=self.app_version,
-            same_database=same,
-            process_id=self.process_id,
-            confirm_ownership_after_s=settings.executor_lease_seconds / 2,
-        )
-        self.notifications = messaging.Notifications()
-        self.listener = NotificationListener(
-            sys_url,
-            {CANCEL_CHANNEL: self.engine.on_cancel_notification, **self.notifications.callbacks()},
-        )
-        self.dispatcher = QueueDispatcher(
-            self.engine,
-            self.sysdb,
-            executor_id=settings.executor_id,
-            process_id=self.process_id,
-            application_version=self.app_version,
-            max_threads=settings.max_executor_threads,
-        )
-        self.listener.callbacks[QUEUE_CHANNEL] = self.dispatcher.wake
-        self.engine.on_enqueued = self.dispatcher.wake
-        self.engine.on_queue_slot_freed = self.dispatcher.wake
-        self.listener.on_reconnect.append(self.notifications.wake_all)
-        self.listener.on_reconnect.append(self.dispatcher.wake)
-        self.listener.on_reconnect.append(self.engine.recheck_cancellations)
-        self.notifications.is_listening = lambda: self.listener.listening
-        self.scheduler = Scheduler()
-        self.executors = ExecutorRegistry(
-            self.engine,
-            self.sysdb,
-            executor_id=settings.executor_id,
-            application_version=self.app_version,
-            lease_s=settings.executor_lease_seconds,
-            max_threads=settings.max_executor_threads,
-            process_id=self.process_id,
-        )
-        self.listener.callbacks[EXECUTOR_CHANNEL] = self.executors.wake
-        self.maintenance = Maintenance(self.sysdb)
-
-    def start(self) -> None:
-        self.executors.register()
-        self.sysdb.record_queue_config(
-            [
-                {
-                    "queue_name": q.name,
-                    "concurrency": q.concurrency,
-                    "worker_concurrency": q.worker_concurrency,
-                    "limit_count": q.limiter["limit"] if q.limiter else None,
-                    "limit_period_s": float(q.limiter["period"]) if q.limiter else None,
-                    "priority_enabled": q.priority_enabled,
-                    "application_version": self.app_version,
-                }
-                for q in declared_queues()
-            ]
-        )
-        self.listener.start()
-        self.maintenance.start()
-        self.engine.recover_pending()
-        self.executors.start()
-        self.dispatcher.start()
-        self.scheduler.start()
-
-    def stop(self, timeout_s: float, step_grace_s: float = 0.5) -> None:
-        self.scheduler.stop()
-        self.dispatcher.stop()
-        self.engine.shutdown(timeout_s, step_grace_s)
-        # After the workflows stopped, others may take them over at once. While one is still in
-        # a step (it did not stop in time), it must not run in two places: this process keeps
-        # heartbeating, and is marked stopped when that step ends; if the process exits first
-        # (its step dies with it), a process on this host sees it gone, else its lease runs out.
-        live = self.engine.has_live_runs()
-        self.executors.stop(release=not live)
-        if live:
-            self.engine.when_idle(self.executors.finish)
-        self.maintenance.stop()
-        self.listener.stop()
-        if self.app_pool is not self.sysdb.pool:
-            self.app_pool.close()
-        self.sysdb.close()
-
-
 class DBOS:
     """The one runtime object of a process.
 
@@ -188,7 +63,7 @@ class DBOS:
     """
 
     _instance: ClassVar[DBOS | None] = None
-    _runtime: ClassVar[_Runtime | None] = None
+    _runtime: ClassVar[Runtime | None] = None
     _lock: ClassVar[threading.Lock] = threading.Lock()
 
     logger: ClassVar[logging.Logger] = logger
@@ -222,7 +97,7 @@ class DBOS:
         with cls._lock:
             if cls._runtime is not None:
                 return
-            runtime = _Runtime(inst._settings)
+            runtime = Runtime(inst._settings)
             cls._runtime = runtime
         try:
             runtime.start()
@@ -258,7 +133,7 @@ class DBOS:
             cls._instance = None
 
     @classmethod
-    def _rt(cls) -> _Runtime:
+    def _rt(cls) -> Runtime:
         runtime = cls._runtime
         if runtime is None:
             raise DBOSException("DBOS is not launched: call DBOS.launch() first")
@@ -314,7 +189,7 @@ class DBOS:
 
                 @functools.wraps(raw)
                 async def wrapper(*args: Any, **kwargs: Any) -> Any:
-                    return await engine_async.call_workflow_async(cls._engine(), info, args, kwargs)
+                    return await cls._engine().call_workflow_async(info, args, kwargs)
 
             else:
 
@@ -351,8 +226,8 @@ class DBOS:
                 async def wrapper(*args: Any, **kwargs: Any) -> Any:
                     if context.current_workflow.get() is None:
                         return await raw(*args, **kwargs)
-                    return await engine_async.run_step_async(
-                        cls._engine(), step_name, raw, args, kwargs, options
+                    return await cls._engine().steps.run_async(
+                        step_name, raw, args, kwargs, options
                     )
 
             else:
@@ -361,7 +236,7 @@ class DBOS:
                 def wrapper(*args: Any, **kwargs: Any) -> Any:
                     if context.current_workflow.get() is None:
                         return raw(*args, **kwargs)
-                    return cls._engine().run_step(step_name, raw, args, kwargs, options)
+                    return cls._engine().steps.run(step_name, raw, args, kwargs, options)
 
             return cast(Callable[P, R], rewrap(wrapper) if rewrap else wrapper)
 
@@ -388,15 +263,15 @@ class DBOS:
 
                 @functools.wraps(raw)
                 async def wrapper(*args: Any, **kwargs: Any) -> Any:
-                    return await engine_async.run_transaction_async(
-                        cls._engine(), tx_name, raw, args, kwargs, level
+                    return await cls._engine().transactions.run_async(
+                        tx_name, raw, args, kwargs, level
                     )
 
             else:
 
                 @functools.wraps(raw)
                 def wrapper(*args: Any, **kwargs: Any) -> Any:
-                    return cls._engine().run_transaction(tx_name, raw, args, kwargs, level)
+                    return cls._engine().transactions.run(tx_name, raw, args, kwargs, level)
 
             return cast(Callable[P, R], rewrap(wrapper) if rewrap else wrapper)
 
@@ -464,7 +339,7 @@ class DBOS:
     def sleep(cls, seconds: float) -> None:
         """Durable sleep: the wake-up time is recorded, so after a restart the workflow sleeps only
         what remains. Outside a workflow, a plain sleep."""
-        messaging.sleep(cls._engine(), seconds)
+        cls._rt().messaging.sleep(seconds)
 
     @classmethod
     def send(
@@ -476,26 +351,24 @@ class DBOS:
     ) -> None:
         """Send a message to a workflow's queue for ``topic``. Exactly once from a workflow; from
         outside, an ``idempotency_key`` makes a retried send deliver once."""
-        messaging.send(cls._engine(), destination_id, message, topic, idempotency_key)
+        cls._rt().messaging.send(destination_id, message, topic, idempotency_key)
 
     @classmethod
     def recv(cls, topic: str | None = None, timeout_seconds: float = 60) -> Any:
         """Only in a workflow: consume the next message on ``topic``, waiting (durably) up to the
         timeout; None when it passes."""
-        rt = cls._rt()
-        return messaging.recv(rt.engine, rt.notifications, topic, timeout_seconds)
+        return cls._rt().messaging.recv(topic, timeout_seconds)
 
     @classmethod
     def set_event(cls, key: str, value: Any) -> None:
         """Only in a workflow: publish or overwrite a key/value on this workflow."""
-        messaging.set_event(cls._engine(), key, value)
+        cls._rt().messaging.set_event(key, value)
 
     @classmethod
     def get_event(cls, workflow_id: str, key: str, timeout_seconds: float = 60) -> Any:
         """Wait up to the timeout for a workflow's event; None when it is not set in time. In a
         workflow, the value seen is recorded for replay."""
-        rt = cls._rt()
-        return messaging.get_event(rt.engine, rt.notifications, workflow_id, key, timeout_seconds)
+        return cls._rt().messaging.get_event(workflow_id, key, timeout_seconds)
 
     # -- starting and finding workflows -----------------------------------------------------------
 
@@ -517,7 +390,7 @@ class DBOS:
     ) -> WorkflowHandleAsync[Any]:
         """``start_workflow`` for asyncio code: an async workflow runs as a task on this loop."""
         info, call_args = _workflow_of(func, args)
-        wid = await engine_async.start_workflow_async(cls._engine(), info, call_args, dict(kwargs))
+        wid = await cls._engine().start_workflow_async(info, call_args, dict(kwargs))
         return WorkflowHandleAsync(_BACKEND, wid)
 
     @classmethod
@@ -534,7 +407,7 @@ class DBOS:
     @classmethod
     async def sleep_async(cls, seconds: float) -> None:
         """Durable sleep for asyncio code."""
-        await messaging_async.sleep_async(cls._engine(), seconds)
+        await cls._rt().messaging.sleep_async(seconds)
 
     @classmethod
     async def send_async(
@@ -545,28 +418,22 @@ class DBOS:
         idempotency_key: str | None = None,
     ) -> None:
         """``send`` for asyncio code."""
-        await messaging_async.send_async(
-            cls._engine(), destination_id, message, topic, idempotency_key
-        )
+        await cls._rt().messaging.send_async(destination_id, message, topic, idempotency_key)
 
     @classmethod
     async def recv_async(cls, topic: str | None = None, timeout_seconds: float = 60) -> Any:
         """``recv`` for async workflows: waits on the event loop, not a thread."""
-        rt = cls._rt()
-        return await messaging_async.recv_async(rt.engine, rt.notifications, topic, timeout_seconds)
+        return await cls._rt().messaging.recv_async(topic, timeout_seconds)
 
     @classmethod
     async def set_event_async(cls, key: str, value: Any) -> None:
         """``set_event`` for async workflows."""
-        await messaging_async.set_event_async(cls._engine(), key, value)
+        await cls._rt().messaging.set_event_async(key, value)
 
     @classmethod
     async def get_event_async(cls, workflow_id: str, key: str, timeout_seconds: float = 60) -> Any:
         """``get_event`` for asyncio code."""
-        rt = cls._rt()
-        return await messaging_async.get_event_async(
-            rt.engine, rt.notifications, workflow_id, key, timeout_seconds
-        )
+        return await cls._rt().messaging.get_event_async(workflow_id, key, timeout_seconds)
 
     @classmethod
     def _enqueue(
@@ -784,13 +651,14 @@ class _DBOSHandles:
     """Handles of the launched runtime: results from the local run or the database."""
 
     def handle_result(self, workflow_id: str) -> Any:
-        return DBOS._engine().get_result_in_workflow(workflow_id)
+        return DBOS._engine().results.get_result(workflow_id)
 
     def handle_status(self, workflow_id: str) -> WorkflowStatus | None:
         return DBOS.get_workflow_status(workflow_id)
 
     async def handle_result_async(self, workflow_id: str) -> Any:
-        return await engine_async.get_result_async(DBOS._engine(), workflow_id)
+        return await DBOS._engine().results.get_result_async(workflow_id)
 
 
 _BACKEND = _DBOSHandles()
+queues.bind_enqueuer(DBOS._enqueue)

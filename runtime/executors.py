@@ -1,11 +1,13 @@
-"""Executor liveness and takeover: many processes on one database recover each other's work.
+"""Executor liveness: which processes are alive, so that many processes on one database recover
+each other's work.
 
 Every launched process registers a row in ``dbos.executors`` and heartbeats it every quarter of its
 lease. A process is alive while it heartbeats within its lease and has not stopped; a workflow
-whose owner process is not alive is claimed by a live process of its application version (the one
-claim, ``Engine.recover``, which bumps the owner epoch so a process that was only paused and comes
-back records nothing more). A live owner is never claimed from, so a rolling restart (a new process
-with the same executor ID next to the old one) leaves the old process's running work alone.
+whose owner process is not alive is claimed by a live process of its application version (the
+takeover loop of ``runtime.recovery``, through the one claim path, which bumps the owner epoch so
+a process that was only paused and comes back records nothing more). A live owner is never
+claimed from, so a rolling restart (a new process with the same executor ID next to the old one)
+leaves the old process's running work alone.
 
 A clean shutdown marks the process stopped and NOTIFYs the others, who take over at once rather
 than after the lease; so does a normal interpreter exit (``atexit``). A process that was killed is
@@ -23,48 +25,37 @@ from typing import Any
 
 import psycopg
 
-from runtime.engine import Engine
 from runtime.errors import DBOSException
 from runtime.liveness import gone_on_this_host, process_identity
 from runtime.system_db import SystemDatabase
 
 logger = logging.getLogger("dbos")
 
-EXECUTOR_CHANNEL = "dbos_executor_channel"
-# Every this many heartbeats, look for our own orphaned workflows (rare: only lost replies).
-SELF_HEAL_EVERY = 8
-
 
 class ExecutorRegistry:
-    """This process's executor row, its heartbeat, and takeover of dead executors' workflows."""
+    """This process's executor row and its heartbeat (which also finds gone processes on this
+    host)."""
 
     def __init__(
         self,
-        engine: Engine,
         sysdb: SystemDatabase,
         *,
         executor_id: str,
         application_version: str,
         lease_s: float,
-        max_threads: int,
         process_id: str,
     ) -> None:
-        self.engine = engine
         self.sysdb = sysdb
         self.executor_id = executor_id
         self.application_version = application_version
         self.lease_ms = int(lease_s * 1000)
         self.interval_s = max(0.25, lease_s / 4)
-        self.max_threads = max_threads
         self.process_id = process_id
-        self._stop = threading.Event()  # the takeover loop
-        self._beat_stop = threading.Event()  # the heartbeat (it may outlive the takeover loop)
-        self._wake = threading.Event()
-        # Liveness and takeover on threads of their own: a takeover may wait (for a pooled
-        # connection, for the database), and this process's heartbeat must never wait behind it,
-        # or its own lease would run out while it lives. The heartbeat has its own connection.
+        self._beat_stop = threading.Event()
+        # The heartbeat has a thread and a connection of its own: it must never wait behind
+        # workflows or a takeover (for a pooled connection, for the database), or this process's
+        # lease would run out while it lives.
         self._beat_thread = threading.Thread(target=self._beat, name="dbos-heartbeat", daemon=True)
-        self._thread = threading.Thread(target=self._run, name="dbos-executor", daemon=True)
         self._conn: psycopg.Connection[Any] | None = None
         self._warned: set[str] = set()
         self._warned_stopped = False
@@ -88,19 +79,14 @@ class ExecutorRegistry:
         self._heartbeat()
 
     def start(self) -> None:
-        """Start heartbeating and watching for dead executors."""
+        """Start heartbeating."""
         self._beat_thread.start()
-        self._thread.start()
 
     def stop(self, *, release: bool = True) -> None:
-        """Stop taking over work. With ``release``, also stop heartbeating and mark this process
-        stopped, so others take over its workflows at once. Without it (a workflow of this
-        process is still inside a step), keep heartbeating until ``finish`` (when that step has
-        ended): until then this process is alive and no one else may run its workflows."""
-        self._stop.set()
-        self._wake.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
+        """With ``release``, stop heartbeating and mark this process stopped, so others take over
+        its workflows at once. Without it (a workflow of this process is still inside a step),
+        keep heartbeating until ``finish`` (when that step has ended): until then this process is
+        alive and no one else may run its workflows."""
         if release:
             self.finish()
         else:
@@ -123,10 +109,6 @@ class ExecutorRegistry:
         finally:
             self._close_connection()
 
-    def wake(self, _payload: str = "") -> None:
-        """Another executor stopped: look for workflows to take over now."""
-        self._wake.set()
-
     def _beat(self) -> None:
         while not self._beat_stop.wait(self.interval_s):
             try:
@@ -137,21 +119,6 @@ class ExecutorRegistry:
             except Exception:
                 logger.exception("executor heartbeat failed (will retry)")
                 self._close_connection()
-
-    def _run(self) -> None:
-        passes = 0
-        while not self._stop.is_set():
-            passes += 1
-            try:
-                self.take_over()
-                if passes % SELF_HEAL_EVERY == 0:
-                    self.reclaim_own()
-            except DBOSException as exc:
-                logger.warning("executor takeover failed (will retry): %s", exc)
-            except Exception:
-                logger.exception("executor takeover failed (will retry)")
-            self._wake.wait(self.interval_s)
-            self._wake.clear()
 
     def _close_connection(self) -> None:
         conn, self._conn = self._conn, None
@@ -195,34 +162,3 @@ class ExecutorRegistry:
                     peer.hostname,
                     peer.pid,
                 )
-
-    def reclaim_own(self) -> list[str]:
-        """Run this process's own PENDING workflows that it is not running (claims whose reply
-        was lost in a connection failure leave them so), and release the cancelled or resumed
-        workflows it holds without running them, or that dead processes hold."""
-        grace_ms = int(self.interval_s * 1000 * SELF_HEAL_EVERY)
-        running = self.engine.running_ids()
-        orphans = [
-            wid for wid in self.sysdb.own_pending(self.process_id, grace_ms) if wid not in running
-        ]
-        self.sysdb.release_abandoned(self.process_id, sorted(running))
-        if not orphans:
-            return []
-        taken = list(self.engine.recover(orphans, reclaim_own=True))
-        for workflow_id in taken:
-            logger.warning("resumed workflow %s, orphaned by a lost reply", workflow_id)
-        return taken
-
-    def take_over(self) -> list[str]:
-        """Claim and run the PENDING workflows of this version that no live process owns, as many
-        as this process has room for. Returns the IDs taken over."""
-        room = self.max_threads - self.engine.running_in_background()
-        if room <= 0:
-            return []
-        candidates = self.sysdb.takeover_candidates(self.process_id, self.application_version, room)
-        if not candidates:
-            return []
-        taken = [wid for wid in self.engine.recover(candidates) if wid in candidates]
-        if taken:
-            logger.info("took over %d workflows from dead processes", len(taken))
-        return taken

@@ -1,16 +1,23 @@
-"""One LISTEN connection per process, feeding in-memory callbacks.
+"""Every NOTIFY channel, the one LISTEN connection per process, and the in-memory waiters it wakes.
 
-Cancellations (and, later, messages and events) written by any process reach this process within
-milliseconds without a query per step. If the connection drops, the thread reconnects with backoff
-and LISTENs again; callers must treat a notification as a hint and keep the database authoritative
-(a checkpoint write still reports a cancellation, and waiters poll slowly as a fallback).
+Cancellations, messages, events, enqueues and executor stops written by any process reach this
+process within milliseconds without a query per step. If the connection drops, the thread
+reconnects with backoff and LISTENs again; callers must treat a notification as a hint and keep
+the database authoritative (a checkpoint write still reports a cancellation, and waiters poll
+slowly as a fallback).
+
+The channels and their payloads, as the triggers of ``schema.sql`` and its migrations (and
+``queries.STOP_EXECUTOR``/``MARK_EXECUTORS_GONE``) send them (a test checks that the two agree):
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 
 import psycopg
 from psycopg import sql
@@ -20,6 +27,165 @@ from runtime import db
 logger = logging.getLogger("dbos")
 
 Callback = Callable[[str], None]
+
+# A message to a workflow; payload ``message_key(destination, topic)``.
+MESSAGE_CHANNEL = "dbos_notifications_channel"
+# An event set by a workflow; payload ``event_key(workflow_id, key)``.
+EVENT_CHANNEL = "dbos_workflow_events_channel"
+# A workflow cancelled; payload its ID.
+CANCEL_CHANNEL = "dbos_workflow_cancel_channel"
+# Work enqueued on (or a slot freed in) a queue; payload the queue's name.
+QUEUE_CHANNEL = "dbos_queue_channel"
+# An executor process stopped (or was found gone); payload its executor ID.
+EXECUTOR_CHANNEL = "dbos_executor_channel"
+CHANNELS = (MESSAGE_CHANNEL, EVENT_CHANNEL, CANCEL_CHANNEL, QUEUE_CHANNEL, EXECUTOR_CHANNEL)
+
+# With the listener up a notification wakes a waiter at once; the poll only guards against a
+# notification lost in a reconnect. With it down, polling is the only way to notice, so it is fast.
+POLL_LISTENING_S = 5.0
+POLL_NOT_LISTENING_S = 0.5
+# Waits are sliced so that a cancellation or shutdown is noticed promptly without a query.
+WAIT_SLICE_S = 0.25
+
+
+def message_key(workflow_id: str, topic: str | None) -> str:
+    """The notification payload of a message to ``workflow_id`` on ``topic``."""
+    return f"{workflow_id}::{topic or ''}"
+
+
+def event_key(workflow_id: str, key: str) -> str:
+    """The notification payload of an event ``key`` of ``workflow_id``."""
+    return f"{workflow_id}::{key}"
+
+
+class Watch:
+    """One waiter's wake-up flag, for a thread or for a task on an event loop. Registered before
+    the waiter looks at the table, so a notification cannot slip between the look and the wait."""
+
+    def __init__(self) -> None:
+        self._flag = threading.Event()
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._async_flag: asyncio.Event | None = None
+
+    def wake(self) -> None:
+        """Set the flag (from the listener's thread)."""
+        self._flag.set()
+        with self._lock:
+            loop, flag = self._loop, self._async_flag
+        if loop is not None and flag is not None:
+            loop.call_soon_threadsafe(flag.set)
+
+    def wait(self, seconds: float) -> bool:
+        """Wait in this thread until woken or ``seconds`` pass; whether it was woken."""
+        return self._flag.wait(seconds)
+
+    async def wait_async(self, seconds: float) -> bool:
+        """Wait on the running loop until woken or ``seconds`` pass; whether it was woken."""
+        with self._lock:
+            if self._async_flag is None:
+                self._loop, self._async_flag = asyncio.get_running_loop(), asyncio.Event()
+            flag = self._async_flag
+        if self._flag.is_set():
+            return True
+        try:
+            await asyncio.wait_for(flag.wait(), seconds)
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+    def clear(self) -> None:
+        """Forget earlier wake-ups (the waiter is about to look at the table again)."""
+        self._flag.clear()
+        if self._async_flag is not None:
+            self._async_flag.clear()
+
+
+class Waiters:
+    """Threads and tasks waiting for notifications, by payload."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiting: dict[str, set[Watch]] = {}
+
+    @contextmanager
+    def watch(self, key: str) -> Iterator[Watch]:
+        """A flag set whenever a notification for ``key`` arrives while the block runs."""
+        watch = Watch()
+        with self._lock:
+            self._waiting.setdefault(key, set()).add(watch)
+        try:
+            yield watch
+        finally:
+            with self._lock:
+                waiting = self._waiting.get(key)
+                if waiting is not None:
+                    waiting.discard(watch)
+                    if not waiting:
+                        del self._waiting[key]
+
+    def notify(self, key: str) -> None:
+        """Wake everyone waiting for ``key``."""
+        with self._lock:
+            watches = list(self._waiting.get(key, ()))
+        for watch in watches:
+            watch.wake()
+
+    def notify_all(self) -> None:
+        """Wake every waiter (after a reconnect, when notifications may have been missed)."""
+        with self._lock:
+            watches = [w for group in self._waiting.values() for w in group]
+        for watch in watches:
+            watch.wake()
+
+
+class Notifications:
+    """The waiters for messages and events of one process, fed by its listener."""
+
+    def __init__(self) -> None:
+        self.messages = Waiters()
+        self.events = Waiters()
+        self.is_listening: Callable[[], bool] = lambda: False
+
+    def callbacks(self) -> dict[str, Callback]:
+        """Listener channel → callback."""
+        return {MESSAGE_CHANNEL: self.messages.notify, EVENT_CHANNEL: self.events.notify}
+
+    def wake_all(self) -> None:
+        """Wake every waiter so it looks at the database again."""
+        self.messages.notify_all()
+        self.events.notify_all()
+
+    def wait(
+        self, watch: Watch, seconds: float, interrupt: Callable[[], None] | None = None
+    ) -> None:
+        """Wait until ``watch`` is woken, ``seconds`` pass, or the poll interval passes,
+        whichever is first; ``interrupt`` is called between slices and may raise."""
+        end = time.monotonic() + min(seconds, self._poll_s())
+        while (left := end - time.monotonic()) > 0:
+            if watch.wait(min(left, WAIT_SLICE_S)):
+                break
+            if interrupt is not None:
+                interrupt()
+        watch.clear()
+
+    async def wait_async(
+        self,
+        watch: Watch,
+        seconds: float,
+        interrupt: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """``wait`` for a task on the running loop."""
+        end = time.monotonic() + min(seconds, self._poll_s())
+        while (left := end - time.monotonic()) > 0:
+            if await watch.wait_async(min(left, WAIT_SLICE_S)):
+                break
+            if interrupt is not None:
+                await interrupt()
+        watch.clear()
+
+    def _poll_s(self) -> float:
+        return POLL_LISTENING_S if self.is_listening() else POLL_NOT_LISTENING_S
 
 
 class NotificationListener:

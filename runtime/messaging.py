@@ -1,4 +1,5 @@
-"""Messages (send/recv), events (set/get) and durable sleep.
+"""Messages (send/recv), events (set/get) and durable sleep. Written once for sync and async
+callers (``runtime.engine.drive``).
 
 Inside a workflow each operation is durable: its outcome is recorded under the next step number in
 the same statement that performs it (a message is consumed and recorded together, an event is
@@ -6,31 +7,29 @@ published and recorded together), so a replay returns what the first run saw. Wa
 too: ``recv`` and ``get_event`` record when their timeout ends before they first wait, and
 ``sleep`` records its wake-up time, so after a restart only the remaining time is waited.
 
-Waiting threads are woken by LISTEN/NOTIFY through the process's one listener connection, and
-poll slowly as a fallback (quickly while the listener is down). A waiter registers before it looks
-at the table, so a notification cannot slip between the look and the wait.
+Waiters are woken by LISTEN/NOTIFY through the process's one listener connection
+(``runtime.listener``), and poll slowly as a fallback (quickly while the listener is down).
 """
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 from runtime import context, serialization
 from runtime.context import WorkflowContext, now_ms
-from runtime.engine import Engine, check_same_operation, owner_verdict, replay_outcome
-from runtime.errors import (
-    DBOSException,
-    DBOSNonExistentWorkflowError,
+from runtime.engine.drive import Blocking, Effect, Operation, run_async, run_sync
+from runtime.engine.protocol import (
+    Operations,
+    Pause,
+    check_same_operation,
+    owner_verdict,
+    replay_outcome,
 )
-from runtime.system_db import RecordedStep, SystemDatabase
-
-MESSAGE_CHANNEL = "dbos_notifications_channel"
-EVENT_CHANNEL = "dbos_workflow_events_channel"
+from runtime.errors import DBOSException, DBOSNonExistentWorkflowError
+from runtime.listener import Notifications, Watch, event_key, message_key
+from runtime.system_db import SystemDatabase
 
 SLEEP_OP = "DBOS.sleep"
 SEND_OP = "DBOS.send"
@@ -38,130 +37,38 @@ RECV_OP = "DBOS.recv"
 SET_EVENT_OP = "DBOS.setEvent"
 GET_EVENT_OP = "DBOS.getEvent"
 
-# With the listener up a notification wakes a waiter at once; the poll only guards against a
-# notification lost in a reconnect. With it down, polling is the only way to notice, so it is fast.
-POLL_LISTENING_S = 5.0
-POLL_NOT_LISTENING_S = 0.5
-# Waits are sliced so that a cancellation or shutdown is noticed promptly without a query.
-WAIT_SLICE_S = 0.25
 
+class _Notice(Effect):
+    """Wait for a notification (or the timeout, or the poll interval); a workflow checks its own
+    interrupts between slices."""
 
-def message_key(workflow_id: str, topic: str | None) -> str:
-    """The notification payload of a message to ``workflow_id`` on ``topic`` (see schema.sql)."""
-    return f"{workflow_id}::{topic or ''}"
+    __slots__ = ("notifications", "watch", "seconds", "ops", "ctx")
 
-
-def event_key(workflow_id: str, key: str) -> str:
-    """The notification payload of an event ``key`` of ``workflow_id``."""
-    return f"{workflow_id}::{key}"
-
-
-class Waiters:
-    """Threads and tasks waiting for notifications, by payload."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._waiting: dict[str, set[Callable[[], object]]] = {}
-
-    @contextmanager
-    def _register(self, key: str, wake: Callable[[], object]) -> Iterator[None]:
-        with self._lock:
-            self._waiting.setdefault(key, set()).add(wake)
-        try:
-            yield
-        finally:
-            with self._lock:
-                waiting = self._waiting.get(key)
-                if waiting is not None:
-                    waiting.discard(wake)
-                    if not waiting:
-                        del self._waiting[key]
-
-    @contextmanager
-    def watch(self, key: str) -> Iterator[threading.Event]:
-        """An event set whenever a notification for ``key`` arrives while the block runs."""
-        event = threading.Event()
-        with self._register(key, event.set):
-            yield event
-
-    @contextmanager
-    def watch_async(self, key: str) -> Iterator[asyncio.Event]:
-        """The same for a task: an asyncio event of the running loop, set from the listener's
-        thread."""
-        event = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        with self._register(key, lambda: loop.call_soon_threadsafe(event.set)):
-            yield event
-
-    def notify(self, key: str) -> None:
-        """Wake everyone waiting for ``key``."""
-        with self._lock:
-            wakes = list(self._waiting.get(key, ()))
-        for wake in wakes:
-            wake()
-
-    def notify_all(self) -> None:
-        """Wake every waiter (after a reconnect, when notifications may have been missed)."""
-        with self._lock:
-            wakes = [w for group in self._waiting.values() for w in group]
-        for wake in wakes:
-            wake()
-
-
-class Notifications:
-    """The waiters for messages and events of one process, fed by its listener."""
-
-    def __init__(self) -> None:
-        self.messages = Waiters()
-        self.events = Waiters()
-        self.is_listening: Callable[[], bool] = lambda: False
-
-    def callbacks(self) -> dict[str, Callable[[str], None]]:
-        """Listener channel → callback."""
-        return {MESSAGE_CHANNEL: self.messages.notify, EVENT_CHANNEL: self.events.notify}
-
-    def wake_all(self) -> None:
-        """Wake every waiter so it looks at the database again."""
-        self.messages.notify_all()
-        self.events.notify_all()
-
-    def wait(
+    def __init__(
         self,
-        event: threading.Event,
+        notifications: Notifications,
+        watch: Watch,
         seconds: float,
-        interrupt: Callable[[], None] | None = None,
+        ops: Operations | None = None,
+        ctx: WorkflowContext | None = None,
     ) -> None:
-        """Wait until ``event`` is set, ``seconds`` pass, or the poll interval passes, whichever is
-        first; ``interrupt`` is called between slices and may raise."""
-        poll = POLL_LISTENING_S if self.is_listening() else POLL_NOT_LISTENING_S
-        end = time.monotonic() + min(seconds, poll)
-        while (left := end - time.monotonic()) > 0:
-            if event.wait(min(left, WAIT_SLICE_S)):
-                break
-            if interrupt is not None:
-                interrupt()
-        event.clear()
+        self.notifications, self.watch, self.seconds = notifications, watch, seconds
+        self.ops, self.ctx = ops, ctx
 
-    async def wait_async(
-        self,
-        event: asyncio.Event,
-        seconds: float,
-        interrupt: Callable[[], Awaitable[None]] | None = None,
-    ) -> None:
-        """``wait`` for a task: returns on the event, the timeout or the poll interval."""
-        poll = POLL_LISTENING_S if self.is_listening() else POLL_NOT_LISTENING_S
-        end = time.monotonic() + min(seconds, poll)
-        while (left := end - time.monotonic()) > 0:
-            try:
-                await asyncio.wait_for(event.wait(), min(left, WAIT_SLICE_S))
-                break
-            except asyncio.TimeoutError:
-                if interrupt is not None:
-                    await interrupt()
-        event.clear()
+    def run(self) -> None:
+        ops, ctx = self.ops, self.ctx
+        interrupt = None if ops is None or ctx is None else (lambda: ops.check_interrupts(ctx))
+        self.notifications.wait(self.watch, self.seconds, interrupt)
+
+    async def run_async(self) -> None:
+        ops, ctx = self.ops, self.ctx
+        interrupt = (
+            None if ops is None or ctx is None else (lambda: ops.check_interrupts_async(ctx))
+        )
+        await self.notifications.wait_async(self.watch, self.seconds, interrupt)
 
 
-# -- outside a workflow ----------------------------------------------------------------------
+# -- outside a workflow (also what DBOSClient uses) -------------------------------------------
 
 
 def send_outside(
@@ -186,252 +93,318 @@ def get_event_outside(
     timeout_seconds: float,
 ) -> Any:
     """Wait up to ``timeout_seconds`` for the event; None when it does not appear in time."""
+    return run_sync(_event_outside(sysdb, notifications, workflow_id, key, timeout_seconds))
+
+
+def _event_outside(
+    sysdb: SystemDatabase,
+    notifications: Notifications,
+    workflow_id: str,
+    key: str,
+    timeout_seconds: float,
+) -> Operation[Any]:
     deadline = time.monotonic() + timeout_seconds
-    with notifications.events.watch(event_key(workflow_id, key)) as event:
+    with notifications.events.watch(event_key(workflow_id, key)) as watch:
         while True:
-            found, value = sysdb.get_event(workflow_id, key)
+            found, value = yield Blocking(lambda: sysdb.get_event(workflow_id, key))
             if found:
                 return serialization.deserialize(value)
             left = deadline - time.monotonic()
             if left <= 0:
                 return None
-            notifications.wait(event, left)
+            yield _Notice(notifications, watch, left)
 
 
-# -- inside a workflow -----------------------------------------------------------------------
-
-
-def _workflow_context() -> WorkflowContext | None:
-    ctx = context.current_workflow.get()
-    if ctx is None or context.current_step.get() is not None:
-        return None
-    return ctx
+# -- the operations ---------------------------------------------------------------------------
 
 
 def _require_workflow(operation: str) -> WorkflowContext:
-    ctx = _workflow_context()
+    ctx = context.active_workflow()
     if ctx is None:
         raise DBOSException(f"DBOS.{operation} can only be called inside a workflow (not a step)")
     return ctx
 
 
-def sleep(engine: Engine, seconds: float) -> None:
-    """Durable sleep: the wake-up time is recorded, so a restarted workflow sleeps what remains."""
-    ctx = _workflow_context()
-    if ctx is None:
-        time.sleep(seconds)
-        return
-    function_id, rec = engine.begin_operation(ctx, SLEEP_OP)
-    if rec is not None:
-        wake_at = int(serialization.deserialize(rec.output))
-    else:
-        wake_at = now_ms() + int(seconds * 1000)
-        engine.record_operation(
-            ctx,
-            function_id,
-            SLEEP_OP,
-            output=serialization.serialize(wake_at),
-            started_at_ms=now_ms(),
-        )
-    remaining = (wake_at - now_ms()) / 1000
-    if remaining > 0:
-        engine.sleep_interruptibly(ctx, remaining)
+class Messaging:
+    """Messages, events and durable sleep for one launched runtime; each ``*_async`` method is
+    the same operation driven on the event loop."""
 
+    def __init__(self, ops: Operations, notifications: Notifications) -> None:
+        self.ops = ops
+        self.notifications = notifications
 
-def send(
-    engine: Engine,
-    destination_id: str,
-    message: Any,
-    topic: str | None,
-    idempotency_key: str | None,
-) -> None:
-    """Send a message; from a workflow it is a step and happens exactly once."""
-    ctx = _workflow_context()
-    if ctx is None:
-        send_outside(engine.sysdb, destination_id, message, topic, idempotency_key)
-        return
-    payload = serialization.serialize(message, "message")
-    function_id, rec = engine.begin_operation(ctx, SEND_OP)
-    if rec is not None:
-        replay_outcome(rec)
-        return
-    send_reserved(engine, ctx, function_id, destination_id, topic, payload)
+    # -- shells -----------------------------------------------------------------------------------
 
+    def sleep(self, seconds: float) -> None:
+        """Durable sleep: the wake-up time is recorded, so a restarted workflow sleeps what
+        remains. Outside a workflow, a plain sleep."""
+        run_sync(self.sleeping(seconds))
 
-def send_reserved(
-    engine: Engine,
-    ctx: WorkflowContext,
-    function_id: int,
-    destination_id: str,
-    topic: str | None,
-    payload: str,
-) -> None:
-    """The send of a workflow, under a step number already taken (sync and async ``send``)."""
-    started = now_ms()
-    result, exists = engine.checkpoint(
-        lambda: engine.sysdb.send_from_workflow(
-            ctx.workflow_id, ctx.owner_epoch, function_id, started, destination_id, topic, payload
-        )
-    )
-    if result.recorded:
-        engine.check_record(ctx, result)
-        return
-    owner_verdict(ctx, result.status, result.owner_epoch)  # fenced, cancelled, or nothing yet
-    if not exists:
-        error = DBOSNonExistentWorkflowError(destination_id)
-        engine.record_operation(
-            ctx,
-            function_id,
-            SEND_OP,
-            error=serialization.serialize_exception(error),
-            started_at_ms=started,
-        )
-        raise error
-    engine.check_record(ctx, result)  # our own earlier attempt, whose reply was lost
+    async def sleep_async(self, seconds: float) -> None:
+        """``sleep`` on the event loop."""
+        await run_async(self.sleeping(seconds))
 
+    def send(
+        self, destination_id: str, message: Any, topic: str | None, idempotency_key: str | None
+    ) -> None:
+        """Send a message; from a workflow it is a step and happens exactly once."""
+        run_sync(self.sending(destination_id, message, topic, idempotency_key))
 
-def _durable_deadline(
-    engine: Engine, ctx: WorkflowContext, timeout_id: int, timeout_seconds: float
-) -> Callable[[], int]:
-    """The end of a wait, recorded the first time it is needed (so a replay that did not wait
-    does not need it) and read back from the record after a restart."""
-    rec: RecordedStep | None = ctx.recorded.get(timeout_id)
-    if rec is not None:
-        check_same_operation(ctx, timeout_id, rec, SLEEP_OP)
-    state: dict[str, int] = {}
-    if rec is not None:
-        state["deadline"] = int(serialization.deserialize(rec.output))
+    async def send_async(
+        self, destination_id: str, message: Any, topic: str | None, idempotency_key: str | None
+    ) -> None:
+        """``send`` without blocking the loop."""
+        await run_async(self.sending(destination_id, message, topic, idempotency_key))
 
-    def deadline() -> int:
-        if "deadline" not in state:
-            state["deadline"] = now_ms() + int(timeout_seconds * 1000)
-            engine.record_operation(
+    def recv(self, topic: str | None, timeout_seconds: float) -> Any:
+        """Consume the next message on ``topic``, waiting (durably) up to the timeout; None when
+        it passes. The consumption and its record are one statement: exactly once, even across
+        crashes."""
+        return run_sync(self.receiving(_require_workflow("recv"), topic, timeout_seconds))
+
+    async def recv_async(self, topic: str | None, timeout_seconds: float) -> Any:
+        """``recv`` on the event loop."""
+        ctx = _require_workflow("recv_async")
+        return await run_async(self.receiving(ctx, topic, timeout_seconds))
+
+    def set_event(self, key: str, value: Any) -> None:
+        """Publish (or overwrite) a key/value on the running workflow; last write wins."""
+        run_sync(self.setting_event(_require_workflow("set_event"), key, value))
+
+    async def set_event_async(self, key: str, value: Any) -> None:
+        """``set_event`` without blocking the loop."""
+        await run_async(self.setting_event(_require_workflow("set_event_async"), key, value))
+
+    def get_event(self, workflow_id: str, key: str, timeout_seconds: float) -> Any:
+        """Wait for an event of another workflow; None on timeout. In a workflow the value seen
+        is recorded, so a replay sees it even if the event changed since."""
+        return run_sync(self.getting_event(workflow_id, key, timeout_seconds))
+
+    async def get_event_async(self, workflow_id: str, key: str, timeout_seconds: float) -> Any:
+        """``get_event`` on the event loop."""
+        return await run_async(self.getting_event(workflow_id, key, timeout_seconds))
+
+    # -- the operations ---------------------------------------------------------------------------
+
+    def sleeping(self, seconds: float) -> Operation[None]:
+        """Durable sleep as an operation."""
+        ctx = context.active_workflow()
+        if ctx is None:
+            yield Pause(self.ops, None, seconds)
+            return
+        function_id, rec = self.ops.begin(ctx, SLEEP_OP)
+        if rec is not None:
+            wake_at = int(serialization.deserialize(rec.output))
+        else:
+            wake_at = now_ms() + int(seconds * 1000)
+            yield self.ops.recording(
                 ctx,
-                timeout_id,
+                function_id,
                 SLEEP_OP,
-                output=serialization.serialize(state["deadline"]),
+                output=serialization.serialize(wake_at),
                 started_at_ms=now_ms(),
             )
-        return state["deadline"]
+        remaining = (wake_at - now_ms()) / 1000
+        if remaining > 0:
+            yield Pause(self.ops, ctx, remaining)
 
-    return deadline
-
-
-def recv(
-    engine: Engine, notifications: Notifications, topic: str | None, timeout_seconds: float
-) -> Any:
-    """Consume the next message on ``topic``, waiting (durably) up to the timeout; None when it
-    passes. The consumption and its record are one statement: exactly once, even across crashes."""
-    ctx = _require_workflow("recv")
-    function_id, rec = engine.begin_operation(ctx, RECV_OP)
-    timeout_id = ctx.next_function_id()  # always taken, so step numbers do not depend on timing
-    if rec is not None:
-        return replay_outcome(rec)
-    deadline = _durable_deadline(engine, ctx, timeout_id, timeout_seconds)
-    started = now_ms()
-    with notifications.messages.watch(message_key(ctx.workflow_id, topic)) as event:
-        while True:
-            done, value = recv_once(engine, ctx, function_id, started, topic, deadline)
-            if done:
-                return value
-            left_ms = deadline() - now_ms()
-            notifications.wait(event, left_ms / 1000, lambda: engine.check_interrupts(ctx))
-
-
-def recv_once(
-    engine: Engine,
-    ctx: WorkflowContext,
-    function_id: int,
-    started: int,
-    topic: str | None,
-    deadline: Callable[[], int],
-) -> tuple[bool, Any]:
-    """One look for a message (shared by the sync and async recv): (True, message) when one was
-    consumed, (True, None) when the timeout passed (recorded), (False, None) to wait on."""
-    result, message = engine.checkpoint(
-        lambda: engine.sysdb.recv(ctx.workflow_id, ctx.owner_epoch, function_id, started, topic)
-    )
-    if result.recorded:
-        engine.check_record(ctx, result)
-        return True, serialization.deserialize(message)
-    owner_verdict(ctx, result.status, result.owner_epoch)  # fenced, cancelled, or nothing yet
-    # Still ours and nothing recorded: either no message yet, or our own earlier attempt consumed
-    # one and its reply was lost; the record tells.
-    own = engine.checkpoint(lambda: engine.sysdb.get_step(ctx.workflow_id, function_id))
-    if own is not None:
-        return True, replay_outcome(own)
-    if deadline() - now_ms() <= 0:
-        engine.record_operation(
-            ctx, function_id, RECV_OP, output=serialization.serialize(None), started_at_ms=started
-        )
-        return True, None
-    return False, None
-
-
-def set_event(engine: Engine, key: str, value: Any) -> None:
-    """Publish (or overwrite) a key/value on the running workflow; last write wins."""
-    ctx = _require_workflow("set_event")
-    payload = serialization.serialize(value, "event value")
-    function_id, rec = engine.begin_operation(ctx, SET_EVENT_OP)
-    if rec is not None:
-        return
-    started = now_ms()
-    result = engine.checkpoint(
-        lambda: engine.sysdb.set_event(
-            ctx.workflow_id, ctx.owner_epoch, function_id, started, key, payload
-        )
-    )
-    engine.check_record(ctx, result)
-
-
-def get_event(
-    engine: Engine,
-    notifications: Notifications,
-    workflow_id: str,
-    key: str,
-    timeout_seconds: float,
-) -> Any:
-    """Wait for an event of another workflow; None on timeout. In a workflow the value seen is
-    recorded, so a replay sees it even if the event changed since."""
-    ctx = _workflow_context()
-    if ctx is None:
-        return get_event_outside(engine.sysdb, notifications, workflow_id, key, timeout_seconds)
-    function_id, rec = engine.begin_operation(ctx, GET_EVENT_OP)
-    timeout_id = ctx.next_function_id()
-    if rec is not None:
-        return replay_outcome(rec)
-    deadline = _durable_deadline(engine, ctx, timeout_id, timeout_seconds)
-    started = now_ms()
-    with notifications.events.watch(event_key(workflow_id, key)) as event:
-        while True:
-            done, value = get_event_once(
-                engine, ctx, function_id, started, workflow_id, key, deadline
+    def sending(
+        self, destination_id: str, message: Any, topic: str | None, idempotency_key: str | None
+    ) -> Operation[None]:
+        """``send`` as an operation."""
+        ctx = context.active_workflow()
+        if ctx is None:
+            sysdb = self.ops.sysdb
+            yield Blocking(
+                lambda: send_outside(sysdb, destination_id, message, topic, idempotency_key)
             )
-            if done:
-                return value
-            left_ms = deadline() - now_ms()
-            notifications.wait(event, left_ms / 1000, lambda: engine.check_interrupts(ctx))
+            return
+        payload = serialization.serialize(message, "message")
+        function_id, rec = self.ops.begin(ctx, SEND_OP)
+        if rec is not None:
+            replay_outcome(rec)
+            return
+        yield Blocking(lambda: self._send(ctx, function_id, destination_id, topic, payload))
 
+    def _send(
+        self,
+        ctx: WorkflowContext,
+        function_id: int,
+        destination_id: str,
+        topic: str | None,
+        payload: str,
+    ) -> None:
+        ops = self.ops
+        started = now_ms()
+        result, exists = ops.checkpoint(
+            lambda: ops.sysdb.send_from_workflow(
+                ctx.workflow_id,
+                ctx.owner_epoch,
+                function_id,
+                started,
+                destination_id,
+                topic,
+                payload,
+            )
+        )
+        if result.recorded:
+            ops.check_record(ctx, result)
+            return
+        owner_verdict(ctx, result.status, result.owner_epoch)  # fenced, cancelled, or not yet
+        if not exists:
+            error = DBOSNonExistentWorkflowError(destination_id)
+            ops.record(
+                ctx,
+                function_id,
+                SEND_OP,
+                error=serialization.serialize_exception(error),
+                started_at_ms=started,
+            )
+            raise error
+        ops.check_record(ctx, result)  # our own earlier attempt, whose reply was lost
 
-def get_event_once(
-    engine: Engine,
-    ctx: WorkflowContext,
-    function_id: int,
-    started: int,
-    workflow_id: str,
-    key: str,
-    deadline: Callable[[], int],
-) -> tuple[bool, Any]:
-    """One look for the event (shared by the sync and async get_event): (True, value) when it is
-    there or the timeout passed, both recorded; (False, None) to wait on."""
-    found, value = engine.checkpoint(lambda: engine.sysdb.get_event(workflow_id, key))
-    if not found and deadline() - now_ms() > 0:
+    def _durable_deadline(
+        self, ctx: WorkflowContext, timeout_id: int, timeout_seconds: float
+    ) -> Callable[[], int]:
+        """The end of a wait, recorded the first time it is needed (so a replay that did not wait
+        does not need it) and read back from the record after a restart."""
+        rec = ctx.recorded.get(timeout_id)
+        if rec is not None:
+            check_same_operation(ctx, timeout_id, rec, SLEEP_OP)
+        state: dict[str, int] = {}
+        if rec is not None:
+            state["deadline"] = int(serialization.deserialize(rec.output))
+
+        def deadline() -> int:
+            if "deadline" not in state:
+                state["deadline"] = now_ms() + int(timeout_seconds * 1000)
+                self.ops.record(
+                    ctx,
+                    timeout_id,
+                    SLEEP_OP,
+                    output=serialization.serialize(state["deadline"]),
+                    started_at_ms=now_ms(),
+                )
+            return state["deadline"]
+
+        return deadline
+
+    def receiving(
+        self, ctx: WorkflowContext, topic: str | None, timeout_seconds: float
+    ) -> Operation[Any]:
+        """``recv`` as an operation."""
+        function_id, rec = self.ops.begin(ctx, RECV_OP)
+        timeout_id = ctx.next_function_id()  # always taken: step numbers do not depend on timing
+        if rec is not None:
+            return replay_outcome(rec)
+        deadline = self._durable_deadline(ctx, timeout_id, timeout_seconds)
+        started = now_ms()
+        with self.notifications.messages.watch(message_key(ctx.workflow_id, topic)) as watch:
+            while True:
+                done, value = yield Blocking(
+                    lambda: self._recv_once(ctx, function_id, started, topic, deadline)
+                )
+                if done:
+                    return value
+                left_ms = deadline() - now_ms()
+                yield _Notice(self.notifications, watch, left_ms / 1000, self.ops, ctx)
+
+    def _recv_once(
+        self,
+        ctx: WorkflowContext,
+        function_id: int,
+        started: int,
+        topic: str | None,
+        deadline: Callable[[], int],
+    ) -> tuple[bool, Any]:
+        """One look for a message: (True, message) when one was consumed, (True, None) when the
+        timeout passed (recorded), (False, None) to wait on."""
+        ops = self.ops
+        result, message = ops.checkpoint(
+            lambda: ops.sysdb.recv(ctx.workflow_id, ctx.owner_epoch, function_id, started, topic)
+        )
+        if result.recorded:
+            ops.check_record(ctx, result)
+            return True, serialization.deserialize(message)
+        owner_verdict(ctx, result.status, result.owner_epoch)  # fenced, cancelled, or not yet
+        # Still ours and nothing recorded: either no message yet, or our own earlier attempt
+        # consumed one and its reply was lost; the record tells.
+        own = ops.checkpoint(lambda: ops.sysdb.get_step(ctx.workflow_id, function_id))
+        if own is not None:
+            return True, replay_outcome(own)
+        if deadline() - now_ms() <= 0:
+            ops.record(
+                ctx,
+                function_id,
+                RECV_OP,
+                output=serialization.serialize(None),
+                started_at_ms=started,
+            )
+            return True, None
         return False, None
-    engine.record_operation(
-        ctx,
-        function_id,
-        GET_EVENT_OP,
-        output=value if found else serialization.serialize(None),
-        started_at_ms=started,
-    )
-    return True, serialization.deserialize(value) if found else None
+
+    def setting_event(self, ctx: WorkflowContext, key: str, value: Any) -> Operation[None]:
+        """``set_event`` as an operation."""
+        payload = serialization.serialize(value, "event value")
+        function_id, rec = self.ops.begin(ctx, SET_EVENT_OP)
+        if rec is not None:
+            return
+        ops = self.ops
+        started = now_ms()
+        result = yield Blocking(
+            lambda: ops.checkpoint(
+                lambda: ops.sysdb.set_event(
+                    ctx.workflow_id, ctx.owner_epoch, function_id, started, key, payload
+                )
+            )
+        )
+        ops.check_record(ctx, result)
+
+    def getting_event(self, workflow_id: str, key: str, timeout_seconds: float) -> Operation[Any]:
+        """``get_event`` as an operation."""
+        ctx = context.active_workflow()
+        if ctx is None:
+            return (
+                yield from _event_outside(
+                    self.ops.sysdb, self.notifications, workflow_id, key, timeout_seconds
+                )
+            )
+        function_id, rec = self.ops.begin(ctx, GET_EVENT_OP)
+        timeout_id = ctx.next_function_id()
+        if rec is not None:
+            return replay_outcome(rec)
+        deadline = self._durable_deadline(ctx, timeout_id, timeout_seconds)
+        started = now_ms()
+        with self.notifications.events.watch(event_key(workflow_id, key)) as watch:
+            while True:
+                done, value = yield Blocking(
+                    lambda: self._event_once(ctx, function_id, started, workflow_id, key, deadline)
+                )
+                if done:
+                    return value
+                left_ms = deadline() - now_ms()
+                yield _Notice(self.notifications, watch, left_ms / 1000, self.ops, ctx)
+
+    def _event_once(
+        self,
+        ctx: WorkflowContext,
+        function_id: int,
+        started: int,
+        workflow_id: str,
+        key: str,
+        deadline: Callable[[], int],
+    ) -> tuple[bool, Any]:
+        """One look for the event: (True, value) when it is there or the timeout passed, both
+        recorded; (False, None) to wait on."""
+        ops = self.ops
+        found, value = ops.checkpoint(lambda: ops.sysdb.get_event(workflow_id, key))
+        if not found and deadline() - now_ms() > 0:
+            return False, None
+        ops.record(
+            ctx,
+            function_id,
+            GET_EVENT_OP,
+            output=value if found else serialization.serialize(None),
+            started_at_ms=started,
+        )
+        return True, serialization.deserialize(value) if found else None

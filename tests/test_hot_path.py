@@ -11,7 +11,7 @@ from collections.abc import Callable
 import psycopg
 import pytest
 
-from runtime import DBOS, SetWorkflowID, queues
+from runtime import DBOS, SetWorkflowID, dispatcher
 
 Launch = Callable[..., None]
 
@@ -37,7 +37,7 @@ def test_fresh_workflow_statement_count(
 ) -> None:
     # Background loops (queue polling, heartbeats) must not run inside the measured window: they
     # are not the workflow's statements. They run once at launch, before the counters reset.
-    monkeypatch.setattr(queues, "POLL_INTERVAL_S", 3600.0)
+    monkeypatch.setattr(dispatcher, "POLL_INTERVAL_S", 3600.0)
     with psycopg.connect(db_url, autocommit=True) as conn:
         try:
             conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")

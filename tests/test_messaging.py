@@ -18,7 +18,7 @@ from runtime import (
     DBOSException,
     DBOSNonExistentWorkflowError,
     SetWorkflowID,
-    messaging,
+    listener,
 )
 
 Launch = Callable[..., None]
@@ -227,7 +227,7 @@ def test_cancel_interrupts_a_waiting_recv(launch_dbos: Launch) -> None:
 def test_recv_is_woken_by_notify_not_by_polling(
     launch_dbos: Launch, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(messaging, "POLL_LISTENING_S", 60.0)
+    monkeypatch.setattr(listener, "POLL_LISTENING_S", 60.0)
 
     @DBOS.workflow()
     def wf() -> Any:
@@ -246,7 +246,7 @@ def test_recv_is_woken_by_notify_not_by_polling(
 def test_messages_still_arrive_when_the_listener_connection_dies(
     launch_dbos: Launch, db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(messaging, "POLL_LISTENING_S", 60.0)
+    monkeypatch.setattr(listener, "POLL_LISTENING_S", 60.0)
 
     @DBOS.workflow()
     def wf() -> list[Any]:

@@ -21,7 +21,7 @@ from runtime import (
     SetWorkflowID,
     SetWorkflowTimeout,
 )
-from runtime import queues as queues_mod
+from runtime import dispatcher as dispatcher_mod
 
 Launch = Callable[..., None]
 
@@ -213,7 +213,7 @@ def test_cancelled_enqueued_workflow_never_runs_and_resume_bypasses_queue(
 def test_idle_queue_starts_enqueued_work_on_notify_not_poll(
     launch_dbos: Launch, db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(queues_mod, "POLL_INTERVAL_S", 60.0)
+    monkeypatch.setattr(dispatcher_mod, "POLL_INTERVAL_S", 60.0)
     Queue("idle")
 
     @DBOS.workflow()

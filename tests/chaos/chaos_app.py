@@ -210,12 +210,12 @@ def event_reader(target: str) -> Any:
 
 
 if os.environ.get("CHAOS_BREAK") == "replay":
-    from runtime.engine import Engine
+    from runtime.engine.protocol import Operations
 
-    def _forgetful(self: Engine, ctx: Any, name: str) -> tuple[int, Any]:
+    def _forgetful(self: Operations, ctx: Any, name: str) -> tuple[int, Any]:
         return ctx.next_function_id(), None  # ignores what a previous run recorded
 
-    Engine.begin_operation = _forgetful  # type: ignore[method-assign]
+    Operations.begin = _forgetful  # type: ignore[method-assign]
 
 if os.environ.get("CHAOS_BREAK") == "dequeue":
     from runtime import queries

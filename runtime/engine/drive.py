@@ -1,0 +1,102 @@
+"""One control loop for sync and async: durable operations written once, as generators.
+
+Each durable operation (a step with its retries, a transaction with its retries, a wait for a
+result, a message or an event) is a generator that decides what happens and yields an ``Effect``
+for everything that touches the outside world: calling the user's function, database work, a
+wait. Two drivers run it: ``run_sync`` performs each effect in the calling thread, ``run_async``
+awaits the user's coroutine on the event loop and hands blocking work to a worker thread. So each
+retry, replay and outcome rule exists once, and the ``*_async`` twins are one-line shells.
+
+An effect's outcome is sent back into the generator, its exception thrown into it (so a
+generator's ``try``/``except`` around a ``yield`` handles the user's error as ordinary code would).
+Code before a generator's first ``yield`` runs synchronously when the driver starts it: durable
+operations take their step number there, so under ``asyncio.gather`` they are numbered in call
+order, and a replay numbers them the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Generator
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+# A durable operation: yields effects, receives their outcomes, returns its result.
+Operation = Generator["Effect", Any, T]
+
+
+class Effect:
+    """Something a durable operation needs done; performed by whichever driver runs it."""
+
+    def run(self) -> Any:
+        """Perform it in this thread."""
+        raise NotImplementedError
+
+    async def run_async(self) -> Any:
+        """Perform it without blocking the event loop."""
+        raise NotImplementedError
+
+
+class Call(Effect):
+    """Call the user's function (a coroutine function under ``run_async``: awaited)."""
+
+    __slots__ = ("func", "args", "kwargs")
+
+    def __init__(self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]):
+        self.func, self.args, self.kwargs = func, args, kwargs
+
+    def run(self) -> Any:
+        return self.func(*self.args, **self.kwargs)
+
+    async def run_async(self) -> Any:
+        return await self.func(*self.args, **self.kwargs)
+
+
+class Blocking(Effect):
+    """Blocking work (a database round trip): in this thread, or on a worker thread."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self.fn = fn
+
+    def run(self) -> Any:
+        return self.fn()
+
+    async def run_async(self) -> Any:
+        return await asyncio.to_thread(self.fn)
+
+
+def run_sync(operation: Operation[T]) -> T:
+    """Drive ``operation`` to its end in this thread."""
+    send: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            effect = operation.send(send) if error is None else operation.throw(error)
+        except StopIteration as stop:
+            result: T = stop.value
+            return result
+        send, error = None, None
+        try:
+            send = effect.run()
+        except BaseException as exc:  # handed to the operation, which decides
+            error = exc
+
+
+async def run_async(operation: Operation[T]) -> T:
+    """Drive ``operation`` to its end on the running event loop."""
+    send: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            effect = operation.send(send) if error is None else operation.throw(error)
+        except StopIteration as stop:
+            result: T = stop.value
+            return result
+        send, error = None, None
+        try:
+            send = await effect.run_async()
+        except BaseException as exc:  # handed to the operation, which decides
+            error = exc

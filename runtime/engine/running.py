@@ -1,0 +1,254 @@
+"""Running a workflow body and settling how it ended.
+
+A run executes the user's function with the workflow's context set, then ``settle`` records the
+outcome in one statement (SUCCESS with the result, ERROR with the exception), or nothing when the
+run was cancelled, fenced or interrupted: then the record stays as it is, and the workflow is
+resumed, taken over or recovered from its last recorded step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from concurrent.futures import Future
+from typing import Any
+
+from runtime import context, serialization
+from runtime.context import WorkflowContext
+from runtime.engine.drive import Blocking, Call, Operation, run_async, run_sync
+from runtime.engine.protocol import Interrupted, Operations
+from runtime.engine.runs import LocalRuns, Outcome
+from runtime.errors import (
+    DBOSException,
+    DBOSWorkflowCancelledError,
+    DBOSWorkflowFencedError,
+    DBOSWorkflowFunctionNotFoundError,
+)
+from runtime.registry import WorkflowInfo, get_workflow, resolve_class
+from runtime.status import WorkflowStatusString
+from runtime.system_db import ClaimedWorkflow, RecordedStep
+
+logger = logging.getLogger("dbos")
+
+# Background async workflows are tasks on the caller's loop; keep them referenced until done.
+_tasks: set[asyncio.Task[None]] = set()
+
+
+class Runner:
+    """Runs workflow bodies for one launched runtime."""
+
+    def __init__(self, ops: Operations, runs: LocalRuns, *, process_id: str) -> None:
+        self.ops = ops
+        self.runs = runs
+        self.process_id = process_id
+
+    # -- launching ------------------------------------------------------------------------------
+
+    def launch(
+        self,
+        ctx: WorkflowContext,
+        info: WorkflowInfo,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        future: Future[Outcome],
+        *,
+        background: bool,
+    ) -> None:
+        """Run the body: in this thread (``background=False``, a sync workflow) or on a thread of
+        its own; an async workflow reached from synchronous code (recovery, dispatch, a sync
+        caller) runs on an event loop of its own in that thread."""
+        self.runs.register(ctx)
+        body = self.body(ctx, info, args, kwargs, future)
+        if not background and not info.is_async:
+            run_sync(body)
+            return
+
+        def target() -> None:
+            if info.is_async:
+                asyncio.run(run_async(body))
+            else:
+                run_sync(body)
+
+        thread = threading.Thread(
+            target=target, name=f"dbos-workflow-{ctx.workflow_id}", daemon=True
+        )
+        self.runs.add_thread(thread)
+        thread.start()
+        if not background:
+            thread.join()
+
+    async def run_on_loop(
+        self,
+        ctx: WorkflowContext,
+        info: WorkflowInfo,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        future: Future[Outcome],
+        *,
+        background: bool,
+    ) -> None:
+        """Run an async workflow's body on the running event loop: awaited here, or as a task of
+        the loop in the background."""
+        self.runs.register(ctx)
+        run = run_async(self.body(ctx, info, args, kwargs, future))
+        if not background:
+            await run
+            return
+        task = asyncio.get_running_loop().create_task(run)
+        _tasks.add(task)
+        task.add_done_callback(_tasks.discard)
+
+    def body(
+        self,
+        ctx: WorkflowContext,
+        info: WorkflowInfo,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        future: Future[Outcome],
+    ) -> Operation[None]:
+        """The run: the user's function with the workflow's context set, then ``settle``."""
+        outcome = Outcome()
+        wf_token = context.current_workflow.set(ctx)
+        step_token = context.current_step.set(None)
+        try:
+            try:
+                value, raised = (yield Call(info.func, args, kwargs)), None
+            except BaseException as exc:
+                value, raised = None, exc
+            yield Blocking(lambda: self.settle(ctx, outcome, value, raised))
+        finally:
+            context.current_step.reset(step_token)
+            context.current_workflow.reset(wf_token)
+            self.runs.finish(ctx, future, outcome)
+
+    def run_claimed(
+        self,
+        claimed: ClaimedWorkflow,
+        future: Future[Outcome],
+        recorded: dict[int, RecordedStep],
+        *,
+        background: bool,
+    ) -> None:
+        """Run a workflow this process has claimed, replaying ``recorded``."""
+        wid = claimed.workflow_id
+        try:
+            info = get_workflow(claimed.name)
+            if info is None:
+                raise DBOSWorkflowFunctionNotFoundError(
+                    f"workflow {wid!r} runs {claimed.name!r}, which this process has not "
+                    "registered (is the module that defines it imported?)"
+                )
+            args, kwargs = serialization.deserialize_args(claimed.inputs)
+            args = join_class_arg(info, claimed.class_name, args)
+        except BaseException:
+            self.runs.forget(wid, future)
+            raise
+        ctx = WorkflowContext(
+            wid,
+            info.name,
+            claimed.owner_epoch,
+            claimed.deadline_ms,
+            recorded,
+            queue_name=claimed.queue_name,
+        )
+        self.launch(ctx, info, args, kwargs, future, background=background)
+
+    # -- settling -------------------------------------------------------------------------------
+
+    def settle(
+        self, ctx: WorkflowContext, outcome: Outcome, value: Any, raised: BaseException | None
+    ) -> None:
+        """Record how a run ended: SUCCESS with its result, ERROR with its exception, or nothing
+        when it was cancelled, taken over or interrupted. What a local waiter gets always agrees
+        with the record: when the final write is refused (cancelled meanwhile), the outcome is
+        left to the database. Re-raises what must stop the process (KeyboardInterrupt,
+        SystemExit, task cancellation)."""
+        try:
+            try:
+                if raised is not None:
+                    raise raised
+                output = serialization.serialize(value, "workflow result")
+                self._complete(
+                    ctx, outcome, WorkflowStatusString.SUCCESS.value, value=value, output=output
+                )
+            except Exception as exc:  # the workflow failed: record ERROR; it is not recovered
+                self.ops.not_while_stopping(exc)
+                error = serialization.serialize_exception(exc)
+                self._complete(
+                    ctx, outcome, WorkflowStatusString.ERROR.value, error_value=exc, error=error
+                )
+        except (DBOSWorkflowCancelledError, DBOSWorkflowFencedError, Interrupted) as stop:
+            outcome.detached = True
+            if isinstance(stop, Interrupted):
+                outcome.error = stop.cause
+            elif isinstance(stop, DBOSWorkflowCancelledError):
+                # Nothing is recorded: a resume continues from the last recorded step. The run
+                # gives the workflow back so that the resume can claim it.
+                self.release(ctx)
+            else:
+                logger.warning(
+                    "workflow %s was taken over by another runner; this run stopped",
+                    ctx.workflow_id,
+                )
+        except BaseException as exc:  # the process (or the task) is going down: stay PENDING
+            outcome.error = exc
+            outcome.detached = True
+            raise
+
+    def release(self, ctx: WorkflowContext) -> None:
+        """Give the workflow back (it stopped without finishing) so that a resume can claim it."""
+        try:
+            self.ops.sysdb.release_workflow(ctx.workflow_id, ctx.owner_epoch, self.process_id)
+        except DBOSException as exc:  # the executor loop releases what this could not
+            logger.warning("could not release workflow %s: %s", ctx.workflow_id, exc)
+
+    def _complete(
+        self,
+        ctx: WorkflowContext,
+        outcome: Outcome,
+        status: str,
+        *,
+        value: Any = None,
+        output: str | None = None,
+        error_value: BaseException | None = None,
+        error: str | None = None,
+    ) -> None:
+        done = self.ops.checkpoint(
+            lambda: self.ops.sysdb.complete_workflow(
+                ctx.workflow_id, ctx.owner_epoch, status, output=output, error=error
+            )
+        )
+        if done:
+            outcome.value, outcome.error = value, error_value
+            return
+        # Cancelled meanwhile (or cancelled and resumed, or taken over): the record decides what
+        # waiters see, and a later run of the workflow writes its outcome.
+        logger.info("workflow %s finished but is no longer owned here", ctx.workflow_id)
+        outcome.detached = True
+        self.release(ctx)
+
+
+def split_class_arg(
+    info: WorkflowInfo, args: tuple[Any, ...]
+) -> tuple[str | None, tuple[Any, ...]]:
+    """A classmethod's first argument is its class: record its name instead of the object."""
+    if info.is_classmethod and args and isinstance(args[0], type):
+        cls = args[0]
+        return f"{cls.__module__}:{cls.__qualname__}", args[1:]
+    return info.class_name, args
+
+
+def join_class_arg(
+    info: WorkflowInfo, class_name: str | None, args: tuple[Any, ...]
+) -> tuple[Any, ...]:
+    """The inverse of ``split_class_arg``: the class, found again by its recorded name."""
+    if not info.is_classmethod:
+        return args
+    module, _, qualname = (class_name or "").partition(":")
+    cls = resolve_class(module, qualname)
+    if cls is None:
+        raise DBOSWorkflowFunctionNotFoundError(
+            f"class {class_name!r} of workflow {info.name!r} is not loaded in this process"
+        )
+    return (cls, *args)

@@ -1,0 +1,262 @@
+"""Transactions on the application database: the user's writes and the transaction's recorded
+outcome commit together, in one Postgres transaction, so a transaction commits exactly once.
+Written once for sync and async transactions (``runtime.engine.drive``); the only engine module
+that deals with the driver's (psycopg's) own errors.
+
+- A serialization failure or deadlock rolls back and runs the transaction again (with backoff, up
+  to ``TRANSACTION_MAX_ATTEMPTS``).
+- A connection that dies around the commit leaves the outcome unknown: the recorded outcome
+  (written inside the transaction) says whether it committed; if not, it runs again.
+- Any other error rolls the user's writes back and is recorded as the transaction's outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import psycopg
+import psycopg.errors
+from psycopg_pool import ConnectionPool
+
+from runtime import context, serialization
+from runtime.context import StepContext, WorkflowContext, now_ms
+from runtime.engine.drive import Blocking, Call, Effect, Operation, run_async, run_sync
+from runtime.engine.protocol import (
+    Interrupted,
+    Operations,
+    OutcomeUnknown,
+    Pause,
+    check_same_operation,
+    owner_verdict,
+    replay_outcome,
+)
+from runtime.errors import DBOSException, DBOSWorkflowFencedError
+from runtime.system_db import RecordResult
+
+logger = logging.getLogger("dbos")
+
+TRANSACTION_MAX_ATTEMPTS = 50
+_RETRIED = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
+
+
+class AsyncSession:
+    """``DBOS.sql_session`` inside an async transaction: the transaction's connection, with an
+    awaitable ``execute`` that runs the statement on a worker thread."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.connection = conn
+
+    async def execute(self, query: Any, params: Any = None) -> psycopg.Cursor[Any]:
+        """Run one statement in the transaction; the cursor holds its results."""
+        return await asyncio.to_thread(self.connection.execute, query, params)
+
+
+class _Session(Effect):
+    """What ``DBOS.sql_session`` is inside the transaction: its connection (sync), or an
+    ``AsyncSession`` over it (async)."""
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+
+    def run(self) -> Any:
+        return self.conn
+
+    async def run_async(self) -> Any:
+        return AsyncSession(self.conn)
+
+
+def tx_record_verdict(ctx: WorkflowContext, result: RecordResult) -> None:
+    """Inside a transaction, after writing its checkpoint: raising rolls the writes back. If the
+    workflow is still ours, an earlier attempt of this very transaction committed (its commit
+    reply was lost); else another runner owns it now."""
+    if result.recorded:
+        return
+    owner_verdict(ctx, result.status, result.owner_epoch, fenced_only=True)
+    raise OutcomeUnknown(None)
+
+
+class Transactions:
+    """Runs transactions for one launched runtime."""
+
+    def __init__(self, ops: Operations, app_pool: ConnectionPool, *, same_database: bool) -> None:
+        self.ops = ops
+        self.app_pool = app_pool
+        self.same_database = same_database
+
+    def run(
+        self,
+        name: str,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        isolation: psycopg.IsolationLevel,
+    ) -> Any:
+        """Run a transaction in this thread; outside a workflow, an unrecorded transaction."""
+        return run_sync(self.transaction(name, func, args, kwargs, isolation))
+
+    async def run_async(
+        self,
+        name: str,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        isolation: psycopg.IsolationLevel,
+    ) -> Any:
+        """Run an async transaction: the user's code awaited on this loop, the connection's own
+        work on worker threads."""
+        return await run_async(self.transaction(name, func, args, kwargs, isolation))
+
+    def transaction(
+        self,
+        name: str,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        isolation: psycopg.IsolationLevel,
+    ) -> Operation[Any]:
+        """The transaction as an operation (see the module docstring)."""
+        call = Call(func, args, kwargs)
+        ctx = context.active_workflow()
+        if ctx is None:
+            return (yield from self._attempts(call, isolation, None, None, None))
+        function_id, rec = self.ops.begin(ctx, name)
+        if rec is not None:
+            return replay_outcome(rec)
+        if not self.same_database:
+            raise DBOSException(
+                "transactions need the system tables in the application database (no separate "
+                "system_database_url), so that their outcome commits with their writes"
+            )
+        started = now_ms()
+        step = StepContext(function_id, name)
+        try:
+            while True:
+                try:
+                    value, result = yield from self._attempts(call, isolation, ctx, step, started)
+                    break
+                except OutcomeUnknown as unknown:
+                    # The connection died around the commit, or our checkpoint met an existing
+                    # one: the record, written inside the transaction, says whether it committed.
+                    found = yield Blocking(
+                        lambda: self.ops.checkpoint(
+                            lambda: self.ops.sysdb.get_step(ctx.workflow_id, function_id)
+                        )
+                    )
+                    if found is not None:
+                        check_same_operation(ctx, function_id, found, name)
+                        return replay_outcome(found)
+                    self.ops.not_while_stopping(unknown)
+                    logger.warning(
+                        "transaction %s of workflow %s did not commit (%s); running it again",
+                        name,
+                        ctx.workflow_id,
+                        unknown.cause,
+                    )
+        except (Interrupted, DBOSWorkflowFencedError):
+            raise
+        except Exception as exc:
+            # The user's writes rolled back; the error is the transaction's recorded outcome.
+            self.ops.not_while_stopping(exc)
+            encoded = serialization.serialize_exception(exc)
+            yield self.ops.recording(ctx, function_id, name, error=encoded, started_at_ms=started)
+            raise
+        self.ops.check_record(ctx, result)
+        return value
+
+    def _attempts(
+        self,
+        call: Call,
+        isolation: psycopg.IsolationLevel,
+        ctx: WorkflowContext | None,
+        step: StepContext | None,
+        started: int | None,
+    ) -> Operation[Any]:
+        delay = 0.01
+        for attempt in range(1, TRANSACTION_MAX_ATTEMPTS + 1):
+            try:
+                return (yield from self._once(call, isolation, ctx, step, started))
+            except _RETRIED as exc:
+                if attempt == TRANSACTION_MAX_ATTEMPTS:
+                    raise
+                logger.debug("transaction retry %d after %s", attempt, type(exc).__name__)
+                yield Pause(self.ops, None, delay)  # a plain sleep, as before any record
+                delay = min(delay * 2, 1.0)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _once(
+        self,
+        call: Call,
+        isolation: psycopg.IsolationLevel,
+        ctx: WorkflowContext | None,
+        step: StepContext | None,
+        started: int | None,
+    ) -> Operation[Any]:
+        """One attempt on a pooled connection: (value, checkpoint result) in a workflow, else the
+        value."""
+        conn: psycopg.Connection[Any] = yield Blocking(self.app_pool.getconn)
+        try:
+            conn.isolation_level = isolation
+            tx = conn.transaction()
+            yield Blocking(tx.__enter__)
+            try:
+                session = yield _Session(conn)
+                session_token = context.sql_session.set(session)
+                step_token = context.current_step.set(step)
+                try:
+                    value = yield call
+                finally:
+                    context.current_step.reset(step_token)
+                    context.sql_session.reset(session_token)
+                result = None
+                if ctx is not None and step is not None:
+                    result = yield Blocking(lambda: self._record(conn, ctx, step, started, value))
+            except BaseException as exc:
+                yield Blocking(partial(tx.__exit__, type(exc), exc, exc.__traceback__))
+                raise
+            yield Blocking(lambda: tx.__exit__(None, None, None))
+            return value if ctx is None else (value, result)
+        except psycopg.Error as exc:
+            if ctx is not None and (conn.broken or conn.closed):
+                raise OutcomeUnknown(exc) from exc
+            raise
+        finally:
+            if not conn.closed:
+                conn.isolation_level = None
+            yield Blocking(lambda: self.app_pool.putconn(conn))
+
+    def _record(
+        self,
+        conn: psycopg.Connection[Any],
+        ctx: WorkflowContext,
+        step: StepContext,
+        started: int | None,
+        value: Any,
+    ) -> RecordResult:
+        """The transaction's checkpoint, written inside it. Raising rolls the transaction back:
+        fenced, or outcome unknown (the connection died)."""
+        output = serialization.serialize(value, f"result of transaction {step.name}")
+        try:
+            result = self.ops.sysdb.record_step(
+                ctx.workflow_id,
+                ctx.owner_epoch,
+                step.function_id,
+                step.name,
+                output=output,
+                started_at_ms=started,
+                completed_at_ms=now_ms(),
+                conn=conn,
+            )
+        except psycopg.errors.SerializationFailure:
+            raise
+        except psycopg.Error as exc:
+            if conn.broken or conn.closed:
+                raise OutcomeUnknown(exc) from exc
+            raise Interrupted(exc) from exc
+        tx_record_verdict(ctx, result)
+        return result
