@@ -21,7 +21,7 @@ from runtime.errors import (
 )
 from runtime.handles import WorkflowHandle, poll_result
 from runtime.status import StepInfo, WorkflowStatus
-from runtime.system_db import NewWorkflow, SystemDatabase, status_from_row
+from runtime.system_db import NewWorkflow, SystemDatabase
 
 if TYPE_CHECKING:
     # The messaging machinery (and the engine it builds on) loads only when a client sends or
@@ -155,8 +155,7 @@ class DBOSClient:
 
     def get_workflow_status(self, workflow_id: str) -> WorkflowStatus | None:
         """A workflow's record, or None when no workflow has that ID."""
-        row = self.sysdb.get_workflow_row(workflow_id)
-        return status_from_row(row) if row else None
+        return self.sysdb.get_workflow_status(workflow_id)
 
     def list_workflows(self, **filters: Any) -> list[WorkflowStatus]:
         """Workflows matching every given filter; the same keywords as

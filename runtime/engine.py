@@ -54,6 +54,7 @@ from runtime.system_db import (
     NewWorkflow,
     RecordedStep,
     RecordResult,
+    StatusResult,
     SystemDatabase,
 )
 
@@ -661,7 +662,7 @@ class Engine:
         if not self.ownership_stale(ctx):
             return
         owner = self.checkpoint(lambda: self.sysdb.get_ownership(ctx.workflow_id))
-        owner_verdict(ctx, *(owner or (None, None)))
+        owner_verdict(ctx, owner.status if owner else None, owner.owner_epoch if owner else None)
         ctx.confirmed_at = time.monotonic()
 
     def _not_while_stopping(self, exc: BaseException) -> None:
@@ -680,7 +681,9 @@ class Engine:
             # The notification is a hint; the database decides (a resume may have followed it).
             ctx.cancel_requested.clear()
             owner = self.checkpoint(lambda: self.sysdb.get_ownership(ctx.workflow_id))
-            owner_verdict(ctx, *(owner or (None, None)))
+            owner_verdict(
+                ctx, owner.status if owner else None, owner.owner_epoch if owner else None
+            )
             ctx.confirmed_at = time.monotonic()
         if ctx.deadline_ms is not None and now_ms() >= ctx.deadline_ms:
             self.checkpoint(lambda: self.sysdb.cancel_workflow(ctx.workflow_id))
@@ -1206,17 +1209,15 @@ def local_answer(outcome: _Outcome, in_workflow: bool) -> tuple[bool, Any]:
     return False, None
 
 
-def recorded_answer(
-    workflow_id: str, row: tuple[str, str | None, str | None] | None, in_workflow: bool
-) -> Any:
+def recorded_answer(workflow_id: str, row: StatusResult | None, in_workflow: bool) -> Any:
     """What a waiter gets from a workflow's record (status, output, error): its result, its error
     raised, or ``PENDING_OUTCOME`` to wait on. Inside a workflow a CANCELLED one is not an
     answer: it may be resumed, and a cancellation must never become a recorded outcome."""
     if row is None:
         raise DBOSNonExistentWorkflowError(workflow_id)
-    if in_workflow and row[0] == "CANCELLED":
+    if in_workflow and row.status == "CANCELLED":
         return PENDING_OUTCOME
-    return outcome_of(workflow_id, *row)
+    return outcome_of(workflow_id, row)
 
 
 def check_same_operation(

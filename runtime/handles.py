@@ -14,7 +14,7 @@ from runtime.errors import (
     MaxRecoveryAttemptsExceededError,
 )
 from runtime.status import WorkflowStatus
-from runtime.system_db import SystemDatabase
+from runtime.system_db import StatusResult, SystemDatabase
 
 R = TypeVar("R")
 
@@ -90,13 +90,14 @@ class WorkflowHandleAsync(Generic[R]):
         return f"WorkflowHandleAsync({self.workflow_id!r})"
 
 
-def outcome_of(workflow_id: str, status: str, output: str | None, error: str | None) -> Any:
+def outcome_of(workflow_id: str, result: StatusResult) -> Any:
     """The result of a finished workflow (raising its error); ``PENDING_OUTCOME`` while
     unfinished."""
+    status = result.status
     if status == "SUCCESS":
-        return serialization.deserialize(output)
+        return serialization.deserialize(result.output)
     if status == "ERROR":
-        raise serialization.deserialize_exception(error or "{}")
+        raise serialization.deserialize_exception(result.error or "{}")
     if status == "CANCELLED":
         raise DBOSAwaitedWorkflowCancelledError(workflow_id)
     if status == "MAX_RECOVERY_ATTEMPTS_EXCEEDED":
@@ -111,10 +112,10 @@ def poll_result(sysdb: SystemDatabase, workflow_id: str, max_interval_s: float =
     ``max_interval_s`` between reads."""
     delay = 0.01
     while True:
-        row = sysdb.get_status_result(workflow_id)
-        if row is None:
+        result = sysdb.get_status_result(workflow_id)
+        if result is None:
             raise DBOSNonExistentWorkflowError(workflow_id)
-        value = outcome_of(workflow_id, *row)
+        value = outcome_of(workflow_id, result)
         if value is not PENDING_OUTCOME:
             return value
         time.sleep(delay)

@@ -173,8 +173,8 @@ def send_outside(
 ) -> None:
     """Send from outside any workflow; with an idempotency key, a repeated send delivers nothing."""
     payload = serialization.serialize(message, "message")
-    exists, _ = sysdb.send_from_outside(destination_id, topic, payload, idempotency_key)
-    if not exists:
+    sent = sysdb.send_from_outside(destination_id, topic, payload, idempotency_key)
+    if not sent.destination_exists:
         raise DBOSNonExistentWorkflowError(destination_id)
 
 
@@ -189,8 +189,8 @@ def get_event_outside(
     deadline = time.monotonic() + timeout_seconds
     with notifications.events.watch(event_key(workflow_id, key)) as event:
         while True:
-            found, value = sysdb.get_event(workflow_id, key)
-            if found:
+            value = sysdb.get_event(workflow_id, key)
+            if value is not None:
                 return serialization.deserialize(value)
             left = deadline - time.monotonic()
             if left <= 0:
@@ -268,7 +268,7 @@ def send_reserved(
 ) -> None:
     """The send of a workflow, under a step number already taken (sync and async ``send``)."""
     started = now_ms()
-    result, exists = engine.checkpoint(
+    result = engine.checkpoint(
         lambda: engine.sysdb.send_from_workflow(
             ctx.workflow_id, ctx.owner_epoch, function_id, started, destination_id, topic, payload
         )
@@ -277,7 +277,7 @@ def send_reserved(
         engine.check_record(ctx, result)
         return
     owner_verdict(ctx, result.status, result.owner_epoch)  # fenced, cancelled, or nothing yet
-    if not exists:
+    if not result.destination_exists:
         error = DBOSNonExistentWorkflowError(destination_id)
         engine.record_operation(
             ctx,
@@ -348,12 +348,12 @@ def recv_once(
 ) -> tuple[bool, Any]:
     """One look for a message (shared by the sync and async recv): (True, message) when one was
     consumed, (True, None) when the timeout passed (recorded), (False, None) to wait on."""
-    result, message = engine.checkpoint(
+    result = engine.checkpoint(
         lambda: engine.sysdb.recv(ctx.workflow_id, ctx.owner_epoch, function_id, started, topic)
     )
     if result.recorded:
         engine.check_record(ctx, result)
-        return True, serialization.deserialize(message)
+        return True, serialization.deserialize(result.message)
     owner_verdict(ctx, result.status, result.owner_epoch)  # fenced, cancelled, or nothing yet
     # Still ours and nothing recorded: either no message yet, or our own earlier attempt consumed
     # one and its reply was lost; the record tells.
@@ -424,7 +424,8 @@ def get_event_once(
 ) -> tuple[bool, Any]:
     """One look for the event (shared by the sync and async get_event): (True, value) when it is
     there or the timeout passed, both recorded; (False, None) to wait on."""
-    found, value = engine.checkpoint(lambda: engine.sysdb.get_event(workflow_id, key))
+    value = engine.checkpoint(lambda: engine.sysdb.get_event(workflow_id, key))
+    found = value is not None
     if not found and deadline() - now_ms() > 0:
         return False, None
     engine.record_operation(

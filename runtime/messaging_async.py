@@ -160,8 +160,8 @@ async def _get_event_outside_async(
     deadline = loop.time() + timeout_seconds
     with notifications.events.watch_async(event_key(workflow_id, key)) as event:
         while True:
-            found, value = await asyncio.to_thread(engine.sysdb.get_event, workflow_id, key)
-            if found:
+            value = await asyncio.to_thread(engine.sysdb.get_event, workflow_id, key)
+            if value is not None:
                 return serialization.deserialize(value)
             left = deadline - loop.time()
             if left <= 0:

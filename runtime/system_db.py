@@ -2,6 +2,11 @@
 
 Each public method is one round trip unless its docstring says otherwise; the engine's cost model
 (one statement to start a workflow, one per step, one to finish) is built from these.
+
+Every public method returns a named value (a frozen dataclass of this module, the public
+``WorkflowStatus``/``StepInfo`` records, a scalar, or lists of them), never a row: the column order
+of a statement is known here alone, where each result shape is decoded in one place, next to the
+statement's constant in ``queries``.
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ from runtime.errors import (
 from runtime.serialization import check_text
 from runtime.status import StepInfo, WorkflowStatus
 
-Row = tuple[Any, ...]
+# A row as the driver returns it; private to this module (see the module docstring).
+_Row = tuple[Any, ...]
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,47 @@ class RecordResult:
 
 
 @dataclass(frozen=True)
+class SendResult(RecordResult):
+    """Outcome of a workflow's send: the checkpoint write, and whether the destination exists
+    (nothing is delivered or recorded when it does not)."""
+
+    destination_exists: bool
+
+
+@dataclass(frozen=True)
+class RecvResult(RecordResult):
+    """Outcome of a recv: the checkpoint write, and the message it consumed (None when there was
+    none, or the runner was fenced)."""
+
+    message: str | None
+
+
+@dataclass(frozen=True)
+class OutsideSend:
+    """Outcome of a send from outside any workflow."""
+
+    destination_exists: bool
+    delivered: bool  # False for a repeated idempotency key
+
+
+@dataclass(frozen=True)
+class StatusResult:
+    """A workflow's status and, once finished, its serialized output or error."""
+
+    status: str
+    output: str | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class Ownership:
+    """A workflow's status and the owner epoch of the runner that holds it."""
+
+    status: str
+    owner_epoch: int
+
+
+@dataclass(frozen=True)
 class RecordedStep:
     """A previous run's outcome of one operation, used on replay."""
 
@@ -119,6 +166,60 @@ class DequeuedWorkflow:
     has_steps: bool  # a resumed or forked workflow already has recorded steps to replay
 
 
+@dataclass(frozen=True)
+class DequeueResult:
+    """What one dequeue claimed, in start order, and, when the queue's rate limit held some back,
+    the epoch millisecond at which the next start becomes possible."""
+
+    workflows: list[DequeuedWorkflow]
+    next_start_at_ms: int | None
+
+
+@dataclass(frozen=True)
+class ExecutorRecord:
+    """One process's row in the executors table, with the PENDING workflows it owns."""
+
+    process_id: str
+    executor_id: str
+    hostname: str
+    pid: int
+    application_version: str
+    lease_ms: int
+    started_at: int
+    last_heartbeat_at: int
+    stopped_at: int | None
+    alive: bool  # not stopped, and heartbeated within its lease
+    pending_workflows: int
+    found_gone: bool  # marked stopped by a process that found it dead
+    process_identity: str | None
+
+
+@dataclass(frozen=True)
+class VersionWork:
+    """What an application version still has to do, and who can do it."""
+
+    application_version: str
+    pending: int
+    enqueued: int
+    live_processes: int
+
+
+@dataclass(frozen=True)
+class QueueInfo:
+    """A queue: its limits (as its executors declared them) and its live work."""
+
+    name: str
+    concurrency: int | None
+    worker_concurrency: int | None
+    limit: int | None
+    period_s: float | None
+    priority_enabled: bool
+    application_version: str | None
+    declared_at: int | None  # when an executor last recorded its limits (None: never)
+    enqueued: int
+    running: int
+
+
 class SystemDatabase:
     """The system tables of one database, through a pool of autocommit connections."""
 
@@ -155,11 +256,11 @@ class SystemDatabase:
         except UnicodeEncodeError as exc:  # a parameter with a lone surrogate: the caller's data
             raise db.unstorable_text(exc) from None
 
-    def _one(self, query: str, params: dict[str, Any]) -> Row | None:
+    def _one(self, query: str, params: dict[str, Any]) -> _Row | None:
         with self.connection() as conn:
             return conn.execute(query, params).fetchone()
 
-    def _all(self, query: str, params: dict[str, Any]) -> list[Row]:
+    def _all(self, query: str, params: dict[str, Any]) -> list[_Row]:
         with self.connection() as conn:
             return conn.execute(query, params).fetchall()
 
@@ -252,9 +353,7 @@ class SystemDatabase:
             row = conn.execute(queries.RECORD_STEP, params).fetchone()
         else:
             row = self._one(queries.RECORD_STEP, params)
-        if row is None:
-            return RecordResult(None, None, False)
-        return RecordResult(row[0], int(row[1]), bool(row[2]))
+        return _record_from(row)
 
     def get_step(self, workflow_id: str, function_id: int) -> RecordedStep | None:
         """One recorded operation (used when a checkpoint write found the step already recorded)."""
@@ -383,23 +482,22 @@ class SystemDatabase:
         destination: str,
         topic: str | None,
         message: str,
-    ) -> tuple[RecordResult, bool]:
-        """Deliver a message and record the send as the sender's step, atomically. Returns the
-        checkpoint result and whether the destination exists."""
+    ) -> SendResult:
+        """Deliver a message and record the send as the sender's step, atomically."""
         check_text(destination, "destination workflow ID")
         check_text(topic, "topic")
         params = self._op_params(workflow_id, owner_epoch, function_id, "DBOS.send", started_at_ms)
         params.update(destination=destination, topic=topic, message=message)
         row = self._one(queries.SEND_FROM_WORKFLOW, params)
-        if row is None:
-            return RecordResult(None, None, False), True
-        return RecordResult(row[0], int(row[1]), bool(row[2])), bool(row[3])
+        if row is None:  # the sender's row is gone: fenced (the destination was not looked at)
+            return SendResult(None, None, False, destination_exists=True)
+        return SendResult(row[0], int(row[1]), bool(row[2]), destination_exists=bool(row[3]))
 
     def send_from_outside(
         self, destination: str, topic: str | None, message: str, idempotency_key: str | None
-    ) -> tuple[bool, bool]:
-        """Deliver a message from outside any workflow: (destination exists, message delivered).
-        With an idempotency key, a repeated send delivers nothing."""
+    ) -> OutsideSend:
+        """Deliver a message from outside any workflow. With an idempotency key, a repeated send
+        delivers nothing."""
         check_text(destination, "destination workflow ID")
         check_text(topic, "topic")
         check_text(idempotency_key, "idempotency key")
@@ -413,7 +511,7 @@ class SystemDatabase:
             },
         )
         assert row is not None
-        return bool(row[0]), bool(row[1])
+        return OutsideSend(destination_exists=bool(row[0]), delivered=bool(row[1]))
 
     def recv(
         self,
@@ -422,7 +520,7 @@ class SystemDatabase:
         function_id: int,
         started_at_ms: int,
         topic: str | None,
-    ) -> tuple[RecordResult, str | None]:
+    ) -> RecvResult:
         """Consume the oldest message on the topic and record it as the recv's outcome, in one
         statement. ``recorded`` is False when there was no message (or the runner was fenced:
         compare the returned epoch)."""
@@ -431,8 +529,8 @@ class SystemDatabase:
         params["topic"] = topic
         row = self._one(queries.RECV, params)
         if row is None:
-            return RecordResult(None, None, False), None
-        return RecordResult(row[0], int(row[1]), bool(row[3])), row[2]
+            return RecvResult(None, None, False, message=None)
+        return RecvResult(row[0], int(row[1]), bool(row[3]), message=row[2])
 
     def set_event(
         self,
@@ -449,17 +547,15 @@ class SystemDatabase:
             workflow_id, owner_epoch, function_id, "DBOS.setEvent", started_at_ms
         )
         params.update(key=key, value=value)
-        row = self._one(queries.SET_EVENT, params)
-        if row is None:
-            return RecordResult(None, None, False)
-        return RecordResult(row[0], int(row[1]), bool(row[2]))
+        return _record_from(self._one(queries.SET_EVENT, params))
 
-    def get_event(self, workflow_id: str, key: str) -> tuple[bool, str | None]:
-        """(found, value) of a workflow's event."""
+    def get_event(self, workflow_id: str, key: str) -> str | None:
+        """The serialized value of a workflow's event; None when it is not set (a set event's
+        value is never NULL: the column is NOT NULL)."""
         check_text(workflow_id, "workflow ID")
         check_text(key, "event key")
         row = self._one(queries.GET_EVENT, {"workflow_uuid": workflow_id, "key": key})
-        return (True, row[0]) if row else (False, None)
+        return row[0] if row else None
 
     # -- queues -----------------------------------------------------------------------------------
 
@@ -474,10 +570,9 @@ class SystemDatabase:
         max_claim: int,
         concurrency: int | None,
         limiter: tuple[int, float] | None,
-    ) -> tuple[list[DequeuedWorkflow], int | None]:
+    ) -> DequeueResult:
         """Claim up to ``max_claim`` ready workflows of a queue within its global concurrency and
-        rate limit, in one transaction. Returns them in start order, and, when the rate limit
-        held some back, the epoch millisecond at which the next start becomes possible."""
+        rate limit, in one transaction."""
         next_possible: int | None = None
         window_reopens: int | None = None  # set when the rate limit caps this claim
         with self.connection() as conn, conn.transaction():
@@ -504,7 +599,7 @@ class SystemDatabase:
                     first = int(oldest) if oldest is not None else now
                     window_reopens = first + period_ms + 1
             if available <= 0:
-                return [], window_reopens
+                return DequeueResult([], window_reopens)
             rows = conn.execute(
                 queries.DEQUEUE,
                 {
@@ -523,11 +618,11 @@ class SystemDatabase:
         claimed = [
             DequeuedWorkflow(_claimed_from(r[0], r[1:10]), has_steps=bool(r[10])) for r in rows
         ]
-        return claimed, next_possible
+        return DequeueResult(claimed, next_possible)
 
     # -- management -------------------------------------------------------------------------------
 
-    def list_workflow_rows(
+    def list_workflow_statuses(
         self,
         filters: dict[str, Any],
         *,
@@ -536,9 +631,10 @@ class SystemDatabase:
         offset: int | None,
         load_input: bool,
         load_output: bool,
-    ) -> list[Row]:
-        """Workflow rows matching ``filters`` (keys of ``queries.LIST_FILTERS``; a value of True
-        turns on a fragment without a parameter), newest or oldest first."""
+    ) -> list[WorkflowStatus]:
+        """Workflows matching ``filters`` (keys of ``queries.LIST_FILTERS``; a value of True turns
+        on a fragment without a parameter), newest or oldest first; inputs and outcomes decoded
+        only when loaded."""
         query, params = list_workflows_query(
             filters,
             sort_desc=sort_desc,
@@ -547,7 +643,10 @@ class SystemDatabase:
             load_input=load_input,
             load_output=load_output,
         )
-        return self._all(query, params)
+        return [
+            _status_from_row(r, load_input=load_input, load_output=load_output)
+            for r in self._all(query, params)
+        ]
 
     def resume_workflow(self, workflow_id: str, internal_queue: str) -> bool:
         """Make a cancelled, pending, enqueued or failed-recovery workflow ready on the internal
@@ -663,14 +762,31 @@ class SystemDatabase:
         rows = self._all(queries.OWN_PENDING, {"process_id": process_id, "grace_ms": grace_ms})
         return [r[0] for r in rows]
 
-    def list_executors(self, limit: int = 100) -> list[Row]:
-        """Recent processes, newest first (columns as ``queries.LIST_EXECUTORS``)."""
-        return self._all(queries.LIST_EXECUTORS, {"limit": limit})
+    def list_executors(self, limit: int = 100) -> list[ExecutorRecord]:
+        """Recent processes, newest first."""
+        return [
+            ExecutorRecord(
+                process_id=r[0],
+                executor_id=r[1],
+                hostname=r[2],
+                pid=int(r[3]),
+                application_version=r[4],
+                lease_ms=int(r[5]),
+                started_at=int(r[6]),
+                last_heartbeat_at=int(r[7]),
+                stopped_at=r[8],
+                alive=bool(r[9]),
+                pending_workflows=int(r[10]),
+                found_gone=bool(r[11]),
+                process_identity=r[12],
+            )
+            for r in self._all(queries.LIST_EXECUTORS, {"limit": limit})
+        ]
 
-    def version_work(self) -> list[tuple[str, int, int, int]]:
+    def version_work(self) -> list[VersionWork]:
         """Per application version: PENDING and ENQUEUED workflows, and live processes."""
         rows = self._all(queries.VERSION_WORK, {})
-        return [(r[0], int(r[1]), int(r[2]), int(r[3])) for r in rows]
+        return [VersionWork(r[0], int(r[1]), int(r[2]), int(r[3])) for r in rows]
 
     def record_queue_config(self, rows: list[dict[str, Any]]) -> None:
         """Upsert the declared queues' limits (one round trip per queue, at launch)."""
@@ -678,35 +794,62 @@ class SystemDatabase:
             for row in rows:
                 conn.execute(queries.RECORD_QUEUE_CONFIG, row)
 
-    def queue_overview(self) -> list[Row]:
-        """Queues with limits, depth and running counts (``queries.QUEUE_OVERVIEW``)."""
-        return self._all(queries.QUEUE_OVERVIEW, {})
+    def queue_overview(self) -> list[QueueInfo]:
+        """Every declared queue or queue with live work: its limits, depth and running count."""
+        return [
+            QueueInfo(
+                name=r[0],
+                concurrency=r[1],
+                worker_concurrency=r[2],
+                limit=r[3],
+                period_s=r[4],
+                priority_enabled=bool(r[5]),
+                application_version=r[6],
+                declared_at=r[7],
+                enqueued=int(r[8]),
+                running=int(r[9]),
+            )
+            for r in self._all(queries.QUEUE_OVERVIEW, {})
+        ]
 
     # -- reading ----------------------------------------------------------------------------------
 
-    def get_workflow_row(self, workflow_id: str) -> Row | None:
-        """The raw status row (columns as ``queries.WORKFLOW_COLUMNS``)."""
-        return self._one(queries.SELECT_WORKFLOW, {"workflow_uuid": workflow_id})
+    def get_workflow_status(self, workflow_id: str) -> WorkflowStatus | None:
+        """A workflow's record, its input and outcome decoded; None when it does not exist."""
+        row = self._one(queries.SELECT_WORKFLOW, {"workflow_uuid": workflow_id})
+        return _status_from_row(row) if row else None
 
-    def get_status_result(self, workflow_id: str) -> tuple[str, str | None, str | None] | None:
-        """(status, output, error) of a workflow, or None when it does not exist."""
+    def get_status_result(self, workflow_id: str) -> StatusResult | None:
+        """A workflow's status and serialized outcome, or None when it does not exist."""
         row = self._one(queries.SELECT_STATUS_RESULT, {"workflow_uuid": workflow_id})
-        return (row[0], row[1], row[2]) if row else None
+        return StatusResult(row[0], row[1], row[2]) if row else None
 
-    def get_ownership(self, workflow_id: str) -> tuple[str, int] | None:
-        """(status, owner epoch) of a workflow."""
+    def get_ownership(self, workflow_id: str) -> Ownership | None:
+        """A workflow's status and owner epoch, or None when it does not exist."""
         row = self._one(queries.SELECT_OWNERSHIP, {"workflow_uuid": workflow_id})
-        return (row[0], int(row[1])) if row else None
+        return Ownership(row[0], int(row[1])) if row else None
 
-    def get_step_rows(self, workflow_id: str) -> list[Row]:
-        """Raw recorded steps in order (columns as ``queries.SELECT_STEPS``)."""
-        return self._all(queries.SELECT_STEPS, {"workflow_uuid": workflow_id})
+    def get_steps(self, workflow_id: str) -> list[StepInfo]:
+        """A workflow's recorded steps in order, their outcomes decoded."""
+        return [
+            _step_from_row(r)
+            for r in self._all(queries.SELECT_STEPS, {"workflow_uuid": workflow_id})
+        ]
 
 
-def status_from_row(
-    row: Row, *, load_input: bool = True, load_output: bool = True
+def _record_from(row: _Row | None) -> RecordResult:
+    """A checkpoint write's outcome from ``RECORD_STEP`` or ``SET_EVENT`` (status, owner epoch,
+    recorded); no row: the workflow is gone."""
+    if row is None:
+        return RecordResult(None, None, False)
+    return RecordResult(row[0], int(row[1]), bool(row[2]))
+
+
+def _status_from_row(
+    row: _Row, *, load_input: bool = True, load_output: bool = True
 ) -> WorkflowStatus:
-    """Decode a ``WORKFLOW_COLUMNS`` row into a ``WorkflowStatus``."""
+    """Decode a ``WORKFLOW_COLUMNS`` row (also ``LIST_WORKFLOWS_SELECT``'s) into a
+    ``WorkflowStatus``."""
     inputs = None
     if load_input and row[4] is not None:
         args, kwargs = serialization.deserialize_args(row[4])
@@ -738,7 +881,7 @@ def status_from_row(
     )
 
 
-def step_from_row(row: Row) -> StepInfo:
+def _step_from_row(row: _Row) -> StepInfo:
     """Decode a ``SELECT_STEPS`` row into a ``StepInfo``."""
     return StepInfo(
         function_id=int(row[0]),
@@ -760,7 +903,7 @@ def list_workflows_query(
     load_input: bool,
     load_output: bool,
 ) -> tuple[str, dict[str, Any]]:
-    """The statement ``list_workflow_rows`` runs, built only from the fixed fragments of
+    """The statement ``list_workflow_statuses`` runs, built only from the fixed fragments of
     ``queries`` (tests EXPLAIN it to check that every filter is answered from an index)."""
     unknown = set(filters) - set(queries.LIST_FILTERS)
     if unknown:
@@ -783,7 +926,7 @@ def list_workflows_query(
     return query, params
 
 
-def _claimed_from(workflow_id: str, row: Row) -> ClaimedWorkflow:
+def _claimed_from(workflow_id: str, row: _Row) -> ClaimedWorkflow:
     """A ``ClaimedWorkflow`` from the columns a claim returns (status ... queue_name)."""
     return ClaimedWorkflow(
         workflow_id=workflow_id,
