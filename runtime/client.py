@@ -20,7 +20,7 @@ from runtime.errors import (
     DBOSNonExistentWorkflowError,
 )
 from runtime.handles import WorkflowHandle, poll_result
-from runtime.status import StepInfo, WorkflowStatus
+from runtime.status import StepInfo, WorkflowStatus, WorkflowStatusString
 from runtime.system_db import NewWorkflow, SystemDatabase
 
 if TYPE_CHECKING:
@@ -129,7 +129,7 @@ class DBOSClient:
         result = self.sysdb.insert_workflow(
             NewWorkflow(
                 workflow_id=wid,
-                status="ENQUEUED",
+                status=WorkflowStatusString.ENQUEUED,
                 name=options["workflow_name"],
                 class_name=options.get("workflow_class_name"),
                 inputs=serialization.serialize_args(args, kwargs),

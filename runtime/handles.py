@@ -13,7 +13,7 @@ from runtime.errors import (
     DBOSNonExistentWorkflowError,
     MaxRecoveryAttemptsExceededError,
 )
-from runtime.status import WorkflowStatus
+from runtime.status import WorkflowStatus, WorkflowStatusString
 from runtime.system_db import StatusResult, SystemDatabase
 
 R = TypeVar("R")
@@ -93,14 +93,15 @@ class WorkflowHandleAsync(Generic[R]):
 def outcome_of(workflow_id: str, result: StatusResult) -> Any:
     """The result of a finished workflow (raising its error); ``PENDING_OUTCOME`` while
     unfinished."""
+    # The status read from the database is a plain str: equal to the str-valued enum members.
     status = result.status
-    if status == "SUCCESS":
+    if status == WorkflowStatusString.SUCCESS:
         return serialization.deserialize(result.output)
-    if status == "ERROR":
+    if status == WorkflowStatusString.ERROR:
         raise serialization.deserialize_exception(result.error or "{}")
-    if status == "CANCELLED":
+    if status == WorkflowStatusString.CANCELLED:
         raise DBOSAwaitedWorkflowCancelledError(workflow_id)
-    if status == "MAX_RECOVERY_ATTEMPTS_EXCEEDED":
+    if status == WorkflowStatusString.MAX_RECOVERY_ATTEMPTS_EXCEEDED:
         raise MaxRecoveryAttemptsExceededError(
             f"workflow {workflow_id!r} exceeded its maximum recovery attempts"
         )

@@ -176,7 +176,7 @@ def resume(sysdb: SystemDatabase, workflow_id: str) -> Change:
     current = sysdb.get_status_result(workflow_id)
     if current is None:
         return Change(workflow_id, False, "no such workflow")
-    if current.status == "PENDING":
+    if current.status == WorkflowStatusString.PENDING:
         return Change(workflow_id, False, "still running in a live process: nothing to resume")
     return Change(
         workflow_id,
