@@ -489,7 +489,9 @@ class SystemDatabase:
         params = self._op_params(workflow_id, owner_epoch, function_id, "DBOS.send", started_at_ms)
         params.update(destination=destination, topic=topic, message=message)
         row = self._one(queries.SEND_FROM_WORKFLOW, params)
-        if row is None:  # the sender's row is gone: fenced (the destination was not looked at)
+        if row is None:
+            # The sender's row is gone: the caller stops as fenced before it looks at the
+            # destination, so report it as existing rather than raise a misleading error.
             return SendResult(None, None, False, destination_exists=True)
         return SendResult(row[0], int(row[1]), bool(row[2]), destination_exists=bool(row[3]))
 
