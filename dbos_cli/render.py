@@ -13,7 +13,7 @@ from rich.markup import escape
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from runtime.management import ExecutorInfo, VersionWork
+    from runtime.client import ExecutorInfo, VersionWork
     from runtime.status import StepInfo, WorkflowStatus
 
 

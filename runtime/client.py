@@ -1,11 +1,16 @@
 """``DBOSClient``: the management and messaging API for programs that are not the app (scripts,
-web handlers in another service, the `dbos` CLI). It reads and writes the system tables directly
-and never imports or launches the application."""
+web handlers in another service, the `dbos` CLI and its dashboard). It reads and writes the system
+tables directly and never imports or launches the application.
+
+The records its methods return are importable from here too (``Change``, ``ExecutorInfo``,
+``QueueInfo``, ``VersionWork``, and ``STATUSES``, the status names), so that a program using the
+client needs no other module of the runtime but ``runtime.errors`` and ``runtime.status``."""
 
 from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
 
@@ -20,13 +25,26 @@ from runtime.errors import (
     DBOSNonExistentWorkflowError,
 )
 from runtime.handles import WorkflowHandle, poll_result
-from runtime.status import StepInfo, WorkflowStatus
-from runtime.system_db import NewWorkflow, SystemDatabase, status_from_row
+from runtime.management import STATUSES, Change, ExecutorInfo, TimeArg
+from runtime.records import NewWorkflow, QueueInfo, VersionWork
+from runtime.status import StepInfo, WorkflowStatus, WorkflowStatusString
+from runtime.system_db import SystemDatabase
 
 if TYPE_CHECKING:
     # The messaging machinery (and the engine it builds on) loads only when a client sends or
     # waits: `dbos workflow list` and the other management commands start faster without it.
     from runtime.listener import NotificationListener, Notifications
+
+__all__ = [
+    "STATUSES",
+    "Change",
+    "DBOSClient",
+    "EnqueueOptions",
+    "ExecutorInfo",
+    "QueueInfo",
+    "TimeArg",
+    "VersionWork",
+]
 
 
 class EnqueueOptions(TypedDict, total=False):
@@ -127,7 +145,7 @@ class DBOSClient:
         result = self.sysdb.insert_workflow(
             NewWorkflow(
                 workflow_id=wid,
-                status="ENQUEUED",
+                status=WorkflowStatusString.ENQUEUED,
                 name=options["workflow_name"],
                 class_name=options.get("workflow_class_name"),
                 inputs=serialization.serialize_args(args, kwargs),
@@ -153,23 +171,103 @@ class DBOSClient:
 
     def get_workflow_status(self, workflow_id: str) -> WorkflowStatus | None:
         """A workflow's record, or None when no workflow has that ID."""
-        row = self.sysdb.get_workflow_row(workflow_id)
-        return status_from_row(row) if row else None
+        return self.sysdb.get_workflow_status(workflow_id)
 
-    def list_workflows(self, **filters: Any) -> list[WorkflowStatus]:
-        """Workflows matching every given filter; the same keywords as
-        ``DBOS.list_workflows``."""
-        return management.list_workflows(self.sysdb, **filters)
+    def get_workflow(self, workflow_id: str) -> WorkflowStatus:
+        """A workflow's record, its input and output (or error) decoded; raises
+        ``DBOSNonExistentWorkflowError`` when no workflow has that ID."""
+        return management.get_workflow(self.sysdb, workflow_id)
 
-    def list_queued_workflows(self, **filters: Any) -> list[WorkflowStatus]:
-        """Workflows waiting in or running from a queue; the same keywords as
-        ``DBOS.list_queued_workflows``."""
-        filters.setdefault("load_output", False)
-        return management.list_workflows(self.sysdb, queued_only=True, **filters)
+    def list_workflows(
+        self,
+        *,
+        workflow_ids: list[str] | None = None,
+        status: str | Iterable[str] | None = None,
+        start_time: TimeArg = None,
+        end_time: TimeArg = None,
+        name: str | None = None,
+        app_version: str | None = None,
+        queue_name: str | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+        sort_desc: bool = False,
+        load_input: bool = True,
+        load_output: bool = True,
+        before: tuple[int, str] | None = None,
+    ) -> list[WorkflowStatus]:
+        """Workflows matching every given filter, oldest first unless ``sort_desc``; the same
+        keywords as ``DBOS.list_workflows`` (times: datetime, ISO 8601 or epoch ms), and
+        ``before``, for paging newest first: only workflows older than the ``(created_at,
+        workflow_id)`` of the last one shown."""
+        return management.list_workflows(
+            self.sysdb,
+            workflow_ids=workflow_ids,
+            status=status,
+            start_time=start_time,
+            end_time=end_time,
+            name=name,
+            app_version=app_version,
+            queue_name=queue_name,
+            limit=limit,
+            offset=offset,
+            sort_desc=sort_desc,
+            load_input=load_input,
+            load_output=load_output,
+            before=before,
+        )
+
+    def list_queued_workflows(
+        self,
+        *,
+        workflow_ids: list[str] | None = None,
+        status: str | Iterable[str] | None = None,
+        start_time: TimeArg = None,
+        end_time: TimeArg = None,
+        name: str | None = None,
+        app_version: str | None = None,
+        queue_name: str | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+        sort_desc: bool = False,
+        load_input: bool = True,
+        load_output: bool = False,
+        before: tuple[int, str] | None = None,
+    ) -> list[WorkflowStatus]:
+        """Workflows waiting in or running from a queue (ENQUEUED, or PENDING with a queue); the
+        keywords of ``list_workflows``, outputs not loaded unless asked for."""
+        return management.list_workflows(
+            self.sysdb,
+            workflow_ids=workflow_ids,
+            status=status,
+            start_time=start_time,
+            end_time=end_time,
+            name=name,
+            app_version=app_version,
+            queue_name=queue_name,
+            limit=limit,
+            offset=offset,
+            sort_desc=sort_desc,
+            load_input=load_input,
+            load_output=load_output,
+            queued_only=True,
+            before=before,
+        )
 
     def list_workflow_steps(self, workflow_id: str) -> list[StepInfo]:
         """The recorded steps of a workflow, in order."""
         return management.list_steps(self.sysdb, workflow_id)
+
+    def cancel_workflows(self, workflow_ids: Iterable[str]) -> list[Change]:
+        """Cancel each PENDING or ENQUEUED workflow (its runner stops before its next step).
+        Nothing raises for a workflow left as it was: the result says, in order, what changed and
+        why the others did not (``no such workflow``, ``already SUCCESS``, ...)."""
+        return [management.cancel(self.sysdb, wid) for wid in workflow_ids]
+
+    def resume_workflows(self, workflow_ids: Iterable[str]) -> list[Change]:
+        """Resume each workflow as ``resume_workflow`` does, without raising for one that is
+        left as it was: the result says, in order, what changed and why the others did not (a
+        running or finished workflow, or no such workflow)."""
+        return [management.resume(self.sysdb, wid) for wid in workflow_ids]
 
     def cancel_workflow(self, workflow_id: str) -> bool:
         """Cancel a PENDING or ENQUEUED workflow; its runner stops before its next step. False
@@ -212,13 +310,18 @@ class DBOSClient:
         )
         return WorkflowHandle(self, new_id)
 
-    def list_executors(self) -> list[management.ExecutorInfo]:
+    def list_executors(self) -> list[ExecutorInfo]:
         """Recent executor processes with their state (ALIVE, DEAD, STOPPED)."""
         return management.executors(self.sysdb)
 
-    def version_work(self) -> list[management.VersionWork]:
+    def version_work(self) -> list[VersionWork]:
         """Per application version: pending and enqueued workflows, and live processes."""
         return management.version_work(self.sysdb)
+
+    def list_queues(self) -> list[QueueInfo]:
+        """Every declared queue, or queue with live work: its limits (as its executors declared
+        them), its depth and its running workflows."""
+        return management.queues(self.sysdb)
 
     # -- handle backend ---------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-from runtime.system_db import RecordedStep
+from runtime.records import RecordedStep
 
 
 def now_ms() -> int:

@@ -29,7 +29,6 @@ from runtime.queues import Queue, current_enqueue_options
 from runtime.registry import WorkflowInfo
 from runtime.scheduler import Schedule
 from runtime.status import StepInfo, WorkflowStatus
-from runtime.system_db import status_from_row
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -462,8 +461,7 @@ class DBOS:
     @classmethod
     def get_workflow_status(cls, workflow_id: str) -> WorkflowStatus | None:
         """The workflow's record, or None when no workflow has that ID."""
-        row = cls._rt().sysdb.get_workflow_row(workflow_id)
-        return status_from_row(row) if row else None
+        return cls._rt().sysdb.get_workflow_status(workflow_id)
 
     @classmethod
     def list_workflows(

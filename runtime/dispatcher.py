@@ -102,7 +102,7 @@ class QueueDispatcher:
             limiter = (
                 (queue.limiter["limit"], float(queue.limiter["period"])) if queue.limiter else None
             )
-            claimed, possible_at = self.sysdb.dequeue(
+            batch = self.sysdb.dequeue(
                 queue.name,
                 executor_id=self.executor_id,
                 process_id=self.process_id,
@@ -112,6 +112,7 @@ class QueueDispatcher:
                 concurrency=queue.concurrency,
                 limiter=limiter,
             )
+            claimed, possible_at = batch.workflows, batch.next_start_at_ms
             if possible_at is not None:
                 self._not_before[queue.name] = possible_at
                 next_due = possible_at if next_due is None else min(next_due, possible_at)

@@ -26,6 +26,7 @@ from typing import Any
 import psycopg
 
 from runtime.errors import DBOSException
+from runtime.executor_db import ExecutorTable
 from runtime.liveness import gone_on_this_host, process_identity
 from runtime.system_db import SystemDatabase
 
@@ -45,7 +46,7 @@ class ExecutorRegistry:
         lease_s: float,
         process_id: str,
     ) -> None:
-        self.sysdb = sysdb
+        self.table = ExecutorTable(sysdb)
         self.executor_id = executor_id
         self.application_version = application_version
         self.lease_ms = int(lease_s * 1000)
@@ -67,7 +68,7 @@ class ExecutorRegistry:
         processes on this host that are gone without stopping (killed) as stopped, so that this
         process's recovery at launch takes their workflows at once."""
         self.identity = process_identity()
-        self.sysdb.register_executor(
+        self.table.register(
             self.process_id,
             self.executor_id,
             self.hostname,
@@ -102,8 +103,8 @@ class ExecutorRegistry:
             self._beat_thread.join(timeout=5)
         try:
             if self._conn is None or self._conn.closed:
-                self._conn = self.sysdb.dedicated_connection()
-            self.sysdb.stop_executor(self.process_id, self._conn)
+                self._conn = self.table.dedicated_connection()
+            self.table.stop(self.process_id, self._conn)
         except DBOSException as exc:
             logger.warning("could not mark this executor stopped: %s", exc)
         finally:
@@ -130,8 +131,8 @@ class ExecutorRegistry:
 
     def _heartbeat(self) -> None:
         if self._conn is None or self._conn.closed:
-            self._conn = self.sysdb.dedicated_connection()
-        peers = self.sysdb.heartbeat(self.process_id, self._conn)
+            self._conn = self.table.dedicated_connection()
+        peers = self.table.heartbeat(self.process_id, self._conn)
         if peers is None:
             if not self._warned_stopped:
                 self._warned_stopped = True
@@ -142,7 +143,7 @@ class ExecutorRegistry:
             return
         gone = [p for p in peers if gone_on_this_host(p, self.hostname, self.identity)]
         if gone:
-            self.sysdb.mark_executors_gone([p.process_id for p in gone], self._conn)
+            self.table.mark_gone([p.process_id for p in gone], self._conn)
             for peer in gone:
                 logger.info(
                     "executor process %s (pid %d on this host) is gone; its workflows are free",

@@ -13,7 +13,8 @@ from runtime.errors import (
     DBOSNonExistentWorkflowError,
     MaxRecoveryAttemptsExceededError,
 )
-from runtime.status import WorkflowStatus
+from runtime.records import StatusResult
+from runtime.status import WorkflowStatus, WorkflowStatusString
 from runtime.system_db import SystemDatabase
 
 R = TypeVar("R")
@@ -90,16 +91,18 @@ class WorkflowHandleAsync(Generic[R]):
         return f"WorkflowHandleAsync({self.workflow_id!r})"
 
 
-def outcome_of(workflow_id: str, status: str, output: str | None, error: str | None) -> Any:
+def outcome_of(workflow_id: str, result: StatusResult) -> Any:
     """The result of a finished workflow (raising its error); ``PENDING_OUTCOME`` while
     unfinished."""
-    if status == "SUCCESS":
-        return serialization.deserialize(output)
-    if status == "ERROR":
-        raise serialization.deserialize_exception(error or "{}")
-    if status == "CANCELLED":
+    # The status read from the database is a plain str: equal to the str-valued enum members.
+    status = result.status
+    if status == WorkflowStatusString.SUCCESS:
+        return serialization.deserialize(result.output)
+    if status == WorkflowStatusString.ERROR:
+        raise serialization.deserialize_exception(result.error or "{}")
+    if status == WorkflowStatusString.CANCELLED:
         raise DBOSAwaitedWorkflowCancelledError(workflow_id)
-    if status == "MAX_RECOVERY_ATTEMPTS_EXCEEDED":
+    if status == WorkflowStatusString.MAX_RECOVERY_ATTEMPTS_EXCEEDED:
         raise MaxRecoveryAttemptsExceededError(
             f"workflow {workflow_id!r} exceeded its maximum recovery attempts"
         )
@@ -111,10 +114,10 @@ def poll_result(sysdb: SystemDatabase, workflow_id: str, max_interval_s: float =
     ``max_interval_s`` between reads."""
     delay = 0.01
     while True:
-        row = sysdb.get_status_result(workflow_id)
-        if row is None:
+        result = sysdb.get_status_result(workflow_id)
+        if result is None:
             raise DBOSNonExistentWorkflowError(workflow_id)
-        value = outcome_of(workflow_id, *row)
+        value = outcome_of(workflow_id, result)
         if value is not PENDING_OUTCOME:
             return value
         time.sleep(delay)

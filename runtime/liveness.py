@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from runtime.system_db import PeerProcess
+from runtime.records import PeerProcess
 
 
 def _boot_id() -> str | None:

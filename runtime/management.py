@@ -14,10 +14,33 @@ from datetime import datetime
 from typing import Any
 
 from runtime.errors import DBOSException, DBOSNonExistentWorkflowError
+from runtime.executor_db import ExecutorTable
 from runtime.liveness import gone_on_this_host, process_identity
 from runtime.queues import INTERNAL_QUEUE
+from runtime.records import PeerProcess, QueueInfo, VersionWork
 from runtime.status import StepInfo, WorkflowStatus, WorkflowStatusString
-from runtime.system_db import PeerProcess, SystemDatabase, status_from_row, step_from_row
+from runtime.system_db import SystemDatabase
+
+__all__ = [
+    "STATUSES",
+    "Change",
+    "ExecutorInfo",
+    "QueueInfo",
+    "TimeArg",
+    "VersionWork",
+    "cancel",
+    "executors",
+    "fork",
+    "get_workflow",
+    "list_steps",
+    "list_workflows",
+    "parse_statuses",
+    "parse_time",
+    "queues",
+    "restart",
+    "resume",
+    "version_work",
+]
 
 STATUSES = [s.value for s in WorkflowStatusString]
 TimeArg = datetime | str | int | float | None
@@ -105,7 +128,7 @@ def list_workflows(
         "queued_only": True if queued_only else None,
         "before": {"before_ts": before[0], "before_id": before[1]} if before else None,
     }
-    rows = sysdb.list_workflow_rows(
+    return sysdb.list_workflow_statuses(
         {k: v for k, v in filters.items() if v is not None},
         sort_desc=sort_desc,
         limit=limit,
@@ -113,29 +136,28 @@ def list_workflows(
         load_input=load_input,
         load_output=load_output,
     )
-    return [status_from_row(r, load_input=load_input, load_output=load_output) for r in rows]
 
 
 def get_workflow(sysdb: SystemDatabase, workflow_id: str) -> WorkflowStatus:
     """One workflow's record; unknown IDs raise."""
-    row = sysdb.get_workflow_row(workflow_id)
-    if row is None:
+    found = sysdb.get_workflow_status(workflow_id)
+    if found is None:
         raise DBOSNonExistentWorkflowError(workflow_id)
-    return status_from_row(row)
+    return found
 
 
 def list_steps(sysdb: SystemDatabase, workflow_id: str) -> list[StepInfo]:
     """The recorded steps of a workflow, in order; unknown IDs raise."""
     if sysdb.get_status_result(workflow_id) is None:
         raise DBOSNonExistentWorkflowError(workflow_id)
-    return [step_from_row(r) for r in sysdb.get_step_rows(workflow_id)]
+    return sysdb.get_steps(workflow_id)
 
 
 def _unchanged(sysdb: SystemDatabase, workflow_id: str) -> Change:
     current = sysdb.get_status_result(workflow_id)
     if current is None:
         return Change(workflow_id, False, "no such workflow")
-    return Change(workflow_id, False, f"already {current[0]}")
+    return Change(workflow_id, False, f"already {current.status}")
 
 
 def cancel(sysdb: SystemDatabase, workflow_id: str) -> Change:
@@ -153,17 +175,17 @@ def resume(sysdb: SystemDatabase, workflow_id: str) -> Change:
     a finished one is left as it is (fork it to run it again from a step)."""
     if sysdb.resume_workflow(workflow_id, INTERNAL_QUEUE):
         return Change(workflow_id, True)
-    change = _unchanged(sysdb, workflow_id)
-    if change.reason == "already PENDING":
+    current = sysdb.get_status_result(workflow_id)
+    if current is None:
+        return Change(workflow_id, False, "no such workflow")
+    if current.status == WorkflowStatusString.PENDING:
         return Change(workflow_id, False, "still running in a live process: nothing to resume")
-    if change.reason and change.reason.startswith("already"):
-        return Change(
-            workflow_id,
-            False,
-            f"{change.reason}: a finished workflow is not resumed; "
-            f"fork it to run it again from a step",
-        )
-    return change
+    return Change(
+        workflow_id,
+        False,
+        f"already {current.status}: a finished workflow is not resumed; "
+        "fork it to run it again from a step",
+    )
 
 
 def fork(
@@ -214,51 +236,45 @@ class ExecutorInfo:
     duplicate_id: bool  # another live process shares its executor ID
 
 
-@dataclass(frozen=True)
-class VersionWork:
-    """What an application version still has to do, and who can do it."""
-
-    application_version: str
-    pending: int
-    enqueued: int
-    live_processes: int
-
-
 def executors(sysdb: SystemDatabase, limit: int = 100) -> list[ExecutorInfo]:
     """Recent executor processes, newest first, with their state."""
-    rows = sysdb.list_executors(limit)
+    records = ExecutorTable(sysdb).list_recent(limit)
     # A process on this host that is gone (killed, or exited during a step) is DEAD now, although
     # its lease has not run out: its pid says so.
     hostname, own = socket.gethostname(), process_identity()
     gone = {
-        r[0]
-        for r in rows
-        if r[9]
-        and gone_on_this_host(PeerProcess(r[0], r[1], r[2], int(r[3]), r[12]), hostname, own)
+        r.process_id
+        for r in records
+        if r.alive
+        and gone_on_this_host(
+            PeerProcess(r.process_id, r.executor_id, r.hostname, r.pid, r.process_identity),
+            hostname,
+            own,
+        )
     }
-    alive_per_id = Counter(r[1] for r in rows if r[9] and r[0] not in gone)
+    alive_per_id = Counter(r.executor_id for r in records if r.alive and r.process_id not in gone)
     found = []
-    for r in rows:
-        if r[9] and r[0] not in gone:
+    for r in records:
+        if r.alive and r.process_id not in gone:
             state = "ALIVE"
-        elif r[8] is not None and not r[11]:
+        elif r.stopped_at is not None and not r.found_gone:
             state = "STOPPED"
         else:
             state = "DEAD"
         found.append(
             ExecutorInfo(
-                process_id=r[0],
-                executor_id=r[1],
-                hostname=r[2],
-                pid=int(r[3]),
-                application_version=r[4],
-                lease_ms=int(r[5]),
-                started_at=int(r[6]),
-                last_heartbeat_at=int(r[7]),
-                stopped_at=r[8],
+                process_id=r.process_id,
+                executor_id=r.executor_id,
+                hostname=r.hostname,
+                pid=r.pid,
+                application_version=r.application_version,
+                lease_ms=r.lease_ms,
+                started_at=r.started_at,
+                last_heartbeat_at=r.last_heartbeat_at,
+                stopped_at=r.stopped_at,
                 state=state,
-                pending_workflows=int(r[10]),
-                duplicate_id=state == "ALIVE" and alive_per_id[r[1]] > 1,
+                pending_workflows=r.pending_workflows,
+                duplicate_id=state == "ALIVE" and alive_per_id[r.executor_id] > 1,
             )
         )
     return found
@@ -266,39 +282,9 @@ def executors(sysdb: SystemDatabase, limit: int = 100) -> list[ExecutorInfo]:
 
 def version_work(sysdb: SystemDatabase) -> list[VersionWork]:
     """Per application version: its PENDING and ENQUEUED workflows and live processes."""
-    return [VersionWork(*row) for row in sysdb.version_work()]
-
-
-@dataclass(frozen=True)
-class QueueInfo:
-    """A queue: its limits (as its executors declared them) and its live work."""
-
-    name: str
-    concurrency: int | None
-    worker_concurrency: int | None
-    limit: int | None
-    period_s: float | None
-    priority_enabled: bool
-    application_version: str | None
-    declared_at: int | None  # when an executor last recorded its limits (None: never)
-    enqueued: int
-    running: int
+    return sysdb.version_work()
 
 
 def queues(sysdb: SystemDatabase) -> list[QueueInfo]:
     """Every declared queue or queue with live work."""
-    return [
-        QueueInfo(
-            name=r[0],
-            concurrency=r[1],
-            worker_concurrency=r[2],
-            limit=r[3],
-            period_s=r[4],
-            priority_enabled=bool(r[5]),
-            application_version=r[6],
-            declared_at=r[7],
-            enqueued=int(r[8]),
-            running=int(r[9]),
-        )
-        for r in sysdb.queue_overview()
-    ]
+    return sysdb.queue_overview()

@@ -80,8 +80,8 @@ def send_outside(
 ) -> None:
     """Send from outside any workflow; with an idempotency key, a repeated send delivers nothing."""
     payload = serialization.serialize(message, "message")
-    exists, _ = sysdb.send_from_outside(destination_id, topic, payload, idempotency_key)
-    if not exists:
+    sent = sysdb.send_from_outside(destination_id, topic, payload, idempotency_key)
+    if not sent.destination_exists:
         raise DBOSNonExistentWorkflowError(destination_id)
 
 
@@ -106,8 +106,8 @@ def _event_outside(
     deadline = time.monotonic() + timeout_seconds
     with notifications.events.watch(event_key(workflow_id, key)) as watch:
         while True:
-            found, value = yield Blocking(lambda: sysdb.get_event(workflow_id, key))
-            if found:
+            value = yield Blocking(lambda: sysdb.get_event(workflow_id, key))
+            if value is not None:
                 return serialization.deserialize(value)
             left = deadline - time.monotonic()
             if left <= 0:
@@ -236,7 +236,7 @@ class Messaging:
     ) -> None:
         ops = self.ops
         started = now_ms()
-        result, exists = ops.checkpoint(
+        result = ops.checkpoint(
             lambda: ops.sysdb.send_from_workflow(
                 ctx.workflow_id,
                 ctx.owner_epoch,
@@ -251,7 +251,7 @@ class Messaging:
             ops.check_record(ctx, result)
             return
         owner_verdict(ctx, result.status, result.owner_epoch)  # fenced, cancelled, or not yet
-        if not exists:
+        if not result.destination_exists:
             error = DBOSNonExistentWorkflowError(destination_id)
             ops.record(
                 ctx,
@@ -320,12 +320,12 @@ class Messaging:
         """One look for a message: (True, message) when one was consumed, (True, None) when the
         timeout passed (recorded), (False, None) to wait on."""
         ops = self.ops
-        result, message = ops.checkpoint(
+        result = ops.checkpoint(
             lambda: ops.sysdb.recv(ctx.workflow_id, ctx.owner_epoch, function_id, started, topic)
         )
         if result.recorded:
             ops.check_record(ctx, result)
-            return True, serialization.deserialize(message)
+            return True, serialization.deserialize(result.message)
         owner_verdict(ctx, result.status, result.owner_epoch)  # fenced, cancelled, or not yet
         # Still ours and nothing recorded: either no message yet, or our own earlier attempt
         # consumed one and its reply was lost; the record tells.
@@ -397,7 +397,8 @@ class Messaging:
         """One look for the event: (True, value) when it is there or the timeout passed, both
         recorded; (False, None) to wait on."""
         ops = self.ops
-        found, value = ops.checkpoint(lambda: ops.sysdb.get_event(workflow_id, key))
+        value = ops.checkpoint(lambda: ops.sysdb.get_event(workflow_id, key))
+        found = value is not None
         if not found and deadline() - now_ms() > 0:
             return False, None
         ops.record(

@@ -2,6 +2,11 @@
 
 Each public method is one round trip unless its docstring says otherwise; the engine's cost model
 (one statement to start a workflow, one per step, one to finish) is built from these.
+
+Every public method returns a named value (a frozen dataclass of ``runtime.records``, the public
+``WorkflowStatus``/``StepInfo`` records, a scalar, or lists of them), never a row: the column order
+of a statement is known here alone, where each result shape is decoded in one place, next to the
+statement's constant in ``queries``.
 """
 
 from __future__ import annotations
@@ -9,7 +14,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -21,102 +25,27 @@ from runtime.errors import (
     DBOSDatabaseError,
     DBOSQueueDeduplicatedError,
 )
+from runtime.records import (
+    ClaimedWorkflow,
+    DequeuedWorkflow,
+    DequeueResult,
+    InsertResult,
+    NewWorkflow,
+    OutsideSend,
+    Ownership,
+    QueueInfo,
+    RecordedStep,
+    RecordResult,
+    RecvResult,
+    SendResult,
+    StatusResult,
+    VersionWork,
+)
 from runtime.serialization import check_text
 from runtime.status import StepInfo, WorkflowStatus
 
-Row = tuple[Any, ...]
-
-
-@dataclass(frozen=True)
-class NewWorkflow:
-    """What is recorded when a workflow starts (before it runs)."""
-
-    workflow_id: str
-    status: str  # PENDING (runs now) or ENQUEUED
-    name: str
-    class_name: str | None
-    inputs: str
-    executor_id: str | None
-    application_version: str | None
-    queue_name: str | None = None
-    priority: int = 0
-    deduplication_id: str | None = None
-    max_recovery_attempts: int | None = None
-    timeout_ms: int | None = None
-    deadline_ms: int | None = None
-    parent_workflow_id: str | None = None
-    forked_from: str | None = None
-    owner_process: str | None = None  # the process that runs it (a PENDING start)
-
-
-@dataclass(frozen=True)
-class InsertResult:
-    """Outcome of ``insert_workflow``: either we created it, or what already holds the ID."""
-
-    created: bool
-    status: str
-    name: str
-    owner_epoch: int
-    deadline_ms: int | None
-    output: str | None
-    error: str | None
-    executor_id: str | None
-    owner_process: str | None = None
-
-
-@dataclass(frozen=True)
-class RecordResult:
-    """Outcome of a checkpoint write: the workflow's status and epoch as the write saw them, and
-    whether the outcome was recorded."""
-
-    status: str | None
-    owner_epoch: int | None
-    recorded: bool
-
-
-@dataclass(frozen=True)
-class RecordedStep:
-    """A previous run's outcome of one operation, used on replay."""
-
-    function_name: str
-    output: str | None
-    error: str | None
-    child_workflow_id: str | None
-
-
-@dataclass(frozen=True)
-class ClaimedWorkflow:
-    """A workflow this runner now owns, with what it needs to re-run it."""
-
-    workflow_id: str
-    status: str
-    owner_epoch: int
-    name: str
-    class_name: str | None
-    inputs: str
-    deadline_ms: int | None
-    recovery_attempts: int
-    application_version: str | None
-    queue_name: str | None = None
-
-
-@dataclass(frozen=True)
-class PeerProcess:
-    """Another live executor process seen by a heartbeat."""
-
-    process_id: str
-    executor_id: str
-    hostname: str
-    pid: int
-    process_identity: str | None
-
-
-@dataclass(frozen=True)
-class DequeuedWorkflow:
-    """A workflow a dispatcher claimed from its queue."""
-
-    claimed: ClaimedWorkflow
-    has_steps: bool  # a resumed or forked workflow already has recorded steps to replay
+# A row as the driver returns it; private to this module (see the module docstring).
+_Row = tuple[Any, ...]
 
 
 class SystemDatabase:
@@ -155,11 +84,11 @@ class SystemDatabase:
         except UnicodeEncodeError as exc:  # a parameter with a lone surrogate: the caller's data
             raise db.unstorable_text(exc) from None
 
-    def _one(self, query: str, params: dict[str, Any]) -> Row | None:
+    def _one(self, query: str, params: dict[str, Any]) -> _Row | None:
         with self.connection() as conn:
             return conn.execute(query, params).fetchone()
 
-    def _all(self, query: str, params: dict[str, Any]) -> list[Row]:
+    def _all(self, query: str, params: dict[str, Any]) -> list[_Row]:
         with self.connection() as conn:
             return conn.execute(query, params).fetchall()
 
@@ -252,9 +181,7 @@ class SystemDatabase:
             row = conn.execute(queries.RECORD_STEP, params).fetchone()
         else:
             row = self._one(queries.RECORD_STEP, params)
-        if row is None:
-            return RecordResult(None, None, False)
-        return RecordResult(row[0], int(row[1]), bool(row[2]))
+        return _record_from(row)
 
     def get_step(self, workflow_id: str, function_id: int) -> RecordedStep | None:
         """One recorded operation (used when a checkpoint write found the step already recorded)."""
@@ -383,23 +310,24 @@ class SystemDatabase:
         destination: str,
         topic: str | None,
         message: str,
-    ) -> tuple[RecordResult, bool]:
-        """Deliver a message and record the send as the sender's step, atomically. Returns the
-        checkpoint result and whether the destination exists."""
+    ) -> SendResult:
+        """Deliver a message and record the send as the sender's step, atomically."""
         check_text(destination, "destination workflow ID")
         check_text(topic, "topic")
         params = self._op_params(workflow_id, owner_epoch, function_id, "DBOS.send", started_at_ms)
         params.update(destination=destination, topic=topic, message=message)
         row = self._one(queries.SEND_FROM_WORKFLOW, params)
         if row is None:
-            return RecordResult(None, None, False), True
-        return RecordResult(row[0], int(row[1]), bool(row[2])), bool(row[3])
+            # The sender's row is gone: the caller stops as fenced before it looks at the
+            # destination, so report it as existing rather than raise a misleading error.
+            return SendResult(None, None, False, destination_exists=True)
+        return SendResult(row[0], int(row[1]), bool(row[2]), destination_exists=bool(row[3]))
 
     def send_from_outside(
         self, destination: str, topic: str | None, message: str, idempotency_key: str | None
-    ) -> tuple[bool, bool]:
-        """Deliver a message from outside any workflow: (destination exists, message delivered).
-        With an idempotency key, a repeated send delivers nothing."""
+    ) -> OutsideSend:
+        """Deliver a message from outside any workflow. With an idempotency key, a repeated send
+        delivers nothing."""
         check_text(destination, "destination workflow ID")
         check_text(topic, "topic")
         check_text(idempotency_key, "idempotency key")
@@ -413,7 +341,7 @@ class SystemDatabase:
             },
         )
         assert row is not None
-        return bool(row[0]), bool(row[1])
+        return OutsideSend(destination_exists=bool(row[0]), delivered=bool(row[1]))
 
     def recv(
         self,
@@ -422,7 +350,7 @@ class SystemDatabase:
         function_id: int,
         started_at_ms: int,
         topic: str | None,
-    ) -> tuple[RecordResult, str | None]:
+    ) -> RecvResult:
         """Consume the oldest message on the topic and record it as the recv's outcome, in one
         statement. ``recorded`` is False when there was no message (or the runner was fenced:
         compare the returned epoch)."""
@@ -431,8 +359,8 @@ class SystemDatabase:
         params["topic"] = topic
         row = self._one(queries.RECV, params)
         if row is None:
-            return RecordResult(None, None, False), None
-        return RecordResult(row[0], int(row[1]), bool(row[3])), row[2]
+            return RecvResult(None, None, False, message=None)
+        return RecvResult(row[0], int(row[1]), bool(row[3]), message=row[2])
 
     def set_event(
         self,
@@ -449,17 +377,15 @@ class SystemDatabase:
             workflow_id, owner_epoch, function_id, "DBOS.setEvent", started_at_ms
         )
         params.update(key=key, value=value)
-        row = self._one(queries.SET_EVENT, params)
-        if row is None:
-            return RecordResult(None, None, False)
-        return RecordResult(row[0], int(row[1]), bool(row[2]))
+        return _record_from(self._one(queries.SET_EVENT, params))
 
-    def get_event(self, workflow_id: str, key: str) -> tuple[bool, str | None]:
-        """(found, value) of a workflow's event."""
+    def get_event(self, workflow_id: str, key: str) -> str | None:
+        """The serialized value of a workflow's event; None when it is not set (a set event's
+        value is never NULL: the column is NOT NULL)."""
         check_text(workflow_id, "workflow ID")
         check_text(key, "event key")
         row = self._one(queries.GET_EVENT, {"workflow_uuid": workflow_id, "key": key})
-        return (True, row[0]) if row else (False, None)
+        return row[0] if row else None
 
     # -- queues -----------------------------------------------------------------------------------
 
@@ -474,10 +400,9 @@ class SystemDatabase:
         max_claim: int,
         concurrency: int | None,
         limiter: tuple[int, float] | None,
-    ) -> tuple[list[DequeuedWorkflow], int | None]:
+    ) -> DequeueResult:
         """Claim up to ``max_claim`` ready workflows of a queue within its global concurrency and
-        rate limit, in one transaction. Returns them in start order, and, when the rate limit
-        held some back, the epoch millisecond at which the next start becomes possible."""
+        rate limit, in one transaction."""
         next_possible: int | None = None
         window_reopens: int | None = None  # set when the rate limit caps this claim
         with self.connection() as conn, conn.transaction():
@@ -504,7 +429,7 @@ class SystemDatabase:
                     first = int(oldest) if oldest is not None else now
                     window_reopens = first + period_ms + 1
             if available <= 0:
-                return [], window_reopens
+                return DequeueResult([], window_reopens)
             rows = conn.execute(
                 queries.DEQUEUE,
                 {
@@ -523,11 +448,11 @@ class SystemDatabase:
         claimed = [
             DequeuedWorkflow(_claimed_from(r[0], r[1:10]), has_steps=bool(r[10])) for r in rows
         ]
-        return claimed, next_possible
+        return DequeueResult(claimed, next_possible)
 
     # -- management -------------------------------------------------------------------------------
 
-    def list_workflow_rows(
+    def list_workflow_statuses(
         self,
         filters: dict[str, Any],
         *,
@@ -536,9 +461,10 @@ class SystemDatabase:
         offset: int | None,
         load_input: bool,
         load_output: bool,
-    ) -> list[Row]:
-        """Workflow rows matching ``filters`` (keys of ``queries.LIST_FILTERS``; a value of True
-        turns on a fragment without a parameter), newest or oldest first."""
+    ) -> list[WorkflowStatus]:
+        """Workflows matching ``filters`` (keys of ``queries.LIST_FILTERS``; a value of True turns
+        on a fragment without a parameter), newest or oldest first; inputs and outcomes decoded
+        only when loaded."""
         query, params = list_workflows_query(
             filters,
             sort_desc=sort_desc,
@@ -547,7 +473,10 @@ class SystemDatabase:
             load_input=load_input,
             load_output=load_output,
         )
-        return self._all(query, params)
+        return [
+            _status_from_row(r, load_input=load_input, load_output=load_output)
+            for r in self._all(query, params)
+        ]
 
     def resume_workflow(self, workflow_id: str, internal_queue: str) -> bool:
         """Make a cancelled, pending, enqueued or failed-recovery workflow ready on the internal
@@ -595,59 +524,6 @@ class SystemDatabase:
 
     # -- executors --------------------------------------------------------------------------------
 
-    def register_executor(
-        self,
-        process_id: str,
-        executor_id: str,
-        hostname: str,
-        pid: int,
-        application_version: str,
-        lease_ms: int,
-        process_identity: str | None,
-    ) -> None:
-        """Record this process as a live executor (and forget long-gone ones)."""
-        with self.connection() as conn:
-            conn.execute(queries.PRUNE_EXECUTORS)
-            conn.execute(
-                queries.REGISTER_EXECUTOR,
-                {
-                    "process_id": process_id,
-                    "executor_id": executor_id,
-                    "hostname": hostname,
-                    "pid": pid,
-                    "application_version": application_version,
-                    "lease_ms": lease_ms,
-                    "process_identity": process_identity,
-                },
-            )
-
-    def dedicated_connection(self) -> psycopg.Connection[Any]:
-        """A connection of its own, outside the pool: for the heartbeat, which must not wait
-        behind workflows that hold every pooled connection (its lease would run out)."""
-        return db.connect(self.url)
-
-    def heartbeat(self, process_id: str, conn: psycopg.Connection[Any]) -> list[PeerProcess] | None:
-        """Refresh this process's heartbeat over ``conn`` (see ``dedicated_connection``); returns
-        the other live processes that share its host or its executor ID, or None when this
-        process's row is marked stopped (a stopped process stays stopped)."""
-        with db.translated(self.url):
-            rows = conn.execute(queries.HEARTBEAT, {"process_id": process_id}).fetchall()
-        if rows and rows[0][0] is None:
-            return None
-        return [PeerProcess(r[0], r[1], r[2], int(r[3]), r[4]) for r in rows if r[0] is not None]
-
-    def mark_executors_gone(self, process_ids: list[str], conn: psycopg.Connection[Any]) -> None:
-        """Mark processes found dead (not running any more) stopped, and tell the executors."""
-        if process_ids:
-            with db.translated(self.url):
-                conn.execute(queries.MARK_EXECUTORS_GONE, {"process_ids": process_ids}).fetchall()
-
-    def stop_executor(self, process_id: str, conn: psycopg.Connection[Any]) -> None:
-        """Mark this process stopped (its workflows are free to take over at once) and tell the
-        other executors."""
-        with db.translated(self.url):
-            conn.execute(queries.STOP_EXECUTOR, {"process_id": process_id}).fetchall()
-
     def takeover_candidates(
         self, process_id: str, application_version: str, limit: int
     ) -> list[str]:
@@ -663,14 +539,10 @@ class SystemDatabase:
         rows = self._all(queries.OWN_PENDING, {"process_id": process_id, "grace_ms": grace_ms})
         return [r[0] for r in rows]
 
-    def list_executors(self, limit: int = 100) -> list[Row]:
-        """Recent processes, newest first (columns as ``queries.LIST_EXECUTORS``)."""
-        return self._all(queries.LIST_EXECUTORS, {"limit": limit})
-
-    def version_work(self) -> list[tuple[str, int, int, int]]:
+    def version_work(self) -> list[VersionWork]:
         """Per application version: PENDING and ENQUEUED workflows, and live processes."""
         rows = self._all(queries.VERSION_WORK, {})
-        return [(r[0], int(r[1]), int(r[2]), int(r[3])) for r in rows]
+        return [VersionWork(r[0], int(r[1]), int(r[2]), int(r[3])) for r in rows]
 
     def record_queue_config(self, rows: list[dict[str, Any]]) -> None:
         """Upsert the declared queues' limits (one round trip per queue, at launch)."""
@@ -678,35 +550,62 @@ class SystemDatabase:
             for row in rows:
                 conn.execute(queries.RECORD_QUEUE_CONFIG, row)
 
-    def queue_overview(self) -> list[Row]:
-        """Queues with limits, depth and running counts (``queries.QUEUE_OVERVIEW``)."""
-        return self._all(queries.QUEUE_OVERVIEW, {})
+    def queue_overview(self) -> list[QueueInfo]:
+        """Every declared queue or queue with live work: its limits, depth and running count."""
+        return [
+            QueueInfo(
+                name=r[0],
+                concurrency=r[1],
+                worker_concurrency=r[2],
+                limit=r[3],
+                period_s=r[4],
+                priority_enabled=bool(r[5]),
+                application_version=r[6],
+                declared_at=r[7],
+                enqueued=int(r[8]),
+                running=int(r[9]),
+            )
+            for r in self._all(queries.QUEUE_OVERVIEW, {})
+        ]
 
     # -- reading ----------------------------------------------------------------------------------
 
-    def get_workflow_row(self, workflow_id: str) -> Row | None:
-        """The raw status row (columns as ``queries.WORKFLOW_COLUMNS``)."""
-        return self._one(queries.SELECT_WORKFLOW, {"workflow_uuid": workflow_id})
+    def get_workflow_status(self, workflow_id: str) -> WorkflowStatus | None:
+        """A workflow's record, its input and outcome decoded; None when it does not exist."""
+        row = self._one(queries.SELECT_WORKFLOW, {"workflow_uuid": workflow_id})
+        return _status_from_row(row) if row else None
 
-    def get_status_result(self, workflow_id: str) -> tuple[str, str | None, str | None] | None:
-        """(status, output, error) of a workflow, or None when it does not exist."""
+    def get_status_result(self, workflow_id: str) -> StatusResult | None:
+        """A workflow's status and serialized outcome, or None when it does not exist."""
         row = self._one(queries.SELECT_STATUS_RESULT, {"workflow_uuid": workflow_id})
-        return (row[0], row[1], row[2]) if row else None
+        return StatusResult(row[0], row[1], row[2]) if row else None
 
-    def get_ownership(self, workflow_id: str) -> tuple[str, int] | None:
-        """(status, owner epoch) of a workflow."""
+    def get_ownership(self, workflow_id: str) -> Ownership | None:
+        """A workflow's status and owner epoch, or None when it does not exist."""
         row = self._one(queries.SELECT_OWNERSHIP, {"workflow_uuid": workflow_id})
-        return (row[0], int(row[1])) if row else None
+        return Ownership(row[0], int(row[1])) if row else None
 
-    def get_step_rows(self, workflow_id: str) -> list[Row]:
-        """Raw recorded steps in order (columns as ``queries.SELECT_STEPS``)."""
-        return self._all(queries.SELECT_STEPS, {"workflow_uuid": workflow_id})
+    def get_steps(self, workflow_id: str) -> list[StepInfo]:
+        """A workflow's recorded steps in order, their outcomes decoded."""
+        return [
+            _step_from_row(r)
+            for r in self._all(queries.SELECT_STEPS, {"workflow_uuid": workflow_id})
+        ]
 
 
-def status_from_row(
-    row: Row, *, load_input: bool = True, load_output: bool = True
+def _record_from(row: _Row | None) -> RecordResult:
+    """A checkpoint write's outcome from ``RECORD_STEP`` or ``SET_EVENT`` (status, owner epoch,
+    recorded); no row: the workflow is gone."""
+    if row is None:
+        return RecordResult(None, None, False)
+    return RecordResult(row[0], int(row[1]), bool(row[2]))
+
+
+def _status_from_row(
+    row: _Row, *, load_input: bool = True, load_output: bool = True
 ) -> WorkflowStatus:
-    """Decode a ``WORKFLOW_COLUMNS`` row into a ``WorkflowStatus``."""
+    """Decode a ``WORKFLOW_COLUMNS`` row (also ``LIST_WORKFLOWS_SELECT``'s) into a
+    ``WorkflowStatus``."""
     inputs = None
     if load_input and row[4] is not None:
         args, kwargs = serialization.deserialize_args(row[4])
@@ -738,7 +637,7 @@ def status_from_row(
     )
 
 
-def step_from_row(row: Row) -> StepInfo:
+def _step_from_row(row: _Row) -> StepInfo:
     """Decode a ``SELECT_STEPS`` row into a ``StepInfo``."""
     return StepInfo(
         function_id=int(row[0]),
@@ -760,7 +659,7 @@ def list_workflows_query(
     load_input: bool,
     load_output: bool,
 ) -> tuple[str, dict[str, Any]]:
-    """The statement ``list_workflow_rows`` runs, built only from the fixed fragments of
+    """The statement ``list_workflow_statuses`` runs, built only from the fixed fragments of
     ``queries`` (tests EXPLAIN it to check that every filter is answered from an index)."""
     unknown = set(filters) - set(queries.LIST_FILTERS)
     if unknown:
@@ -783,7 +682,7 @@ def list_workflows_query(
     return query, params
 
 
-def _claimed_from(workflow_id: str, row: Row) -> ClaimedWorkflow:
+def _claimed_from(workflow_id: str, row: _Row) -> ClaimedWorkflow:
     """A ``ClaimedWorkflow`` from the columns a claim returns (status ... queue_name)."""
     return ClaimedWorkflow(
         workflow_id=workflow_id,

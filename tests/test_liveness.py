@@ -250,7 +250,7 @@ def test_a_database_url_that_is_not_text_is_one_line_of_error(db_url: str) -> No
 
 def test_a_process_is_gone_only_when_its_pid_says_so() -> None:
     from runtime import liveness
-    from runtime.system_db import PeerProcess
+    from runtime.records import PeerProcess
 
     own = liveness.process_identity()
     assert own is not None  # Linux

@@ -124,7 +124,7 @@ def test_each_dequeue_claims_at_most_its_limit_with_several_dispatchers(db_url: 
 
     def dispatcher(n: int) -> None:
         while True:
-            got, _ = sysdb.dequeue(
+            got = sysdb.dequeue(
                 "raw",
                 executor_id=f"d{n}",
                 process_id=f"p{n}",
@@ -133,7 +133,7 @@ def test_each_dequeue_claims_at_most_its_limit_with_several_dispatchers(db_url: 
                 max_claim=1,
                 concurrency=None,
                 limiter=None,
-            )
+            ).workflows
             with lock:
                 claims.append([d.claimed.workflow_id for d in got])
             if not got:

@@ -8,9 +8,10 @@ skipped, and why.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Annotated, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -20,8 +21,7 @@ from runtime.errors import DBOSException
 from runtime.status import WorkflowStatus, WorkflowStatusString
 
 if TYPE_CHECKING:
-    from runtime import management
-    from runtime.client import DBOSClient
+    from runtime.client import Change, DBOSClient
 
 STATUSES = [s.value for s in WorkflowStatusString]
 
@@ -69,12 +69,6 @@ DryRun = Annotated[
     bool, typer.Option("--dry-run", help="Show what would change, and change nothing.")
 ]
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
-
-
-def _mgmt() -> Any:
-    from runtime import management
-
-    return management
 
 
 @contextmanager
@@ -137,7 +131,7 @@ def get_workflow(
 ) -> None:
     """Show one workflow: its record, input, and output or error."""
     with _client(db_url) as client:
-        wf = _mgmt().get_workflow(client.sysdb, workflow_id)
+        wf = client.get_workflow(workflow_id)
     if json_output:
         render.print_json(render.workflow_json(wf))
     else:
@@ -152,7 +146,7 @@ def list_steps(
 ) -> None:
     """Show the recorded steps of a workflow as a timeline."""
     with _client(db_url) as client:
-        wf = _mgmt().get_workflow(client.sysdb, workflow_id)
+        wf = client.get_workflow(workflow_id)
         steps = client.list_workflow_steps(workflow_id)
     if json_output:
         render.print_json([render.step_json(s) for s in steps])
@@ -160,30 +154,51 @@ def list_steps(
         render.steps_table(steps, wf)
 
 
+@dataclass(frozen=True)
+class _Filters:
+    """The filter options of a bulk command; an empty value is not a filter."""
+
+    status: list[str] | None
+    name: str | None
+    queue_name: str | None
+    start_time: str | None
+    end_time: str | None
+
+    def given(self) -> bool:
+        """Whether any filter was given."""
+        return any((self.status, self.name, self.queue_name, self.start_time, self.end_time))
+
+
 def _targets(
     client: DBOSClient,
     ids: list[str] | None,
-    filters: dict[str, Any],
+    filters: _Filters,
     default_status: list[str],
 ) -> tuple[list[str], bool]:
     """The workflows to act on: the IDs given, or those matching the filters (by default only in
     the statuses the action applies to). Returns them and whether they came from filters."""
-    given = {k: v for k, v in filters.items() if v}
-    if ids and given:
+    if ids and filters.given():
         raise DBOSException("give workflow IDs or filter options, not both")
     if ids:
         return list(dict.fromkeys(ids)), False
-    if not given:
+    if not filters.given():
         raise DBOSException(
             "give workflow IDs, or filter options (--status, --name, --queue, --start-time, "
             "--end-time) to select workflows"
         )
-    given.setdefault("status", default_status)
-    found = client.list_workflows(**given, load_input=False, load_output=False)
+    found = client.list_workflows(
+        status=filters.status or default_status,
+        name=filters.name or None,
+        queue_name=filters.queue_name or None,
+        start_time=filters.start_time or None,
+        end_time=filters.end_time or None,
+        load_input=False,
+        load_output=False,
+    )
     return [wf.workflow_id for wf in found], True
 
 
-def _summary(verb: str, changes: list[management.Change], json_output: bool) -> int:
+def _summary(verb: str, changes: list[Change], json_output: bool) -> int:
     changed = [c.workflow_id for c in changes if c.changed]
     skipped = [c for c in changes if not c.changed]
     missing = [c.workflow_id for c in skipped if c.reason == "no such workflow"]
@@ -209,11 +224,11 @@ def _summary(verb: str, changes: list[management.Change], json_output: bool) -> 
 def _bulk(
     verb: str,
     imperative: str,
-    action: Any,
+    action: Callable[[DBOSClient, list[str]], list[Change]],
     default_status: list[str],
     db_url: str | None,
     ids: list[str] | None,
-    filters: dict[str, Any],
+    filters: _Filters,
     dry_run: bool,
     yes: bool,
     json_output: bool,
@@ -237,7 +252,7 @@ def _bulk(
                 render.info("no workflows match; nothing to do")
                 return
             typer.confirm(f"{imperative} {len(targets)} workflows?", abort=True)
-        changes = [action(client.sysdb, wid) for wid in targets]
+        changes = action(client, targets)
     code = _summary(verb, changes, json_output)
     if code:
         raise typer.Exit(code)
@@ -257,17 +272,11 @@ def cancel(
     json_output: JsonFlag = False,
 ) -> None:
     """Cancel workflows: a running one stops at its next step; an enqueued one leaves its queue."""
-    filters = {
-        "status": status,
-        "name": name,
-        "queue_name": queue,
-        "start_time": start_time,
-        "end_time": end_time,
-    }
+    filters = _Filters(status, name, queue, start_time, end_time)
     _bulk(
         "cancelled",
         "Cancel",
-        _mgmt().cancel,
+        lambda client, targets: client.cancel_workflows(targets),
         ["PENDING", "ENQUEUED"],
         db_url,
         ids,
@@ -293,17 +302,11 @@ def resume(
 ) -> None:
     """Resume workflows from their last completed step: a live executor of the application picks
     them up (one from a queue goes back to it; an enqueued one starts now, bypassing its queue)."""
-    filters = {
-        "status": status,
-        "name": name,
-        "queue_name": queue,
-        "start_time": start_time,
-        "end_time": end_time,
-    }
+    filters = _Filters(status, name, queue, start_time, end_time)
     _bulk(
         "resumed",
         "Resume",
-        _mgmt().resume,
+        lambda client, targets: client.resume_workflows(targets),
         ["CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED"],
         db_url,
         ids,
@@ -322,7 +325,7 @@ def restart(
 ) -> None:
     """Run a workflow again from the start with the same inputs, under a new ID (printed)."""
     with _client(db_url) as client:
-        new_id = _mgmt().restart(client.sysdb, workflow_id)
+        new_id = client.restart_workflow(workflow_id).get_workflow_id()
     if json_output:
         render.print_json({"workflow_id": new_id, "restarted_from": workflow_id})
     else:
@@ -351,13 +354,12 @@ def fork(
     """Start a new workflow that reuses the outcomes of the steps before --step (its ID is
     printed)."""
     with _client(db_url) as client:
-        new_id = _mgmt().fork(
-            client.sysdb,
+        new_id = client.fork_workflow(
             workflow_id,
             step,
             forked_workflow_id=forked_workflow_id,
             application_version=app_version,
-        )
+        ).get_workflow_id()
     if json_output:
         render.print_json({"workflow_id": new_id, "forked_from": workflow_id, "step": step})
     else:

@@ -28,8 +28,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from runtime import management
-from runtime.client import DBOSClient
+from runtime.client import STATUSES, DBOSClient
 from runtime.errors import DBOSException, DBOSNonExistentWorkflowError
 from runtime.status import StepInfo, WorkflowStatus
 
@@ -93,7 +92,7 @@ def create_app(database_url: str, *, token: str | None = None) -> Starlette:
     """The dashboard for the system tables at ``database_url``."""
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals.update(
-        local_time=local_time, pretty=pretty, error_text=error_text, statuses=management.STATUSES
+        local_time=local_time, pretty=pretty, error_text=error_text, statuses=STATUSES
     )
     state: dict[str, DBOSClient] = {}
 
@@ -117,14 +116,7 @@ def create_app(database_url: str, *, token: str | None = None) -> Starlette:
 
     async def workflows(request: Request) -> Response:
         q = request.query_params
-        filters: dict[str, Any] = {
-            "status": q.getlist("status") or None,
-            "name": q.get("name") or None,
-            "queue_name": q.get("queue") or None,
-            "app_version": q.get("app_version") or None,
-            "start_time": q.get("start") or None,
-            "end_time": q.get("end") or None,
-        }
+        statuses = q.getlist("status") or None
         before = None
         if q.get("before"):
             ts, _, wid = q["before"].partition(":")
@@ -133,7 +125,12 @@ def create_app(database_url: str, *, token: str | None = None) -> Starlette:
         error = None
         try:
             found = client().list_workflows(
-                **filters,
+                status=statuses,
+                name=q.get("name") or None,
+                queue_name=q.get("queue") or None,
+                app_version=q.get("app_version") or None,
+                start_time=q.get("start") or None,
+                end_time=q.get("end") or None,
                 limit=PAGE_SIZE + 1,
                 sort_desc=True,
                 before=before,
@@ -156,7 +153,7 @@ def create_app(database_url: str, *, token: str | None = None) -> Starlette:
             "workflows.html",
             workflows=found,
             query=q,
-            chosen=set(filters["status"] or []),
+            chosen=set(statuses or []),
             error=error,
             next_page=next_page,
             refresh=refresh if refresh.isdigit() and refresh != "0" else None,
@@ -165,7 +162,7 @@ def create_app(database_url: str, *, token: str | None = None) -> Starlette:
     async def workflow(request: Request) -> Response:
         wid = request.path_params["workflow_id"]
         try:
-            wf = management.get_workflow(client().sysdb, wid)
+            wf = client().get_workflow(wid)
             steps = client().list_workflow_steps(wid)
         except DBOSNonExistentWorkflowError as exc:
             return render(request, "error.html", status_code=404, message=str(exc))
@@ -196,22 +193,21 @@ def create_app(database_url: str, *, token: str | None = None) -> Starlette:
         step = str(form.get("step") or "1")
         if form.get("confirmed") != "yes":
             return render(request, "confirm.html", wid=wid, action=kind, step=step)
-        sysdb = client().sysdb
         target, message = wid, ""
         try:
             if kind == "cancel":
-                change = management.cancel(sysdb, wid)
+                [change] = client().cancel_workflows([wid])
                 message = "cancelled" if change.changed else f"not cancelled: {change.reason}"
             elif kind == "resume":
-                change = management.resume(sysdb, wid)
+                [change] = client().resume_workflows([wid])
                 message = "resumed" if change.changed else f"not resumed: {change.reason}"
             elif kind == "restart":
-                target = management.restart(sysdb, wid)
+                target = client().restart_workflow(wid).get_workflow_id()
                 message = f"restarted from {wid}"
             else:
                 if not step.isdigit():
                     raise DBOSException(f"invalid step {step!r}")
-                target = management.fork(sysdb, wid, int(step))
+                target = client().fork_workflow(wid, int(step)).get_workflow_id()
                 message = f"forked from {wid} at step {step}"
         except DBOSException as exc:
             message = f"failed: {exc}"
@@ -220,11 +216,11 @@ def create_app(database_url: str, *, token: str | None = None) -> Starlette:
         )
 
     async def queues(request: Request) -> Response:
-        return render(request, "queues.html", queues=management.queues(client().sysdb))
+        return render(request, "queues.html", queues=client().list_queues())
 
     async def queue(request: Request) -> Response:
         name = request.path_params["name"]
-        info = next((q for q in management.queues(client().sysdb) if q.name == name), None)
+        info = next((q for q in client().list_queues() if q.name == name), None)
         queued = client().list_queued_workflows(
             queue_name=name, limit=PAGE_SIZE, sort_desc=False, load_input=False
         )

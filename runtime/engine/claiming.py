@@ -16,8 +16,9 @@ from concurrent.futures import Future
 from runtime.engine.running import Runner
 from runtime.engine.runs import LocalRuns, Outcome
 from runtime.errors import DBOSException
+from runtime.records import DequeuedWorkflow
 from runtime.status import WorkflowStatusString
-from runtime.system_db import DequeuedWorkflow, SystemDatabase
+from runtime.system_db import SystemDatabase
 
 logger = logging.getLogger("dbos")
 

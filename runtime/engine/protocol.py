@@ -36,8 +36,9 @@ from runtime.errors import (
     DBOSWorkflowCancelledError,
     DBOSWorkflowFencedError,
 )
+from runtime.records import RecordedStep, RecordResult
 from runtime.status import WorkflowStatusString
-from runtime.system_db import RecordedStep, RecordResult, SystemDatabase
+from runtime.system_db import SystemDatabase
 
 logger = logging.getLogger("dbos")
 
@@ -164,7 +165,7 @@ class Operations:
 
     def _confirm(self, ctx: WorkflowContext) -> None:
         owner = self.checkpoint(lambda: self.sysdb.get_ownership(ctx.workflow_id))
-        owner_verdict(ctx, *(owner or (None, None)))
+        owner_verdict(ctx, owner.status if owner else None, owner.owner_epoch if owner else None)
         ctx.confirmed_at = time.monotonic()
 
     def check_interrupts(self, ctx: WorkflowContext) -> None:

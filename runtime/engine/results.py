@@ -23,6 +23,7 @@ from runtime.engine.protocol import Operations, Pause, replay_outcome
 from runtime.engine.runs import LocalRuns, Outcome
 from runtime.errors import DBOSNonExistentWorkflowError
 from runtime.handles import PENDING_OUTCOME, outcome_of
+from runtime.records import StatusResult
 from runtime.status import WorkflowStatusString
 
 GET_RESULT_STEP = "DBOS.getResult"
@@ -43,17 +44,15 @@ def local_answer(outcome: Outcome, in_workflow: bool) -> tuple[bool, Any]:
     return False, None
 
 
-def recorded_answer(
-    workflow_id: str, found: tuple[str, str | None, str | None] | None, in_workflow: bool
-) -> Any:
+def recorded_answer(workflow_id: str, found: StatusResult | None, in_workflow: bool) -> Any:
     """What a waiter gets from a workflow's record: its result, its error raised, or
     ``PENDING_OUTCOME`` to wait on. Inside a workflow a CANCELLED one is not an answer: it may be
     resumed, and a cancellation must never become a recorded outcome."""
     if found is None:
         raise DBOSNonExistentWorkflowError(workflow_id)
-    if in_workflow and found[0] == WorkflowStatusString.CANCELLED.value:
+    if in_workflow and found.status == WorkflowStatusString.CANCELLED.value:
         return PENDING_OUTCOME
-    return outcome_of(workflow_id, *found)
+    return outcome_of(workflow_id, found)
 
 
 class _LocalRun(Effect):

@@ -25,9 +25,9 @@ from runtime.errors import (
     DBOSWorkflowFencedError,
     DBOSWorkflowFunctionNotFoundError,
 )
+from runtime.records import ClaimedWorkflow, RecordedStep
 from runtime.registry import WorkflowInfo, get_workflow, resolve_class
 from runtime.status import WorkflowStatusString
-from runtime.system_db import ClaimedWorkflow, RecordedStep
 
 logger = logging.getLogger("dbos")
 

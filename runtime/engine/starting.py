@@ -24,9 +24,9 @@ from runtime.engine.protocol import Operations
 from runtime.engine.running import Runner, split_class_arg
 from runtime.engine.runs import LocalRuns, Outcome
 from runtime.errors import DBOSConflictingWorkflowError
+from runtime.records import NewWorkflow, RecordedStep
 from runtime.registry import WorkflowInfo
 from runtime.status import WorkflowStatusString
-from runtime.system_db import NewWorkflow, RecordedStep
 
 
 @dataclass(frozen=True)

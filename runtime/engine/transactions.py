@@ -35,7 +35,7 @@ from runtime.engine.protocol import (
     replay_outcome,
 )
 from runtime.errors import DBOSException, DBOSWorkflowFencedError
-from runtime.system_db import RecordResult
+from runtime.records import RecordResult
 
 logger = logging.getLogger("dbos")
 

@@ -1,0 +1,160 @@
+"""The CLI and the dashboard manage workflows through the public client API alone.
+
+``DBOSClient`` is the one out-of-process management API: the `dbos` commands and the dashboard
+import only public modules of the runtime (``runtime.client``, with the records it returns,
+``runtime.errors`` and ``runtime.status``; the commands that are not management, such as `dbos
+start`, `dbos init`, `dbos postgres` and `dbos migrate`, and the option resolution, also the package
+root, ``runtime.config``, ``runtime.embedded`` and ``runtime.migrate``), no private name, and never
+reach into the client's system database. Checked on the source, every import included: those
+inside functions and under ``TYPE_CHECKING`` too."""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from pathlib import Path
+
+import runtime
+
+CLI = Path(__file__).resolve().parent.parent / "dbos_cli"
+RUNTIME = Path(runtime.__file__).resolve().parent
+
+# What a management module (one that lists, inspects or steers workflows) may import.
+MANAGEMENT_ALLOWED = {"runtime.client", "runtime.errors", "runtime.status"}
+# What the other modules may import besides: running an app, scaffolding, the embedded server, the
+# schema, and resolving the options that say which database a command works on.
+OTHER_ALLOWED = MANAGEMENT_ALLOWED | {
+    "runtime",
+    "runtime.config",
+    "runtime.embedded",
+    "runtime.migrate",
+}
+MANAGEMENT_MODULES = {
+    "commands/workflow.py",
+    "commands/executors.py",
+    "render.py",
+    "ui/app.py",
+}
+DYNAMIC_IMPORTS = {"import_module", "__import__"}
+
+
+@dataclass(frozen=True)
+class Violation:
+    path: str
+    line: int
+    what: str
+
+    def __str__(self) -> str:
+        return f"dbos_cli/{self.path}:{self.line}: {self.what}"
+
+
+def _private(name: str) -> bool:
+    return any(
+        part.startswith("_") and not (part.startswith("__") and part.endswith("__"))
+        for part in name.split(".")
+    )
+
+
+def _is_runtime_submodule(name: str) -> bool:
+    return (RUNTIME / f"{name}.py").exists() or (RUNTIME / name / "__init__.py").exists()
+
+
+def _runtime_modules(node: ast.Import | ast.ImportFrom) -> list[str]:
+    """The runtime modules an import statement loads (``from runtime import x`` loads
+    ``runtime.x`` when x is a submodule, else it takes a name from the package root)."""
+    if isinstance(node, ast.Import):
+        return [a.name for a in node.names if a.name == "runtime" or a.name.startswith("runtime.")]
+    if node.level or node.module is None:
+        return []
+    if node.module == "runtime":
+        return [
+            f"runtime.{a.name}" if _is_runtime_submodule(a.name) else "runtime" for a in node.names
+        ]
+    if node.module.startswith("runtime."):
+        return [node.module]
+    return []
+
+
+def violations(rel: str, source: str) -> list[Violation]:
+    """What the module ``rel`` (its path under ``dbos_cli/``), whose text is ``source``, does
+    that the boundary forbids."""
+    allowed = MANAGEMENT_ALLOWED if rel in MANAGEMENT_MODULES else OTHER_ALLOWED
+    found: list[Violation] = []
+    for node in ast.walk(ast.parse(source, filename=rel)):
+        line = getattr(node, "lineno", 0)
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            for module in _runtime_modules(node):
+                if module not in allowed:
+                    found.append(Violation(rel, line, f"imports {module}"))
+            names = [a.name for a in node.names]
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names.append(node.module)
+            found += [Violation(rel, line, f"imports private {n}") for n in names if _private(n)]
+        elif isinstance(node, ast.Attribute) and node.attr == "sysdb":
+            found.append(Violation(rel, line, "reaches into .sysdb"))
+        elif isinstance(node, ast.Call):
+            func = node.func
+            called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            texts = [
+                a.value
+                for a in node.args
+                if isinstance(a, ast.Constant) and isinstance(a.value, str)
+            ]
+            if called in ("getattr", "setattr", "hasattr") and "sysdb" in texts:
+                found.append(Violation(rel, line, "reaches into sysdb by name"))
+            if called in DYNAMIC_IMPORTS:
+                for text in texts:
+                    if (text == "runtime" or text.startswith("runtime.")) and text not in allowed:
+                        found.append(Violation(rel, line, f"imports {text} dynamically"))
+    return found
+
+
+def test_the_cli_and_the_dashboard_use_only_the_public_client_api() -> None:
+    modules = {p.relative_to(CLI).as_posix(): p.read_text() for p in CLI.rglob("*.py")}
+    assert set(modules) >= MANAGEMENT_MODULES
+    problems = [
+        str(v)
+        for rel, source in sorted(modules.items())
+        for v in sorted(violations(rel, source), key=lambda v: v.line)
+    ]
+    assert not problems, "\n".join(problems)
+
+
+# Everything the check must refuse, in one management module.
+FORBIDDEN = """
+from typing import TYPE_CHECKING
+import runtime.engine
+from runtime import management, DBOS
+from runtime.client import _private_helper
+if TYPE_CHECKING:
+    from runtime.system_db import SystemDatabase
+def command(client):
+    from runtime import dispatcher
+    import importlib
+    importlib.import_module("runtime.management")
+    getattr(client, "sysdb")
+    return client.sysdb.pool
+"""
+
+
+def test_the_check_refuses_what_it_is_meant_to() -> None:
+    found = {v.what for v in violations("commands/workflow.py", FORBIDDEN)}
+    assert found == {
+        "imports runtime.engine",
+        "imports runtime.management",
+        "imports runtime",  # the package root is not for management modules
+        "imports private _private_helper",
+        "imports runtime.system_db",
+        "imports runtime.dispatcher",
+        "imports runtime.management dynamically",
+        "reaches into sysdb by name",
+        "reaches into .sysdb",
+    }
+    # A command that is not management may use the package root and the schema tools.
+    allowed = "from runtime import DBOS, migrate\nfrom runtime.config import resolve\n"
+    assert violations("commands/start.py", allowed) == []
+    assert [v.what for v in violations("render.py", allowed)] == [
+        "imports runtime",
+        "imports runtime.migrate",
+        "imports runtime.config",
+    ]
