@@ -273,7 +273,7 @@ class DBOSClient:
         """Cancel a PENDING or ENQUEUED workflow; its runner stops before its next step. False
         when the workflow was in another status (nothing changed)."""
         change = management.cancel(self.sysdb, workflow_id)
-        if change.reason == "no such workflow":
+        if change.missing:
             raise DBOSNonExistentWorkflowError(workflow_id)
         return change.changed
 
@@ -282,7 +282,7 @@ class DBOSClient:
         its last completed step; a live executor of its version picks it up. A finished workflow
         raises (fork it instead)."""
         change = management.resume(self.sysdb, workflow_id)
-        if change.reason == "no such workflow":
+        if change.missing:
             raise DBOSNonExistentWorkflowError(workflow_id)
         if not change.changed:
             raise DBOSException(f"workflow {workflow_id!r} not resumed: {change.reason}")

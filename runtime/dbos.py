@@ -548,7 +548,7 @@ class DBOS:
         rt = cls._rt()
         change = management.resume(rt.sysdb, workflow_id)
         if not change.changed:
-            if change.reason == "no such workflow":
+            if change.missing:
                 raise DBOSNonExistentWorkflowError(workflow_id)
             logger.warning("workflow %s not resumed: %s", workflow_id, change.reason)
         rt.dispatcher.wake()

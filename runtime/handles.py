@@ -33,6 +33,13 @@ class HandleBackend(Protocol):
         """The workflow's current record."""
 
 
+class AsyncHandleBackend(HandleBackend, Protocol):
+    """What an awaitable handle needs from whoever made it."""
+
+    async def handle_result_async(self, workflow_id: str) -> Any:
+        """Await and return the outcome (raising the workflow's error)."""
+
+
 class WorkflowHandle(Generic[R]):
     """A reference to one workflow: its ID, its status, and (waiting) its result."""
 
@@ -65,7 +72,7 @@ class WorkflowHandleAsync(Generic[R]):
     """The awaitable handle returned by ``start_workflow_async`` and
     ``retrieve_workflow_async``."""
 
-    def __init__(self, backend: Any, workflow_id: str) -> None:
+    def __init__(self, backend: AsyncHandleBackend, workflow_id: str) -> None:
         self._backend = backend
         self.workflow_id = workflow_id
 

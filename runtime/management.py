@@ -52,7 +52,8 @@ class Change:
 
     workflow_id: str
     changed: bool
-    reason: str | None = None  # why nothing changed
+    reason: str | None = None  # why nothing changed, for people
+    missing: bool = False  # no workflow has that ID (for code: never compare ``reason``)
 
 
 def parse_statuses(status: str | Iterable[str] | None) -> list[str] | None:
@@ -156,7 +157,7 @@ def list_steps(sysdb: SystemDatabase, workflow_id: str) -> list[StepInfo]:
 def _unchanged(sysdb: SystemDatabase, workflow_id: str) -> Change:
     current = sysdb.get_status_result(workflow_id)
     if current is None:
-        return Change(workflow_id, False, "no such workflow")
+        return Change(workflow_id, False, "no such workflow", missing=True)
     return Change(workflow_id, False, f"already {current.status}")
 
 
@@ -177,7 +178,7 @@ def resume(sysdb: SystemDatabase, workflow_id: str) -> Change:
         return Change(workflow_id, True)
     current = sysdb.get_status_result(workflow_id)
     if current is None:
-        return Change(workflow_id, False, "no such workflow")
+        return Change(workflow_id, False, "no such workflow", missing=True)
     if current.status == WorkflowStatusString.PENDING:
         return Change(workflow_id, False, "still running in a live process: nothing to resume")
     return Change(

@@ -21,7 +21,7 @@ class WorkflowStatusString(str, enum.Enum):
         return self.value
 
 
-FINAL_STATUSES = frozenset({"SUCCESS", "ERROR"})
+FINAL_STATUSES = frozenset({WorkflowStatusString.SUCCESS.value, WorkflowStatusString.ERROR.value})
 
 
 @dataclass

@@ -201,7 +201,7 @@ def _targets(
 def _summary(verb: str, changes: list[Change], json_output: bool) -> int:
     changed = [c.workflow_id for c in changes if c.changed]
     skipped = [c for c in changes if not c.changed]
-    missing = [c.workflow_id for c in skipped if c.reason == "no such workflow"]
+    missing = [c.workflow_id for c in skipped if c.missing]
     if json_output:
         render.print_json(
             {
