@@ -12,15 +12,22 @@ generator's ``try``/``except`` around a ``yield`` handles the user's error as or
 Code before a generator's first ``yield`` runs synchronously when the driver starts it: durable
 operations take their step number there, so under ``asyncio.gather`` they are numbered in call
 order, and a replay numbers them the same way.
+
+A ``StopIteration`` of the user's (``next()`` on an empty iterator in a step) must reach the user
+as itself, but Python turns one that leaves a generator frame into ``RuntimeError`` (PEP 479). So
+the drivers hand a thrown-in ``StopIteration`` to the operation as ``Carried`` (an ordinary
+exception holding it), operations raise a recorded or awaited one with ``carry``, record the
+user's error with ``uncarry``, and the drivers raise the original outside every generator frame.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Generator
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 T = TypeVar("T")
+E = TypeVar("E", bound=BaseException)
 
 # A durable operation: yields effects, receives their outcomes, returns its result.
 Operation = Generator["Effect", Any, T]
@@ -68,16 +75,40 @@ class Blocking(Effect):
         return await asyncio.to_thread(self.fn)
 
 
+class Carried(Exception):
+    """A ``StopIteration`` on its way through generator frames (see the module docstring)."""
+
+    def __init__(self, error: StopIteration) -> None:
+        super().__init__(repr(error))
+        self.error = error
+
+
+def carry(error: BaseException) -> BaseException:
+    """What an operation raises for ``error``: itself, or a ``StopIteration`` carried."""
+    return Carried(error) if isinstance(error, StopIteration) else error
+
+
+def uncarry(error: E) -> E:
+    """The user's own exception behind what an operation caught (to record or to wrap); of the
+    caught exception's kind (a carried ``StopIteration`` is an ``Exception`` like its carrier)."""
+    return cast(E, error.error) if isinstance(error, Carried) else error
+
+
 def run_sync(operation: Operation[T]) -> T:
     """Drive ``operation`` to its end in this thread."""
     send: Any = None
     error: BaseException | None = None
     while True:
+        escaped: StopIteration | None = None
         try:
-            effect = operation.send(send) if error is None else operation.throw(error)
+            effect = operation.send(send) if error is None else operation.throw(carry(error))
         except StopIteration as stop:
             result: T = stop.value
             return result
+        except Carried as carried:
+            escaped = carried.error
+        if escaped is not None:
+            raise escaped  # outside the except block: it keeps its own context
         send, error = None, None
         try:
             send = effect.run()
@@ -90,11 +121,16 @@ async def run_async(operation: Operation[T]) -> T:
     send: Any = None
     error: BaseException | None = None
     while True:
+        escaped: StopIteration | None = None
         try:
-            effect = operation.send(send) if error is None else operation.throw(error)
+            effect = operation.send(send) if error is None else operation.throw(carry(error))
         except StopIteration as stop:
             result: T = stop.value
             return result
+        except Carried as carried:
+            escaped = carried.error
+        if escaped is not None:
+            raise escaped  # outside the except block: it keeps its own context
         send, error = None, None
         try:
             send = await effect.run_async()

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 from runtime import serialization
 from runtime.context import WorkflowContext, current_workflow, now_ms
 from runtime.db import is_transient
-from runtime.engine.drive import Blocking, Effect
+from runtime.engine.drive import Blocking, Effect, carry
 from runtime.errors import (
     DBOSDatabaseError,
     DBOSSchemaMissingError,
@@ -99,7 +99,7 @@ def check_same_operation(
 def replay_outcome(rec: RecordedStep) -> Any:
     """A recorded outcome as the operation gives it: its value, or its error raised."""
     if rec.error is not None:
-        raise serialization.deserialize_exception(rec.error)
+        raise carry(serialization.deserialize_exception(rec.error))
     return serialization.deserialize(rec.output)
 
 

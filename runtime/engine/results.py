@@ -18,7 +18,15 @@ from typing import Any
 
 from runtime import context, serialization
 from runtime.context import WorkflowContext, now_ms
-from runtime.engine.drive import Blocking, Effect, Operation, run_async, run_sync
+from runtime.engine.drive import (
+    Blocking,
+    Effect,
+    Operation,
+    carry,
+    run_async,
+    run_sync,
+    uncarry,
+)
 from runtime.engine.protocol import Operations, Pause, replay_outcome
 from runtime.engine.runs import LocalRuns, Outcome
 from runtime.errors import DBOSNonExistentWorkflowError
@@ -37,10 +45,10 @@ def local_answer(outcome: Outcome, in_workflow: bool) -> tuple[bool, Any]:
     run's cause is raised to a waiter outside a workflow (a workflow stops for its own reasons)."""
     if not outcome.detached:
         if outcome.error is not None:
-            raise outcome.error
+            raise carry(outcome.error)
         return True, outcome.value
     if outcome.error is not None and not in_workflow:
-        raise outcome.error  # the run was interrupted (shutdown): say why
+        raise carry(outcome.error)  # the run was interrupted (shutdown): say why
     return False, None
 
 
@@ -52,7 +60,10 @@ def recorded_answer(workflow_id: str, found: StatusResult | None, in_workflow: b
         raise DBOSNonExistentWorkflowError(workflow_id)
     if in_workflow and found.status == WorkflowStatusString.CANCELLED.value:
         return PENDING_OUTCOME
-    return outcome_of(workflow_id, found)
+    try:
+        return outcome_of(workflow_id, found)
+    except StopIteration as error:  # the workflow's own error, raised inside an operation
+        raise carry(error) from None
 
 
 class _LocalRun(Effect):
@@ -150,7 +161,7 @@ class Results:
                 ctx,
                 function_id,
                 GET_RESULT_STEP,
-                error=serialization.serialize_exception(exc),
+                error=serialization.serialize_exception(uncarry(exc)),
                 child_workflow_id=workflow_id,
                 started_at_ms=started,
             )

@@ -16,7 +16,7 @@ from typing import Any
 
 from runtime import context, serialization
 from runtime.context import WorkflowContext
-from runtime.engine.drive import Blocking, Call, Operation, run_async, run_sync
+from runtime.engine.drive import Blocking, Call, Operation, run_async, run_sync, uncarry
 from runtime.engine.protocol import Interrupted, Operations
 from runtime.engine.runs import LocalRuns, Outcome
 from runtime.errors import (
@@ -115,7 +115,7 @@ class Runner:
             try:
                 value, raised = (yield Call(info.func, args, kwargs)), None
             except BaseException as exc:
-                value, raised = None, exc
+                value, raised = None, uncarry(exc)
             yield Blocking(lambda: self.settle(ctx, outcome, value, raised))
         finally:
             context.current_step.reset(step_token)

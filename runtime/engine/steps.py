@@ -16,7 +16,7 @@ from typing import Any
 
 from runtime import context, serialization
 from runtime.context import StepContext, WorkflowContext, now_ms
-from runtime.engine.drive import Call, Operation, run_async, run_sync
+from runtime.engine.drive import Blocking, Call, Operation, carry, run_async, run_sync, uncarry
 from runtime.engine.protocol import Operations, Pause, replay_outcome
 from runtime.errors import DBOSException, DBOSMaxStepRetriesExceeded
 
@@ -95,7 +95,8 @@ class Steps:
             yield from self.ops.confirm(ctx)
             try:
                 return (yield call), None
-            except Exception as exc:
+            except Exception as raised:
+                exc = uncarry(raised)
                 if not options.retries_allowed:
                     return None, exc
                 if attempt == attempts:
@@ -122,17 +123,34 @@ class Steps:
         value: Any,
         error: Exception | None,
     ) -> Operation[Any]:
-        """Record a step's outcome (one checkpoint write): return its value or raise its error."""
-        output = None
+        """Record a step's outcome (one checkpoint write): return its value or raise its error.
+        Encoding the outcome is part of the blocking work (off the event loop for an async step:
+        a large result takes a while)."""
+        failed = yield Blocking(lambda: self._record(ctx, function_id, name, started, value, error))
+        if failed is not None:
+            raise carry(failed)
+        return value
+
+    def _record(
+        self,
+        ctx: WorkflowContext,
+        function_id: int,
+        name: str,
+        started: int,
+        value: Any,
+        error: Exception | None,
+    ) -> Exception | None:
+        """Encode and record the outcome; returns the error to raise, if the step failed (or its
+        result cannot be stored)."""
         if error is None:
             try:
                 output = serialization.serialize(value, f"result of step {name}")
             except DBOSException as exc:
                 error = exc
-        if error is not None:
-            self.ops.not_while_stopping(error)
-            encoded = serialization.serialize_exception(error)
-            yield self.ops.recording(ctx, function_id, name, error=encoded, started_at_ms=started)
-            raise error
-        yield self.ops.recording(ctx, function_id, name, output=output, started_at_ms=started)
-        return value
+            else:
+                self.ops.record(ctx, function_id, name, output=output, started_at_ms=started)
+                return None
+        self.ops.not_while_stopping(error)
+        encoded = serialization.serialize_exception(error)
+        self.ops.record(ctx, function_id, name, error=encoded, started_at_ms=started)
+        return error

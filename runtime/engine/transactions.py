@@ -8,12 +8,16 @@ that deals with the driver's (psycopg's) own errors.
 - A connection that dies around the commit leaves the outcome unknown: the recorded outcome
   (written inside the transaction) says whether it committed; if not, it runs again.
 - Any other error rolls the user's writes back and is recorded as the transaction's outcome.
+- ``psycopg.Rollback`` rolls back quietly, as psycopg's own transaction blocks do: the
+  transaction returns None (its recorded outcome, in a workflow).
+- Called from a step, a transaction is part of that step: plain, not recorded on its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -24,7 +28,15 @@ from psycopg_pool import ConnectionPool
 
 from runtime import context, serialization
 from runtime.context import StepContext, WorkflowContext, now_ms
-from runtime.engine.drive import Blocking, Call, Effect, Operation, run_async, run_sync
+from runtime.engine.drive import (
+    Blocking,
+    Call,
+    Effect,
+    Operation,
+    run_async,
+    run_sync,
+    uncarry,
+)
 from runtime.engine.protocol import (
     Interrupted,
     Operations,
@@ -69,6 +81,47 @@ class _Session(Effect):
 
     async def run_async(self) -> Any:
         return AsyncSession(self.conn)
+
+
+class _Checkout(Effect):
+    """A connection from the pool. On an event loop the wait is on a worker thread; should the
+    awaiting task be cancelled meanwhile, the connection that thread gets goes back to the pool
+    (else every timed-out request would keep one for good), whichever of the two sees the other
+    first: the thread, or the cancelled task."""
+
+    __slots__ = ("pool",)
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self.pool = pool
+
+    def run(self) -> psycopg.Connection[Any]:
+        return self.pool.getconn()
+
+    async def run_async(self) -> psycopg.Connection[Any]:
+        lock = threading.Lock()
+        held: list[psycopg.Connection[Any]] = []
+        abandoned = False
+
+        def checkout() -> psycopg.Connection[Any] | None:
+            conn = self.pool.getconn()
+            with lock:
+                if not abandoned:
+                    held.append(conn)
+                    return conn
+            self.pool.putconn(conn)
+            return None
+
+        try:
+            conn = await asyncio.to_thread(checkout)
+        except BaseException:
+            with lock:
+                abandoned = True
+                give_back = held[:]
+            for conn in give_back:
+                self.pool.putconn(conn)
+            raise
+        assert conn is not None  # only None once abandoned
+        return conn
 
 
 def tx_record_verdict(ctx: WorkflowContext, result: RecordResult) -> None:
@@ -163,9 +216,13 @@ class Transactions:
         except Exception as exc:
             # The user's writes rolled back; the error is the transaction's recorded outcome.
             self.ops.not_while_stopping(exc)
-            encoded = serialization.serialize_exception(exc)
+            encoded = serialization.serialize_exception(uncarry(exc))
             yield self.ops.recording(ctx, function_id, name, error=encoded, started_at_ms=started)
             raise
+        if result is None:  # rolled back on request: its outcome (None) is recorded alone
+            none = serialization.serialize(None)
+            yield self.ops.recording(ctx, function_id, name, output=none, started_at_ms=started)
+            return None
         self.ops.check_record(ctx, result)
         return value
 
@@ -199,7 +256,7 @@ class Transactions:
     ) -> Operation[Any]:
         """One attempt on a pooled connection: (value, checkpoint result) in a workflow, else the
         value."""
-        conn: psycopg.Connection[Any] = yield Blocking(self.app_pool.getconn)
+        conn: psycopg.Connection[Any] = yield _Checkout(self.app_pool)
         try:
             conn.isolation_level = isolation
             tx = conn.transaction()
@@ -207,19 +264,30 @@ class Transactions:
             try:
                 session = yield _Session(conn)
                 session_token = context.sql_session.set(session)
-                step_token = context.current_step.set(step)
+                # A transaction called from a step is part of that step: the step stays current,
+                # so that what the transaction calls is plain (not durable) too.
+                step_token = context.current_step.set(step) if ctx is not None else None
                 try:
                     value = yield call
                 finally:
-                    context.current_step.reset(step_token)
+                    if step_token is not None:
+                        context.current_step.reset(step_token)
                     context.sql_session.reset(session_token)
                 result = None
                 if ctx is not None and step is not None:
                     result = yield Blocking(lambda: self._record(conn, ctx, step, started, value))
-            except BaseException as exc:
-                yield Blocking(partial(tx.__exit__, type(exc), exc, exc.__traceback__))
-                raise
-            yield Blocking(lambda: tx.__exit__(None, None, None))
+            except BaseException as raised:
+                exc = uncarry(raised)
+                rolled_back = yield Blocking(
+                    partial(tx.__exit__, type(exc), exc, exc.__traceback__)
+                )
+                if not rolled_back:
+                    raise
+                # psycopg.Rollback: the user asked to roll back quietly (psycopg's own rule);
+                # nothing committed, the transaction returns None.
+                value, result = None, None
+            else:
+                yield Blocking(lambda: tx.__exit__(None, None, None))
             return value if ctx is None else (value, result)
         except psycopg.Error as exc:
             if ctx is not None and (conn.broken or conn.closed):
