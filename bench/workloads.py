@@ -118,16 +118,17 @@ def postgres_cpu_s(url: str) -> float:
 
     import psycopg
 
-    with psycopg.connect(url) as conn:
-        backend = conn.execute("SELECT pg_backend_pid()").fetchone()
-    assert backend is not None
     tick = os.sysconf("SC_CLK_TCK")
 
     def stat(pid: int) -> list[str]:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().rsplit(")", 1)[1].split()
 
-    postmaster = int(stat(int(backend[0]))[1])  # the backend's parent
+    with psycopg.connect(url) as conn:
+        backend = conn.execute("SELECT pg_backend_pid()").fetchone()
+        assert backend is not None
+        # Read while the connection is open: its backend exits when the connection closes.
+        postmaster = int(stat(int(backend[0]))[1])  # the backend's parent
     fields = stat(postmaster)
     total = sum(int(x) for x in fields[11:15])  # utime, stime, cutime, cstime
     children = Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split()

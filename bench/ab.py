@@ -1,0 +1,114 @@
+"""A/B of two checkouts of this runtime on one Postgres, interleaved so that both see the same
+machine: sequential 0- and 10-step workflows (per-step latency) and 3-step workflows on 32
+threads (throughput and Python CPU per workflow). For a restructure that must not slow anything;
+``make bench`` compares us with DBOS Transact.
+
+    python bench/ab.py /path/to/checkout-A /path/to/checkout-B [--rounds 4]
+
+Each round runs each checkout in a fresh process (its runtime imported through PYTHONPATH) on a
+fresh database, alternating which goes first; prints every round and the medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import psycopg
+
+from runtime.embedded import EmbeddedPostgres
+
+WORKLOAD = """
+import logging, sys, threading, time
+from runtime import DBOS
+logging.getLogger("dbos").setLevel(logging.WARNING)
+
+@DBOS.step()
+def trivial(i: int) -> int:
+    return i
+
+@DBOS.workflow()
+def steps_wf(n: int) -> int:
+    return sum(trivial(i) for i in range(n))
+
+DBOS(config={"name": "ab", "database_url": sys.argv[1], "max_executor_threads": 64})
+DBOS.launch()
+for _ in range(50):
+    steps_wf(1)
+
+def sequential(n: int, steps: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(n):
+        steps_wf(steps)
+    return (time.perf_counter() - t0) / n * 1000
+
+def threaded(total: int, threads: int) -> tuple[float, float]:
+    left = iter(range(total))
+    lock = threading.Lock()
+    def worker() -> None:
+        while True:
+            with lock:
+                if next(left, None) is None:
+                    return
+            steps_wf(3)
+    workers = [threading.Thread(target=worker) for _ in range(threads)]
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return total / (time.perf_counter() - t0), (time.process_time() - cpu0) / total * 1000
+
+zero = min(sequential(150, 0) for _ in range(3))
+ten = min(sequential(100, 10) for _ in range(3))
+runs = [threaded(1000, 32) for _ in range(2)]
+print(zero, ten, (ten - zero) / 10, max(r[0] for r in runs), min(r[1] for r in runs))
+DBOS.destroy()
+"""
+FIELDS = ["0-step ms", "10-step ms", "per-step ms", "wf/s (32 threads)", "Python CPU ms/wf"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("a")
+    parser.add_argument("b")
+    parser.add_argument("--rounds", type=int, default=4)
+    args = parser.parse_args()
+    trees = {"A": Path(args.a).resolve(), "B": Path(args.b).resolve()}
+    server = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="dbos-ab-")))
+    url = server.start()
+    results: dict[str, list[list[float]]] = {"A": [], "B": []}
+    try:
+        for n in range(args.rounds):
+            for label in ("A", "B") if n % 2 == 0 else ("B", "A"):
+                name = f"ab_{label.lower()}_{n}"
+                with psycopg.connect(url, autocommit=True) as conn:
+                    conn.execute(f'CREATE DATABASE "{name}"')
+                env = dict(os.environ, PYTHONPATH=str(trees[label]))
+                done = subprocess.run(
+                    [sys.executable, "-c", WORKLOAD, url.rsplit("/", 1)[0] + "/" + name],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    cwd=tempfile.gettempdir(),
+                    check=True,
+                )
+                row = [float(x) for x in done.stdout.split()[-5:]]
+                results[label].append(row)
+                print(label, n, " ".join(f"{x:.3f}" for x in row), flush=True)
+    finally:
+        server.stop()
+    print("| | " + " | ".join(FIELDS) + " |")
+    print("|---" * (len(FIELDS) + 1) + "|")
+    for label, rows in results.items():
+        medians = [statistics.median(col) for col in zip(*rows, strict=True)]
+        print(f"| {label}: {trees[label]} | " + " | ".join(f"{m:.3f}" for m in medians) + " |")
+
+
+if __name__ == "__main__":
+    main()
