@@ -14,7 +14,7 @@ from typing import Any
 
 import psycopg
 import psycopg.errors
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from runtime.config import redact_url
 from runtime.errors import (
@@ -86,6 +86,21 @@ def translate(exc: BaseException, url: str | None = None) -> DBOSException:
     return DBOSDatabaseError(f"database error{where}: {exc}")
 
 
+def pool_timeout(exc: PoolTimeout, pool: ConnectionPool, url: str | None = None) -> DBOSException:
+    """Our error for a caller that waited ``pool.timeout`` seconds for a pooled connection. When
+    every connection the pool may open is in use, that is back-pressure (more concurrent work than
+    connections), not an outage: a transient error that says so, with the pool's size and the
+    callers waiting. Otherwise the pool could not open a connection: the database is unreachable."""
+    stats = pool.get_stats()
+    if stats.get("pool_size", 0) >= pool.max_size and stats.get("pool_available", 0) == 0:
+        return _transient(
+            f"the connection pool {pool.name!r} is exhausted: all {pool.max_size} connections are "
+            f"in use and {stats.get('requests_waiting', 0)} callers wait for one "
+            f"(waited {pool.timeout:g}s; more concurrent work than connections)"
+        )
+    return translate(exc, url)
+
+
 def _transient(message: str) -> DBOSDatabaseError:
     err = DBOSDatabaseError(message)
     err.transient = True
@@ -150,6 +165,7 @@ def make_pool(
     max_size: int = 16,
     name: str = "dbos",
     idle_in_transaction_timeout_s: float | None = None,
+    wait_timeout_s: float = 15.0,
 ) -> ConnectionPool:
     """An open pool of autocommit connections. Autocommit because a checkpoint is one statement: an
     implicit BEGIN/COMMIT around it would triple its round trips.
@@ -176,7 +192,7 @@ def make_pool(
         open=False,
         # How long a caller waits for a connection; during an outage the retry loops above us
         # decide how long to keep trying.
-        timeout=15,
+        timeout=wait_timeout_s,
     )
     try:
         pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)

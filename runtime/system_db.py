@@ -18,6 +18,7 @@ from typing import Any
 
 import psycopg
 import psycopg.errors
+from psycopg_pool import PoolTimeout
 
 from runtime import db, queries, serialization
 from runtime.errors import (
@@ -52,7 +53,12 @@ class SystemDatabase:
     """The system tables of one database, through a pool of autocommit connections."""
 
     def __init__(
-        self, url: str, *, pool_size: int = 16, idle_in_transaction_timeout_s: float | None = None
+        self,
+        url: str,
+        *,
+        pool_size: int = 16,
+        idle_in_transaction_timeout_s: float | None = None,
+        pool_wait_s: float = 15.0,
     ) -> None:
         self.url = url
         self.pool = db.make_pool(
@@ -60,6 +66,7 @@ class SystemDatabase:
             max_size=pool_size,
             name="dbos-system",
             idle_in_transaction_timeout_s=idle_in_transaction_timeout_s,
+            wait_timeout_s=pool_wait_s,
         )
 
     def close(self) -> None:
@@ -74,7 +81,10 @@ class SystemDatabase:
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
         """A pooled autocommit connection, with driver errors translated."""
         try:
-            conn = self.pool.getconn()
+            try:
+                conn = self.pool.getconn()
+            except PoolTimeout as exc:
+                raise db.pool_timeout(exc, self.pool, self.url) from exc
             try:
                 yield conn
             finally:

@@ -137,7 +137,7 @@ class Operations:
                     raise
                 if self.stopping.is_set():
                     raise Interrupted(exc) from exc
-                logger.warning("database unavailable (%s); retrying in %.1fs", exc, delay)
+                logger.warning("waiting for the database (%s); retrying in %.1fs", exc, delay)
                 self.stopping.wait(delay)
                 delay = min(delay * 2, 5.0)
 

@@ -24,9 +24,9 @@ from typing import Any
 
 import psycopg
 import psycopg.errors
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
-from runtime import context, serialization
+from runtime import context, db, serialization
 from runtime.context import StepContext, WorkflowContext, now_ms
 from runtime.engine.drive import (
     Blocking,
@@ -84,18 +84,28 @@ class _Session(Effect):
 
 
 class _Checkout(Effect):
-    """A connection from the pool. On an event loop the wait is on a worker thread; should the
-    awaiting task be cancelled meanwhile, the connection that thread gets goes back to the pool
-    (else every timed-out request would keep one for good), whichever of the two sees the other
-    first: the thread, or the cancelled task."""
+    """A connection from the pool, through ``Operations.checkpoint``: in a workflow, a pool that
+    stays exhausted (back-pressure) or a database that is unreachable is waited out like any
+    checkpoint, never recorded as the transaction's error. On an event loop the wait is on a
+    worker thread; should the awaiting task be cancelled meanwhile, the connection that thread
+    gets goes back to the pool (else every timed-out request would keep one for good), whichever
+    of the two sees the other first: the thread, or the cancelled task."""
 
-    __slots__ = ("pool",)
+    __slots__ = ("ops", "pool")
 
-    def __init__(self, pool: ConnectionPool) -> None:
-        self.pool = pool
+    def __init__(self, ops: Operations, pool: ConnectionPool) -> None:
+        self.ops, self.pool = ops, pool
+
+    def _getconn(self) -> psycopg.Connection[Any]:
+        try:
+            return self.pool.getconn()
+        except PoolTimeout as exc:
+            raise db.pool_timeout(exc, self.pool) from exc
+        except psycopg.Error as exc:
+            raise db.translate(exc) from exc
 
     def run(self) -> psycopg.Connection[Any]:
-        return self.pool.getconn()
+        return self.ops.checkpoint(self._getconn)
 
     async def run_async(self) -> psycopg.Connection[Any]:
         lock = threading.Lock()
@@ -103,7 +113,7 @@ class _Checkout(Effect):
         abandoned = False
 
         def checkout() -> psycopg.Connection[Any] | None:
-            conn = self.pool.getconn()
+            conn = self.run()
             with lock:
                 if not abandoned:
                     held.append(conn)
@@ -256,7 +266,7 @@ class Transactions:
     ) -> Operation[Any]:
         """One attempt on a pooled connection: (value, checkpoint result) in a workflow, else the
         value."""
-        conn: psycopg.Connection[Any] = yield _Checkout(self.app_pool)
+        conn: psycopg.Connection[Any] = yield _Checkout(self.ops, self.app_pool)
         try:
             conn.isolation_level = isolation
             tx = conn.transaction()
