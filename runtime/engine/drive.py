@@ -23,6 +23,7 @@ user's error with ``uncarry``, and the drivers raise the original outside every 
 from __future__ import annotations
 
 import asyncio
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator
 from typing import Any, TypeVar, cast
 
@@ -33,16 +34,16 @@ E = TypeVar("E", bound=BaseException)
 Operation = Generator["Effect", Any, T]
 
 
-class Effect:
+class Effect(ABC):
     """Something a durable operation needs done; performed by whichever driver runs it."""
 
+    @abstractmethod
     def run(self) -> Any:
         """Perform it in this thread."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def run_async(self) -> Any:
         """Perform it without blocking the event loop."""
-        raise NotImplementedError
 
 
 class Call(Effect):
@@ -94,21 +95,31 @@ def uncarry(error: E) -> E:
     return cast(E, error.error) if isinstance(error, Carried) else error
 
 
+def _resume(operation: Operation[Any], send: Any, error: BaseException | None) -> tuple[bool, Any]:
+    """Resume ``operation`` with an effect's outcome: (True, its result) when it ended, else
+    (False, the next effect). A carried ``StopIteration`` that escapes it is raised as itself,
+    from this ordinary frame."""
+    escaped: StopIteration | None = None
+    try:
+        effect = operation.send(send) if error is None else operation.throw(carry(error))
+    except StopIteration as stop:
+        return True, stop.value
+    except Carried as carried:
+        escaped = carried.error
+    if escaped is not None:
+        raise escaped  # outside the except block: it keeps its own context
+    return False, effect
+
+
 def run_sync(operation: Operation[T]) -> T:
     """Drive ``operation`` to its end in this thread."""
     send: Any = None
     error: BaseException | None = None
     while True:
-        escaped: StopIteration | None = None
-        try:
-            effect = operation.send(send) if error is None else operation.throw(carry(error))
-        except StopIteration as stop:
-            result: T = stop.value
+        done, effect = _resume(operation, send, error)
+        if done:
+            result: T = effect
             return result
-        except Carried as carried:
-            escaped = carried.error
-        if escaped is not None:
-            raise escaped  # outside the except block: it keeps its own context
         send, error = None, None
         try:
             send = effect.run()
@@ -117,20 +128,15 @@ def run_sync(operation: Operation[T]) -> T:
 
 
 async def run_async(operation: Operation[T]) -> T:
-    """Drive ``operation`` to its end on the running event loop."""
+    """Drive ``operation`` to its end on the running event loop. (A ``StopIteration`` that leaves
+    a coroutine becomes ``RuntimeError`` whatever we do: Python's rule for coroutines.)"""
     send: Any = None
     error: BaseException | None = None
     while True:
-        escaped: StopIteration | None = None
-        try:
-            effect = operation.send(send) if error is None else operation.throw(carry(error))
-        except StopIteration as stop:
-            result: T = stop.value
+        done, effect = _resume(operation, send, error)
+        if done:
+            result: T = effect
             return result
-        except Carried as carried:
-            escaped = carried.error
-        if escaped is not None:
-            raise escaped  # outside the except block: it keeps its own context
         send, error = None, None
         try:
             send = await effect.run_async()
