@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from datetime import datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -13,7 +14,7 @@ from rich.markup import escape
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from runtime.client import ExecutorInfo, VersionWork
+    from runtime.client import ExecutorInfo, VersionWork, Waiting
     from runtime.status import StepInfo, WorkflowStatus
 
 
@@ -125,8 +126,34 @@ def _truncated(text: str) -> tuple[str, bool]:
     return joined, cut
 
 
-def workflow_json(wf: WorkflowStatus, *, values: bool = True) -> dict[str, Any]:
-    """The stable JSON shape of a workflow record."""
+def now_ms() -> int:
+    """This machine's clock, in epoch milliseconds (how far a wait's end is)."""
+    return int(time.time() * 1000)
+
+
+def waiting_json(waiting: Waiting | None, now: int) -> dict[str, Any] | None:
+    """The stable JSON shape of what a workflow waits for (None: its record shows no wait)."""
+    if waiting is None:
+        return None
+    return {
+        "kind": waiting.kind,
+        "until": local_time(waiting.until_ms) or None,
+        "until_ms": waiting.until_ms,
+        "detail": waiting.detail,
+        "child_status": waiting.child_status,
+        "description": waiting.describe(now, local=True),
+    }
+
+
+def workflow_json(
+    wf: WorkflowStatus,
+    *,
+    values: bool = True,
+    waiting: Waiting | None = None,
+    now: int | None = None,
+) -> dict[str, Any]:
+    """The stable JSON shape of a workflow record; ``waiting`` is always there (null when the
+    record shows no wait)."""
     doc: dict[str, Any] = {
         "workflow_id": wf.workflow_id,
         "status": wf.status,
@@ -142,6 +169,7 @@ def workflow_json(wf: WorkflowStatus, *, values: bool = True) -> dict[str, Any]:
         "forked_from": wf.forked_from,
         "priority": wf.priority,
         "deduplication_id": wf.deduplication_id,
+        "waiting": waiting_json(waiting, now_ms() if now is None else now),
     }
     if values:
         doc["input"] = wf.input
@@ -170,8 +198,13 @@ def step_json(step: StepInfo) -> dict[str, Any]:
     }
 
 
-def workflow_table(workflows: list[WorkflowStatus], title: str | None = None) -> None:
-    """Workflows as a table: ID, name, status, queue, created, updated, executor, version."""
+def workflow_table(
+    workflows: list[WorkflowStatus],
+    title: str | None = None,
+    waits: dict[str, Waiting] | None = None,
+) -> None:
+    """Workflows as a table: ID, name, status, queue, created, updated, executor, version, and
+    what PENDING ones wait for when the terminal is wide enough."""
     from rich.table import Table
 
     table = Table(title=title, header_style="bold", show_edge=False, pad_edge=False)
@@ -187,6 +220,13 @@ def workflow_table(workflows: list[WorkflowStatus], title: str | None = None) ->
         table.add_column("Updated", no_wrap=True)
         table.add_column("Executor", overflow="ellipsis", no_wrap=True, max_width=16)
         table.add_column("Version", no_wrap=True)
+    # Only a very wide terminal gets the wait column (the others keep their room); `workflow get`
+    # shows the wait anywhere. A queue is in its own column already.
+    waits = {k: w for k, w in (waits or {}).items() if w.kind != "queue"}
+    show_waits = bool(waits) and out.width >= 150
+    if show_waits:
+        table.add_column("Waiting", overflow="ellipsis", no_wrap=True, max_width=24)
+    now = now_ms()
     for wf in workflows:
         cells = [
             escape(wf.workflow_id),
@@ -201,14 +241,18 @@ def workflow_table(workflows: list[WorkflowStatus], title: str | None = None) ->
                 escape(wf.executor_id or ""),
                 escape((wf.app_version or "")[:8]),
             ]
+        if show_waits:
+            waiting = waits.get(wf.workflow_id)
+            cells.append(escape(waiting.brief(now)) if waiting else "")
         table.add_row(*cells)
     out.print(table)
     if not workflows:
         out.print("[dim]no workflows match[/dim]")
 
 
-def workflow_panel(wf: WorkflowStatus) -> None:
-    """One workflow's record, then its input and output (or error), pretty-printed."""
+def workflow_panel(wf: WorkflowStatus, waiting: Waiting | None = None) -> None:
+    """One workflow's record (with what it waits for, when its record shows a wait), then its
+    input and output (or error), pretty-printed."""
     from rich.panel import Panel
     from rich.table import Table
 
@@ -218,6 +262,7 @@ def workflow_panel(wf: WorkflowStatus) -> None:
     rows: list[tuple[str, str]] = [
         ("ID", escape(wf.workflow_id)),
         ("Status", status_text(wf.status)),
+        ("Waiting", escape(waiting.describe(now_ms(), local=True)) if waiting else ""),
         ("Name", escape(wf.name)),
         ("Class", escape(wf.class_name or "")),
         ("Queue", escape(wf.queue_name or "")),

@@ -3,8 +3,9 @@ web handlers in another service, the `dbos` CLI and its dashboard). It reads and
 tables directly and never imports or launches the application.
 
 The records its methods return are importable from here too (``Change``, ``ExecutorInfo``,
-``QueueInfo``, ``VersionWork``, and ``STATUSES``, the status names), so that a program using the
-client needs no other module of the runtime but ``runtime.errors`` and ``runtime.status``."""
+``QueueInfo``, ``VersionWork``, ``Waiting``, and ``STATUSES``, the status names), so that a
+program using the client needs no other module of the runtime but ``runtime.errors`` and
+``runtime.status``."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from runtime.management import STATUSES, Change, ExecutorInfo, TimeArg
 from runtime.records import NewWorkflow, QueueInfo, VersionWork
 from runtime.status import StepInfo, WorkflowStatus, WorkflowStatusString
 from runtime.system_db import SystemDatabase
+from runtime.waiting import Waiting
 
 if TYPE_CHECKING:
     # The messaging machinery (and the engine it builds on) loads only when a client sends or
@@ -44,6 +46,7 @@ __all__ = [
     "QueueInfo",
     "TimeArg",
     "VersionWork",
+    "Waiting",
 ]
 
 
@@ -252,6 +255,18 @@ class DBOSClient:
             queued_only=True,
             before=before,
         )
+
+    def get_workflow_wait(self, workflow_id: str) -> Waiting | None:
+        """What a PENDING or ENQUEUED workflow waits for, read from the database alone (so from
+        any process): a durable sleep, a message or an event (``recv``/``get_event``) until a
+        time, a child workflow, or its queue. None when its record shows no wait: it runs a step,
+        has finished, or no workflow has that ID."""
+        return management.waits(self.sysdb, [workflow_id]).get(workflow_id)
+
+    def get_workflow_waits(self, workflow_ids: Iterable[str]) -> dict[str, Waiting]:
+        """``get_workflow_wait`` for many workflows (a listing page) in one round trip, by ID;
+        those whose record shows no wait are absent."""
+        return management.waits(self.sysdb, workflow_ids)
 
     def list_workflow_steps(self, workflow_id: str) -> list[StepInfo]:
         """The recorded steps of a workflow, in order."""

@@ -15,10 +15,13 @@ from runtime.engine import Engine
 from runtime.executors import ExecutorRegistry
 from runtime.listener import (
     CANCEL_CHANNEL,
+    EVENT_CHANNEL,
     EXECUTOR_CHANNEL,
+    MESSAGE_CHANNEL,
     QUEUE_CHANNEL,
     NotificationListener,
     Notifications,
+    fan_out,
 )
 from runtime.messaging import Messaging
 from runtime.migrate import migrate
@@ -63,6 +66,7 @@ class Runtime:
             application_version=self.app_version,
             same_database=same,
             process_id=self.process_id,
+            max_threads=settings.max_executor_threads,
             confirm_ownership_after_s=settings.executor_lease_seconds / 2,
         )
         self.notifications = Notifications()
@@ -93,13 +97,15 @@ class Runtime:
             max_threads=settings.max_executor_threads,
         )
         self.deadlines = DeadlineSweep(self.sysdb)
+        parking = self.engine.parking
         self.listener = NotificationListener(
             sys_url,
             {
-                CANCEL_CHANNEL: self.engine.runs.flag_cancel,
+                CANCEL_CHANNEL: self.engine.flag_cancel,
                 QUEUE_CHANNEL: self.dispatcher.wake,
                 EXECUTOR_CHANNEL: self.recovery.wake,
-                **self.notifications.callbacks(),
+                MESSAGE_CHANNEL: fan_out(self.notifications.messages.notify, parking.on_message),
+                EVENT_CHANNEL: fan_out(self.notifications.events.notify, parking.on_event),
             },
         )
         self.engine.starter.on_enqueued = self.dispatcher.wake
@@ -107,7 +113,9 @@ class Runtime:
         self.listener.on_reconnect.append(self.notifications.wake_all)
         self.listener.on_reconnect.append(self.dispatcher.wake)
         self.listener.on_reconnect.append(self.engine.runs.flag_all)
+        self.listener.on_reconnect.append(parking.sweep_soon)
         self.notifications.is_listening = lambda: self.listener.listening
+        parking.is_listening = lambda: self.listener.listening
 
     def start(self) -> None:
         """Register, listen, recover, then start taking work: in that order, so that this
@@ -128,6 +136,7 @@ class Runtime:
             ]
         )
         self.listener.start()
+        self.engine.start()
         self.deadlines.start()
         self.recovery.recover_at_launch()
         self.executors.start()

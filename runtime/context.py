@@ -40,6 +40,13 @@ class WorkflowContext:
     # When this runner last knew it owned the workflow (a claim or a checkpoint write succeeded),
     # on the monotonic clock: after a long gap (a pause, a long sleep) it checks before a step.
     confirmed_at: float = field(default_factory=time.monotonic)
+    # Parking (``runtime.engine.parking``): the task or thread that runs the body; whether an
+    # operation was started from elsewhere (then this run never parks); the parked run once a
+    # wait has parked; and whether this run goes on after a park (its queue slot is still held).
+    home: object | None = None
+    concurrent: bool = False
+    parked: Any = None
+    resumed_from_park: bool = False
 
     def next_function_id(self) -> int:
         """Allocate the number of the next durable operation (1, 2, ...)."""

@@ -91,7 +91,7 @@ class QueueDispatcher:
             if not_before > _now_ms():
                 next_due = not_before if next_due is None else min(next_due, not_before)
                 continue
-            capacity = self.max_threads - self.engine.runs.running_in_background()
+            capacity = self.max_threads - self.engine.pool.load()
             if queue.worker_concurrency is not None:
                 capacity = min(
                     capacity,

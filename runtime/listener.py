@@ -48,6 +48,16 @@ POLL_NOT_LISTENING_S = 0.5
 WAIT_SLICE_S = 0.25
 
 
+def fan_out(*callbacks: Callback) -> Callback:
+    """One channel's payload handed to several callbacks."""
+
+    def dispatch(payload: str) -> None:
+        for callback in callbacks:
+            callback(payload)
+
+    return dispatch
+
+
 def message_key(workflow_id: str, topic: str | None) -> str:
     """The notification payload of a message to ``workflow_id`` on ``topic``."""
     return f"{workflow_id}::{topic or ''}"
@@ -93,6 +103,10 @@ class Watch:
             return True
         except asyncio.TimeoutError:
             return False
+
+    def is_set(self) -> bool:
+        """Whether it was woken since the last ``clear``."""
+        return self._flag.is_set()
 
     def clear(self) -> None:
         """Forget earlier wake-ups (the waiter is about to look at the table again)."""
@@ -158,31 +172,40 @@ class Notifications:
 
     def wait(
         self, watch: Watch, seconds: float, interrupt: Callable[[], None] | None = None
-    ) -> None:
+    ) -> bool:
         """Wait until ``watch`` is woken, ``seconds`` pass, or the poll interval passes,
-        whichever is first; ``interrupt`` is called between slices and may raise."""
-        end = time.monotonic() + min(seconds, self._poll_s())
+        whichever is first; ``interrupt`` is called between slices and may raise. Returns
+        whether it was woken or the poll interval ended the wait (either way: look again)."""
+        poll = self._poll_s()
+        end = time.monotonic() + min(seconds, poll)
+        woken = seconds > poll
         while (left := end - time.monotonic()) > 0:
             if watch.wait(min(left, WAIT_SLICE_S)):
+                woken = True
                 break
             if interrupt is not None:
                 interrupt()
         watch.clear()
+        return woken
 
     async def wait_async(
         self,
         watch: Watch,
         seconds: float,
         interrupt: Callable[[], Awaitable[None]] | None = None,
-    ) -> None:
+    ) -> bool:
         """``wait`` for a task on the running loop."""
-        end = time.monotonic() + min(seconds, self._poll_s())
+        poll = self._poll_s()
+        end = time.monotonic() + min(seconds, poll)
+        woken = seconds > poll
         while (left := end - time.monotonic()) > 0:
             if await watch.wait_async(min(left, WAIT_SLICE_S)):
+                woken = True
                 break
             if interrupt is not None:
                 await interrupt()
         watch.clear()
+        return woken
 
     def _poll_s(self) -> float:
         return POLL_LISTENING_S if self.is_listening() else POLL_NOT_LISTENING_S

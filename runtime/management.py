@@ -20,6 +20,7 @@ from runtime.queues import INTERNAL_QUEUE
 from runtime.records import PeerProcess, QueueInfo, VersionWork
 from runtime.status import StepInfo, WorkflowStatus, WorkflowStatusString
 from runtime.system_db import SystemDatabase
+from runtime.waiting import Waiting, derive
 
 __all__ = [
     "STATUSES",
@@ -40,6 +41,7 @@ __all__ = [
     "restart",
     "resume",
     "version_work",
+    "waits",
 ]
 
 STATUSES = [s.value for s in WorkflowStatusString]
@@ -144,6 +146,21 @@ def get_workflow(sysdb: SystemDatabase, workflow_id: str) -> WorkflowStatus:
     found = sysdb.get_workflow_status(workflow_id)
     if found is None:
         raise DBOSNonExistentWorkflowError(workflow_id)
+    return found
+
+
+def waits(sysdb: SystemDatabase, workflow_ids: Iterable[str]) -> dict[str, Waiting]:
+    """What each PENDING or ENQUEUED workflow among ``workflow_ids`` waits for, as the database
+    shows it (the rule is ``runtime.waiting``'s), by ID; a workflow whose record shows no wait
+    (running a step, finished, unknown) is absent. One round trip for all of them."""
+    ids = list(dict.fromkeys(workflow_ids))
+    if not ids:
+        return {}
+    found = {}
+    for snapshot in sysdb.wait_snapshots(ids):
+        waiting = derive(snapshot)
+        if waiting is not None:
+            found[snapshot.workflow_id] = waiting
     return found
 
 

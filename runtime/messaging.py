@@ -20,6 +20,7 @@ from typing import Any
 from runtime import context, serialization
 from runtime.context import WorkflowContext, now_ms
 from runtime.engine.drive import Blocking, Effect, Operation, run_async, run_sync
+from runtime.engine.parking import Wake
 from runtime.engine.protocol import (
     Operations,
     Pause,
@@ -40,9 +41,9 @@ GET_EVENT_OP = "DBOS.getEvent"
 
 class _Notice(Effect):
     """Wait for a notification (or the timeout, or the poll interval); a workflow checks its own
-    interrupts between slices."""
+    interrupts between slices, and parks (``wake`` says on what) when the wait is long."""
 
-    __slots__ = ("notifications", "watch", "seconds", "ops", "ctx")
+    __slots__ = ("notifications", "watch", "seconds", "ops", "ctx", "wake")
 
     def __init__(
         self,
@@ -51,21 +52,39 @@ class _Notice(Effect):
         seconds: float,
         ops: Operations | None = None,
         ctx: WorkflowContext | None = None,
+        wake: Wake | None = None,
     ) -> None:
         self.notifications, self.watch, self.seconds = notifications, watch, seconds
-        self.ops, self.ctx = ops, ctx
+        self.ops, self.ctx, self.wake = ops, ctx, wake
 
     def run(self) -> None:
         ops, ctx = self.ops, self.ctx
-        interrupt = None if ops is None or ctx is None else (lambda: ops.check_interrupts(ctx))
-        self.notifications.wait(self.watch, self.seconds, interrupt)
+        if ops is None or ctx is None:
+            self.notifications.wait(self.watch, self.seconds)
+            return
+        in_place = self._in_place(ops, ctx)
+        woken = self.notifications.wait(
+            self.watch, min(self.seconds, in_place), lambda: ops.check_interrupts(ctx)
+        )
+        if not woken and self.seconds > in_place and self.wake is not None:
+            ops.check_interrupts(ctx)
+            ops.parking.park(ctx, self.wake, lambda: not self.watch.is_set())
 
     async def run_async(self) -> None:
         ops, ctx = self.ops, self.ctx
-        interrupt = (
-            None if ops is None or ctx is None else (lambda: ops.check_interrupts_async(ctx))
+        if ops is None or ctx is None:
+            await self.notifications.wait_async(self.watch, self.seconds)
+            return
+        in_place = self._in_place(ops, ctx)
+        woken = await self.notifications.wait_async(
+            self.watch, min(self.seconds, in_place), lambda: ops.check_interrupts_async(ctx)
         )
-        await self.notifications.wait_async(self.watch, self.seconds, interrupt)
+        if not woken and self.seconds > in_place and self.wake is not None:
+            await ops.check_interrupts_async(ctx)
+            ops.parking.park(ctx, self.wake, lambda: not self.watch.is_set())
+
+    def _in_place(self, ops: Operations, ctx: WorkflowContext) -> float:
+        return float("inf") if self.wake is None else ops.parking.wait_in_place_s(ctx)
 
 
 # -- outside a workflow (also what DBOSClient uses) -------------------------------------------
@@ -206,7 +225,7 @@ class Messaging:
             )
         remaining = (wake_at - now_ms()) / 1000
         if remaining > 0:
-            yield Pause(self.ops, ctx, remaining)
+            yield Pause(self.ops, ctx, remaining, until_ms=wake_at)
 
     def sending(
         self, destination_id: str, message: Any, topic: str | None, idempotency_key: str | None
@@ -306,8 +325,11 @@ class Messaging:
                 )
                 if done:
                     return value
-                left_ms = deadline() - now_ms()
-                yield _Notice(self.notifications, watch, left_ms / 1000, self.ops, ctx)
+                end = deadline()
+                wake = Wake(at_ms=end, message=(ctx.workflow_id, topic))
+                yield _Notice(
+                    self.notifications, watch, (end - now_ms()) / 1000, self.ops, ctx, wake
+                )
 
     def _recv_once(
         self,
@@ -382,8 +404,11 @@ class Messaging:
                 )
                 if done:
                     return value
-                left_ms = deadline() - now_ms()
-                yield _Notice(self.notifications, watch, left_ms / 1000, self.ops, ctx)
+                end = deadline()
+                wake = Wake(at_ms=end, event=(workflow_id, key))
+                yield _Notice(
+                    self.notifications, watch, (end - now_ms()) / 1000, self.ops, ctx, wake
+                )
 
     def _event_once(
         self,

@@ -186,6 +186,34 @@ FROM dbos.operation_outputs
 WHERE workflow_uuid = ANY(%(workflow_ids)s)
 """
 
+# What a parked workflow needs to go on (no claim: its runner still owns it, at the same epoch).
+SELECT_TO_RUN = """
+SELECT workflow_uuid, status, owner_epoch, name, class_name, inputs, workflow_deadline_epoch_ms,
+       recovery_attempts, application_version, queue_name
+FROM dbos.workflow_status WHERE workflow_uuid = ANY(%(workflow_ids)s)
+"""
+
+# Wake-ups of parked workflows that a notification may not have brought: the awaited workflows
+# that finished, the parked ones no longer PENDING here (cancelled, taken over), and the messages
+# and events they wait for that are there.
+SELECT_AWAITED_FINISHED = """
+SELECT workflow_uuid FROM dbos.workflow_status
+WHERE workflow_uuid = ANY(%(workflow_ids)s)
+  AND status IN ('SUCCESS', 'ERROR', 'MAX_RECOVERY_ATTEMPTS_EXCEEDED')
+"""
+SELECT_PARKED_CHANGED = """
+SELECT workflow_uuid FROM dbos.workflow_status
+WHERE workflow_uuid = ANY(%(workflow_ids)s)
+  AND (status <> 'PENDING' OR owner_process IS DISTINCT FROM %(process_id)s)
+"""
+SELECT_MESSAGES_WAITING = """
+SELECT DISTINCT destination_uuid, topic FROM dbos.notifications
+WHERE destination_uuid = ANY(%(workflow_ids)s)
+"""
+SELECT_EVENTS_SET = """
+SELECT workflow_uuid, key FROM dbos.workflow_events WHERE workflow_uuid = ANY(%(workflow_ids)s)
+"""
+
 SELECT_PENDING_FOR_EXECUTOR = """
 SELECT workflow_uuid FROM dbos.workflow_status
 WHERE status = 'PENDING' AND executor_id = %(executor_id)s
@@ -512,6 +540,27 @@ SELECT %(new_id)s, function_id, function_name, output, error, child_workflow_id,
        started_at_epoch_ms, completed_at_epoch_ms
 FROM dbos.operation_outputs
 WHERE workflow_uuid = %(workflow_uuid)s AND function_id < %(start_step)s
+"""
+
+# What the PENDING and ENQUEUED workflows of a listing page wait for (runtime.waiting derives it),
+# in one round trip: per workflow one row per step of its two highest (the primary key read
+# backwards; one row with NULL steps when it has none), with the status of a child each started.
+# Only a DBOS.sleep step's output is read (its end time): another step's can be large.
+SELECT_WAIT_SNAPSHOTS = """
+SELECT w.workflow_uuid, w.status, w.queue_name, s.function_id, s.function_name, s.output,
+       s.child_workflow_id, c.status
+FROM dbos.workflow_status w
+LEFT JOIN LATERAL (
+    SELECT o.function_id, o.function_name, o.child_workflow_id,
+           CASE WHEN o.function_name = 'DBOS.sleep' THEN o.output END AS output
+    FROM dbos.operation_outputs o
+    WHERE o.workflow_uuid = w.workflow_uuid
+    ORDER BY o.function_id DESC
+    LIMIT 2
+) s ON true
+LEFT JOIN dbos.workflow_status c ON c.workflow_uuid = s.child_workflow_id
+WHERE w.workflow_uuid = ANY(%(workflow_ids)s) AND w.status IN ('PENDING', 'ENQUEUED')
+ORDER BY w.workflow_uuid, s.function_id DESC
 """
 
 # -- executors -------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ the statement."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -193,3 +193,40 @@ class QueueInfo:
     declared_at: int | None  # when an executor last recorded its limits (None: never)
     enqueued: int
     running: int
+
+
+@dataclass(frozen=True)
+class WakeSignals:
+    """What the database says about parked workflows' wake-ups (``parked_wake_signals``)."""
+
+    #: Awaited workflows that have a final outcome.
+    finished: list[str] = field(default_factory=list)
+    #: Parked workflows no longer PENDING in this process (cancelled, taken over, gone).
+    changed: list[str] = field(default_factory=list)
+    #: ``listener.message_key`` of the awaited messages that are waiting to be received.
+    messages: list[str] = field(default_factory=list)
+    #: ``listener.event_key`` of the awaited events that are set.
+    events: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LastStep:
+    """One of a workflow's highest recorded steps (``wait_snapshots``)."""
+
+    function_id: int
+    function_name: str
+    # Serialized; read only for a DBOS.sleep step (an end time): other outputs can be large.
+    output: str | None
+    child_workflow_id: str | None
+    child_status: str | None  # that child's status (None: no child, or no workflow with its ID)
+
+
+@dataclass(frozen=True)
+class WaitSnapshot:
+    """What the database shows of a PENDING or ENQUEUED workflow's wait (``runtime.waiting``
+    derives it): its status, queue and two highest recorded steps, highest first."""
+
+    workflow_id: str
+    status: str
+    queue_name: str | None
+    last_steps: list[LastStep]

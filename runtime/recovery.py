@@ -112,7 +112,7 @@ class Recovery:
     def take_over(self) -> list[str]:
         """Claim and run the PENDING workflows of this version that no live process owns, as many
         as this process has room for. Returns the IDs taken over."""
-        room = self.max_threads - self.engine.runs.running_in_background()
+        room = self.max_threads - self.engine.pool.load()
         if room <= 0:
             return []
         candidates = self.sysdb.takeover_candidates(self.process_id, self.application_version, room)

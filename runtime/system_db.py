@@ -26,11 +26,13 @@ from runtime.errors import (
     DBOSDatabaseError,
     DBOSQueueDeduplicatedError,
 )
+from runtime.listener import event_key, message_key
 from runtime.records import (
     ClaimedWorkflow,
     DequeuedWorkflow,
     DequeueResult,
     InsertResult,
+    LastStep,
     NewWorkflow,
     OutsideSend,
     Ownership,
@@ -41,12 +43,16 @@ from runtime.records import (
     SendResult,
     StatusResult,
     VersionWork,
+    WaitSnapshot,
+    WakeSignals,
 )
 from runtime.serialization import check_text
 from runtime.status import StepInfo, WorkflowStatus
 
 # A row as the driver returns it; private to this module (see the module docstring).
 _Row = tuple[Any, ...]
+# Parked workflows are looked up this many IDs per query.
+WAKE_CHUNK = 10_000
 
 
 class SystemDatabase:
@@ -279,6 +285,49 @@ class SystemDatabase:
         for r in self._all(queries.SELECT_RECORDED_STEPS_BATCH, {"workflow_ids": workflow_ids}):
             found[r[0]][int(r[1])] = RecordedStep(r[2], r[3], r[4], r[5])
         return found
+
+    def load_workflows_to_run(self, workflow_ids: list[str]) -> list[ClaimedWorkflow]:
+        """What parked workflows need to go on, without claiming them (their runner still owns
+        them); the caller compares status and owner epoch with its own."""
+        rows = self._all(queries.SELECT_TO_RUN, {"workflow_ids": workflow_ids})
+        return [_claimed_from(r[0], r[1:]) for r in rows]
+
+    def parked_wake_signals(
+        self,
+        process_id: str,
+        *,
+        awaited: list[str],
+        parked: list[str],
+        messages: list[tuple[str, str | None]],
+        events: list[tuple[str, str]],
+    ) -> WakeSignals:
+        """The wake-ups of parked workflows that are in the database (see ``WakeSignals``), in
+        one connection and at most four queries, in chunks of ``WAKE_CHUNK`` IDs."""
+        finished: list[str] = []
+        changed: list[str] = []
+        found_messages: list[str] = []
+        found_events: list[str] = []
+        wanted_messages = {message_key(d, t) for d, t in messages}
+        wanted_events = {event_key(w, k) for w, k in events}
+        with self.connection() as conn:
+
+            def rows(query: str, ids: list[str], **params: Any) -> Iterator[_Row]:
+                for i in range(0, len(ids), WAKE_CHUNK):
+                    chunk = {"workflow_ids": ids[i : i + WAKE_CHUNK], **params}
+                    yield from conn.execute(query, chunk).fetchall()
+
+            finished.extend(r[0] for r in rows(queries.SELECT_AWAITED_FINISHED, awaited))
+            changed.extend(
+                r[0] for r in rows(queries.SELECT_PARKED_CHANGED, parked, process_id=process_id)
+            )
+            destinations = sorted({d for d, _ in messages})
+            for r in rows(queries.SELECT_MESSAGES_WAITING, destinations):
+                if (key := message_key(r[0], r[1])) in wanted_messages:
+                    found_messages.append(key)
+            for r in rows(queries.SELECT_EVENTS_SET, sorted({w for w, _ in events})):
+                if (key := event_key(r[0], r[1])) in wanted_events:
+                    found_events.append(key)
+        return WakeSignals(finished, changed, found_messages, found_events)
 
     def pending_workflow_ids(self, executor_id: str, application_version: str) -> list[str]:
         """PENDING workflows recorded for this executor and version, oldest first."""
@@ -531,6 +580,20 @@ class SystemDatabase:
                     new_id, "a workflow with that ID exists already"
                 ) from None
             raise
+
+    def wait_snapshots(self, workflow_ids: list[str]) -> list[WaitSnapshot]:
+        """For the PENDING and ENQUEUED workflows among ``workflow_ids``: status, queue, two
+        highest recorded steps and their children's status (``runtime.waiting`` tells from it
+        what each waits for), in one round trip for a whole listing page."""
+        steps: dict[str, list[LastStep]] = {}
+        snapshots: list[WaitSnapshot] = []
+        for r in self._all(queries.SELECT_WAIT_SNAPSHOTS, {"workflow_ids": workflow_ids}):
+            if r[0] not in steps:  # rows come grouped by workflow, highest step first
+                steps[r[0]] = []
+                snapshots.append(WaitSnapshot(r[0], r[1], r[2], steps[r[0]]))
+            if r[3] is not None:
+                steps[r[0]].append(LastStep(int(r[3]), r[4], r[5], r[6], r[7]))
+        return snapshots
 
     # -- executors --------------------------------------------------------------------------------
 

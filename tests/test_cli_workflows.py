@@ -35,6 +35,7 @@ WORKFLOW_FIELDS = {
     "forked_from",
     "priority",
     "deduplication_id",
+    "waiting",  # what a PENDING or ENQUEUED workflow waits for; null for the others
 }
 STEP_FIELDS = {
     "function_id",

@@ -160,11 +160,14 @@ READS = {
     "SystemDatabase.recv",
     "SystemDatabase.send_from_workflow",
     "SystemDatabase.get_status_result",
+    "SystemDatabase.load_workflows_to_run",
+    "SystemDatabase.parked_wake_signals",
     "SystemDatabase.get_ownership",
     "SystemDatabase.get_workflow_status",
     "SystemDatabase.list_workflow_statuses",
     "SystemDatabase.get_steps",
     "SystemDatabase.max_function_id",
+    "SystemDatabase.wait_snapshots",
     "SystemDatabase.pending_workflow_ids",
     "SystemDatabase.claim_pending",
     "SystemDatabase.own_pending",
@@ -227,6 +230,15 @@ def _exercise(db: Any, table: Any) -> None:
     db.send_from_workflow("wf", epoch, 5, now, "wf", "topic", serialization.serialize("again"))
     db.get_status_result("wf")
     db.get_status_result("no-such-workflow")
+    db.load_workflows_to_run(["wf", "no-such-workflow"])
+    db.send_from_outside("wf", "parked", serialization.serialize("wake"), None)
+    db.parked_wake_signals(
+        "proc-1",
+        awaited=["wf"],
+        parked=["wf"],
+        messages=[("wf", "parked")],
+        events=[("wf", "key")],
+    )
     db.get_ownership("wf")
     db.get_workflow_status("wf")
     db.list_workflow_statuses(
@@ -234,6 +246,7 @@ def _exercise(db: Any, table: Any) -> None:
     )
     db.get_steps("wf")
     db.max_function_id("wf")
+    db.wait_snapshots(["wf", "no-such-workflow"])
     db.pending_workflow_ids("exec-1", "v1")
     db.takeover_candidates("proc-3", "v1", 10)
     db.own_pending("proc-1", -60_000)

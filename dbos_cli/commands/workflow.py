@@ -21,7 +21,7 @@ from runtime.errors import DBOSException
 from runtime.status import WorkflowStatus, WorkflowStatusString
 
 if TYPE_CHECKING:
-    from runtime.client import Change, DBOSClient
+    from runtime.client import Change, DBOSClient, Waiting
 
 STATUSES = [s.value for s in WorkflowStatusString]
 
@@ -83,12 +83,27 @@ def _client(db_url: str | None) -> Iterator[DBOSClient]:
         client.destroy()
 
 
-def _show_listing(found: list[WorkflowStatus], json_output: bool) -> None:
+def _waits(client: DBOSClient, found: list[WorkflowStatus]) -> dict[str, Waiting]:
+    """What the listed PENDING and ENQUEUED workflows wait for (one query for the page; none
+    when no row can wait)."""
+    live = [wf.workflow_id for wf in found if wf.status in ("PENDING", "ENQUEUED")]
+    return client.get_workflow_waits(live) if live else {}
+
+
+def _show_listing(
+    found: list[WorkflowStatus], waits: dict[str, Waiting], json_output: bool
+) -> None:
     """A listing (of `workflow list` or `queue list`): a table, or JSON without the values."""
     if json_output:
-        render.print_json([render.workflow_json(wf, values=False) for wf in found])
+        now = render.now_ms()
+        render.print_json(
+            [
+                render.workflow_json(wf, values=False, waiting=waits.get(wf.workflow_id), now=now)
+                for wf in found
+            ]
+        )
     else:
-        render.workflow_table(found)
+        render.workflow_table(found, waits=waits)
 
 
 @group.command("list")
@@ -120,7 +135,8 @@ def list_workflows(
             load_input=False,
             load_output=False,
         )
-    _show_listing(found, json_output)
+        waits = _waits(client, found)
+    _show_listing(found, waits, json_output)
 
 
 @group.command("get")
@@ -129,13 +145,15 @@ def get_workflow(
     db_url: DbUrl = None,
     json_output: JsonFlag = False,
 ) -> None:
-    """Show one workflow: its record, input, and output or error."""
+    """Show one workflow: its record (with what it waits for, when it waits), input, and output
+    or error."""
     with _client(db_url) as client:
         wf = client.get_workflow(workflow_id)
+        waiting = _waits(client, [wf]).get(wf.workflow_id)
     if json_output:
-        render.print_json(render.workflow_json(wf))
+        render.print_json(render.workflow_json(wf, waiting=waiting))
     else:
-        render.workflow_panel(wf)
+        render.workflow_panel(wf, waiting)
 
 
 @group.command("steps")
@@ -239,12 +257,16 @@ def _bulk(
             preview = client.list_workflows(
                 workflow_ids=targets, load_input=False, load_output=False
             )
+            waits = _waits(client, preview)
             if json_output:
-                render.print_json(
-                    {"would_" + verb: [render.workflow_json(w, values=False) for w in preview]}
-                )
+                now = render.now_ms()
+                rows = [
+                    render.workflow_json(w, values=False, waiting=waits.get(w.workflow_id), now=now)
+                    for w in preview
+                ]
+                render.print_json({"would_" + verb: rows})
             else:
-                render.workflow_table(preview, title=f"would be {verb} (dry run)")
+                render.workflow_table(preview, title=f"would be {verb} (dry run)", waits=waits)
                 render.info(f"dry run: {len(targets)} workflows would be {verb}; nothing changed")
             return
         if by_filter and not yes:
@@ -391,7 +413,8 @@ def queue_list(
             sort_desc=sort_desc,
             load_input=False,
         )
-    _show_listing(found, json_output)
+        waits = _waits(client, found)
+    _show_listing(found, waits, json_output)
 
 
 def register(app: typer.Typer) -> None:

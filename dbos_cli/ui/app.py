@@ -171,10 +171,15 @@ def create_app(database_url: str, *, token: str | None = None) -> Starlette:
             load_input=False,
             load_output=False,
         )
+        waiting = client().get_workflow_wait(wid) if wf.status in ("PENDING", "ENQUEUED") else None
+        now = int(datetime.now().timestamp() * 1000)
         return render(
             request,
             "workflow.html",
             wf=wf,
+            waiting=waiting,
+            # The same line as `dbos workflow get` (escaped by the template like all else).
+            waiting_text=waiting.describe(now, local=True) if waiting else None,
             bars=timeline(steps, wf),
             children={c.workflow_id: c for c in children},
             message=request.query_params.get("msg"),

@@ -13,10 +13,12 @@ from typing import Any
 from psycopg_pool import ConnectionPool
 
 from runtime.engine.claiming import Claims
-from runtime.engine.protocol import Operations
+from runtime.engine.parking import ParkedRun, Parking
+from runtime.engine.pool import ExecutionPool
+from runtime.engine.protocol import Interrupted, Operations
 from runtime.engine.results import Results
 from runtime.engine.running import Runner
-from runtime.engine.runs import LocalRuns
+from runtime.engine.runs import LocalRuns, Outcome
 from runtime.engine.starting import EnqueueRequest, Starter
 from runtime.engine.steps import Steps
 from runtime.engine.transactions import Transactions
@@ -28,7 +30,8 @@ from runtime.system_db import SystemDatabase
 class Engine:
     """The execution engine of one launched runtime.
 
-    Its parts: ``ops`` (the durable-operation protocol), ``runs`` (this process's runs),
+    Its parts: ``pool`` (the bounded execution pool), ``parking`` (parked waits), ``ops`` (the
+    durable-operation protocol), ``runs`` (this process's runs),
     ``runner`` (running and settling bodies), ``claims`` (the claim path), ``starter``
     (recording starts), ``steps``, ``transactions`` and ``results``."""
 
@@ -41,12 +44,19 @@ class Engine:
         application_version: str,
         same_database: bool,
         process_id: str,
+        max_threads: int,
         confirm_ownership_after_s: float = 5.0,
     ) -> None:
         self.sysdb = sysdb
-        self.ops = Operations(sysdb, confirm_ownership_after_s=confirm_ownership_after_s)
+        self.pool = ExecutionPool(max_threads)
+        self.parking = Parking(sysdb, process_id=process_id, backlog=self.pool.backlog)
+        self.ops = Operations(
+            sysdb, self.parking, confirm_ownership_after_s=confirm_ownership_after_s
+        )
         self.runs = LocalRuns()
-        self.runner = Runner(self.ops, self.runs, process_id=process_id)
+        self.runner = Runner(self.ops, self.runs, self.pool, process_id=process_id)
+        self.parking.rerun = self.runner.rerun
+        self.parking.on_stopped = self._parked_at_stop
         self.claims = Claims(
             sysdb,
             self.runs,
@@ -120,19 +130,35 @@ class Engine:
         changed = self.sysdb.cancel_workflow(workflow_id)
         if not changed and self.sysdb.get_status_result(workflow_id) is None:
             raise DBOSNonExistentWorkflowError(workflow_id)
-        self.runs.flag_cancel(workflow_id)
+        self.flag_cancel(workflow_id)
         return changed
+
+    def flag_cancel(self, workflow_id: str) -> None:
+        """A cancellation was written (by anyone): the local run stops at its next operation, a
+        parked one is woken (and given back)."""
+        self.runs.flag_cancel(workflow_id)
+        self.parking.on_cancel(workflow_id)
+
+    def start(self) -> None:
+        """Start waking parked workflows."""
+        self.parking.start()
 
     def shutdown(self, timeout_s: float, step_grace_s: float = 0.5) -> None:
         """Stop running workflows at their next step (they stay PENDING and are recovered by the
-        next start), waiting up to ``timeout_s`` for them to finish on their own first, then up
-        to ``step_grace_s`` in all for the steps in progress to end."""
+        next start, parked ones too), waiting up to ``timeout_s`` for the running ones to finish
+        on their own first, then up to ``step_grace_s`` in all for the steps in progress to
+        end."""
         deadline = time.monotonic() + timeout_s
         while timeout_s > 0 and time.monotonic() < deadline:
-            if not self.runs.running_in_background():
+            if not self.pool.load():
                 break
             time.sleep(0.05)
         self.ops.stopping.set()
+        self.parking.stop()
         grace_ends = max(deadline, time.monotonic()) + step_grace_s
-        for thread in self.runs.threads():
-            thread.join(timeout=max(0.0, grace_ends - time.monotonic()))
+        self.pool.stop(max(0.0, grace_ends - time.monotonic()))
+
+    def _parked_at_stop(self, run: ParkedRun) -> None:
+        """The runtime stopped while ``run`` was parked: it stays PENDING; waiters here are told."""
+        if run.future is not None:
+            self.runs.finish(run.ctx, run.future, Outcome(error=Interrupted(None), detached=True))

@@ -29,6 +29,7 @@ from runtime import serialization
 from runtime.context import WorkflowContext, current_workflow, now_ms
 from runtime.db import is_transient
 from runtime.engine.drive import Blocking, Effect, carry
+from runtime.engine.parking import Parking, Wake, note_operation
 from runtime.errors import (
     DBOSDatabaseError,
     DBOSSchemaMissingError,
@@ -54,6 +55,8 @@ OWNED_STATUSES = (
 )
 # An interruptible sleep looks at cancellation and shutdown this often.
 SLEEP_SLICE_S = 0.2
+# A durable sleep shorter than this never parks: a replay would cost more than the thread.
+MIN_PARK_S = 0.05
 
 
 class Interrupted(BaseException):
@@ -106,8 +109,11 @@ def replay_outcome(rec: RecordedStep) -> Any:
 class Operations:
     """The protocol's steps for the runs of one launched runtime (see the module docstring)."""
 
-    def __init__(self, sysdb: SystemDatabase, *, confirm_ownership_after_s: float) -> None:
+    def __init__(
+        self, sysdb: SystemDatabase, parking: Parking, *, confirm_ownership_after_s: float
+    ) -> None:
         self.sysdb = sysdb
+        self.parking = parking
         # Half the executor lease: a workflow can only have been taken over from a runner that
         # was out of touch for longer than the lease.
         self.confirm_ownership_after_s = confirm_ownership_after_s
@@ -199,6 +205,7 @@ class Operations:
         """Allocate the next step number for a durable operation named ``name``: returns it with
         the outcome a previous run recorded there (checked to be the same operation), or, on a
         fresh step, after checking for cancellation, deadline and shutdown."""
+        note_operation(ctx)
         function_id = ctx.next_function_id()
         rec = ctx.recorded.get(function_id)
         if rec is not None:
@@ -300,15 +307,37 @@ class Operations:
 
 
 class Pause(Effect):
-    """An interruptible sleep of a workflow (a plain one outside a workflow)."""
+    """An interruptible sleep of a workflow (a plain one outside a workflow). A durable sleep
+    (``until_ms``, its recorded end) gives its thread back when it is long enough to park."""
 
-    __slots__ = ("ops", "ctx", "seconds")
+    __slots__ = ("ops", "ctx", "seconds", "until_ms")
 
-    def __init__(self, ops: Operations, ctx: WorkflowContext | None, seconds: float) -> None:
-        self.ops, self.ctx, self.seconds = ops, ctx, seconds
+    def __init__(
+        self,
+        ops: Operations,
+        ctx: WorkflowContext | None,
+        seconds: float,
+        until_ms: int | None = None,
+    ) -> None:
+        self.ops, self.ctx, self.seconds, self.until_ms = ops, ctx, seconds, until_ms
+
+    def _parks(self) -> bool:
+        if self.ctx is None or self.until_ms is None:
+            return False
+        return self.seconds > max(MIN_PARK_S, self.ops.parking.wait_in_place_s(self.ctx))
 
     def run(self) -> None:
+        if self.ctx is not None and self._parks():
+            self.ops.check_interrupts(self.ctx)
+            self.ops.parking.park(self.ctx, Wake(at_ms=self.until_ms), lambda: True)
         self.ops.sleep_interruptibly(self.ctx, self.seconds)
 
     async def run_async(self) -> None:
+        if self.ctx is not None and self.until_ms is not None:
+            # Tasks the workflow has just created run first: one that starts an operation marks
+            # the workflow as concurrent, and then it does not park.
+            await asyncio.sleep(0)
+            if self._parks():
+                await self.ops.check_interrupts_async(self.ctx)
+                self.ops.parking.park(self.ctx, Wake(at_ms=self.until_ms), lambda: True)
         await self.ops.sleep_interruptibly_async(self.ctx, self.seconds)

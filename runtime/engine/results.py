@@ -12,6 +12,7 @@ saw, so a replay sees the same one without waiting again.
 from __future__ import annotations
 
 import asyncio
+import time
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
@@ -27,6 +28,7 @@ from runtime.engine.drive import (
     run_sync,
     uncarry,
 )
+from runtime.engine.parking import Wake
 from runtime.engine.protocol import Operations, Pause, replay_outcome
 from runtime.engine.runs import LocalRuns, Outcome
 from runtime.errors import DBOSNonExistentWorkflowError
@@ -68,7 +70,7 @@ def recorded_answer(workflow_id: str, found: StatusResult | None, in_workflow: b
 
 class _LocalRun(Effect):
     """The outcome of a run in this process; a waiting workflow checks its own interrupts
-    meanwhile."""
+    meanwhile, and parks (woken by the run's end) when the wait is long."""
 
     __slots__ = ("ops", "ctx", "future")
 
@@ -78,22 +80,70 @@ class _LocalRun(Effect):
         self.ops, self.ctx, self.future = ops, ctx, future
 
     def run(self) -> Outcome:
-        if self.ctx is None:
+        ctx = self.ctx
+        if ctx is None:
             return self.future.result()
+        end = time.monotonic() + self.ops.parking.wait_in_place_s(ctx)
         while True:
             try:
-                return self.future.result(timeout=WAIT_SLICE_S)
+                return self.future.result(
+                    timeout=max(0.0, min(WAIT_SLICE_S, end - time.monotonic()))
+                )
             except FutureTimeout:
-                self.ops.check_interrupts(self.ctx)
+                self.ops.check_interrupts(ctx)
+            if time.monotonic() >= end:
+                self.ops.parking.park(ctx, Wake(local=self.future), lambda: not self.future.done())
+                end = time.monotonic() + self.ops.parking.wait_in_place_s(ctx)  # not parked
 
     async def run_async(self) -> Outcome:
+        ctx = self.ctx
         waiting = asyncio.wrap_future(self.future)
+        end = time.monotonic() + (self.ops.parking.wait_in_place_s(ctx) if ctx else 0.0)
         # asyncio.wait, not wait_for: a timeout must not cancel the run's future.
         while not waiting.done():
-            await asyncio.wait({waiting}, timeout=WAIT_SLICE_S if self.ctx else None)
-            if self.ctx is not None and not waiting.done():
-                await self.ops.check_interrupts_async(self.ctx)
+            slice_s = None if ctx is None else max(0.0, min(WAIT_SLICE_S, end - time.monotonic()))
+            await asyncio.wait({waiting}, timeout=slice_s)
+            if ctx is not None and not waiting.done():
+                await self.ops.check_interrupts_async(ctx)
+                if time.monotonic() >= end:
+                    self.ops.parking.park(
+                        ctx, Wake(local=self.future), lambda: not self.future.done()
+                    )
+                    end = time.monotonic() + self.ops.parking.wait_in_place_s(ctx)
         return waiting.result()
+
+
+class _AwaitRecord(Effect):
+    """A pause between two reads of another process's workflow record; a workflow that has
+    waited long enough parks instead (woken when a poll finds the workflow finished)."""
+
+    __slots__ = ("ops", "ctx", "workflow_id", "seconds", "waited_s")
+
+    def __init__(
+        self,
+        ops: Operations,
+        ctx: WorkflowContext,
+        workflow_id: str,
+        seconds: float,
+        waited_s: float,
+    ) -> None:
+        self.ops, self.ctx, self.workflow_id = ops, ctx, workflow_id
+        self.seconds, self.waited_s = seconds, waited_s
+
+    def _parks(self) -> bool:
+        return self.waited_s >= self.ops.parking.wait_in_place_s(self.ctx)
+
+    def run(self) -> None:
+        if self._parks():
+            self.ops.check_interrupts(self.ctx)
+            self.ops.parking.park(self.ctx, Wake(workflow=self.workflow_id), lambda: True)
+        self.ops.sleep_interruptibly(self.ctx, self.seconds)
+
+    async def run_async(self) -> None:
+        if self._parks():
+            await self.ops.check_interrupts_async(self.ctx)
+            self.ops.parking.park(self.ctx, Wake(workflow=self.workflow_id), lambda: True)
+        await self.ops.sleep_interruptibly_async(self.ctx, self.seconds)
 
 
 class Results:
@@ -124,6 +174,7 @@ class Results:
         backoff."""
         ctx = context.active_workflow()
         delay = 0.01
+        started = time.monotonic()
         while True:
             if future is None:
                 future = self.runs.local_future(workflow_id)
@@ -142,7 +193,9 @@ class Results:
                 return value
             if ctx is not None:
                 yield from self.ops.interrupts(ctx)
-            yield Pause(self.ops, ctx, delay)
+                yield _AwaitRecord(self.ops, ctx, workflow_id, delay, time.monotonic() - started)
+            else:
+                yield Pause(self.ops, ctx, delay)
             delay = min(delay * 1.5, 0.5)
 
     def getting(self, workflow_id: str) -> Operation[Any]:

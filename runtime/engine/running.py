@@ -17,7 +17,9 @@ from typing import Any
 from runtime import context, serialization
 from runtime.context import WorkflowContext
 from runtime.engine.drive import Blocking, Call, Operation, run_async, run_sync, uncarry
-from runtime.engine.protocol import Interrupted, Operations
+from runtime.engine.parking import Parked, ParkedRun, note_home
+from runtime.engine.pool import ExecutionPool
+from runtime.engine.protocol import OWNED_STATUSES, Interrupted, Operations
 from runtime.engine.runs import LocalRuns, Outcome
 from runtime.errors import (
     DBOSException,
@@ -38,9 +40,13 @@ _tasks: set[asyncio.Task[None]] = set()
 class Runner:
     """Runs workflow bodies for one launched runtime."""
 
-    def __init__(self, ops: Operations, runs: LocalRuns, *, process_id: str) -> None:
+    def __init__(
+        self, ops: Operations, runs: LocalRuns, pool: ExecutionPool, *, process_id: str
+    ) -> None:
         self.ops = ops
         self.runs = runs
+        self.pool = pool
+        self.parking = ops.parking
         self.process_id = process_id
 
     # -- launching ------------------------------------------------------------------------------
@@ -56,8 +62,8 @@ class Runner:
         background: bool,
     ) -> None:
         """Run the body: in this thread (``background=False``, a sync workflow) or on a thread of
-        its own; an async workflow reached from synchronous code (recovery, dispatch, a sync
-        caller) runs on an event loop of its own in that thread."""
+        the execution pool; an async workflow reached from synchronous code (recovery, dispatch, a
+        sync caller) runs on an event loop of its own in that thread."""
         self.runs.register(ctx)
         body = self.body(ctx, info, args, kwargs, future)
         if not background and not info.is_async:
@@ -70,13 +76,21 @@ class Runner:
             else:
                 run_sync(body)
 
-        thread = threading.Thread(
-            target=target, name=f"dbos-workflow-{ctx.workflow_id}", daemon=True
-        )
-        self.runs.add_thread(thread)
-        thread.start()
         if not background:
+            # A sync caller awaiting an async workflow: a thread of its own, never the pool's
+            # (the caller may itself hold a pool thread).
+            thread = threading.Thread(
+                target=target, name=f"dbos-workflow-{ctx.workflow_id}", daemon=True
+            )
+            thread.start()
             thread.join()
+            return
+
+        def drop() -> None:  # the pool stopped before the run started: it stays PENDING
+            body.close()
+            self.runs.finish(ctx, future, Outcome(error=Interrupted(None), detached=True))
+
+        self.pool.submit(ctx.workflow_id, target, drop)
 
     async def run_on_loop(
         self,
@@ -91,11 +105,12 @@ class Runner:
         """Run an async workflow's body on the running event loop: awaited here, or as a task of
         the loop in the background."""
         self.runs.register(ctx)
-        run = run_async(self.body(ctx, info, args, kwargs, future))
+        loop = asyncio.get_running_loop()
+        run = run_async(self.body(ctx, info, args, kwargs, future, loop))
         if not background:
             await run
             return
-        task = asyncio.get_running_loop().create_task(run)
+        task = loop.create_task(run)
         _tasks.add(task)
         task.add_done_callback(_tasks.discard)
 
@@ -106,21 +121,64 @@ class Runner:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         future: Future[Outcome],
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> Operation[None]:
-        """The run: the user's function with the workflow's context set, then ``settle``."""
+        """The run: the user's function with the workflow's context set, then ``settle``; or,
+        when a wait parked it, nothing more until it is woken (``rerun``). ``loop``: the caller's
+        event loop an async workflow runs on (it goes on there after a park)."""
         outcome = Outcome()
+        parked: ParkedRun | None = None
         wf_token = context.current_workflow.set(ctx)
         step_token = context.current_step.set(None)
+        note_home(ctx)
         try:
             try:
                 value, raised = (yield Call(info.func, args, kwargs)), None
+            except Parked as stop:
+                value, raised, parked = None, None, stop.run
             except BaseException as exc:
                 value, raised = None, uncarry(exc)
-            yield Blocking(lambda: self.settle(ctx, outcome, value, raised))
+            if parked is None:
+                yield Blocking(lambda: self.settle(ctx, outcome, value, raised))
         finally:
             context.current_step.reset(step_token)
             context.current_workflow.reset(wf_token)
-            self.runs.finish(ctx, future, outcome)
+            if parked is None:
+                self.runs.finish(ctx, future, outcome)
+        if parked is not None:
+            self.runs.park(ctx)
+            self.parking.activate(parked, future, loop)
+
+    def rerun(self, parked: list[ParkedRun]) -> None:
+        """Run woken workflows again from their recorded inputs, replaying their recorded steps
+        (one read for the batch). One whose record says it is no longer ours to run is not:
+        cancelled meanwhile (it is given back, for a resume), or taken over, or finished."""
+        wids = [p.workflow_id for p in parked]
+        rows = {c.workflow_id: c for c in self.ops.sysdb.load_workflows_to_run(wids)}
+        ready = [
+            p.workflow_id
+            for p in parked
+            if (c := rows.get(p.workflow_id)) is not None
+            and c.owner_epoch == p.ctx.owner_epoch
+            and c.status == WorkflowStatusString.PENDING.value
+        ]
+        recorded = self.ops.sysdb.load_recorded_steps_batch(ready) if ready else {}
+        for p in parked:
+            future = p.future
+            assert future is not None  # set when it was activated
+            claimed = rows.get(p.workflow_id)
+            if claimed is None or p.workflow_id not in recorded:
+                if claimed is not None and claimed.owner_epoch == p.ctx.owner_epoch:
+                    if claimed.status in OWNED_STATUSES:  # cancelled while parked
+                        self.release(p.ctx)
+                self.runs.finish(p.ctx, future, Outcome(detached=True))
+                continue
+            try:
+                self.run_claimed(
+                    claimed, future, recorded[p.workflow_id], background=True, after_park=p
+                )
+            except DBOSException as exc:
+                logger.error("cannot wake workflow %s: %s", p.workflow_id, exc)
 
     def run_claimed(
         self,
@@ -129,8 +187,10 @@ class Runner:
         recorded: dict[int, RecordedStep],
         *,
         background: bool,
+        after_park: ParkedRun | None = None,
     ) -> None:
-        """Run a workflow this process has claimed, replaying ``recorded``."""
+        """Run a workflow this process has claimed (or that ``after_park`` parked here),
+        replaying ``recorded``."""
         wid = claimed.workflow_id
         try:
             info = get_workflow(claimed.name)
@@ -151,8 +211,33 @@ class Runner:
             claimed.deadline_ms,
             recorded,
             queue_name=claimed.queue_name,
+            resumed_from_park=after_park is not None,
         )
+        loop = after_park.loop if after_park is not None else None
+        if loop is not None and info.is_async and loop.is_running():
+            try:
+                loop.call_soon_threadsafe(
+                    lambda: self._go_on_loop(loop, ctx, info, args, kwargs, future)
+                )
+                return
+            except RuntimeError:  # the loop closed meanwhile: the pool runs it
+                pass
         self.launch(ctx, info, args, kwargs, future, background=background)
+
+    def _go_on_loop(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        ctx: WorkflowContext,
+        info: WorkflowInfo,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        future: Future[Outcome],
+    ) -> None:
+        """(On ``loop``.) An async workflow parked while it ran on this loop goes on here."""
+        self.runs.register(ctx)
+        task = loop.create_task(run_async(self.body(ctx, info, args, kwargs, future, loop)))
+        _tasks.add(task)
+        task.add_done_callback(_tasks.discard)
 
     # -- settling -------------------------------------------------------------------------------
 

@@ -1,5 +1,5 @@
-"""The runs of this process, in memory: which workflow IDs run (or are about to run) here, their
-contexts (for cancellation flags), their threads, and the queue slots they hold.
+"""The runs of this process, in memory: which workflow IDs run (or are about to run, or are parked)
+here, their contexts (for cancellation flags), and the queue slots they hold.
 
 Within a process a workflow never runs on two threads at once: an ID is reserved here before its
 start is recorded or its claim is written, and whoever finds it reserved attaches to that run.
@@ -34,7 +34,6 @@ class LocalRuns:
         self._lock = threading.Lock()
         self._running: dict[str, Future[Outcome]] = {}
         self._contexts: dict[str, WorkflowContext] = {}
-        self._threads: set[threading.Thread] = set()
         self._queue_running: Counter[str] = Counter()
         self._on_idle: Callable[[], None] | None = None
         # Set by the queue dispatcher: called when a local run frees a slot of its queue.
@@ -91,16 +90,24 @@ class LocalRuns:
     # -- runs -----------------------------------------------------------------------------------
 
     def register(self, ctx: WorkflowContext) -> None:
-        """Note a run starting in this process (for cancellation flags and queue slots)."""
+        """Note a run starting in this process (for cancellation flags and queue slots; a run
+        going on after a park still holds its slot)."""
         with self._lock:
             self._contexts[ctx.workflow_id] = ctx
-            if ctx.queue_name is not None:
+            if ctx.queue_name is not None and not ctx.resumed_from_park:
                 self._queue_running[ctx.queue_name] += 1
 
-    def add_thread(self, thread: threading.Thread) -> None:
-        """Count a background run's thread (for capacity and shutdown)."""
+    def park(self, ctx: WorkflowContext) -> None:
+        """A run parked: it executes no user code any more, but keeps its outcome future (the
+        workflow still runs here) and its queue slot until it finishes."""
         with self._lock:
-            self._threads.add(thread)
+            if self._contexts.get(ctx.workflow_id) is ctx:
+                del self._contexts[ctx.workflow_id]
+            on_idle = None
+            if not self._contexts:
+                on_idle, self._on_idle = self._on_idle, None
+        if on_idle is not None:
+            on_idle()
 
     def finish(self, ctx: WorkflowContext, future: Future[Outcome], outcome: Outcome) -> None:
         """A run ended: hand its outcome to waiters, free its slot, and call the idle callback
@@ -112,7 +119,6 @@ class LocalRuns:
                 del self._contexts[ctx.workflow_id]
             if self._running.get(ctx.workflow_id) is future:
                 del self._running[ctx.workflow_id]
-            self._threads.discard(threading.current_thread())
             on_idle = None
             if not self._contexts:
                 on_idle, self._on_idle = self._on_idle, None
@@ -150,18 +156,8 @@ class LocalRuns:
         with self._lock:
             return set(self._running)
 
-    def threads(self) -> list[threading.Thread]:
-        """The threads of the background runs under way."""
-        with self._lock:
-            return list(self._threads)
-
-    def running_in_background(self) -> int:
-        """Workflows running on this process's own threads."""
-        with self._lock:
-            return len(self._threads)
-
     def running_from_queue(self, queue_name: str) -> int:
-        """Workflows of that queue running in this process."""
+        """Workflows of that queue running (or parked) in this process."""
         with self._lock:
             return self._queue_running[queue_name]
 

@@ -24,7 +24,8 @@ Workflows: ``order`` (a concurrency-limited queue: steps, transactions, a child 
 an event, a durable sleep), ``family`` (a parent that starts a child, calls another, sleeps and
 waits for the first; started by ``launch_family`` on no queue, sometimes under a timeout that
 expires mid-run), ``rated`` (a
-rate-limited queue), ``failing`` (ends ERROR by design), and messaging pairs and event readers.
+rate-limited queue), ``failing`` (ends ERROR by design), ``napper`` (a long sleep that parks), and
+messaging pairs and event readers (their waits park too, when long).
 
 ``CHAOS_BREAK`` (test code only) builds a deliberately broken runtime the harness must catch:
 ``replay`` ignores recorded outcomes; ``dequeue`` brings back the queue claim of #15 item 1 (rows
@@ -178,6 +179,15 @@ def launch_family(i: int, timeout: float | None) -> str:
     # its children all go to the internal queue together.
     with SetWorkflowTimeout(timeout):
         return DBOS.start_workflow(family, i).workflow_id
+
+
+@DBOS.workflow()
+def napper(seconds: float) -> list[str]:
+    # A long durable sleep between two steps: it parks (gives its thread back) and is woken by
+    # its timer, possibly in another executor after a kill.
+    first = step_op("n1")
+    DBOS.sleep(seconds)
+    return [first, step_op("n2")]
 
 
 @DBOS.workflow()

@@ -301,8 +301,8 @@ class Chaos:
 
     def feed(self, client: DBOSClient, batch: int) -> None:
         """Enqueue a few orders and families (some under a timeout that may expire mid-run), a
-        rate-limited workflow, now and then one that fails by design, a messaging pair and event
-        readers."""
+        rate-limited workflow, often a napper (its long sleep parks), now and then one that fails
+        by design, a messaging pair and event readers."""
         for _ in range(batch):
             i = self.rng.randrange(1_000_000)
             handle = client.enqueue({"workflow_name": "order", "queue_name": "chaos_orders"}, i)
@@ -319,6 +319,9 @@ class Chaos:
             timeout,
         )
         client.enqueue({"workflow_name": "rated", "queue_name": "chaos_rate"}, 0)
+        if self.rng.random() < 0.5:
+            seconds = round(self.rng.uniform(1.5, 5.0), 2)
+            client.enqueue({"workflow_name": "napper", "queue_name": "chaos_free"}, seconds)
         if self.rng.random() < 0.1:
             client.enqueue({"workflow_name": "failing", "queue_name": "chaos_free"}, 0)
         count = self.rng.randint(2, 6)
