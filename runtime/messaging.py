@@ -30,6 +30,7 @@ from runtime.engine.protocol import (
 )
 from runtime.errors import DBOSException, DBOSNonExistentWorkflowError
 from runtime.listener import Notifications, Watch, event_key, message_key
+from runtime.records import RecvResult
 from runtime.system_db import SystemDatabase
 
 SLEEP_OP = "DBOS.sleep"
@@ -342,18 +343,25 @@ class Messaging:
         """One look for a message: (True, message) when one was consumed, (True, None) when the
         timeout passed (recorded), (False, None) to wait on."""
         ops = self.ops
-        result = ops.checkpoint(
-            lambda: ops.sysdb.recv(ctx.workflow_id, ctx.owner_epoch, function_id, started, topic)
-        )
+        sent = 0
+
+        def look() -> RecvResult:
+            nonlocal sent
+            sent += 1
+            return ops.sysdb.recv(ctx.workflow_id, ctx.owner_epoch, function_id, started, topic)
+
+        result = ops.checkpoint(look)
         if result.recorded:
             ops.check_record(ctx, result)
             return True, serialization.deserialize(result.message)
         owner_verdict(ctx, result.status, result.owner_epoch)  # fenced, cancelled, or not yet
-        # Still ours and nothing recorded: either no message yet, or our own earlier attempt
-        # consumed one and its reply was lost; the record tells.
-        own = ops.checkpoint(lambda: ops.sysdb.get_step(ctx.workflow_id, function_id))
-        if own is not None:
-            return True, replay_outcome(own)
+        # Still ours and nothing recorded: no message yet, or (only when the statement was sent
+        # again after a failure) our own earlier attempt consumed one and its reply was lost; the
+        # record tells.
+        if sent > 1:
+            own = ops.checkpoint(lambda: ops.sysdb.get_step(ctx.workflow_id, function_id))
+            if own is not None:
+                return True, replay_outcome(own)
         if deadline() - now_ms() <= 0:
             ops.record(
                 ctx,

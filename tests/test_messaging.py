@@ -265,3 +265,36 @@ def test_messages_still_arrive_when_the_listener_connection_dies(
     assert killed, "the listener connection was not found"
     DBOS.send("resilient", 2)  # sent while the listener reconnects
     assert handle.get_result() == [1, 2]
+
+
+def test_a_recv_whose_reply_is_lost_after_it_consumed_returns_that_message(
+    launch_dbos: Launch, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runtime.errors import DBOSConnectionError
+    from runtime.system_db import SystemDatabase
+
+    real = SystemDatabase.recv
+    lost: list[int] = []
+
+    def recv_then_lose_reply(self: SystemDatabase, *args: Any) -> Any:
+        result = real(self, *args)
+        if result.recorded and not lost:  # committed, but the reply never arrives
+            lost.append(1)
+            raise DBOSConnectionError("connection lost after the statement")
+        return result
+
+    @DBOS.workflow()
+    def wf() -> Any:
+        return DBOS.recv("t", timeout_seconds=30)
+
+    launch_dbos()
+    monkeypatch.setattr(SystemDatabase, "recv", recv_then_lose_reply)
+    with SetWorkflowID("lost-reply"):
+        handle = DBOS.start_workflow(wf)
+    started = time.monotonic()
+    DBOS.send("lost-reply", "only-once", topic="t")
+    assert handle.get_result() == "only-once"
+    # At once, from the record: not at the timeout (whose replay would also find the message).
+    assert time.monotonic() - started < 10
+    assert lost == [1]
+    assert _messages_left(db_url, "lost-reply") == 0
