@@ -259,8 +259,19 @@ def _encode_time(value: datetime.time, active: set[int]) -> dict[str, Any]:
     return _with_fold({TAG: "time", "v": value.isoformat()}, value)
 
 
+def _findable(cls: type) -> None:
+    """A class stored by name must be found again by name (on recovery, and each time a parked
+    workflow wakes): one defined inside a function cannot be, so its values are refused."""
+    if "<locals>" in cls.__qualname__.split("."):
+        raise _Unencodable(
+            f"class {_type_name(cls)!r} is defined inside a function, so a stored value could not "
+            "be turned back into it when the workflow is replayed; define it at module level"
+        )
+
+
 def _encode_enum(value: enum.Enum, active: set[int]) -> dict[str, Any]:
     cls = type(value)
+    _findable(cls)
     try:
         enc_value = _encode(value.value, active)
     except _Unencodable as err:
@@ -281,6 +292,7 @@ _MISSING: Final = object()
 
 
 def _encode_dataclass(value: Any, active: set[int]) -> dict[str, Any]:
+    _findable(type(value))
     vid = id(value)
     if vid in active:
         raise _circular(value)

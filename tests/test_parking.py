@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from runtime import DBOS, DBOSClient, DBOSUnexpectedStepError, SetWorkflowID
+from runtime import DBOS, DBOSClient, DBOSException, DBOSUnexpectedStepError, SetWorkflowID
 from runtime.engine.pool import ExecutionPool
 from tests.cli_helpers import clean_env, dbos
 
@@ -144,16 +144,21 @@ def test_many_sleepers_run_on_a_bounded_pool(launch_dbos: Launch) -> None:
     assert set(ran.values()) == {1}
 
 
-def test_async_workflow_parks_and_goes_on_on_its_own_loop(launch_dbos: Launch) -> None:
+def test_async_workflow_parks_and_its_waiter_on_the_callers_loop_gets_the_result(
+    launch_dbos: Launch,
+) -> None:
     launch_dbos()
-    loops: list[asyncio.AbstractEventLoop] = []
+    ran: Counter[str] = Counter()
+
+    @DBOS.step()
+    async def charge() -> str:
+        ran["charge"] += 1
+        return "charged"
 
     @DBOS.workflow()
     async def snooze() -> str:
-        loops.append(asyncio.get_running_loop())
         await DBOS.sleep_async(1.5)
-        loops.append(asyncio.get_running_loop())
-        return "awake"
+        return await charge()
 
     async def main() -> str:
         handle = await DBOS.start_workflow_async(snooze)
@@ -161,10 +166,83 @@ def test_async_workflow_parks_and_goes_on_on_its_own_loop(launch_dbos: Launch) -
         assert _parking().count() == 1
         return str(await handle.get_result())
 
-    assert asyncio.run(main()) == "awake"
-    # The code before the sleep ran twice (the first run, then the replay after the wake), both
-    # times on the caller's loop, and so did the rest.
-    assert len(loops) == 3 and all(loop is loops[0] for loop in loops)
+    assert asyncio.run(main()) == "charged"
+    assert ran["charge"] == 1
+
+
+def test_an_async_parent_that_parks_does_not_cut_short_the_children_on_its_loop(
+    launch_dbos: Launch,
+) -> None:
+    launch_dbos()
+    ran: Counter[str] = Counter()
+
+    @DBOS.step()
+    async def slow_charge() -> str:
+        ran["charge"] += 1
+        await asyncio.sleep(2.5)
+        return "charged"
+
+    @DBOS.workflow()
+    async def child() -> str:
+        return await slow_charge()
+
+    @DBOS.workflow()
+    async def parent() -> str:
+        handle = await DBOS.start_workflow_async(child)  # a task on the parent's loop
+        return str(await handle.get_result())  # parks after 1 s; the child is mid-step
+
+    # Started from sync code: the parent runs on a pool thread's own event loop.
+    assert DBOS.start_workflow(parent).get_result() == "charged"
+    assert ran["charge"] == 1
+
+
+def test_a_workflow_that_swallows_its_park_goes_on_after_its_wait(launch_dbos: Launch) -> None:
+    launch_dbos()
+
+    @DBOS.workflow()
+    def careless() -> str:
+        try:
+            status = DBOS.recv("payment", timeout_seconds=30)
+        except:  # noqa: E722 - the hostile pattern under test
+            status = None
+        return f"payment status: {status}"
+
+    with SetWorkflowID("careless-1"):
+        handle = DBOS.start_workflow(careless)
+    _wait_until(lambda: _parking().count() == 1)
+    DBOS.send("careless-1", "paid", topic="payment")
+    assert handle.get_result() == "payment status: paid"
+
+
+def test_waiters_are_told_when_the_runtime_stops_while_a_workflow_is_parked(
+    launch_dbos: Launch, db_url: str
+) -> None:
+    launch_dbos()
+
+    @DBOS.workflow()
+    def long_nap() -> str:
+        DBOS.sleep(60)
+        return "rested"
+
+    with SetWorkflowID("nap-1"):
+        handle = DBOS.start_workflow(long_nap)
+    _wait_until(lambda: _parking().count() == 1)
+    raised: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            handle.get_result()
+        except BaseException as exc:
+            raised.append(exc)
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    time.sleep(0.3)
+    DBOS.destroy()
+    waiter.join(10)
+    assert len(raised) == 1 and isinstance(raised[0], DBOSException), raised
+    assert "still PENDING" in str(raised[0])
+    assert _status(db_url, "nap-1") == "PENDING"
 
 
 def test_async_workflow_with_concurrent_operations_waits_in_place(launch_dbos: Launch) -> None:

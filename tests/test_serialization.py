@@ -496,3 +496,16 @@ def test_deserialize_exception_never_raises_on_garbage() -> None:
 
 def test_exception_summary_without_message() -> None:
     assert exception_summary(serialize_exception(KeyError())) == "KeyError"
+
+
+def test_a_class_defined_in_a_function_is_refused_since_a_replay_could_not_rebuild_it() -> None:
+    @dataclasses.dataclass
+    class Local:
+        cents: int
+
+    class Color(enum.Enum):
+        RED = 1
+
+    for value in (Local(5), [Color.RED]):
+        with pytest.raises(DBOSSerializationError, match="defined inside a function"):
+            serialize(value, "workflow input")

@@ -15,7 +15,7 @@ from psycopg_pool import ConnectionPool
 from runtime.engine.claiming import Claims
 from runtime.engine.parking import ParkedRun, Parking
 from runtime.engine.pool import ExecutionPool
-from runtime.engine.protocol import Interrupted, Operations
+from runtime.engine.protocol import Operations, shut_down
 from runtime.engine.results import Results
 from runtime.engine.running import Runner
 from runtime.engine.runs import LocalRuns, Outcome
@@ -161,4 +161,5 @@ class Engine:
     def _parked_at_stop(self, run: ParkedRun) -> None:
         """The runtime stopped while ``run`` was parked: it stays PENDING; waiters here are told."""
         if run.future is not None:
-            self.runs.finish(run.ctx, run.future, Outcome(error=Interrupted(None), detached=True))
+            error = shut_down(run.workflow_id)
+            self.runs.finish(run.ctx, run.future, Outcome(error=error, detached=True))

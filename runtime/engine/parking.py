@@ -22,8 +22,14 @@ a replay then takes the same path and meets the same step numbers. A workflow th
 the stack unwinds cannot start durable operations (they re-raise ``Parked``).
 
 A workflow parks only when its wait is the only durable operation it has in progress: an async
-workflow that runs operations concurrently (``asyncio.gather``, tasks) waits in place instead, so
-that no part of it keeps running while the rest is parked.
+workflow that has run operations from another task (``asyncio.gather``, tasks) waits in place
+instead. (A task it created that has not yet started an operation when it parks goes on running
+plain code until its first durable operation, which re-raises ``Parked``.) A woken async
+workflow goes on on a pool thread's event loop, as a recovered one does: the loop it started on
+may be ending.
+
+User code that swallows ``Parked`` (a bare ``except:``) and returns is caught by the body: what it
+returned is ignored, and the workflow goes on after its wait when woken.
 """
 
 from __future__ import annotations
@@ -85,8 +91,6 @@ class ParkedRun:
     ctx: WorkflowContext
     wake: Wake
     future: Future[Outcome] | None = None
-    #: The event loop of an async workflow run on the caller's loop: it goes on there.
-    loop: asyncio.AbstractEventLoop | None = None
     #: Woken before its body finished unwinding: re-run as soon as it has.
     woken: bool = False
     active: bool = False
@@ -209,16 +213,11 @@ class Parking:
 
     # -- the body has unwound ----------------------------------------------------------------------
 
-    def activate(
-        self,
-        run: ParkedRun,
-        future: Future[Outcome],
-        loop: asyncio.AbstractEventLoop | None,
-    ) -> None:
+    def activate(self, run: ParkedRun, future: Future[Outcome]) -> None:
         """The parked workflow's body has unwound: from now on a wake-up re-runs it."""
         run.ctx.recorded = {}  # a re-run reads them again; 100,000 parked runs need not hold them
         with self._cond:
-            run.future, run.loop, run.active = future, loop, True
+            run.future, run.active = future, True
             stopped = self._stopped and not run.done
             if stopped:
                 run.done = True
@@ -264,13 +263,17 @@ class Parking:
 
     def _wake(self, run: ParkedRun) -> None:
         with self._cond:
-            if run.done or run.woken:
-                return
-            run.woken = True
-            self._unindex(run)
-            if run.active:
-                self._due.append(run)
-                self._cond.notify()
+            self._wake_locked(run)
+
+    def _wake_locked(self, run: ParkedRun) -> None:
+        """(Under the lock.) Mark ``run`` woken: re-run it now, or once its body has unwound."""
+        if run.done or run.woken:
+            return
+        run.woken = True
+        self._unindex(run)
+        if run.active:
+            self._due.append(run)
+            self._cond.notify()
 
     def _forget(self, run: ParkedRun) -> None:
         with self._cond:
@@ -351,13 +354,7 @@ class Parking:
         """(Under the lock.) Wake the runs whose timer is due."""
         now = now_ms()
         while self._timers and self._timers[0][0] <= now:
-            _, _, run = heapq.heappop(self._timers)
-            if run.done or run.woken:
-                continue
-            run.woken = True
-            self._unindex(run)
-            if run.active:
-                self._due.append(run)
+            self._wake_locked(heapq.heappop(self._timers)[2])
 
     def _rerun(self, batch: list[ParkedRun]) -> None:
         for run in batch:

@@ -32,6 +32,7 @@ from runtime.engine.drive import Blocking, Effect, carry
 from runtime.engine.parking import Parking, Wake, note_operation
 from runtime.errors import (
     DBOSDatabaseError,
+    DBOSException,
     DBOSSchemaMissingError,
     DBOSUnexpectedStepError,
     DBOSWorkflowCancelledError,
@@ -66,6 +67,15 @@ class Interrupted(BaseException):
     def __init__(self, cause: BaseException | None) -> None:
         super().__init__(str(cause) if cause else "runtime shutting down")
         self.cause = cause
+
+
+def shut_down(workflow_id: str) -> DBOSException:
+    """What a waiter in this process gets for a run the runtime's shutdown stopped before it
+    ended (queued for a thread, or parked): the workflow stays PENDING and goes on later."""
+    return DBOSException(
+        f"the runtime shut down before workflow {workflow_id} finished; it is still PENDING and "
+        "goes on at the next launch (or in another process)"
+    )
 
 
 class OutcomeUnknown(Exception):

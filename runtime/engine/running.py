@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Coroutine
 from concurrent.futures import Future
 from typing import Any
 
@@ -19,7 +20,7 @@ from runtime.context import WorkflowContext
 from runtime.engine.drive import Blocking, Call, Operation, run_async, run_sync, uncarry
 from runtime.engine.parking import Parked, ParkedRun, note_home
 from runtime.engine.pool import ExecutionPool
-from runtime.engine.protocol import OWNED_STATUSES, Interrupted, Operations
+from runtime.engine.protocol import OWNED_STATUSES, Interrupted, Operations, shut_down
 from runtime.engine.runs import LocalRuns, Outcome
 from runtime.errors import (
     DBOSException,
@@ -35,6 +36,16 @@ logger = logging.getLogger("dbos")
 
 # Background async workflows are tasks on the caller's loop; keep them referenced until done.
 _tasks: set[asyncio.Task[None]] = set()
+
+
+async def _then_drain(run: Coroutine[Any, Any, None]) -> None:
+    """Run a workflow on an event loop of its own, then keep the loop until the workflows it
+    started on it as tasks (children started with ``start_workflow_async``) have ended or parked:
+    ``asyncio.run`` would cancel them mid-step when the parent ends or parks."""
+    await run
+    loop = asyncio.get_running_loop()
+    while pending := [t for t in _tasks if t.get_loop() is loop and not t.done()]:
+        await asyncio.wait(pending)
 
 
 class Runner:
@@ -72,7 +83,7 @@ class Runner:
 
         def target() -> None:
             if info.is_async:
-                asyncio.run(run_async(body))
+                asyncio.run(_then_drain(run_async(body)))
             else:
                 run_sync(body)
 
@@ -88,7 +99,7 @@ class Runner:
 
         def drop() -> None:  # the pool stopped before the run started: it stays PENDING
             body.close()
-            self.runs.finish(ctx, future, Outcome(error=Interrupted(None), detached=True))
+            self.runs.finish(ctx, future, Outcome(error=shut_down(ctx.workflow_id), detached=True))
 
         self.pool.submit(ctx.workflow_id, target, drop)
 
@@ -105,12 +116,11 @@ class Runner:
         """Run an async workflow's body on the running event loop: awaited here, or as a task of
         the loop in the background."""
         self.runs.register(ctx)
-        loop = asyncio.get_running_loop()
-        run = run_async(self.body(ctx, info, args, kwargs, future, loop))
+        run = run_async(self.body(ctx, info, args, kwargs, future))
         if not background:
             await run
             return
-        task = loop.create_task(run)
+        task = asyncio.get_running_loop().create_task(run)
         _tasks.add(task)
         task.add_done_callback(_tasks.discard)
 
@@ -121,11 +131,9 @@ class Runner:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         future: Future[Outcome],
-        loop: asyncio.AbstractEventLoop | None = None,
     ) -> Operation[None]:
         """The run: the user's function with the workflow's context set, then ``settle``; or,
-        when a wait parked it, nothing more until it is woken (``rerun``). ``loop``: the caller's
-        event loop an async workflow runs on (it goes on there after a park)."""
+        when a wait parked it, nothing more until it is woken (``rerun``)."""
         outcome = Outcome()
         parked: ParkedRun | None = None
         wf_token = context.current_workflow.set(ctx)
@@ -138,8 +146,20 @@ class Runner:
                 value, raised, parked = None, None, stop.run
             except BaseException as exc:
                 value, raised = None, uncarry(exc)
+            if parked is None and ctx.parked is not None:
+                logger.warning(
+                    "workflow %s caught the exception that parks it during a wait (a bare "
+                    "`except:` or `except BaseException`?) and went on; what it returned is "
+                    "ignored, and it goes on after its wait when woken",
+                    ctx.workflow_id,
+                )
+                parked = ctx.parked
             if parked is None:
-                yield Blocking(lambda: self.settle(ctx, outcome, value, raised))
+                try:
+                    yield Blocking(lambda: self.settle(ctx, outcome, value, raised))
+                except BaseException:  # not settled (the loop is closing...): the record tells
+                    outcome.detached = True
+                    raise
         finally:
             context.current_step.reset(step_token)
             context.current_workflow.reset(wf_token)
@@ -147,7 +167,7 @@ class Runner:
                 self.runs.finish(ctx, future, outcome)
         if parked is not None:
             self.runs.park(ctx)
-            self.parking.activate(parked, future, loop)
+            self.parking.activate(parked, future)
 
     def rerun(self, parked: list[ParkedRun]) -> None:
         """Run woken workflows again from their recorded inputs, replaying their recorded steps
@@ -190,7 +210,8 @@ class Runner:
         after_park: ParkedRun | None = None,
     ) -> None:
         """Run a workflow this process has claimed (or that ``after_park`` parked here),
-        replaying ``recorded``."""
+        replaying ``recorded``. After a park, an async workflow goes on on an event loop of the
+        pool's, as a recovered one does (the loop it started on may be ending)."""
         wid = claimed.workflow_id
         try:
             info = get_workflow(claimed.name)
@@ -213,31 +234,7 @@ class Runner:
             queue_name=claimed.queue_name,
             resumed_from_park=after_park is not None,
         )
-        loop = after_park.loop if after_park is not None else None
-        if loop is not None and info.is_async and loop.is_running():
-            try:
-                loop.call_soon_threadsafe(
-                    lambda: self._go_on_loop(loop, ctx, info, args, kwargs, future)
-                )
-                return
-            except RuntimeError:  # the loop closed meanwhile: the pool runs it
-                pass
         self.launch(ctx, info, args, kwargs, future, background=background)
-
-    def _go_on_loop(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        ctx: WorkflowContext,
-        info: WorkflowInfo,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        future: Future[Outcome],
-    ) -> None:
-        """(On ``loop``.) An async workflow parked while it ran on this loop goes on here."""
-        self.runs.register(ctx)
-        task = loop.create_task(run_async(self.body(ctx, info, args, kwargs, future, loop)))
-        _tasks.add(task)
-        task.add_done_callback(_tasks.discard)
 
     # -- settling -------------------------------------------------------------------------------
 

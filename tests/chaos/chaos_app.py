@@ -77,6 +77,7 @@ CREATE TRIGGER chaos_dispatch_trigger AFTER UPDATE OF status ON dbos.workflow_st
 """
 
 ORDERS_CONCURRENCY = 4
+WAIT_S = 7200
 RATE_LIMIT = 5
 RATE_PERIOD_S = 2.0
 
@@ -203,7 +204,9 @@ def failing(i: int) -> None:
 
 @DBOS.workflow()
 def receiver(count: int) -> list[Any]:
-    return [DBOS.recv("m", timeout_seconds=600) for _ in range(count)]
+    # Timeouts longer than any run: a sender (or an order) cancelled by the operator early and
+    # resumed only at the end must still be waited for.
+    return [DBOS.recv("m", timeout_seconds=WAIT_S) for _ in range(count)]
 
 
 @DBOS.workflow()
@@ -216,7 +219,7 @@ def sender(receiver_id: str, count: int) -> int:
 
 @DBOS.workflow()
 def event_reader(target: str) -> Any:
-    return DBOS.get_event(target, "progress", timeout_seconds=600)
+    return DBOS.get_event(target, "progress", timeout_seconds=WAIT_S)
 
 
 if os.environ.get("CHAOS_BREAK") == "replay":
