@@ -119,7 +119,9 @@ def test_paused_executor_records_nothing_after_takeover(fleet: Fleet) -> None:
         LEASE + 10,
         "the paused executor's workflows to be taken over",
     )
-    assert time.monotonic() - paused_at >= LEASE  # not before the lease ran out
+    # Not before the lease ran out. The lease runs from e2's last heartbeat, which may have landed
+    # just before the pause (a 2 ms early takeover was seen on a busy machine), hence the margin.
+    assert time.monotonic() - paused_at >= LEASE - 0.2
     fleet.signal("e2", signal.SIGCONT)  # it wakes up mid-operation, holding stale ownership
     fleet.wait_until(
         lambda: set(fleet.statuses(ids).values()) == {"SUCCESS"}, 60, "all workflows to finish"
