@@ -202,7 +202,8 @@ class Parking:
             at_ms = _earliest(wake.at_ms, ctx.deadline_ms)
             if at_ms is not None:
                 heapq.heappush(self._timers, (at_ms, run.seq, run))
-                self._cond.notify()
+                if self._timers[0][2] is run:  # the earliest now: the thread's wait is too long
+                    self._cond.notify()
         if wake.local is not None:
             wake.local.add_done_callback(lambda _: self._wake(run))
         if not still_waiting() or ctx.cancel_requested.is_set():
