@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: install test lint format typecheck check demo bench bench-quick bench-ours chaos chaos-200 chaos-ops clean
+.PHONY: install test lint format typecheck check demo bench bench-quick bench-ours bench-parked chaos chaos-200 chaos-ops clean
 
 $(BIN)/dbos: pyproject.toml
 	python3 -m venv $(VENV)
@@ -41,8 +41,10 @@ demo: install
 	$(PY) examples/run_demo.py
 
 # Ours and DBOS Transact (in its own venv) on one fresh Postgres, next to Postgres's own floor:
-# bench/results/latest.md and ratios.png. bench-ours measures this runtime alone, in more detail
-# (bench/results/ours.md).
+# bench/results/latest.md and ratios.png, ending with parked waits (bench/parked.py: 10,000
+# sleeping and 10,000 recv-waiting workflows per process; bench-quick: 2,000). bench-ours measures
+# this runtime alone, in more detail (bench/results/ours.md); bench-parked adds 100,000 sleeping
+# workflows in one process, ours only (bench/results/parked.md).
 bench: install
 	$(PY) bench/compare.py
 
@@ -51,6 +53,9 @@ bench-quick: install
 
 bench-ours: install
 	$(PY) bench/run.py
+
+bench-parked: install
+	$(PY) bench/parked.py --big --markdown bench/results/parked.md --json bench/results/parked.json
 
 # The long chaos run: 30 minutes of faults against three executors (half of them an operator's
 # actions through the CLI), then every invariant checked.

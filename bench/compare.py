@@ -1,7 +1,9 @@
 """`make bench`: this project's runtime and DBOS Transact (latest 3.x, in its own virtual
 environment, since both install a `dbos` command) run the same workloads against one fresh
 Postgres (default durability, fsync on) in the same run, next to what Postgres itself can do.
-Writes bench/results/latest.md (workload, ours, peer, ratio, floor) and bench/results/ratios.png.
+Writes bench/results/latest.md (workload, ours, peer, ratio, floor) and bench/results/ratios.png,
+then a section on parked waits (bench/parked.py: 10,000 sleeping workflows, and 10,000 waiting in
+recv, each set in one process; --quick: 2,000; DBOS Transact at 2,000, quick 1,000).
 
     python bench/compare.py [--quick]
 """
@@ -19,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import parked
 import psycopg
 from psycopg import sql
 
@@ -28,6 +31,17 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 PEER_VENV = ROOT / ".bench" / "peer-venv"
 PEER_SPEC = "dbos>=3,<4"
+# Parked waits (bench/parked.py): workflows per workload, ours and the peer's (full, quick).
+PARKED_N = {"ours": (10_000, 2_000), "peer": (2_000, 1_000)}
+PARKED_PEER_NOTE = (
+    "DBOS Transact runs these at a smaller N: with its default executor each waiting workflow "
+    "holds a thread. At N = 10,000 (`python bench/parked.py --system peer --n 10000`, run on a "
+    "2-core machine on 2026-11-29) it started the sleepers at 90 wf/s and the receivers at "
+    "29 wf/s, held 10,009 threads and 550-590 MB, and was not done within the budget: 200 s after "
+    "T only 3 of the 10,000 sleepers had finished (their 10,000 threads woke together on a pool "
+    "of 20 connections: 673 'Database connection pool exhausted' warnings), and 8,920 of the "
+    "10,000 receivers 200 s after the first send; the whole run took 18 minutes."
+)
 
 Target = Callable[[float, float], tuple[str, bool]]
 
@@ -408,7 +422,9 @@ def main() -> None:
     options = parser.parse_args()
     if options.from_json:
         saved = json.loads((RESULTS / "latest.json").read_text())
-        render_results(peer_python(), saved["ours"], saved["peer"], saved["floor"])
+        render_results(
+            peer_python(), saved["ours"], saved["peer"], saved["floor"], saved.get("parked")
+        )
         return
     python = peer_python()
     base_dir = Path(tempfile.mkdtemp(prefix="dbos-compare-"))
@@ -440,20 +456,35 @@ def main() -> None:
         sizes = [10_000, 100_000] + ([] if options.quick else [1_000_000])
         ours.update(listing(Path(sys.executable).parent, "ours", f"{root}/rec_ours", sizes))
         peer.update(listing(Path(python).parent, "peer", f"{root}/rec_peer", sizes))
+        # Each workload in a fresh process and database; a child that overruns its budget is
+        # killed and reported as such (DBOS Transact holds a thread per waiting workflow).
+        pick = 1 if options.quick else 0
+        waits = {
+            "ours": parked.measure("ours", url, PARKED_N["ours"][pick]),
+            "peer": parked.measure("peer", url, PARKED_N["peer"][pick], python=python),
+        }
     finally:
         server.stop()
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "latest.json").write_text(
-        json.dumps({"ours": ours, "peer": peer, "floor": base}, indent=2)
+        json.dumps({"ours": ours, "peer": peer, "floor": base, "parked": waits}, indent=2)
     )
-    render_results(python, ours, peer, base)
+    render_results(python, ours, peer, base, waits)
 
 
 def render_results(
-    python: str, ours: dict[str, Any], peer: dict[str, Any], base: dict[str, float]
+    python: str,
+    ours: dict[str, Any],
+    peer: dict[str, Any],
+    base: dict[str, float],
+    waits: dict[str, Any] | None = None,
 ) -> None:
     """Write bench/results/latest.md and ratios.png from the measurements."""
     text = table(ours, peer, base)
+    if waits is not None:
+        peer_waits = waits.get("peer")
+        note = PARKED_PEER_NOTE if peer_waits and peer_waits["n"] < waits["ours"]["n"] else ""
+        text += "\n\n## Parked waits\n\n" + parked.render(waits["ours"], peer_waits, note)
     (RESULTS / "latest.md").write_text(
         "# Benchmark: ours vs DBOS Transact (same Postgres, same run)\n\n" + text + "\n"
     )
