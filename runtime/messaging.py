@@ -226,7 +226,7 @@ class Messaging:
             )
         remaining = (wake_at - now_ms()) / 1000
         if remaining > 0:
-            yield Pause(self.ops, ctx, remaining, until_ms=wake_at)
+            yield Pause(self.ops, ctx, remaining, Wake(at_ms=wake_at))
 
     def sending(
         self, destination_id: str, message: Any, topic: str | None, idempotency_key: str | None

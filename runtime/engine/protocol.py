@@ -317,37 +317,41 @@ class Operations:
 
 
 class Pause(Effect):
-    """An interruptible sleep of a workflow (a plain one outside a workflow). A durable sleep
-    (``until_ms``, its recorded end) gives its thread back when it is long enough to park."""
+    """An interruptible sleep of a workflow (a plain one outside a workflow). A pause that is part
+    of a durable wait (``wake`` says what ends that wait early) gives its thread back when the
+    wait, counting the ``waited_s`` already spent on it, is long enough to park."""
 
-    __slots__ = ("ops", "ctx", "seconds", "until_ms")
+    __slots__ = ("ops", "ctx", "seconds", "wake", "waited_s")
 
     def __init__(
         self,
         ops: Operations,
         ctx: WorkflowContext | None,
         seconds: float,
-        until_ms: int | None = None,
+        wake: Wake | None = None,
+        waited_s: float = 0.0,
     ) -> None:
-        self.ops, self.ctx, self.seconds, self.until_ms = ops, ctx, seconds, until_ms
+        self.ops, self.ctx, self.seconds = ops, ctx, seconds
+        self.wake, self.waited_s = wake, waited_s
 
-    def _parks(self) -> bool:
-        if self.ctx is None or self.until_ms is None:
-            return False
-        return self.seconds > max(MIN_PARK_S, self.ops.parking.wait_in_place_s(self.ctx))
+    def _parks(self, ctx: WorkflowContext) -> bool:
+        limit = max(MIN_PARK_S, self.ops.parking.wait_in_place_s(ctx))
+        return self.waited_s + self.seconds > limit
 
     def run(self) -> None:
-        if self.ctx is not None and self._parks():
-            self.ops.check_interrupts(self.ctx)
-            self.ops.parking.park(self.ctx, Wake(at_ms=self.until_ms), lambda: True)
-        self.ops.sleep_interruptibly(self.ctx, self.seconds)
+        ctx, wake = self.ctx, self.wake
+        if ctx is not None and wake is not None and self._parks(ctx):
+            self.ops.check_interrupts(ctx)
+            self.ops.parking.park(ctx, wake, lambda: True)
+        self.ops.sleep_interruptibly(ctx, self.seconds)
 
     async def run_async(self) -> None:
-        if self.ctx is not None and self.until_ms is not None:
+        ctx, wake = self.ctx, self.wake
+        if ctx is not None and wake is not None:
             # Tasks the workflow has just created run first: one that starts an operation marks
             # the workflow as concurrent, and then it does not park.
             await asyncio.sleep(0)
-            if self._parks():
-                await self.ops.check_interrupts_async(self.ctx)
-                self.ops.parking.park(self.ctx, Wake(at_ms=self.until_ms), lambda: True)
-        await self.ops.sleep_interruptibly_async(self.ctx, self.seconds)
+            if self._parks(ctx):
+                await self.ops.check_interrupts_async(ctx)
+                self.ops.parking.park(ctx, wake, lambda: True)
+        await self.ops.sleep_interruptibly_async(ctx, self.seconds)

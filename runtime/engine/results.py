@@ -113,39 +113,6 @@ class _LocalRun(Effect):
         return waiting.result()
 
 
-class _AwaitRecord(Effect):
-    """A pause between two reads of another process's workflow record; a workflow that has
-    waited long enough parks instead (woken when a poll finds the workflow finished)."""
-
-    __slots__ = ("ops", "ctx", "workflow_id", "seconds", "waited_s")
-
-    def __init__(
-        self,
-        ops: Operations,
-        ctx: WorkflowContext,
-        workflow_id: str,
-        seconds: float,
-        waited_s: float,
-    ) -> None:
-        self.ops, self.ctx, self.workflow_id = ops, ctx, workflow_id
-        self.seconds, self.waited_s = seconds, waited_s
-
-    def _parks(self) -> bool:
-        return self.waited_s >= self.ops.parking.wait_in_place_s(self.ctx)
-
-    def run(self) -> None:
-        if self._parks():
-            self.ops.check_interrupts(self.ctx)
-            self.ops.parking.park(self.ctx, Wake(workflow=self.workflow_id), lambda: True)
-        self.ops.sleep_interruptibly(self.ctx, self.seconds)
-
-    async def run_async(self) -> None:
-        if self._parks():
-            await self.ops.check_interrupts_async(self.ctx)
-            self.ops.parking.park(self.ctx, Wake(workflow=self.workflow_id), lambda: True)
-        await self.ops.sleep_interruptibly_async(self.ctx, self.seconds)
-
-
 class Results:
     """Waits for workflow outcomes for one launched runtime."""
 
@@ -193,9 +160,9 @@ class Results:
                 return value
             if ctx is not None:
                 yield from self.ops.interrupts(ctx)
-                yield _AwaitRecord(self.ops, ctx, workflow_id, delay, time.monotonic() - started)
-            else:
-                yield Pause(self.ops, ctx, delay)
+            # Inside a workflow, a long wait parks, woken when a poll finds the workflow ended.
+            wake = Wake(workflow=workflow_id) if ctx is not None else None
+            yield Pause(self.ops, ctx, delay, wake, time.monotonic() - started)
             delay = min(delay * 1.5, 0.5)
 
     def getting(self, workflow_id: str) -> Operation[Any]:

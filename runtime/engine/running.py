@@ -223,7 +223,10 @@ class Runner:
             args, kwargs = serialization.deserialize_args(claimed.inputs)
             args = join_class_arg(info, claimed.class_name, args)
         except BaseException:
-            self.runs.forget(wid, future)
+            if after_park is None:
+                self.runs.forget(wid, future)
+            else:  # it also gives back the queue slot the parked run held
+                self.runs.finish(after_park.ctx, future, Outcome(detached=True))
             raise
         ctx = WorkflowContext(
             wid,
