@@ -17,7 +17,9 @@ MAX_MODULE_LINES = 800
 MAX_CLASS_METHODS = 40
 # DBOS's Python API is one class by contract (a DBOS app ports by changing one import), so the
 # facade may be wider; it holds no logic of its own: every method delegates in a few statements.
+# The class is assembled from one mixin per concern (runtime/facade/): each part is the facade too.
 FACADE = "runtime.dbos.DBOS"
+FACADE_PARTS = "runtime.facade."
 MAX_FACADE_METHOD_STATEMENTS = 20
 
 
@@ -182,7 +184,7 @@ def test_modules_and_classes_stay_small() -> None:
                     n for n in node.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
                 ]
                 name = f"{module}.{node.name}"
-                if name == FACADE:
+                if name == FACADE or name.startswith(FACADE_PARTS):
                     for method in methods:
                         statements = sum(isinstance(n, ast.stmt) for n in ast.walk(method)) - 1
                         assert statements <= MAX_FACADE_METHOD_STATEMENTS, (name, method.name)

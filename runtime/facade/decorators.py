@@ -1,0 +1,197 @@
+"""The decorators: `@DBOS.workflow`, `@DBOS.step`, `@DBOS.transaction` and `@DBOS.scheduled`."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any, ParamSpec, TypeVar, cast
+
+import psycopg
+
+from runtime import context, registry
+from runtime import scheduler as scheduler_mod
+from runtime.engine import DEFAULT_MAX_RECOVERY_ATTEMPTS, StepOptions
+from runtime.errors import DBOSException
+from runtime.facade.calls import WorkflowCalls
+from runtime.registry import WorkflowInfo
+from runtime.scheduler import Schedule
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_ISOLATION = {
+    "SERIALIZABLE": psycopg.IsolationLevel.SERIALIZABLE,
+    "REPEATABLE READ": psycopg.IsolationLevel.REPEATABLE_READ,
+    "READ COMMITTED": psycopg.IsolationLevel.READ_COMMITTED,
+}
+
+
+class Decorators(WorkflowCalls):
+    """What turns a user's function into a workflow, step or transaction."""
+
+    @classmethod
+    def workflow(
+        cls, *, name: str | None = None, max_recovery_attempts: int = DEFAULT_MAX_RECOVERY_ATTEMPTS
+    ) -> Callable[[Callable[P, R]], Callable[P, R]]:
+        """Make a function a durable workflow."""
+
+        def decorator(func: Callable[P, R]) -> Callable[P, R]:
+            raw, rewrap = _unwrap_method(func)
+            is_cm = rewrap is classmethod or _looks_like_classmethod(raw)
+            info = WorkflowInfo(
+                name=name or raw.__qualname__,
+                func=raw,
+                max_recovery_attempts=max_recovery_attempts,
+                is_classmethod=is_cm,
+                class_name=_class_name_of(raw),
+                is_async=inspect.iscoroutinefunction(raw),
+            )
+
+            wrapper: Callable[..., Any]
+            if info.is_async:
+
+                @functools.wraps(raw)
+                async def wrapper(*args: Any, **kwargs: Any) -> Any:
+                    return await cls._engine().call_workflow_async(info, args, kwargs)
+
+            else:
+
+                @functools.wraps(raw)
+                def wrapper(*args: Any, **kwargs: Any) -> Any:
+                    return cls._engine().call_workflow(info, args, kwargs)
+
+            wrapper.__dbos_workflow__ = info  # type: ignore[attr-defined]
+            registry.register_workflow(info)
+            return cast(Callable[P, R], rewrap(wrapper) if rewrap else wrapper)
+
+        return decorator
+
+    @classmethod
+    def step(
+        cls,
+        *,
+        retries_allowed: bool = False,
+        interval_seconds: float = 1.0,
+        max_attempts: int = 3,
+        backoff_rate: float = 2.0,
+        name: str | None = None,
+    ) -> Callable[[Callable[P, R]], Callable[P, R]]:
+        """Make a function a checkpointed step: never re-executed once it completed."""
+        options = StepOptions(retries_allowed, interval_seconds, max_attempts, backoff_rate)
+
+        def decorator(func: Callable[P, R]) -> Callable[P, R]:
+            raw, rewrap = _unwrap_method(func)
+            step_name = name or raw.__qualname__
+            wrapper: Callable[..., Any]
+            if inspect.iscoroutinefunction(raw):
+
+                @functools.wraps(raw)
+                async def wrapper(*args: Any, **kwargs: Any) -> Any:
+                    if context.current_workflow.get() is None:
+                        return await raw(*args, **kwargs)
+                    return await cls._engine().steps.run_async(
+                        step_name, raw, args, kwargs, options
+                    )
+
+            else:
+
+                @functools.wraps(raw)
+                def wrapper(*args: Any, **kwargs: Any) -> Any:
+                    if context.current_workflow.get() is None:
+                        return raw(*args, **kwargs)
+                    return cls._engine().steps.run(step_name, raw, args, kwargs, options)
+
+            return cast(Callable[P, R], rewrap(wrapper) if rewrap else wrapper)
+
+        return decorator
+
+    communicator = step
+
+    @classmethod
+    def transaction(
+        cls, isolation_level: str = "SERIALIZABLE", *, name: str | None = None
+    ) -> Callable[[Callable[P, R]], Callable[P, R]]:
+        """Run a function in one Postgres transaction whose outcome commits with its writes."""
+        level = _ISOLATION.get(isolation_level.upper())
+        if level is None:
+            raise DBOSException(
+                f"unknown isolation level {isolation_level!r}; expected one of {sorted(_ISOLATION)}"
+            )
+
+        def decorator(func: Callable[P, R]) -> Callable[P, R]:
+            raw, rewrap = _unwrap_method(func)
+            tx_name = name or raw.__qualname__
+            wrapper: Callable[..., Any]
+            if inspect.iscoroutinefunction(raw):
+
+                @functools.wraps(raw)
+                async def wrapper(*args: Any, **kwargs: Any) -> Any:
+                    return await cls._engine().transactions.run_async(
+                        tx_name, raw, args, kwargs, level
+                    )
+
+            else:
+
+                @functools.wraps(raw)
+                def wrapper(*args: Any, **kwargs: Any) -> Any:
+                    return cls._engine().transactions.run(tx_name, raw, args, kwargs, level)
+
+            return cast(Callable[P, R], rewrap(wrapper) if rewrap else wrapper)
+
+        return decorator
+
+    @classmethod
+    def scheduled(cls, cron: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+        """Run a workflow once per cron tick, exactly once across all processes. Goes above
+        ``@DBOS.workflow()`` on a function taking ``(scheduled_time, actual_time)``."""
+        scheduler_mod.validate(cron)
+
+        def decorator(func: Callable[P, R]) -> Callable[P, R]:
+            info = getattr(func, "__dbos_workflow__", None)
+            if not isinstance(info, WorkflowInfo):
+                raise DBOSException("@DBOS.scheduled must be placed above @DBOS.workflow()")
+
+            def start(workflow_id: str, tick: datetime) -> None:
+                with context.SetWorkflowID(workflow_id):
+                    starter: Any = cls.start_workflow
+                    starter(func, tick, datetime.now(timezone.utc))
+
+            scheduler_mod.register(Schedule(info.name, cron, start))
+            return func
+
+        return decorator
+
+
+def _unwrap_method(func: Any) -> tuple[Callable[..., Any], Any]:
+    """Accept decorators applied above @staticmethod / @classmethod too."""
+    if isinstance(func, staticmethod):
+        return func.__func__, staticmethod
+    if isinstance(func, classmethod):
+        return func.__func__, classmethod
+    return cast(Callable[..., Any], func), None
+
+
+def _class_part(qualname: str) -> str | None:
+    parts = qualname.split(".")
+    if len(parts) < 2 or parts[-2] == "<locals>":
+        return None
+    return ".".join(parts[:-1])
+
+
+def _class_name_of(func: Callable[..., Any]) -> str | None:
+    owner = _class_part(func.__qualname__)
+    return f"{func.__module__}:{owner}" if owner else None
+
+
+def _looks_like_classmethod(func: Callable[..., Any]) -> bool:
+    # `@classmethod` written above `@DBOS.workflow()` hands us the plain function: its first
+    # parameter is the class, conventionally named `cls`.
+    if _class_part(func.__qualname__) is None:
+        return False
+    try:
+        params = list(inspect.signature(func).parameters)
+    except (TypeError, ValueError):
+        return False
+    return bool(params) and params[0] == "cls"
