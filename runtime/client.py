@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 from typing_extensions import Required
 
-from runtime import management, serialization
+from runtime import context, management, serialization
+from runtime.asyncs import in_thread, twin
 from runtime.config import resolve
 from runtime.embedded import resolve_system_url
 from runtime.errors import (
@@ -25,8 +26,8 @@ from runtime.errors import (
     DBOSException,
     DBOSNonExistentWorkflowError,
 )
-from runtime.handles import WorkflowHandle, poll_result
-from runtime.management import STATUSES, Change, ExecutorInfo, TimeArg
+from runtime.handles import WorkflowHandle, WorkflowHandleAsync, poll_result
+from runtime.management import STATUSES, Change, ExecutorInfo, OneOrMany, TimeArg
 from runtime.records import NewWorkflow, QueueInfo, VersionWork
 from runtime.status import StepInfo, WorkflowStatus, WorkflowStatusString
 from runtime.system_db import SystemDatabase
@@ -73,9 +74,16 @@ class DBOSClient:
     Postgres."""
 
     def __init__(
-        self, database_url: str | None = None, *, system_database_url: str | None = None
+        self,
+        database_url: str | None = None,
+        *,
+        system_database_url: str | None = None,
+        application_database_url: str | None = None,
     ) -> None:
-        explicit = system_database_url or database_url
+        # As DBOS: the system tables are at ``system_database_url``, else in the application
+        # database (``database_url``, DBOS 2.x's ``application_database_url``), whose URL is the
+        # system database's here when no separate one is configured.
+        explicit = system_database_url or database_url or application_database_url
         if explicit:
             url = explicit
         else:
@@ -134,6 +142,9 @@ class DBOSClient:
             self.sysdb, self._listen(), workflow_id, key, timeout_seconds
         )
 
+    send_async = twin(send)
+    get_event_async = twin(get_event)
+
     # -- workflows --------------------------------------------------------------------------------
 
     def enqueue(self, options: EnqueueOptions, *args: Any, **kwargs: Any) -> WorkflowHandle[Any]:
@@ -166,11 +177,23 @@ class DBOSClient:
             )
         return WorkflowHandle(self, wid)
 
+    async def enqueue_async(
+        self, options: EnqueueOptions, *args: Any, **kwargs: Any
+    ) -> WorkflowHandleAsync[Any]:
+        """``enqueue`` for asyncio code."""
+        handle = await in_thread(self.enqueue, options, *args, **kwargs)
+        return WorkflowHandleAsync(self, handle.workflow_id)
+
     def retrieve_workflow(self, workflow_id: str) -> WorkflowHandle[Any]:
         """A handle to a workflow by ID."""
         if self.sysdb.get_status_result(workflow_id) is None:
             raise DBOSNonExistentWorkflowError(workflow_id)
         return WorkflowHandle(self, workflow_id)
+
+    async def retrieve_workflow_async(self, workflow_id: str) -> WorkflowHandleAsync[Any]:
+        """``retrieve_workflow`` for asyncio code."""
+        handle = await in_thread(self.retrieve_workflow, workflow_id)
+        return WorkflowHandleAsync(self, handle.workflow_id)
 
     def get_workflow_status(self, workflow_id: str) -> WorkflowStatus | None:
         """A workflow's record, or None when no workflow has that ID."""
@@ -188,36 +211,33 @@ class DBOSClient:
         status: str | Iterable[str] | None = None,
         start_time: TimeArg = None,
         end_time: TimeArg = None,
-        name: str | None = None,
-        app_version: str | None = None,
-        queue_name: str | None = None,
+        name: OneOrMany = None,
+        app_version: OneOrMany = None,
+        forked_from: OneOrMany = None,
+        parent_workflow_id: OneOrMany = None,
+        user: OneOrMany = None,
+        queue_name: OneOrMany = None,
         limit: int | None = None,
         offset: int | None = None,
         sort_desc: bool = False,
+        workflow_id_prefix: OneOrMany = None,
         load_input: bool = True,
         load_output: bool = True,
+        executor_id: OneOrMany = None,
+        queues_only: bool = False,
+        was_forked_from: bool | None = None,
+        has_parent: bool | None = None,
+        completed_after: TimeArg = None,
+        completed_before: TimeArg = None,
+        dequeued_after: TimeArg = None,
+        dequeued_before: TimeArg = None,
         before: tuple[int, str] | None = None,
     ) -> list[WorkflowStatus]:
         """Workflows matching every given filter, oldest first unless ``sort_desc``; the same
         keywords as ``DBOS.list_workflows`` (times: datetime, ISO 8601 or epoch ms), and
         ``before``, for paging newest first: only workflows older than the ``(created_at,
         workflow_id)`` of the last one shown."""
-        return management.list_workflows(
-            self.sysdb,
-            workflow_ids=workflow_ids,
-            status=status,
-            start_time=start_time,
-            end_time=end_time,
-            name=name,
-            app_version=app_version,
-            queue_name=queue_name,
-            limit=limit,
-            offset=offset,
-            sort_desc=sort_desc,
-            load_input=load_input,
-            load_output=load_output,
-            before=before,
-        )
+        return management.list_workflows(self.sysdb, **management.list_arguments(locals()))
 
     def list_queued_workflows(
         self,
@@ -226,35 +246,33 @@ class DBOSClient:
         status: str | Iterable[str] | None = None,
         start_time: TimeArg = None,
         end_time: TimeArg = None,
-        name: str | None = None,
-        app_version: str | None = None,
-        queue_name: str | None = None,
+        name: OneOrMany = None,
+        app_version: OneOrMany = None,
+        forked_from: OneOrMany = None,
+        parent_workflow_id: OneOrMany = None,
+        user: OneOrMany = None,
+        queue_name: OneOrMany = None,
         limit: int | None = None,
         offset: int | None = None,
         sort_desc: bool = False,
+        workflow_id_prefix: OneOrMany = None,
         load_input: bool = True,
-        load_output: bool = False,
+        load_output: bool = True,
+        executor_id: OneOrMany = None,
+        has_parent: bool | None = None,
+        completed_after: TimeArg = None,
+        completed_before: TimeArg = None,
+        dequeued_after: TimeArg = None,
+        dequeued_before: TimeArg = None,
         before: tuple[int, str] | None = None,
     ) -> list[WorkflowStatus]:
-        """Workflows waiting in or running from a queue (ENQUEUED, or PENDING with a queue); the
-        keywords of ``list_workflows``, outputs not loaded unless asked for."""
-        return management.list_workflows(
-            self.sysdb,
-            workflow_ids=workflow_ids,
-            status=status,
-            start_time=start_time,
-            end_time=end_time,
-            name=name,
-            app_version=app_version,
-            queue_name=queue_name,
-            limit=limit,
-            offset=offset,
-            sort_desc=sort_desc,
-            load_input=load_input,
-            load_output=load_output,
-            queued_only=True,
-            before=before,
-        )
+        """Workflows of a queue: ENQUEUED or PENDING (or of the given ``status``); the keywords
+        of ``list_workflows``."""
+        arguments = management.list_arguments(locals())
+        return management.list_workflows(self.sysdb, queued_only=True, **arguments)
+
+    list_workflows_async = twin(list_workflows)
+    list_queued_workflows_async = twin(list_queued_workflows)
 
     def get_workflow_wait(self, workflow_id: str) -> Waiting | None:
         """What a PENDING or ENQUEUED workflow waits for, read from the database alone (so from
@@ -268,21 +286,61 @@ class DBOSClient:
         those whose record shows no wait are absent."""
         return management.waits(self.sysdb, workflow_ids)
 
-    def list_workflow_steps(self, workflow_id: str) -> list[StepInfo]:
-        """The recorded steps of a workflow, in order."""
-        return management.list_steps(self.sysdb, workflow_id)
+    def list_workflow_steps(
+        self,
+        workflow_id: str,
+        *,
+        load_output: bool = True,
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> list[StepInfo]:
+        """The recorded steps of a workflow, in order, as DBOS's ``StepInfo`` (dict keys or
+        attributes); raises ``DBOSNonExistentWorkflowError`` for an unknown ID."""
+        return management.list_steps(
+            self.sysdb, workflow_id, load_output=load_output, limit=limit, offset=offset
+        )
 
-    def cancel_workflows(self, workflow_ids: Iterable[str]) -> list[Change]:
+    list_workflow_steps_async = twin(list_workflow_steps)
+
+    def cancel_each(self, workflow_ids: Iterable[str]) -> list[Change]:
         """Cancel each PENDING or ENQUEUED workflow (its runner stops before its next step).
         Nothing raises for a workflow left as it was: the result says, in order, what changed and
         why the others did not (``no such workflow``, ``already SUCCESS``, ...)."""
-        return [management.cancel(self.sysdb, wid) for wid in workflow_ids]
+        return management.cancel_many(self.sysdb, workflow_ids)
 
-    def resume_workflows(self, workflow_ids: Iterable[str]) -> list[Change]:
+    def resume_each(self, workflow_ids: Iterable[str]) -> list[Change]:
         """Resume each workflow as ``resume_workflow`` does, without raising for one that is
         left as it was: the result says, in order, what changed and why the others did not (a
         running or finished workflow, or no such workflow)."""
-        return [management.resume(self.sysdb, wid) for wid in workflow_ids]
+        return management.resume_many(self.sysdb, workflow_ids)
+
+    def cancel_workflows(self, workflow_ids: list[str]) -> None:
+        """Cancel each PENDING or ENQUEUED workflow, as DBOS does: one in another status (or
+        unknown) is left as it is (``cancel_each`` says which)."""
+        self.cancel_each(workflow_ids)
+
+    def resume_workflows(self, workflow_ids: list[str]) -> list[WorkflowHandle[Any]]:
+        """Resume each workflow as ``resume_workflow`` does, without raising for one left as it
+        was (``resume_each`` says which); their handles, in order."""
+        return [WorkflowHandle(self, c.workflow_id) for c in self.resume_each(workflow_ids)]
+
+    async def resume_workflows_async(
+        self, workflow_ids: list[str]
+    ) -> list[WorkflowHandleAsync[Any]]:
+        """``resume_workflows`` for asyncio code."""
+        changes = await in_thread(self.resume_each, workflow_ids)
+        return [WorkflowHandleAsync(self, c.workflow_id) for c in changes]
+
+    def delete_workflow(self, workflow_id: str, *, delete_children: bool = False) -> None:
+        """Delete a workflow and everything recorded for it (see ``delete_workflows``)."""
+        self.delete_workflows([workflow_id], delete_children=delete_children)
+
+    def delete_workflows(self, workflow_ids: list[str], *, delete_children: bool = False) -> None:
+        """Delete workflows and every row recorded for them (steps, messages to them, events,
+        idempotency keys), with all their descendants when ``delete_children``. One still
+        PENDING or ENQUEUED is cancelled first, in the same transaction: its run, in whatever
+        process, stops at its next step and records nothing more. Unknown IDs are ignored."""
+        management.delete(self.sysdb, workflow_ids, delete_children=delete_children)
 
     def cancel_workflow(self, workflow_id: str) -> bool:
         """Cancel a PENDING or ENQUEUED workflow; its runner stops before its next step. False
@@ -312,18 +370,59 @@ class DBOSClient:
         workflow_id: str,
         start_step: int,
         *,
-        forked_workflow_id: str | None = None,
         application_version: str | None = None,
+        timeout_seconds: float | None = None,
+        forked_workflow_id: str | None = None,
     ) -> WorkflowHandle[Any]:
-        """A new workflow that keeps the outcomes of steps before ``start_step``."""
+        """A new workflow that keeps the outcomes of steps before ``start_step`` (any step is
+        accepted, as in DBOS: 1 or less keeps none, past the last keeps all), with a timeout of
+        ``timeout_seconds`` (default the original's). Its ID is ``forked_workflow_id``, else the
+        one an enclosing ``SetWorkflowID`` assigns, else a new UUID."""
         new_id = management.fork(
             self.sysdb,
             workflow_id,
             start_step,
-            forked_workflow_id=forked_workflow_id,
+            forked_workflow_id=forked_workflow_id or context.take_assigned_workflow_id(),
             application_version=application_version,
+            timeout_seconds=timeout_seconds,
         )
         return WorkflowHandle(self, new_id)
+
+    async def fork_workflow_async(
+        self,
+        workflow_id: str,
+        start_step: int,
+        *,
+        application_version: str | None = None,
+        timeout_seconds: float | None = None,
+        forked_workflow_id: str | None = None,
+    ) -> WorkflowHandleAsync[Any]:
+        """``fork_workflow`` for asyncio code."""
+        handle = await in_thread(
+            self.fork_workflow,
+            workflow_id,
+            start_step,
+            application_version=application_version,
+            timeout_seconds=timeout_seconds,
+            forked_workflow_id=forked_workflow_id,
+        )
+        return WorkflowHandleAsync(self, handle.workflow_id)
+
+    async def resume_workflow_async(self, workflow_id: str) -> WorkflowHandleAsync[Any]:
+        """``resume_workflow`` for asyncio code."""
+        handle = await in_thread(self.resume_workflow, workflow_id)
+        return WorkflowHandleAsync(self, handle.workflow_id)
+
+    async def restart_workflow_async(self, workflow_id: str) -> WorkflowHandleAsync[Any]:
+        """``restart_workflow`` for asyncio code."""
+        handle = await in_thread(self.restart_workflow, workflow_id)
+        return WorkflowHandleAsync(self, handle.workflow_id)
+
+    get_workflow_status_async = twin(get_workflow_status)
+    cancel_workflow_async = twin(cancel_workflow)
+    cancel_workflows_async = twin(cancel_workflows)
+    delete_workflow_async = twin(delete_workflow)
+    delete_workflows_async = twin(delete_workflows)
 
     def list_executors(self) -> list[ExecutorInfo]:
         """Recent executor processes with their state (ALIVE, DEAD, STOPPED)."""
@@ -347,3 +446,7 @@ class DBOSClient:
     def handle_status(self, workflow_id: str) -> WorkflowStatus | None:
         """A workflow's record."""
         return self.get_workflow_status(workflow_id)
+
+    async def handle_result_async(self, workflow_id: str) -> Any:
+        """``handle_result`` for an async handle, in a worker thread."""
+        return await in_thread(self.handle_result, workflow_id)

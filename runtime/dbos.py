@@ -12,11 +12,11 @@ from runtime import queues
 from runtime.composition import Runtime
 from runtime.config import DBOSConfig, Settings
 from runtime.errors import DBOSException
+from runtime.facade.asyncs import AsyncManagementCalls
 from runtime.facade.base import FacadeBase, classproperty, logger
-from runtime.facade.management import ManagementCalls
 
 
-class DBOS(ManagementCalls):
+class DBOS(AsyncManagementCalls):
     """The one runtime object of a process.
 
     ``DBOS(config)`` sets it up, ``DBOS.launch()`` connects, migrates, recovers pending workflows

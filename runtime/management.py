@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from runtime import migrate
 from runtime.errors import DBOSException, DBOSNonExistentWorkflowError
 from runtime.executor_db import ExecutorTable
 from runtime.liveness import gone_on_this_host, process_identity
@@ -21,6 +22,7 @@ from runtime.records import PeerProcess, QueueInfo, VersionWork
 from runtime.status import StepInfo, WorkflowStatus, WorkflowStatusString
 from runtime.system_db import SystemDatabase
 from runtime.waiting import Waiting, derive
+from runtime.workflow_admin import WorkflowAdmin
 
 __all__ = [
     "STATUSES",
@@ -30,6 +32,8 @@ __all__ = [
     "TimeArg",
     "VersionWork",
     "cancel",
+    "cancel_many",
+    "delete",
     "executors",
     "fork",
     "get_workflow",
@@ -40,6 +44,9 @@ __all__ = [
     "queues",
     "restart",
     "resume",
+    "list_arguments",
+    "reset_system_database",
+    "resume_many",
     "version_work",
     "waits",
 ]
@@ -97,6 +104,28 @@ def parse_time(value: TimeArg, what: str) -> int | None:
     raise DBOSException(f"invalid {what} {value!r}")
 
 
+OneOrMany = str | Iterable[str] | None
+
+
+def _one_or_many(key: str, value: OneOrMany, filters: dict[str, Any]) -> None:
+    """Set filter ``key`` (one value: the index-friendly equality) or ``key_any`` (several)."""
+    if value is None:
+        return
+    values = [value] if isinstance(value, str) else list(value)
+    for v in values:
+        if not isinstance(v, str):
+            raise DBOSException(f"invalid {key} {v!r}: expected a string or a list of strings")
+    if len(values) == 1:
+        filters[key] = values[0]
+    else:  # an empty list matches nothing, as SQL's IN () would
+        filters[key + "_any"] = values
+
+
+def _like_prefix(prefix: str) -> str:
+    """A LIKE pattern matching IDs that start with ``prefix`` (its own wildcards escaped)."""
+    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
 def list_workflows(
     sysdb: SystemDatabase,
     *,
@@ -104,9 +133,9 @@ def list_workflows(
     status: str | Iterable[str] | None = None,
     start_time: TimeArg = None,
     end_time: TimeArg = None,
-    name: str | None = None,
-    app_version: str | None = None,
-    queue_name: str | None = None,
+    name: OneOrMany = None,
+    app_version: OneOrMany = None,
+    queue_name: OneOrMany = None,
     limit: int | None = None,
     offset: int | None = None,
     sort_desc: bool = False,
@@ -114,23 +143,60 @@ def list_workflows(
     load_output: bool = True,
     queued_only: bool = False,
     before: tuple[int, str] | None = None,
+    forked_from: OneOrMany = None,
+    parent_workflow_id: OneOrMany = None,
+    user: OneOrMany = None,
+    workflow_id_prefix: OneOrMany = None,
+    executor_id: OneOrMany = None,
+    was_forked_from: bool | None = None,
+    has_parent: bool | None = None,
+    completed_after: TimeArg = None,
+    completed_before: TimeArg = None,
+    dequeued_after: TimeArg = None,
+    dequeued_before: TimeArg = None,
 ) -> list[WorkflowStatus]:
-    """Workflows matching every given filter, oldest first unless ``sort_desc``."""
+    """Workflows matching every given filter, oldest first unless ``sort_desc``. A filter given a
+    list matches any of its values; ``queued_only`` (DBOS's ``queues_only``) keeps workflows of a
+    queue, and unless ``status`` is given only the ENQUEUED and PENDING ones."""
     if limit is not None and limit < 0:
         raise DBOSException("limit must not be negative")
     if offset is not None and offset < 0:
         raise DBOSException("offset must not be negative")
+    statuses = parse_statuses(status)
     filters: dict[str, Any] = {
         "workflow_ids": list(workflow_ids) if workflow_ids is not None else None,
-        "status": parse_statuses(status),
+        "status": statuses,
         "start_time": parse_time(start_time, "start time"),
         "end_time": parse_time(end_time, "end time"),
-        "name": name,
-        "app_version": app_version,
-        "queue_name": queue_name,
-        "queued_only": True if queued_only else None,
+        "completed_after": parse_time(completed_after, "completed_after"),
+        "completed_before": parse_time(completed_before, "completed_before"),
+        "dequeued_after": parse_time(dequeued_after, "dequeued_after"),
+        "dequeued_before": parse_time(dequeued_before, "dequeued_before"),
+        "queued_only": True if queued_only and statuses is None else None,
+        "in_queue": True if queued_only and statuses is not None else None,
         "before": {"before_ts": before[0], "before_id": before[1]} if before else None,
+        "user": True if user is not None else None,
     }
+    if was_forked_from is not None:
+        filters["was_forked_from" if was_forked_from else "was_not_forked_from"] = True
+    if has_parent is not None:
+        filters["has_parent" if has_parent else "has_no_parent"] = True
+    for key, value in (
+        ("name", name),
+        ("app_version", app_version),
+        ("queue_name", queue_name),
+        ("forked_from", forked_from),
+        ("parent_workflow_id", parent_workflow_id),
+        ("executor_id", executor_id),
+        ("workflow_id_prefix", workflow_id_prefix),
+    ):
+        _one_or_many(key, value, filters)
+    if "workflow_id_prefix" in filters:
+        filters["workflow_id_prefix"] = _like_prefix(filters["workflow_id_prefix"])
+    if "workflow_id_prefix_any" in filters:
+        filters["workflow_id_prefix_any"] = [
+            _like_prefix(p) for p in filters["workflow_id_prefix_any"]
+        ]
     return sysdb.list_workflow_statuses(
         {k: v for k, v in filters.items() if v is not None},
         sort_desc=sort_desc,
@@ -139,6 +205,24 @@ def list_workflows(
         load_input=load_input,
         load_output=load_output,
     )
+
+
+def list_arguments(arguments: dict[str, Any]) -> dict[str, Any]:
+    """``list_workflows``'s keywords from the ``locals()`` of a public listing method with DBOS's
+    signature (whose ``queues_only`` is ``queued_only`` here)."""
+    found = {k: v for k, v in arguments.items() if k not in ("cls", "self", "queues_only")}
+    if arguments.get("queues_only"):
+        found["queued_only"] = True
+    return found
+
+
+def reset_system_database(url: str, *, truncate: bool = False) -> None:
+    """Drop the system schema at ``url`` (the next launch recreates it), or with ``truncate``
+    empty its tables and keep the schema."""
+    if truncate:
+        WorkflowAdmin.truncate_all(url)
+    else:
+        migrate.reset(url)
 
 
 def get_workflow(sysdb: SystemDatabase, workflow_id: str) -> WorkflowStatus:
@@ -164,11 +248,29 @@ def waits(sysdb: SystemDatabase, workflow_ids: Iterable[str]) -> dict[str, Waiti
     return found
 
 
-def list_steps(sysdb: SystemDatabase, workflow_id: str) -> list[StepInfo]:
-    """The recorded steps of a workflow, in order; unknown IDs raise."""
+def list_steps(
+    sysdb: SystemDatabase,
+    workflow_id: str,
+    *,
+    load_output: bool = True,
+    limit: int | None = None,
+    offset: int | None = None,
+) -> list[StepInfo]:
+    """The recorded steps of a workflow, in order (``offset`` steps skipped, at most ``limit``;
+    outputs and errors left None unless ``load_output``); unknown IDs raise."""
+    if limit is not None and limit < 0:
+        raise DBOSException("limit must not be negative")
+    if offset is not None and offset < 0:
+        raise DBOSException("offset must not be negative")
     if sysdb.get_status_result(workflow_id) is None:
         raise DBOSNonExistentWorkflowError(workflow_id)
-    return sysdb.get_steps(workflow_id)
+    steps = sysdb.get_steps(workflow_id)
+    first = offset or 0
+    steps = steps[first : None if limit is None else first + limit]
+    if not load_output:
+        for step in steps:
+            step.output, step.error = None, None
+    return steps
 
 
 def _unchanged(sysdb: SystemDatabase, workflow_id: str) -> Change:
@@ -213,25 +315,74 @@ def fork(
     *,
     forked_workflow_id: str | None = None,
     application_version: str | None = None,
+    timeout_seconds: float | None = None,
 ) -> str:
     """A new workflow with the same inputs that keeps the recorded outcomes of the steps before
-    ``start_step`` and runs the rest anew. Returns its ID."""
+    ``start_step`` and runs the rest anew. As in DBOS any step number is accepted: 1 or less keeps
+    nothing, one past the last recorded step (or more) keeps every step. ``timeout_seconds`` is
+    the fork's timeout (default: the original's). Returns its ID."""
+    if not isinstance(start_step, int) or isinstance(start_step, bool):
+        raise DBOSException(f"start_step must be an integer, not {start_step!r}")
+    if timeout_seconds is not None and (
+        isinstance(timeout_seconds, bool)
+        or not isinstance(timeout_seconds, int | float)
+        or not timeout_seconds > 0
+    ):
+        raise DBOSException(
+            f"invalid workflow timeout {timeout_seconds!r}: a timeout must be a positive number "
+            "of seconds"
+        )
     if sysdb.get_status_result(workflow_id) is None:
         raise DBOSNonExistentWorkflowError(workflow_id)
-    last = sysdb.max_function_id(workflow_id)
-    if not isinstance(start_step, int) or start_step < 1 or start_step > last + 1:
-        raise DBOSException(
-            f"step {start_step} is out of range for workflow {workflow_id!r}: it has {last} "
-            f"recorded steps, so a fork can start at step 1 to {last + 1}"
-        )
     new_id = forked_workflow_id or str(uuid.uuid4())
-    sysdb.fork_workflow(workflow_id, new_id, start_step, application_version, INTERNAL_QUEUE)
+    sysdb.fork_workflow(
+        workflow_id,
+        new_id,
+        max(start_step, 1),
+        application_version,
+        INTERNAL_QUEUE,
+        timeout_ms=int(timeout_seconds * 1000) if timeout_seconds is not None else None,
+    )
     return new_id
 
 
 def restart(sysdb: SystemDatabase, workflow_id: str, *, new_workflow_id: str | None = None) -> str:
     """A new execution with the same inputs and a new ID, from the first step."""
     return fork(sysdb, workflow_id, 1, forked_workflow_id=new_workflow_id)
+
+
+def delete(
+    sysdb: SystemDatabase, workflow_ids: Iterable[str], *, delete_children: bool
+) -> list[str]:
+    """Delete workflows and everything recorded for them (steps, messages to them, events,
+    idempotency keys of sends to them), with their descendants when ``delete_children``. A live
+    one (PENDING or ENQUEUED) is cancelled in the same transaction: its runner stops at its next
+    step and records nothing more. Unknown IDs are ignored. Returns the IDs deleted."""
+    ids = _checked_ids(workflow_ids)
+    admin = WorkflowAdmin(sysdb)
+    if delete_children:
+        ids = list(dict.fromkeys(ids + admin.descendants(ids)))
+    return admin.delete(ids)
+
+
+def _checked_ids(workflow_ids: Iterable[str]) -> list[str]:
+    if isinstance(workflow_ids, str):
+        raise DBOSException("expected a list of workflow IDs, not one string")
+    ids = list(workflow_ids)
+    for wid in ids:
+        if not isinstance(wid, str):
+            raise DBOSException(f"invalid workflow ID {wid!r}: expected a string")
+    return ids
+
+
+def cancel_many(sysdb: SystemDatabase, workflow_ids: Iterable[str]) -> list[Change]:
+    """``cancel`` for each workflow, in order."""
+    return [cancel(sysdb, wid) for wid in _checked_ids(workflow_ids)]
+
+
+def resume_many(sysdb: SystemDatabase, workflow_ids: Iterable[str]) -> list[Change]:
+    """``resume`` for each workflow, in order."""
+    return [resume(sysdb, wid) for wid in _checked_ids(workflow_ids)]
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ WITH ins AS (
         workflow_uuid, status, name, class_name, inputs, executor_id, application_version,
         queue_name, priority, deduplication_id, max_recovery_attempts, workflow_timeout_ms,
         workflow_deadline_epoch_ms, parent_workflow_id, forked_from, created_at, updated_at,
-        started_at_epoch_ms, owner_process
+        started_at_epoch_ms, owner_process, recovery_attempts
     ) VALUES (
         %(workflow_uuid)s, %(status)s, %(name)s, %(class_name)s, %(inputs)s, %(executor_id)s,
         %(application_version)s, %(queue_name)s, %(priority)s, %(deduplication_id)s,
@@ -43,7 +43,9 @@ WITH ins AS (
              ELSE %(deadline)s::bigint END,
         %(parent_workflow_id)s, %(forked_from)s, {NOW_MS}, {NOW_MS},
         CASE WHEN %(status)s = 'PENDING' THEN {NOW_MS} END,
-        CASE WHEN %(status)s = 'PENDING' THEN %(owner_process)s END
+        CASE WHEN %(status)s = 'PENDING' THEN %(owner_process)s END,
+        -- As DBOS counts: each start of a run is an attempt (the first included), recovery or not.
+        CASE WHEN %(status)s = 'PENDING' THEN 1 ELSE 0 END
     )
     ON CONFLICT (workflow_uuid) DO NOTHING
     RETURNING status, name, owner_epoch, workflow_deadline_epoch_ms, owner_process
@@ -116,8 +118,9 @@ ORDER BY function_id
 
 # The one claim of recorded PENDING workflows (recovery at launch, takeover, a parent's replay
 # reaching its child, a lost reply's orphan): bump the epoch (fencing out any previous runner) and
-# count the attempt; past the workflow's limit it goes to MAX_RECOVERY_ATTEMPTS_EXCEEDED instead,
-# owned by no one. Only rows no live process owns are claimed (``OWNER_ABSENT``), except this
+# count the attempt (the first run was attempt 1, so a workflow may reach max_recovery_attempts +
+# 1); past the workflow's limit it goes to MAX_RECOVERY_ATTEMPTS_EXCEEDED instead, owned by no one.
+# Only rows no live process owns are claimed (``OWNER_ABSENT``), except this
 # process's own orphans when ``reclaim_from`` names it. A row another transaction holds (a takeover
 # under way, a step's fencing-token check in flight) is skipped, never waited for: a claim must not
 # stall the process that makes it. Of the IDs given, nothing else can be claimed.
@@ -133,11 +136,11 @@ UPDATE dbos.workflow_status w
 SET owner_epoch = w.owner_epoch + 1,
     recovery_attempts = w.recovery_attempts + 1,
     executor_id = %(executor_id)s,
-    owner_process = CASE WHEN w.recovery_attempts + 1 > coalesce(w.max_recovery_attempts,
-                                                                 %(default_max)s)
+    owner_process = CASE WHEN w.recovery_attempts > coalesce(w.max_recovery_attempts,
+                                                             %(default_max)s)
                          THEN NULL ELSE %(process_id)s END,
     updated_at = {NOW_MS},
-    status = CASE WHEN w.recovery_attempts + 1 > coalesce(w.max_recovery_attempts, %(default_max)s)
+    status = CASE WHEN w.recovery_attempts > coalesce(w.max_recovery_attempts, %(default_max)s)
                   THEN 'MAX_RECOVERY_ATTEMPTS_EXCEEDED' ELSE 'PENDING' END
 FROM claimable
 WHERE w.workflow_uuid = claimable.workflow_uuid
@@ -445,6 +448,7 @@ SET status = 'PENDING',
     owner_process = %(process_id)s,
     application_version = coalesce(w.application_version, %(application_version)s),
     owner_epoch = w.owner_epoch + 1,
+    recovery_attempts = w.recovery_attempts + 1,  -- a dequeue starts a run: one attempt
     started_at_epoch_ms = {NOW_MS},
     updated_at = {NOW_MS},
     workflow_deadline_epoch_ms = CASE WHEN w.workflow_timeout_ms IS NOT NULL
@@ -481,6 +485,34 @@ LIST_FILTERS = {
     "start_time": "created_at >= %(start_time)s",
     "end_time": "created_at <= %(end_time)s",
     "queued_only": "queue_name IS NOT NULL AND status IN ('ENQUEUED', 'PENDING')",
+    # DBOS 2.x's filters. A key ending in ``_any`` takes a list; a single value uses the plain key,
+    # whose equality the (column, created_at) index serves with the listing's order.
+    "name_any": "name = ANY(%(name_any)s)",
+    "app_version_any": "application_version = ANY(%(app_version_any)s)",
+    "queue_name_any": "queue_name = ANY(%(queue_name_any)s)",
+    "in_queue": "queue_name IS NOT NULL",
+    "executor_id": "executor_id = %(executor_id)s",
+    "executor_id_any": "executor_id = ANY(%(executor_id_any)s)",
+    "forked_from": "forked_from = %(forked_from)s",
+    "forked_from_any": "forked_from = ANY(%(forked_from_any)s)",
+    "parent_workflow_id": "parent_workflow_id = %(parent_workflow_id)s",
+    "parent_workflow_id_any": "parent_workflow_id = ANY(%(parent_workflow_id_any)s)",
+    # A LIKE pattern (its own % and _ escaped by the caller), served by a text_pattern_ops index.
+    "workflow_id_prefix": "workflow_uuid LIKE %(workflow_id_prefix)s",
+    "workflow_id_prefix_any": "workflow_uuid LIKE ANY(%(workflow_id_prefix_any)s)",
+    "has_parent": "parent_workflow_id IS NOT NULL",
+    "has_no_parent": "parent_workflow_id IS NULL",
+    "was_forked_from": "EXISTS (SELECT 1 FROM dbos.workflow_status f "
+    "WHERE f.forked_from = workflow_status.workflow_uuid)",
+    "was_not_forked_from": "NOT EXISTS (SELECT 1 FROM dbos.workflow_status f "
+    "WHERE f.forked_from = workflow_status.workflow_uuid)",
+    # No workflow records an authenticated user here (the runtime has no authentication), so a
+    # user filter matches nothing, as DBOS's does for workflows started without one.
+    "user": "false",
+    "completed_after": "completed_at_epoch_ms >= %(completed_after)s",
+    "completed_before": "completed_at_epoch_ms <= %(completed_before)s",
+    "dequeued_after": "started_at_epoch_ms >= %(dequeued_after)s",
+    "dequeued_before": "started_at_epoch_ms <= %(dequeued_before)s",
     # Keyset pagination (newest first): rows older than the last one shown.
     "before": "(created_at, workflow_uuid) < (%(before_ts)s, %(before_id)s)",
 }
@@ -526,7 +558,8 @@ INSERT INTO dbos.workflow_status (
 )
 SELECT %(new_id)s, 'ENQUEUED', name, class_name, inputs,
        coalesce(%(application_version)s, application_version), %(internal_queue)s, 0,
-       max_recovery_attempts, workflow_timeout_ms, workflow_uuid, {NOW_MS}, {NOW_MS}
+       max_recovery_attempts, coalesce(%(workflow_timeout_ms)s, workflow_timeout_ms), workflow_uuid,
+       {NOW_MS}, {NOW_MS}
 FROM dbos.workflow_status
 WHERE workflow_uuid = %(workflow_uuid)s
 """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,9 +54,25 @@ class WorkflowStatus:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
-class StepInfo:
-    """One recorded step of a workflow."""
+# DBOS's StepInfo is a TypedDict with these keys; ours is also read by attribute (the CLI and the
+# dashboard do), with the two times under shorter names.
+_STEP_KEYS = {
+    "function_id": "function_id",
+    "function_name": "function_name",
+    "output": "output",
+    "error": "error",
+    "child_workflow_id": "child_workflow_id",
+    "started_at_epoch_ms": "started_at",
+    "completed_at_epoch_ms": "completed_at",
+}
+
+
+@dataclass(eq=False)  # Mapping's equality: equal to a dict with the same keys and values
+class StepInfo(Mapping[str, Any]):
+    """One recorded step of a workflow. Read it as DBOS's ``StepInfo`` dict (``s["output"]``,
+    keys ``function_id``, ``function_name``, ``output``, ``error``, ``child_workflow_id``,
+    ``started_at_epoch_ms``, ``completed_at_epoch_ms``: epoch milliseconds) or by attribute
+    (``s.output``; the times as ``started_at``/``completed_at`` too)."""
 
     function_id: int
     function_name: str
@@ -64,3 +81,24 @@ class StepInfo:
     child_workflow_id: str | None = None
     started_at: int | None = None
     completed_at: int | None = None
+
+    @property
+    def started_at_epoch_ms(self) -> int | None:
+        """When the step started (epoch ms), DBOS's name for ``started_at``."""
+        return self.started_at
+
+    @property
+    def completed_at_epoch_ms(self) -> int | None:
+        """When the step completed (epoch ms), DBOS's name for ``completed_at``."""
+        return self.completed_at
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in _STEP_KEYS:
+            raise KeyError(key)
+        return getattr(self, _STEP_KEYS[key])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_STEP_KEYS)
+
+    def __len__(self) -> int:
+        return len(_STEP_KEYS)

@@ -558,9 +558,10 @@ class SystemDatabase:
         start_step: int,
         application_version: str | None,
         internal_queue: str,
+        timeout_ms: int | None = None,
     ) -> None:
         """Create the fork, ready on the internal queue, with the steps before ``start_step``
-        copied, in one transaction."""
+        copied, in one transaction; its timeout is ``timeout_ms``, else the original's."""
         check_text(new_id, "workflow ID")
         check_text(application_version, "application version")
         params = {
@@ -569,6 +570,7 @@ class SystemDatabase:
             "start_step": start_step,
             "application_version": application_version,
             "internal_queue": internal_queue,
+            "workflow_timeout_ms": timeout_ms,
         }
         try:
             with self.connection() as conn, conn.transaction():

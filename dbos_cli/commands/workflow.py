@@ -298,7 +298,7 @@ def cancel(
     _bulk(
         "cancelled",
         "Cancel",
-        lambda client, targets: client.cancel_workflows(targets),
+        lambda client, targets: client.cancel_each(targets),
         ["PENDING", "ENQUEUED"],
         db_url,
         ids,
@@ -328,7 +328,7 @@ def resume(
     _bulk(
         "resumed",
         "Resume",
-        lambda client, targets: client.resume_workflows(targets),
+        lambda client, targets: client.resume_each(targets),
         ["CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED"],
         db_url,
         ids,

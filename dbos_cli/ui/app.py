@@ -201,10 +201,10 @@ def create_app(database_url: str, *, token: str | None = None) -> Starlette:
         target, message = wid, ""
         try:
             if kind == "cancel":
-                [change] = client().cancel_workflows([wid])
+                [change] = client().cancel_each([wid])
                 message = "cancelled" if change.changed else f"not cancelled: {change.reason}"
             elif kind == "resume":
-                [change] = client().resume_workflows([wid])
+                [change] = client().resume_each([wid])
                 message = "resumed" if change.changed else f"not resumed: {change.reason}"
             elif kind == "restart":
                 target = client().restart_workflow(wid).get_workflow_id()

@@ -91,7 +91,7 @@ class Claims:
                     "workflow %s exceeded its maximum recovery attempts (%d); "
                     "it is now MAX_RECOVERY_ATTEMPTS_EXCEEDED",
                     c.workflow_id,
-                    c.recovery_attempts - 1,
+                    c.recovery_attempts - 2,  # the first run was attempt 1
                 )
                 continue
             try:
