@@ -55,6 +55,15 @@ CASES: list[dict[str, Any]] = [
     {"end_time": 1700000000000 + 1_000_000},
     {"queued_only": True},
     {"before": {"before_ts": 1700000000000 + 50_000_000, "before_id": "wf-50000"}},
+    # DBOS 2.x's filters (runtime.management turns workflow_id_prefix into this LIKE pattern).
+    {"workflow_id_prefix": "wf-4321%"},
+    {"forked_from": "wf-5"},
+    {"forked_from_any": ["wf-5", "wf-6"]},
+    {"parent_workflow_id": "wf-7"},
+    {"executor_id": "local"},
+    {"executor_id": "elsewhere"},
+    {"was_forked_from": True, "status": ["ERROR"]},
+    {"has_parent": True},
 ]
 
 

@@ -195,7 +195,7 @@ class ManagementCalls(QueueCalls):
         idempotency keys), with all their descendants when ``delete_children``. A workflow still
         PENDING or ENQUEUED is cancelled first, in the same transaction, so that its run (here or
         in any process) stops at its next step and records nothing more; its handle's result
-        raises ``DBOSWorkflowCancelledError``. Unknown IDs are ignored."""
+        then raises ``DBOSNonExistentWorkflowError``. Unknown IDs are ignored."""
         deleted = management.delete(cls._rt().sysdb, workflow_ids, delete_children=delete_children)
         for wid in deleted:
             cls._engine().flag_cancel(wid)
