@@ -58,7 +58,7 @@ def _wait_status(workflow_id: str, status: str, timeout_s: float = 10) -> None:
     raise AssertionError(f"{workflow_id} never reached {status}")
 
 
-# -- delete -----------------------------------------------------------------------------------------
+# -- delete ----------------------------------------------------------------------------------------
 
 
 def test_delete_workflow_removes_its_rows_in_every_system_table(
@@ -181,11 +181,11 @@ def test_client_deletes_and_async_deletes(launch_dbos: Launch, db_url: str) -> N
     assert DBOS.get_workflow_status("q2") is None
 
 
-# -- bulk cancel and resume -------------------------------------------------------------------------
+# -- bulk cancel and resume ------------------------------------------------------------------------
 
 
 def test_bulk_cancel_and_resume_return_what_dbos_returns(launch_dbos: Launch, db_url: str) -> None:
-    queue = Queue("held", concurrency=1)  # noqa: F841 (declared for the app)
+    queue = Queue("held", concurrency=1)
     gate = threading.Event()
 
     @DBOS.workflow()
@@ -221,7 +221,7 @@ def test_bulk_cancel_and_resume_return_what_dbos_returns(launch_dbos: Launch, db
         assert not change.changed and change.reason == "already SUCCESS"
 
 
-# -- list filters -----------------------------------------------------------------------------------
+# -- list filters ----------------------------------------------------------------------------------
 
 
 def test_list_workflows_filters_of_dbos_2(launch_dbos: Launch, db_url: str) -> None:
@@ -275,7 +275,7 @@ def test_list_workflows_filters_of_dbos_2(launch_dbos: Launch, db_url: str) -> N
 
 
 def test_list_queued_workflows_takes_dbos_2_keywords(launch_dbos: Launch, db_url: str) -> None:
-    queue = Queue("parked-q")  # noqa: F841
+    queue = Queue("parked-q")
     gate = threading.Event()
 
     @DBOS.workflow()
@@ -302,7 +302,7 @@ def test_list_queued_workflows_takes_dbos_2_keywords(launch_dbos: Launch, db_url
         assert asyncio.run(DBOS.list_queued_workflows_async(status=["SUCCESS"]))[0].output == 1
 
 
-# -- fork -------------------------------------------------------------------------------------------
+# -- fork ------------------------------------------------------------------------------------------
 
 
 def test_fork_takes_any_start_step_and_a_timeout(launch_dbos: Launch) -> None:
@@ -368,11 +368,11 @@ def test_both_forks_honour_set_workflow_id_and_async_forks_return_async_handles(
         assert asyncio.run(forks()) == ((4, "fork-async-dbos"), (4, "fork-async-client"))
 
 
-# -- recovery_attempts ------------------------------------------------------------------------------
+# -- recovery_attempts -----------------------------------------------------------------------------
 
 
 def test_recovery_attempts_count_the_first_run_as_dbos_does(launch_dbos: Launch) -> None:
-    queue = Queue("counted")  # noqa: F841
+    queue = Queue("counted")
 
     @DBOS.workflow()
     def once() -> int:
@@ -388,7 +388,7 @@ def test_recovery_attempts_count_the_first_run_as_dbos_does(launch_dbos: Launch)
         assert status is not None and status.recovery_attempts == 1, wid
 
 
-# -- steps ------------------------------------------------------------------------------------------
+# -- steps -----------------------------------------------------------------------------------------
 
 
 def test_list_workflow_steps_reads_as_dbos_step_info(launch_dbos: Launch, db_url: str) -> None:
@@ -435,7 +435,7 @@ def test_list_workflow_steps_reads_as_dbos_step_info(launch_dbos: Launch, db_url
     assert asyncio.run(DBOS.list_workflow_steps_async("pair", limit=1))[0]["output"] == "one"
 
 
-# -- async twins ------------------------------------------------------------------------------------
+# -- async twins -----------------------------------------------------------------------------------
 
 
 def test_dbos_async_management_twins(launch_dbos: Launch) -> None:
@@ -473,7 +473,7 @@ def test_dbos_async_management_twins(launch_dbos: Launch) -> None:
 
 
 def test_client_async_twins(launch_dbos: Launch, db_url: str) -> None:
-    queue = Queue("client-async")  # noqa: F841
+    Queue("client-async")  # declared, as the app declares it
 
     @DBOS.workflow()
     def replier(x: int) -> int:
@@ -514,7 +514,7 @@ def test_client_async_twins(launch_dbos: Launch, db_url: str) -> None:
         asyncio.run(scenario(client))
 
 
-# -- client constructor and reset -------------------------------------------------------------------
+# -- client constructor and reset ------------------------------------------------------------------
 
 
 def test_client_constructor_takes_dbos_2_keywords(launch_dbos: Launch, db_url: str) -> None:
