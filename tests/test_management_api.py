@@ -6,6 +6,7 @@ reset_system_database and the client's constructor."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -562,3 +563,33 @@ def test_reset_system_database_before_launch(launch_dbos: Launch, db_url: str) -
     with psycopg.connect(db_url) as conn:
         assert conn.execute("SELECT count(*) FROM dbos.workflow_status").fetchone() == (0,)
         assert conn.execute("SELECT count(*) FROM dbos.schema_version").fetchone()[0] > 0  # type: ignore[index]
+
+
+def test_a_workflow_deleted_while_another_process_runs_it_stops_and_never_returns(
+    fleet: Any, db_url: str
+) -> None:
+    fleet.start("a", lease=60)
+    [wid] = fleet.enqueue(1, ops=200, seconds=0.05)
+
+    def ledger() -> int:
+        return int(
+            fleet.query("SELECT count(*) FROM fleet_ledger WHERE workflow_id = %s", (wid,))[0][0]
+        )
+
+    fleet.wait_until(lambda: ledger() >= 3, 20, "the job to run some operations")
+    with DBOSClient(db_url) as client:
+        client.delete_workflows([wid])
+    time.sleep(0.5)  # an operation in flight when the rows went is refused, not recorded
+    stopped_at = ledger()
+    time.sleep(1.5)
+    assert ledger() == stopped_at < 200  # the run stopped
+    assert _rows(db_url, wid) == dict.fromkeys(TABLES, 0)  # and wrote nothing back
+
+    # Killed and replaced, the executor recovers nothing of it: a deleted workflow stays gone.
+    fleet.signal("a", signal.SIGKILL)
+    fleet.procs["a"].wait(10)
+    fleet.start("b", lease=60)
+    [other] = fleet.enqueue(1, ops=2, seconds=0)
+    fleet.wait_until(lambda: fleet.statuses([other]) == {other: "SUCCESS"}, 30, "a new job")
+    assert ledger() == stopped_at
+    assert _rows(db_url, wid) == dict.fromkeys(TABLES, 0)
