@@ -11,8 +11,9 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
