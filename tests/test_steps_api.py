@@ -239,6 +239,8 @@ def test_run_step_checkpoints_an_undecorated_function(launch_dbos: Launch) -> No
         DBOS.run_step({"retries": True}, add, 1)  # type: ignore[typeddict-unknown-key]
     with pytest.raises(DBOSException, match="sync but timeout_seconds"):
         DBOS.run_step({"timeout_seconds": 1.0}, add, 1)
+    with pytest.raises(DBOSException, match="name must be a string"):
+        DBOS.run_step({"name": 5}, add, 1)  # type: ignore[typeddict-item]
 
 
 # -- step options ----------------------------------------------------------------------------------

@@ -237,6 +237,8 @@ class Steps:
             raise DBOSException(f"run_step needs a function to run, not {func!r}")
         opts: StepOptions = options or {}
         name = opts.get("name") or getattr(func, "__qualname__", None) or repr(func)
+        if not isinstance(name, str):
+            raise DBOSException(f"a step's name must be a string, not {name!r}")
         return name, step_policy(name, func, opts)
 
     def step(
