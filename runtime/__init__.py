@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from runtime.client import DBOSClient, EnqueueOptions
     from runtime.config import DBOSConfig
-    from runtime.context import SetWorkflowID, SetWorkflowTimeout
+    from runtime.context import SetWorkflowID, SetWorkflowTimeout, StepStatus
     from runtime.dbos import DBOS
+    from runtime.engine.steps import StepOptions
     from runtime.errors import (
         DBOSAwaitedWorkflowCancelledError,
         DBOSConfigError,
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
         DBOSQueueDeduplicatedError,
         DBOSSchemaMissingError,
         DBOSSerializationError,
+        DBOSStepTimeoutError,
         DBOSUnexpectedStepError,
         DBOSWorkflowCancelledError,
         DBOSWorkflowFencedError,
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
     )
     from runtime.fencing import FencingToken
     from runtime.handles import WorkflowHandle, WorkflowHandleAsync
+    from runtime.messaging import SendMessage
     from runtime.queues import Queue, SetEnqueueOptions
     from runtime.status import StepInfo, WorkflowStatus, WorkflowStatusString
 
@@ -54,6 +57,7 @@ _HOMES = {
     "DBOSQueueDeduplicatedError": "runtime.errors",
     "DBOSSchemaMissingError": "runtime.errors",
     "DBOSSerializationError": "runtime.errors",
+    "DBOSStepTimeoutError": "runtime.errors",
     "DBOSUnexpectedStepError": "runtime.errors",
     "DBOSWorkflowCancelledError": "runtime.errors",
     "DBOSWorkflowFencedError": "runtime.errors",
@@ -63,9 +67,12 @@ _HOMES = {
     "MaxRecoveryAttemptsExceededError": "runtime.errors",
     "Queue": "runtime.queues",
     "SetEnqueueOptions": "runtime.queues",
+    "SendMessage": "runtime.messaging",
     "SetWorkflowID": "runtime.context",
     "SetWorkflowTimeout": "runtime.context",
     "StepInfo": "runtime.status",
+    "StepOptions": "runtime.engine.steps",
+    "StepStatus": "runtime.context",
     "WorkflowHandle": "runtime.handles",
     "WorkflowHandleAsync": "runtime.handles",
     "WorkflowStatus": "runtime.status",
@@ -86,6 +93,7 @@ __all__ = [
     "DBOSQueueDeduplicatedError",
     "DBOSSchemaMissingError",
     "DBOSSerializationError",
+    "DBOSStepTimeoutError",
     "DBOSUnexpectedStepError",
     "DBOSWorkflowCancelledError",
     "DBOSWorkflowFencedError",
@@ -94,10 +102,13 @@ __all__ = [
     "FencingToken",
     "MaxRecoveryAttemptsExceededError",
     "Queue",
+    "SendMessage",
     "SetEnqueueOptions",
     "SetWorkflowID",
     "SetWorkflowTimeout",
     "StepInfo",
+    "StepOptions",
+    "StepStatus",
     "WorkflowHandle",
     "WorkflowHandleAsync",
     "WorkflowStatus",

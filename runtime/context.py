@@ -47,6 +47,9 @@ class WorkflowContext:
     concurrent: bool = False
     parked: Any = None
     resumed_from_park: bool = False
+    # A background task on a caller's event loop: cancelled from outside DBOS (that loop is
+    # ending), the run goes on on the pool instead of stopping.
+    hand_off_on_cancel: bool = False
 
     def next_function_id(self) -> int:
         """Allocate the number of the next durable operation (1, 2, ...)."""
@@ -55,12 +58,38 @@ class WorkflowContext:
 
 
 @dataclass
-class StepContext:
-    """The step (or transaction) being executed right now."""
+class StepStatus:
+    """The step (or transaction) being executed right now: ``DBOS.step_status``.
+
+    DBOS's fields: ``step_id`` (its number in the workflow, from 1), ``current_attempt`` (the
+    attempt under way, from 0, for a step with retries; None without) and ``max_attempts`` (for
+    a step with retries; None without). Also ``function_id`` (= ``step_id``), ``name`` and
+    ``attempt`` (the attempt under way, from 1, with or without retries)."""
 
     function_id: int
     name: str
     attempt: int = 1
+    #: The attempts allowed when the step retries; None when it does not.
+    retry_limit: int | None = None
+
+    @property
+    def step_id(self) -> int:
+        """The step's number in its workflow (1, 2, ...)."""
+        return self.function_id
+
+    @property
+    def current_attempt(self) -> int | None:
+        """The attempt under way, counted from 0, for a step with retries (else None)."""
+        return None if self.retry_limit is None else self.attempt - 1
+
+    @property
+    def max_attempts(self) -> int | None:
+        """The attempts a step with retries makes at most (else None)."""
+        return self.retry_limit
+
+
+# The engine's name for it (transactions set one too).
+StepContext = StepStatus
 
 
 @dataclass
@@ -98,11 +127,19 @@ def take_assigned_workflow_id() -> str | None:
 
 def take_assigned_timeout() -> float | None:
     """The timeout (seconds) set by an enclosing ``SetWorkflowTimeout`` block, consumed once."""
+    return take_timeout_block()[1]
+
+
+def take_timeout_block() -> tuple[bool, float | None]:
+    """Whether an enclosing ``SetWorkflowTimeout`` block applies to the next workflow started,
+    and its timeout in seconds (None for ``SetWorkflowTimeout(None)``), consumed once. Any such
+    block replaces the deadline a child would inherit from its parent (DBOS's rule), so
+    ``SetWorkflowTimeout(None)`` starts a child with no deadline at all."""
     shot = _next_timeout.get()
     if shot is None or shot.used:
-        return None
+        return False, None
     shot.used = True
-    return float(shot.value) if shot.value is not None else None
+    return True, float(shot.value) if shot.value is not None else None
 
 
 @contextmanager
@@ -138,8 +175,9 @@ class SetWorkflowID:
 
 class SetWorkflowTimeout:
     """``with SetWorkflowTimeout(seconds):`` gives the next workflow a deadline; past it the
-    workflow (and its children, which inherit the deadline) is cancelled. ``None`` removes an
-    inherited timeout's effect on this workflow's own start."""
+    workflow (and its children, which inherit the deadline) is cancelled. Inside a workflow the
+    block replaces the parent's deadline for the child it starts: ``None`` starts that child with
+    no deadline."""
 
     def __init__(self, seconds: float | None) -> None:
         if seconds is not None and seconds <= 0:

@@ -14,6 +14,7 @@ below), so callers can catch ours without catching everything::
         ├── DBOSConflictingWorkflowError     the ID is taken by a different workflow function
         ├── DBOSUnexpectedStepError          replay reached a different step than recorded
         ├── DBOSMaxStepRetriesExceeded       a step with retries ran out of attempts
+        ├── DBOSStepTimeoutError             an async step ran past its timeout_seconds
         ├── DBOSQueueDeduplicatedError       an enqueue hit a live deduplication ID
         ├── MaxRecoveryAttemptsExceededError a workflow was recovered too often
         ├── DBOSAwaitedWorkflowCancelledError the workflow whose result was awaited was cancelled
@@ -98,6 +99,20 @@ class DBOSMaxStepRetriesExceeded(DBOSException):
         super().__init__(f"step {step_name!r} failed after {max_attempts} attempts{detail}")
         self.step_name = step_name
         self.max_attempts = max_attempts
+
+
+class DBOSStepTimeoutError(DBOSException):
+    """An async step with ``timeout_seconds`` ran longer than that: it was cancelled. Recorded as
+    the step's outcome (retried first when the step allows retries: each attempt has its own
+    limit)."""
+
+    def __init__(self, step_name: str, timeout_seconds: float) -> None:
+        super().__init__(
+            f"step {step_name!r} was cancelled after exceeding its timeout of "
+            f"{timeout_seconds} seconds"
+        )
+        self.step_name = step_name
+        self.timeout_seconds = timeout_seconds
 
 
 class DBOSQueueDeduplicatedError(DBOSException):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from runtime import context, serialization
@@ -30,14 +31,50 @@ from runtime.engine.protocol import (
 )
 from runtime.errors import DBOSException, DBOSNonExistentWorkflowError
 from runtime.listener import Notifications, Watch, event_key, message_key
+from runtime.message_db import MessageDatabase, OutgoingMessage
 from runtime.records import RecvResult
 from runtime.system_db import SystemDatabase
 
 SLEEP_OP = "DBOS.sleep"
 SEND_OP = "DBOS.send"
+SEND_BULK_OP = "DBOS.send_bulk"
+GET_ALL_EVENTS_OP = "DBOS.get_events"
 RECV_OP = "DBOS.recv"
 SET_EVENT_OP = "DBOS.setEvent"
 GET_EVENT_OP = "DBOS.getEvent"
+
+
+@dataclass
+class SendMessage:
+    """One message of ``DBOS.send_bulk``: the destination workflow's ID, the message (any
+    JSON-serializable value), its topic (None: the default topic) and an idempotency key (a key
+    already used for that destination delivers nothing)."""
+
+    destination_id: str
+    message: Any
+    topic: str | None = None
+    idempotency_key: str | None = None
+
+
+def outgoing(messages: list[SendMessage]) -> list[OutgoingMessage]:
+    """Check and serialize a send's messages before anything is delivered or recorded:
+    ``DBOSException`` for something that is not a ``SendMessage`` or for an idempotency key used
+    twice in one call (DBOS's rule), ``DBOSSerializationError`` for a value JSON cannot hold."""
+    if not isinstance(messages, list) or not all(isinstance(m, SendMessage) for m in messages):
+        raise DBOSException("send_bulk takes a list of SendMessage")
+    keys = [m.idempotency_key for m in messages if m.idempotency_key is not None]
+    repeated = sorted({k for k in keys if keys.count(k) > 1})
+    if repeated:
+        raise DBOSException(f"send_bulk received duplicate idempotency keys: {repeated}")
+    return [
+        OutgoingMessage(
+            m.destination_id,
+            serialization.serialize(m.message, "message"),
+            m.topic,
+            m.idempotency_key,
+        )
+        for m in messages
+    ]
 
 
 class _Notice(Effect):
@@ -145,6 +182,14 @@ def _require_workflow(operation: str) -> WorkflowContext:
     return ctx
 
 
+def _event_owner(operation: str) -> tuple[WorkflowContext, bool]:
+    """The workflow that sets an event, and whether one of its steps does."""
+    ctx = context.current_workflow.get()
+    if ctx is None:
+        raise DBOSException(f"DBOS.{operation} can only be called inside a workflow or a step")
+    return ctx, context.current_step.get() is not None
+
+
 class Messaging:
     """Messages, events and durable sleep for one launched runtime; each ``*_async`` method is
     the same operation driven on the event loop."""
@@ -152,6 +197,7 @@ class Messaging:
     def __init__(self, ops: Operations, notifications: Notifications) -> None:
         self.ops = ops
         self.notifications = notifications
+        self.msgdb = MessageDatabase(ops.sysdb)
 
     # -- shells -----------------------------------------------------------------------------------
 
@@ -176,6 +222,22 @@ class Messaging:
         """``send`` without blocking the loop."""
         await run_async(self.sending(destination_id, message, topic, idempotency_key))
 
+    def send_bulk(self, messages: list[SendMessage]) -> None:
+        """Send many messages in one statement; from a workflow it is one step, exactly once."""
+        run_sync(self.sending_many(outgoing(messages), SEND_BULK_OP))
+
+    async def send_bulk_async(self, messages: list[SendMessage]) -> None:
+        """``send_bulk`` without blocking the loop."""
+        await run_async(self.sending_many(outgoing(messages), SEND_BULK_OP))
+
+    def get_all_events(self, workflow_id: str) -> dict[str, Any]:
+        """Every event a workflow has set, by key; in a workflow the answer is recorded."""
+        return run_sync(self.getting_all_events(workflow_id))
+
+    async def get_all_events_async(self, workflow_id: str) -> dict[str, Any]:
+        """``get_all_events`` without blocking the loop."""
+        return await run_async(self.getting_all_events(workflow_id))
+
     def recv(self, topic: str | None, timeout_seconds: float) -> Any:
         """Consume the next message on ``topic``, waiting (durably) up to the timeout; None when
         it passes. The consumption and its record are one statement: exactly once, even across
@@ -188,12 +250,13 @@ class Messaging:
         return await run_async(self.receiving(ctx, topic, timeout_seconds))
 
     def set_event(self, key: str, value: Any) -> None:
-        """Publish (or overwrite) a key/value on the running workflow; last write wins."""
-        run_sync(self.setting_event(_require_workflow("set_event"), key, value))
+        """Publish (or overwrite) a key/value on the running workflow; last write wins. From a
+        step it is published at once, not as a step of its own (DBOS's rule)."""
+        run_sync(self.setting_event(_event_owner("set_event"), key, value))
 
     async def set_event_async(self, key: str, value: Any) -> None:
         """``set_event`` without blocking the loop."""
-        await run_async(self.setting_event(_require_workflow("set_event_async"), key, value))
+        await run_async(self.setting_event(_event_owner("set_event_async"), key, value))
 
     def get_event(self, workflow_id: str, key: str, timeout_seconds: float) -> Any:
         """Wait for an event of another workflow; None on timeout. In a workflow the value seen
@@ -231,8 +294,12 @@ class Messaging:
     def sending(
         self, destination_id: str, message: Any, topic: str | None, idempotency_key: str | None
     ) -> Operation[None]:
-        """``send`` as an operation."""
+        """``send`` as an operation. With an idempotency key, a key already used for that
+        destination delivers nothing, from a workflow too."""
         ctx = context.active_workflow()
+        if ctx is not None and idempotency_key is not None:
+            sent = outgoing([SendMessage(destination_id, message, topic, idempotency_key)])
+            return (yield from self.sending_many(sent, SEND_OP))
         if ctx is None:
             sysdb = self.ops.sysdb
             yield Blocking(
@@ -282,6 +349,66 @@ class Messaging:
             )
             raise error
         ops.check_record(ctx, result)  # our own earlier attempt, whose reply was lost
+
+    def sending_many(self, messages: list[OutgoingMessage], name: str) -> Operation[None]:
+        """Sends in one statement: from a workflow, recorded as its step ``name``."""
+        ctx = context.active_workflow()
+        if ctx is None:
+            missing = yield Blocking(lambda: self.msgdb.send_outside(messages))
+            if missing is not None:
+                raise DBOSNonExistentWorkflowError(missing)
+            return
+        function_id, rec = self.ops.begin(ctx, name)
+        if rec is not None:
+            replay_outcome(rec)
+            return
+        yield Blocking(lambda: self._send_many(ctx, function_id, name, messages))
+
+    def _send_many(
+        self,
+        ctx: WorkflowContext,
+        function_id: int,
+        name: str,
+        messages: list[OutgoingMessage],
+    ) -> None:
+        ops = self.ops
+        started = now_ms()
+        result = ops.checkpoint(
+            lambda: self.msgdb.send_from_workflow(
+                ctx.workflow_id, ctx.owner_epoch, function_id, name, started, messages
+            )
+        )
+        if result.recorded:
+            ops.check_record(ctx, result)
+            return
+        owner_verdict(ctx, result.status, result.owner_epoch)  # fenced, cancelled, or not yet
+        if result.missing is not None:
+            error = DBOSNonExistentWorkflowError(result.missing)
+            encoded = serialization.serialize_exception(error)
+            ops.record(ctx, function_id, name, error=encoded, started_at_ms=started)
+            raise error
+        ops.check_record(ctx, result)  # our own earlier attempt, whose reply was lost
+
+    def getting_all_events(self, workflow_id: str) -> Operation[dict[str, Any]]:
+        """``get_all_events`` as an operation: a step (its answer recorded) in a workflow."""
+        ctx = context.active_workflow()
+        if ctx is None:
+            found = yield Blocking(lambda: self.msgdb.get_all_events(workflow_id))
+            return {k: serialization.deserialize(v) for k, v in found.items()}
+        function_id, rec = self.ops.begin(ctx, GET_ALL_EVENTS_OP)
+        if rec is not None:
+            return dict(replay_outcome(rec))
+        started = now_ms()
+        ops = self.ops
+        found = yield Blocking(
+            lambda: ops.checkpoint(lambda: self.msgdb.get_all_events(workflow_id))
+        )
+        events = {k: serialization.deserialize(v) for k, v in found.items()}
+        output = serialization.serialize(events, "events")
+        yield ops.recording(
+            ctx, function_id, GET_ALL_EVENTS_OP, output=output, started_at_ms=started
+        )
+        return events
 
     def _durable_deadline(
         self, ctx: WorkflowContext, timeout_id: int, timeout_seconds: float
@@ -373,9 +500,16 @@ class Messaging:
             return True, None
         return False, None
 
-    def setting_event(self, ctx: WorkflowContext, key: str, value: Any) -> Operation[None]:
-        """``set_event`` as an operation."""
+    def setting_event(
+        self, owner: tuple[WorkflowContext, bool], key: str, value: Any
+    ) -> Operation[None]:
+        """``set_event`` as an operation (``owner``: the workflow, and whether a step of it
+        sets the event)."""
+        ctx, in_step = owner
         payload = serialization.serialize(value, "event value")
+        if in_step:
+            yield Blocking(lambda: self._set_event_from_step(ctx, key, payload))
+            return
         function_id, rec = self.ops.begin(ctx, SET_EVENT_OP)
         if rec is not None:
             return
@@ -389,6 +523,14 @@ class Messaging:
             )
         )
         ops.check_record(ctx, result)
+
+    def _set_event_from_step(self, ctx: WorkflowContext, key: str, payload: str) -> None:
+        ops = self.ops
+        result = ops.checkpoint(
+            lambda: self.msgdb.set_event_from_step(ctx.workflow_id, ctx.owner_epoch, key, payload)
+        )
+        if not result.recorded:  # another runner owns the workflow now: this one stops
+            owner_verdict(ctx, result.status, result.owner_epoch, fenced_only=True)
 
     def getting_event(self, workflow_id: str, key: str, timeout_seconds: float) -> Operation[Any]:
         """``get_event`` as an operation."""

@@ -21,6 +21,13 @@ run never reads before a step; a resumed run reads its recorded outcomes once.
 from runtime.engine.claiming import DEFAULT_MAX_RECOVERY_ATTEMPTS
 from runtime.engine.core import Engine
 from runtime.engine.starting import EnqueueRequest
-from runtime.engine.steps import StepOptions
+from runtime.engine.steps import StepOptions, StepPolicy, step_policy
 
-__all__ = ["DEFAULT_MAX_RECOVERY_ATTEMPTS", "Engine", "EnqueueRequest", "StepOptions"]
+__all__ = [
+    "DEFAULT_MAX_RECOVERY_ATTEMPTS",
+    "Engine",
+    "EnqueueRequest",
+    "StepOptions",
+    "StepPolicy",
+    "step_policy",
+]

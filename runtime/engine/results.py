@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from runtime import context, serialization
 from runtime.context import WorkflowContext, now_ms
@@ -33,10 +34,35 @@ from runtime.engine.protocol import Operations, Pause, replay_outcome
 from runtime.engine.runs import LocalRuns, Outcome
 from runtime.errors import DBOSNonExistentWorkflowError
 from runtime.handles import PENDING_OUTCOME, outcome_of
+from runtime.message_db import UNFINISHED, MessageDatabase
 from runtime.records import StatusResult
 from runtime.status import WorkflowStatusString
 
 GET_RESULT_STEP = "DBOS.getResult"
+WAIT_FIRST_STEP = "DBOS.waitFirst"
+# How often wait_first reads the statuses of the workflows it waits on (DBOS's default).
+DEFAULT_POLLING_INTERVAL_S = 1.0
+
+
+class _HasWorkflowID(Protocol):
+    @property
+    def workflow_id(self) -> str: ...
+
+
+H = TypeVar("H", bound=_HasWorkflowID)
+
+
+def check_handles(handles: Sequence[H]) -> dict[str, H]:
+    """The handles of ``wait_first`` by workflow ID; ``ValueError`` (DBOS's) for none or a
+    repeated ID."""
+    if not handles:
+        raise ValueError("handles must not be empty")
+    by_id = {h.workflow_id: h for h in handles}
+    if len(by_id) != len(handles):
+        raise ValueError("handles must not contain duplicate workflow IDs")
+    return by_id
+
+
 # A workflow waiting on a local run looks at its own cancellation and deadline this often.
 WAIT_SLICE_S = 0.25
 
@@ -68,6 +94,33 @@ def recorded_answer(workflow_id: str, found: StatusResult | None, in_workflow: b
         raise carry(error) from None
 
 
+def watch_future(future: Future[Outcome]) -> asyncio.Future[Outcome]:
+    """An asyncio future that completes with ``future``. Unlike ``asyncio.wrap_future``,
+    cancelling it (a waiting task was cancelled) does not cancel ``future``: that is the run's
+    outcome, which other waiters, later ones included, still wait on."""
+    loop = asyncio.get_running_loop()
+    waiting: asyncio.Future[Outcome] = loop.create_future()
+
+    def settle(done: Future[Outcome]) -> None:
+        if waiting.done():
+            return
+        if done.cancelled():
+            waiting.cancel()
+        elif (error := done.exception()) is not None:
+            waiting.set_exception(error)
+        else:
+            waiting.set_result(done.result())
+
+    def copy(done: Future[Outcome]) -> None:
+        try:
+            loop.call_soon_threadsafe(settle, done)
+        except RuntimeError:  # the waiter's loop is closed: nobody waits there any more
+            pass
+
+    future.add_done_callback(copy)
+    return waiting
+
+
 class _LocalRun(Effect):
     """The outcome of a run in this process; a waiting workflow checks its own interrupts
     meanwhile, and parks (woken by the run's end) when the wait is long."""
@@ -97,7 +150,7 @@ class _LocalRun(Effect):
 
     async def run_async(self) -> Outcome:
         ctx = self.ctx
-        waiting = asyncio.wrap_future(self.future)
+        waiting = watch_future(self.future)
         end = time.monotonic() + (self.ops.parking.wait_in_place_s(ctx) if ctx else 0.0)
         # asyncio.wait, not wait_for: a timeout must not cancel the run's future.
         while not waiting.done():
@@ -119,6 +172,61 @@ class Results:
     def __init__(self, ops: Operations, runs: LocalRuns) -> None:
         self.ops = ops
         self.runs = runs
+        self.msgdb = MessageDatabase(ops.sysdb)
+
+    def wait_first(self, handles: Sequence[H], polling_interval_sec: float) -> H:
+        """``DBOS.wait_first``: the first handle whose workflow has finished (SUCCESS, ERROR,
+        CANCELLED...); in a workflow the choice is recorded, so a replay returns the same."""
+        by_id = check_handles(handles)
+        return by_id[run_sync(self.waiting_first(list(by_id), polling_interval_sec))]
+
+    async def wait_first_async(self, handles: Sequence[H], polling_interval_sec: float) -> H:
+        """``wait_first`` on the event loop."""
+        by_id = check_handles(handles)
+        return by_id[await run_async(self.waiting_first(list(by_id), polling_interval_sec))]
+
+    def waiting_first(self, workflow_ids: list[str], poll_s: float) -> Operation[str]:
+        """``wait_first`` as an operation: a durable one (its answer recorded) in a workflow."""
+        ctx = context.active_workflow()
+        if ctx is None:
+            return (yield from self._first_finished(None, workflow_ids, poll_s))
+        function_id, rec = self.ops.begin(ctx, WAIT_FIRST_STEP)
+        if rec is not None:
+            return str(replay_outcome(rec))
+        started = now_ms()
+        try:
+            first = yield from self._first_finished(ctx, workflow_ids, poll_s)
+        except Exception as exc:
+            error = serialization.serialize_exception(uncarry(exc))
+            yield self.ops.recording(
+                ctx, function_id, WAIT_FIRST_STEP, error=error, started_at_ms=started
+            )
+            raise
+        output = serialization.serialize(first)
+        yield self.ops.recording(
+            ctx, function_id, WAIT_FIRST_STEP, output=output, started_at_ms=started
+        )
+        return first
+
+    def _first_finished(
+        self, ctx: WorkflowContext | None, workflow_ids: list[str], poll_s: float
+    ) -> Operation[str]:
+        """Read the workflows' statuses (one query) until one has finished. It waits in place
+        (a workflow does not park here: no single wake-up covers several workflows), looking
+        at its own cancellation, deadline and shutdown between reads."""
+        while True:
+            found = yield Blocking(
+                lambda: self.ops.checkpoint(lambda: self.msgdb.statuses(workflow_ids))
+            )
+            for wid in workflow_ids:
+                status = found.get(wid)
+                if status is None:
+                    raise DBOSNonExistentWorkflowError(wid)
+                if status not in UNFINISHED:
+                    return wid
+            if ctx is not None:
+                yield from self.ops.interrupts(ctx)
+            yield Pause(self.ops, ctx, poll_s)
 
     def wait(self, workflow_id: str, future: Future[Outcome] | None = None) -> Any:
         """Wait in this thread for a workflow's outcome (its error raised); unrecorded."""

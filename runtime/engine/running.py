@@ -16,9 +16,9 @@ from concurrent.futures import Future
 from typing import Any
 
 from runtime import context, serialization
-from runtime.context import WorkflowContext
+from runtime.context import WorkflowContext, now_ms
 from runtime.engine.drive import Blocking, Call, Operation, run_async, run_sync, uncarry
-from runtime.engine.parking import Parked, ParkedRun, note_home
+from runtime.engine.parking import Parked, ParkedRun, Wake, note_home
 from runtime.engine.pool import ExecutionPool
 from runtime.engine.protocol import OWNED_STATUSES, Interrupted, Operations, shut_down
 from runtime.engine.runs import LocalRuns, Outcome
@@ -120,6 +120,7 @@ class Runner:
         if not background:
             await run
             return
+        ctx.hand_off_on_cancel = True
         task = asyncio.get_running_loop().create_task(run)
         _tasks.add(task)
         task.add_done_callback(_tasks.discard)
@@ -154,6 +155,8 @@ class Runner:
                     ctx.workflow_id,
                 )
                 parked = ctx.parked
+            if parked is None and isinstance(raised, asyncio.CancelledError):
+                parked = self._hand_off(ctx)
             if parked is None:
                 try:
                     yield Blocking(lambda: self.settle(ctx, outcome, value, raised))
@@ -168,6 +171,18 @@ class Runner:
         if parked is not None:
             self.runs.park(ctx)
             self.parking.activate(parked, future)
+
+    def _hand_off(self, ctx: WorkflowContext) -> ParkedRun | None:
+        """A background task on a caller's loop was cancelled, not by DBOS: its loop is ending
+        (``asyncio.run`` cancels the tasks left when its main coroutine returns). The workflow
+        goes on on the pool, from its record, as a woken parked run does (parked, due now)."""
+        if not ctx.hand_off_on_cancel or ctx.cancel_requested.is_set():
+            return None
+        try:
+            self.parking.park(ctx, Wake(at_ms=now_ms()), lambda: True)
+        except Parked as stop:
+            return stop.run
+        return None
 
     def rerun(self, parked: list[ParkedRun]) -> None:
         """Run woken workflows again from their recorded inputs, replaying their recorded steps

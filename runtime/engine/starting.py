@@ -97,7 +97,7 @@ class Starter:
         inputs = serialization.serialize_args(stored_args, kwargs, info.param_names)
 
         assigned = context.take_assigned_workflow_id()
-        timeout_s = context.take_assigned_timeout()
+        timeout_block, timeout_s = context.take_timeout_block()
         function_id: int | None = None
         recorded_child: str | None = None
         if parent is not None:
@@ -132,7 +132,8 @@ class Starter:
                         application_version=self.application_version,
                         max_recovery_attempts=info.max_recovery_attempts,
                         timeout_ms=int(timeout_s * 1000) if timeout_s else None,
-                        deadline_ms=parent.deadline_ms if parent else None,
+                        # A SetWorkflowTimeout block replaces the inherited deadline.
+                        deadline_ms=(parent.deadline_ms if parent and not timeout_block else None),
                         parent_workflow_id=parent.workflow_id if parent else None,
                         queue_name=enqueue.queue_name if enqueue else None,
                         priority=enqueue.priority if enqueue else 0,

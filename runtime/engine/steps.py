@@ -4,33 +4,166 @@ checkpoint write. Written once for sync and async steps (``runtime.engine.drive`
 Retries follow DBOS's schedule: ``max_attempts`` attempts in all, the first retry after
 ``interval_seconds``, each later one ``backoff_rate`` times longer; the waits are interruptible
 (a cancellation or shutdown stops the step between attempts). After the last attempt the step
-fails with ``DBOSMaxStepRetriesExceeded``, which is recorded as its outcome.
+fails with ``DBOSMaxStepRetriesExceeded``, which is recorded as its outcome. A ``should_retry``
+predicate (DBOS's) sees each failure first: False ends the step with that exception at once.
+
+An async step with ``timeout_seconds`` is cancelled when an attempt runs longer (each attempt has
+its own limit; the waits between attempts do not count) and fails with ``DBOSStepTimeoutError``
+(retried like any failure). A step never parks (durable calls inside it are plain calls), so its
+time limit and a parked wait never meet.
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
-from collections.abc import Callable
+import math
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from runtime import context, serialization
-from runtime.context import StepContext, WorkflowContext, now_ms
-from runtime.engine.drive import Blocking, Call, Operation, carry, run_async, run_sync, uncarry
+from runtime.context import StepStatus, WorkflowContext, now_ms
+from runtime.engine.drive import (
+    Blocking,
+    Call,
+    Effect,
+    Operation,
+    carry,
+    run_async,
+    run_sync,
+    uncarry,
+)
 from runtime.engine.protocol import Operations, Pause, replay_outcome
-from runtime.errors import DBOSException, DBOSMaxStepRetriesExceeded
+from runtime.errors import DBOSException, DBOSMaxStepRetriesExceeded, DBOSStepTimeoutError
 
 logger = logging.getLogger("dbos")
 
 
+ShouldRetry = Callable[[BaseException], bool | Awaitable[bool]]
+
+
+class StepOptions(TypedDict, total=False):
+    """Options of a step run with ``DBOS.run_step`` (DBOS's keys; every key optional):
+    ``name`` (default: the function's qualified name), ``retries_allowed`` (False),
+    ``interval_seconds`` (1.0: the wait before the first retry), ``max_attempts`` (3),
+    ``backoff_rate`` (2.0: each later wait is this many times longer), ``should_retry`` (None: a
+    predicate given the exception, returning False to fail at once; an async one only for an
+    async step), ``timeout_seconds`` (None: an async step's time limit per attempt, in seconds;
+    past it the step is cancelled and fails with ``DBOSStepTimeoutError``)."""
+
+    name: str | None
+    retries_allowed: bool
+    interval_seconds: float
+    max_attempts: int
+    backoff_rate: float
+    should_retry: ShouldRetry | None
+    timeout_seconds: float | None
+
+
 @dataclass(frozen=True)
-class StepOptions:
-    """How a step retries (DBOS's parameters of ``@DBOS.step``)."""
+class StepPolicy:
+    """How a step retries and how long an attempt may run (DBOS's parameters of ``@DBOS.step``)."""
 
     retries_allowed: bool = False
     interval_seconds: float = 1.0
     max_attempts: int = 3
     backoff_rate: float = 2.0
+    should_retry: ShouldRetry | None = None
+    timeout_seconds: float | None = None
+
+
+def step_policy(name: str, func: Callable[..., Any], options: StepOptions) -> StepPolicy:
+    """Check a step's options against its function and make its policy; a ``DBOSException``
+    names what is wrong (before anything runs or is recorded)."""
+    unknown = set(options) - set(StepOptions.__annotations__)
+    if unknown:
+        raise DBOSException(f"step {name!r}: unknown step options {sorted(unknown)}")
+    is_async = inspect.iscoroutinefunction(func)
+    should_retry = options.get("should_retry")
+    if should_retry is not None and not callable(should_retry):
+        raise DBOSException(f"step {name!r}: should_retry must be a callable")
+    if should_retry is not None and inspect.iscoroutinefunction(should_retry) and not is_async:
+        raise DBOSException(
+            f"step {name!r} is sync but should_retry is async: use an async step with it"
+        )
+    timeout = options.get("timeout_seconds")
+    if timeout is not None:
+        if not is_async:
+            raise DBOSException(
+                f"step {name!r} is sync but timeout_seconds is set: step timeouts are only "
+                "supported for async steps"
+            )
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+            raise DBOSException(f"step {name!r}: timeout_seconds must be a number of seconds")
+        if not (timeout > 0 and math.isfinite(timeout)):
+            raise DBOSException(
+                f"step {name!r} has timeout_seconds={timeout}: it must be positive and finite"
+            )
+    return StepPolicy(
+        retries_allowed=bool(options.get("retries_allowed", False)),
+        interval_seconds=float(options.get("interval_seconds", 1.0)),
+        max_attempts=int(options.get("max_attempts", 3)),
+        backoff_rate=float(options.get("backoff_rate", 2.0)),
+        should_retry=should_retry,
+        timeout_seconds=None if timeout is None else float(timeout),
+    )
+
+
+class _TimedCall(Call):
+    """An async step's attempt under its time limit: past it the attempt's task is cancelled
+    (and its cleanup awaited) and ``DBOSStepTimeoutError`` raised. Synchronous steps have no
+    limit (a thread cannot be stopped), as in DBOS."""
+
+    __slots__ = ("name", "timeout")
+
+    def __init__(self, call: Call, name: str, timeout: float) -> None:
+        super().__init__(call.func, call.args, call.kwargs)
+        self.name, self.timeout = name, timeout
+
+    async def run_async(self) -> Any:
+        task = asyncio.ensure_future(self.func(*self.args, **self.kwargs))
+        try:
+            done, _ = await asyncio.wait({task}, timeout=self.timeout)
+        finally:
+            if not task.done():  # the limit passed, or the workflow's own task was cancelled
+                task.cancel()
+                await asyncio.wait({task})
+        if task in done:
+            return task.result()
+        cause = None if task.cancelled() else task.exception()
+        if cause is not None and not isinstance(cause, Exception):
+            raise cause
+        raise DBOSStepTimeoutError(self.name, self.timeout) from cause
+
+
+class _ThreadedCall(Call):
+    """A synchronous step driven on an event loop (``run_step_async`` with a plain function):
+    run on a worker thread, as DBOS does, so the loop is not blocked."""
+
+    __slots__ = ()
+
+    async def run_async(self) -> Any:
+        return await asyncio.to_thread(self.func, *self.args, **self.kwargs)
+
+
+class _Verdict(Effect):
+    """Ask ``should_retry`` about a failure (awaited when it returns an awaitable)."""
+
+    __slots__ = ("predicate", "error")
+
+    def __init__(self, predicate: ShouldRetry, error: BaseException) -> None:
+        self.predicate, self.error = predicate, error
+
+    def run(self) -> Any:
+        return bool(self.predicate(self.error))
+
+    async def run_async(self) -> Any:
+        verdict = self.predicate(self.error)
+        if inspect.isawaitable(verdict):
+            verdict = await verdict
+        return bool(verdict)
 
 
 class Steps:
@@ -45,7 +178,7 @@ class Steps:
         func: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        options: StepOptions,
+        options: StepPolicy,
     ) -> Any:
         """Run a step in this thread; outside a workflow (or inside a step), a plain call."""
         return run_sync(self.step(name, func, args, kwargs, options))
@@ -56,10 +189,57 @@ class Steps:
         func: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        options: StepOptions,
+        options: StepPolicy,
     ) -> Any:
         """Run an async step: its attempts awaited on this loop, its checkpoint on a thread."""
         return await run_async(self.step(name, func, args, kwargs, options))
+
+    def run_step(
+        self,
+        options: StepOptions | None,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        """``DBOS.run_step``: ``func`` as a step named ``options["name"]`` (else its qualified
+        name); a coroutine function is run to its end on an event loop of its own."""
+        name, policy = self._named_policy(options, func)
+        if not inspect.iscoroutinefunction(func):
+            return self.run(name, func, args, kwargs, policy)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self.run_async(name, func, args, kwargs, policy))
+        raise DBOSException(
+            "DBOS.run_step of a coroutine function cannot block a running event loop: "
+            "use `await DBOS.run_step_async(...)`"
+        )
+
+    async def run_step_async(
+        self,
+        options: StepOptions | None,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        """``DBOS.run_step_async``: a coroutine function awaited on this loop, a plain one run
+        on a worker thread."""
+        name, policy = self._named_policy(options, func)
+        return await self.run_async(name, func, args, kwargs, policy)
+
+    @staticmethod
+    def _named_policy(
+        options: StepOptions | None, func: Callable[..., Any]
+    ) -> tuple[str, StepPolicy]:
+        if options is not None and not isinstance(options, dict):
+            raise DBOSException("run_step takes its options as a dict (StepOptions) or None")
+        if not callable(func):
+            raise DBOSException(f"run_step needs a function to run, not {func!r}")
+        opts: StepOptions = options or {}
+        name = opts.get("name") or getattr(func, "__qualname__", None) or repr(func)
+        if not isinstance(name, str):
+            raise DBOSException(f"a step's name must be a string, not {name!r}")
+        return name, step_policy(name, func, opts)
 
     def step(
         self,
@@ -67,26 +247,31 @@ class Steps:
         func: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        options: StepOptions,
+        options: StepPolicy,
     ) -> Operation[Any]:
         """The step as an operation (see the module docstring)."""
+        is_async = inspect.iscoroutinefunction(func)
+        call = Call(func, args, kwargs) if is_async else _ThreadedCall(func, args, kwargs)
         ctx = context.active_workflow()
         if ctx is None:
-            return (yield Call(func, args, kwargs))
+            return (yield call)
         function_id, rec = self.ops.begin(ctx, name)
         if rec is not None:
             return replay_outcome(rec)
         started = now_ms()
-        step = StepContext(function_id, name)
+        retry_limit = max(1, options.max_attempts) if options.retries_allowed else None
+        step = StepStatus(function_id, name, retry_limit=retry_limit)
         token = context.current_step.set(step)
+        if options.timeout_seconds is not None:
+            call = _TimedCall(call, name, options.timeout_seconds)
         try:
-            value, error = yield from self._attempts(ctx, step, Call(func, args, kwargs), options)
+            value, error = yield from self._attempts(ctx, step, call, options)
         finally:
             context.current_step.reset(token)
         return (yield from self._finish(ctx, function_id, name, started, value, error))
 
     def _attempts(
-        self, ctx: WorkflowContext, step: StepContext, call: Call, options: StepOptions
+        self, ctx: WorkflowContext, step: StepStatus, call: Call, options: StepPolicy
     ) -> Operation[tuple[Any, Exception | None]]:
         attempts = max(1, options.max_attempts) if options.retries_allowed else 1
         delay = options.interval_seconds
@@ -98,6 +283,10 @@ class Steps:
             except Exception as raised:
                 exc = uncarry(raised)
                 if not options.retries_allowed:
+                    return None, exc
+                if options.should_retry is not None and not (
+                    yield _Verdict(options.should_retry, exc)
+                ):
                     return None, exc
                 if attempt == attempts:
                     return None, DBOSMaxStepRetriesExceeded(step.name, attempts, repr(exc))

@@ -74,7 +74,9 @@ BACKEND = _DBOSHandles()
 def workflow_of(
     func: Callable[..., Any], args: tuple[Any, ...]
 ) -> tuple[WorkflowInfo, tuple[Any, ...]]:
-    """The registered workflow behind a decorated function or bound classmethod."""
+    """The registered workflow behind a decorated function or bound classmethod: a workflow, or
+    the one-step workflow (``<temp>.`` + its name, DBOS's) of a ``@DBOS.step`` or
+    ``@DBOS.transaction`` function. Anything else raises ``DBOSException``."""
     target: Any = func
     bound_self = getattr(func, "__self__", None)
     if bound_self is not None and hasattr(func, "__func__"):
@@ -82,7 +84,10 @@ def workflow_of(
         args = (bound_self, *args)
     info = getattr(target, "__dbos_workflow__", None)
     if not isinstance(info, WorkflowInfo):
+        info = getattr(target, "__dbos_temp_workflow__", None)
+    if not isinstance(info, WorkflowInfo):
         raise DBOSException(
-            f"{getattr(func, '__qualname__', func)!r} is not a @DBOS.workflow function"
+            f"{getattr(func, '__qualname__', func)!r} is not a @DBOS.workflow, @DBOS.step or "
+            "@DBOS.transaction function"
         )
     return info, args

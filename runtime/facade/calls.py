@@ -4,16 +4,19 @@ and find workflows, with their async twins."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import Any, ParamSpec, TypeVar, cast
+from collections.abc import Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar, cast, overload
 
 import psycopg
 
 from runtime import context
+from runtime.engine.results import DEFAULT_POLLING_INTERVAL_S
+from runtime.engine.steps import StepOptions
 from runtime.errors import DBOSException, DBOSNonExistentWorkflowError
 from runtime.facade.base import BACKEND, FacadeBase, classproperty, workflow_of
 from runtime.fencing import FencingToken
 from runtime.handles import WorkflowHandle, WorkflowHandleAsync
+from runtime.messaging import SendMessage
 from runtime.status import WorkflowStatus
 
 P = ParamSpec("P")
@@ -38,9 +41,127 @@ class WorkflowCalls(FacadeBase):
         return step.function_id if step else None
 
     @classproperty
-    def step_status(cls) -> context.StepContext | None:
-        """The current step: its number, name and attempt (retries count up from 1)."""
+    def step_status(cls) -> context.StepStatus | None:
+        """The current step (None outside one): DBOS's ``step_id``, ``current_attempt`` (from 0)
+        and ``max_attempts`` (both None for a step without retries); also ``name`` and
+        ``attempt`` (from 1)."""
         return context.current_step.get()
+
+    @overload
+    @classmethod
+    def run_step(
+        cls,
+        dbos_step_options: StepOptions | None,
+        func: Callable[P, Coroutine[Any, Any, R]],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> R: ...
+
+    @overload
+    @classmethod
+    def run_step(
+        cls,
+        dbos_step_options: StepOptions | None,
+        func: Callable[P, R],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> R: ...
+
+    @classmethod
+    def run_step(
+        cls,
+        dbos_step_options: StepOptions | None,
+        func: Callable[P, Any],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> Any:
+        """Run ``func(*args, **kwargs)`` as a step without decorating it: checkpointed in a
+        workflow (replayed, never re-executed, once recorded), a plain call outside one.
+        ``dbos_step_options`` is a ``StepOptions`` dict (``name``, retries, ``should_retry``,
+        ``timeout_seconds``) or None; bad options raise ``DBOSException``."""
+        return cls._engine().steps.run_step(dbos_step_options, func, args, dict(kwargs))
+
+    @overload
+    @classmethod
+    async def run_step_async(
+        cls,
+        dbos_step_options: StepOptions | None,
+        func: Callable[P, Coroutine[Any, Any, R]],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> R: ...
+
+    @overload
+    @classmethod
+    async def run_step_async(
+        cls,
+        dbos_step_options: StepOptions | None,
+        func: Callable[P, R],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> R: ...
+
+    @classmethod
+    async def run_step_async(
+        cls,
+        dbos_step_options: StepOptions | None,
+        func: Callable[P, Any],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> Any:
+        """``run_step`` on the event loop: a coroutine function is awaited here, a plain
+        function runs on a worker thread."""
+        return await cls._engine().steps.run_step_async(dbos_step_options, func, args, dict(kwargs))
+
+    @classmethod
+    def wait_first(
+        cls,
+        handles: list[WorkflowHandle[Any]],
+        *,
+        polling_interval_sec: float = DEFAULT_POLLING_INTERVAL_S,
+    ) -> WorkflowHandle[Any]:
+        """The first of ``handles`` whose workflow has finished (any final status), waiting
+        (reading their statuses every ``polling_interval_sec`` seconds) until one has. In a
+        workflow the choice is recorded: a replay returns the same handle. ``ValueError`` for
+        no handles or a repeated ID; ``DBOSNonExistentWorkflowError`` for an unknown ID."""
+        return cls._engine().results.wait_first(handles, polling_interval_sec)
+
+    @classmethod
+    async def wait_first_async(
+        cls,
+        handles: list[WorkflowHandleAsync[Any]],
+        *,
+        polling_interval_sec: float = DEFAULT_POLLING_INTERVAL_S,
+    ) -> WorkflowHandleAsync[Any]:
+        """``wait_first`` for asyncio code."""
+        return await cls._engine().results.wait_first_async(handles, polling_interval_sec)
+
+    @classmethod
+    def send_bulk(cls, messages: list[SendMessage], *, send_to_forks: bool = False) -> None:
+        """Send many messages (``SendMessage``: destination, message, topic, idempotency key)
+        in one statement; from a workflow it is one step, delivered exactly once. Nothing is
+        delivered if a destination does not exist (``DBOSNonExistentWorkflowError``). An
+        idempotency key repeated in the call raises ``DBOSException``. ``send_to_forks`` is
+        not supported (``DBOSException``)."""
+        cls._rt().messaging.send_bulk(_no_forks(messages, send_to_forks))
+
+    @classmethod
+    async def send_bulk_async(
+        cls, messages: list[SendMessage], *, send_to_forks: bool = False
+    ) -> None:
+        """``send_bulk`` for asyncio code."""
+        await cls._rt().messaging.send_bulk_async(_no_forks(messages, send_to_forks))
+
+    @classmethod
+    def get_all_events(cls, workflow_id: str) -> dict[str, Any]:
+        """Every event the workflow has set so far, key to value (empty when none). In a
+        workflow the answer is recorded for replay."""
+        return cls._rt().messaging.get_all_events(workflow_id)
+
+    @classmethod
+    async def get_all_events_async(cls, workflow_id: str) -> dict[str, Any]:
+        """``get_all_events`` for asyncio code."""
+        return await cls._rt().messaging.get_all_events_async(workflow_id)
 
     @classproperty
     def fencing_token(cls) -> FencingToken | None:
@@ -86,7 +207,8 @@ class WorkflowCalls(FacadeBase):
 
     @classmethod
     def set_event(cls, key: str, value: Any) -> None:
-        """Only in a workflow: publish or overwrite a key/value on this workflow."""
+        """In a workflow or one of its steps: publish or overwrite a key/value on this workflow
+        (from a step, at once and not as a step of its own, as DBOS does)."""
         cls._rt().messaging.set_event(key, value)
 
     @classmethod
@@ -173,3 +295,9 @@ class WorkflowCalls(FacadeBase):
     def get_workflow_status(cls, workflow_id: str) -> WorkflowStatus | None:
         """The workflow's record, or None when no workflow has that ID."""
         return cls._rt().sysdb.get_workflow_status(workflow_id)
+
+
+def _no_forks(messages: list[SendMessage], send_to_forks: bool) -> list[SendMessage]:
+    if send_to_forks:
+        raise DBOSException("send_bulk(send_to_forks=True) is not supported")
+    return messages

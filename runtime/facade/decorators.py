@@ -12,7 +12,8 @@ import psycopg
 
 from runtime import context, registry
 from runtime import scheduler as scheduler_mod
-from runtime.engine import DEFAULT_MAX_RECOVERY_ATTEMPTS, StepOptions
+from runtime.engine import DEFAULT_MAX_RECOVERY_ATTEMPTS, StepOptions, step_policy
+from runtime.engine.steps import ShouldRetry
 from runtime.errors import DBOSException
 from runtime.facade.calls import WorkflowCalls
 from runtime.registry import WorkflowInfo
@@ -72,18 +73,35 @@ class Decorators(WorkflowCalls):
     def step(
         cls,
         *,
+        name: str | None = None,
         retries_allowed: bool = False,
         interval_seconds: float = 1.0,
         max_attempts: int = 3,
         backoff_rate: float = 2.0,
-        name: str | None = None,
+        should_retry: ShouldRetry | None = None,
+        timeout_seconds: float | None = None,
     ) -> Callable[[Callable[P, R]], Callable[P, R]]:
-        """Make a function a checkpointed step: never re-executed once it completed."""
-        options = StepOptions(retries_allowed, interval_seconds, max_attempts, backoff_rate)
+        """Make a function a checkpointed step: never re-executed once it completed.
+
+        With ``retries_allowed``, a failing step is tried ``max_attempts`` times in all, the
+        first retry after ``interval_seconds``, each later wait ``backoff_rate`` times longer;
+        ``should_retry(exception)`` returning False fails it at once. ``timeout_seconds`` (async
+        steps only) cancels an attempt running longer and fails it with
+        ``DBOSStepTimeoutError``. Bad options raise ``DBOSException`` here. A step function can
+        also be started or enqueued as a workflow of its own (one step)."""
+        options = StepOptions(
+            retries_allowed=retries_allowed,
+            interval_seconds=interval_seconds,
+            max_attempts=max_attempts,
+            backoff_rate=backoff_rate,
+            should_retry=should_retry,
+            timeout_seconds=timeout_seconds,
+        )
 
         def decorator(func: Callable[P, R]) -> Callable[P, R]:
             raw, rewrap = _unwrap_method(func)
             step_name = name or raw.__qualname__
+            policy = step_policy(step_name, raw, options)
             wrapper: Callable[..., Any]
             if inspect.iscoroutinefunction(raw):
 
@@ -91,9 +109,7 @@ class Decorators(WorkflowCalls):
                 async def wrapper(*args: Any, **kwargs: Any) -> Any:
                     if context.current_workflow.get() is None:
                         return await raw(*args, **kwargs)
-                    return await cls._engine().steps.run_async(
-                        step_name, raw, args, kwargs, options
-                    )
+                    return await cls._engine().steps.run_async(step_name, raw, args, kwargs, policy)
 
             else:
 
@@ -101,8 +117,9 @@ class Decorators(WorkflowCalls):
                 def wrapper(*args: Any, **kwargs: Any) -> Any:
                     if context.current_workflow.get() is None:
                         return raw(*args, **kwargs)
-                    return cls._engine().steps.run(step_name, raw, args, kwargs, options)
+                    return cls._engine().steps.run(step_name, raw, args, kwargs, policy)
 
+            _as_one_step_workflow(wrapper, step_name)
             return cast(Callable[P, R], rewrap(wrapper) if rewrap else wrapper)
 
         return decorator
@@ -138,6 +155,7 @@ class Decorators(WorkflowCalls):
                 def wrapper(*args: Any, **kwargs: Any) -> Any:
                     return cls._engine().transactions.run(tx_name, raw, args, kwargs, level)
 
+            _as_one_step_workflow(wrapper, tx_name)
             return cast(Callable[P, R], rewrap(wrapper) if rewrap else wrapper)
 
         return decorator
@@ -162,6 +180,38 @@ class Decorators(WorkflowCalls):
             return func
 
         return decorator
+
+
+TEMP_WORKFLOW_PREFIX = "<temp>."
+
+
+def _as_one_step_workflow(step: Callable[..., Any], step_name: str) -> None:
+    """Register the workflow that runs ``step`` alone, as DBOS does: it is what
+    ``DBOS.start_workflow(step, ...)`` and ``queue.enqueue(step, ...)`` start, named
+    ``<temp>.`` + the step's name, so recovery (and a client enqueueing by name) finds it. It
+    calls the step's wrapper, so its one step is recorded like any other."""
+    body: Callable[..., Any]
+    if inspect.iscoroutinefunction(step):
+
+        async def body(*args: Any, **kwargs: Any) -> Any:
+            return await step(*args, **kwargs)
+
+    else:
+
+        def body(*args: Any, **kwargs: Any) -> Any:
+            return step(*args, **kwargs)
+
+    functools.update_wrapper(body, step)
+    info = WorkflowInfo(
+        name=TEMP_WORKFLOW_PREFIX + step_name,
+        func=body,
+        max_recovery_attempts=DEFAULT_MAX_RECOVERY_ATTEMPTS,
+        is_classmethod=False,
+        class_name=None,
+        is_async=inspect.iscoroutinefunction(step),
+    )
+    step.__dbos_temp_workflow__ = info  # type: ignore[attr-defined]
+    registry.register_workflow(info)
 
 
 def _unwrap_method(func: Any) -> tuple[Callable[..., Any], Any]:
