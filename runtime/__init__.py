@@ -35,6 +35,7 @@ if TYPE_CHECKING:
         DBOSWorkflowFunctionNotFoundError,
         MaxRecoveryAttemptsExceededError,
     )
+    from runtime.facade.decorators import DBOSConfiguredInstance
     from runtime.fencing import FencingToken
     from runtime.handles import WorkflowHandle, WorkflowHandleAsync
     from runtime.queues import Queue, SetEnqueueOptions
@@ -46,6 +47,7 @@ _HOMES = {
     "DBOSClient": "runtime.client",
     "DBOSConfig": "runtime.config",
     "DBOSConfigError": "runtime.errors",
+    "DBOSConfiguredInstance": "runtime.facade.decorators",
     "DBOSConflictingWorkflowError": "runtime.errors",
     "DBOSDatabaseError": "runtime.errors",
     "DBOSException": "runtime.errors",
@@ -78,6 +80,7 @@ __all__ = [
     "DBOSClient",
     "DBOSConfig",
     "DBOSConfigError",
+    "DBOSConfiguredInstance",
     "DBOSConflictingWorkflowError",
     "DBOSDatabaseError",
     "DBOSException",
