@@ -37,6 +37,7 @@ if TYPE_CHECKING:
         DBOSWorkflowFunctionNotFoundError,
         MaxRecoveryAttemptsExceededError,
     )
+    from runtime.facade.decorators import DBOSConfiguredInstance
     from runtime.fencing import FencingToken
     from runtime.handles import WorkflowHandle, WorkflowHandleAsync
     from runtime.messaging import SendMessage
@@ -49,6 +50,7 @@ _HOMES = {
     "DBOSClient": "runtime.client",
     "DBOSConfig": "runtime.config",
     "DBOSConfigError": "runtime.errors",
+    "DBOSConfiguredInstance": "runtime.facade.decorators",
     "DBOSConflictingWorkflowError": "runtime.errors",
     "DBOSDatabaseError": "runtime.errors",
     "DBOSException": "runtime.errors",
@@ -85,6 +87,7 @@ __all__ = [
     "DBOSClient",
     "DBOSConfig",
     "DBOSConfigError",
+    "DBOSConfiguredInstance",
     "DBOSConflictingWorkflowError",
     "DBOSDatabaseError",
     "DBOSException",

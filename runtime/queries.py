@@ -33,7 +33,7 @@ WITH ins AS (
         workflow_uuid, status, name, class_name, inputs, executor_id, application_version,
         queue_name, priority, deduplication_id, max_recovery_attempts, workflow_timeout_ms,
         workflow_deadline_epoch_ms, parent_workflow_id, forked_from, created_at, updated_at,
-        started_at_epoch_ms, owner_process, recovery_attempts
+        started_at_epoch_ms, owner_process, recovery_attempts, config_name
     ) VALUES (
         %(workflow_uuid)s, %(status)s, %(name)s, %(class_name)s, %(inputs)s, %(executor_id)s,
         %(application_version)s, %(queue_name)s, %(priority)s, %(deduplication_id)s,
@@ -45,7 +45,7 @@ WITH ins AS (
         CASE WHEN %(status)s = 'PENDING' THEN {NOW_MS} END,
         CASE WHEN %(status)s = 'PENDING' THEN %(owner_process)s END,
         -- As DBOS counts: each start of a run is an attempt (the first included), recovery or not.
-        CASE WHEN %(status)s = 'PENDING' THEN 1 ELSE 0 END
+        CASE WHEN %(status)s = 'PENDING' THEN 1 ELSE 0 END, %(config_name)s
     )
     ON CONFLICT (workflow_uuid) DO NOTHING
     RETURNING status, name, owner_epoch, workflow_deadline_epoch_ms, owner_process
@@ -145,7 +145,8 @@ SET owner_epoch = w.owner_epoch + 1,
 FROM claimable
 WHERE w.workflow_uuid = claimable.workflow_uuid
 RETURNING w.workflow_uuid, w.status, w.owner_epoch, w.name, w.class_name, w.inputs,
-          w.workflow_deadline_epoch_ms, w.recovery_attempts, w.application_version, w.queue_name
+          w.workflow_deadline_epoch_ms, w.recovery_attempts, w.application_version, w.queue_name,
+          w.config_name
 """
 
 # A runner that stops without finishing (cancelled, or its final write refused) gives the workflow
@@ -192,7 +193,7 @@ WHERE workflow_uuid = ANY(%(workflow_ids)s)
 # What a parked workflow needs to go on (no claim: its runner still owns it, at the same epoch).
 SELECT_TO_RUN = """
 SELECT workflow_uuid, status, owner_epoch, name, class_name, inputs, workflow_deadline_epoch_ms,
-       recovery_attempts, application_version, queue_name
+       recovery_attempts, application_version, queue_name, config_name
 FROM dbos.workflow_status WHERE workflow_uuid = ANY(%(workflow_ids)s)
 """
 
@@ -256,7 +257,7 @@ WORKFLOW_COLUMNS = """
 workflow_uuid, status, name, class_name, inputs, output, error, executor_id, application_version,
 queue_name, recovery_attempts, created_at, updated_at, parent_workflow_id, forked_from, priority,
 deduplication_id, workflow_timeout_ms, workflow_deadline_epoch_ms, started_at_epoch_ms,
-completed_at_epoch_ms
+completed_at_epoch_ms, config_name
 """
 
 SELECT_WORKFLOW = (
@@ -459,7 +460,7 @@ RETURNING w.workflow_uuid, w.status, w.owner_epoch, w.name, w.class_name, w.inpu
           w.workflow_deadline_epoch_ms, w.recovery_attempts, w.application_version,
           w.queue_name,
           EXISTS (SELECT 1 FROM dbos.operation_outputs o WHERE o.workflow_uuid = w.workflow_uuid),
-          w.priority, w.created_at
+          w.priority, w.created_at, w.config_name
 """
 
 # -- management ------------------------------------------------------------------------------------
@@ -473,7 +474,7 @@ LIST_WORKFLOWS_SELECT = (
     "CASE WHEN %(load_output)s THEN error END, "
     "executor_id, application_version, queue_name, recovery_attempts, created_at, updated_at, "
     "parent_workflow_id, forked_from, priority, deduplication_id, workflow_timeout_ms, "
-    "workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at_epoch_ms "
+    "workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at_epoch_ms, config_name "
     "FROM dbos.workflow_status"
 )
 LIST_FILTERS = {
@@ -554,12 +555,12 @@ WHERE workflow_uuid = %(workflow_uuid)s
 FORK_WORKFLOW = f"""
 INSERT INTO dbos.workflow_status (
     workflow_uuid, status, name, class_name, inputs, application_version, queue_name, priority,
-    max_recovery_attempts, workflow_timeout_ms, forked_from, created_at, updated_at
+    max_recovery_attempts, workflow_timeout_ms, forked_from, created_at, updated_at, config_name
 )
 SELECT %(new_id)s, 'ENQUEUED', name, class_name, inputs,
        coalesce(%(application_version)s, application_version), %(internal_queue)s, 0,
        max_recovery_attempts, coalesce(%(workflow_timeout_ms)s, workflow_timeout_ms), workflow_uuid,
-       {NOW_MS}, {NOW_MS}
+       {NOW_MS}, {NOW_MS}, config_name
 FROM dbos.workflow_status
 WHERE workflow_uuid = %(workflow_uuid)s
 """

@@ -28,6 +28,7 @@ class NewWorkflow:
     parent_workflow_id: str | None = None
     forked_from: str | None = None
     owner_process: str | None = None  # the process that runs it (a PENDING start)
+    config_name: str | None = None  # an instance method's configured instance (with class_name)
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,7 @@ class ClaimedWorkflow:
     recovery_attempts: int
     application_version: str | None
     queue_name: str | None = None
+    config_name: str | None = None  # an instance method's configured instance (with class_name)
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,8 @@ class WorkflowStatus:
     status: str
     name: str
     class_name: str | None = None
+    # The configured instance (DBOSConfiguredInstance.config_name) an instance method ran on.
+    config_name: str | None = None
     input: dict[str, Any] | None = None
     output: Any = None
     error: BaseException | None = None

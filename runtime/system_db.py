@@ -134,6 +134,7 @@ class SystemDatabase:
             "parent_workflow_id": wf.parent_workflow_id,
             "forked_from": wf.forked_from,
             "owner_process": wf.owner_process,
+            "config_name": wf.config_name,
         }
         try:
             row = self._one(queries.INSERT_WORKFLOW, params)
@@ -260,7 +261,7 @@ class SystemDatabase:
                 "reclaim_from": reclaim_from,
             },
         )
-        return [_claimed_from(r[0], r[1:]) for r in rows]
+        return [_claimed_from(r[0], r[1:10], r[10]) for r in rows]
 
     def release_workflow(self, workflow_id: str, owner_epoch: int, process_id: str) -> None:
         """Give back a workflow whose run stopped without finishing (cancelled, or its final
@@ -290,7 +291,7 @@ class SystemDatabase:
         """What parked workflows need to go on, without claiming them (their runner still owns
         them); the caller compares status and owner epoch with its own."""
         rows = self._all(queries.SELECT_TO_RUN, {"workflow_ids": workflow_ids})
-        return [_claimed_from(r[0], r[1:]) for r in rows]
+        return [_claimed_from(r[0], r[1:10], r[10]) for r in rows]
 
     def parked_wake_signals(
         self,
@@ -505,7 +506,8 @@ class SystemDatabase:
         rows.sort(key=lambda r: (r[11], r[12]))
         # The columns after the ID are those of the recovery claim's RETURNING.
         claimed = [
-            DequeuedWorkflow(_claimed_from(r[0], r[1:10]), has_steps=bool(r[10])) for r in rows
+            DequeuedWorkflow(_claimed_from(r[0], r[1:10], r[13]), has_steps=bool(r[10]))
+            for r in rows
         ]
         return DequeueResult(claimed, next_possible)
 
@@ -709,6 +711,7 @@ def _status_from_row(
         workflow_deadline_epoch_ms=row[18],
         started_at=row[19],
         completed_at=row[20],
+        config_name=row[21],
     )
 
 
@@ -757,8 +760,9 @@ def list_workflows_query(
     return query, params
 
 
-def _claimed_from(workflow_id: str, row: _Row) -> ClaimedWorkflow:
-    """A ``ClaimedWorkflow`` from the columns a claim returns (status ... queue_name)."""
+def _claimed_from(workflow_id: str, row: _Row, config_name: str | None) -> ClaimedWorkflow:
+    """A ``ClaimedWorkflow`` from the columns a claim returns (status ... queue_name), and the
+    config_name each statement returns last."""
     return ClaimedWorkflow(
         workflow_id=workflow_id,
         status=row[0],
@@ -770,4 +774,5 @@ def _claimed_from(workflow_id: str, row: _Row) -> ClaimedWorkflow:
         recovery_attempts=int(row[6]),
         application_version=row[7],
         queue_name=row[8],
+        config_name=config_name,
     )

@@ -25,6 +25,7 @@ WORKFLOW_FIELDS = {
     "status",
     "name",
     "class_name",
+    "config_name",  # the configured instance an instance-method workflow runs on
     "queue_name",
     "executor_id",
     "app_version",

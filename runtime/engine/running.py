@@ -15,7 +15,7 @@ from collections.abc import Coroutine
 from concurrent.futures import Future
 from typing import Any
 
-from runtime import context, serialization
+from runtime import context, registry, serialization
 from runtime.context import WorkflowContext, now_ms
 from runtime.engine.drive import Blocking, Call, Operation, run_async, run_sync, uncarry
 from runtime.engine.parking import Parked, ParkedRun, Wake, note_home
@@ -236,7 +236,7 @@ class Runner:
                     "registered (is the module that defines it imported?)"
                 )
             args, kwargs = serialization.deserialize_args(claimed.inputs)
-            args = join_class_arg(info, claimed.class_name, args)
+            args = join_class_arg(info, claimed.class_name, claimed.config_name, args)
         except BaseException:
             if after_park is None:
                 self.runs.forget(wid, future)
@@ -331,22 +331,52 @@ class Runner:
 
 def split_class_arg(
     info: WorkflowInfo, args: tuple[Any, ...]
-) -> tuple[str | None, tuple[Any, ...]]:
-    """A classmethod's first argument is its class: record its name instead of the object."""
+) -> tuple[str | None, str | None, tuple[Any, ...]]:
+    """What a start records instead of a method's first argument: ``(class_name, config_name,
+    the inputs to store)``. A classmethod's class is recorded by name; an instance method's
+    configured instance by its class's registered name and its ``config_name`` (never stored as
+    an input). Raises ``DBOSException`` for an instance that a re-run could not find again, and
+    for a method whose class is not registered with ``@DBOS.dbos_class``."""
+    if info.is_instance_method:
+        if not args or isinstance(args[0], type):
+            raise DBOSException(
+                f"workflow {info.name!r} is an instance method: call it on a configured "
+                "instance (obj.method(...), or DBOS.start_workflow(obj.method, ...))"
+            )
+        class_name, config_name = registry.instance_key(args[0])
+        return class_name, config_name, args[1:]
     if info.is_classmethod and args and isinstance(args[0], type):
-        cls = args[0]
-        return f"{cls.__module__}:{cls.__qualname__}", args[1:]
-    return info.class_name, args
+        return registry.class_name_for_class_arg(args[0]), None, args[1:]
+    if args and not isinstance(args[0], type) and info.takes_self:
+        raise DBOSException(
+            f"Function target appears to be a class instance, but is not properly registered: "
+            f"decorate the class of {info.name!r} with @DBOS.dbos_class() and make it a "
+            "DBOSConfiguredInstance"
+        )
+    return info.class_name, None, args
 
 
 def join_class_arg(
-    info: WorkflowInfo, class_name: str | None, args: tuple[Any, ...]
+    info: WorkflowInfo, class_name: str | None, config_name: str | None, args: tuple[Any, ...]
 ) -> tuple[Any, ...]:
-    """The inverse of ``split_class_arg``: the class, found again by its recorded name."""
+    """The inverse of ``split_class_arg``: the configured instance or the class, found again by
+    the names recorded. Raises ``DBOSWorkflowFunctionNotFoundError`` when this process has not
+    registered it (the workflow is left as it is, for a process that has)."""
+    if config_name is not None or info.is_instance_method:
+        inst = registry.get_instance(class_name or "", config_name or "")
+        if inst is None:
+            raise DBOSWorkflowFunctionNotFoundError(
+                f"configured class instance '{class_name}/{config_name}' of workflow "
+                f"{info.name!r} is not registered in this process (create it before "
+                "DBOS.launch())"
+            )
+        return (inst, *args)
     if not info.is_classmethod:
         return args
-    module, _, qualname = (class_name or "").partition(":")
-    cls = resolve_class(module, qualname)
+    cls = registry.get_class(class_name or "")
+    if cls is None:
+        module, _, qualname = (class_name or "").partition(":")
+        cls = resolve_class(module, qualname)
     if cls is None:
         raise DBOSWorkflowFunctionNotFoundError(
             f"class {class_name!r} of workflow {info.name!r} is not loaded in this process"

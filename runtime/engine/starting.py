@@ -92,7 +92,7 @@ class Starter:
         """Record a workflow start (one statement) and decide what runs it (see ``Prepared``).
         A workflow started inside a step is an ordinary top-level workflow."""
         parent = context.active_workflow()
-        class_name, stored_args = split_class_arg(info, args)
+        class_name, config_name, stored_args = split_class_arg(info, args)
         # Refuse unserializable inputs before anything is recorded.
         inputs = serialization.serialize_args(stored_args, kwargs, info.param_names)
 
@@ -127,6 +127,7 @@ class Starter:
                         ),
                         name=info.name,
                         class_name=class_name,
+                        config_name=config_name,
                         inputs=inputs,
                         executor_id=self.executor_id,
                         application_version=self.application_version,

@@ -1,4 +1,6 @@
-"""The decorators: `@DBOS.workflow`, `@DBOS.step`, `@DBOS.transaction` and `@DBOS.scheduled`."""
+"""The decorators: `@DBOS.workflow`, `@DBOS.step`, `@DBOS.transaction`, `@DBOS.scheduled` and
+`@DBOS.dbos_class`, and `DBOSConfiguredInstance`, the base class of instances whose methods are
+workflows."""
 
 from __future__ import annotations
 
@@ -15,12 +17,14 @@ from runtime import scheduler as scheduler_mod
 from runtime.engine import DEFAULT_MAX_RECOVERY_ATTEMPTS, StepOptions, step_policy
 from runtime.engine.steps import ShouldRetry
 from runtime.errors import DBOSException
+from runtime.facade.base import FacadeBase
 from runtime.facade.calls import WorkflowCalls
 from runtime.registry import WorkflowInfo
 from runtime.scheduler import Schedule
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 
 _ISOLATION = {
     "SERIALIZABLE": psycopg.IsolationLevel.SERIALIZABLE,
@@ -161,6 +165,28 @@ class Decorators(WorkflowCalls):
         return decorator
 
     @classmethod
+    def dbos_class(cls, class_name: str | None = None) -> Callable[[type[T]], type[T]]:
+        """Register a class whose methods are workflows, steps or transactions; required for
+        instance-method workflows (of a ``DBOSConfiguredInstance`` subclass), optional for
+        static and class methods. ``class_name`` (default: the class's ``__qualname__``) is the
+        name recorded in ``workflow_status.class_name`` and must be unique in the application.
+
+        Raises ``DBOSException`` when another class is already registered under that name."""
+
+        def register(target: type[T]) -> type[T]:
+            registry.register_class(target, class_name)
+            return target
+
+        return register
+
+    @classmethod
+    def register_instance(cls, inst: object) -> None:
+        """Register a configured instance (``DBOSConfiguredInstance.__init__`` calls this) under
+        (its class's name, its ``config_name``). Raises ``DBOSException`` when another object
+        holds that pair. Create instances before ``DBOS.launch()``: launch recovers workflows."""
+        registry.register_instance(inst, launched=FacadeBase._runtime is not None)
+
+    @classmethod
     def scheduled(cls, cron: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
         """Run a workflow once per cron tick, exactly once across all processes. Goes above
         ``@DBOS.workflow()`` on a function taking ``(scheduled_time, actual_time)``."""
@@ -170,6 +196,10 @@ class Decorators(WorkflowCalls):
             info = getattr(func, "__dbos_workflow__", None)
             if not isinstance(info, WorkflowInfo):
                 raise DBOSException("@DBOS.scheduled must be placed above @DBOS.workflow()")
+            if info.takes_self:  # a tick has no instance to run on
+                raise DBOSException(
+                    "Configured instance methods cannot be used as scheduled workflows"
+                )
 
             def start(workflow_id: str, tick: datetime) -> None:
                 with context.SetWorkflowID(workflow_id):
@@ -245,3 +275,30 @@ def _looks_like_classmethod(func: Callable[..., Any]) -> bool:
     except (TypeError, ValueError):
         return False
     return bool(params) and params[0] == "cls"
+
+
+class DBOSConfiguredInstance:
+    """Base class of a ``@DBOS.dbos_class`` whose instance methods are workflows.
+
+    ``config_name`` names the instance: a workflow started on it records (class name,
+    config_name), never the instance itself, and a re-run (recovery, queue dispatch, resume,
+    fork) finds the instance again by these names in the process that runs it. Each instance of
+    a class needs its own ``config_name`` (``DBOSException`` otherwise), and every instance must
+    be created, in every process, before ``DBOS.launch()``.
+
+    Example::
+
+        @DBOS.dbos_class()
+        class Greeter(DBOSConfiguredInstance):
+            def __init__(self, greeting: str) -> None:
+                super().__init__(config_name=greeting)
+                self.greeting = greeting
+
+            @DBOS.workflow()
+            def greet(self, name: str) -> str:
+                return f"{self.greeting}, {name}"
+    """
+
+    def __init__(self, config_name: str) -> None:
+        self.config_name = config_name
+        Decorators.register_instance(self)
