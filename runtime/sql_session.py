@@ -48,19 +48,31 @@ class SqlAlchemyBridge:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._module: ModuleType | None = None
+        self._missing: ImportError | None = None  # tried once: not installed
         self._engine: Any = None
 
     def module(self) -> ModuleType:
         """``runtime.sql_alchemy``; a clear error when SQLAlchemy is not installed."""
         if self._module is None:
             try:
-                self._module = importlib.import_module("runtime.sql_alchemy")
+                if self._missing is None:
+                    self._module = importlib.import_module("runtime.sql_alchemy")
             except ImportError as exc:
+                self._missing = exc
+            if self._module is None:
                 raise DBOSException(
                     "DBOS.sql_session used with SQLAlchemy, which is not installed "
                     "(pip install 'dbos-runtime[sqlalchemy]')"
-                ) from exc
+                ) from self._missing
         return self._module
+
+    def session_has(self, name: str) -> bool:
+        """Whether SQLAlchemy's ``Session`` has attribute ``name`` (False without SQLAlchemy)."""
+        try:
+            module = self.module()
+        except DBOSException:
+            return False
+        return hasattr(module.Session, name)
 
     def open_session(self, conn: psycopg.Connection[Any]) -> Any:
         """A ``sqlalchemy.orm.Session`` inside ``conn``'s open transaction."""
@@ -82,14 +94,14 @@ class SqlSession:
         self._orm: Any = None
 
     @property
-    def orm(self) -> Any:
+    def orm_session(self) -> Any:
         """The SQLAlchemy ``Session`` (made on first use)."""
         if self._orm is None:
             self._orm = self._bridge.open_session(self._conn)
         return self._orm
 
     @property
-    def in_use(self) -> bool:
+    def uses_sqlalchemy(self) -> bool:
         """Whether SQLAlchemy was used in this transaction."""
         return self._orm is not None
 
@@ -102,7 +114,7 @@ class SqlSession:
             if self._orm is not None:
                 self._orm.flush()  # the ORM's pending writes first, as SQLAlchemy's autoflush
             return self._conn.execute(statement, params, *args, **kwargs)
-        return self.orm.execute(statement, params, *args, **kwargs)
+        return self.orm_session.execute(statement, params, *args, **kwargs)
 
     def cursor(self, *args: Any, **kwargs: Any) -> psycopg.Cursor[Any]:
         """A psycopg cursor on the transaction's connection."""
@@ -112,11 +124,15 @@ class SqlSession:
         return cursor
 
     def __getattr__(self, name: str) -> Any:
+        # SQLAlchemy's Session API, as in DBOS; what only psycopg's Connection has (``info``,
+        # ``pgconn``... when SQLAlchemy is not installed) stays reachable.
         if name.startswith("__"):
             raise AttributeError(name)
-        return getattr(self.orm, name)
+        if not self._bridge.session_has(name) and hasattr(self._conn, name):
+            return getattr(self._conn, name)
+        return getattr(self.orm_session, name)
 
-    def finish(self) -> None:
+    def before_commit(self) -> None:
         """Before the transaction commits: the ORM's pending writes are flushed (a failure is the
         transaction's error); a rollback asked of SQLAlchemy meanwhile fails the transaction, so
         that what it discarded is not committed."""
@@ -129,7 +145,7 @@ class SqlSession:
                 "to roll a @DBOS.transaction back (or use begin_nested() for a savepoint)"
             )
 
-    def close(self) -> None:
+    def release(self) -> None:
         """After the transaction ended: release the SQLAlchemy session (the connection stays)."""
         if self._orm is None:
             return
@@ -155,7 +171,8 @@ class AsyncSession:
 
     async def _orm(self, method: str, *args: Any, **kwargs: Any) -> Any:
         # The Session is made on the worker thread too: its first connect queries the server.
-        return await self._off(lambda: getattr(self.sync_session.orm, method)(*args, **kwargs))
+        session = self.sync_session
+        return await self._off(lambda: getattr(session.orm_session, method)(*args, **kwargs))
 
     async def execute(self, statement: Any, params: Any = None, *args: Any, **kwargs: Any) -> Any:
         """``SqlSession.execute`` on a worker thread."""
@@ -195,12 +212,12 @@ class AsyncSession:
 
     def add(self, instance: Any) -> None:
         """SQLAlchemy's ``Session.add``."""
-        self.sync_session.orm.add(instance)
+        self.sync_session.orm_session.add(instance)
 
     def add_all(self, instances: Any) -> None:
         """SQLAlchemy's ``Session.add_all``."""
-        self.sync_session.orm.add_all(instances)
+        self.sync_session.orm_session.add_all(instances)
 
     def expunge(self, instance: Any) -> None:
         """SQLAlchemy's ``Session.expunge``."""
-        self.sync_session.orm.expunge(instance)
+        self.sync_session.orm_session.expunge(instance)

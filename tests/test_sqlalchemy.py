@@ -398,3 +398,45 @@ def test_runs_without_sqlalchemy_installed(db_url: str) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["7", "refused: True", "loaded: False"]
+
+
+def test_connection_lost_under_sqlalchemy_runs_the_transaction_again_once(
+    launch_dbos: Launch, items_db: str
+) -> None:
+    attempts: list[int] = []
+
+    @DBOS.transaction()
+    def pay() -> int:
+        attempts.append(1)
+        DBOS.sql_session.execute(sa.text("INSERT INTO sa_items VALUES (1, 'paid')"))
+        if len(attempts) == 1:
+            # Another session kills this transaction's connection before it commits.
+            with psycopg.connect(items_db, autocommit=True) as killer:
+                killer.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND query LIKE 'INSERT INTO sa_items%%'"
+                )
+            DBOS.sql_session.execute(sa.text("SELECT 1"))  # a sqlalchemy OperationalError
+        return len(attempts)
+
+    @DBOS.workflow()
+    def wf() -> int:
+        return pay()
+
+    launch_dbos()
+    with SetWorkflowID("sa-killed-tx"):
+        assert wf() == 2
+    assert _rows(items_db, "SELECT name FROM sa_items") == [("paid",)]
+    steps = DBOS.list_workflow_steps("sa-killed-tx")
+    assert [(s.output, s.error) for s in steps] == [(2, None)]
+
+
+def test_psycopg_only_attributes_stay_reachable(launch_dbos: Launch) -> None:
+    @DBOS.transaction()
+    def status() -> int:
+        with DBOS.sql_session.cursor() as cur:
+            cur.execute("SELECT 1")
+        return int(DBOS.sql_session.pgconn.transaction_status)
+
+    launch_dbos()
+    assert status() == psycopg.pq.TransactionStatus.INTRANS

@@ -308,8 +308,8 @@ class Transactions:
                     if step_token is not None:
                         context.current_step.reset(step_token)
                     context.sql_session.reset(session_token)
-                if sql.in_use:  # the ORM's pending writes, before the outcome is recorded
-                    yield Blocking(sql.finish)
+                if sql.uses_sqlalchemy:  # the ORM's pending writes, before the outcome
+                    yield Blocking(sql.before_commit)
                 result = None
                 if ctx is not None and step is not None:
                     result = yield Blocking(lambda: self._record(conn, ctx, step, started, value))
@@ -332,8 +332,8 @@ class Transactions:
                 raise OutcomeUnknown(exc) from exc
             raise
         finally:
-            if sql.in_use:
-                yield Blocking(sql.close)
+            if sql.uses_sqlalchemy:
+                yield Blocking(sql.release)
             if not conn.closed:
                 conn.isolation_level = None
             yield Blocking(lambda: self.app_pool.putconn(conn))
