@@ -11,7 +11,8 @@ transaction's recorded outcome commit together, exactly once. Hence:
 - a dialect that never begins, commits, rolls back or closes on its own: the transaction block
   around the user's function does. A ``commit()`` inside the transaction is refused; a
   ``rollback()`` (the user's, or the ORM's after a failed flush) marks the session so that the
-  transaction cannot commit what SQLAlchemy discarded.
+  transaction cannot commit what SQLAlchemy discarded. Both raise SQLAlchemy's
+  ``InvalidRequestError``, as in DBOS.
 """
 
 from __future__ import annotations
@@ -29,8 +30,6 @@ from sqlalchemy.dialects import registry
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
-
-from runtime.errors import DBOSException
 
 #: ``Connection.info`` key: SQLAlchemy rolled back while the transaction was open.
 ROLLED_BACK = "dbos_rolled_back"
@@ -66,10 +65,7 @@ class BridgeDialect(PGDialect_psycopg):
 
     def do_commit(self, dbapi_connection: Any) -> None:
         if _transaction_open(dbapi_connection):
-            raise DBOSException(
-                "do not call commit() on DBOS.sql_session: the transaction commits when the "
-                "@DBOS.transaction function returns (raise an exception to roll it back)"
-            )
+            raise _closed_transaction("commit()")
 
     def do_rollback(self, dbapi_connection: Any) -> None:
         pass  # see _on_rollback: the transaction block rolls back, if anything
@@ -129,10 +125,21 @@ def open_session(engine: sqlalchemy.Engine, conn: psycopg.Connection[Any]) -> Se
     return Session(bind=sa_conn, expire_on_commit=False)
 
 
-def rolled_back(session: Session) -> bool:
-    """Whether SQLAlchemy rolled back while the transaction was open."""
+def _closed_transaction(call: str) -> sqlalchemy.exc.InvalidRequestError:
+    # DBOS's error (and message) for a commit() or rollback() inside a transaction.
+    return sqlalchemy.exc.InvalidRequestError(
+        "Can't operate on closed transaction inside context manager. Hint: do not call "
+        f"{call} on DBOS.sql_session: the @DBOS.transaction commits when its function returns; "
+        "raise an exception to roll it back (or use begin_nested() for a savepoint)"
+    )
+
+
+def check_not_rolled_back(session: Session) -> None:
+    """Raises ``InvalidRequestError`` if SQLAlchemy rolled back while the transaction was open:
+    its writes are gone from the session, so the transaction must not commit the rest."""
     bind = session.bind
-    return isinstance(bind, sqlalchemy.Connection) and bool(bind.info.get(ROLLED_BACK))
+    if isinstance(bind, sqlalchemy.Connection) and bind.info.get(ROLLED_BACK):
+        raise _closed_transaction("rollback()")
 
 
 def close_session(session: Session) -> None:

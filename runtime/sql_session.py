@@ -134,16 +134,12 @@ class SqlSession:
 
     def before_commit(self) -> None:
         """Before the transaction commits: the ORM's pending writes are flushed (a failure is the
-        transaction's error); a rollback asked of SQLAlchemy meanwhile fails the transaction, so
-        that what it discarded is not committed."""
+        transaction's error); a rollback asked of SQLAlchemy meanwhile fails the transaction
+        (``InvalidRequestError``), so that what it discarded is not committed."""
         if self._orm is None:
             return
         self._orm.flush()
-        if self._bridge.module().rolled_back(self._orm):
-            raise DBOSException(
-                "DBOS.sql_session was rolled back inside the transaction; raise an exception "
-                "to roll a @DBOS.transaction back (or use begin_nested() for a savepoint)"
-            )
+        self._bridge.module().check_not_rolled_back(self._orm)
 
     def release(self) -> None:
         """After the transaction ended: release the SQLAlchemy session (the connection stays)."""

@@ -20,9 +20,10 @@ from typing import Any
 import psycopg
 import pytest
 import sqlalchemy as sa
+from psycopg.errors import SerializationFailure
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from runtime import DBOS, DBOSException, SetWorkflowID
+from runtime import DBOS, SetWorkflowID
 
 Launch = Callable[..., None]
 ROOT = Path(__file__).resolve().parent.parent
@@ -256,22 +257,34 @@ def test_async_transaction_with_sqlalchemy(launch_dbos: Launch, items_db: str) -
 def test_commit_or_rollback_inside_the_transaction_commits_nothing(
     launch_dbos: Launch, items_db: str
 ) -> None:
+    calls: list[str] = []
+
     @DBOS.transaction()
     def commits() -> None:
+        calls.append("commit")
         DBOS.sql_session.add(Item(id=1, name="a"))
         DBOS.sql_session.commit()
 
     @DBOS.transaction()
     def rolls_back() -> str:
+        calls.append("rollback")
         DBOS.sql_session.execute(sa.text("INSERT INTO sa_items VALUES (2, 'b')"))
         DBOS.sql_session.rollback()
         return "returned"
 
+    @DBOS.workflow()
+    def wf(name: str) -> None:
+        {"commits": commits, "rolls_back": rolls_back}[name]()
+
     launch_dbos()
-    with pytest.raises(DBOSException, match="commit"):
-        commits()
-    with pytest.raises(DBOSException, match="rolled back"):
-        rolls_back()
+    closed = "Can't operate on closed transaction inside context manager."  # DBOS's message
+    for name in ("commits", "rolls_back"):
+        for _ in range(2):  # the second time, the recorded error comes back: no second run
+            with SetWorkflowID(f"sa-{name}"):
+                with pytest.raises(sa.exc.InvalidRequestError) as info:
+                    wf(name)
+            assert closed in str(info.value)
+    assert calls == ["commit", "rollback"]
     assert _rows(items_db, "SELECT count(*) FROM sa_items") == [(0,)]
 
 
@@ -291,6 +304,7 @@ def test_one_engine_per_pool(launch_dbos: Launch, items_db: str) -> None:
 APP = """
 import os, signal, sys
 import sqlalchemy as sa
+from psycopg.errors import SerializationFailure
 from runtime import DBOS, SetWorkflowID
 
 @DBOS.transaction()
@@ -440,3 +454,29 @@ def test_psycopg_only_attributes_stay_reachable(launch_dbos: Launch) -> None:
 
     launch_dbos()
     assert status() == psycopg.pq.TransactionStatus.INTRANS
+
+
+def test_dbos_transaction_errors_idioms(launch_dbos: Launch) -> None:
+    # As DBOS's own test: a raised sqlalchemy OperationalError wrapping a serialization failure
+    # is retried; a syntax error is not, and reaches the caller with psycopg's error as .orig.
+    tries: list[int] = []
+
+    @DBOS.transaction()
+    def retried(max_retry: int) -> int:
+        if len(tries) < max_retry:
+            tries.append(1)
+            raise sa.exc.OperationalError("Serialization test error", {}, SerializationFailure())
+        return max_retry
+
+    @DBOS.transaction()
+    def not_retried() -> None:
+        tries.append(1)
+        DBOS.sql_session.execute(sa.text("selct abc from c;")).fetchall()
+
+    launch_dbos()
+    assert retried(10) == 10
+    assert len(tries) == 10
+    with pytest.raises(sa.exc.ProgrammingError) as info:
+        not_retried()
+    assert info.value.orig is not None and info.value.orig.sqlstate == "42601"
+    assert len(tries) == 11
