@@ -88,10 +88,17 @@ class SqlSession:
     docstring); the SQLAlchemy ``Session``'s other attributes are its own (``add``, ``scalar``,
     ``scalars``, ``flush``, ``get``, ``query``...); ``cursor()`` is psycopg's."""
 
-    def __init__(self, conn: psycopg.Connection[Any], bridge: SqlAlchemyBridge) -> None:
+    def __init__(
+        self, conn: psycopg.Connection[Any], bridge: SqlAlchemyBridge, owner: object = None
+    ) -> None:
         self._conn = conn
         self._bridge = bridge
         self._orm: Any = None
+        #: The workflow (context) whose transaction this is, or None outside a workflow; and
+        #: whether the user's function is running: only then does a nested transaction join it
+        #: (not a workflow started from it that inherited the context variables).
+        self.owner = owner
+        self.running = False
 
     @property
     def orm_session(self) -> Any:
@@ -99,6 +106,10 @@ class SqlSession:
         if self._orm is None:
             self._orm = self._bridge.open_session(self._conn)
         return self._orm
+
+    def joinable(self, workflow: object) -> bool:
+        """Whether a transaction called now, in ``workflow``, is part of this one."""
+        return self.running and workflow is self.owner
 
     @property
     def uses_sqlalchemy(self) -> bool:

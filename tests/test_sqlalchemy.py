@@ -480,3 +480,29 @@ def test_dbos_transaction_errors_idioms(launch_dbos: Launch) -> None:
         not_retried()
     assert info.value.orig is not None and info.value.orig.sqlstate == "42601"
     assert len(tries) == 11
+
+
+def test_a_workflow_started_from_a_transaction_has_transactions_of_its_own(
+    launch_dbos: Launch, items_db: str
+) -> None:
+    @DBOS.transaction()
+    async def child_tx() -> str:
+        DBOS.sql_session.add(Item(id=2, name="child"))
+        return "child"
+
+    @DBOS.workflow()
+    async def child() -> str:
+        return await child_tx()
+
+    @DBOS.transaction()
+    async def parent_tx() -> str:
+        DBOS.sql_session.add(Item(id=1, name="parent"))
+        # The child runs as a task of this loop, with a copy of this context: its transaction
+        # must not join this one (which rolls back).
+        handle = await DBOS.start_workflow_async(child)
+        raise ValueError(await handle.get_result())
+
+    launch_dbos()
+    with pytest.raises(ValueError, match="child"):
+        asyncio.run(parent_tx())
+    assert _rows(items_db, "SELECT name FROM sa_items") == [("child",)]

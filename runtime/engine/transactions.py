@@ -208,7 +208,9 @@ class Transactions:
         call = Call(func, args, kwargs)
         outer = context.sql_session.get()
         if outer is not None:
-            return (yield _Within(call, outer))
+            sync = outer.sync_session if isinstance(outer, AsyncSession) else outer
+            if sync.joinable(context.current_workflow.get()):
+                return (yield _Within(call, outer))
         ctx = context.active_workflow()
         if ctx is None:
             return (yield from self._attempts(call, isolation, None, None, None))
@@ -291,7 +293,7 @@ class Transactions:
         """One attempt on a pooled connection: (value, checkpoint result) in a workflow, else the
         value."""
         conn: psycopg.Connection[Any] = yield _Checkout(self.ops, self.app_pool)
-        sql = SqlSession(conn, self.sqlalchemy)
+        sql = SqlSession(conn, self.sqlalchemy, context.current_workflow.get())
         try:
             conn.isolation_level = isolation
             tx = conn.transaction()
@@ -302,9 +304,11 @@ class Transactions:
                 # A transaction called from a step is part of that step: the step stays current,
                 # so that what the transaction calls is plain (not durable) too.
                 step_token = context.current_step.set(step) if ctx is not None else None
+                sql.running = True
                 try:
                     value = yield call
                 finally:
+                    sql.running = False
                     if step_token is not None:
                         context.current_step.reset(step_token)
                     context.sql_session.reset(session_token)
