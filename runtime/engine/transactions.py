@@ -1,7 +1,8 @@
 """Transactions on the application database: the user's writes and the transaction's recorded
 outcome commit together, in one Postgres transaction, so a transaction commits exactly once.
 Written once for sync and async transactions (``runtime.engine.drive``); the only engine module
-that deals with the driver's (psycopg's) own errors.
+that deals with the driver's (psycopg's) own errors, whether raised by psycopg or wrapped by
+SQLAlchemy (``DBOS.sql_session`` serves both: ``runtime.sql_session``).
 
 - A serialization failure or deadlock rolls back and runs the transaction again (with backoff, up
   to ``TRANSACTION_MAX_ATTEMPTS``).
@@ -11,6 +12,7 @@ that deals with the driver's (psycopg's) own errors.
 - ``psycopg.Rollback`` rolls back quietly, as psycopg's own transaction blocks do: the
   transaction returns None (its recorded outcome, in a workflow).
 - Called from a step, a transaction is part of that step: plain, not recorded on its own.
+- Called from a transaction, it is part of that transaction: it runs on the caller's session.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from runtime.engine.protocol import (
 )
 from runtime.errors import DBOSException, DBOSWorkflowFencedError
 from runtime.records import RecordResult
+from runtime.sql_session import AsyncSession, SqlAlchemyBridge, SqlSession, driver_error
 
 logger = logging.getLogger("dbos")
 
@@ -55,32 +58,48 @@ TRANSACTION_MAX_ATTEMPTS = 50
 _RETRIED = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
 
 
-class AsyncSession:
-    """``DBOS.sql_session`` inside an async transaction: the transaction's connection, with an
-    awaitable ``execute`` that runs the statement on a worker thread."""
-
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
-        self.connection = conn
-
-    async def execute(self, query: Any, params: Any = None) -> psycopg.Cursor[Any]:
-        """Run one statement in the transaction; the cursor holds its results."""
-        return await asyncio.to_thread(self.connection.execute, query, params)
+def _retried(exc: BaseException) -> bool:
+    """A serialization failure or deadlock, raised by psycopg or wrapped by SQLAlchemy."""
+    return isinstance(driver_error(exc), _RETRIED)
 
 
 class _Session(Effect):
-    """What ``DBOS.sql_session`` is inside the transaction: its connection (sync), or an
-    ``AsyncSession`` over it (async)."""
+    """What ``DBOS.sql_session`` is inside the transaction: a ``SqlSession`` on its connection
+    (sync), or an ``AsyncSession`` over that (async)."""
 
-    __slots__ = ("conn",)
+    __slots__ = ("session",)
 
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
-        self.conn = conn
+    def __init__(self, session: SqlSession) -> None:
+        self.session = session
 
     def run(self) -> Any:
-        return self.conn
+        return self.session
 
     async def run_async(self) -> Any:
-        return AsyncSession(self.conn)
+        return AsyncSession(self.session)
+
+
+class _Within(Effect):
+    """A transaction called from a running transaction is part of it, as in DBOS: the function
+    runs on the caller's session (no transaction, no record of its own). A sync function called
+    from an async transaction gets the sync session."""
+
+    __slots__ = ("call", "outer")
+
+    def __init__(self, call: Call, outer: SqlSession | AsyncSession) -> None:
+        self.call, self.outer = call, outer
+
+    def run(self) -> Any:
+        outer = self.outer
+        session = outer.sync_session if isinstance(outer, AsyncSession) else outer
+        token = context.sql_session.set(session)
+        try:
+            return self.call.run()
+        finally:
+            context.sql_session.reset(token)
+
+    async def run_async(self) -> Any:
+        return await self.call.run_async()
 
 
 class _Checkout(Effect):
@@ -151,6 +170,8 @@ class Transactions:
         self.ops = ops
         self.app_pool = app_pool
         self.same_database = same_database
+        # SQLAlchemy's Engine for this pool: made once, when a transaction first uses it.
+        self.sqlalchemy = SqlAlchemyBridge()
 
     def run(
         self,
@@ -185,6 +206,11 @@ class Transactions:
     ) -> Operation[Any]:
         """The transaction as an operation (see the module docstring)."""
         call = Call(func, args, kwargs)
+        outer = context.sql_session.get()
+        if outer is not None:
+            sync = outer.sync_session if isinstance(outer, AsyncSession) else outer
+            if sync.joinable(context.current_workflow.get()):
+                return (yield _Within(call, outer))
         ctx = context.active_workflow()
         if ctx is None:
             return (yield from self._attempts(call, isolation, None, None, None))
@@ -248,8 +274,8 @@ class Transactions:
         for attempt in range(1, TRANSACTION_MAX_ATTEMPTS + 1):
             try:
                 return (yield from self._once(call, isolation, ctx, step, started))
-            except _RETRIED as exc:
-                if attempt == TRANSACTION_MAX_ATTEMPTS:
+            except Exception as exc:
+                if not _retried(exc) or attempt == TRANSACTION_MAX_ATTEMPTS:
                     raise
                 logger.debug("transaction retry %d after %s", attempt, type(exc).__name__)
                 yield Pause(self.ops, None, delay)  # a plain sleep, as before any record
@@ -267,22 +293,27 @@ class Transactions:
         """One attempt on a pooled connection: (value, checkpoint result) in a workflow, else the
         value."""
         conn: psycopg.Connection[Any] = yield _Checkout(self.ops, self.app_pool)
+        sql = SqlSession(conn, self.sqlalchemy, context.current_workflow.get())
         try:
             conn.isolation_level = isolation
             tx = conn.transaction()
             yield Blocking(tx.__enter__)
             try:
-                session = yield _Session(conn)
+                session = yield _Session(sql)
                 session_token = context.sql_session.set(session)
                 # A transaction called from a step is part of that step: the step stays current,
                 # so that what the transaction calls is plain (not durable) too.
                 step_token = context.current_step.set(step) if ctx is not None else None
+                sql.running = True
                 try:
                     value = yield call
                 finally:
+                    sql.running = False
                     if step_token is not None:
                         context.current_step.reset(step_token)
                     context.sql_session.reset(session_token)
+                if sql.uses_sqlalchemy:  # the ORM's pending writes, before the outcome
+                    yield Blocking(sql.before_commit)
                 result = None
                 if ctx is not None and step is not None:
                     result = yield Blocking(lambda: self._record(conn, ctx, step, started, value))
@@ -299,11 +330,14 @@ class Transactions:
             else:
                 yield Blocking(lambda: tx.__exit__(None, None, None))
             return value if ctx is None else (value, result)
-        except psycopg.Error as exc:
-            if ctx is not None and (conn.broken or conn.closed):
+        except Exception as exc:
+            lost = ctx is not None and (conn.broken or conn.closed)
+            if lost and isinstance(driver_error(exc), psycopg.Error):
                 raise OutcomeUnknown(exc) from exc
             raise
         finally:
+            if sql.uses_sqlalchemy:
+                yield Blocking(sql.release)
             if not conn.closed:
                 conn.isolation_level = None
             yield Blocking(lambda: self.app_pool.putconn(conn))

@@ -7,8 +7,6 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
-import psycopg
-
 from runtime import context
 from runtime.engine.results import DEFAULT_POLLING_INTERVAL_S
 from runtime.engine.steps import StepOptions
@@ -17,6 +15,7 @@ from runtime.facade.base import BACKEND, FacadeBase, classproperty, workflow_of
 from runtime.fencing import FencingToken
 from runtime.handles import WorkflowHandle, WorkflowHandleAsync
 from runtime.messaging import SendMessage
+from runtime.sql_session import SqlSession
 from runtime.status import WorkflowStatus
 
 P = ParamSpec("P")
@@ -174,12 +173,15 @@ class WorkflowCalls(FacadeBase):
         return FencingToken(ctx.workflow_id, ctx.owner_epoch, cls._rt().idle_timeout_ms)
 
     @classproperty
-    def sql_session(cls) -> psycopg.Connection[Any]:
-        """The open connection of the running transaction."""
-        conn = context.sql_session.get()
-        if conn is None:
+    def sql_session(cls) -> SqlSession:
+        """The running transaction's session, on its connection: ``execute("... %s", (x,))``
+        (psycopg: a cursor) or SQLAlchemy's ``Session`` API (``execute(text(...))``, ``scalars``,
+        ``add``...; needs the ``sqlalchemy`` extra). In an async transaction, an
+        ``AsyncSession`` (awaitable ``execute``...). Raises DBOSException outside a transaction."""
+        session = context.sql_session.get()
+        if session is None:
             raise DBOSException("DBOS.sql_session is only available inside a @DBOS.transaction")
-        return cast(psycopg.Connection[Any], conn)
+        return cast(SqlSession, session)
 
     @classmethod
     def sleep(cls, seconds: float) -> None:
