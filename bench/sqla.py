@@ -78,7 +78,8 @@ def unrecorded():
 
 rec = [timed(recorded, 400) for _ in range(3)]
 unrec = [timed(unrecorded, 400) for _ in range(3)]
-print(min(r[0] for r in rec), min(r[1] for r in rec), min(r[0] for r in unrec), min(r[1] for r in unrec))
+best = lambda rows, i: min(r[i] for r in rows)
+print(best(rec, 0), best(rec, 1), best(unrec, 0), best(unrec, 1))
 DBOS.destroy()
 """
 
