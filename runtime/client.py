@@ -73,15 +73,27 @@ class DBOSClient:
     Postgres."""
 
     def __init__(
-        self, database_url: str | None = None, *, system_database_url: str | None = None
+        self,
+        database_url: str | None = None,
+        *,
+        system_database_url: str | None = None,
+        application_database_url: str | None = None,
+        dbos_system_schema: str | None = None,
     ) -> None:
-        explicit = system_database_url or database_url
+        """``dbos_system_schema``: the schema of the system tables, which must be the
+        application's. None: ``dbos`` with an explicit URL; without one, the URL and the schema
+        both come from the configuration (``system_schema`` of the config file, else ``dbos``).
+        ``database_url`` and ``application_database_url`` (DBOS's deprecated names) are used
+        when ``system_database_url`` is not given."""
+        explicit = system_database_url or database_url or application_database_url
+        schema = dbos_system_schema or "dbos"
         if explicit:
             url = explicit
         else:
             s = resolve(None, cwd=Path.cwd())
             url = resolve_system_url(None, s.system_database_url or s.database_url, s.project_dir)
-        self.sysdb = SystemDatabase(url, pool_size=4)
+            schema = dbos_system_schema or s.system_schema
+        self.sysdb = SystemDatabase(url, pool_size=4, schema=schema)
         self._notifications: Notifications | None = None
         self._listener: NotificationListener | None = None
         self._lock = threading.Lock()

@@ -26,7 +26,7 @@ import psycopg
 import psycopg.errors
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from runtime import context, db, serialization
+from runtime import context, db, serialization, sysschema
 from runtime.context import StepContext, WorkflowContext, now_ms
 from runtime.engine.drive import (
     Blocking,
@@ -278,7 +278,9 @@ class Transactions:
                 # so that what the transaction calls is plain (not durable) too.
                 step_token = context.current_step.set(step) if ctx is not None else None
                 try:
-                    value = yield call
+                    # The user's SQL is sent as written, whatever the system schema.
+                    with sysschema.user_statements(conn):
+                        value = yield call
                 finally:
                     if step_token is not None:
                         context.current_step.reset(step_token)
