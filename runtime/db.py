@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -221,6 +222,8 @@ def make_pool(
     return pool
 
 
+# The server's message for a connection to a database that does not exist (libpq gives no SQLSTATE).
+_NO_SUCH_DATABASE = re.compile(r'FATAL:\s+database ".*" does not exist')
 # The database every cluster has, to connect to when the configured one does not exist yet.
 MAINTENANCE_DATABASE = "postgres"
 
@@ -235,10 +238,11 @@ def ensure_database(url: str) -> bool:
     try:
         psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S).close()
         return False
-    except psycopg.errors.InvalidCatalogName:
-        pass  # the server answered: this database does not exist
     except psycopg.Error as exc:
-        raise translate(exc, url) from None
+        # libpq reports a refused connection without a SQLSTATE: the server's message is all
+        # there is to tell "no such database" (3D000) from an outage.
+        if not (_sqlstate(exc) == "3D000" or _NO_SUCH_DATABASE.search(str(exc)) is not None):
+            raise translate(exc, url) from None
     params = psycopg.conninfo.conninfo_to_dict(url)
     name = str(params.get("dbname") or params.get("user") or "")
     maintenance = psycopg.conninfo.make_conninfo(url, dbname=MAINTENANCE_DATABASE)

@@ -8,8 +8,10 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg
+import psycopg.sql
 import pytest
 
 from runtime import DBOS, DBOSClient, DBOSConfig, Queue, SetWorkflowID
@@ -337,3 +339,74 @@ def test_launch_with_application_database_url(db_url: str, fresh: None) -> None:
 def test_unknown_keys_are_still_refused(tmp_path: Path) -> None:
     with pytest.raises(DBOSException, match="unknown key 'sys_db_pool_size'"):
         resolve({"sys_db_pool_size": 3}, cwd=tmp_path, environ={})  # type: ignore[typeddict-unknown-key]
+
+
+# --- a database that does not exist yet (bug 14) -------------------------------------------------
+
+
+def _drop(server_url: str, name: str) -> None:
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(
+            psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                psycopg.sql.Identifier(name)
+            )
+        )
+
+
+def _exists(server_url: str, name: str) -> bool:
+    return bool(_scalar(server_url, "SELECT count(*) FROM pg_database WHERE datname = %s", (name,)))
+
+
+def test_launch_creates_missing_app_and_system_databases(pg_server_url: str, fresh: None) -> None:
+    app_name = f'New App "{uuid.uuid4().hex[:6]}"'
+    sys_name = f"new-sys-{uuid.uuid4().hex[:6]}"
+    app_url = with_database(pg_server_url, quote(app_name, safe=""))
+    sys_url = with_database(pg_server_url, sys_name)
+    try:
+
+        @DBOS.workflow()
+        def made() -> str:
+            return "made"
+
+        DBOS(config=_config(app_url, system_database_url=sys_url))
+        DBOS.launch()
+        assert made() == "made"
+        assert _exists(pg_server_url, app_name) and _exists(pg_server_url, sys_name)
+        assert current_version(sys_url) == latest_version()
+    finally:
+        DBOS.destroy()
+        _drop(pg_server_url, app_name)
+        _drop(pg_server_url, sys_name)
+
+
+def test_missing_database_and_a_role_that_may_not_create_it(
+    pg_server_url: str, fresh: None
+) -> None:
+    role = f"nocreate_{uuid.uuid4().hex[:6]}"
+    name = f"never_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(pg_server_url, autocommit=True) as conn:
+        conn.execute(psycopg.sql.SQL("CREATE ROLE {} LOGIN").format(psycopg.sql.Identifier(role)))
+    try:
+        parts = urlsplit(with_database(pg_server_url, name))
+        url = urlunsplit(parts._replace(netloc=f"{role}@{parts.hostname}:{parts.port}"))
+        DBOS(config=_config(url))
+        with pytest.raises(DBOSException) as info:
+            DBOS.launch()
+        message = str(info.value)
+        assert f"the database '{name}' does not exist" in message
+        assert "may not create it" in message and "CREATEDB" in message
+        assert not _exists(pg_server_url, name)
+    finally:
+        with psycopg.connect(pg_server_url, autocommit=True) as conn:
+            conn.execute(psycopg.sql.SQL("DROP ROLE {}").format(psycopg.sql.Identifier(role)))
+
+
+def test_cli_migrate_creates_a_missing_database(pg_server_url: str, tmp_path: Path) -> None:
+    name = f"cli_new_{uuid.uuid4().hex[:6]}"
+    url = with_database(pg_server_url, name)
+    try:
+        done = dbos("migrate", "--db-url", url, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert current_version(url) == latest_version()
+    finally:
+        _drop(pg_server_url, name)
