@@ -58,7 +58,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, Protocol, TypedDict
 
 import tomli
 
@@ -361,6 +361,36 @@ def resolve(
         ),
         polling_interval_s=float(interval) if isinstance(interval, int | float) else None,
     )
+
+
+class _Configured(Protocol):
+    """The configured ``DBOS`` instance, as far as this module needs it."""
+
+    _settings: Settings
+
+
+def current(instance: _Configured | None) -> Settings:
+    """``instance``'s settings, else those that ``DBOS()`` would resolve now (without creating
+    an instance: reading the configuration must not configure the process)."""
+    return instance._settings if instance is not None else resolve(None, cwd=Path.cwd())
+
+
+def idle_application_version(
+    instance: _Configured | None, environ: Mapping[str, str] | None = None
+) -> str:
+    """``DBOS.application_version`` while nothing is launched, as DBOS answers it: the configured
+    version, else ``DBOS__APPVERSION``, else ``""``. Never raises."""
+    if instance is not None and instance._settings.application_version:
+        return instance._settings.application_version
+    return (os.environ if environ is None else environ).get(ENV_APPLICATION_VERSION, "")
+
+
+def idle_executor_id(instance: _Configured | None, environ: Mapping[str, str] | None = None) -> str:
+    """``DBOS.executor_id`` while nothing is launched: the configured ID, else ``DBOS__VMID``,
+    else ``"local"``. Never raises."""
+    if instance is not None:
+        return instance._settings.executor_id
+    return (os.environ if environ is None else environ).get(ENV_EXECUTOR_ID) or DEFAULT_EXECUTOR_ID
 
 
 # --- password masking ----------------------------------------------------------------------------

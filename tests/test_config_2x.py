@@ -410,3 +410,32 @@ def test_cli_migrate_creates_a_missing_database(pg_server_url: str, tmp_path: Pa
         assert current_version(url) == latest_version()
     finally:
         _drop(pg_server_url, name)
+
+
+# --- the DBOS class properties outside a launch (bug 15) -----------------------------------------
+
+
+def test_class_properties_after_destroy(
+    db_url: str, fresh: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DBOS__APPVERSION", raising=False)
+    monkeypatch.delenv("DBOS__VMID", raising=False)
+    DBOS(config=_config(db_url, application_version="v7", executor_id="exec-7"))
+    assert (DBOS.application_version, DBOS.executor_id) == ("v7", "exec-7")
+    DBOS.launch()
+    assert (DBOS.application_version, DBOS.executor_id) == ("v7", "exec-7")
+    DBOS.destroy()
+    assert DBOS.application_version == ""
+    assert DBOS.executor_id == "local"
+    assert DBOS.workflow_id is None and DBOS.step_id is None
+    monkeypatch.setenv("DBOS__APPVERSION", "env-v")
+    monkeypatch.setenv("DBOS__VMID", "env-exec")
+    assert (DBOS.application_version, DBOS.executor_id) == ("env-v", "env-exec")
+
+
+def test_reading_config_after_destroy_does_not_configure(db_url: str, fresh: None) -> None:
+    DBOS.destroy()
+    assert DBOS.config.executor_id == "local"
+    # Reading it created no instance: a new configuration is still accepted.
+    DBOS(config=_config(db_url, executor_id="after-read"))
+    assert DBOS.config.executor_id == "after-read"
