@@ -19,6 +19,7 @@ from typing_extensions import Required
 
 from runtime import management, serialization
 from runtime.config import resolve
+from runtime.context import validate_workflow_id
 from runtime.embedded import resolve_system_url
 from runtime.errors import (
     DBOSConflictingWorkflowError,
@@ -155,7 +156,9 @@ class DBOSClient:
         for key in ("workflow_name", "queue_name"):
             if not isinstance(options.get(key), str) or not options.get(key):
                 raise DBOSException(f"enqueue options need {key!r} (a non-empty string)")
-        wid = options.get("workflow_id") or str(uuid.uuid4())
+        given = options.get("workflow_id")
+        # An empty ID is refused, not replaced: the caller meant a specific workflow.
+        wid = str(uuid.uuid4()) if given is None else validate_workflow_id(given, "workflow_id")
         timeout = options.get("workflow_timeout")
         result = self.sysdb.insert_workflow(
             NewWorkflow(

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from runtime.context import validate_workflow_id
 from runtime.errors import DBOSException, DBOSNonExistentWorkflowError
 from runtime.executor_db import ExecutorTable
 from runtime.liveness import gone_on_this_host, process_identity
@@ -224,7 +225,11 @@ def fork(
             f"step {start_step} is out of range for workflow {workflow_id!r}: it has {last} "
             f"recorded steps, so a fork can start at step 1 to {last + 1}"
         )
-    new_id = forked_workflow_id or str(uuid.uuid4())
+    new_id = (
+        str(uuid.uuid4())
+        if forked_workflow_id is None
+        else validate_workflow_id(forked_workflow_id, "forked workflow ID")
+    )
     sysdb.fork_workflow(workflow_id, new_id, start_step, application_version, INTERNAL_QUEUE)
     return new_id
 

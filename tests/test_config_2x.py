@@ -439,3 +439,48 @@ def test_reading_config_after_destroy_does_not_configure(db_url: str, fresh: Non
     # Reading it created no instance: a new configuration is still accepted.
     DBOS(config=_config(db_url, executor_id="after-read"))
     assert DBOS.config.executor_id == "after-read"
+
+
+# --- empty and whitespace-only workflow IDs (bug 9) ----------------------------------------------
+
+BLANK_IDS = ["", "   ", "\t\n"]
+
+
+@pytest.mark.parametrize("blank", BLANK_IDS)
+def test_set_workflow_id_refuses_a_blank_id(blank: str) -> None:
+    with pytest.raises(DBOSException, match="workflow IDs must be non-empty"):
+        SetWorkflowID(blank)
+
+
+def _workflow_count(url: str) -> int:
+    return int(_scalar(url, "SELECT count(*) FROM dbos.workflow_status"))
+
+
+@pytest.mark.parametrize("blank", BLANK_IDS)
+def test_client_enqueue_refuses_a_blank_id(db_url: str, blank: str) -> None:
+    client = DBOSClient(db_url)
+    try:
+        with pytest.raises(DBOSException, match="invalid workflow_id"):
+            client.enqueue({"workflow_name": "wf", "queue_name": "q", "workflow_id": blank}, 1)
+    finally:
+        client.destroy()
+    assert _workflow_count(db_url) == 0
+
+
+@pytest.mark.parametrize("blank", ["", "  "])
+def test_fork_refuses_a_blank_forked_id(db_url: str, fresh: None, blank: str) -> None:
+    @DBOS.workflow()
+    def forkable() -> int:
+        return 1
+
+    DBOS(config=_config(db_url))
+    DBOS.launch()
+    with SetWorkflowID("fork-source"):
+        assert forkable() == 1
+    client = DBOSClient(db_url)
+    try:
+        with pytest.raises(DBOSException, match="invalid forked workflow ID"):
+            client.fork_workflow("fork-source", 1, forked_workflow_id=blank)
+    finally:
+        client.destroy()
+    assert _workflow_count(db_url) == 1
