@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -484,3 +485,29 @@ def test_fork_refuses_a_blank_forked_id(db_url: str, fresh: None, blank: str) ->
     finally:
         client.destroy()
     assert _workflow_count(db_url) == 1
+
+
+# --- a schedule declared after launch (bug 13) ---------------------------------------------------
+
+
+def test_scheduled_workflow_declared_after_launch_fires(db_url: str, fresh: None) -> None:
+    from runtime import scheduler
+
+    ticks: list[datetime] = []
+    DBOS(config=_config(db_url))
+    DBOS.launch()
+    try:
+
+        @DBOS.scheduled("* * * * * *")
+        @DBOS.workflow()
+        def late_schedule(scheduled: datetime, actual: datetime) -> None:
+            ticks.append(scheduled)
+
+        deadline = time.monotonic() + 10
+        while len(ticks) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(ticks) >= 2
+    finally:
+        DBOS.destroy()
+        for name in [k for k in scheduler._schedules if k.endswith("late_schedule")]:
+            del scheduler._schedules[name]  # keep it out of later tests
