@@ -4,6 +4,9 @@ database that does not exist yet."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from datetime import datetime
@@ -511,3 +514,28 @@ def test_scheduled_workflow_declared_after_launch_fires(db_url: str, fresh: None
         DBOS.destroy()
         for name in [k for k in scheduler._schedules if k.endswith("late_schedule")]:
             del scheduler._schedules[name]  # keep it out of later tests
+
+
+def test_killed_process_recovers_in_its_schema(empty_db_url: str) -> None:
+    root = Path(__file__).resolve().parent.parent
+    env = clean_env(PYTHONPATH=str(root))
+    app = [sys.executable, "-m", "tests.apps.schema_app", empty_db_url, ODD_SCHEMA]
+    proc = subprocess.Popen([*app, "start"], env=env, cwd=root, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "IN_STEP3"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    done = subprocess.run(
+        [*app, "recover"], env=env, cwd=root, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "RESULT ['one', 'two', 'three']" in done.stdout
+    with psycopg.connect(empty_db_url) as conn:
+        effects = [r[0] for r in conn.execute("SELECT what FROM effects").fetchall()]
+        tx = conn.execute("SELECT count(*) FROM tx_effects").fetchone()
+    # The completed step and transaction ran once; the step in progress ran again.
+    assert sorted(effects) == ["first", "third-recover", "third-start"]
+    assert tx == (1,)
+    assert "dbos" not in _schemas(empty_db_url)
