@@ -539,3 +539,24 @@ def test_killed_process_recovers_in_its_schema(empty_db_url: str) -> None:
     assert sorted(effects) == ["first", "third-recover", "third-start"]
     assert tx == (1,)
     assert "dbos" not in _schemas(empty_db_url)
+
+
+def test_fencing_token_checks_the_configured_schema(empty_db_url: str, fresh: None) -> None:
+    @DBOS.step()
+    def guarded() -> int:
+        token = DBOS.fencing_token
+        assert token is not None
+        with psycopg.connect(empty_db_url) as conn, conn.transaction():
+            token.check(conn)  # the caller's own connection: no rewriting of its own
+            conn.execute("CREATE TABLE IF NOT EXISTS fenced (epoch int)")
+            conn.execute("INSERT INTO fenced VALUES (%s)", (token.owner_epoch,))
+        return token.owner_epoch
+
+    @DBOS.workflow()
+    def flow() -> int:
+        return guarded()
+
+    DBOS(config=_config(empty_db_url, dbos_system_schema=ODD_SCHEMA))
+    DBOS.launch()
+    epoch = flow()
+    assert _scalar(empty_db_url, "SELECT epoch FROM fenced") == epoch
