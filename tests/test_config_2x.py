@@ -113,10 +113,16 @@ def test_system_schema_holds_every_system_table(empty_db_url: str, fresh: None) 
     assert DBOS.get_event("schema-parent", "half", timeout_seconds=30) == 5
     DBOS.send("schema-parent", 100, topic="go")
     assert handle.get_result() == 110
+    # Management calls run on the same connections.
+    assert len(DBOS.list_workflow_steps("schema-parent")) >= 4
+    assert {w.workflow_id for w in DBOS.list_workflows()} >= {"schema-parent"}
+    with SetWorkflowID("schema-fork"):
+        forked = DBOS.fork_workflow("schema-parent", 4)
+    assert forked.get_result() == 110
 
     assert ODD_SCHEMA in _schemas(empty_db_url)
     rows = _scalar(empty_db_url, 'SELECT count(*) FROM "App ""Sys"" 2".workflow_status')
-    assert rows == 2
+    assert rows == 4
     assert current_version(empty_db_url, ODD_SCHEMA) == latest_version()
     # The only tables in `dbos` are the user's own.
     assert _scalar(
