@@ -112,8 +112,12 @@ def _read_version(conn: psycopg.Connection[Any], schema: str) -> int:
     return int(found[0]) if found else 0
 
 
-def migrate(url: str, schema: str = SCHEMA) -> MigrationResult:
-    """Bring the system schema ``schema`` up to date. Idempotent; safe to run concurrently."""
+def migrate(url: str, schema: str = SCHEMA, *, create_database: bool = False) -> MigrationResult:
+    """Bring the system schema ``schema`` up to date. Idempotent; safe to run concurrently.
+    ``create_database``: first create the database if it does not exist (``db.ensure_database``),
+    as ``dbos migrate`` does."""
+    if create_database:
+        db.ensure_database(url)
     wanted = migrations()
     with db.connect(url, autocommit=False, schema=schema) as conn, db.translated(url):
         with conn.transaction():

@@ -13,13 +13,11 @@ from runtime.config import redact_url
 
 def migrate(db_url: DbUrl = None, schema_name: SchemaOpt = None) -> None:
     """Create or upgrade the system tables. Idempotent; safe to run from several processes."""
-    from runtime import db
     from runtime import migrate as schema
 
     url = system_url(db_url)
     name = system_schema(schema_name)
-    db.ensure_database(url)
-    result = schema.migrate(url, name)
+    result = schema.migrate(url, name, create_database=True)
     where = redact_url(url) if name == "dbos" else f"schema {name!r} of {redact_url(url)}"
     if not result.applied:
         render.info(
