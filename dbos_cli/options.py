@@ -21,6 +21,15 @@ DbUrl = Annotated[
     ),
 ]
 
+SchemaOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--schema",
+        help="Schema of the system tables (default: system_schema of the config file, else dbos).",
+        show_default=False,
+    ),
+]
+
 JsonFlag = Annotated[
     bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else.")
 ]
@@ -29,6 +38,11 @@ JsonFlag = Annotated[
 def settings() -> Settings:
     """The resolved configuration of the current folder."""
     return resolve(None, cwd=Path.cwd())
+
+
+def system_schema(schema: str | None = None) -> str:
+    """The schema of the system tables: ``schema`` if given, else the configuration's."""
+    return schema or settings().system_schema
 
 
 def system_url(db_url: str | None) -> str:

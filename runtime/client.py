@@ -20,6 +20,7 @@ from typing_extensions import Required
 from runtime import context, management, serialization
 from runtime.asyncs import in_thread, twin
 from runtime.config import resolve
+from runtime.context import validate_workflow_id
 from runtime.embedded import resolve_system_url
 from runtime.errors import (
     DBOSConflictingWorkflowError,
@@ -79,17 +80,22 @@ class DBOSClient:
         *,
         system_database_url: str | None = None,
         application_database_url: str | None = None,
+        dbos_system_schema: str | None = None,
     ) -> None:
-        # As DBOS: the system tables are at ``system_database_url``, else in the application
-        # database (``database_url``, DBOS 2.x's ``application_database_url``), whose URL is the
-        # system database's here when no separate one is configured.
+        """``dbos_system_schema``: the schema of the system tables, which must be the
+        application's. None: ``dbos`` with an explicit URL; without one, the URL and the schema
+        both come from the configuration (``system_schema`` of the config file, else ``dbos``).
+        ``database_url`` and ``application_database_url`` (DBOS's deprecated names) are used
+        when ``system_database_url`` is not given."""
         explicit = system_database_url or database_url or application_database_url
+        schema = dbos_system_schema or "dbos"
         if explicit:
             url = explicit
         else:
             s = resolve(None, cwd=Path.cwd())
             url = resolve_system_url(None, s.system_database_url or s.database_url, s.project_dir)
-        self.sysdb = SystemDatabase(url, pool_size=4)
+            schema = dbos_system_schema or s.system_schema
+        self.sysdb = SystemDatabase(url, pool_size=4, schema=schema)
         self._notifications: Notifications | None = None
         self._listener: NotificationListener | None = None
         self._lock = threading.Lock()
@@ -154,7 +160,9 @@ class DBOSClient:
         for key in ("workflow_name", "queue_name"):
             if not isinstance(options.get(key), str) or not options.get(key):
                 raise DBOSException(f"enqueue options need {key!r} (a non-empty string)")
-        wid = options.get("workflow_id") or str(uuid.uuid4())
+        given = options.get("workflow_id")
+        # An empty ID is refused, not replaced: the caller meant a specific workflow.
+        wid = str(uuid.uuid4()) if given is None else validate_workflow_id(given, "workflow_id")
         timeout = options.get("workflow_timeout")
         result = self.sysdb.insert_workflow(
             NewWorkflow(

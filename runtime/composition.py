@@ -7,7 +7,7 @@ import uuid
 
 from runtime import registry
 from runtime.config import Settings
-from runtime.db import make_pool
+from runtime.db import ensure_database, make_pool
 from runtime.deadlines import DeadlineSweep
 from runtime.dispatcher import QueueDispatcher
 from runtime.embedded import EmbeddedPostgres
@@ -24,7 +24,7 @@ from runtime.listener import (
     fan_out,
 )
 from runtime.messaging import Messaging
-from runtime.migrate import migrate
+from runtime.migrate import check_current, migrate
 from runtime.queues import declared_queues
 from runtime.recovery import Recovery
 from runtime.scheduler import Scheduler
@@ -42,14 +42,21 @@ class Runtime:
         )
         sys_url = settings.system_database_url or app_url
         self.app_url = app_url
-        migrate(sys_url)
+        # As DBOS does: a configured database that does not exist yet is created.
+        for url in dict.fromkeys((app_url, sys_url)):
+            ensure_database(url)
+        schema = settings.system_schema
+        if settings.run_migrations:
+            migrate(sys_url, schema)
+        else:
+            check_current(sys_url, schema)
         pool_size = max(4, min(settings.max_executor_threads, 32))
         # A transaction left idle this long belongs to a frozen process whose workflows others
         # are taking over: the server ends it and frees its locks.
         idle_s = max(5.0, 2.0 * settings.executor_lease_seconds)
         self.idle_timeout_ms = int(idle_s * 1000)
         self.sysdb = SystemDatabase(
-            sys_url, pool_size=pool_size, idle_in_transaction_timeout_s=idle_s
+            sys_url, pool_size=pool_size, idle_in_transaction_timeout_s=idle_s, schema=schema
         )
         same = sys_url == app_url
         self.app_pool = (
@@ -69,7 +76,7 @@ class Runtime:
             max_threads=settings.max_executor_threads,
             confirm_ownership_after_s=settings.executor_lease_seconds / 2,
         )
-        self.notifications = Notifications()
+        self.notifications = Notifications(poll_s=settings.polling_interval_s)
         self.messaging = Messaging(self.engine.ops, self.notifications)
         self.dispatcher = QueueDispatcher(
             self.engine,
@@ -135,7 +142,12 @@ class Runtime:
                 for q in declared_queues()
             ]
         )
-        self.listener.start()
+        if self.settings.use_listen_notify:
+            self.listener.start()
+        else:
+            # No LISTEN connection: waiters poll (the listener-down mode), and everything that
+            # would look again after a reconnect looks once now.
+            self.listener.run_reconnect_hooks()
         self.engine.start()
         self.deadlines.start()
         self.recovery.recover_at_launch()

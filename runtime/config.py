@@ -10,7 +10,11 @@ Every setting is decided on its own, from the first of these sources that provid
 4. the defaults: the folder's name as the application name, executor ID ``"local"``, no database
    URL (meaning: the project's embedded Postgres), no system URL (meaning: the application
    database, schema ``dbos``), no application version (meaning: computed later from the workflow
-   source), 64 executor threads and no module.
+   source), 64 executor threads, no module, system schema ``dbos``, migrations at launch,
+   LISTEN/NOTIFY, and a 0.5 s poll when no LISTEN connection is up.
+
+In the dict, ``application_database_url`` (DBOS 2.x's name) and ``database_url`` are the same
+setting; giving both with different values is a ``DBOSConfigError``.
 
 The configuration file is ``dbos.toml`` in the current folder, or else the ``[tool.dbos]`` table of
 the ``pyproject.toml`` there. When both exist, ``dbos.toml`` wins and ``pyproject.toml`` is not
@@ -25,12 +29,16 @@ and so on)::
     [database]
     url = "postgresql://user:${PGPASSWORD}@host:5432/shop"
     system_url = "postgresql://user@host:5432/shop_system"
+    system_schema = "dbos"       # the schema of the system tables
 
     [runtime]
     executor_id = "local"
     application_version = "v42"
     max_executor_threads = 64
     executor_lease_seconds = 10
+    run_migrations = true        # false: launch checks the schema instead of migrating it
+    use_listen_notify = true     # false: no LISTEN connection, waiters poll
+    notification_listener_polling_interval_sec = 0.5
 
 Every string value of the file may hold ``${NAME}`` (replaced by the environment variable, which
 must be set) or ``${NAME:-default}`` (the default when the variable is unset or empty, as in the
@@ -44,12 +52,13 @@ URLs may hold passwords: show them only through ``redact_url``.
 from __future__ import annotations
 
 import datetime
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, Protocol, TypedDict
 
 import tomli
 
@@ -68,6 +77,7 @@ CONFIG_FILE = "dbos.toml"
 PYPROJECT_FILE = "pyproject.toml"
 
 DEFAULT_EXECUTOR_ID = "local"
+DEFAULT_SYSTEM_SCHEMA = "dbos"
 DEFAULT_MAX_EXECUTOR_THREADS = 64
 # Only for a project living at the file system's root, whose folder has no name.
 FALLBACK_APP_NAME = "dbos-app"
@@ -89,12 +99,22 @@ class DBOSConfig(TypedDict, total=False):
     environment and the configuration file."""
 
     name: str
+    #: The application database (DBOS 2.x name); ``database_url`` is its older name.
+    application_database_url: str
     database_url: str
     system_database_url: str
+    #: The schema of the system tables (default ``dbos``).
+    dbos_system_schema: str
     executor_id: str
     application_version: str
     max_executor_threads: int
     executor_lease_seconds: int
+    #: False: launch neither creates nor migrates the system schema; it checks it is current.
+    run_migrations: bool
+    #: False: no LISTEN connection; waiters poll the tables instead.
+    use_listen_notify: bool
+    #: Seconds between polls of a waiter when no LISTEN connection wakes it (minimum 0.001).
+    notification_listener_polling_interval_sec: float
 
 
 @dataclass(frozen=True, repr=False)
@@ -118,6 +138,14 @@ class Settings:
     project_dir: Path
     #: The file that was read, if any.
     config_file: Path | None
+    #: The schema holding the system tables.
+    system_schema: str = "dbos"
+    #: Whether launch creates and migrates the system schema (else it only checks it).
+    run_migrations: bool = True
+    #: Whether waiters are woken by LISTEN/NOTIFY (else they only poll).
+    use_listen_notify: bool = True
+    #: How often a waiter polls when LISTEN is not in use, in seconds; None: the built-in 0.5 s.
+    polling_interval_s: float | None = None
 
     def __repr__(self) -> str:
         # Settings end up in logs and tracebacks; the generated repr would print passwords.
@@ -131,34 +159,51 @@ class Settings:
             f"application_version={self.application_version!r}, "
             f"max_executor_threads={self.max_executor_threads!r}, "
             f"executor_lease_seconds={self.executor_lease_seconds!r}, module={self.module!r}, "
-            f"project_dir={self.project_dir!r}, config_file={self.config_file!r})"
+            f"project_dir={self.project_dir!r}, config_file={self.config_file!r}, "
+            f"system_schema={self.system_schema!r}, run_migrations={self.run_migrations!r}, "
+            f"use_listen_notify={self.use_listen_notify!r}, "
+            f"polling_interval_s={self.polling_interval_s!r})"
         )
 
 
-# What each value must be: a non-empty string, a Postgres URL, a dotted module name, or an int > 0.
-_Kind = Literal["text", "url", "module", "positive_int"]
+# What each value must be: a non-empty string, a Postgres URL, a dotted module name, an int > 0,
+# a schema name (a Postgres identifier), a boolean, or a number of seconds >= 0.001.
+_Kind = Literal["text", "url", "module", "positive_int", "schema", "bool", "interval"]
+# Kinds whose file values are never substituted (a string there is simply the wrong type).
+_NOT_TEXT: tuple[_Kind, ...] = ("positive_int", "bool", "interval")
+# Postgres truncates identifiers longer than this many bytes (NAMEDATALEN - 1).
+_MAX_IDENTIFIER_BYTES = 63
+_MIN_POLLING_INTERVAL_S = 0.001
 
 # The sections and keys of the file, in the order the error messages list them.
 _FILE_SCHEMA: dict[str, dict[str, _Kind]] = {
     "app": {"name": "text", "module": "module"},
-    "database": {"url": "url", "system_url": "url"},
+    "database": {"url": "url", "system_url": "url", "system_schema": "schema"},
     "runtime": {
         "executor_id": "text",
         "application_version": "text",
         "max_executor_threads": "positive_int",
         "executor_lease_seconds": "positive_int",
+        "run_migrations": "bool",
+        "use_listen_notify": "bool",
+        "notification_listener_polling_interval_sec": "interval",
     },
 }
 
 # Must list exactly the keys of DBOSConfig.
 _OVERRIDE_SCHEMA: dict[str, _Kind] = {
     "name": "text",
+    "application_database_url": "url",
     "database_url": "url",
     "system_database_url": "url",
+    "dbos_system_schema": "schema",
     "executor_id": "text",
     "application_version": "text",
     "max_executor_threads": "positive_int",
     "executor_lease_seconds": "positive_int",
+    "run_migrations": "bool",
+    "use_listen_notify": "bool",
+    "notification_listener_polling_interval_sec": "interval",
 }
 
 
@@ -232,7 +277,7 @@ def load_file(path: Path, *, environ: Mapping[str, str] | None = None) -> dict[s
             value: object = raw
             # Substitute before checking the value, so that e.g. a URL is checked as it will be
             # used; an int key never substitutes (a string there is simply the wrong type).
-            if isinstance(raw, str) and keys[key] != "positive_int":
+            if isinstance(raw, str) and keys[key] not in _NOT_TEXT:
                 value = _substitute(raw, env, where)
             problem = _problem(value, keys[key], _toml_type)
             if problem is not None:
@@ -282,13 +327,19 @@ def resolve(
         return from_file
 
     name = _as_str(pick("name", None, app.get("name")))
+    app_url = _as_str(pick("database_url", ENV_DATABASE_URL, database.get("url")))
+    interval = pick(
+        "notification_listener_polling_interval_sec",
+        None,
+        runtime.get("notification_listener_polling_interval_sec"),
+    )
     threads = pick("max_executor_threads", None, runtime.get("max_executor_threads"))
     lease = pick(
         "executor_lease_seconds", ENV_EXECUTOR_LEASE, runtime.get("executor_lease_seconds")
     )
     return Settings(
         name=name or project_dir.name or FALLBACK_APP_NAME,
-        database_url=_as_str(pick("database_url", ENV_DATABASE_URL, database.get("url"))),
+        database_url=app_url,
         system_database_url=_as_str(
             pick("system_database_url", ENV_SYSTEM_DATABASE_URL, database.get("system_url"))
         ),
@@ -302,7 +353,44 @@ def resolve(
         module=_as_str(app.get("module")),
         project_dir=project_dir,
         config_file=config_file,
+        system_schema=_as_str(pick("dbos_system_schema", None, database.get("system_schema")))
+        or DEFAULT_SYSTEM_SCHEMA,
+        run_migrations=_as_bool(pick("run_migrations", None, runtime.get("run_migrations"))),
+        use_listen_notify=_as_bool(
+            pick("use_listen_notify", None, runtime.get("use_listen_notify"))
+        ),
+        polling_interval_s=float(interval) if isinstance(interval, int | float) else None,
     )
+
+
+class _Configured(Protocol):
+    """The configured ``DBOS`` instance, as far as this module needs it."""
+
+    _settings: Settings
+
+
+def current(instance: _Configured | None) -> Settings:
+    """``instance``'s settings, else those that ``DBOS()`` would resolve now (without creating
+    an instance: reading the configuration must not configure the process)."""
+    return instance._settings if instance is not None else resolve(None, cwd=Path.cwd())
+
+
+def idle_application_version(
+    instance: _Configured | None, environ: Mapping[str, str] | None = None
+) -> str:
+    """``DBOS.application_version`` while nothing is launched, as DBOS answers it: the configured
+    version, else ``DBOS__APPVERSION``, else ``""``. Never raises."""
+    if instance is not None and instance._settings.application_version:
+        return instance._settings.application_version
+    return (os.environ if environ is None else environ).get(ENV_APPLICATION_VERSION, "")
+
+
+def idle_executor_id(instance: _Configured | None, environ: Mapping[str, str] | None = None) -> str:
+    """``DBOS.executor_id`` while nothing is launched: the configured ID, else ``DBOS__VMID``,
+    else ``"local"``. Never raises."""
+    if instance is not None:
+        return instance._settings.executor_id
+    return (os.environ if environ is None else environ).get(ENV_EXECUTOR_ID) or DEFAULT_EXECUTOR_ID
 
 
 # --- password masking ----------------------------------------------------------------------------
@@ -425,6 +513,14 @@ def _substitute(value: str, environ: Mapping[str, str], where: str) -> str:
 def _problem(value: object, kind: _Kind, describe: Callable[[object], str]) -> str | None:
     """What is wrong with ``value`` as a ``kind`` ("expected ..., got ..."), or None if nothing.
     ``describe`` names the type of a wrong value (TOML's names for a file, Python's for a dict)."""
+    if kind == "bool":
+        return None if isinstance(value, bool) else f"expected true or false, got {describe(value)}"
+    if kind == "interval":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return f"expected a number of seconds, got {describe(value)}"
+        if not math.isfinite(value) or value < _MIN_POLLING_INTERVAL_S:
+            return f"expected at least {_MIN_POLLING_INTERVAL_S} seconds, got {value}"
+        return None
     if kind == "positive_int":
         # bool is an int subclass, but `max_executor_threads = true` is surely a mistake.
         if isinstance(value, bool) or not isinstance(value, int):
@@ -438,6 +534,8 @@ def _problem(value: object, kind: _Kind, describe: Callable[[object], str]) -> s
         return (
             f"expected a URL starting with postgresql:// or postgres://, got {redact_url(value)!r}"
         )
+    if kind == "schema" and ("\0" in value or len(value.encode()) > _MAX_IDENTIFIER_BYTES):
+        return f"expected a schema name of at most {_MAX_IDENTIFIER_BYTES} bytes, got {value!r}"
     if kind == "module" and not all(part.isidentifier() for part in value.split(".")):
         return f"expected a dotted module name such as 'shop.app', got {value!r}"
     return None
@@ -461,6 +559,17 @@ def _check_overrides(overrides: DBOSConfig | None) -> dict[str, object]:
         problem = _problem(value, _OVERRIDE_SCHEMA[key], _python_type)
         if problem is not None:
             raise DBOSConfigError(f"config[{key!r}]: {problem}")
+    # `application_database_url` is DBOS 2.x's name for `database_url`: one setting, two names.
+    newer = checked.pop("application_database_url", None)
+    if newer is not None:
+        older = checked.get("database_url")
+        if older is not None and older != newer:
+            raise DBOSConfigError(
+                "config: 'application_database_url' and 'database_url' name the same setting "
+                f"but differ ({redact_url(str(newer))!r} and {redact_url(str(older))!r}); "
+                "give only one"
+            )
+        checked["database_url"] = newer
     return checked
 
 
@@ -517,6 +626,11 @@ def _toml_type(value: object) -> str:
 def _python_type(value: object) -> str:
     """The Python name of the type of a value given in code or the environment."""
     return "None" if value is None else type(value).__name__
+
+
+def _as_bool(value: object) -> bool:
+    """``value`` if it is a boolean (values are checked before this), else the default, True."""
+    return value if isinstance(value, bool) else True
 
 
 def _as_str(value: object) -> str | None:

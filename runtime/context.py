@@ -14,6 +14,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
+from runtime.errors import DBOSException
 from runtime.records import RecordedStep
 
 
@@ -142,6 +143,18 @@ def take_timeout_block() -> tuple[bool, float | None]:
     return True, float(shot.value) if shot.value is not None else None
 
 
+def validate_workflow_id(workflow_id: object, what: str = "workflow ID") -> str:
+    """``workflow_id`` if it is a usable workflow ID: a string that is not empty or only
+    whitespace (such an ID would be recorded, and then be impossible to tell apart, pass on the
+    command line or recover). Raises ``DBOSException`` naming ``what`` otherwise."""
+    if not isinstance(workflow_id, str) or not workflow_id.strip():
+        raise DBOSException(
+            f"invalid {what} {workflow_id!r}: workflow IDs must be non-empty strings "
+            "and cannot be only whitespace"
+        )
+    return workflow_id
+
+
 @contextmanager
 def _one_shot(var: ContextVar[_OneShot | None], value: Any) -> Iterator[None]:
     token = var.set(_OneShot(value))
@@ -159,9 +172,8 @@ class SetWorkflowID:
     """
 
     def __init__(self, workflow_id: str) -> None:
-        if not isinstance(workflow_id, str) or not workflow_id:
-            raise ValueError("SetWorkflowID needs a non-empty string")
-        self.workflow_id = workflow_id
+        """Raises ``DBOSException`` for an ID that is not a string, empty or only whitespace."""
+        self.workflow_id = validate_workflow_id(workflow_id)
         self._cm: Any = None
 
     def __enter__(self) -> SetWorkflowID:

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 import psycopg.errors
+from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from runtime import sysschema
 from runtime.config import redact_url
 from runtime.errors import (
     DBOSConnectionError,
@@ -138,15 +141,24 @@ def check_url(url: str) -> None:
         raise DBOSDatabaseError(f"invalid database URL {_describe(url)!a}") from None
 
 
-def connect(url: str, *, autocommit: bool = True, **kwargs: Any) -> psycopg.Connection[Any]:
-    """A single connection, with driver errors translated."""
+def connect(
+    url: str,
+    *,
+    autocommit: bool = True,
+    schema: str = sysschema.DEFAULT_SCHEMA,
+    **kwargs: Any,
+) -> psycopg.Connection[Any]:
+    """A single connection, with driver errors translated, whose statements name the system
+    tables of ``schema`` (see ``runtime.sysschema``)."""
     check_url(url)
     try:
-        return psycopg.connect(
+        conn = psycopg.connect(
             url, autocommit=autocommit, connect_timeout=CONNECT_TIMEOUT_S, **kwargs
         )
     except psycopg.Error as exc:
         raise translate(exc, url) from None
+    sysschema.install(conn, schema)
+    return conn
 
 
 @contextlib.contextmanager
@@ -166,15 +178,18 @@ def make_pool(
     name: str = "dbos",
     idle_in_transaction_timeout_s: float | None = None,
     wait_timeout_s: float = 15.0,
+    schema: str = sysschema.DEFAULT_SCHEMA,
 ) -> ConnectionPool:
     """An open pool of autocommit connections. Autocommit because a checkpoint is one statement: an
     implicit BEGIN/COMMIT around it would triple its round trips.
 
     ``idle_in_transaction_timeout_s`` has the server end a transaction left idle that long: a
     process frozen mid-transaction (paused, partitioned) must not hold its row locks forever, or
-    the executors taking over its workflows would wait for it."""
+    the executors taking over its workflows would wait for it. The statements of its connections
+    name the system tables of ``schema`` (see ``runtime.sysschema``)."""
 
     def configure(conn: psycopg.Connection[Any]) -> None:
+        sysschema.install(conn, schema)
         if idle_in_transaction_timeout_s is not None:
             conn.execute(
                 "SELECT set_config('idle_in_transaction_session_timeout', %s, false)",
@@ -205,3 +220,48 @@ def make_pool(
             raise real from None
         raise translate(exc, url) from None
     return pool
+
+
+# The server's message for a connection to a database that does not exist (libpq gives no SQLSTATE).
+_NO_SUCH_DATABASE = re.compile(r'FATAL:\s+database ".*" does not exist')
+# The database every cluster has, to connect to when the configured one does not exist yet.
+MAINTENANCE_DATABASE = "postgres"
+
+
+def ensure_database(url: str) -> bool:
+    """Create the database ``url`` names if it does not exist, as DBOS does at launch: connect to
+    the cluster's ``postgres`` database with the same credentials and ``CREATE DATABASE`` (the
+    name a quoted identifier). Returns whether it created it. A role that may not create
+    databases gets a ``DBOSDatabaseError`` saying so; an unreachable server the usual
+    ``DBOSConnectionError``."""
+    check_url(url)
+    try:
+        psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S).close()
+        return False
+    except psycopg.Error as exc:
+        # libpq reports a refused connection without a SQLSTATE: the server's message is all
+        # there is to tell "no such database" (3D000) from an outage.
+        if not (_sqlstate(exc) == "3D000" or _NO_SUCH_DATABASE.search(str(exc)) is not None):
+            raise translate(exc, url) from None
+    params = psycopg.conninfo.conninfo_to_dict(url)
+    name = str(params.get("dbname") or params.get("user") or "")
+    maintenance = psycopg.conninfo.make_conninfo(url, dbname=MAINTENANCE_DATABASE)
+    try:
+        with psycopg.connect(
+            maintenance, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
+        ) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    except psycopg.errors.DuplicateDatabase:
+        return False  # another process created it meanwhile
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise DBOSDatabaseError(
+            f"the database {name!r} does not exist at {_describe(url)} and this role may not "
+            f"create it ({_first_line(str(exc))}); create it, or grant the role CREATEDB"
+        ) from None
+    except psycopg.Error as exc:
+        raise DBOSDatabaseError(
+            f"the database {name!r} does not exist at {_describe(url)} and could not be "
+            f"created: {_first_line(str(exc))}"
+        ) from None
+    logger.info("created database %r at %s", name, _describe(url))
+    return True

@@ -88,14 +88,18 @@ class DBOS(AsyncManagementCalls):
 
     @classproperty
     def config(cls) -> Settings:
-        """The resolved settings of the runtime."""
-        inst = FacadeBase._instance or DBOS()
-        return inst._settings
+        """The resolved settings: the configured instance's, else those of the environment and
+        the current folder (reading them configures nothing)."""
+        return config_mod.current(FacadeBase._instance)
 
     @classproperty
     def application_version(cls) -> str:
-        """The version recorded on every workflow this process starts."""
-        return cls._rt().app_version
+        """The version recorded on every workflow this process starts. Before launch (or after
+        ``destroy()``) the configured one, else ``DBOS__APPVERSION``, else ``""``, as in DBOS."""
+        runtime = FacadeBase._runtime
+        if runtime is not None:
+            return runtime.app_version
+        return config_mod.idle_application_version(FacadeBase._instance)
 
     @classproperty
     def database_url(cls) -> str:
@@ -104,8 +108,12 @@ class DBOS(AsyncManagementCalls):
 
     @classproperty
     def executor_id(cls) -> str:
-        """This process's executor ID."""
-        return cls._rt().settings.executor_id
+        """This process's executor ID. Before launch (or after ``destroy()``) the configured
+        one, else ``DBOS__VMID``, else ``"local"``, as in DBOS."""
+        runtime = FacadeBase._runtime
+        if runtime is not None:
+            return runtime.settings.executor_id
+        return config_mod.idle_executor_id(FacadeBase._instance)
 
 
 _exit_hook_registered = False

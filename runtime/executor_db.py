@@ -49,7 +49,7 @@ class ExecutorTable:
     def dedicated_connection(self) -> psycopg.Connection[Any]:
         """A connection of its own, outside the pool: for the heartbeat, which must not wait
         behind workflows that hold every pooled connection (its lease would run out)."""
-        return db.connect(self.sysdb.url)
+        return db.connect(self.sysdb.url, schema=self.sysdb.schema)
 
     def heartbeat(self, process_id: str, conn: psycopg.Connection[Any]) -> list[PeerProcess] | None:
         """Refresh this process's heartbeat over ``conn`` (see ``dedicated_connection``); returns

@@ -30,6 +30,7 @@ from typing import Any
 
 import psycopg
 
+from runtime import sysschema
 from runtime.errors import DBOSException, DBOSWorkflowFencedError
 
 # A share lock on the workflow's row, held until the caller's transaction ends: a concurrent
@@ -58,6 +59,9 @@ class FencingToken:
     workflow_id: str
     owner_epoch: int
     idle_timeout_ms: int | None = None
+    #: The schema of the system tables (``dbos_system_schema``): ``conn`` is the caller's own
+    #: connection, which does not rewrite statements as the runtime's do.
+    schema: str = sysschema.DEFAULT_SCHEMA
 
     def check(self, conn: Any) -> None:
         """Raise ``DBOSWorkflowFencedError`` unless this runner still owns the workflow, and keep
@@ -66,7 +70,8 @@ class FencingToken:
         _require_transaction(conn)
         if self.idle_timeout_ms:
             conn.execute(_LIMIT_IDLE, (f"{self.idle_timeout_ms}ms",))
-        if conn.execute(_CHECK_OWNER, (self.workflow_id, self.owner_epoch)).fetchone() is None:
+        check = sysschema.rewrite(_CHECK_OWNER, self.schema)
+        if conn.execute(check, (self.workflow_id, self.owner_epoch)).fetchone() is None:
             raise DBOSWorkflowFencedError(self.workflow_id)
 
     async def check_async(self, conn: Any) -> None:
@@ -74,7 +79,8 @@ class FencingToken:
         _require_transaction(conn)
         if self.idle_timeout_ms:
             await conn.execute(_LIMIT_IDLE, (f"{self.idle_timeout_ms}ms",))
-        cur = await conn.execute(_CHECK_OWNER, (self.workflow_id, self.owner_epoch))
+        check = sysschema.rewrite(_CHECK_OWNER, self.schema)
+        cur = await conn.execute(check, (self.workflow_id, self.owner_epoch))
         if await cur.fetchone() is None:
             raise DBOSWorkflowFencedError(self.workflow_id)
 

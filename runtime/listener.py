@@ -156,10 +156,13 @@ class Waiters:
 class Notifications:
     """The waiters for messages and events of one process, fed by its listener."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, poll_s: float | None = None) -> None:
+        """``poll_s``: how often a waiter looks at the table while no LISTEN connection is up
+        (``notification_listener_polling_interval_sec``), in seconds; None: 0.5."""
         self.messages = Waiters()
         self.events = Waiters()
         self.is_listening: Callable[[], bool] = lambda: False
+        self.poll_not_listening_s = POLL_NOT_LISTENING_S if poll_s is None else poll_s
 
     def callbacks(self) -> dict[str, Callback]:
         """Listener channel → callback."""
@@ -208,7 +211,7 @@ class Notifications:
         return woken
 
     def _poll_s(self) -> float:
-        return POLL_LISTENING_S if self.is_listening() else POLL_NOT_LISTENING_S
+        return POLL_LISTENING_S if self.is_listening() else self.poll_not_listening_s
 
 
 class NotificationListener:
@@ -231,6 +234,13 @@ class NotificationListener:
         """Start listening; returns once the first connection is up (or failed)."""
         self._thread.start()
         self.connected.wait(timeout=db.CONNECT_TIMEOUT_S)
+
+    def run_reconnect_hooks(self) -> None:
+        """Call the ``on_reconnect`` hooks once, without listening: with ``use_listen_notify``
+        False the listener never starts, and whoever waits looks at the database now and then
+        polls (``listening`` stays False)."""
+        for hook in self.on_reconnect:
+            hook()
 
     def stop(self) -> None:
         """Stop the thread and close its connection."""
@@ -257,8 +267,7 @@ class NotificationListener:
                     self.listening = True
                     self.connected.set()
                     backoff = 0.1
-                    for hook in self.on_reconnect:
-                        hook()
+                    self.run_reconnect_hooks()
                     while not self._stop.is_set():
                         # A short wait slice lets stop() return promptly (a socket wait, no query).
                         for note in conn.notifies(timeout=0.2):

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from runtime import migrate
+from runtime.context import validate_workflow_id
 from runtime.errors import DBOSException, DBOSNonExistentWorkflowError
 from runtime.executor_db import ExecutorTable
 from runtime.liveness import gone_on_this_host, process_identity
@@ -216,13 +217,13 @@ def list_arguments(arguments: dict[str, Any]) -> dict[str, Any]:
     return found
 
 
-def reset_system_database(url: str, *, truncate: bool = False) -> None:
-    """Drop the system schema at ``url`` (the next launch recreates it), or with ``truncate``
-    empty its tables and keep the schema."""
+def reset_system_database(url: str, *, schema: str = "dbos", truncate: bool = False) -> None:
+    """Drop the system schema ``schema`` at ``url`` (the next launch recreates it), or with
+    ``truncate`` empty its tables and keep the schema."""
     if truncate:
-        WorkflowAdmin.truncate_all(url)
+        WorkflowAdmin.truncate_all(url, schema)
     else:
-        migrate.reset(url)
+        migrate.reset(url, schema)
 
 
 def get_workflow(sysdb: SystemDatabase, workflow_id: str) -> WorkflowStatus:
@@ -334,7 +335,11 @@ def fork(
         )
     if sysdb.get_status_result(workflow_id) is None:
         raise DBOSNonExistentWorkflowError(workflow_id)
-    new_id = forked_workflow_id or str(uuid.uuid4())
+    new_id = (
+        str(uuid.uuid4())
+        if forked_workflow_id is None
+        else validate_workflow_id(forked_workflow_id, "forked workflow ID")
+    )
     sysdb.fork_workflow(
         workflow_id,
         new_id,

@@ -34,6 +34,8 @@ class Schedule:
 
 
 _schedules: dict[str, Schedule] = {}
+# The running schedulers' wake-ups, called when a schedule is registered or replaced.
+_watchers: list[Callable[[], None]] = []
 _lock = threading.Lock()
 
 
@@ -54,10 +56,14 @@ def validate(cron: str) -> None:
 
 
 def register(schedule: Schedule) -> None:
-    """Add (or replace) the schedule of a workflow."""
+    """Add (or replace) the schedule of a workflow. A running scheduler picks it up at once: a
+    workflow declared after ``DBOS.launch()`` is scheduled too."""
     validate(schedule.cron)
     with _lock:
         _schedules[schedule.workflow_name] = schedule
+        watchers = list(_watchers)
+    for watcher in watchers:
+        watcher()
 
 
 def schedules() -> list[Schedule]:
@@ -72,33 +78,64 @@ def tick_workflow_id(workflow_name: str, tick: datetime) -> str:
 
 
 class Scheduler:
-    """The thread that starts scheduled workflows at their ticks."""
+    """The thread that starts scheduled workflows at their ticks. It runs from the first schedule
+    on, whether that was registered before launch or after."""
 
     def __init__(self) -> None:
         self._stop = threading.Event()
+        self._changed = threading.Event()
+        self._started = False
         self._thread = threading.Thread(target=self._run, name="dbos-scheduler", daemon=True)
 
     def start(self) -> None:
-        """Start, unless no workflow is scheduled."""
-        if schedules():
-            self._thread.start()
+        """Start watching for schedules; the thread starts with the first one."""
+        with _lock:
+            _watchers.append(self._on_change)
+        self._on_change()
 
     def stop(self) -> None:
         """Stop and wait for the thread."""
+        with _lock:
+            if self._on_change in _watchers:
+                _watchers.remove(self._on_change)
         self._stop.set()
+        self._changed.set()
         if self._thread.is_alive():
             self._thread.join(timeout=5)
 
-    def _run(self) -> None:
+    def _on_change(self) -> None:
+        """A schedule was registered: start the thread if this is the first, else wake it."""
+        self._changed.set()
+        with _lock:
+            start = not self._started and bool(_schedules) and not self._stop.is_set()
+            self._started = self._started or start
+        if start:
+            self._thread.start()
+
+    def _refresh(self, upcoming: dict[str, tuple[datetime, croniter, Schedule]]) -> None:
+        """Add new schedules (from their first tick after now) and apply replaced ones."""
         now = datetime.now(timezone.utc)
-        upcoming: dict[str, tuple[datetime, croniter, Schedule]] = {}
         for schedule in schedules():
-            it = _iterator(schedule.cron, now)
-            upcoming[schedule.workflow_name] = (it.get_next(datetime), it, schedule)
-        while upcoming and not self._stop.is_set():
+            known = upcoming.get(schedule.workflow_name)
+            if known is None or known[2] != schedule:
+                it = _iterator(schedule.cron, now)
+                upcoming[schedule.workflow_name] = (it.get_next(datetime), it, schedule)
+
+    def _run(self) -> None:
+        upcoming: dict[str, tuple[datetime, croniter, Schedule]] = {}
+        while not self._stop.is_set():
+            if self._changed.is_set():
+                self._changed.clear()
+                self._refresh(upcoming)
+            if not upcoming:
+                self._changed.wait()
+                continue
             name, (tick, it, schedule) = min(upcoming.items(), key=lambda kv: kv[1][0])
             wait_s = (tick - datetime.now(timezone.utc)).total_seconds()
-            if wait_s > 0 and self._stop.wait(wait_s):
+            # Woken early by a new schedule: look again, it may tick first.
+            if wait_s > 0 and self._changed.wait(wait_s):
+                continue
+            if self._stop.is_set():
                 return
             try:
                 schedule.start(tick_workflow_id(name, tick), tick)

@@ -65,14 +65,18 @@ class SystemDatabase:
         pool_size: int = 16,
         idle_in_transaction_timeout_s: float | None = None,
         pool_wait_s: float = 15.0,
+        schema: str = "dbos",
     ) -> None:
         self.url = url
+        # The statements say `dbos.`; the pool's connections send them naming this schema.
+        self.schema = schema
         self.pool = db.make_pool(
             url,
             max_size=pool_size,
             name="dbos-system",
             idle_in_transaction_timeout_s=idle_in_transaction_timeout_s,
             wait_timeout_s=pool_wait_s,
+            schema=schema,
         )
 
     def close(self) -> None:

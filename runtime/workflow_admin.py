@@ -34,7 +34,7 @@ WHERE workflow_uuid = ANY(%(workflow_ids)s) AND status IN ('PENDING', 'ENQUEUED'
 """
 # Every table of the system schema but its version record (reset_system_database's truncate).
 SYSTEM_TABLES = """
-SELECT tablename FROM pg_tables WHERE schemaname = 'dbos' AND tablename <> 'schema_version'
+SELECT tablename FROM pg_tables WHERE schemaname = %(schema)s AND tablename <> 'schema_version'
 """
 DELETE_WORKFLOWS = """
 DELETE FROM dbos.workflow_status WHERE workflow_uuid = ANY(%(workflow_ids)s)
@@ -69,11 +69,12 @@ class WorkflowAdmin:
         return [r[0] for r in rows]
 
     @staticmethod
-    def truncate_all(url: str) -> None:
-        """Empty every system table (the schema and its version stay): a fresh system database
-        without a migration. Nothing happens when the schema is not there."""
+    def truncate_all(url: str, schema: str = "dbos") -> None:
+        """Empty every system table of ``schema`` (the schema and its version stay): a fresh
+        system database without a migration. Nothing happens when the schema is not there."""
         with db.connect(url) as conn, db.translated(url):
-            tables = [r[0] for r in conn.execute(SYSTEM_TABLES).fetchall()]
+            found = conn.execute(SYSTEM_TABLES, {"schema": schema}).fetchall()
+            tables = [r[0] for r in found]
             if tables:
-                names = sql.SQL(", ").join(sql.Identifier("dbos", t) for t in tables)
+                names = sql.SQL(", ").join(sql.Identifier(schema, t) for t in tables)
                 conn.execute(sql.SQL("TRUNCATE {} CASCADE").format(names))

@@ -400,7 +400,8 @@ def test_load_file_pyproject_without_tool_dbos(tmp_path: Path) -> None:
         ),
         (
             "[database]\nuri = 'x'\n",
-            "dbos.toml: unknown key 'uri' in [database] (expected one of: url, system_url)",
+            "dbos.toml: unknown key 'uri' in [database] "
+            "(expected one of: url, system_url, system_schema)",
         ),
         (
             "name = 'shop'\n",

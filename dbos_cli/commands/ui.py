@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from dbos_cli import render
-from dbos_cli.options import DbUrl, system_url
+from dbos_cli.options import DbUrl, system_schema, system_url
 from runtime.errors import DBOSConfigError
 
 TOKEN_ENV = "DBOS_UI_TOKEN"
@@ -54,7 +54,7 @@ def ui(
         raise DBOSConfigError(
             f"listening on {host} exposes your workflows: set a token with --token or ${TOKEN_ENV}"
         )
-    app = create_app(system_url(db_url), token=token)
+    app = create_app(system_url(db_url), token=token, schema=system_schema())
     where = f"http://{host}:{port}/"
     render.info(f"dbos ui on {where}" + (" (token required)" if token else ""))
     uvicorn.run(app, host=host, port=port, log_level="warning")

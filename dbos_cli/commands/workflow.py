@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from dbos_cli import render
-from dbos_cli.options import DbUrl, JsonFlag, system_url
+from dbos_cli.options import DbUrl, JsonFlag, system_schema, system_url
 from runtime.errors import DBOSException
 from runtime.status import WorkflowStatus, WorkflowStatusString
 
@@ -76,7 +76,7 @@ def _client(db_url: str | None) -> Iterator[DBOSClient]:
     # The runtime and its driver load here, not when the CLI starts (`dbos --version` is fast).
     from runtime.client import DBOSClient
 
-    client = DBOSClient(system_url(db_url))
+    client = DBOSClient(system_url(db_url), dbos_system_schema=system_schema())
     try:
         yield client
     finally:

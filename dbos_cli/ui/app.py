@@ -88,8 +88,8 @@ def timeline(steps: list[StepInfo], wf: WorkflowStatus) -> list[dict[str, Any]]:
     return bars
 
 
-def create_app(database_url: str, *, token: str | None = None) -> Starlette:
-    """The dashboard for the system tables at ``database_url``."""
+def create_app(database_url: str, *, token: str | None = None, schema: str = "dbos") -> Starlette:
+    """The dashboard for the system tables at ``database_url``, in ``schema``."""
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals.update(
         local_time=local_time, pretty=pretty, error_text=error_text, statuses=STATUSES
@@ -98,7 +98,7 @@ def create_app(database_url: str, *, token: str | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        state["client"] = DBOSClient(database_url)
+        state["client"] = DBOSClient(database_url, dbos_system_schema=schema)
         yield
         state["client"].destroy()
 

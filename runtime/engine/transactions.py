@@ -28,7 +28,7 @@ import psycopg
 import psycopg.errors
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from runtime import context, db, serialization
+from runtime import context, db, serialization, sysschema
 from runtime.context import StepContext, WorkflowContext, now_ms
 from runtime.engine.drive import (
     Blocking,
@@ -306,7 +306,9 @@ class Transactions:
                 step_token = context.current_step.set(step) if ctx is not None else None
                 sql.running = True
                 try:
-                    value = yield call
+                    # The user's SQL is sent as written, whatever the system schema.
+                    with sysschema.user_statements(conn):
+                        value = yield call
                 finally:
                     sql.running = False
                     if step_token is not None:

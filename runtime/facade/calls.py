@@ -170,7 +170,8 @@ class WorkflowCalls(FacadeBase):
         ctx = context.current_workflow.get()
         if ctx is None:
             return None
-        return FencingToken(ctx.workflow_id, ctx.owner_epoch, cls._rt().idle_timeout_ms)
+        rt = cls._rt()
+        return FencingToken(ctx.workflow_id, ctx.owner_epoch, rt.idle_timeout_ms, rt.sysdb.schema)
 
     @classproperty
     def sql_session(cls) -> SqlSession:

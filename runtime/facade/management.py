@@ -218,8 +218,10 @@ class ManagementCalls(QueueCalls):
         if inst is None and system_database_url is None:
             logger.warning("reset_system_database has no effect: DBOS is not configured")
             return
-        if system_database_url is None:
-            settings = inst._settings
+        settings = inst._settings if inst is not None else None
+        schema = settings.system_schema if settings is not None else "dbos"
+        if system_database_url is None and settings is not None:
             configured = settings.system_database_url or settings.database_url
             system_database_url = resolve_system_url(None, configured, settings.project_dir)
-        management.reset_system_database(system_database_url, truncate=truncate)
+        assert system_database_url is not None
+        management.reset_system_database(system_database_url, schema=schema, truncate=truncate)
