@@ -1,0 +1,96 @@
+"""Warehouses, written as a DBOS Transact app whose workflows and steps are methods: one
+``@DBOS.dbos_class()`` class derived from ``DBOSConfiguredInstance``, two instances of it with
+different ``config_name`` s (so a recovered workflow finds its own instance again), and
+classmethod and staticmethod steps beside the instance steps.
+
+Run as ``python warehouses.py MODE COUNT``, with ``DBOS_SYSTEM_DATABASE_URL`` and
+``EFFECTS_FILE`` set:
+
+- ``start``: launch, start ``COUNT`` restocks in each warehouse and wait for all of them;
+- ``recover``: launch (which recovers what a killed process left pending) and wait for them.
+
+Both end by printing one JSON line with each restock's result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+from common import record_effect
+from dbos import DBOS, DBOSConfig, DBOSConfiguredInstance, SetWorkflowID
+
+config: DBOSConfig = {
+    "name": "warehouses",
+    "system_database_url": os.environ["DBOS_SYSTEM_DATABASE_URL"],
+}
+DBOS(config=config)
+
+
+@DBOS.dbos_class()
+class Warehouse(DBOSConfiguredInstance):
+    def __init__(self, site: str, supplier: str, bins: int) -> None:
+        self.supplier = supplier
+        self.bins = bins
+        super().__init__(config_name=site)
+
+    @DBOS.workflow()
+    def restock(self, sku: str, units: int) -> dict[str, object]:
+        po = self.order_from_supplier(sku, units)
+        bin_no = Warehouse.pick_bin(sku, self.bins)
+        label = self.receive(po, bin_no)
+        audit = Warehouse.audit(self.config_name, sku, units)
+        return {"site": self.config_name, "po": po, "bin": bin_no, "label": label, "audit": audit}
+
+    @DBOS.step()
+    def order_from_supplier(self, sku: str, units: int) -> str:
+        time.sleep(0.15)  # the supplier's API
+        record_effect("warehouse", "order", f"{self.config_name}/{sku}", units=units)
+        return f"{self.supplier}:{sku}:{units}"
+
+    @DBOS.step()
+    def receive(self, po: str, bin_no: int) -> str:
+        time.sleep(0.15)  # the dock's scanner
+        record_effect("warehouse", "receive", f"{self.config_name}/{po}")
+        return f"{self.config_name}-bin{bin_no}-{po}"
+
+    @staticmethod
+    @DBOS.step()
+    def pick_bin(sku: str, bins: int) -> int:
+        return sum(sku.encode()) % bins
+
+    @classmethod
+    @DBOS.step()
+    def audit(cls, site: str, sku: str, units: int) -> str:
+        record_effect("warehouse", "audit", f"{site}/{sku}", cls=cls.__name__)
+        return f"{cls.__name__}:{site}:{sku}:{units}"
+
+
+# Configured instances are created before launch, so recovery can find them by config_name.
+east = Warehouse("east", supplier="acme", bins=7)
+west = Warehouse("west", supplier="globex", bins=5)
+
+
+def main() -> None:
+    mode, count = sys.argv[1], int(sys.argv[2])
+    DBOS.launch()
+    jobs = [(site, f"sku-{i}", 10 + i) for i in range(count) for site in (east, west)]
+    ids = [f"restock-{site.config_name}-{sku}" for site, sku, _ in jobs]
+    if mode == "start":
+        handles = []
+        for workflow_id, (site, sku, units) in zip(ids, jobs):
+            with SetWorkflowID(workflow_id):
+                handles.append(DBOS.start_workflow(site.restock, sku, units))
+        results = [h.get_result() for h in handles]
+    else:
+        results = [DBOS.retrieve_workflow(workflow_id).get_result() for workflow_id in ids]
+    with SetWorkflowID("restock-direct"):
+        direct = west.restock("sku-direct", 1)  # a direct call runs the workflow inline
+    print(json.dumps({"results": dict(zip(ids, results)), "direct": direct}), flush=True)
+    DBOS.destroy()
+
+
+if __name__ == "__main__":
+    main()
