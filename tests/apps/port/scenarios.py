@@ -60,15 +60,17 @@ class Target:
         env.update(self.env)
         return env
 
-    def popen(self, app: str, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [self.python, str(HERE / app), *args],
-            env=self.environment(),
-            cwd=self.workdir,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+    def popen(self, app: str, *args: str, log: Path | None = None) -> subprocess.Popen[str]:
+        """Start the app; its stderr goes to ``log`` if given (a server's), else to a pipe."""
+        with open(log, "w") if log else open(os.devnull) as sink:
+            return subprocess.Popen(
+                [self.python, str(HERE / app), *args],
+                env=self.environment(),
+                cwd=self.workdir,
+                stdout=subprocess.PIPE if log is None else subprocess.DEVNULL,
+                stderr=subprocess.PIPE if log is None else sink,
+                text=True,
+            )
 
     def run(self, app: str, *args: str, timeout: float = 60) -> dict[str, Any]:
         """Run the app to completion; its summary (the last JSON line it printed)."""
@@ -96,6 +98,7 @@ def _wait(predicate: Any, timeout: float, what: str, proc: subprocess.Popen[str]
     while not predicate():
         if proc.poll() is not None:
             _, err = proc.communicate()
+            err = err or ""
             raise AssertionError(f"the app exited ({proc.returncode}) before {what}\n{err[-4000:]}")
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.02)
@@ -191,7 +194,7 @@ def warehouses(target: Target) -> None:
     summary = target.run("warehouses.py", "recover", str(SKUS))
 
     supplier = {"east": "acme", "west": "globex"}
-    expected_effects = {("order", f"west/sku-direct"), ("audit", "west/sku-direct")}
+    expected_effects = {("order", "west/sku-direct"), ("audit", "west/sku-direct")}
     expected_effects.add(("receive", "west/globex:sku-direct:1"))
     for i in range(SKUS):
         for site in ("east", "west"):
@@ -227,61 +230,69 @@ def _free_port() -> int:
         return port
 
 
-def _serve(target: Target) -> tuple[subprocess.Popen[str], httpx.Client]:
-    port = _free_port()
-    proc = target.popen("payments_api.py", str(port))
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
+class Server:
+    """A running payments_api.py and a client for it."""
 
-    def up() -> bool:
+    def __init__(self, target: Target, name: str) -> None:
+        self.log = target.workdir / f"{name}.log"
+        port = _free_port()
+        self.proc = target.popen("payments_api.py", str(port), log=self.log)
+        self.client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
+
+        def up() -> bool:
+            try:
+                return self.client.get("/openapi.json").status_code == 200
+            except httpx.TransportError:
+                return False
+
         try:
-            return client.get("/openapi.json").status_code == 200
-        except httpx.TransportError:
-            return False
+            _wait(up, 60, "the server to answer", self.proc)
+        except BaseException as exc:
+            self.stop()
+            raise AssertionError(f"{exc}\n{self.log.read_text()[-4000:]}") from None
 
-    try:
-        _wait(up, 60, "the server to answer", proc)
-    except BaseException:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-        raise
-    return proc, client
+    def ok(self, method: str, path: str, **params: Any) -> Any:
+        response = self.client.request(method, path, params=params)
+        if response.status_code != 200:
+            time.sleep(0.5)  # the server logs the exception after it has answered 500
+            raise AssertionError(
+                f"{method} {path}: {response.status_code} {response.text}\n"
+                f"{self.log.read_text()[-4000:]}"
+            )
+        return response.json()
 
-
-def _ok(response: httpx.Response) -> Any:
-    assert response.status_code == 200, f"{response.request.url}: {response.text}"
-    return response.json()
+    def stop(self) -> None:
+        self.client.close()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.communicate(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.communicate()
 
 
 def payments_api(target: Target) -> None:
     keys = [f"k{i}" for i in range(CHECKOUTS)]
     outcome = {k: "paid" for k in keys[:4]} | {keys[4]: "declined", keys[5]: "paid"}
-    proc, client = _serve(target)
+    first_server = Server(target, "first")
     try:
-        links = {k: _ok(client.post(f"/checkout/{k}")) for k in keys}
+        links = {k: first_server.ok("POST", f"/checkout/{k}") for k in keys}
         for k in keys[:5]:
-            _ok(client.post(f"/webhook/checkout-{k}/{outcome[k]}"))
-        first = kill_when_quiet(target, proc)  # messages delivered, workflows mid-flight
+            first_server.ok("POST", f"/webhook/checkout-{k}/{outcome[k]}")
+        # Messages delivered, workflows mid-flight (their next steps are paused): kill.
+        first = kill_when_quiet(target, first_server.proc)
     finally:
-        client.close()
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        first_server.stop()
 
-    proc, client = _serve(target)
+    server = Server(target, "second")
     try:
-        again = _ok(client.post(f"/checkout/{keys[0]}"))  # a retried request joins the same one
+        again = server.ok("POST", f"/checkout/{keys[0]}")  # a retried request joins the first
         assert again == links[keys[0]]
-        _ok(client.post(f"/webhook/checkout-{keys[5]}/{outcome[keys[5]]}"))
-        orders = {k: _ok(client.get(f"/orders/checkout-{k}", params={"wait": True})) for k in keys}
+        server.ok("POST", f"/webhook/checkout-{keys[5]}/{outcome[keys[5]]}")
+        orders = {k: server.ok("GET", f"/orders/checkout-{k}", wait=True) for k in keys}
     finally:
-        client.close()
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
+        server.stop()
 
     for k in keys:
         assert links[k] == {"workflow_id": f"checkout-{k}", "link": f"https://pay.example/{k}"}

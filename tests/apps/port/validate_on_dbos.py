@@ -1,14 +1,15 @@
 """Run the port apps' workloads (scenarios.py: SIGKILL mid-workload, relaunch, exactly-once
 checks) on the REAL DBOS package, to show the apps are genuine DBOS code.
 
-    python -m tests.apps.port.validate_on_dbos [--pg-system] PYTHON SITE_DIRS PG_SERVER_URL [APP ...]
+    python -m tests.apps.port.validate_on_dbos [--pg-system] PYTHON SITE_DIRS PG_URL [APP ...]
 
 ``PYTHON`` is an interpreter that can ``import dbos`` (with ``SITE_DIRS``, colon-separated, on
 its path: e.g. DBOS 2.x and FastAPI/uvicorn installed with ``pip install --target``).
-``PG_SERVER_URL`` is an admin URL of a Postgres server: each app gets a fresh database there as
+``PG_URL`` is an admin URL of a Postgres server: each app gets a fresh database there as
 its application database. The system database is a SQLite file, which DBOS supports, or with
 ``--pg-system`` that same Postgres database (DBOS 2.x needs the ``uuid-ossp`` extension there,
-which the project's embedded Postgres lacks; DBOS 3.x does not). Prints one line per app: ``ok`` or the failure.
+which the project's embedded Postgres lacks; DBOS 3.x does not). Prints one line per app:
+``ok`` or the failure.
 """
 
 from __future__ import annotations

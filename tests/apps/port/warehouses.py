@@ -80,7 +80,7 @@ def main() -> None:
     ids = [f"restock-{site.config_name}-{sku}" for site, sku, _ in jobs]
     if mode == "start":
         handles = []
-        for workflow_id, (site, sku, units) in zip(ids, jobs):
+        for workflow_id, (site, sku, units) in zip(ids, jobs, strict=True):
             with SetWorkflowID(workflow_id):
                 handles.append(DBOS.start_workflow(site.restock, sku, units))
         results = [h.get_result() for h in handles]
@@ -88,7 +88,8 @@ def main() -> None:
         results = [DBOS.retrieve_workflow(workflow_id).get_result() for workflow_id in ids]
     with SetWorkflowID("restock-direct"):
         direct = west.restock("sku-direct", 1)  # a direct call runs the workflow inline
-    print(json.dumps({"results": dict(zip(ids, results)), "direct": direct}), flush=True)
+    summary = {"results": dict(zip(ids, results, strict=True)), "direct": direct}
+    print(json.dumps(summary), flush=True)
     DBOS.destroy()
 
 

@@ -172,11 +172,9 @@ def main() -> None:
     else:
         results = [DBOS.retrieve_workflow(order_id).get_result() for order_id in order_ids]
     summary = {
-        "results": dict(zip(order_ids, results)),
+        "results": dict(zip(order_ids, results, strict=True)),
         "events": {o: DBOS.get_event(o, "order_status", timeout_seconds=5) for o in order_ids},
-        "checkouts_succeeded": len(
-            DBOS.list_workflows(name="checkout_workflow", status="SUCCESS")
-        ),
+        "checkouts_succeeded": len(DBOS.list_workflows(name="checkout_workflow", status="SUCCESS")),
         "fulfilments_succeeded": len(DBOS.list_workflows(name="fulfil_order", status="SUCCESS")),
         "again": place_order("order-0", quantity_of(0)),
     }

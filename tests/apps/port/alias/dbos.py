@@ -1,1 +1,1 @@
-import sys, runtime; sys.modules[__name__] = runtime  # noqa: E401 E702  `dbos` *is* `runtime`
+__import__("sys").modules[__name__] = __import__("runtime")  # `import dbos` gives `runtime`
