@@ -7,7 +7,8 @@ set; launching recovers whatever a killed process left pending. Routes:
 
 - ``POST /checkout/{key}``: start (once per key) the checkout, answer its workflow ID and link;
 - ``POST /webhook/{workflow_id}/{outcome}``: the provider's callback, ``paid`` or ``declined``;
-- ``GET /orders/{workflow_id}``: the workflow's status, result and events.
+- ``GET /orders/{workflow_id}``: the workflow's status, result and events;
+- ``GET /stats``: how many checkouts succeeded and how many are pending.
 """
 
 from __future__ import annotations
@@ -99,6 +100,13 @@ async def order(workflow_id: str, wait: bool = False) -> dict[str, Any]:
         "picked": await DBOS.get_event_async(workflow_id, "picked", 0),
         "events": await DBOS.get_all_events_async(workflow_id),
     }
+
+
+@app.get("/stats")
+async def stats() -> dict[str, int]:
+    done = await DBOS.list_workflows_async(name="checkout_workflow", status="SUCCESS")
+    waiting = await DBOS.list_workflows_async(name="checkout_workflow", status="PENDING")
+    return {"succeeded": len(done), "pending": len(waiting)}
 
 
 if __name__ == "__main__":

@@ -166,11 +166,12 @@ def widget_store(target: Target) -> None:
     assert summary["events"] == {o: "shipped" for o in order_ids}
     assert summary["checkouts_succeeded"] == ORDERS
     assert summary["fulfilments_succeeded"] == ORDERS
+    assert summary["confirmations_succeeded"] == ORDERS
     assert summary["again"] == "track-order-0"  # the same order ID: the recorded result
 
     effects = target.effects()
     check_killed_mid_workload(effects, first)
-    _once_each(effects, {(what, o) for o in order_ids for what in ("charge", "ship")})
+    _once_each(effects, {(what, o) for o in order_ids for what in ("charge", "ship", "email")})
 
     with psycopg.connect(target.app_url) as conn:
         rows = conn.execute("SELECT order_id, quantity, status FROM orders").fetchall()
@@ -195,6 +196,7 @@ def warehouses(target: Target) -> None:
 
     supplier = {"east": "acme", "west": "globex"}
     expected_effects = {("order", "west/sku-direct"), ("audit", "west/sku-direct")}
+    expected_effects.add(("weigh", "west/sku-direct"))
     expected_effects.add(("receive", "west/globex:sku-direct:1"))
     for i in range(SKUS):
         for site in ("east", "west"):
@@ -205,13 +207,16 @@ def warehouses(target: Target) -> None:
             assert result["site"] == site and result["po"] == po, result
             assert result["label"] == f"{site}-bin{result['bin']}-{po}"
             assert result["audit"] == f"Warehouse:{site}:{sku}:{units}"
+            assert result["kilos"] == units * 0.25
             expected_effects |= {
+                ("weigh", f"{site}/{sku}"),
                 ("order", f"{site}/{sku}"),
                 ("receive", f"{site}/{po}"),
                 ("audit", f"{site}/{sku}"),
             }
     assert len(summary["results"]) == 2 * SKUS
     assert summary["direct"]["po"] == "globex:sku-direct:1"
+    assert summary["first_done"] in summary["results"]
 
     effects = target.effects()
     check_killed_mid_workload(effects, first)
@@ -291,9 +296,11 @@ def payments_api(target: Target) -> None:
         assert again == links[keys[0]]
         server.ok("POST", f"/webhook/checkout-{keys[5]}/{outcome[keys[5]]}")
         orders = {k: server.ok("GET", f"/orders/checkout-{k}", wait=True) for k in keys}
+        stats = server.ok("GET", "/stats")
     finally:
         server.stop()
 
+    assert stats == {"succeeded": CHECKOUTS, "pending": 0}
     for k in keys:
         assert links[k] == {"workflow_id": f"checkout-{k}", "link": f"https://pay.example/{k}"}
         paid = outcome[k] == "paid"

@@ -1,7 +1,8 @@
 """Warehouses, written as a DBOS Transact app whose workflows and steps are methods: one
 ``@DBOS.dbos_class()`` class derived from ``DBOSConfiguredInstance``, two instances of it with
 different ``config_name`` s (so a recovered workflow finds its own instance again), and
-classmethod and staticmethod steps beside the instance steps.
+classmethod and staticmethod steps beside the instance steps, a plain function run as a step
+through ``DBOS.run_step``, and ``DBOS.wait_first`` over the handles.
 
 Run as ``python warehouses.py MODE COUNT``, with ``DBOS_SYSTEM_DATABASE_URL`` and
 ``EFFECTS_FILE`` set:
@@ -29,6 +30,13 @@ config: DBOSConfig = {
 DBOS(config=config)
 
 
+def read_scale(site: str, sku: str, units: int) -> float:
+    # A plain function, checkpointed where the workflow calls it through DBOS.run_step.
+    time.sleep(0.05)  # the scale's serial line
+    record_effect("warehouse", "weigh", f"{site}/{sku}")
+    return round(units * 0.25, 2)
+
+
 @DBOS.dbos_class()
 class Warehouse(DBOSConfiguredInstance):
     def __init__(self, site: str, supplier: str, bins: int) -> None:
@@ -42,7 +50,15 @@ class Warehouse(DBOSConfiguredInstance):
         bin_no = Warehouse.pick_bin(sku, self.bins)
         label = self.receive(po, bin_no)
         audit = Warehouse.audit(self.config_name, sku, units)
-        return {"site": self.config_name, "po": po, "bin": bin_no, "label": label, "audit": audit}
+        kilos = DBOS.run_step(None, read_scale, self.config_name, sku, units)
+        return {
+            "site": self.config_name,
+            "po": po,
+            "bin": bin_no,
+            "label": label,
+            "audit": audit,
+            "kilos": kilos,
+        }
 
     @DBOS.step()
     def order_from_supplier(self, sku: str, units: int) -> str:
@@ -83,12 +99,17 @@ def main() -> None:
         for workflow_id, (site, sku, units) in zip(ids, jobs, strict=True):
             with SetWorkflowID(workflow_id):
                 handles.append(DBOS.start_workflow(site.restock, sku, units))
-        results = [h.get_result() for h in handles]
     else:
-        results = [DBOS.retrieve_workflow(workflow_id).get_result() for workflow_id in ids]
+        handles = [DBOS.retrieve_workflow(workflow_id) for workflow_id in ids]
+    first = DBOS.wait_first(handles)
+    results = [h.get_result() for h in handles]
     with SetWorkflowID("restock-direct"):
         direct = west.restock("sku-direct", 1)  # a direct call runs the workflow inline
-    summary = {"results": dict(zip(ids, results, strict=True)), "direct": direct}
+    summary = {
+        "results": dict(zip(ids, results, strict=True)),
+        "direct": direct,
+        "first_done": first.workflow_id,
+    }
     print(json.dumps(summary), flush=True)
     DBOS.destroy()
 

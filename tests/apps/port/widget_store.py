@@ -1,6 +1,6 @@
 """A widget store, written as a DBOS Transact app: SQLAlchemy transactions on the application
-database, a concurrency-limited queue for fulfilment, events for order status and workflow IDs
-as idempotency keys.
+database, a concurrency-limited queue for fulfilment, a registered (database-backed) queue for
+confirmation emails, events for order status and workflow IDs as idempotency keys.
 
 Run as ``python widget_store.py MODE COUNT``, with ``DBOS_SYSTEM_DATABASE_URL``,
 ``DBOS_DATABASE_URL`` (the application database) and ``EFFECTS_FILE`` set:
@@ -66,6 +66,8 @@ class Shipment(Base):
 
 
 fulfilment_queue = Queue("fulfilment", concurrency=2)
+# A queue whose configuration lives in the system database (registered after launch).
+NOTIFICATIONS = "notifications"
 
 
 @DBOS.transaction()
@@ -109,6 +111,18 @@ def ship_package(order_id: str) -> str:
     return f"track-{order_id}"
 
 
+@DBOS.step()
+def send_email(order_id: str, subject: str) -> None:
+    time.sleep(0.1)  # the mail service
+    record_effect("store", "email", order_id, subject=subject)
+
+
+@DBOS.workflow()
+def send_confirmation(order_id: str) -> str:
+    send_email(order_id, "your order is on its way")
+    return f"emailed-{order_id}"
+
+
 @DBOS.workflow()
 def fulfil_order(order_id: str) -> str:
     tracking = ship_package(order_id)
@@ -129,6 +143,8 @@ def checkout_workflow(product_id: int, quantity: int) -> str:
     handle = fulfilment_queue.enqueue(fulfil_order, order_id)
     tracking = handle.get_result()
     DBOS.set_event("order_status", "shipped")
+    confirmation = DBOS.enqueue_workflow(NOTIFICATIONS, send_confirmation, order_id)
+    confirmation.get_result()
     return tracking
 
 
@@ -162,6 +178,7 @@ def main() -> None:
     mode, count = sys.argv[1], int(sys.argv[2])
     create_tables()
     DBOS.launch()
+    DBOS.register_queue(NOTIFICATIONS, worker_concurrency=4, polling_interval_sec=0.2)
     order_ids = [f"order-{i}" for i in range(count)]
     if mode == "place":
         handles = []
@@ -176,6 +193,9 @@ def main() -> None:
         "events": {o: DBOS.get_event(o, "order_status", timeout_seconds=5) for o in order_ids},
         "checkouts_succeeded": len(DBOS.list_workflows(name="checkout_workflow", status="SUCCESS")),
         "fulfilments_succeeded": len(DBOS.list_workflows(name="fulfil_order", status="SUCCESS")),
+        "confirmations_succeeded": len(
+            DBOS.list_workflows(name="send_confirmation", status="SUCCESS")
+        ),
         "again": place_order("order-0", quantity_of(0)),
     }
     print(json.dumps(summary), flush=True)
