@@ -36,6 +36,9 @@ class Target:
     #: ``DBOS_SYSTEM_DATABASE_URL``: what the apps give DBOS as ``system_database_url``.
     system_url: str
     #: ``DBOS_DATABASE_URL``: the application database (Postgres), where the store's tables live.
+    #: Only the widget store configures it (``application_database_url``); the other apps set
+    #: ``system_database_url`` alone, as DBOS documents, but this runtime reads the variable as
+    #: its ``database_url`` and would otherwise start its embedded server for them.
     app_url: str
     workdir: Path
     env: dict[str, str] = field(default_factory=dict)
