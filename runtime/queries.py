@@ -33,7 +33,7 @@ WITH ins AS (
         workflow_uuid, status, name, class_name, inputs, executor_id, application_version,
         queue_name, priority, deduplication_id, max_recovery_attempts, workflow_timeout_ms,
         workflow_deadline_epoch_ms, parent_workflow_id, forked_from, created_at, updated_at,
-        started_at_epoch_ms, owner_process
+        started_at_epoch_ms, owner_process, queue_partition_key, delay_until_epoch_ms
     ) VALUES (
         %(workflow_uuid)s, %(status)s, %(name)s, %(class_name)s, %(inputs)s, %(executor_id)s,
         %(application_version)s, %(queue_name)s, %(priority)s, %(deduplication_id)s,
@@ -43,7 +43,8 @@ WITH ins AS (
              ELSE %(deadline)s::bigint END,
         %(parent_workflow_id)s, %(forked_from)s, {NOW_MS}, {NOW_MS},
         CASE WHEN %(status)s = 'PENDING' THEN {NOW_MS} END,
-        CASE WHEN %(status)s = 'PENDING' THEN %(owner_process)s END
+        CASE WHEN %(status)s = 'PENDING' THEN %(owner_process)s END,
+        %(queue_partition_key)s, %(delay_until_epoch_ms)s
     )
     ON CONFLICT (workflow_uuid) DO NOTHING
     RETURNING status, name, owner_epoch, workflow_deadline_epoch_ms, owner_process
@@ -407,18 +408,19 @@ SELECT value FROM dbos.workflow_events WHERE workflow_uuid = %(workflow_uuid)s A
 LOCK_QUEUE = "SELECT pg_advisory_xact_lock(hashtextextended(%(lock_key)s, 0))"
 
 # A queue's slots in use: its running (PENDING) workflows, plus those cancelled or resumed whose
-# runner has not stopped yet (it still runs a step). Two counts, each answered by its own index.
-COUNT_QUEUE_RUNNING = f"""
+# runner has not stopped yet (it still runs a step). Two counts, each answered by its own index. A
+# partitioned queue counts one partition (``{part}`` is the partition condition or nothing).
+_COUNT_QUEUE_RUNNING = f"""
 SELECT (SELECT count(*) FROM dbos.workflow_status
-        WHERE queue_name = %(queue_name)s AND status = 'PENDING')
+        WHERE queue_name = %(queue_name)s AND status = 'PENDING' {{part}})
      + (SELECT count(*) FROM dbos.workflow_status w
         WHERE w.owner_process IS NOT NULL AND w.status IN ('CANCELLED', 'ENQUEUED')
-          AND w.queue_name = %(queue_name)s AND NOT {OWNER_ABSENT})
+          AND w.queue_name = %(queue_name)s AND NOT {OWNER_ABSENT} {{part}})
 """
 
-COUNT_QUEUE_STARTS = """
+_COUNT_QUEUE_STARTS = """
 SELECT count(*), min(started_at_epoch_ms) FROM dbos.workflow_status
-WHERE queue_name = %(queue_name)s AND started_at_epoch_ms > %(since_ms)s
+WHERE queue_name = %(queue_name)s AND started_at_epoch_ms > %(since_ms)s {part}
 """
 
 # Claim up to %(limit)s ready workflows in priority then arrival order; skip rows another dispatcher
@@ -428,10 +430,10 @@ WHERE queue_name = %(queue_name)s AND started_at_epoch_ms > %(since_ms)s
 # loop on a table it believes tiny) or on a recheck, and each run can skip to other rows, so one
 # statement could claim more than n. Workflows enqueued without a version (by a client) take the
 # claimer's.
-DEQUEUE = f"""
+_DEQUEUE = f"""
 WITH picked AS MATERIALIZED (
     SELECT w.workflow_uuid FROM dbos.workflow_status w
-    WHERE w.queue_name = %(queue_name)s AND w.status = 'ENQUEUED'
+    WHERE w.queue_name = %(queue_name)s AND w.status = 'ENQUEUED' {{part}}
       AND (w.application_version IS NULL OR w.application_version = %(application_version)s)
       AND w.name = ANY(%(names)s)
       AND {OWNER_ABSENT}
@@ -456,6 +458,36 @@ RETURNING w.workflow_uuid, w.status, w.owner_epoch, w.name, w.class_name, w.inpu
           w.queue_name,
           EXISTS (SELECT 1 FROM dbos.operation_outputs o WHERE o.workflow_uuid = w.workflow_uuid),
           w.priority, w.created_at
+"""
+
+# The same three statements for an ordinary queue, and for one partition of a partitioned queue
+# (equality on the partition, so the partition indexes of migration 4 serve them).
+_IN_PARTITION = "AND queue_partition_key = %(partition)s"
+COUNT_QUEUE_RUNNING = _COUNT_QUEUE_RUNNING.format(part="")
+COUNT_PARTITION_RUNNING = _COUNT_QUEUE_RUNNING.format(part=_IN_PARTITION)
+COUNT_QUEUE_STARTS = _COUNT_QUEUE_STARTS.format(part="")
+COUNT_PARTITION_STARTS = _COUNT_QUEUE_STARTS.format(part=_IN_PARTITION)
+DEQUEUE = _DEQUEUE.format(part="")
+DEQUEUE_PARTITION = _DEQUEUE.format(part="AND w." + _IN_PARTITION.removeprefix("AND "))
+
+# The partitions of a partitioned queue that have ENQUEUED work (one index-only skip per key).
+READY_PARTITIONS = """
+SELECT DISTINCT queue_partition_key FROM dbos.workflow_status
+WHERE queue_name = %(queue_name)s AND status = 'ENQUEUED' AND queue_partition_key IS NOT NULL
+"""
+
+# DELAYED workflows of these queues whose delay has passed become ENQUEUED (keeping their place:
+# created_at is unchanged); a NOTIFY wakes the dispatchers of every process.
+PROMOTE_DELAYED = f"""
+WITH due AS (
+    UPDATE dbos.workflow_status
+    SET status = 'ENQUEUED', updated_at = {NOW_MS}
+    WHERE status = 'DELAYED' AND delay_until_epoch_ms <= {NOW_MS}
+      AND queue_name = ANY(%(queue_names)s)
+    RETURNING queue_name
+)
+SELECT q.queue_name, pg_notify('dbos_queue_channel', q.queue_name)
+FROM (SELECT DISTINCT queue_name FROM due) q
 """
 
 # -- management ------------------------------------------------------------------------------------
