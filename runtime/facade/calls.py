@@ -14,6 +14,7 @@ from runtime.errors import DBOSException, DBOSNonExistentWorkflowError
 from runtime.facade.base import BACKEND, FacadeBase, classproperty, workflow_of
 from runtime.fencing import FencingToken
 from runtime.handles import WorkflowHandle, WorkflowHandleAsync
+from runtime.queues import refuse_enqueue_options
 from runtime.status import WorkflowStatus
 
 P = ParamSpec("P")
@@ -102,7 +103,9 @@ class WorkflowCalls(FacadeBase):
         cls, func: Callable[P, R], *args: P.args, **kwargs: P.kwargs
     ) -> WorkflowHandle[R]:
         """Record the workflow's inputs and run it in the background; the workflow completes even
-        if this process dies (recovery resumes it)."""
+        if this process dies (recovery resumes it). Raises ``DBOSException`` inside a
+        ``SetEnqueueOptions`` block (those options need a queue: use ``Queue.enqueue``)."""
+        refuse_enqueue_options()
         info, call_args = workflow_of(func, args)
         wid = cls._engine().start_workflow(info, call_args, dict(kwargs))
         return WorkflowHandle(BACKEND, wid)
@@ -114,6 +117,7 @@ class WorkflowCalls(FacadeBase):
         cls, func: Callable[P, Any], *args: P.args, **kwargs: P.kwargs
     ) -> WorkflowHandleAsync[Any]:
         """``start_workflow`` for asyncio code: an async workflow runs as a task on this loop."""
+        refuse_enqueue_options()
         info, call_args = workflow_of(func, args)
         wid = await cls._engine().start_workflow_async(info, call_args, dict(kwargs))
         return WorkflowHandleAsync(BACKEND, wid)
