@@ -227,7 +227,7 @@ ORDER BY created_at
 CANCEL_WORKFLOW = f"""
 UPDATE dbos.workflow_status
 SET status = 'CANCELLED', updated_at = {NOW_MS}, deduplication_id = NULL
-WHERE workflow_uuid = %(workflow_uuid)s AND status IN ('PENDING', 'ENQUEUED')
+WHERE workflow_uuid = %(workflow_uuid)s AND status IN ('PENDING', 'ENQUEUED', 'DELAYED')
 RETURNING 1
 """
 
@@ -512,7 +512,7 @@ LIST_FILTERS = {
     "queue_name": "queue_name = %(queue_name)s",
     "start_time": "created_at >= %(start_time)s",
     "end_time": "created_at <= %(end_time)s",
-    "queued_only": "queue_name IS NOT NULL AND status IN ('ENQUEUED', 'PENDING')",
+    "queued_only": "queue_name IS NOT NULL AND status IN ('DELAYED', 'ENQUEUED', 'PENDING')",
     # Keyset pagination (newest first): rows older than the last one shown.
     "before": "(created_at, workflow_uuid) < (%(before_ts)s, %(before_id)s)",
 }
@@ -529,9 +529,9 @@ LIMIT_OFFSET = " LIMIT %(limit)s OFFSET %(offset)s"
 RESUME_WORKFLOW = f"""
 UPDATE dbos.workflow_status w
 SET status = 'ENQUEUED',
-    queue_name = CASE WHEN w.status = 'ENQUEUED' OR w.queue_name IS NULL
+    queue_name = CASE WHEN w.status IN ('ENQUEUED', 'DELAYED') OR w.queue_name IS NULL
                       THEN %(internal_queue)s ELSE w.queue_name END,
-    priority = CASE WHEN w.status = 'ENQUEUED' OR w.queue_name IS NULL
+    priority = CASE WHEN w.status IN ('ENQUEUED', 'DELAYED') OR w.queue_name IS NULL
                     THEN 0 ELSE w.priority END,
     recovery_attempts = 0,
     deduplication_id = NULL,
@@ -539,7 +539,7 @@ SET status = 'ENQUEUED',
     workflow_deadline_epoch_ms = NULL,
     updated_at = {NOW_MS}
 WHERE w.workflow_uuid = %(workflow_uuid)s
-  AND (w.status IN ('CANCELLED', 'ENQUEUED', 'MAX_RECOVERY_ATTEMPTS_EXCEEDED')
+  AND (w.status IN ('CANCELLED', 'ENQUEUED', 'DELAYED', 'MAX_RECOVERY_ATTEMPTS_EXCEEDED')
        OR (w.status = 'PENDING' AND {OWNER_ABSENT}))
 RETURNING 1
 """
@@ -591,7 +591,7 @@ LEFT JOIN LATERAL (
     LIMIT 2
 ) s ON true
 LEFT JOIN dbos.workflow_status c ON c.workflow_uuid = s.child_workflow_id
-WHERE w.workflow_uuid = ANY(%(workflow_ids)s) AND w.status IN ('PENDING', 'ENQUEUED')
+WHERE w.workflow_uuid = ANY(%(workflow_ids)s) AND w.status IN ('PENDING', 'ENQUEUED', 'DELAYED')
 ORDER BY w.workflow_uuid, s.function_id DESC
 """
 
@@ -697,7 +697,9 @@ SELECT v.application_version,
        (SELECT count(*) FROM dbos.workflow_status w
         WHERE w.application_version = v.application_version AND w.status = 'PENDING'),
        (SELECT count(*) FROM dbos.workflow_status w
-        WHERE w.application_version = v.application_version AND w.status = 'ENQUEUED'),
+        WHERE w.application_version = v.application_version AND w.status = 'ENQUEUED')
+     + (SELECT count(*) FROM dbos.workflow_status w
+        WHERE w.application_version = v.application_version AND w.status = 'DELAYED'),
        (SELECT count(*) FROM dbos.executors e
         WHERE e.application_version = v.application_version AND e.stopped_at IS NULL
           AND e.last_heartbeat_at > {NOW_MS} - e.lease_ms)
@@ -706,6 +708,9 @@ FROM (
     UNION
     SELECT DISTINCT application_version FROM dbos.workflow_status
     WHERE status IN ('PENDING', 'ENQUEUED') AND application_version IS NOT NULL
+    UNION
+    SELECT DISTINCT application_version FROM dbos.workflow_status
+    WHERE status = 'DELAYED' AND application_version IS NOT NULL
 ) v
 ORDER BY 1
 """
@@ -735,14 +740,14 @@ QUEUE_OVERVIEW = """
 SELECT n.queue_name, c.concurrency, c.worker_concurrency, c.limit_count, c.limit_period_s,
        coalesce(c.priority_enabled, false), c.application_version, c.updated_at,
        (SELECT count(*) FROM dbos.workflow_status w
-        WHERE w.queue_name = n.queue_name AND w.status = 'ENQUEUED'),
+        WHERE w.queue_name = n.queue_name AND w.status IN ('ENQUEUED', 'DELAYED')),
        (SELECT count(*) FROM dbos.workflow_status w
         WHERE w.queue_name = n.queue_name AND w.status = 'PENDING')
 FROM (
     SELECT queue_name FROM dbos.queue_config
     UNION
     SELECT DISTINCT queue_name FROM dbos.workflow_status
-    WHERE status IN ('ENQUEUED', 'PENDING') AND queue_name IS NOT NULL
+    WHERE status IN ('DELAYED', 'ENQUEUED', 'PENDING') AND queue_name IS NOT NULL
 ) n
 LEFT JOIN dbos.queue_config c ON c.queue_name = n.queue_name
 ORDER BY n.queue_name

@@ -321,6 +321,13 @@ def test_delayed_enqueue_waits_then_runs(launch_dbos: Launch, db_url: str) -> No
         assert by_client.get_result() == "by-client"
     assert started["delayed"] - t0 >= 2 and started["by-client"] - t0 >= 2
     assert started["now"] - t0 < 2
+    with SetEnqueueOptions(delay_seconds=60):
+        later = queue.enqueue(job, "later")
+    assert [w.workflow_id for w in DBOS.list_queued_workflows(queue_name="delayed")] == [
+        later.workflow_id
+    ]
+    DBOS.cancel_workflow(later.workflow_id)  # a DELAYED workflow can be cancelled
+    assert later.get_status().status == "CANCELLED"
 
 
 def test_enqueue_with_options_in_a_workflow_is_a_recorded_child(launch_dbos: Launch) -> None:

@@ -34,3 +34,7 @@ CREATE INDEX IF NOT EXISTS workflow_status_partition_running_idx
 CREATE INDEX IF NOT EXISTS workflow_status_partition_started_idx
     ON dbos.workflow_status (queue_name, queue_partition_key, started_at_epoch_ms)
     WHERE queue_partition_key IS NOT NULL;
+
+-- The executors view counts each application version's DELAYED workflows with its queued ones.
+CREATE INDEX IF NOT EXISTS workflow_status_delayed_version_idx
+    ON dbos.workflow_status (application_version) WHERE status = 'DELAYED';
