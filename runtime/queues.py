@@ -8,6 +8,12 @@ Enqueue records the workflow as ENQUEUED (one statement); the dispatcher of ever
 - ``limiter``: starts per period across all processes;
 - ``worker_concurrency``: running workflows of the queue in this process (counted in memory, so two
   processes that share an executor ID still each get their own budget).
+
+A ``partition_queue=True`` queue applies each of these limits to each partition (the
+``queue_partition_key`` of ``SetEnqueueOptions``) separately. An enqueue with ``delay_seconds`` is
+recorded DELAYED and turned ENQUEUED by a dispatcher once the delay has passed; one with
+``app_version`` is dequeued only by executors of that version. A process dequeues from the queues
+it listens to (``DBOS.listen_queues``), by default every queue it declares.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
@@ -23,6 +23,8 @@ from runtime import (
     SetWorkflowID,
     queries,
 )
+from tests.apps.queue_app import LEDGER_DDL
+from tests.test_queues_processes import Workers
 
 Launch = Callable[..., None]
 
@@ -388,3 +390,43 @@ def test_partition_dispatch_uses_its_index(launch_dbos: Launch, db_url: str) -> 
     assert "workflow_status_partition_dispatch_idx" in plans["DEQUEUE_PARTITION"]
     assert "workflow_status_partition_dispatch_idx" in plans["READY_PARTITIONS"]
     assert "workflow_status_partition_running_idx" in plans["COUNT_PARTITION_RUNNING"]
+
+
+@pytest.fixture
+def worker_pool(db_url: str) -> Iterator[Workers]:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(LEDGER_DDL)
+    pool = Workers(db_url)
+    try:
+        yield pool
+    finally:
+        pool.stop_all()
+
+
+def test_partition_limits_hold_across_processes(worker_pool: Workers) -> None:
+    """Two `dbos start` processes serve a queue with concurrency 1 per partition: within a
+    partition nothing overlaps, across any process; different partitions run side by side."""
+    for vmid in ("p1", "p2"):
+        worker_pool.start(vmid)
+    worker_pool.wait_ready()
+    with DBOSClient(worker_pool.db_url) as client:
+        handles = [
+            client.enqueue(
+                {"workflow_name": "job", "queue_name": "partitioned", "queue_partition_key": key},
+                0.1,
+            )
+            for key in ("a", "b", "c") * 4
+        ]
+        for handle in handles:
+            handle.get_result()
+    runs = intervals(worker_pool.db_url, "partitioned")
+    assert sorted(runs) == ["a", "b", "c"] and all(len(r) == 4 for r in runs.values())
+    for key, spans in runs.items():
+        assert not any(overlap([r], [s]) for i, r in enumerate(spans) for s in spans[i + 1 :]), key
+    assert overlap(runs["a"], runs["b"] + runs["c"])
+    with psycopg.connect(worker_pool.db_url) as conn:
+        executors = conn.execute(
+            "SELECT count(DISTINCT executor_id) FROM dbos.workflow_status "
+            "WHERE queue_name = 'partitioned'"
+        ).fetchone()
+    assert executors == (2,)  # both processes took part
