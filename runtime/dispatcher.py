@@ -22,7 +22,7 @@ from runtime import registry
 from runtime.engine import Engine
 from runtime.errors import DBOSException
 from runtime.queue_db import QueueDatabase
-from runtime.queues import Queue, served_queues
+from runtime.queues import DEFAULT_POLLING_INTERVAL_S, Queue, served_queues
 from runtime.records import DequeueResult
 from runtime.system_db import SystemDatabase
 
@@ -86,7 +86,16 @@ class QueueDispatcher:
             except Exception:
                 logger.exception("queue dispatch failed (will retry)")
                 next_due = None
-            timeout = min([POLL_INTERVAL_S] + [q.polling_interval_sec for q in served_queues()])
+            # A queue declared with a shorter polling interval than the default shortens the
+            # poll; the others follow the dispatcher's (NOTIFYs wake it sooner anyway).
+            timeout = min(
+                [POLL_INTERVAL_S]
+                + [
+                    q.polling_interval_sec
+                    for q in served_queues()
+                    if q.polling_interval_sec != DEFAULT_POLLING_INTERVAL_S
+                ]
+            )
             if next_due is not None:
                 timeout = min(timeout, max(0.0, (next_due - _now_ms()) / 1000))
             self._wake.wait(timeout)
@@ -156,9 +165,12 @@ class QueueDispatcher:
         """Workflows of the queue (or of one partition of it) running in this process."""
         if partition is None:
             return self.engine.runs.running_from_queue(queue.name)
-        dequeued = self._partition_runs.get((queue.name, partition), set())
+        key = (queue.name, partition)
+        dequeued = self._partition_runs.get(key, set())
         # A partition's count is what this dispatcher started there and is still running.
         dequeued.intersection_update(self.engine.runs.running_ids())
+        if not dequeued:
+            self._partition_runs.pop(key, None)  # many short-lived partitions: keep it small
         return len(dequeued)
 
 

@@ -42,6 +42,8 @@ class Limiter(TypedDict):
 
 
 MAX_PRIORITY = 2**31 - 1
+# DBOS's default for ``Queue(polling_interval_sec=...)``.
+DEFAULT_POLLING_INTERVAL_S = 1.0
 
 
 def check_priority(priority: object) -> None:
@@ -196,8 +198,8 @@ class Queue:
     process, and ``limiter={"limit": n, "period": seconds}`` its starts per period. With
     ``partition_queue=True`` every enqueue names a partition
     (``SetEnqueueOptions(queue_partition_key=...)``) and each of these limits applies to each
-    partition separately. ``polling_interval_sec`` is how often (seconds) the dispatcher looks at
-    the queue at the latest when no notification wakes it.
+    partition separately. ``polling_interval_sec`` below the default (1 s) makes the dispatcher
+    poll that often when no notification wakes it (enqueues and finished workflows notify).
 
     Declaring a second queue under a name already declared in this process raises
     ``DBOSException`` (as DBOS does, whatever the parameters): the first would silently stop
@@ -212,7 +214,7 @@ class Queue:
         worker_concurrency: int | None = None,
         priority_enabled: bool = False,
         partition_queue: bool = False,
-        polling_interval_sec: float = 1.0,
+        polling_interval_sec: float = DEFAULT_POLLING_INTERVAL_S,
     ) -> None:
         _check_queue(name, concurrency, limiter, worker_concurrency, polling_interval_sec)
         self.name = name
