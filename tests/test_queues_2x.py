@@ -412,14 +412,14 @@ def test_partition_limits_hold_across_processes(worker_pool: Workers) -> None:
     with DBOSClient(worker_pool.db_url) as client:
         handles = [
             client.enqueue(
-                {"workflow_name": "job", "queue_name": "partitioned", "queue_partition_key": key},
+                {"workflow_name": "job", "queue_name": "by_partition", "queue_partition_key": key},
                 0.1,
             )
             for key in ("a", "b", "c") * 4
         ]
         for handle in handles:
             handle.get_result()
-    runs = intervals(worker_pool.db_url, "partitioned")
+    runs = intervals(worker_pool.db_url, "by_partition")
     assert sorted(runs) == ["a", "b", "c"] and all(len(r) == 4 for r in runs.values())
     for key, spans in runs.items():
         assert not any(overlap([r], [s]) for i, r in enumerate(spans) for s in spans[i + 1 :]), key
@@ -427,6 +427,6 @@ def test_partition_limits_hold_across_processes(worker_pool: Workers) -> None:
     with psycopg.connect(worker_pool.db_url) as conn:
         executors = conn.execute(
             "SELECT count(DISTINCT executor_id) FROM dbos.workflow_status "
-            "WHERE queue_name = 'partitioned'"
+            "WHERE queue_name = 'by_partition'"
         ).fetchone()
     assert executors == (2,)  # both processes took part
