@@ -477,12 +477,14 @@ WHERE queue_name = %(queue_name)s AND status = 'ENQUEUED' AND queue_partition_ke
 """
 
 # DELAYED workflows of these queues whose delay has passed become ENQUEUED (keeping their place:
-# created_at is unchanged); a NOTIFY wakes the dispatchers of every process.
+# created_at is unchanged); a NOTIFY wakes the dispatchers of every process. The statement's start
+# time (now(), stable) rather than NOW_MS (volatile), so that the delay bound is an index condition.
 PROMOTE_DELAYED = f"""
 WITH due AS (
     UPDATE dbos.workflow_status
     SET status = 'ENQUEUED', updated_at = {NOW_MS}
-    WHERE status = 'DELAYED' AND delay_until_epoch_ms <= {NOW_MS}
+    WHERE status = 'DELAYED'
+      AND delay_until_epoch_ms <= (extract(epoch FROM now()) * 1000)::bigint
       AND queue_name = ANY(%(queue_names)s)
     RETURNING queue_name
 )

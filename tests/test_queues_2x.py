@@ -377,6 +377,7 @@ def test_partition_dispatch_uses_its_index(launch_dbos: Launch, db_url: str) -> 
         "executor_id": "e",
         "process_id": "p",
         "since_ms": 0,
+        "queue_names": ["q"],
     }
     with psycopg.connect(db_url) as conn:
         conn.execute("SET enable_seqscan = off")
@@ -384,12 +385,22 @@ def test_partition_dispatch_uses_its_index(launch_dbos: Launch, db_url: str) -> 
             name: "\n".join(
                 r[0] for r in conn.execute("EXPLAIN " + getattr(queries, name), params).fetchall()
             )
-            for name in ("DEQUEUE_PARTITION", "COUNT_PARTITION_RUNNING", "READY_PARTITIONS")
+            for name in (
+                "DEQUEUE_PARTITION",
+                "COUNT_PARTITION_RUNNING",
+                "COUNT_PARTITION_STARTS",
+                "READY_PARTITIONS",
+                "PROMOTE_DELAYED",
+            )
         }
         conn.rollback()
     assert "workflow_status_partition_dispatch_idx" in plans["DEQUEUE_PARTITION"]
     assert "workflow_status_partition_dispatch_idx" in plans["READY_PARTITIONS"]
     assert "workflow_status_partition_running_idx" in plans["COUNT_PARTITION_RUNNING"]
+    assert "workflow_status_partition_started_idx" in plans["COUNT_PARTITION_STARTS"]
+    # Either partial index over DELAYED rows only (the planner's pick on an empty table).
+    assert "using workflow_status_delayed" in plans["PROMOTE_DELAYED"]
+    assert not any("Seq Scan" in plan for plan in plans.values()), plans
 
 
 @pytest.fixture
