@@ -42,6 +42,7 @@ err: Any = _Lazy(stderr=True)
 STATUS_STYLE = {
     "PENDING": "yellow",
     "ENQUEUED": "cyan",
+    "DELAYED": "blue",
     "SUCCESS": "green",
     "ERROR": "red",
     "CANCELLED": "magenta",

@@ -10,6 +10,7 @@ program using the client needs no other module of the runtime but ``runtime.erro
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 from typing_extensions import Required
 
-from runtime import context, management, serialization
+from runtime import context, management, queues, serialization
 from runtime.asyncs import in_thread, twin
 from runtime.config import resolve
 from runtime.context import validate_workflow_id
@@ -54,8 +55,10 @@ __all__ = [
 
 class EnqueueOptions(TypedDict, total=False):
     """What ``DBOSClient.enqueue`` needs: the workflow and queue by name (required), and
-    optionally the workflow ID, the application version that must run it, a priority, a
-    deduplication ID and a timeout."""
+    optionally the workflow ID, the application version that must run it, a priority (0 to
+    2**31-1, lower first), a deduplication ID, a timeout (seconds), the partition of a
+    partitioned queue (``queue_partition_key``) and a delay (``delay_seconds``: the workflow is
+    DELAYED, not dequeued before then)."""
 
     workflow_name: Required[str]
     queue_name: Required[str]
@@ -65,6 +68,8 @@ class EnqueueOptions(TypedDict, total=False):
     priority: int
     deduplication_id: str
     workflow_timeout: float
+    queue_partition_key: str
+    delay_seconds: float
 
 
 class DBOSClient:
@@ -156,10 +161,18 @@ class DBOSClient:
     def enqueue(self, options: EnqueueOptions, *args: Any, **kwargs: Any) -> WorkflowHandle[Any]:
         """Enqueue a workflow by name on a queue, without importing the app: an executor of the
         app that has that workflow (and version, when given) starts it. With a workflow ID that
-        exists already, returns its handle (the ID is an idempotency key)."""
+        exists already, returns its handle (the ID is an idempotency key). Bad options (a
+        priority out of range, a negative delay, a partition key with a deduplication ID) raise
+        ``DBOSException`` before anything is recorded."""
         for key in ("workflow_name", "queue_name"):
             if not isinstance(options.get(key), str) or not options.get(key):
                 raise DBOSException(f"enqueue options need {key!r} (a non-empty string)")
+        queues.check_priority(options.get("priority"))
+        delay = options.get("delay_seconds")
+        queues.check_delay(delay)
+        partition = options.get("queue_partition_key")
+        if partition is not None and options.get("deduplication_id") is not None:
+            raise DBOSException("Deduplication is not supported for partitioned queues")
         given = options.get("workflow_id")
         # An empty ID is refused, not replaced: the caller meant a specific workflow.
         wid = str(uuid.uuid4()) if given is None else validate_workflow_id(given, "workflow_id")
@@ -167,7 +180,11 @@ class DBOSClient:
         result = self.sysdb.insert_workflow(
             NewWorkflow(
                 workflow_id=wid,
-                status=WorkflowStatusString.ENQUEUED,
+                status=(
+                    WorkflowStatusString.DELAYED
+                    if delay is not None
+                    else WorkflowStatusString.ENQUEUED
+                ),
                 name=options["workflow_name"],
                 class_name=options.get("workflow_class_name"),
                 inputs=serialization.serialize_args(args, kwargs),
@@ -177,6 +194,10 @@ class DBOSClient:
                 priority=options.get("priority", 0),
                 deduplication_id=options.get("deduplication_id"),
                 timeout_ms=int(timeout * 1000) if timeout else None,
+                queue_partition_key=partition,
+                delay_until_epoch_ms=(
+                    int((time.time() + delay) * 1000) if delay is not None else None
+                ),
             )
         )
         if not result.created and result.name != options["workflow_name"]:

@@ -85,6 +85,7 @@ class DBOS(AsyncManagementCalls):
             if FacadeBase._runtime is runtime:
                 FacadeBase._runtime = None
             FacadeBase._instance = None
+        queues.stop_listening()  # listen_queues holds for one launch, as DBOS's instance state
 
     @classproperty
     def config(cls) -> Settings:
@@ -130,4 +131,4 @@ def _register_exit_hook() -> None:
         atexit.register(DBOS.destroy)
 
 
-queues.bind_enqueuer(DBOS._enqueue)
+queues.bind_enqueuer(DBOS._enqueue, DBOS._enqueue_async)

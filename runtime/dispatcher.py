@@ -4,7 +4,12 @@ It claims ready workflows of every declared queue with ``FOR UPDATE SKIP LOCKED`
 then arrival order, within the queue's limits (see ``runtime.queues``), and hands them to the
 engine's claim path. It wakes on a NOTIFY (enqueue anywhere, or a queued workflow stopping
 anywhere), on a local enqueue or finish, when a rate window reopens, and otherwise polls slowly as
-a fallback.
+a fallback (each queue's ``polling_interval_sec`` at the latest).
+
+It serves the queues this process listens to (``DBOS.listen_queues``; all declared ones by
+default). A partitioned queue is dispatched partition by partition, each with the queue's limits
+(one claim per partition with work). DELAYED workflows whose delay has passed are turned ENQUEUED
+once per poll interval (one statement for all served queues).
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ import time
 from runtime import registry
 from runtime.engine import Engine
 from runtime.errors import DBOSException
-from runtime.queues import declared_queues
+from runtime.queue_db import QueueDatabase
+from runtime.queues import DEFAULT_POLLING_INTERVAL_S, Queue, served_queues
+from runtime.records import DequeueResult
 from runtime.system_db import SystemDatabase
 
 logger = logging.getLogger("dbos")
@@ -46,8 +53,12 @@ class QueueDispatcher:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="dbos-queue-dispatcher", daemon=True)
-        # Epoch ms before which a rate-limited queue cannot start anything more.
-        self._not_before: dict[str, int] = {}
+        self.queue_db = QueueDatabase(sysdb)
+        # Epoch ms before which a rate-limited queue (or partition) cannot start anything more.
+        self._not_before: dict[tuple[str, str | None], int] = {}
+        # What this process dequeued from each partition, for its per-partition worker limit.
+        self._partition_runs: dict[tuple[str, str], set[str]] = {}
+        self._next_promote_ms = 0
 
     def start(self) -> None:
         """Start dispatching."""
@@ -75,7 +86,16 @@ class QueueDispatcher:
             except Exception:
                 logger.exception("queue dispatch failed (will retry)")
                 next_due = None
-            timeout = POLL_INTERVAL_S
+            # A queue declared with a shorter polling interval than the default shortens the
+            # poll; the others follow the dispatcher's (NOTIFYs wake it sooner anyway).
+            timeout = min(
+                [POLL_INTERVAL_S]
+                + [
+                    q.polling_interval_sec
+                    for q in served_queues()
+                    if q.polling_interval_sec != DEFAULT_POLLING_INTERVAL_S
+                ]
+            )
             if next_due is not None:
                 timeout = min(timeout, max(0.0, (next_due - _now_ms()) / 1000))
             self._wake.wait(timeout)
@@ -83,45 +103,75 @@ class QueueDispatcher:
     def dispatch_once(self) -> int | None:
         """One pass over the queues; returns when a rate-limited queue can next start work."""
         names = registry.workflow_names()
+        queues = served_queues()
         next_due: int | None = None
-        for queue in declared_queues():
-            if self._stop.is_set() or self.engine.stopping.is_set():
-                return None
-            not_before = self._not_before.get(queue.name, 0)
-            if not_before > _now_ms():
-                next_due = not_before if next_due is None else min(next_due, not_before)
-                continue
-            capacity = self.max_threads - self.engine.pool.load()
-            if queue.worker_concurrency is not None:
-                capacity = min(
-                    capacity,
-                    queue.worker_concurrency - self.engine.runs.running_from_queue(queue.name),
-                )
-            if capacity <= 0:
-                continue
-            limiter = (
-                (queue.limiter["limit"], float(queue.limiter["period"])) if queue.limiter else None
+        if _now_ms() >= self._next_promote_ms:
+            self._next_promote_ms = _now_ms() + int(POLL_INTERVAL_S * 1000)
+            self.queue_db.promote_delayed([q.name for q in queues])
+        for queue in queues:
+            partitions: list[str | None] = (
+                list(self.queue_db.ready_partitions(queue.name))
+                if queue.partition_queue
+                else [None]
             )
-            batch = self.sysdb.dequeue(
-                queue.name,
-                executor_id=self.executor_id,
-                process_id=self.process_id,
-                application_version=self.application_version,
-                names=names,
-                max_claim=capacity,
-                concurrency=queue.concurrency,
-                limiter=limiter,
-            )
-            claimed, possible_at = batch.workflows, batch.next_start_at_ms
-            if possible_at is not None:
-                self._not_before[queue.name] = possible_at
-                next_due = possible_at if next_due is None else min(next_due, possible_at)
-            for dequeued in claimed:
-                try:
-                    self.engine.claims.run_dequeued(dequeued)
-                except DBOSException as exc:
-                    logger.error("cannot start dequeued workflow: %s", exc)
+            for partition in partitions:
+                if self._stop.is_set() or self.engine.stopping.is_set():
+                    return None
+                due = self._dispatch(queue, partition, names)
+                if due is not None:
+                    next_due = due if next_due is None else min(next_due, due)
         return next_due
+
+    def _dispatch(self, queue: Queue, partition: str | None, names: list[str]) -> int | None:
+        """Claim and start what one queue (or one partition of it) may start now; returns when a
+        rate limit lets it start more, if one holds it back."""
+        not_before = self._not_before.get((queue.name, partition), 0)
+        if not_before > _now_ms():
+            return not_before
+        capacity = self.max_threads - self.engine.pool.load()
+        if queue.worker_concurrency is not None:
+            capacity = min(
+                capacity, queue.worker_concurrency - self._running_here(queue, partition)
+            )
+        if capacity <= 0:
+            return None
+        limiter = (
+            (queue.limiter["limit"], float(queue.limiter["period"])) if queue.limiter else None
+        )
+        batch: DequeueResult = self.sysdb.dequeue(
+            queue.name,
+            executor_id=self.executor_id,
+            process_id=self.process_id,
+            application_version=self.application_version,
+            names=names,
+            max_claim=capacity,
+            concurrency=queue.concurrency,
+            limiter=limiter,
+            partition=partition,
+        )
+        if batch.next_start_at_ms is not None:
+            self._not_before[(queue.name, partition)] = batch.next_start_at_ms
+        for dequeued in batch.workflows:
+            if partition is not None:
+                wid = dequeued.claimed.workflow_id
+                self._partition_runs.setdefault((queue.name, partition), set()).add(wid)
+            try:
+                self.engine.claims.run_dequeued(dequeued)
+            except DBOSException as exc:
+                logger.error("cannot start dequeued workflow: %s", exc)
+        return batch.next_start_at_ms
+
+    def _running_here(self, queue: Queue, partition: str | None) -> int:
+        """Workflows of the queue (or of one partition of it) running in this process."""
+        if partition is None:
+            return self.engine.runs.running_from_queue(queue.name)
+        key = (queue.name, partition)
+        dequeued = self._partition_runs.get(key, set())
+        # A partition's count is what this dispatcher started there and is still running.
+        dequeued.intersection_update(self.engine.runs.running_ids())
+        if not dequeued:
+            self._partition_runs.pop(key, None)  # many short-lived partitions: keep it small
+        return len(dequeued)
 
 
 def _now_ms() -> int:

@@ -33,7 +33,8 @@ WITH ins AS (
         workflow_uuid, status, name, class_name, inputs, executor_id, application_version,
         queue_name, priority, deduplication_id, max_recovery_attempts, workflow_timeout_ms,
         workflow_deadline_epoch_ms, parent_workflow_id, forked_from, created_at, updated_at,
-        started_at_epoch_ms, owner_process, recovery_attempts, config_name
+        started_at_epoch_ms, owner_process, recovery_attempts, config_name, queue_partition_key,
+        delay_until_epoch_ms
     ) VALUES (
         %(workflow_uuid)s, %(status)s, %(name)s, %(class_name)s, %(inputs)s, %(executor_id)s,
         %(application_version)s, %(queue_name)s, %(priority)s, %(deduplication_id)s,
@@ -45,7 +46,8 @@ WITH ins AS (
         CASE WHEN %(status)s = 'PENDING' THEN {NOW_MS} END,
         CASE WHEN %(status)s = 'PENDING' THEN %(owner_process)s END,
         -- As DBOS counts: each start of a run is an attempt (the first included), recovery or not.
-        CASE WHEN %(status)s = 'PENDING' THEN 1 ELSE 0 END, %(config_name)s
+        CASE WHEN %(status)s = 'PENDING' THEN 1 ELSE 0 END, %(config_name)s,
+        %(queue_partition_key)s, %(delay_until_epoch_ms)s
     )
     ON CONFLICT (workflow_uuid) DO NOTHING
     RETURNING status, name, owner_epoch, workflow_deadline_epoch_ms, owner_process
@@ -230,7 +232,7 @@ ORDER BY created_at
 CANCEL_WORKFLOW = f"""
 UPDATE dbos.workflow_status
 SET status = 'CANCELLED', updated_at = {NOW_MS}, deduplication_id = NULL
-WHERE workflow_uuid = %(workflow_uuid)s AND status IN ('PENDING', 'ENQUEUED')
+WHERE workflow_uuid = %(workflow_uuid)s AND status IN ('PENDING', 'ENQUEUED', 'DELAYED')
 RETURNING 1
 """
 
@@ -411,18 +413,19 @@ SELECT value FROM dbos.workflow_events WHERE workflow_uuid = %(workflow_uuid)s A
 LOCK_QUEUE = "SELECT pg_advisory_xact_lock(hashtextextended(%(lock_key)s, 0))"
 
 # A queue's slots in use: its running (PENDING) workflows, plus those cancelled or resumed whose
-# runner has not stopped yet (it still runs a step). Two counts, each answered by its own index.
-COUNT_QUEUE_RUNNING = f"""
+# runner has not stopped yet (it still runs a step). Two counts, each answered by its own index. A
+# partitioned queue counts one partition (``{part}`` is the partition condition or nothing).
+_COUNT_QUEUE_RUNNING = f"""
 SELECT (SELECT count(*) FROM dbos.workflow_status
-        WHERE queue_name = %(queue_name)s AND status = 'PENDING')
+        WHERE queue_name = %(queue_name)s AND status = 'PENDING' {{part}})
      + (SELECT count(*) FROM dbos.workflow_status w
         WHERE w.owner_process IS NOT NULL AND w.status IN ('CANCELLED', 'ENQUEUED')
-          AND w.queue_name = %(queue_name)s AND NOT {OWNER_ABSENT})
+          AND w.queue_name = %(queue_name)s AND NOT {OWNER_ABSENT} {{part}})
 """
 
-COUNT_QUEUE_STARTS = """
+_COUNT_QUEUE_STARTS = """
 SELECT count(*), min(started_at_epoch_ms) FROM dbos.workflow_status
-WHERE queue_name = %(queue_name)s AND started_at_epoch_ms > %(since_ms)s
+WHERE queue_name = %(queue_name)s AND started_at_epoch_ms > %(since_ms)s {part}
 """
 
 # Claim up to %(limit)s ready workflows in priority then arrival order; skip rows another dispatcher
@@ -432,10 +435,10 @@ WHERE queue_name = %(queue_name)s AND started_at_epoch_ms > %(since_ms)s
 # loop on a table it believes tiny) or on a recheck, and each run can skip to other rows, so one
 # statement could claim more than n. Workflows enqueued without a version (by a client) take the
 # claimer's.
-DEQUEUE = f"""
+_DEQUEUE = f"""
 WITH picked AS MATERIALIZED (
     SELECT w.workflow_uuid FROM dbos.workflow_status w
-    WHERE w.queue_name = %(queue_name)s AND w.status = 'ENQUEUED'
+    WHERE w.queue_name = %(queue_name)s AND w.status = 'ENQUEUED' {{part}}
       AND (w.application_version IS NULL OR w.application_version = %(application_version)s)
       AND w.name = ANY(%(names)s)
       AND {OWNER_ABSENT}
@@ -463,6 +466,38 @@ RETURNING w.workflow_uuid, w.status, w.owner_epoch, w.name, w.class_name, w.inpu
           w.priority, w.created_at, w.config_name
 """
 
+# The same three statements for an ordinary queue, and for one partition of a partitioned queue
+# (equality on the partition, so the partition indexes of migration 4 serve them).
+_IN_PARTITION = "AND queue_partition_key = %(partition)s"
+COUNT_QUEUE_RUNNING = _COUNT_QUEUE_RUNNING.format(part="")
+COUNT_PARTITION_RUNNING = _COUNT_QUEUE_RUNNING.format(part=_IN_PARTITION)
+COUNT_QUEUE_STARTS = _COUNT_QUEUE_STARTS.format(part="")
+COUNT_PARTITION_STARTS = _COUNT_QUEUE_STARTS.format(part=_IN_PARTITION)
+DEQUEUE = _DEQUEUE.format(part="")
+DEQUEUE_PARTITION = _DEQUEUE.format(part="AND w." + _IN_PARTITION.removeprefix("AND "))
+
+# The partitions of a partitioned queue that have ENQUEUED work (one index-only skip per key).
+READY_PARTITIONS = """
+SELECT DISTINCT queue_partition_key FROM dbos.workflow_status
+WHERE queue_name = %(queue_name)s AND status = 'ENQUEUED' AND queue_partition_key IS NOT NULL
+"""
+
+# DELAYED workflows of these queues whose delay has passed become ENQUEUED (keeping their place:
+# created_at is unchanged); a NOTIFY wakes the dispatchers of every process. The statement's start
+# time (now(), stable) rather than NOW_MS (volatile), so that the delay bound is an index condition.
+PROMOTE_DELAYED = f"""
+WITH due AS (
+    UPDATE dbos.workflow_status
+    SET status = 'ENQUEUED', updated_at = {NOW_MS}
+    WHERE status = 'DELAYED'
+      AND delay_until_epoch_ms <= (extract(epoch FROM now()) * 1000)::bigint
+      AND queue_name = ANY(%(queue_names)s)
+    RETURNING queue_name
+)
+SELECT q.queue_name, pg_notify('dbos_queue_channel', q.queue_name)
+FROM (SELECT DISTINCT queue_name FROM due) q
+"""
+
 # -- management ------------------------------------------------------------------------------------
 
 # list_workflows composes its WHERE clause from these fixed fragments (never from user text); each
@@ -485,7 +520,7 @@ LIST_FILTERS = {
     "queue_name": "queue_name = %(queue_name)s",
     "start_time": "created_at >= %(start_time)s",
     "end_time": "created_at <= %(end_time)s",
-    "queued_only": "queue_name IS NOT NULL AND status IN ('ENQUEUED', 'PENDING')",
+    "queued_only": "queue_name IS NOT NULL AND status IN ('DELAYED', 'ENQUEUED', 'PENDING')",
     # DBOS 2.x's filters. A key ending in ``_any`` takes a list; a single value uses the plain key,
     # whose equality the (column, created_at) index serves with the listing's order.
     "name_any": "name = ANY(%(name_any)s)",
@@ -530,9 +565,9 @@ LIMIT_OFFSET = " LIMIT %(limit)s OFFSET %(offset)s"
 RESUME_WORKFLOW = f"""
 UPDATE dbos.workflow_status w
 SET status = 'ENQUEUED',
-    queue_name = CASE WHEN w.status = 'ENQUEUED' OR w.queue_name IS NULL
+    queue_name = CASE WHEN w.status IN ('ENQUEUED', 'DELAYED') OR w.queue_name IS NULL
                       THEN %(internal_queue)s ELSE w.queue_name END,
-    priority = CASE WHEN w.status = 'ENQUEUED' OR w.queue_name IS NULL
+    priority = CASE WHEN w.status IN ('ENQUEUED', 'DELAYED') OR w.queue_name IS NULL
                     THEN 0 ELSE w.priority END,
     recovery_attempts = 0,
     deduplication_id = NULL,
@@ -540,7 +575,7 @@ SET status = 'ENQUEUED',
     workflow_deadline_epoch_ms = NULL,
     updated_at = {NOW_MS}
 WHERE w.workflow_uuid = %(workflow_uuid)s
-  AND (w.status IN ('CANCELLED', 'ENQUEUED', 'MAX_RECOVERY_ATTEMPTS_EXCEEDED')
+  AND (w.status IN ('CANCELLED', 'ENQUEUED', 'DELAYED', 'MAX_RECOVERY_ATTEMPTS_EXCEEDED')
        OR (w.status = 'PENDING' AND {OWNER_ABSENT}))
 RETURNING 1
 """
@@ -593,7 +628,7 @@ LEFT JOIN LATERAL (
     LIMIT 2
 ) s ON true
 LEFT JOIN dbos.workflow_status c ON c.workflow_uuid = s.child_workflow_id
-WHERE w.workflow_uuid = ANY(%(workflow_ids)s) AND w.status IN ('PENDING', 'ENQUEUED')
+WHERE w.workflow_uuid = ANY(%(workflow_ids)s) AND w.status IN ('PENDING', 'ENQUEUED', 'DELAYED')
 ORDER BY w.workflow_uuid, s.function_id DESC
 """
 
@@ -699,7 +734,9 @@ SELECT v.application_version,
        (SELECT count(*) FROM dbos.workflow_status w
         WHERE w.application_version = v.application_version AND w.status = 'PENDING'),
        (SELECT count(*) FROM dbos.workflow_status w
-        WHERE w.application_version = v.application_version AND w.status = 'ENQUEUED'),
+        WHERE w.application_version = v.application_version AND w.status = 'ENQUEUED')
+     + (SELECT count(*) FROM dbos.workflow_status w
+        WHERE w.application_version = v.application_version AND w.status = 'DELAYED'),
        (SELECT count(*) FROM dbos.executors e
         WHERE e.application_version = v.application_version AND e.stopped_at IS NULL
           AND e.last_heartbeat_at > {NOW_MS} - e.lease_ms)
@@ -708,6 +745,9 @@ FROM (
     UNION
     SELECT DISTINCT application_version FROM dbos.workflow_status
     WHERE status IN ('PENDING', 'ENQUEUED') AND application_version IS NOT NULL
+    UNION
+    SELECT DISTINCT application_version FROM dbos.workflow_status
+    WHERE status = 'DELAYED' AND application_version IS NOT NULL
 ) v
 ORDER BY 1
 """
@@ -737,14 +777,14 @@ QUEUE_OVERVIEW = """
 SELECT n.queue_name, c.concurrency, c.worker_concurrency, c.limit_count, c.limit_period_s,
        coalesce(c.priority_enabled, false), c.application_version, c.updated_at,
        (SELECT count(*) FROM dbos.workflow_status w
-        WHERE w.queue_name = n.queue_name AND w.status = 'ENQUEUED'),
+        WHERE w.queue_name = n.queue_name AND w.status IN ('ENQUEUED', 'DELAYED')),
        (SELECT count(*) FROM dbos.workflow_status w
         WHERE w.queue_name = n.queue_name AND w.status = 'PENDING')
 FROM (
     SELECT queue_name FROM dbos.queue_config
     UNION
     SELECT DISTINCT queue_name FROM dbos.workflow_status
-    WHERE status IN ('ENQUEUED', 'PENDING') AND queue_name IS NOT NULL
+    WHERE status IN ('DELAYED', 'ENQUEUED', 'PENDING') AND queue_name IS NOT NULL
 ) n
 LEFT JOIN dbos.queue_config c ON c.queue_name = n.queue_name
 ORDER BY n.queue_name

@@ -13,7 +13,7 @@ class NewWorkflow:
     """What is recorded when a workflow starts (before it runs)."""
 
     workflow_id: str
-    status: str  # PENDING (runs now) or ENQUEUED
+    status: str  # PENDING (runs now), ENQUEUED or DELAYED
     name: str
     class_name: str | None
     inputs: str
@@ -29,6 +29,8 @@ class NewWorkflow:
     forked_from: str | None = None
     owner_process: str | None = None  # the process that runs it (a PENDING start)
     config_name: str | None = None  # an instance method's configured instance (with class_name)
+    queue_partition_key: str | None = None  # its partition of a partitioned queue
+    delay_until_epoch_ms: int | None = None  # a DELAYED workflow: not dequeued before this
 
 
 @dataclass(frozen=True)

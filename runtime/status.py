@@ -13,6 +13,8 @@ class WorkflowStatusString(str, enum.Enum):
 
     PENDING = "PENDING"
     ENQUEUED = "ENQUEUED"
+    # Enqueued with a delay (``SetEnqueueOptions(delay_seconds=...)``): not dequeued before it ends.
+    DELAYED = "DELAYED"
     SUCCESS = "SUCCESS"
     ERROR = "ERROR"
     CANCELLED = "CANCELLED"

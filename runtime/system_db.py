@@ -139,6 +139,8 @@ class SystemDatabase:
             "forked_from": wf.forked_from,
             "owner_process": wf.owner_process,
             "config_name": wf.config_name,
+            "queue_partition_key": wf.queue_partition_key,
+            "delay_until_epoch_ms": wf.delay_until_epoch_ms,
         }
         try:
             row = self._one(queries.INSERT_WORKFLOW, params)
@@ -464,17 +466,26 @@ class SystemDatabase:
         max_claim: int,
         concurrency: int | None,
         limiter: tuple[int, float] | None,
+        partition: str | None = None,
     ) -> DequeueResult:
         """Claim up to ``max_claim`` ready workflows of a queue within its global concurrency and
-        rate limit, in one transaction."""
+        rate limit, in one transaction. With ``partition``, of that partition of a partitioned
+        queue, the concurrency and rate limit counting that partition alone."""
         next_possible: int | None = None
         window_reopens: int | None = None  # set when the rate limit caps this claim
+        key = {"queue_name": queue_name, "partition": partition}
         with self.connection() as conn, conn.transaction():
             available = max_claim
             if concurrency is not None or limiter is not None:
-                conn.execute(queries.LOCK_QUEUE, {"lock_key": f"dbos.queue:{queue_name}"})
+                lock = f"dbos.queue:{queue_name}" + ("" if partition is None else f":{partition}")
+                conn.execute(queries.LOCK_QUEUE, {"lock_key": lock})
             if concurrency is not None:
-                row = conn.execute(queries.COUNT_QUEUE_RUNNING, {"queue_name": queue_name})
+                row = conn.execute(
+                    queries.COUNT_QUEUE_RUNNING
+                    if partition is None
+                    else queries.COUNT_PARTITION_RUNNING,
+                    key,
+                )
                 running = row.fetchone()
                 available = min(available, concurrency - int(running[0] if running else 0))
             if limiter is not None and available > 0:
@@ -482,8 +493,10 @@ class SystemDatabase:
                 period_ms = int(period_s * 1000)
                 now = int(time.time() * 1000)
                 found = conn.execute(
-                    queries.COUNT_QUEUE_STARTS,
-                    {"queue_name": queue_name, "since_ms": now - period_ms},
+                    queries.COUNT_QUEUE_STARTS
+                    if partition is None
+                    else queries.COUNT_PARTITION_STARTS,
+                    {**key, "since_ms": now - period_ms},
                 ).fetchone()
                 started, oldest = (int(found[0]), found[1]) if found else (0, None)
                 if started + available > limit:
@@ -495,9 +508,9 @@ class SystemDatabase:
             if available <= 0:
                 return DequeueResult([], window_reopens)
             rows = conn.execute(
-                queries.DEQUEUE,
+                queries.DEQUEUE if partition is None else queries.DEQUEUE_PARTITION,
                 {
-                    "queue_name": queue_name,
+                    **key,
                     "executor_id": executor_id,
                     "process_id": process_id,
                     "application_version": application_version,

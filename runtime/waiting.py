@@ -5,7 +5,7 @@ process knows. But the operations that wait record enough to tell from anywhere 
 dashboard, ``DBOSClient``), so an operator sees what a workflow waits for without asking its
 process. The rule, with m the highest recorded step number (step numbers start at 1):
 
-- ENQUEUED: waiting in its queue.
+- ENQUEUED or DELAYED: waiting in its queue.
 - PENDING, step m is a ``DBOS.sleep`` holding an end time T (epoch ms). Three operations record
   one: ``DBOS.sleep`` (its wake-up time), and ``recv``/``get_event`` at step n, which take n + 1
   for their timeout and record T there when they first wait; they record step n itself only when
@@ -134,7 +134,10 @@ def format_span(ms: int) -> str:
 def derive(snapshot: WaitSnapshot) -> Waiting | None:
     """What the workflow waits for by the rule of this module's docstring; None when its record
     says it waits for nothing (or it is not PENDING or ENQUEUED)."""
-    if snapshot.status == WorkflowStatusString.ENQUEUED.value:
+    if snapshot.status in (
+        WorkflowStatusString.ENQUEUED.value,
+        WorkflowStatusString.DELAYED.value,
+    ):
         return Waiting("queue", detail=snapshot.queue_name)
     if snapshot.status != WorkflowStatusString.PENDING.value or not snapshot.last_steps:
         return None

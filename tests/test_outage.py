@@ -49,7 +49,7 @@ def test_workflow_waits_out_a_database_restart(own_server: EmbeddedPostgres, mod
     def counting(n: int) -> int:
         return sum(tick(i) for i in range(1, n + 1))
 
-    queue = Queue("after-outage")
+    queue = Queue(f"after-outage-{mode}")  # a queue name is declared once per process
 
     @DBOS.workflow()
     def later() -> str:

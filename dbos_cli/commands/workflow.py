@@ -86,7 +86,7 @@ def _client(db_url: str | None) -> Iterator[DBOSClient]:
 def _waits(client: DBOSClient, found: list[WorkflowStatus]) -> dict[str, Waiting]:
     """What the listed PENDING and ENQUEUED workflows wait for (one query for the page; none
     when no row can wait)."""
-    live = [wf.workflow_id for wf in found if wf.status in ("PENDING", "ENQUEUED")]
+    live = [wf.workflow_id for wf in found if wf.status in ("PENDING", "ENQUEUED", "DELAYED")]
     return client.get_workflow_waits(live) if live else {}
 
 
@@ -299,7 +299,7 @@ def cancel(
         "cancelled",
         "Cancel",
         lambda client, targets: client.cancel_each(targets),
-        ["PENDING", "ENQUEUED"],
+        ["PENDING", "ENQUEUED", "DELAYED"],
         db_url,
         ids,
         filters,

@@ -171,7 +171,8 @@ def create_app(database_url: str, *, token: str | None = None, schema: str = "db
             load_input=False,
             load_output=False,
         )
-        waiting = client().get_workflow_wait(wid) if wf.status in ("PENDING", "ENQUEUED") else None
+        live = wf.status in ("PENDING", "ENQUEUED", "DELAYED")
+        waiting = client().get_workflow_wait(wid) if live else None
         now = int(datetime.now().timestamp() * 1000)
         return render(
             request,

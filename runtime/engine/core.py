@@ -123,6 +123,19 @@ class Engine:
         the queue's limits allow. Returns its ID once it is durably enqueued."""
         return self.starter.start(info, args, kwargs, background=True, enqueue=request)[0]
 
+    async def enqueue_workflow_async(
+        self,
+        info: WorkflowInfo,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        request: EnqueueRequest,
+    ) -> str:
+        """``enqueue_workflow`` from an event loop, without blocking it."""
+        started = await self.starter.start_async(
+            info, args, kwargs, background=True, enqueue=request
+        )
+        return started[0]
+
     # -- steering -------------------------------------------------------------------------------
 
     def cancel(self, workflow_id: str) -> bool:

@@ -20,10 +20,10 @@ from typing import Any
 from runtime import context, serialization
 from runtime.context import WorkflowContext
 from runtime.engine.claiming import Claims
-from runtime.engine.protocol import Operations
+from runtime.engine.protocol import Operations, replay_outcome
 from runtime.engine.running import Runner, split_class_arg
 from runtime.engine.runs import LocalRuns, Outcome
-from runtime.errors import DBOSConflictingWorkflowError
+from runtime.errors import DBOSConflictingWorkflowError, DBOSQueueDeduplicatedError
 from runtime.records import NewWorkflow, RecordedStep
 from runtime.registry import WorkflowInfo
 from runtime.status import WorkflowStatusString
@@ -31,11 +31,24 @@ from runtime.status import WorkflowStatusString
 
 @dataclass(frozen=True)
 class EnqueueRequest:
-    """Where and how a workflow is enqueued."""
+    """Where and how a workflow is enqueued: its queue, priority (lower first), deduplication ID,
+    partition (of a partitioned queue), the application version that must run it (None: the
+    first executor to dequeue it gives it its own), and the epoch millisecond before which it is
+    not dequeued (it is recorded DELAYED until then)."""
 
     queue_name: str
     priority: int = 0
     deduplication_id: str | None = None
+    queue_partition_key: str | None = None
+    app_version: str | None = None
+    delay_until_ms: int | None = None
+
+    @property
+    def status(self) -> str:
+        """The status it is recorded with: DELAYED when it has a delay, else ENQUEUED."""
+        if self.delay_until_ms is not None:
+            return WorkflowStatusString.DELAYED.value
+        return WorkflowStatusString.ENQUEUED.value
 
 
 @dataclass
@@ -103,6 +116,8 @@ class Starter:
         if parent is not None:
             function_id, rec = reserved or self.ops.begin(parent, info.name)
             if rec is not None:
+                if rec.error is not None:  # the enqueue was refused (deduplicated): again
+                    replay_outcome(rec)
                 recorded_child = rec.child_workflow_id
         wid = recorded_child or assigned
         if wid is None:
@@ -120,17 +135,15 @@ class Starter:
                 lambda: self.ops.sysdb.insert_workflow(
                     NewWorkflow(
                         workflow_id=wid,
-                        status=(
-                            WorkflowStatusString.ENQUEUED.value
-                            if enqueue
-                            else WorkflowStatusString.PENDING.value
-                        ),
+                        status=(enqueue.status if enqueue else WorkflowStatusString.PENDING.value),
                         name=info.name,
                         class_name=class_name,
                         config_name=config_name,
                         inputs=inputs,
                         executor_id=self.executor_id,
-                        application_version=self.application_version,
+                        application_version=(
+                            enqueue.app_version if enqueue else self.application_version
+                        ),
                         max_recovery_attempts=info.max_recovery_attempts,
                         timeout_ms=int(timeout_s * 1000) if timeout_s else None,
                         # A SetWorkflowTimeout block replaces the inherited deadline.
@@ -140,12 +153,22 @@ class Starter:
                         priority=enqueue.priority if enqueue else 0,
                         deduplication_id=enqueue.deduplication_id if enqueue else None,
                         owner_process=self.process_id,
+                        queue_partition_key=enqueue.queue_partition_key if enqueue else None,
+                        delay_until_epoch_ms=enqueue.delay_until_ms if enqueue else None,
                     )
                 ),
                 in_workflow=parent is not None,
             )
             if parent is not None and function_id is not None and recorded_child is None:
                 self.ops.record(parent, function_id, info.name, child_workflow_id=wid)
+        except DBOSQueueDeduplicatedError as exc:
+            self.runs.forget(wid, reservation)
+            if parent is not None and function_id is not None:
+                # The refusal is this step's outcome: a replay raises it again rather than enqueue
+                # a copy once the first holder of the deduplication ID has finished.
+                error = serialization.serialize_exception(exc)
+                self.ops.record(parent, function_id, info.name, error=error)
+            raise
         except BaseException:
             self.runs.forget(wid, reservation)
             raise

@@ -15,6 +15,7 @@ from runtime.facade.base import BACKEND, FacadeBase, classproperty, workflow_of
 from runtime.fencing import FencingToken
 from runtime.handles import WorkflowHandle, WorkflowHandleAsync
 from runtime.messaging import SendMessage
+from runtime.queues import refuse_enqueue_options
 from runtime.sql_session import SqlSession
 from runtime.status import WorkflowStatus
 
@@ -227,7 +228,9 @@ class WorkflowCalls(FacadeBase):
         cls, func: Callable[P, R], *args: P.args, **kwargs: P.kwargs
     ) -> WorkflowHandle[R]:
         """Record the workflow's inputs and run it in the background; the workflow completes even
-        if this process dies (recovery resumes it)."""
+        if this process dies (recovery resumes it). Raises ``DBOSException`` inside a
+        ``SetEnqueueOptions`` block (those options need a queue: use ``Queue.enqueue``)."""
+        refuse_enqueue_options()
         info, call_args = workflow_of(func, args)
         wid = cls._engine().start_workflow(info, call_args, dict(kwargs))
         return WorkflowHandle(BACKEND, wid)
@@ -239,6 +242,7 @@ class WorkflowCalls(FacadeBase):
         cls, func: Callable[P, Any], *args: P.args, **kwargs: P.kwargs
     ) -> WorkflowHandleAsync[Any]:
         """``start_workflow`` for asyncio code: an async workflow runs as a task on this loop."""
+        refuse_enqueue_options()
         info, call_args = workflow_of(func, args)
         wid = await cls._engine().start_workflow_async(info, call_args, dict(kwargs))
         return WorkflowHandleAsync(BACKEND, wid)

@@ -1,8 +1,9 @@
 """A test application served by `dbos start` in several processes at once.
 
 Queues: ``shared`` (concurrency 2), ``per_worker`` (worker_concurrency 1), ``limited`` (5 starts
-per 2 s). ``job(seconds)`` works for that long in a step that notes its start in ``queue_ledger``.
-With ``SCHEDULE=1`` in the environment, ``every_second`` runs on each second's tick.
+per 2 s), ``by_partition`` (concurrency 1 per partition). ``job(seconds)`` works for that long in
+a step that notes its start in ``queue_ledger``. With ``SCHEDULE=1`` in the environment,
+``every_second`` runs on each second's tick.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ CREATE TABLE IF NOT EXISTS queue_ledger (
 shared = Queue("shared", concurrency=2)
 per_worker = Queue("per_worker", worker_concurrency=1)
 limited = Queue("limited", limiter={"limit": 5, "period": 2})
+by_partition = Queue("by_partition", concurrency=1, partition_queue=True)
 
 
 def _note(step: int, tick: datetime | None = None) -> None:
