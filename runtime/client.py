@@ -411,7 +411,12 @@ class DBOSClient:
             self.sysdb,
             workflow_id,
             start_step,
-            forked_workflow_id=forked_workflow_id or context.take_assigned_workflow_id(),
+            # An empty ID given is refused by fork, not replaced by the block's or a new one.
+            forked_workflow_id=(
+                forked_workflow_id
+                if forked_workflow_id is not None
+                else context.take_assigned_workflow_id()
+            ),
             application_version=application_version,
             timeout_seconds=timeout_seconds,
         )
