@@ -506,3 +506,53 @@ def test_a_workflow_started_from_a_transaction_has_transactions_of_its_own(
     with pytest.raises(ValueError, match="child"):
         asyncio.run(parent_tx())
     assert _rows(items_db, "SELECT name FROM sa_items") == [("child",)]
+
+
+@pytest.mark.parametrize("idiom", ["sqlalchemy", "psycopg", "read-only"])
+def test_a_transaction_left_unusable_by_its_function_ends_in_its_error(
+    launch_dbos: Launch, items_db: str, idiom: str
+) -> None:
+    """The kind: the transaction's own state keeps its outcome from being recorded (an error
+    caught without a savepoint aborts it; a read-only transaction refuses the write). That is the
+    transaction's error, recorded and raised to the workflow, not an outage that leaves the
+    workflow PENDING forever."""
+    with psycopg.connect(items_db, autocommit=True) as conn:
+        conn.execute("INSERT INTO sa_items VALUES (1, 'taken')")
+    runs: list[str] = []
+
+    @DBOS.transaction()
+    def swallow() -> str:
+        runs.append(idiom)
+        if idiom == "read-only":
+            DBOS.sql_session.execute("SET TRANSACTION READ ONLY")
+            return "read"
+        try:
+            if idiom == "sqlalchemy":
+                DBOS.sql_session.execute(sa.text("INSERT INTO sa_items VALUES (1, 'again')"))
+            else:
+                DBOS.sql_session.execute("INSERT INTO sa_items VALUES (1, 'again')")
+        except (sa.exc.IntegrityError, psycopg.errors.UniqueViolation):
+            return "swallowed"
+        return "?"
+
+    @DBOS.workflow()
+    def wf() -> str:
+        try:
+            swallow()
+        except Exception as exc:
+            return f"caught {type(exc).__name__}"
+        return "no error"
+
+    launch_dbos()
+    with SetWorkflowID(f"unusable-{idiom}"):
+        outcome = wf()
+    expected = "ReadOnlySqlTransaction" if idiom == "read-only" else "InFailedSqlTransaction"
+    assert outcome == f"caught {expected}"
+    status = DBOS.get_workflow_status(f"unusable-{idiom}")
+    assert status is not None and status.status == "SUCCESS"
+    assert type(DBOS.list_workflow_steps(f"unusable-{idiom}")[0].error).__name__ == expected
+    assert runs == [idiom]
+    # Replayed, the recorded error comes back without running the transaction again.
+    with SetWorkflowID(f"unusable-{idiom}"):
+        assert wf() == outcome
+    assert runs == [idiom]

@@ -371,6 +371,20 @@ class Transactions:
         except psycopg.Error as exc:
             if conn.broken or conn.closed:
                 raise OutcomeUnknown(exc) from exc
-            raise Interrupted(exc) from exc
+            if db.is_transient(db.translate(exc)):
+                raise Interrupted(exc) from exc
+            # Caused by the transaction itself, not an outage: most often the function caught a
+            # database error without a savepoint and returned, leaving the transaction aborted
+            # (InFailedSqlTransaction), or it made the transaction read-only. As in DBOS, that is
+            # the transaction's error: recorded, and raised to the workflow, which may catch it.
+            logger.warning(
+                "transaction %s of workflow %s could not record its outcome: %s (a database "
+                "error caught inside a transaction aborts it; catch it in a savepoint: "
+                "conn.transaction() or begin_nested())",
+                step.name,
+                ctx.workflow_id,
+                str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+            )
+            raise
         tx_record_verdict(ctx, result)
         return result
