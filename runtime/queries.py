@@ -135,7 +135,7 @@ WITH claimable AS MATERIALIZED (
     FOR UPDATE OF w SKIP LOCKED
 )
 UPDATE dbos.workflow_status w
-SET owner_epoch = w.owner_epoch + 1,
+SET owner_epoch = nextval('dbos.owner_epoch_seq'::regclass),  -- never an epoch held before
     recovery_attempts = w.recovery_attempts + 1,
     executor_id = %(executor_id)s,
     owner_process = CASE WHEN w.recovery_attempts > coalesce(w.max_recovery_attempts,
@@ -451,7 +451,7 @@ SET status = 'PENDING',
     executor_id = %(executor_id)s,
     owner_process = %(process_id)s,
     application_version = coalesce(w.application_version, %(application_version)s),
-    owner_epoch = w.owner_epoch + 1,
+    owner_epoch = nextval('dbos.owner_epoch_seq'::regclass),
     recovery_attempts = w.recovery_attempts + 1,  -- a dequeue starts a run: one attempt
     started_at_epoch_ms = {NOW_MS},
     updated_at = {NOW_MS},

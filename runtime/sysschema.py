@@ -3,7 +3,9 @@
 The statements of the runtime (``queries``, ``system_db``, ``migrate``, the migrations) name the
 system tables as ``dbos.<table>``. When the configured schema is another one, a connection of the
 system database gets a cursor class that rewrites each statement's text before it is sent: every
-``dbos.`` qualifier outside string literals and quoted identifiers becomes the quoted schema name.
+``dbos.`` qualifier outside string literals and quoted identifiers becomes the quoted schema name
+(and so does a literal cast to ``regclass``, ``'dbos.owner_epoch_seq'::regclass``, which names
+one of our relations).
 The rewritten text is cached per statement, so a statement is rewritten once per process, not once
 per call; with the default schema nothing is installed and statements run exactly as written.
 
@@ -38,7 +40,8 @@ DEFAULT_SCHEMA = "dbos"
 # that is not part of a longer name, rewritten. Dollar-quoted bodies (the trigger functions of
 # the migrations) are code naming our tables, so they are rewritten like the rest.
 _TOKENS = re.compile(
-    r"""(?P<keep>--[^\n]*|/\*.*?\*/|[eE]'(?:[^'\\]|\\.|'')*'|'(?:[^']|'')*'|"(?:[^"]|"")*")"""
+    r"""(?P<regclass>'dbos\.(?P<relation>\w+)'::regclass)"""
+    r"""|(?P<keep>--[^\n]*|/\*.*?\*/|[eE]'(?:[^'\\]|\\.|'')*'|'(?:[^']|'')*'|"(?:[^"]|"")*")"""
     r"""|(?<![\w$."])(?P<qualifier>dbos)(?=\.)""",
     re.DOTALL,
 )
@@ -60,6 +63,10 @@ def rewrite(text: str, schema: str) -> str:
     name = qualified(schema)
 
     def replace(match: re.Match[str]) -> str:
+        if match.group("regclass") is not None:
+            # ``'dbos.owner_epoch_seq'::regclass``: a relation of ours named in a literal, the
+            # only way SQL names a sequence; the one kind of literal that is rewritten.
+            return "'" + name.replace("'", "''") + "." + match.group("relation") + "'::regclass"
         return match.group("keep") if match.group("keep") is not None else name
 
     renamed = _TOKENS.sub(replace, text)

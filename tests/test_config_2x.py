@@ -78,6 +78,11 @@ def test_rewrite_touches_only_qualifiers_outside_literals() -> None:
     )
     assert rewrite(text, "dbos") is text
     assert rewrite("CREATE SCHEMA IF NOT EXISTS dbos;", "s") == 'CREATE SCHEMA IF NOT EXISTS "s";'
+    # The one literal rewritten: a relation of ours cast to regclass (how SQL names a sequence).
+    assert (
+        rewrite("SELECT nextval('dbos.owner_epoch_seq'::regclass), 'dbos.q'", "it's")
+        == "SELECT nextval('\"it''s\".owner_epoch_seq'::regclass), 'dbos.q'"
+    )
 
 
 def test_system_schema_holds_every_system_table(empty_db_url: str, fresh: None) -> None:

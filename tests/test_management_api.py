@@ -593,3 +593,40 @@ def test_a_workflow_deleted_while_another_process_runs_it_stops_and_never_return
     fleet.wait_until(lambda: fleet.statuses([other]) == {other: "SUCCESS"}, 30, "a new job")
     assert ledger() == stopped_at
     assert _rows(db_url, wid) == dict.fromkeys(TABLES, 0)
+
+
+def test_a_deleted_workflow_started_again_under_its_id_fences_out_the_old_run(
+    launch_dbos: Launch, db_url: str
+) -> None:
+    """A workflow deleted while its run is inside a step, then started again under the same ID
+    (here: enqueued by a client, as another process would): the new row is another incarnation,
+    and the old run's checkpoints must not pass its fence (owner epochs are never reused)."""
+    entered, gate = threading.Event(), threading.Event()
+
+    @DBOS.step()
+    def first() -> str:
+        entered.set()
+        gate.wait(10)
+        return "old run's step"
+
+    @DBOS.workflow()
+    def reused() -> str:
+        first()
+        return "old run's result"
+
+    launch_dbos()
+    with SetWorkflowID("reused"):
+        DBOS.start_workflow(reused)
+    assert entered.wait(10)
+    client = DBOSClient(db_url)
+    try:
+        client.delete_workflow("reused")
+        name = reused.__qualname__
+        client.enqueue({"workflow_name": name, "queue_name": "unserved", "workflow_id": "reused"})
+        gate.set()
+        time.sleep(1.0)  # the old run's step ends and tries to record, then to finish
+        status = client.get_workflow_status("reused")
+    finally:
+        client.destroy()
+    assert status is not None and status.status == "ENQUEUED" and status.output is None
+    assert _rows(db_url, "reused")["operation_outputs"] == 0

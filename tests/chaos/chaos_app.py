@@ -237,7 +237,7 @@ if os.environ.get("CHAOS_BREAK") == "dequeue":
 UPDATE dbos.workflow_status w
 SET status = 'PENDING', executor_id = %(executor_id)s, owner_process = %(process_id)s,
     application_version = coalesce(w.application_version, %(application_version)s),
-    owner_epoch = w.owner_epoch + 1, started_at_epoch_ms = {queries.NOW_MS},
+    owner_epoch = nextval('dbos.owner_epoch_seq'::regclass), started_at_epoch_ms = {queries.NOW_MS},
     updated_at = {queries.NOW_MS},
     workflow_deadline_epoch_ms = CASE WHEN w.workflow_timeout_ms IS NOT NULL
         THEN {queries.NOW_MS} + w.workflow_timeout_ms ELSE w.workflow_deadline_epoch_ms END
