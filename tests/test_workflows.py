@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -404,6 +405,40 @@ def test_transaction_outside_a_workflow_still_runs_in_a_transaction(
     assert level() == "read committed"
     with pytest.raises(DBOSException, match="sql_session"):
         DBOS.sql_session  # noqa: B018 - the property raises outside a transaction
+
+
+def test_transaction_outside_a_workflow_commits_once_per_workflow_id(
+    launch_dbos: Launch, db_url: str
+) -> None:
+    """As in DBOS, a transaction called outside a workflow runs as its one-step workflow: under
+    ``SetWorkflowID`` a repeated call commits once and returns the recorded result."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE credits (amount int)")
+
+    @DBOS.transaction()
+    def credit(amount: int) -> str | None:
+        DBOS.sql_session.execute("INSERT INTO credits VALUES (%s)", (amount,))
+        return DBOS.workflow_id
+
+    @DBOS.transaction()
+    async def credit_async(amount: int) -> str | None:
+        await DBOS.sql_session.execute("INSERT INTO credits VALUES (%s)", (amount,))
+        return DBOS.workflow_id
+
+    launch_dbos()
+    for _ in range(3):
+        with SetWorkflowID("pay-42"):
+            assert credit(10) == "pay-42"
+    for _ in range(2):
+        with SetWorkflowID("pay-43"):
+            assert asyncio.run(credit_async(5)) == "pay-43"
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute("SELECT amount FROM credits ORDER BY amount").fetchall()
+    assert rows == [(5,), (10,)]
+    status = DBOS.get_workflow_status("pay-42")
+    assert status is not None and status.status == "SUCCESS"
+    assert status.name == "<temp>." + credit.__qualname__
+    assert [s.function_name for s in DBOS.list_workflow_steps("pay-42")] == [credit.__qualname__]
 
 
 def test_child_workflows_called_and_started(launch_dbos: Launch) -> None:

@@ -149,6 +149,8 @@ class Decorators(WorkflowCalls):
 
                 @functools.wraps(raw)
                 async def wrapper(*args: Any, **kwargs: Any) -> Any:
+                    if temp is not None and context.current_workflow.get() is None:
+                        return await cls._engine().call_workflow_async(temp, args, kwargs)
                     return await cls._engine().transactions.run_async(
                         tx_name, raw, args, kwargs, level
                     )
@@ -157,9 +159,15 @@ class Decorators(WorkflowCalls):
 
                 @functools.wraps(raw)
                 def wrapper(*args: Any, **kwargs: Any) -> Any:
+                    if temp is not None and context.current_workflow.get() is None:
+                        return cls._engine().call_workflow(temp, args, kwargs)
                     return cls._engine().transactions.run(tx_name, raw, args, kwargs, level)
 
-            _as_one_step_workflow(wrapper, tx_name)
+            # As in DBOS, a transaction called outside a workflow runs as its one-step workflow,
+            # so it commits once per workflow ID (``SetWorkflowID`` makes a call idempotent).
+            # A method's (its instance or class is an argument) stays a plain transaction.
+            info = _as_one_step_workflow(wrapper, tx_name)
+            temp = info if _class_part(raw.__qualname__) is None else None
             return cast(Callable[P, R], rewrap(wrapper) if rewrap else wrapper)
 
         return decorator
@@ -215,7 +223,7 @@ class Decorators(WorkflowCalls):
 TEMP_WORKFLOW_PREFIX = "<temp>."
 
 
-def _as_one_step_workflow(step: Callable[..., Any], step_name: str) -> None:
+def _as_one_step_workflow(step: Callable[..., Any], step_name: str) -> WorkflowInfo:
     """Register the workflow that runs ``step`` alone, as DBOS does: it is what
     ``DBOS.start_workflow(step, ...)`` and ``queue.enqueue(step, ...)`` start, named
     ``<temp>.`` + the step's name, so recovery (and a client enqueueing by name) finds it. It
@@ -242,6 +250,7 @@ def _as_one_step_workflow(step: Callable[..., Any], step_name: str) -> None:
     )
     step.__dbos_temp_workflow__ = info  # type: ignore[attr-defined]
     registry.register_workflow(info)
+    return info
 
 
 def _unwrap_method(func: Any) -> tuple[Callable[..., Any], Any]:
