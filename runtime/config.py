@@ -52,6 +52,7 @@ URLs may hold passwords: show them only through ``redact_url``.
 from __future__ import annotations
 
 import datetime
+import logging
 import math
 import os
 import re
@@ -63,6 +64,8 @@ from typing import Any, Literal, Protocol, TypedDict
 import tomli
 
 from runtime.errors import DBOSConfigError
+
+logger = logging.getLogger("dbos")
 
 __all__ = [
     "DBOSConfig",
@@ -115,6 +118,31 @@ class DBOSConfig(TypedDict, total=False):
     use_listen_notify: bool
     #: Seconds between polls of a waiter when no LISTEN connection wakes it (minimum 0.001).
     notification_listener_polling_interval_sec: float
+    #: The level of the ``dbos`` logger (``"DEBUG"``, ``"INFO"``, ...), as in DBOS.
+    log_level: str
+    console_log_level: str
+    # DBOS keys for features this runtime does not have (see ``DBOS_KEYS_IGNORED``): accepted so
+    # that a DBOS app's config loads; a value that asks for the feature logs a warning.
+    sys_db_pool_size: int
+    sys_db_polling_concurrency: int
+    db_engine_kwargs: dict[str, Any]
+    otlp_log_level: str
+    otlp_traces_endpoints: list[str]
+    otlp_logs_endpoints: list[str]
+    otlp_attributes: dict[str, str]
+    enable_otlp: bool
+    admin_port: int
+    run_admin_server: bool
+    conductor_key: str
+    conductor_url: str
+    conductor_executor_metadata: dict[str, Any]
+    serializer: Any
+    enable_patching: bool
+    system_database_engine: Any
+    notification_coalesce_sec: float
+    scheduler_polling_interval_sec: float
+    kafka_queue_polling_interval_sec: float
+    otel_attribute_format: str
 
 
 @dataclass(frozen=True, repr=False)
@@ -146,6 +174,8 @@ class Settings:
     use_listen_notify: bool = True
     #: How often a waiter polls when LISTEN is not in use, in seconds; None: the built-in 0.5 s.
     polling_interval_s: float | None = None
+    #: The level of the ``dbos`` logger (DBOS's ``log_level``); None: left as it is.
+    log_level: str | None = None
 
     def __repr__(self) -> str:
         # Settings end up in logs and tracebacks; the generated repr would print passwords.
@@ -168,7 +198,7 @@ class Settings:
 
 # What each value must be: a non-empty string, a Postgres URL, a dotted module name, an int > 0,
 # a schema name (a Postgres identifier), a boolean, or a number of seconds >= 0.001.
-_Kind = Literal["text", "url", "module", "positive_int", "schema", "bool", "interval"]
+_Kind = Literal["text", "url", "module", "positive_int", "schema", "bool", "interval", "log_level"]
 # Kinds whose file values are never substituted (a string there is simply the wrong type).
 _NOT_TEXT: tuple[_Kind, ...] = ("positive_int", "bool", "interval")
 # Postgres truncates identifiers longer than this many bytes (NAMEDATALEN - 1).
@@ -204,7 +234,37 @@ _OVERRIDE_SCHEMA: dict[str, _Kind] = {
     "run_migrations": "bool",
     "use_listen_notify": "bool",
     "notification_listener_polling_interval_sec": "interval",
+    "log_level": "log_level",
+    "console_log_level": "log_level",
 }
+
+# Keys of DBOS's config for features this runtime does not have (OpenTelemetry export, the admin
+# server, Conductor, pluggable serializers, engine options of SQLAlchemy's system database, ...).
+# A DBOS app's config carries them, so they are accepted; one that asks for its feature (any value
+# but None, False or empty) logs a warning naming it, since it has no effect here.
+DBOS_KEYS_IGNORED = (
+    "sys_db_pool_size",
+    "sys_db_polling_concurrency",
+    "db_engine_kwargs",
+    "otlp_log_level",
+    "otlp_traces_endpoints",
+    "otlp_logs_endpoints",
+    "otlp_attributes",
+    "enable_otlp",
+    "admin_port",
+    "run_admin_server",
+    "conductor_key",
+    "conductor_url",
+    "conductor_executor_metadata",
+    "serializer",
+    "enable_patching",
+    "system_database_engine",
+    "notification_coalesce_sec",
+    "scheduler_polling_interval_sec",
+    "kafka_queue_polling_interval_sec",
+    "otel_attribute_format",
+)
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def find_config_file(start: Path | None = None) -> Path | None:
@@ -360,6 +420,7 @@ def resolve(
             pick("use_listen_notify", None, runtime.get("use_listen_notify"))
         ),
         polling_interval_s=float(interval) if isinstance(interval, int | float) else None,
+        log_level=_as_str(given.get("log_level") or given.get("console_log_level")),
     )
 
 
@@ -536,6 +597,8 @@ def _problem(value: object, kind: _Kind, describe: Callable[[object], str]) -> s
         )
     if kind == "schema" and ("\0" in value or len(value.encode()) > _MAX_IDENTIFIER_BYTES):
         return f"expected a schema name of at most {_MAX_IDENTIFIER_BYTES} bytes, got {value!r}"
+    if kind == "log_level" and value.upper() not in LOG_LEVELS:
+        return f"expected a log level ({', '.join(LOG_LEVELS)}), got {value!r}"
     if kind == "module" and not all(part.isidentifier() for part in value.split(".")):
         return f"expected a dotted module name such as 'shop.app', got {value!r}"
     return None
@@ -547,6 +610,13 @@ def _check_overrides(overrides: DBOSConfig | None) -> dict[str, object]:
         return {}
     if not isinstance(overrides, Mapping):
         raise DBOSConfigError(f"config: expected a dict, got {_python_type(overrides)}")
+    asked = [k for k in DBOS_KEYS_IGNORED if overrides.get(k) not in (None, False, "", [], {})]
+    if asked:
+        logger.warning(
+            "config: %s: DBOS features this runtime does not have; ignored",
+            ", ".join(repr(key) for key in asked),
+        )
+    overrides = {k: v for k, v in overrides.items() if k not in DBOS_KEYS_IGNORED}  # type: ignore[assignment]
     unknown = [key for key in overrides if key not in _OVERRIDE_SCHEMA]
     if unknown:
         raise DBOSConfigError(

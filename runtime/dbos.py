@@ -38,6 +38,8 @@ class DBOS(AsyncManagementCalls):
             inst = super().__new__(cls)
             inst._config_arg = dict(config) if config is not None else None  # type: ignore[assignment]
             inst._settings = config_mod.resolve(config, cwd=Path.cwd())
+            if inst._settings.log_level is not None:  # DBOS's log_level
+                logger.setLevel(inst._settings.log_level.upper())
             FacadeBase._instance = inst
             return inst
 

@@ -352,8 +352,8 @@ def test_launch_with_application_database_url(db_url: str, fresh: None) -> None:
 
 
 def test_unknown_keys_are_still_refused(tmp_path: Path) -> None:
-    with pytest.raises(DBOSException, match="unknown key 'sys_db_pool_size'"):
-        resolve({"sys_db_pool_size": 3}, cwd=tmp_path, environ={})  # type: ignore[typeddict-unknown-key]
+    with pytest.raises(DBOSException, match="unknown key 'sys_db_pool_sizes'"):
+        resolve({"sys_db_pool_sizes": 3}, cwd=tmp_path, environ={})  # type: ignore[typeddict-unknown-key]
 
 
 # --- a database that does not exist yet (bug 14) -------------------------------------------------
@@ -571,3 +571,36 @@ def test_fencing_token_checks_the_configured_schema(empty_db_url: str, fresh: No
     DBOS.launch()
     epoch = flow()
     assert _scalar(empty_db_url, "SELECT epoch FROM fenced") == epoch
+
+
+def test_dbos_keys_for_features_we_lack_load_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A DBOS app's config carries keys for OpenTelemetry, the admin server, Conductor...: it
+    loads; the ones that ask for their feature are named in a warning; log_level applies."""
+    import logging
+
+    config: Any = {
+        "name": "ported",
+        "log_level": "debug",
+        "enable_otlp": True,
+        "otlp_traces_endpoints": ["http://collector:4318"],
+        "run_admin_server": False,
+        "sys_db_pool_size": 20,
+    }
+    with caplog.at_level(logging.WARNING, logger="dbos"):
+        settings = resolve(config, cwd=tmp_path, environ={})
+    assert settings.log_level == "debug"
+    warned = " ".join(r.getMessage() for r in caplog.records)
+    assert "'enable_otlp'" in warned and "'otlp_traces_endpoints'" in warned
+    assert "'sys_db_pool_size'" in warned and "run_admin_server" not in warned
+    with pytest.raises(DBOSConfigError, match="log level"):
+        resolve({"log_level": "LOUD"}, cwd=tmp_path, environ={})
+    dbos_logger = logging.getLogger("dbos")
+    before = dbos_logger.level
+    try:
+        DBOS(config={"name": "ported", "log_level": "ERROR"})
+        assert dbos_logger.level == logging.ERROR
+    finally:
+        DBOS.destroy()
+        dbos_logger.setLevel(before)
