@@ -350,14 +350,18 @@ class DBOSClient:
 
     def resume_workflows(self, workflow_ids: list[str]) -> list[WorkflowHandle[Any]]:
         """Resume each workflow as ``resume_workflow`` does, without raising for one left as it
-        was (``resume_each`` says which); their handles, in order."""
-        return [WorkflowHandle(self, c.workflow_id) for c in self.resume_each(workflow_ids)]
+        was (``resume_each`` says which); their handles, in order. As in DBOS, an unknown ID
+        raises ``DBOSNonExistentWorkflowError`` and none is resumed."""
+        changes = management.resume_many(self.sysdb, workflow_ids, all_must_exist=True)
+        return [WorkflowHandle(self, c.workflow_id) for c in changes]
 
     async def resume_workflows_async(
         self, workflow_ids: list[str]
     ) -> list[WorkflowHandleAsync[Any]]:
         """``resume_workflows`` for asyncio code."""
-        changes = await in_thread(self.resume_each, workflow_ids)
+        changes = await in_thread(
+            management.resume_many, self.sysdb, workflow_ids, all_must_exist=True
+        )
         return [WorkflowHandleAsync(self, c.workflow_id) for c in changes]
 
     def delete_workflow(self, workflow_id: str, *, delete_children: bool = False) -> None:

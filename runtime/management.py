@@ -385,9 +385,17 @@ def cancel_many(sysdb: SystemDatabase, workflow_ids: Iterable[str]) -> list[Chan
     return [cancel(sysdb, wid) for wid in _checked_ids(workflow_ids)]
 
 
-def resume_many(sysdb: SystemDatabase, workflow_ids: Iterable[str]) -> list[Change]:
-    """``resume`` for each workflow, in order."""
-    return [resume(sysdb, wid) for wid in _checked_ids(workflow_ids)]
+def resume_many(
+    sysdb: SystemDatabase, workflow_ids: Iterable[str], *, all_must_exist: bool = False
+) -> list[Change]:
+    """``resume`` for each workflow, in order. ``all_must_exist`` (DBOS's ``resume_workflows``):
+    an unknown ID raises ``DBOSNonExistentWorkflowError`` before any workflow is resumed."""
+    ids = _checked_ids(workflow_ids)
+    if all_must_exist:
+        for wid in ids:
+            if sysdb.get_status_result(wid) is None:
+                raise DBOSNonExistentWorkflowError(wid)
+    return [resume(sysdb, wid) for wid in ids]
 
 
 @dataclass(frozen=True)

@@ -220,6 +220,21 @@ def test_bulk_cancel_and_resume_return_what_dbos_returns(launch_dbos: Launch, db
         # The per-workflow outcome stays available to tools (the CLI, the dashboard).
         [change] = client.cancel_each(["bulk-client"])
         assert not change.changed and change.reason == "already SUCCESS"
+        # As in DBOS, an unknown ID in a bulk resume raises, and none of them is resumed.
+        name = waits.__qualname__
+        client.enqueue({"workflow_name": name, "queue_name": "unserved", "workflow_id": "held"})
+        DBOS.cancel_workflow("held")
+        both = ["held", "missing"]
+        with pytest.raises(DBOSNonExistentWorkflowError):
+            DBOS.resume_workflows(both)
+        with pytest.raises(DBOSNonExistentWorkflowError):
+            client.resume_workflows(both)
+        with pytest.raises(DBOSNonExistentWorkflowError):
+            asyncio.run(DBOS.resume_workflows_async(both))
+        with pytest.raises(DBOSNonExistentWorkflowError):
+            asyncio.run(client.resume_workflows_async(both))
+        status = DBOS.get_workflow_status("held")
+        assert status is not None and status.status == "CANCELLED"
 
 
 # -- list filters ----------------------------------------------------------------------------------

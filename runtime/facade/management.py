@@ -7,7 +7,7 @@ from typing import Any
 
 from runtime import context, management
 from runtime.embedded import resolve_system_url
-from runtime.errors import DBOSException, DBOSNonExistentWorkflowError
+from runtime.errors import DBOSException
 from runtime.facade.base import BACKEND, FacadeBase, logger
 from runtime.facade.queues import QueueCalls
 from runtime.handles import WorkflowHandle
@@ -129,22 +129,21 @@ class ManagementCalls(QueueCalls):
         cancelled run still inside a step finishes that step first (a workflow never runs in two
         places). A running or finished workflow is left as it is, with a warning (fork a finished
         one to run it again from a step)."""
-        [handle] = cls._resume([workflow_id], missing_raises=True)
+        [handle] = cls._resume([workflow_id])
         return handle
 
     @classmethod
     def resume_workflows(cls, workflow_ids: list[str]) -> list[WorkflowHandle[Any]]:
-        """``resume_workflow`` for each ID, without raising: one left as it was is logged. The
-        handles, in order."""
-        return cls._resume(workflow_ids, missing_raises=False)
+        """``resume_workflow`` for each ID; one left as it was (running, finished) is logged.
+        The handles, in order. As in DBOS, an unknown ID raises ``DBOSNonExistentWorkflowError``
+        and none is resumed."""
+        return cls._resume(workflow_ids)
 
     @classmethod
-    def _resume(cls, workflow_ids: list[str], missing_raises: bool) -> list[WorkflowHandle[Any]]:
+    def _resume(cls, workflow_ids: list[str]) -> list[WorkflowHandle[Any]]:
         rt = cls._rt()
-        changes = management.resume_many(rt.sysdb, workflow_ids)
+        changes = management.resume_many(rt.sysdb, workflow_ids, all_must_exist=True)
         for change in changes:
-            if change.missing and missing_raises:
-                raise DBOSNonExistentWorkflowError(change.workflow_id)
             if not change.changed:
                 logger.warning("workflow %s not resumed: %s", change.workflow_id, change.reason)
         rt.dispatcher.wake()
