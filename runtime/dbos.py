@@ -8,7 +8,7 @@ import atexit
 from pathlib import Path
 
 from runtime import config as config_mod
-from runtime import queues
+from runtime import queues, registry
 from runtime.composition import Runtime
 from runtime.config import DBOSConfig, Settings
 from runtime.errors import DBOSException
@@ -71,13 +71,20 @@ class DBOS(AsyncManagementCalls):
 
     @classmethod
     def destroy(
-        cls, workflow_completion_timeout_sec: float = 0, *, step_grace_sec: float = 0.5
+        cls,
+        *,
+        destroy_registry: bool = False,
+        workflow_completion_timeout_sec: float = 0,
+        step_grace_sec: float = 0.5,
     ) -> None:
         """Stop background threads and close connections. Workflows still running after
         ``workflow_completion_timeout_sec`` stop at their next step and stay PENDING (the next
         launch, or another live executor, recovers them); the steps in progress get
         ``step_grace_sec`` in all to end. While one is still in its step, this process is not
-        marked stopped, so no other process runs that step at the same time."""
+        marked stopped, so no other process runs that step at the same time.
+        ``destroy_registry`` (as in DBOS, for tests): also forget the configured instances and the
+        declared queues, so that the next test may create them again (functions stay
+        registered: they are registered when their module is imported)."""
         # Stop first, then forget: workflows still finishing their step may call DBOS.* meanwhile.
         with FacadeBase._lock:
             runtime = FacadeBase._runtime
@@ -88,6 +95,9 @@ class DBOS(AsyncManagementCalls):
                 FacadeBase._runtime = None
             FacadeBase._instance = None
         queues.stop_listening()  # listen_queues holds for one launch, as DBOS's instance state
+        if destroy_registry:
+            registry.forget_instances()
+            queues.forget_declared()
 
     @classproperty
     def config(cls) -> Settings:

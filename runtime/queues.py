@@ -338,6 +338,14 @@ def listen(names: list[str], *, launched: bool) -> None:
         _listening = frozenset(names)
 
 
+def forget_declared() -> None:
+    """Forget every queue the application declared (``DBOS.destroy(destroy_registry=True)``), so
+    that it may declare them again; the internal queue stays."""
+    with _queues_lock:
+        for name in [n for n in _queues if n != INTERNAL_QUEUE]:
+            del _queues[name]
+
+
 def stop_listening() -> None:
     """Forget ``listen_queues`` (at ``DBOS.destroy``): every declared queue is served again."""
     global _listening

@@ -241,3 +241,10 @@ def instance_key(inst: object) -> tuple[str, str]:
 def get_instance(class_name: str, config_name: str) -> object | None:
     """The configured instance registered under (``class_name``, ``config_name``)."""
     return _instances.get((class_name, config_name))
+
+
+def forget_instances() -> None:
+    """Forget every configured instance (``DBOS.destroy(destroy_registry=True)``): a test that
+    creates its instances again after a destroy does not meet its previous ones."""
+    with _lock:
+        _instances.clear()

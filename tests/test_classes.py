@@ -372,3 +372,24 @@ def test_a_workflow_whose_instance_is_missing_waits_for_a_process_that_has_it(
     assert full.returncode == 0, full.stderr
     assert json.loads(full.stdout) == {"wf-bob": ["bob:step1", "bob:tx2", "bob:step3", "bob:101"]}
     assert {r[3] for r in _ledger(classes_db) if r[0] == "wf-bob"} == {"bob"}
+
+
+def test_destroy_registry_forgets_instances_and_queues(launch_dbos: Launch) -> None:
+    """DBOS's test idiom: ``DBOS.destroy(destroy_registry=True)`` between tests, which then create
+    the same configured instances and queues again."""
+
+    @DBOS.dbos_class()
+    class Again(DBOSConfiguredInstance):
+        @DBOS.workflow()
+        def hello(self) -> str:
+            return f"hello from {self.config_name}"
+
+    first = Again("again")
+    Queue("again-queue")
+    launch_dbos()
+    assert first.hello() == "hello from again"
+    DBOS.destroy(destroy_registry=True)
+    second = Again("again")  # raised "Duplicate instance registration" before
+    queue = Queue("again-queue")  # raised "already been declared" before
+    launch_dbos()
+    assert queue.enqueue(second.hello).get_result() == "hello from again"
