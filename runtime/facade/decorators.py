@@ -166,8 +166,7 @@ class Decorators(WorkflowCalls):
             # As in DBOS, a transaction called outside a workflow runs as its one-step workflow,
             # so it commits once per workflow ID (``SetWorkflowID`` makes a call idempotent).
             # A method's (its instance or class is an argument) stays a plain transaction.
-            info = _as_one_step_workflow(wrapper, tx_name)
-            temp = info if _class_part(raw.__qualname__) is None else None
+            temp = _as_one_step_workflow(wrapper, tx_name, plain_only_for=raw)
             return cast(Callable[P, R], rewrap(wrapper) if rewrap else wrapper)
 
         return decorator
@@ -223,11 +222,15 @@ class Decorators(WorkflowCalls):
 TEMP_WORKFLOW_PREFIX = "<temp>."
 
 
-def _as_one_step_workflow(step: Callable[..., Any], step_name: str) -> WorkflowInfo:
+def _as_one_step_workflow(
+    step: Callable[..., Any], step_name: str, *, plain_only_for: Callable[..., Any] | None = None
+) -> WorkflowInfo | None:
     """Register the workflow that runs ``step`` alone, as DBOS does: it is what
     ``DBOS.start_workflow(step, ...)`` and ``queue.enqueue(step, ...)`` start, named
     ``<temp>.`` + the step's name, so recovery (and a client enqueueing by name) finds it. It
-    calls the step's wrapper, so its one step is recorded like any other."""
+    calls the step's wrapper, so its one step is recorded like any other. Returns it, or None
+    when ``plain_only_for`` (the user's function) is a method: a transaction method called
+    outside a workflow stays a plain transaction."""
     body: Callable[..., Any]
     if inspect.iscoroutinefunction(step):
 
@@ -250,6 +253,8 @@ def _as_one_step_workflow(step: Callable[..., Any], step_name: str) -> WorkflowI
     )
     step.__dbos_temp_workflow__ = info  # type: ignore[attr-defined]
     registry.register_workflow(info)
+    if plain_only_for is not None and _class_part(plain_only_for.__qualname__) is not None:
+        return None  # a method: its instance or class is an argument (see the caller)
     return info
 
 
