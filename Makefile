@@ -16,8 +16,10 @@ $(BIN)/dbos: pyproject.toml
 
 install: $(BIN)/dbos
 
+# Two workers (pytest-xdist), each with its own Postgres server: most of the suite waits (on
+# processes it kills and relaunches, on timers), so two workers on two cores halve the wall time.
 test: install
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2
 
 lint: install
 	$(BIN)/ruff check runtime dbos_cli tests examples bench
