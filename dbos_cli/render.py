@@ -169,8 +169,12 @@ def workflow_json(
         "recovery_attempts": wf.recovery_attempts,
         "parent_workflow_id": wf.parent_workflow_id,
         "forked_from": wf.forked_from,
+        "was_forked_from": wf.was_forked_from,
         "priority": wf.priority,
         "deduplication_id": wf.deduplication_id,
+        "queue_partition_key": wf.queue_partition_key,
+        "delay_until_epoch_ms": wf.delay_until_epoch_ms,
+        "dequeued_at": local_time(wf.dequeued_at),
         "waiting": waiting_json(waiting, now_ms() if now is None else now),
     }
     if values:

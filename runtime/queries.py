@@ -255,12 +255,20 @@ RETURNING w.workflow_uuid
 
 # -- reading ---------------------------------------------------------------------------------------
 
+# DBOS's WorkflowStatus.was_forked_from (does a fork name this workflow?), computed: a probe of
+# the forked_from index per row. An EXISTS may be planned as a full scan hashing every forked_from.
+_WAS_FORKED_FROM = (
+    "coalesce((SELECT true FROM dbos.workflow_status f "
+    "WHERE f.forked_from = workflow_status.workflow_uuid LIMIT 1), false)"
+)
+
 WORKFLOW_COLUMNS = """
 workflow_uuid, status, name, class_name, inputs, output, error, executor_id, application_version,
 queue_name, recovery_attempts, created_at, updated_at, parent_workflow_id, forked_from, priority,
 deduplication_id, workflow_timeout_ms, workflow_deadline_epoch_ms, started_at_epoch_ms,
-completed_at_epoch_ms, config_name
-"""
+completed_at_epoch_ms, config_name, queue_partition_key, delay_until_epoch_ms, """ + (
+    _WAS_FORKED_FROM
+)
 
 SELECT_WORKFLOW = (
     "SELECT "
@@ -509,8 +517,8 @@ LIST_WORKFLOWS_SELECT = (
     "CASE WHEN %(load_output)s THEN error END, "
     "executor_id, application_version, queue_name, recovery_attempts, created_at, updated_at, "
     "parent_workflow_id, forked_from, priority, deduplication_id, workflow_timeout_ms, "
-    "workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at_epoch_ms, config_name "
-    "FROM dbos.workflow_status"
+    "workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at_epoch_ms, config_name, "
+    "queue_partition_key, delay_until_epoch_ms, " + _WAS_FORKED_FROM + " FROM dbos.workflow_status"
 )
 LIST_FILTERS = {
     "workflow_ids": "workflow_uuid = ANY(%(workflow_ids)s)",
@@ -538,10 +546,8 @@ LIST_FILTERS = {
     "workflow_id_prefix_any": "workflow_uuid LIKE ANY(%(workflow_id_prefix_any)s)",
     "has_parent": "parent_workflow_id IS NOT NULL",
     "has_no_parent": "parent_workflow_id IS NULL",
-    "was_forked_from": "EXISTS (SELECT 1 FROM dbos.workflow_status f "
-    "WHERE f.forked_from = workflow_status.workflow_uuid)",
-    "was_not_forked_from": "NOT EXISTS (SELECT 1 FROM dbos.workflow_status f "
-    "WHERE f.forked_from = workflow_status.workflow_uuid)",
+    "was_forked_from": _WAS_FORKED_FROM,
+    "was_not_forked_from": "NOT " + _WAS_FORKED_FROM,
     # No workflow records an authenticated user here (the runtime has no authentication), so a
     # user filter matches nothing, as DBOS's does for workflows started without one.
     "user": "false",

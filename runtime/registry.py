@@ -161,22 +161,27 @@ def register_class(cls: type[Any], class_name: str | None = None) -> None:
             attribute, kind = attribute.__func__, "class"
         elif not isinstance(attribute, FunctionType):
             continue
-        info = _workflow_info_of(attribute)
-        if info is not None:
+        # A workflow method, or the one-step workflow of a step or transaction method (what
+        # ``DBOS.start_workflow(inst.step, ...)`` runs): both take the instance or class first.
+        for info in _workflow_infos_of(attribute):
             info.class_name = name
             info.is_classmethod = kind == "class"
             info.is_instance_method = kind == "instance"
             info.__dict__.pop("param_names", None)  # computed again with the kind now known
 
 
-def _workflow_info_of(func: Any) -> WorkflowInfo | None:
+def _workflow_infos_of(func: Any) -> list[WorkflowInfo]:
     # Other decorators may sit above @DBOS.workflow: walk down the functools.wraps chain.
     while func is not None:
-        info = getattr(func, "__dbos_workflow__", None)
-        if isinstance(info, WorkflowInfo):
-            return info
+        found = [
+            info
+            for attr in ("__dbos_workflow__", "__dbos_temp_workflow__")
+            if isinstance(info := getattr(func, attr, None), WorkflowInfo)
+        ]
+        if found:
+            return found
         func = getattr(func, "__wrapped__", None)
-    return None
+    return []
 
 
 def get_class(class_name: str) -> type[Any] | None:

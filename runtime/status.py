@@ -56,6 +56,15 @@ class WorkflowStatus:
     started_at: int | None = None
     completed_at: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # The partition of a partitioned queue it was enqueued on (``SetEnqueueOptions``).
+    queue_partition_key: str | None = None
+    # Epoch ms before which a delayed enqueue is not dequeued; None when not delayed.
+    delay_until_epoch_ms: int | None = None
+    # Whether some workflow was forked from this one (its ``forked_from`` names this ID).
+    was_forked_from: bool = False
+    # DBOS's name: epoch ms at which a queue last handed it to a process (``started_at`` of a
+    # workflow that came from a queue, resumed ones included); None for one never enqueued.
+    dequeued_at: int | None = None
 
 
 # DBOS's StepInfo is a TypedDict with these keys; ours is also read by attribute (the CLI and the

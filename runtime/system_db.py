@@ -729,6 +729,10 @@ def _status_from_row(
         started_at=row[19],
         completed_at=row[20],
         config_name=row[21],
+        queue_partition_key=row[22],
+        delay_until_epoch_ms=row[23],
+        was_forked_from=bool(row[24]),
+        dequeued_at=row[19] if row[9] is not None else None,
     )
 
 

@@ -49,6 +49,17 @@ def _result(handle: Any, timeout: float = 30.0) -> Any:
     return handle.get_result()
 
 
+class Loose:
+    """A class not registered with ``@DBOS.dbos_class`` whose classmethod is a step."""
+
+    bonus = 7
+
+    @classmethod
+    @DBOS.step()
+    def add(cls, units: int) -> int:
+        return cls.bonus + units
+
+
 def _make_account_class(db_url: str) -> type[Any]:
     """A configured class of this test, whose step and transaction record which instance ran."""
     with psycopg.connect(db_url, autocommit=True) as conn:
@@ -201,6 +212,128 @@ def test_classmethod_workflow_via_enqueue_and_start_workflow(launch_dbos: Launch
     assert status.input == {"args": [4], "kwargs": {}}
     assert _result(DBOS.start_workflow(Pricing.price, 5)) == 15
     assert _result(queue.enqueue(Pricing.double, 6)) == 12
+
+
+def test_step_and_transaction_methods_started_or_enqueued_run_on_their_instance(
+    launch_dbos: Launch, db_url: str
+) -> None:
+    Account = _make_account_class(db_url)
+    fay, gus = Account("fay"), Account("gus")
+    queue = Queue("method-steps-q")
+    launch_dbos()
+
+    handles = {
+        "step-started": DBOS.start_workflow(fay.note, 1),
+        "step-enqueued": DBOS.enqueue_workflow("method-steps-q", gus.note, 2),
+        "tx-started": DBOS.start_workflow(gus.book, 3),
+        "tx-enqueued": queue.enqueue(fay.book, 4),
+    }
+    results = {k: _result(h) for k, h in handles.items()}
+    assert results == {
+        "step-started": "fay:step1",
+        "step-enqueued": "gus:step2",
+        "tx-started": "gus:tx3",
+        "tx-enqueued": "fay:tx4",
+    }
+    # Each is the one-step workflow of its method, recording its instance by name (never as an
+    # input), so that a re-run finds the instance again.
+    for key, owner, method in [
+        ("step-started", "fay", "note"),
+        ("step-enqueued", "gus", "note"),
+        ("tx-started", "gus", "book"),
+        ("tx-enqueued", "fay", "book"),
+    ]:
+        status = handles[key].get_status()
+        assert status.name == f"<temp>.{Account.__qualname__}.{method}"
+        assert (status.class_name, status.config_name) == (Account.__qualname__, owner)
+        assert status.input is not None and len(status.input["args"]) == 1
+        steps = DBOS.list_workflow_steps(handles[key].workflow_id)
+        assert [s["function_name"] for s in steps] == [f"{Account.__qualname__}.{method}"]
+    ledger = _rows(db_url, "SELECT workflow_id, op, instance FROM class_ledger ORDER BY op")
+    assert ledger == [
+        (handles["tx-started"].workflow_id, 3, "gus"),
+        (handles["tx-enqueued"].workflow_id, 4, "fay"),
+    ]
+    assert (fay.step_calls, gus.step_calls) == (1, 1)
+
+
+def test_transaction_method_called_outside_a_workflow_commits_once_per_workflow_id(
+    launch_dbos: Launch, db_url: str
+) -> None:
+    Account = _make_account_class(db_url)
+    hal = Account("hal")
+    launch_dbos()
+
+    for _ in range(2):  # the second call returns the recorded result, committing nothing
+        with SetWorkflowID("direct-tx"):
+            assert hal.book(5) == "hal:tx5"
+    assert hal.book(6) == "hal:tx6"  # without an ID: a workflow of its own, runs
+    status = DBOS.get_workflow_status("direct-tx")
+    assert status is not None and status.status == "SUCCESS"
+    assert status.name == f"<temp>.{Account.__qualname__}.book"
+    assert (status.class_name, status.config_name) == (Account.__qualname__, "hal")
+    ledger = _rows(db_url, "SELECT workflow_id, op, instance FROM class_ledger ORDER BY id")
+    assert ledger[0] == ("direct-tx", 5, "hal") and len(ledger) == 2
+    assert ledger[1][1:] == (6, "hal") and ledger[1][0] != "direct-tx"
+
+
+def test_class_and_static_method_steps_and_transactions_start_as_workflows(
+    launch_dbos: Launch,
+) -> None:
+    @DBOS.dbos_class("Rates")
+    class Rates:
+        rate = 4
+
+        @classmethod
+        @DBOS.step()
+        def scaled(cls, units: int) -> int:
+            return cls.rate * units
+
+        @DBOS.transaction()
+        @classmethod
+        def scaled_tx(cls, units: int) -> int:
+            return cls.rate * units + 1
+
+        @staticmethod
+        @DBOS.step()
+        def plain(units: int) -> int:
+            return units + 100
+
+    queue = Queue("class-steps-q")
+    launch_dbos()
+    h = DBOS.start_workflow(Rates.scaled, 2)
+    assert _result(h) == 8
+    status = h.get_status()
+    assert (status.class_name, status.config_name) == ("Rates", None)
+    assert status.input == {"args": [2], "kwargs": {}}
+    assert _result(queue.enqueue(Rates.scaled_tx, 3)) == 13
+    assert Rates.scaled_tx(1) == 5  # outside a workflow: its one-step workflow
+    assert _result(DBOS.start_workflow(Rates.plain, 1)) == 101
+    loose = queue.enqueue(Loose.add, 1)  # no @DBOS.dbos_class: found by module:Qualname
+    assert _result(loose) == 8
+    assert loose.get_status().input == {"args": [1], "kwargs": {}}
+
+
+def test_step_and_transaction_methods_of_unregistered_classes_are_refused(
+    launch_dbos: Launch, db_url: str
+) -> None:
+    class Plain:
+        @DBOS.step()
+        def step_m(self) -> int:
+            return 1
+
+        @DBOS.transaction()
+        def tx_m(self) -> int:
+            return 2
+
+    plain = Plain()
+    launch_dbos()
+    with pytest.raises(DBOSException, match="not properly registered"):
+        DBOS.start_workflow(plain.step_m)
+    with pytest.raises(DBOSException, match="not properly registered"):
+        plain.tx_m()  # outside a workflow a transaction is a workflow: DBOS refuses it too
+    assert _rows(db_url, "SELECT count(*) FROM dbos.workflow_status") == [(0,)]
+    assert plain.step_m() == 1  # a step called outside a workflow just runs
 
 
 def test_two_instances_with_one_config_name_are_refused(db_url: str) -> None:
@@ -393,3 +526,34 @@ def test_destroy_registry_forgets_instances_and_queues(launch_dbos: Launch) -> N
     queue = Queue("again-queue")  # raised "already been declared" before
     launch_dbos()
     assert queue.enqueue(second.hello).get_result() == "hello from again"
+
+
+def test_sigkill_in_a_step_method_started_alone_then_it_recovers_onto_its_own_instance(
+    classes_db: str,
+) -> None:
+    crashed = _app("start-step", classes_db, "alice,bob", HOLD_IN_STEP="1")
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    assert sorted(_ledger(classes_db)) == [
+        ("wf-alice", 7, "step", "alice"),
+        ("wf-bob", 8, "step", "bob"),
+    ]
+
+    restarted = _app("recover", classes_db, "bob,alice")
+    assert restarted.returncode == 0, restarted.stderr
+    assert json.loads(restarted.stdout) == {"wf-bob": "bob:step8", "wf-alice": "alice:step7"}
+    # The step never completed, so it ran again: on its own instance.
+    assert sorted(_ledger(classes_db)) == [
+        ("wf-alice", 7, "step", "alice"),
+        ("wf-alice", 7, "step", "alice"),
+        ("wf-bob", 8, "step", "bob"),
+        ("wf-bob", 8, "step", "bob"),
+    ]
+    rows = _rows(
+        classes_db,
+        "SELECT workflow_uuid, name, class_name, config_name, inputs FROM dbos.workflow_status "
+        "ORDER BY workflow_uuid",
+    )
+    assert [(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows] == [
+        ("wf-alice", "<temp>.Account.note", "Account", "alice", {"args": [7], "kwargs": {}}),
+        ("wf-bob", "<temp>.Account.note", "Account", "bob", {"args": [8], "kwargs": {}}),
+    ]

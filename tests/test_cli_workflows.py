@@ -36,6 +36,10 @@ WORKFLOW_FIELDS = {
     "forked_from",
     "priority",
     "deduplication_id",
+    "was_forked_from",  # DBOS's status fields
+    "queue_partition_key",
+    "delay_until_epoch_ms",
+    "dequeued_at",  # local time, as created_at: when a queue handed it to a process
     "waiting",  # what a PENDING or ENQUEUED workflow waits for; null for the others
 }
 STEP_FIELDS = {
@@ -137,6 +141,9 @@ def test_list_get_and_steps_with_every_filter(app: App) -> None:
     everything = cli_json(app, "workflow", "list")
     assert ids(everything) == [*greets, bad]  # oldest first
     assert set(everything[0]) == WORKFLOW_FIELDS
+    first = everything[0]
+    assert first["was_forked_from"] is False and first["queue_partition_key"] is None
+    assert first["delay_until_epoch_ms"] is None and first["dequeued_at"] != ""
     assert ids(cli_json(app, "workflow", "list", "--sort-desc")) == [bad, *reversed(greets)]
     assert ids(cli_json(app, "workflow", "list", "-S", "ERROR")) == [bad]
     assert len(cli_json(app, "workflow", "list", "-S", "success", "-S", "ERROR")) == 4

@@ -123,7 +123,7 @@ class Decorators(WorkflowCalls):
                         return raw(*args, **kwargs)
                     return cls._engine().steps.run(step_name, raw, args, kwargs, policy)
 
-            _as_one_step_workflow(wrapper, step_name)
+            _as_one_step_workflow(wrapper, step_name, raw, rewrap)
             return cast(Callable[P, R], rewrap(wrapper) if rewrap else wrapper)
 
         return decorator
@@ -149,7 +149,7 @@ class Decorators(WorkflowCalls):
 
                 @functools.wraps(raw)
                 async def wrapper(*args: Any, **kwargs: Any) -> Any:
-                    if temp is not None and context.current_workflow.get() is None:
+                    if context.current_workflow.get() is None:
                         return await cls._engine().call_workflow_async(temp, args, kwargs)
                     return await cls._engine().transactions.run_async(
                         tx_name, raw, args, kwargs, level
@@ -159,14 +159,14 @@ class Decorators(WorkflowCalls):
 
                 @functools.wraps(raw)
                 def wrapper(*args: Any, **kwargs: Any) -> Any:
-                    if temp is not None and context.current_workflow.get() is None:
+                    if context.current_workflow.get() is None:
                         return cls._engine().call_workflow(temp, args, kwargs)
                     return cls._engine().transactions.run(tx_name, raw, args, kwargs, level)
 
             # As in DBOS, a transaction called outside a workflow runs as its one-step workflow,
-            # so it commits once per workflow ID (``SetWorkflowID`` makes a call idempotent).
-            # A method's (its instance or class is an argument) stays a plain transaction.
-            temp = _as_one_step_workflow(wrapper, tx_name, plain_only_for=raw)
+            # so it commits once per workflow ID (``SetWorkflowID`` makes a call idempotent). A
+            # method's records its instance or class by name, as a workflow method's does.
+            temp = _as_one_step_workflow(wrapper, tx_name, raw, rewrap)
             return cast(Callable[P, R], rewrap(wrapper) if rewrap else wrapper)
 
         return decorator
@@ -223,14 +223,14 @@ TEMP_WORKFLOW_PREFIX = "<temp>."
 
 
 def _as_one_step_workflow(
-    step: Callable[..., Any], step_name: str, *, plain_only_for: Callable[..., Any] | None = None
-) -> WorkflowInfo | None:
+    step: Callable[..., Any], step_name: str, raw: Callable[..., Any], rewrap: Any
+) -> WorkflowInfo:
     """Register the workflow that runs ``step`` alone, as DBOS does: it is what
     ``DBOS.start_workflow(step, ...)`` and ``queue.enqueue(step, ...)`` start, named
     ``<temp>.`` + the step's name, so recovery (and a client enqueueing by name) finds it. It
-    calls the step's wrapper, so its one step is recorded like any other. Returns it, or None
-    when ``plain_only_for`` (the user's function) is a method: a transaction method called
-    outside a workflow stays a plain transaction."""
+    calls the step's wrapper, so its one step is recorded like any other. For a method (``raw``
+    the undecorated function, ``rewrap`` the static/classmethod it sat on) it knows its class as
+    a workflow method does; ``@DBOS.dbos_class`` then says which kind of method it is."""
     body: Callable[..., Any]
     if inspect.iscoroutinefunction(step):
 
@@ -247,14 +247,12 @@ def _as_one_step_workflow(
         name=TEMP_WORKFLOW_PREFIX + step_name,
         func=body,
         max_recovery_attempts=DEFAULT_MAX_RECOVERY_ATTEMPTS,
-        is_classmethod=False,
-        class_name=None,
+        is_classmethod=rewrap is classmethod or _looks_like_classmethod(raw),
+        class_name=_class_name_of(raw),
         is_async=inspect.iscoroutinefunction(step),
     )
     step.__dbos_temp_workflow__ = info  # type: ignore[attr-defined]
     registry.register_workflow(info)
-    if plain_only_for is not None and _class_part(plain_only_for.__qualname__) is not None:
-        return None  # a method: its instance or class is an argument (see the caller)
     return info
 
 

@@ -6,6 +6,8 @@ list of the config names to create (before launch, in that order):
 - ``start``: launch, start ``Account.transfer`` on every instance (workflow ID ``wf-NAME``), and
   SIGKILL this process once every one of them has recorded its first two operations (each then
   holds, so that none gets further).
+- ``start-step``: the same with the step method ``Account.note`` started on its own (its
+  one-step workflow, op 7, 8, ...), killed while every step holds after writing its row.
 - ``recover``: launch (which recovers the workflows of dead processes), wait for the workflows
   ``wf-NAME`` of the names in ``WAIT_FOR`` (default: every instance), print their results as JSON
   ``{workflow_id: result}`` and exit cleanly.
@@ -51,6 +53,8 @@ class Account(DBOSConfiguredInstance):
                 "VALUES (%s, %s, 'step', %s, %s)",
                 (DBOS.workflow_id, op, self.owner, os.getpid()),
             )
+        while os.environ.get("HOLD_IN_STEP"):  # started as a workflow of its own: killed here
+            time.sleep(0.05)
         return f"{self.owner}:step{op}"
 
     @DBOS.transaction()
@@ -72,12 +76,13 @@ class Account(DBOSConfiguredInstance):
         return done
 
 
-def _recorded_twice(names: list[str]) -> bool:
+def _recorded(names: list[str], op: int) -> bool:
+    """Whether every ``wf-NAME`` has written a row for operation ``op`` or a later one."""
     with psycopg.connect(_db_url()) as conn:
         row = conn.execute(
-            "SELECT count(DISTINCT workflow_id) FROM class_ledger WHERE op = 2 "
+            "SELECT count(DISTINCT workflow_id) FROM class_ledger WHERE op >= %s "
             "AND workflow_id = ANY(%s)",
-            ([f"wf-{n}" for n in names],),
+            (op, [f"wf-{n}" for n in names]),
         ).fetchone()
     return row is not None and row[0] == len(names)
 
@@ -93,7 +98,14 @@ def main() -> None:
         for i, (name, account) in enumerate(accounts.items()):
             with SetWorkflowID(f"wf-{name}"):
                 DBOS.start_workflow(account.transfer, 100 + i)
-        while not _recorded_twice(names):
+        while not _recorded(names, 2):
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGKILL)
+    if mode == "start-step":
+        for i, (name, account) in enumerate(accounts.items()):
+            with SetWorkflowID(f"wf-{name}"):
+                DBOS.start_workflow(account.note, 7 + i)
+        while not _recorded(names, 7):
             time.sleep(0.05)
         os.kill(os.getpid(), signal.SIGKILL)
     waited = os.environ.get("WAIT_FOR", names_arg).split(",")
