@@ -137,13 +137,18 @@ def _check_list_arguments(arguments: dict[str, Any]) -> None:
             raise DBOSException(f"invalid {key} {value!r}: expected True or False")
 
 
+def _text(value: object) -> bool:
+    """Whether ``value`` can be a text filter: a string without NUL (Postgres text holds none)."""
+    return isinstance(value, str) and "\x00" not in value
+
+
 def _workflow_ids(ids: object) -> list[str] | None:
     """The ``workflow_ids`` filter as a list; a single string is refused (as in DBOS, the
     argument is a list: a string's characters are not IDs)."""
     if ids is None:
         return None
     found = None if isinstance(ids, str | bytes | dict) else _listed("workflow_ids", ids)
-    if found is None or not all(isinstance(i, str) for i in found):
+    if found is None or not all(_text(i) for i in found):
         raise DBOSException(f"invalid workflow_ids {ids!r}: expected a list of workflow IDs")
     return found
 
@@ -154,7 +159,7 @@ def _one_or_many(key: str, value: OneOrMany, filters: dict[str, Any]) -> None:
         return
     values = _listed(key, value)
     for v in values:
-        if not isinstance(v, str):
+        if not _text(v):
             raise DBOSException(f"invalid {key} {v!r}: expected a string or a list of strings")
     if len(values) == 1:
         filters[key] = values[0]

@@ -61,6 +61,8 @@ BAD_LISTINGS: list[tuple[dict[str, Any], str]] = [
     ({"workflow_ids": 123}, "workflow_ids"),
     ({"workflow_ids": "ab_cd"}, "workflow_ids"),  # a string is not a list of IDs (as in DBOS)
     ({"workflow_ids": [None]}, "workflow_ids"),
+    ({"workflow_ids": ["a\x00"]}, "workflow_ids"),  # Postgres text cannot hold NUL
+    ({"workflow_id_prefix": "a\x00"}, "workflow_id_prefix"),
     ({"status": 5}, "status"),
     ({"name": 5}, "name"),
     ({"limit": "5"}, "limit"),
