@@ -72,6 +72,22 @@ class EnqueueOptions(TypedDict, total=False):
     delay_seconds: float
 
 
+def _check_urls(database_url: object, system_url: object, application_url: object) -> None:
+    """Refuse a URL that is not a string, and ``database_url`` and ``application_database_url``
+    (two names for one setting) naming different databases, as DBOS's configuration does."""
+    for key, url in (
+        ("database_url", database_url),
+        ("system_database_url", system_url),
+        ("application_database_url", application_url),
+    ):
+        if url is not None and not isinstance(url, str):
+            raise DBOSException(f"invalid {key} {url!r}: expected a database URL string")
+    if database_url and application_url and database_url != application_url:
+        raise DBOSException(
+            "database_url and application_database_url name different databases: give one"
+        )
+
+
 class DBOSClient:
     """A connection to an application's system tables from outside the application.
 
@@ -92,6 +108,7 @@ class DBOSClient:
         both come from the configuration (``system_schema`` of the config file, else ``dbos``).
         ``database_url`` and ``application_database_url`` (DBOS's deprecated names) are used
         when ``system_database_url`` is not given."""
+        _check_urls(database_url, system_database_url, application_database_url)
         explicit = system_database_url or database_url or application_database_url
         schema = dbos_system_schema or "dbos"
         if explicit:
@@ -162,17 +179,10 @@ class DBOSClient:
         """Enqueue a workflow by name on a queue, without importing the app: an executor of the
         app that has that workflow (and version, when given) starts it. With a workflow ID that
         exists already, returns its handle (the ID is an idempotency key). Bad options (a
-        priority out of range, a negative delay, a partition key with a deduplication ID) raise
-        ``DBOSException`` before anything is recorded."""
-        for key in ("workflow_name", "queue_name"):
-            if not isinstance(options.get(key), str) or not options.get(key):
-                raise DBOSException(f"enqueue options need {key!r} (a non-empty string)")
-        queues.check_priority(options.get("priority"))
-        delay = options.get("delay_seconds")
-        queues.check_delay(delay)
-        partition = options.get("queue_partition_key")
-        if partition is not None and options.get("deduplication_id") is not None:
-            raise DBOSException("Deduplication is not supported for partitioned queues")
+        priority out of range, a negative delay, a partition key with a deduplication ID, an
+        unknown key) raise ``DBOSException`` before anything is recorded."""
+        queues.check_enqueue_options(options)
+        delay, partition = options.get("delay_seconds"), options.get("queue_partition_key")
         given = options.get("workflow_id")
         # An empty ID is refused, not replaced: the caller meant a specific workflow.
         wid = str(uuid.uuid4()) if given is None else validate_workflow_id(given, "workflow_id")

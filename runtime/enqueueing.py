@@ -14,8 +14,8 @@ from runtime.engine import DEFAULT_MAX_RECOVERY_ATTEMPTS, EnqueueRequest
 from runtime.errors import DBOSException
 from runtime.queues import (
     EnqueueOptionValues,
-    check_delay,
-    check_priority,
+    check_enqueue_options,
+    check_queue_name,
     current_enqueue_options,
     get_queue,
 )
@@ -28,7 +28,7 @@ def request_for(queue_name: str, app_version: str) -> EnqueueRequest:
     other processes of the app is not checked here). The workflow runs on ``app_version``
     unless the options name another."""
     options = current_enqueue_options()
-    queue = get_queue(queue_name)
+    queue = get_queue(check_queue_name(queue_name))
     if queue is not None:
         queue.check_enqueue(options)
     return _request(queue_name, options, options.app_version or app_version)
@@ -38,12 +38,8 @@ def request_from_options(options: Mapping[str, Any]) -> EnqueueRequest:
     """The request DBOS's ``EnqueueOptions`` describe (``queue_name`` required; ``priority``,
     ``deduplication_id``, ``queue_partition_key``, ``app_version``, ``delay_seconds``
     optional). Without ``app_version`` the first executor to dequeue it gives it its own."""
-    queue_name = options.get("queue_name")
-    if not isinstance(queue_name, str) or not queue_name:
-        raise DBOSException("enqueue options need 'queue_name' (a non-empty string)")
-    check_priority(options.get("priority"))
-    delay = options.get("delay_seconds")
-    check_delay(delay)
+    check_enqueue_options(options)
+    queue_name, delay = options["queue_name"], options.get("delay_seconds")
     values = EnqueueOptionValues(
         deduplication_id=options.get("deduplication_id"),
         priority=options.get("priority"),
@@ -51,8 +47,6 @@ def request_from_options(options: Mapping[str, Any]) -> EnqueueRequest:
         queue_partition_key=options.get("queue_partition_key"),
         delay_until_ms=int((time.time() + delay) * 1000) if delay is not None else None,
     )
-    if values.queue_partition_key is not None and values.deduplication_id is not None:
-        raise DBOSException("Deduplication is not supported for partitioned queues")
     return _request(queue_name, values, values.app_version)
 
 
@@ -94,6 +88,6 @@ def assigned_by_options(options: Mapping[str, Any]) -> ExitStack:
     workflow_id, timeout = options.get("workflow_id"), options.get("workflow_timeout")
     if workflow_id is not None:
         stack.enter_context(SetWorkflowID(workflow_id))
-    if timeout is not None:
+    if timeout:  # 0, like None, sets no timeout (as DBOSClient.enqueue)
         stack.enter_context(SetWorkflowTimeout(timeout))
     return stack

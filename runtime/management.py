@@ -70,7 +70,7 @@ def parse_statuses(status: str | Iterable[str] | None) -> list[str] | None:
     """Status names, upper-cased and checked."""
     if status is None:
         return None
-    names = [status] if isinstance(status, str) else list(status)
+    names = _listed("status", status)
     checked = []
     for name in names:
         upper = str(name).strip().upper()
@@ -86,6 +86,8 @@ def parse_time(value: TimeArg, what: str) -> int | None:
     if value is None:
         return None
     if isinstance(value, int | float) and not isinstance(value, bool):
+        if not -MAX_BIGINT <= value <= MAX_BIGINT:  # also refuses nan
+            raise DBOSException(f"invalid {what} {value!r}: expected epoch milliseconds")
         return int(value)
     if isinstance(value, str):
         text = value.strip()
@@ -106,15 +108,58 @@ def parse_time(value: TimeArg, what: str) -> int | None:
 
 
 OneOrMany = str | Iterable[str] | None
+# Postgres's bigint: the largest LIMIT, OFFSET or epoch millisecond a query can take.
+MAX_BIGINT = 2**63 - 1
+
+
+def _listed(key: str, value: object) -> list[Any]:
+    """``value`` (a string or an iterable of values) as a list; anything else is refused."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, bytes | dict) or not isinstance(value, Iterable):
+        raise DBOSException(f"invalid {key} {value!r}: expected a string or a list of strings")
+    return list(value)
+
+
+def _check_list_arguments(arguments: dict[str, Any]) -> None:
+    """Refuse ``list_workflows`` arguments of the wrong type or range with a ``DBOSException``
+    naming the argument, rather than a TypeError from deep inside or a query that silently
+    matches nothing."""
+    for key in ("limit", "offset"):
+        value = arguments[key]
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_BIGINT
+        ):
+            raise DBOSException(f"invalid {key} {value!r}: expected an integer from 0 to 2**63-1")
+    for key in ("was_forked_from", "has_parent", "sort_desc", "load_input", "load_output"):
+        value = arguments[key]
+        if value is not None and not isinstance(value, bool):
+            raise DBOSException(f"invalid {key} {value!r}: expected True or False")
+
+
+def _text(value: object) -> bool:
+    """Whether ``value`` can be a text filter: a string without NUL (Postgres text holds none)."""
+    return isinstance(value, str) and "\x00" not in value
+
+
+def _workflow_ids(ids: object) -> list[str] | None:
+    """The ``workflow_ids`` filter as a list; a single string is refused (as in DBOS, the
+    argument is a list: a string's characters are not IDs)."""
+    if ids is None:
+        return None
+    found = None if isinstance(ids, str | bytes | dict) else _listed("workflow_ids", ids)
+    if found is None or not all(_text(i) for i in found):
+        raise DBOSException(f"invalid workflow_ids {ids!r}: expected a list of workflow IDs")
+    return found
 
 
 def _one_or_many(key: str, value: OneOrMany, filters: dict[str, Any]) -> None:
     """Set filter ``key`` (one value: the index-friendly equality) or ``key_any`` (several)."""
     if value is None:
         return
-    values = [value] if isinstance(value, str) else list(value)
+    values = _listed(key, value)
     for v in values:
-        if not isinstance(v, str):
+        if not _text(v):
             raise DBOSException(f"invalid {key} {v!r}: expected a string or a list of strings")
     if len(values) == 1:
         filters[key] = values[0]
@@ -159,13 +204,10 @@ def list_workflows(
     """Workflows matching every given filter, oldest first unless ``sort_desc``. A filter given a
     list matches any of its values; ``queued_only`` (DBOS's ``queues_only``) keeps workflows of a
     queue, and unless ``status`` is given only the ENQUEUED and PENDING ones."""
-    if limit is not None and limit < 0:
-        raise DBOSException("limit must not be negative")
-    if offset is not None and offset < 0:
-        raise DBOSException("offset must not be negative")
+    _check_list_arguments(locals())
     statuses = parse_statuses(status)
     filters: dict[str, Any] = {
-        "workflow_ids": list(workflow_ids) if workflow_ids is not None else None,
+        "workflow_ids": _workflow_ids(workflow_ids),
         "status": statuses,
         "start_time": parse_time(start_time, "start time"),
         "end_time": parse_time(end_time, "end time"),

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypedDict, TypeVar
@@ -59,16 +59,90 @@ def check_priority(priority: object) -> None:
         )
 
 
+# The longest delay (about 31.7 million years): its end, in epoch milliseconds, must fit the
+# bigint column it is recorded in, with room to spare.
+MAX_DELAY_SECONDS = 10**15
+
+
 def check_delay(delay_seconds: object) -> None:
-    """Refuse a delay that is not a finite number of seconds >= 0 (``DBOSException``)."""
+    """Refuse a delay that is not a number of seconds from 0 to ``MAX_DELAY_SECONDS``
+    (``DBOSException``)."""
     if delay_seconds is not None and (
         not isinstance(delay_seconds, int | float)
         or isinstance(delay_seconds, bool)
-        or not 0 <= delay_seconds < float("inf")
+        or not 0 <= delay_seconds <= MAX_DELAY_SECONDS
     ):
         raise DBOSException(
-            f"Invalid delay_seconds {delay_seconds!r}: must be a number of seconds >= 0"
+            f"Invalid delay_seconds {delay_seconds!r}: must be a number of seconds from 0 to "
+            f"{MAX_DELAY_SECONDS:.0e}"
         )
+
+
+def check_queue_name(queue_name: object) -> str:
+    """``queue_name`` if it is a non-empty string; ``DBOSException`` otherwise."""
+    if not isinstance(queue_name, str) or not queue_name.strip():
+        raise DBOSException(f"invalid queue_name {queue_name!r}: expected a non-empty string")
+    return queue_name
+
+
+# The keys of ``EnqueueOptions`` (``DBOSClient.enqueue``, ``DBOS.enqueue_workflow_with_options``).
+ENQUEUE_OPTION_KEYS = (
+    "workflow_name",
+    "queue_name",
+    "workflow_id",
+    "workflow_class_name",
+    "app_version",
+    "priority",
+    "deduplication_id",
+    "workflow_timeout",
+    "queue_partition_key",
+    "delay_seconds",
+)
+
+
+def check_enqueue_options(options: object) -> None:
+    """Refuse, with a ``DBOSException`` naming the option, enqueue options that are not a dict
+    of known keys (a misspelt key must not be silently ignored), lack a ``workflow_name`` or
+    ``queue_name``, or hold a value of the wrong type or range."""
+    if not isinstance(options, Mapping):
+        raise DBOSException(f"enqueue options must be a dict (EnqueueOptions), not {options!r}")
+    unknown = sorted(repr(k) for k in options if k not in ENQUEUE_OPTION_KEYS)
+    if unknown:
+        raise DBOSException(
+            f"unknown enqueue options {', '.join(unknown)}; known: {', '.join(ENQUEUE_OPTION_KEYS)}"
+        )
+    for key in ("workflow_name", "queue_name"):
+        value = options.get(key)
+        if not isinstance(value, str) or not value.strip():
+            raise DBOSException(f"enqueue options need {key!r} (a non-empty string)")
+    text_keys = (
+        "workflow_id",
+        "workflow_class_name",
+        "app_version",
+        "deduplication_id",
+        "queue_partition_key",
+    )
+    for key in text_keys:
+        value = options.get(key)
+        if value is not None and not isinstance(value, str):
+            raise DBOSException(f"enqueue option {key!r} must be a string, not {value!r}")
+    check_priority(options.get("priority"))
+    check_delay(options.get("delay_seconds"))
+    timeout = options.get("workflow_timeout")
+    if timeout is not None and (
+        not isinstance(timeout, int | float)
+        or isinstance(timeout, bool)
+        or not 0 <= timeout < float("inf")
+    ):
+        raise DBOSException(
+            f"enqueue option 'workflow_timeout' {timeout!r}: must be a finite number of "
+            "seconds >= 0 (0: no timeout)"
+        )
+    if (
+        options.get("queue_partition_key") is not None
+        and options.get("deduplication_id") is not None
+    ):
+        raise DBOSException("Deduplication is not supported for partitioned queues")
 
 
 @dataclass(frozen=True)

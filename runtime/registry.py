@@ -193,12 +193,15 @@ def register_instance(inst: object, *, launched: bool = False) -> None:
     """Register a configured instance under (its class's registered name, its ``config_name``),
     where a re-run of its workflows (recovery, dequeue, resume, fork) finds it again.
 
-    Raises ``DBOSException`` when ``config_name`` is missing or not a non-empty string, or when
-    another object is already registered under the same class and config name."""
+    Raises ``DBOSException`` when ``config_name`` is missing, not a string, blank or holds a NUL,
+    or when another object is already registered under the same class and config name."""
     config_name = getattr(inst, "config_name", None)
-    if not isinstance(config_name, str) or not config_name:
+    # A blank name cannot be told apart or typed; Postgres text cannot hold NUL, so a workflow of
+    # an instance named with one could never be recorded.
+    if not isinstance(config_name, str) or not config_name.strip() or "\x00" in config_name:
         raise DBOSException(
-            f"a configured instance needs a non-empty string config_name, not {config_name!r}"
+            "a configured instance needs a config_name that is a string, neither blank nor "
+            f"holding NUL characters; got {config_name!r}"
         )
     class_name = registered_class_name(type(inst))
     with _lock:

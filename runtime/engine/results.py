@@ -32,8 +32,8 @@ from runtime.engine.drive import (
 from runtime.engine.parking import Wake
 from runtime.engine.protocol import Operations, Pause, replay_outcome
 from runtime.engine.runs import LocalRuns, Outcome
-from runtime.errors import DBOSNonExistentWorkflowError
-from runtime.handles import PENDING_OUTCOME, outcome_of
+from runtime.errors import DBOSException, DBOSNonExistentWorkflowError
+from runtime.handles import PENDING_OUTCOME, WorkflowHandle, WorkflowHandleAsync, outcome_of
 from runtime.message_db import UNFINISHED, MessageDatabase
 from runtime.records import StatusResult
 from runtime.status import WorkflowStatusString
@@ -55,6 +55,12 @@ H = TypeVar("H", bound=_HasWorkflowID)
 def check_handles(handles: Sequence[H]) -> dict[str, H]:
     """The handles of ``wait_first`` by workflow ID; ``ValueError`` (DBOS's) for none or a
     repeated ID."""
+    if not isinstance(handles, list | tuple) or not all(
+        isinstance(h, WorkflowHandle | WorkflowHandleAsync) for h in handles
+    ):
+        raise DBOSException(
+            f"wait_first takes a list of WorkflowHandle (or WorkflowHandleAsync), not {handles!r}"
+        )
     if not handles:
         raise ValueError("handles must not be empty")
     by_id = {h.workflow_id: h for h in handles}

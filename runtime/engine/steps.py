@@ -74,6 +74,24 @@ class StepPolicy:
     timeout_seconds: float | None = None
 
 
+def _check_retries(name: str, options: StepOptions) -> None:
+    """Refuse retry options of the wrong type or range (``DBOSException`` naming the option)."""
+    retries = options.get("retries_allowed", False)
+    if not isinstance(retries, bool):
+        raise DBOSException(f"step {name!r}: retries_allowed must be True or False")
+    attempts = options.get("max_attempts", 3)
+    if not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 1:
+        raise DBOSException(f"step {name!r}: max_attempts must be an integer >= 1")
+    for key, low in (("interval_seconds", 0.0), ("backoff_rate", 1.0)):
+        value = options.get(key, low)
+        if (
+            not isinstance(value, int | float)
+            or isinstance(value, bool)
+            or not low <= value < math.inf
+        ):
+            raise DBOSException(f"step {name!r}: {key} must be a finite number >= {low:g}")
+
+
 def step_policy(name: str, func: Callable[..., Any], options: StepOptions) -> StepPolicy:
     """Check a step's options against its function and make its policy; a ``DBOSException``
     names what is wrong (before anything runs or is recorded)."""
@@ -101,6 +119,7 @@ def step_policy(name: str, func: Callable[..., Any], options: StepOptions) -> St
             raise DBOSException(
                 f"step {name!r} has timeout_seconds={timeout}: it must be positive and finite"
             )
+    _check_retries(name, options)
     return StepPolicy(
         retries_allowed=bool(options.get("retries_allowed", False)),
         interval_seconds=float(options.get("interval_seconds", 1.0)),

@@ -122,8 +122,9 @@ class WorkflowCalls(FacadeBase):
     ) -> WorkflowHandle[Any]:
         """The first of ``handles`` whose workflow has finished (any final status), waiting
         (reading their statuses every ``polling_interval_sec`` seconds) until one has. In a
-        workflow the choice is recorded: a replay returns the same handle. ``ValueError`` for
-        no handles or a repeated ID; ``DBOSNonExistentWorkflowError`` for an unknown ID."""
+        workflow the choice is recorded: a replay returns the same handle. ``DBOSException``
+        unless ``handles`` is a list of handles; ``ValueError`` for no handles or a repeated ID;
+        ``DBOSNonExistentWorkflowError`` for an unknown ID."""
         return cls._engine().results.wait_first(handles, polling_interval_sec)
 
     @classmethod

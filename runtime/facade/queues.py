@@ -136,7 +136,8 @@ class QueueCalls(Decorators):
         cls, queue_name: str, func: Callable[P, R], *args: P.args, **kwargs: P.kwargs
     ) -> WorkflowHandle[R]:
         """Enqueue a workflow on the queue named ``queue_name`` (declared here or only in other
-        processes of the app), under the enclosing ``SetEnqueueOptions``."""
+        processes of the app), under the enclosing ``SetEnqueueOptions``. A ``queue_name``
+        that is not a non-empty string raises ``DBOSException``."""
         info, call_args = workflow_of(func, args)
         request = request_for(queue_name, cls._rt().app_version)
         wid = cls._engine().enqueue_workflow(info, call_args, dict(kwargs), request)
@@ -164,7 +165,8 @@ class QueueCalls(Decorators):
         ``DBOSClient.enqueue``: ``workflow_name`` and ``queue_name`` required), without a
         reference to its function: any process of the app that has it runs it. Inside a workflow
         it is recorded as a child. Without ``app_version`` the first executor to dequeue it gives
-        it its own version."""
+        it its own version. Bad options (an unknown key, a value of the wrong type or range)
+        raise ``DBOSException`` before anything is recorded."""
         info = workflow_by_name(options.get("workflow_name"), options.get("workflow_class_name"))
         request = request_from_options(options)
         with assigned_by_options(options):
