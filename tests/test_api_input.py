@@ -199,7 +199,7 @@ BAD_STEP_OPTIONS: list[tuple[dict[str, Any], str]] = [
     ({"max_attempts": 2.5}, "max_attempts"),
     ({"interval_seconds": -1}, "interval_seconds"),
     ({"interval_seconds": math.inf}, "interval_seconds"),
-    ({"backoff_rate": 0.5}, "backoff_rate"),
+    ({"backoff_rate": -0.5}, "backoff_rate"),
     ({"backoff_rate": "2"}, "backoff_rate"),
 ]
 

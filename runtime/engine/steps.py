@@ -82,7 +82,9 @@ def _check_retries(name: str, options: StepOptions) -> None:
     attempts = options.get("max_attempts", 3)
     if not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 1:
         raise DBOSException(f"step {name!r}: max_attempts must be an integer >= 1")
-    for key, low in (("interval_seconds", 0.0), ("backoff_rate", 1.0)):
+    # DBOS checks neither; a negative value would make a negative wait (a rate below 1 shortens
+    # the waits, which a ported app may mean).
+    for key, low in (("interval_seconds", 0.0), ("backoff_rate", 0.0)):
         value = options.get(key, low)
         if (
             not isinstance(value, int | float)
