@@ -441,6 +441,52 @@ def test_transaction_outside_a_workflow_commits_once_per_workflow_id(
     assert [s.function_name for s in DBOS.list_workflow_steps("pay-42")] == [credit.__qualname__]
 
 
+def test_a_transaction_whose_outcome_write_times_out_runs_again_once(
+    launch_dbos: Launch, db_url: str
+) -> None:
+    """The outcome is written inside the transaction; when that write times out (here: another
+    session holds a lock on the steps table past the transaction's lock_timeout) the transaction
+    rolled back, so it runs again, and commits once. Before, the workflow was left PENDING and a
+    retry by the caller, then recovery, committed it twice."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE payments (who text, cents int)")
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_lock() -> None:
+        with psycopg.connect(db_url) as conn:
+            conn.execute("LOCK TABLE dbos.operation_outputs IN EXCLUSIVE MODE")
+            locked.set()
+            release.wait(10)
+
+    attempts: list[int] = []
+
+    @DBOS.transaction()
+    def pay(who: str, cents: int) -> int:
+        attempts.append(cents)
+        DBOS.sql_session.execute("SET LOCAL lock_timeout = '200ms'")
+        DBOS.sql_session.execute("INSERT INTO payments VALUES (%s, %s)", (who, cents))
+        if len(attempts) == 2:
+            release.set()  # the outcome write of this attempt can go through
+        return cents
+
+    launch_dbos()
+    holder = threading.Thread(target=hold_lock)
+    holder.start()
+    assert locked.wait(10)
+    try:
+        with SetWorkflowID("pay-once"):
+            assert pay("alice", 10) == 10
+    finally:
+        release.set()
+        holder.join()
+    assert len(attempts) >= 2
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute("SELECT who, cents FROM payments").fetchall()
+    assert rows == [("alice", 10)]
+    status = DBOS.get_workflow_status("pay-once")
+    assert status is not None and status.status == "SUCCESS"
+
+
 def test_child_workflows_called_and_started(launch_dbos: Launch) -> None:
     @DBOS.workflow()
     def child(x: int) -> int:

@@ -58,9 +58,20 @@ TRANSACTION_MAX_ATTEMPTS = 50
 _RETRIED = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
 
 
+class _RecordFailed(Exception):
+    """A transient failure (a lock or statement timeout, a server short of resources) writing
+    the outcome inside the transaction, whose connection is still up: the transaction rolled back,
+    so it runs again, like one that met a serialization failure."""
+
+    def __init__(self, cause: psycopg.Error) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
 def _retried(exc: BaseException) -> bool:
-    """A serialization failure or deadlock, raised by psycopg or wrapped by SQLAlchemy."""
-    return isinstance(driver_error(exc), _RETRIED)
+    """A serialization failure or deadlock, raised by psycopg or wrapped by SQLAlchemy, or a
+    transient failure to record the outcome."""
+    return isinstance(driver_error(exc), _RETRIED) or isinstance(exc, _RecordFailed)
 
 
 class _Session(Effect):
@@ -276,6 +287,8 @@ class Transactions:
                 return (yield from self._once(call, isolation, ctx, step, started))
             except Exception as exc:
                 if not _retried(exc) or attempt == TRANSACTION_MAX_ATTEMPTS:
+                    if isinstance(exc, _RecordFailed):  # out of attempts: the driver's error
+                        raise exc.cause from None
                     raise
                 logger.debug("transaction retry %d after %s", attempt, type(exc).__name__)
                 yield Pause(self.ops, None, delay)  # a plain sleep, as before any record
@@ -372,7 +385,17 @@ class Transactions:
             if conn.broken or conn.closed:
                 raise OutcomeUnknown(exc) from exc
             if db.is_transient(db.translate(exc)):
-                raise Interrupted(exc) from exc
+                # Not an outage (the connection is up) and not the data's fault: a timeout or a
+                # lock not available. The transaction rolls back and runs again; left PENDING
+                # instead, a caller's retry could commit it a second time, then recovery again.
+                logger.warning(
+                    "transaction %s of workflow %s could not record its outcome (%s); running "
+                    "it again",
+                    step.name,
+                    ctx.workflow_id,
+                    type(exc).__name__,
+                )
+                raise _RecordFailed(exc) from exc
             # Caused by the transaction itself, not an outage: most often the function caught a
             # database error without a savepoint and returned, leaving the transaction aborted
             # (InFailedSqlTransaction), or it made the transaction read-only. As in DBOS, that is
