@@ -70,6 +70,19 @@ class EnqueueOptions(TypedDict, total=False):
     workflow_timeout: float
     queue_partition_key: str
     delay_seconds: float
+    #: DBOS's names: the class of a class-method workflow (``workflow_class_name`` here too),
+    #: the configured instance's ``config_name``, and the workflow's maximum recovery attempts.
+    class_name: str
+    instance_name: str
+    max_recovery_attempts: int
+    # DBOS keys for features this runtime lacks (authenticated users, attributes, serializers,
+    # duplication policies, application names): accepted, and named in a warning when given.
+    authenticated_user: str
+    authenticated_roles: list[str]
+    serialization_type: str
+    attributes: dict[str, Any]
+    duplication_policy: str
+    application_name: str
 
 
 def _check_urls(database_url: object, system_url: object, application_url: object) -> None:
@@ -196,12 +209,14 @@ class DBOSClient:
                     else WorkflowStatusString.ENQUEUED
                 ),
                 name=options["workflow_name"],
-                class_name=options.get("workflow_class_name"),
+                class_name=options.get("workflow_class_name") or options.get("class_name"),
+                config_name=options.get("instance_name"),
+                max_recovery_attempts=options.get("max_recovery_attempts"),
                 inputs=serialization.serialize_args(args, kwargs),
                 executor_id=None,
                 application_version=options.get("app_version"),
                 queue_name=options["queue_name"],
-                priority=options.get("priority", 0),
+                priority=options.get("priority") or 0,  # None means the default, as in DBOS
                 deduplication_id=options.get("deduplication_id"),
                 timeout_ms=int(timeout * 1000) if timeout else None,
                 queue_partition_key=partition,

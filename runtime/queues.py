@@ -18,6 +18,7 @@ it listens to (``DBOS.listen_queues``), by default every queue it declares.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Coroutine, Mapping
@@ -26,6 +27,8 @@ from dataclasses import dataclass
 from typing import Any, ParamSpec, TypedDict, TypeVar
 
 from runtime.errors import DBOSException
+
+logger = logging.getLogger("dbos")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -86,6 +89,17 @@ def check_queue_name(queue_name: object) -> str:
 
 
 # The keys of ``EnqueueOptions`` (``DBOSClient.enqueue``, ``DBOS.enqueue_workflow_with_options``).
+# DBOS's enqueue options for features this runtime does not have (authenticated users, workflow
+# attributes, serializers, duplication policies, application names): accepted so that a DBOS
+# client's call works, and named in a warning when given.
+ENQUEUE_OPTIONS_IGNORED = (
+    "authenticated_user",
+    "authenticated_roles",
+    "serialization_type",
+    "attributes",
+    "duplication_policy",
+    "application_name",
+)
 ENQUEUE_OPTION_KEYS = (
     "workflow_name",
     "queue_name",
@@ -97,7 +111,10 @@ ENQUEUE_OPTION_KEYS = (
     "workflow_timeout",
     "queue_partition_key",
     "delay_seconds",
-)
+    "class_name",
+    "instance_name",
+    "max_recovery_attempts",
+) + ENQUEUE_OPTIONS_IGNORED
 
 
 def check_enqueue_options(options: object) -> None:
@@ -115,9 +132,24 @@ def check_enqueue_options(options: object) -> None:
         value = options.get(key)
         if not isinstance(value, str) or not value.strip():
             raise DBOSException(f"enqueue options need {key!r} (a non-empty string)")
+    ignored = [repr(k) for k in ENQUEUE_OPTIONS_IGNORED if options.get(k) not in (None, "", [], {})]
+    if ignored:
+        logger.warning(
+            "enqueue options %s: DBOS features this runtime does not have; ignored",
+            ", ".join(ignored),
+        )
+    attempts = options.get("max_recovery_attempts")
+    if attempts is not None and (
+        not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 0
+    ):
+        raise DBOSException(
+            f"enqueue option 'max_recovery_attempts' must be an integer >= 0, not {attempts!r}"
+        )
     text_keys = (
         "workflow_id",
         "workflow_class_name",
+        "class_name",
+        "instance_name",
         "app_version",
         "deduplication_id",
         "queue_partition_key",

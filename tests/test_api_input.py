@@ -9,6 +9,7 @@ import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import psycopg
 import pytest
 
 from runtime import (
@@ -223,3 +224,40 @@ def test_configured_instance_refuses_a_blank_or_nul_name(config_name: str) -> No
 
     with pytest.raises(DBOSException, match="config_name"):
         Holder(config_name)
+
+
+def test_dbos_enqueue_option_keys_are_accepted(
+    launch_dbos: Any, db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """DBOS's documented EnqueueOptions keys load: priority None is the default,
+    max_recovery_attempts and class_name are honoured, keys of features this runtime lacks are
+    named in a warning (not refused: a ported client must run)."""
+    import logging
+
+    @DBOS.workflow()
+    def job(x: int) -> int:
+        return x
+
+    Queue("dbos-keys")
+    launch_dbos()
+    with DBOSClient(db_url) as client, caplog.at_level(logging.WARNING, logger="dbos"):
+        handle = client.enqueue(
+            {
+                "workflow_name": job.__qualname__,
+                "queue_name": "dbos-keys",
+                "workflow_id": "dbos-keys-1",
+                "priority": None,
+                "max_recovery_attempts": 7,
+                "authenticated_user": "alice",
+            },
+            5,
+        )
+        assert handle.get_result() == 5
+    warned = " ".join(r.getMessage() for r in caplog.records)
+    assert "'authenticated_user'" in warned
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute(
+            "SELECT max_recovery_attempts FROM dbos.workflow_status WHERE workflow_uuid = %s",
+            ("dbos-keys-1",),
+        ).fetchone()
+    assert row == (7,)
