@@ -32,6 +32,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -384,15 +385,25 @@ class Chaos:
         fault_every: tuple[float, float],
         drain_timeout: float = 240,
         max_faults: int | None = None,
+        covered: Callable[[Report], bool] | None = None,
     ) -> Report:
+        """Faults for ``seconds``; with ``covered``, on past them until it holds of the report
+        (a loaded machine injects fewer faults in the same time), for at most 3 times as long."""
         started = time.monotonic()
         for executor in self.executors:
             executor.start()
         time.sleep(2)
         next_fault = time.monotonic() + self.rng.uniform(*fault_every)
-        while time.monotonic() - started < seconds and (
-            max_faults is None or sum(self.report.faults.values()) < max_faults
-        ):
+
+        def going_on() -> bool:
+            elapsed = time.monotonic() - started
+            if max_faults is not None and sum(self.report.faults.values()) >= max_faults:
+                return False
+            if elapsed < seconds:
+                return True
+            return covered is not None and elapsed < 3 * seconds and not covered(self.report)
+
+        while going_on():
             try:
                 if self.backlog() < MAX_BACKLOG:
                     with DBOSClient(self.url) as client:
@@ -481,13 +492,14 @@ def run(
     max_faults: int | None = None,
     operator: bool = True,
     kinds: list[str] | None = None,
+    covered: Callable[[Report], bool] | None = None,
 ) -> Report:
     """One chaos run in a temporary folder; returns the report. ``kinds`` narrows the faults to
     those named (of ``FAULTS`` and ``operators.ACTIONS``)."""
     workdir = Path(tempfile.mkdtemp(prefix=f"dbos-chaos-{seed}-"))
     chaos = Chaos(seed, workdir, executors, env or {}, operator, kinds)
     try:
-        report = chaos.run(seconds, fault_every, drain_timeout, max_faults)
+        report = chaos.run(seconds, fault_every, drain_timeout, max_faults, covered)
     finally:
         chaos.close()
         if not keep and not chaos.report.violations:

@@ -8,12 +8,26 @@ from __future__ import annotations
 
 import json
 
-from tests.chaos.harness import FAULTS, run
+from tests.chaos.harness import FAULTS, Report, run
 from tests.chaos.operators import ACTIONS
 
 
+def _covered(report: Report) -> bool:
+    """Enough faults, and of enough kinds, for the run to prove something."""
+    summary = report.summary()
+    kinds = set(report.faults)
+    return (
+        summary["faults_total"] >= 15
+        and summary["operator_actions"] >= 5
+        and len(kinds & set(FAULTS)) >= 4
+        and len(kinds & set(ACTIONS)) >= 3
+    )
+
+
 def test_short_chaos_run_keeps_every_invariant() -> None:
-    report = run(60, seed=20261121, fault_every=(1.0, 3.0))
+    # At least 60 s, and on until the faults cover enough (a loaded machine injects fewer faults
+    # in a minute: the test asks for coverage, not for a speed).
+    report = run(60, seed=20261121, fault_every=(1.0, 3.0), covered=_covered)
     summary = report.summary()
     print(json.dumps(summary))
     assert report.violations == [], summary
