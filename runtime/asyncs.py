@@ -12,18 +12,13 @@ from typing import ParamSpec, TypeVar
 P = ParamSpec("P")
 R = TypeVar("R")
 
-__all__ = ["in_thread", "twin"]
-
-
-async def in_thread(func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
-    """``func(*args, **kwargs)`` in a worker thread, awaited; the caller's context variables
-    (the enclosing workflow, ``SetWorkflowID``) go with it."""
-    return await asyncio.to_thread(func, *args, **kwargs)
+__all__ = ["twin"]
 
 
 def twin(func: Callable[P, R]) -> Callable[P, Awaitable[R]]:
     """The async twin of a blocking function or bound method: same parameters, same result,
-    awaited (``list_workflows_async = twin(list_workflows)``)."""
+    awaited (``list_workflows_async = twin(list_workflows)``). ``asyncio.to_thread`` carries the
+    caller's context variables (the enclosing workflow, ``SetWorkflowID``) into the thread."""
 
     @functools.wraps(func)
     async def run(*args: P.args, **kwargs: P.kwargs) -> R:

@@ -9,6 +9,7 @@ program using the client needs no other module of the runtime but ``runtime.erro
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import uuid
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 from typing_extensions import Required
 
 from runtime import context, management, queues, serialization
-from runtime.asyncs import in_thread, twin
+from runtime.asyncs import twin
 from runtime.config import resolve
 from runtime.context import validate_workflow_id
 from runtime.embedded import resolve_system_url
@@ -235,7 +236,7 @@ class DBOSClient:
         self, options: EnqueueOptions, *args: Any, **kwargs: Any
     ) -> WorkflowHandleAsync[Any]:
         """``enqueue`` for asyncio code."""
-        handle = await in_thread(self.enqueue, options, *args, **kwargs)
+        handle = await asyncio.to_thread(self.enqueue, options, *args, **kwargs)
         return WorkflowHandleAsync(self, handle.workflow_id)
 
     def retrieve_workflow(self, workflow_id: str) -> WorkflowHandle[Any]:
@@ -246,7 +247,7 @@ class DBOSClient:
 
     async def retrieve_workflow_async(self, workflow_id: str) -> WorkflowHandleAsync[Any]:
         """``retrieve_workflow`` for asyncio code."""
-        handle = await in_thread(self.retrieve_workflow, workflow_id)
+        handle = await asyncio.to_thread(self.retrieve_workflow, workflow_id)
         return WorkflowHandleAsync(self, handle.workflow_id)
 
     def get_workflow_status(self, workflow_id: str) -> WorkflowStatus | None:
@@ -384,7 +385,7 @@ class DBOSClient:
         self, workflow_ids: list[str]
     ) -> list[WorkflowHandleAsync[Any]]:
         """``resume_workflows`` for asyncio code."""
-        changes = await in_thread(
+        changes = await asyncio.to_thread(
             management.resume_many, self.sysdb, workflow_ids, all_must_exist=True
         )
         return [WorkflowHandleAsync(self, c.workflow_id) for c in changes]
@@ -461,7 +462,7 @@ class DBOSClient:
         forked_workflow_id: str | None = None,
     ) -> WorkflowHandleAsync[Any]:
         """``fork_workflow`` for asyncio code."""
-        handle = await in_thread(
+        handle = await asyncio.to_thread(
             self.fork_workflow,
             workflow_id,
             start_step,
@@ -473,12 +474,12 @@ class DBOSClient:
 
     async def resume_workflow_async(self, workflow_id: str) -> WorkflowHandleAsync[Any]:
         """``resume_workflow`` for asyncio code."""
-        handle = await in_thread(self.resume_workflow, workflow_id)
+        handle = await asyncio.to_thread(self.resume_workflow, workflow_id)
         return WorkflowHandleAsync(self, handle.workflow_id)
 
     async def restart_workflow_async(self, workflow_id: str) -> WorkflowHandleAsync[Any]:
         """``restart_workflow`` for asyncio code."""
-        handle = await in_thread(self.restart_workflow, workflow_id)
+        handle = await asyncio.to_thread(self.restart_workflow, workflow_id)
         return WorkflowHandleAsync(self, handle.workflow_id)
 
     get_workflow_status_async = twin(get_workflow_status)
@@ -512,4 +513,4 @@ class DBOSClient:
 
     async def handle_result_async(self, workflow_id: str) -> Any:
         """``handle_result`` for an async handle, in a worker thread."""
-        return await in_thread(self.handle_result, workflow_id)
+        return await asyncio.to_thread(self.handle_result, workflow_id)

@@ -4,9 +4,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from runtime.asyncs import in_thread, twin
+from runtime.asyncs import twin
 from runtime.facade.base import BACKEND
 from runtime.facade.management import ManagementCalls
 from runtime.handles import WorkflowHandleAsync
@@ -33,7 +34,7 @@ class AsyncManagementCalls(ManagementCalls):
     @classmethod
     async def resume_workflow_async(cls, workflow_id: str) -> WorkflowHandleAsync[Any]:
         """``resume_workflow`` for asyncio code."""
-        handle = await in_thread(ManagementCalls.resume_workflow, workflow_id)
+        handle = await asyncio.to_thread(ManagementCalls.resume_workflow, workflow_id)
         return WorkflowHandleAsync(BACKEND, handle.workflow_id)
 
     @classmethod
@@ -41,13 +42,13 @@ class AsyncManagementCalls(ManagementCalls):
         cls, workflow_ids: list[str]
     ) -> list[WorkflowHandleAsync[Any]]:
         """``resume_workflows`` for asyncio code."""
-        handles = await in_thread(ManagementCalls.resume_workflows, workflow_ids)
+        handles = await asyncio.to_thread(ManagementCalls.resume_workflows, workflow_ids)
         return [WorkflowHandleAsync(BACKEND, h.workflow_id) for h in handles]
 
     @classmethod
     async def restart_workflow_async(cls, workflow_id: str) -> WorkflowHandleAsync[Any]:
         """``restart_workflow`` for asyncio code."""
-        handle = await in_thread(ManagementCalls.restart_workflow, workflow_id)
+        handle = await asyncio.to_thread(ManagementCalls.restart_workflow, workflow_id)
         return WorkflowHandleAsync(BACKEND, handle.workflow_id)
 
     @classmethod
@@ -61,7 +62,7 @@ class AsyncManagementCalls(ManagementCalls):
     ) -> WorkflowHandleAsync[Any]:
         """``fork_workflow`` for asyncio code (a ``SetWorkflowID`` around the call names the
         fork here too)."""
-        handle = await in_thread(
+        handle = await asyncio.to_thread(
             ManagementCalls.fork_workflow,
             workflow_id,
             start_step,
