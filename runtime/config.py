@@ -537,6 +537,18 @@ def _redact_loose(text: str) -> str:
 
 # --- helpers -------------------------------------------------------------------------------------
 
+
+def warn_unsupported(where: str, given: Mapping[str, object], keys: tuple[str, ...]) -> None:
+    """Log one warning naming the ``keys`` (DBOS options for features this runtime does not
+    have) that ``given`` sets to something that asks for the feature: any value but None,
+    False or empty."""
+    asked = [repr(k) for k in keys if given.get(k) not in (None, False, "", [], {})]
+    if asked:
+        logger.warning(
+            "%s %s: DBOS features this runtime does not have; ignored", where, ", ".join(asked)
+        )
+
+
 # A `${NAME}` or `${NAME:-default}` reference, the `$${` escape, or (last) any other `${`, which is
 # a malformed reference: rejecting it beats silently keeping a typo like `${DB URL}` in a URL.
 _REFERENCE = re.compile(
@@ -610,12 +622,7 @@ def _check_overrides(overrides: DBOSConfig | None) -> dict[str, object]:
         return {}
     if not isinstance(overrides, Mapping):
         raise DBOSConfigError(f"config: expected a dict, got {_python_type(overrides)}")
-    asked = [k for k in DBOS_KEYS_IGNORED if overrides.get(k) not in (None, False, "", [], {})]
-    if asked:
-        logger.warning(
-            "config: %s: DBOS features this runtime does not have; ignored",
-            ", ".join(repr(key) for key in asked),
-        )
+    warn_unsupported("config", overrides, DBOS_KEYS_IGNORED)
     overrides = {k: v for k, v in overrides.items() if k not in DBOS_KEYS_IGNORED}  # type: ignore[assignment]
     unknown = [key for key in overrides if key not in _OVERRIDE_SCHEMA]
     if unknown:

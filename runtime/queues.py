@@ -18,7 +18,6 @@ it listens to (``DBOS.listen_queues``), by default every queue it declares.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable, Coroutine, Mapping
@@ -26,9 +25,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypedDict, TypeVar
 
+from runtime.config import warn_unsupported
 from runtime.errors import DBOSException
-
-logger = logging.getLogger("dbos")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -132,12 +130,7 @@ def check_enqueue_options(options: object) -> None:
         value = options.get(key)
         if not isinstance(value, str) or not value.strip():
             raise DBOSException(f"enqueue options need {key!r} (a non-empty string)")
-    ignored = [repr(k) for k in ENQUEUE_OPTIONS_IGNORED if options.get(k) not in (None, "", [], {})]
-    if ignored:
-        logger.warning(
-            "enqueue options %s: DBOS features this runtime does not have; ignored",
-            ", ".join(ignored),
-        )
+    warn_unsupported("enqueue options", options, ENQUEUE_OPTIONS_IGNORED)
     attempts = options.get("max_recovery_attempts")
     if attempts is not None and (
         not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 0
