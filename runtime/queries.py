@@ -586,11 +586,6 @@ WHERE w.workflow_uuid = %(workflow_uuid)s
 RETURNING 1
 """
 
-MAX_FUNCTION_ID = """
-SELECT coalesce(max(function_id), 0) FROM dbos.operation_outputs
-WHERE workflow_uuid = %(workflow_uuid)s
-"""
-
 # Fork: a new workflow with the original's inputs, ready on the internal queue, keeping the recorded
 # outcomes of the steps before %(start_step)s (copied in the same transaction).
 FORK_WORKFLOW = f"""

@@ -74,7 +74,7 @@ class BridgeDialect(PGDialect_psycopg):
         pass  # the connection goes back to the application pool, open
 
     def do_terminate(self, dbapi_connection: Any) -> None:
-        pass
+        pass  # likewise: the connection is ours, not SQLAlchemy's, to end
 
 
 registry.register("postgresql.dbos_bridge", __name__, "BridgeDialect")

@@ -565,11 +565,6 @@ class SystemDatabase:
         )
         return row is not None
 
-    def max_function_id(self, workflow_id: str) -> int:
-        """The highest recorded step number of a workflow (0 when none)."""
-        row = self._one(queries.MAX_FUNCTION_ID, {"workflow_uuid": workflow_id})
-        return int(row[0]) if row else 0
-
     def fork_workflow(
         self,
         workflow_id: str,

@@ -166,7 +166,6 @@ READS = {
     "SystemDatabase.get_workflow_status",
     "SystemDatabase.list_workflow_statuses",
     "SystemDatabase.get_steps",
-    "SystemDatabase.max_function_id",
     "SystemDatabase.wait_snapshots",
     "SystemDatabase.pending_workflow_ids",
     "SystemDatabase.claim_pending",
@@ -245,7 +244,6 @@ def _exercise(db: Any, table: Any) -> None:
         {}, sort_desc=True, limit=10, offset=None, load_input=True, load_output=True
     )
     db.get_steps("wf")
-    db.max_function_id("wf")
     db.wait_snapshots(["wf", "no-such-workflow"])
     db.pending_workflow_ids("exec-1", "v1")
     db.takeover_candidates("proc-3", "v1", 10)
