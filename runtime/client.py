@@ -210,7 +210,7 @@ class DBOSClient:
                     else WorkflowStatusString.ENQUEUED
                 ),
                 name=options["workflow_name"],
-                class_name=options.get("workflow_class_name") or options.get("class_name"),
+                class_name=queues.options_class_name(options),
                 config_name=options.get("instance_name"),
                 max_recovery_attempts=options.get("max_recovery_attempts"),
                 inputs=serialization.serialize_args(args, kwargs),

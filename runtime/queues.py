@@ -115,6 +115,11 @@ ENQUEUE_OPTION_KEYS = (
 ) + ENQUEUE_OPTIONS_IGNORED
 
 
+def options_class_name(options: Mapping[str, Any]) -> Any:
+    """The class of the workflow that enqueue ``options`` name: ours or DBOS's key."""
+    return options.get("workflow_class_name") or options.get("class_name")
+
+
 def check_enqueue_options(options: object) -> None:
     """Refuse, with a ``DBOSException`` naming the option, enqueue options that are not a dict
     of known keys (a misspelt key must not be silently ignored), lack a ``workflow_name`` or

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from runtime import queues
@@ -167,7 +167,7 @@ class QueueCalls(Decorators):
         it is recorded as a child. Without ``app_version`` the first executor to dequeue it gives
         it its own version. Bad options (an unknown key, a value of the wrong type or range)
         raise ``DBOSException`` before anything is recorded."""
-        info = workflow_by_name(options.get("workflow_name"), _class_name_in(options))
+        info = workflow_by_name(options.get("workflow_name"), queues.options_class_name(options))
         request = request_from_options(options)
         with assigned_by_options(options):
             wid = cls._engine().enqueue_workflow(info, args, dict(kwargs), request)
@@ -178,13 +178,8 @@ class QueueCalls(Decorators):
         cls, options: EnqueueOptions, *args: Any, **kwargs: Any
     ) -> WorkflowHandleAsync[Any]:
         """``enqueue_workflow_with_options`` for asyncio code."""
-        info = workflow_by_name(options.get("workflow_name"), _class_name_in(options))
+        info = workflow_by_name(options.get("workflow_name"), queues.options_class_name(options))
         request = request_from_options(options)
         with assigned_by_options(options):
             wid = await cls._engine().enqueue_workflow_async(info, args, dict(kwargs), request)
         return WorkflowHandleAsync(BACKEND, wid)
-
-
-def _class_name_in(options: Mapping[str, Any]) -> Any:
-    """The class of the workflow named in ``options``: ours or DBOS's key."""
-    return options.get("workflow_class_name") or options.get("class_name")
