@@ -60,9 +60,10 @@ DELETE = "DELETE FROM dbos.workflow_schedules WHERE schedule_name = %(name)s"
 
 # Only forward: two executors noting the same tick, or an older one arriving late, never move
 # the start of the next automatic backfill back. ISO 8601 text does not order across offsets,
-# so the comparison is on the instants.
+# so the comparison is on the instants. (The text is sent twice: one parameter used both as text
+# and as a time would be sent as a time, and stored in the server's format.)
 SET_LAST_FIRED = """
-UPDATE dbos.workflow_schedules SET last_fired_at = %(at)s
+UPDATE dbos.workflow_schedules SET last_fired_at = %(text)s::text
 WHERE schedule_name = %(name)s
   AND (last_fired_at IS NULL OR last_fired_at::timestamptz < %(at)s::timestamptz)"""
 
@@ -167,4 +168,4 @@ class ScheduleDatabase:
     def set_last_fired(self, name: str, at_iso: str) -> None:
         """Note a fired tick (ISO 8601), unless a later one is noted already."""
         with self.sysdb.connection() as conn:
-            conn.execute(SET_LAST_FIRED, {"name": name, "at": at_iso})
+            conn.execute(SET_LAST_FIRED, {"name": name, "text": at_iso, "at": at_iso})
