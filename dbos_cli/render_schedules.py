@@ -11,7 +11,7 @@ from rich.markup import escape
 from dbos_cli import render
 
 if TYPE_CHECKING:
-    from runtime.schedules import WorkflowSchedule
+    from runtime.client import WorkflowSchedule
 
 STATUS_STYLE = {"ACTIVE": "green", "PAUSED": "yellow"}
 

@@ -33,6 +33,7 @@ from runtime.errors import (
 from runtime.handles import WorkflowHandle, WorkflowHandleAsync, poll_result
 from runtime.management import STATUSES, Change, ExecutorInfo, OneOrMany, TimeArg
 from runtime.records import NewWorkflow, QueueInfo, VersionWork
+from runtime.schedules import ClientScheduleInput, WorkflowSchedule
 from runtime.status import StepInfo, WorkflowStatus, WorkflowStatusString
 from runtime.system_db import SystemDatabase
 from runtime.waiting import Waiting
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 __all__ = [
     "STATUSES",
     "Change",
+    "ClientScheduleInput",
     "DBOSClient",
     "EnqueueOptions",
     "ExecutorInfo",
@@ -52,6 +54,7 @@ __all__ = [
     "TimeArg",
     "VersionWork",
     "Waiting",
+    "WorkflowSchedule",
 ]
 
 

@@ -110,6 +110,7 @@ class Scheduler:
     def __init__(self, stored: Callable[[], list[Entry]] | None = None) -> None:
         self._stored = stored
         self._stored_entries: list[Entry] = []
+        self._read_failed = False
         self._stop = threading.Event()
         self._changed = threading.Event()
         self._started = False
@@ -153,8 +154,11 @@ class Scheduler:
             return
         try:
             self._stored_entries = self._stored()
+            self._read_failed = False
         except Exception:  # the database may be away for a while: keep the last known ones
-            logger.warning("reading the stored schedules failed", exc_info=True)
+            if not self._read_failed:  # once per outage, not at every poll
+                logger.warning("reading the stored schedules failed", exc_info=True)
+            self._read_failed = True
 
     def _refresh(self, upcoming: dict[str, tuple[Tick, Ticks, Entry]]) -> None:
         """Start new entries (from their first tick after now), restart changed ones, drop the
