@@ -21,13 +21,20 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone, tzinfo
+from typing import Any
 from zoneinfo import ZoneInfo
-
-from croniter import croniter
 
 from runtime.errors import DBOSException
 
 __all__ = ["Tick", "Ticks", "check_timezone", "ticks_between", "validate", "zone"]
+
+
+def _croniter() -> Any:
+    # Loaded on first use: `dbos workflow list` and every other client program import this module
+    # (through the client's schedule calls) and most never read a cron expression.
+    from croniter import croniter
+
+    return croniter
 
 
 def _six_fields(cron: str) -> bool:
@@ -39,7 +46,7 @@ def validate(cron: object) -> None:
     if (
         not isinstance(cron, str)
         or len(cron.split()) not in (5, 6)
-        or not croniter.is_valid(cron, second_at_beginning=_six_fields(cron))
+        or not _croniter().is_valid(cron, second_at_beginning=_six_fields(cron))
     ):
         raise DBOSException(
             f"invalid cron expression {cron!r}: expected 5 fields (minute hour day month weekday) "
@@ -109,7 +116,7 @@ class Ticks:
         self.tz = tz
         self.after = after if after.tzinfo is not None else after.replace(tzinfo=timezone.utc)
         wall = self.after.astimezone(tz).replace(tzinfo=None)
-        self._walls = croniter(cron, wall, second_at_beginning=_six_fields(cron))
+        self._walls = _croniter()(cron, wall, second_at_beginning=_six_fields(cron))
 
     def next(self) -> Tick:
         """The next tick after the previous one (the first: after ``after``)."""

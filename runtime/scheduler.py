@@ -4,9 +4,9 @@ workflows (registered in code) and for the managed schedules stored in the datab
 
 Every launched process runs the scheduler, and each tick runs exactly once across all of them: the
 workflow ID is derived from the schedule and the tick, so the first process to record it wins and
-the others find it recorded. Ticks missed while no process ran are not replayed (a managed
-schedule with ``automatic_backfill`` catches up when first seen); the schedule continues from the
-first tick after launch.
+the others find it recorded. Ticks missed while no process ran, or more than ``LATE_GRACE_S``
+late, are not replayed (a managed schedule with ``automatic_backfill`` catches up when first
+seen); the schedule continues from the first tick after launch.
 
 Cron expressions and their ticks (time zones, DST) are ``runtime.cron``'s. ``@DBOS.scheduled``
 reads its expression in UTC.
@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from runtime import cron
 from runtime.cron import Tick, Ticks
@@ -35,6 +35,8 @@ validate = cron.validate
 POLL_INTERVAL_S = 30.0
 STARTUP_POLL_INTERVAL_S = 1.0
 STARTUP_FAST_POLL_S = 60.0
+# How late a tick may fire: later than this, it is skipped.
+LATE_GRACE_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -217,8 +219,10 @@ class Scheduler:
             logger.warning("schedule %s at %s not started: %s", key, tick.at, exc)
         except Exception:
             logger.exception("schedule %s at %s not started", key, tick.at)
-        # Skip ticks that passed while this one was starting (never replay a backlog).
+        # A tick that came due while this one was starting still fires (a busy second is not a
+        # missed tick); ticks long past (the process was suspended) are skipped, never replayed
+        # as a backlog.
         following = ticks.next()
-        while following.at <= datetime.now(timezone.utc):
+        while following.at < datetime.now(timezone.utc) - timedelta(seconds=LATE_GRACE_S):
             following = ticks.next()
         upcoming[key] = (following, ticks, entry)
