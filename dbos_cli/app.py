@@ -14,6 +14,7 @@ from dbos_cli.commands import executors as executors_cmd
 from dbos_cli.commands import init as init_cmd
 from dbos_cli.commands import migrate as migrate_cmd
 from dbos_cli.commands import postgres as postgres_cmd
+from dbos_cli.commands import schedule as schedule_cmd
 from dbos_cli.commands import start as start_cmd
 from dbos_cli.commands import ui as ui_cmd
 from dbos_cli.commands import workflow as workflow_cmd
@@ -71,6 +72,7 @@ migrate_cmd.register(app)
 postgres_cmd.register(app)
 workflow_cmd.register(app)
 executors_cmd.register(app)
+schedule_cmd.register(app)
 ui_cmd.register(app)
 
 

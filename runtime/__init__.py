@@ -42,9 +42,11 @@ if TYPE_CHECKING:
     from runtime.handles import WorkflowHandle, WorkflowHandleAsync
     from runtime.messaging import SendMessage
     from runtime.queues import Queue, SetEnqueueOptions
+    from runtime.schedules import ClientScheduleInput, ScheduleInput, WorkflowSchedule
     from runtime.status import StepInfo, WorkflowStatus, WorkflowStatusString
 
 _HOMES = {
+    "ClientScheduleInput": "runtime.schedules",
     "DBOS": "runtime.dbos",
     "DBOSAwaitedWorkflowCancelledError": "runtime.errors",
     "DBOSClient": "runtime.client",
@@ -69,6 +71,7 @@ _HOMES = {
     "MaxRecoveryAttemptsExceededError": "runtime.errors",
     "Queue": "runtime.queues",
     "SetEnqueueOptions": "runtime.queues",
+    "ScheduleInput": "runtime.schedules",
     "SendMessage": "runtime.messaging",
     "SetWorkflowID": "runtime.context",
     "SetWorkflowTimeout": "runtime.context",
@@ -77,11 +80,13 @@ _HOMES = {
     "StepStatus": "runtime.context",
     "WorkflowHandle": "runtime.handles",
     "WorkflowHandleAsync": "runtime.handles",
+    "WorkflowSchedule": "runtime.schedules",
     "WorkflowStatus": "runtime.status",
     "WorkflowStatusString": "runtime.status",
 }
 
 __all__ = [
+    "ClientScheduleInput",
     "DBOS",
     "DBOSAwaitedWorkflowCancelledError",
     "DBOSClient",
@@ -105,6 +110,7 @@ __all__ = [
     "FencingToken",
     "MaxRecoveryAttemptsExceededError",
     "Queue",
+    "ScheduleInput",
     "SendMessage",
     "SetEnqueueOptions",
     "SetWorkflowID",
@@ -114,6 +120,7 @@ __all__ = [
     "StepStatus",
     "WorkflowHandle",
     "WorkflowHandleAsync",
+    "WorkflowSchedule",
     "WorkflowStatus",
     "WorkflowStatusString",
 ]

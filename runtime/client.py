@@ -21,6 +21,7 @@ from typing_extensions import Required
 
 from runtime import context, management, queues, serialization
 from runtime.asyncs import twin
+from runtime.client_schedules import ClientScheduleCalls
 from runtime.config import resolve
 from runtime.context import validate_workflow_id
 from runtime.embedded import resolve_system_url
@@ -32,6 +33,7 @@ from runtime.errors import (
 from runtime.handles import WorkflowHandle, WorkflowHandleAsync, poll_result
 from runtime.management import STATUSES, Change, ExecutorInfo, OneOrMany, TimeArg
 from runtime.records import NewWorkflow, QueueInfo, VersionWork
+from runtime.schedules import ClientScheduleInput, WorkflowSchedule
 from runtime.status import StepInfo, WorkflowStatus, WorkflowStatusString
 from runtime.system_db import SystemDatabase
 from runtime.waiting import Waiting
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
 __all__ = [
     "STATUSES",
     "Change",
+    "ClientScheduleInput",
     "DBOSClient",
     "EnqueueOptions",
     "ExecutorInfo",
@@ -51,6 +54,7 @@ __all__ = [
     "TimeArg",
     "VersionWork",
     "Waiting",
+    "WorkflowSchedule",
 ]
 
 
@@ -102,7 +106,7 @@ def _check_urls(database_url: object, system_url: object, application_url: objec
         )
 
 
-class DBOSClient:
+class DBOSClient(ClientScheduleCalls):
     """A connection to an application's system tables from outside the application.
 
     With no URL, it finds the database as the CLI does: ``DBOS_SYSTEM_DATABASE_URL`` or

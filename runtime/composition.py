@@ -28,6 +28,7 @@ from runtime.migrate import check_current, migrate
 from runtime.queues import declared_queues
 from runtime.recovery import Recovery
 from runtime.scheduler import Scheduler
+from runtime.schedules import Schedules, StoredSchedules
 from runtime.system_db import SystemDatabase
 
 
@@ -86,7 +87,12 @@ class Runtime:
             application_version=self.app_version,
             max_threads=settings.max_executor_threads,
         )
-        self.scheduler = Scheduler()
+        self.schedules = Schedules(self.sysdb)
+        # The managed schedules this process runs: those of the workflows it has registered.
+        stored = StoredSchedules(
+            self.schedules, lambda name: registry.get_workflow(name) is not None
+        )
+        self.scheduler = Scheduler(stored.entries)
         self.executors = ExecutorRegistry(
             self.sysdb,
             executor_id=settings.executor_id,

@@ -15,9 +15,9 @@ from runtime import DBOS, SetWorkflowID, dispatcher
 
 Launch = Callable[..., None]
 
-# Statements that are not the workflow's: the test's own queries and the deadline sweep, which
-# runs on a timer whatever workflows do.
-NOT_THE_WORKFLOWS = ("pg_stat_statements", "workflow_deadline_epoch_ms <")
+# Statements that are not the workflow's: the test's own queries, and the deadline sweep and the
+# scheduler's poll of the stored schedules, which run on timers whatever workflows do.
+NOT_THE_WORKFLOWS = ("pg_stat_statements", "workflow_deadline_epoch_ms <", "workflow_schedules")
 
 
 def _statements(conn: psycopg.Connection[tuple[object, ...]]) -> list[tuple[str, int]]:
