@@ -13,7 +13,7 @@ import asyncio
 import threading
 import time
 import uuid
-from collections.abc import AsyncGenerator, Generator, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
 
@@ -21,6 +21,7 @@ from typing_extensions import Required
 
 from runtime import context, management, queues, serialization
 from runtime.asyncs import twin
+from runtime.client_streams import ClientStreams
 from runtime.config import resolve
 from runtime.context import validate_workflow_id
 from runtime.embedded import resolve_system_url
@@ -102,7 +103,7 @@ def _check_urls(database_url: object, system_url: object, application_url: objec
         )
 
 
-class DBOSClient:
+class DBOSClient(ClientStreams):
     """A connection to an application's system tables from outside the application.
 
     With no URL, it finds the database as the CLI does: ``DBOS_SYSTEM_DATABASE_URL`` or
@@ -186,100 +187,6 @@ class DBOSClient:
 
     send_async = twin(send)
     get_event_async = twin(get_event)
-
-    # -- streams ----------------------------------------------------------------------------------
-
-    def _stream_reader(
-        self,
-        workflow_id: str,
-        key: str,
-        offset: int,
-        polling_interval_sec: float | None,
-        timeout_seconds: float | None,
-    ) -> dict[str, Any]:
-        from runtime import streams
-
-        # Checked before the listener starts: a bad call costs no connection.
-        streams.check_read_args(workflow_id, key, offset, polling_interval_sec, timeout_seconds)
-        return streams.reader_args(
-            self.sysdb,
-            self._listen(),
-            workflow_id,
-            key,
-            offset=offset,
-            polling_interval_sec=polling_interval_sec,
-            timeout_seconds=timeout_seconds,
-            default_poll_s=streams.DEFAULT_POLL_S,
-            ops=None,
-        )
-
-    def read_stream(
-        self,
-        workflow_id: str,
-        key: str,
-        *,
-        offset: int = 0,
-        polling_interval_sec: float | None = None,
-        timeout_seconds: float | None = None,
-    ) -> Generator[Any, Any, None]:
-        """Yield the values of stream ``key`` of workflow ``workflow_id`` in order from
-        ``offset`` (0: the first) as they are written, until the stream is closed or the workflow
-        has ended and every value is read. Waits are woken by the client's own LISTEN connection
-        (started on its first wait) and look at the database at least every
-        ``polling_interval_sec`` (>= 0.001; default 1 s). ``timeout_seconds``: the longest wait
-        for each value, then ``DBOSStreamTimeoutError``. ``DBOSNonExistentWorkflowError`` when
-        no workflow has that ID."""
-        from runtime import streams
-
-        args = self._stream_reader(workflow_id, key, offset, polling_interval_sec, timeout_seconds)
-        return streams.read_values(args)
-
-    def read_stream_async(
-        self,
-        workflow_id: str,
-        key: str,
-        *,
-        offset: int = 0,
-        polling_interval_sec: float | None = None,
-        timeout_seconds: float | None = None,
-    ) -> AsyncGenerator[Any, None]:
-        """``read_stream`` as an async generator (``async for``)."""
-        from runtime import streams
-
-        args = self._stream_reader(workflow_id, key, offset, polling_interval_sec, timeout_seconds)
-        return streams.read_values_async(args)
-
-    def read_stream_offset(
-        self,
-        workflow_id: str,
-        key: str,
-        offset: int,
-        *,
-        polling_interval_sec: float | None = None,
-        timeout_seconds: float | None = None,
-    ) -> Any:
-        """The one value at ``offset`` of the stream, waiting for it (at most
-        ``timeout_seconds``; None: no limit); ``DBOSStreamTimeoutError`` when the timeout passes
-        or the stream ends before that offset."""
-        from runtime import streams
-
-        args = self._stream_reader(workflow_id, key, offset, polling_interval_sec, timeout_seconds)
-        return streams.read_one(args)
-
-    async def read_stream_offset_async(
-        self,
-        workflow_id: str,
-        key: str,
-        offset: int,
-        *,
-        polling_interval_sec: float | None = None,
-        timeout_seconds: float | None = None,
-    ) -> Any:
-        """``read_stream_offset`` for asyncio code."""
-        from runtime import streams
-
-        args = self._stream_reader(workflow_id, key, offset, polling_interval_sec, timeout_seconds)
-        return await streams.read_one_async(args)
 
     # -- workflows --------------------------------------------------------------------------------
 
