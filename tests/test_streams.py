@@ -385,3 +385,27 @@ def test_cli_follows_a_live_stream_and_stops_cleanly_on_ctrl_c(
             proc.wait()
     DBOS.send("w-follow", 2, topic="go")
     handle.get_result()
+
+
+def test_a_fork_keeps_the_values_written_before_its_start_step(
+    launch_dbos: Launch, db_url: str
+) -> None:
+    @DBOS.step()
+    def work(i: int) -> int:
+        return i
+
+    @DBOS.workflow()
+    def writer() -> None:
+        for i in range(3):
+            DBOS.write_stream("out", i)  # steps 1, 3, 5
+            work(i)  # steps 2, 4, 6
+        DBOS.close_stream("out")  # step 7
+
+    launch_dbos()
+    with SetWorkflowID("w-orig"):
+        writer()
+    fork = DBOS.fork_workflow("w-orig", 4)
+    fork.get_result()
+    # Values 0 and 1 come from the copy (their writes replay), 2 and the close from the re-run.
+    assert _rows(db_url, fork.workflow_id) == _rows(db_url, "w-orig")
+    assert list(DBOS.read_stream(fork.workflow_id, "out")) == [0, 1, 2]
