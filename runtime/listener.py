@@ -1,10 +1,10 @@
 """Every NOTIFY channel, the one LISTEN connection per process, and the in-memory waiters it wakes.
 
-Cancellations, messages, events, enqueues and executor stops written by any process reach this
-process within milliseconds without a query per step. If the connection drops, the thread
-reconnects with backoff and LISTENs again; callers must treat a notification as a hint and keep
-the database authoritative (a checkpoint write still reports a cancellation, and waiters poll
-slowly as a fallback).
+Cancellations, messages, events, stream values, enqueues and executor stops written by any
+process reach this process within milliseconds without a query per step. If the connection
+drops, the thread reconnects with backoff and LISTENs again; callers must treat a notification as
+a hint and keep the database authoritative (a checkpoint write still reports a cancellation, and
+waiters poll slowly as a fallback).
 
 The channels and their payloads, as the triggers of ``schema.sql`` and its migrations (and
 ``queries.STOP_EXECUTOR``/``MARK_EXECUTORS_GONE``) send them (a test checks that the two agree):
