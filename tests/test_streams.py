@@ -235,6 +235,10 @@ def test_bad_writes_and_reads_are_refused_before_anything_is_recorded(
             DBOS.write_stream("out", object())
         except DBOSSerializationError:
             pass
+        try:
+            DBOS.write_stream("o\x00ut", 1)  # Postgres text cannot hold a NUL
+        except DBOSException:
+            pass
         DBOS.write_stream("out", "after")
         return "ok"
 
@@ -409,3 +413,23 @@ def test_a_fork_keeps_the_values_written_before_its_start_step(
     # Values 0 and 1 come from the copy (their writes replay), 2 and the close from the re-run.
     assert _rows(db_url, fork.workflow_id) == _rows(db_url, "w-orig")
     assert list(DBOS.read_stream(fork.workflow_id, "out")) == [0, 1, 2]
+
+
+def test_concurrent_writes_to_one_stream_each_get_their_own_offset(
+    launch_dbos: Launch, db_url: str
+) -> None:
+    """Writes racing for the next offset (tasks of an async workflow): none is lost, none is
+    doubled, and the offsets have no gap."""
+
+    @DBOS.workflow()
+    async def fan_out() -> None:
+        await asyncio.gather(*(DBOS.write_stream_async("out", i) for i in range(20)))
+        await DBOS.close_stream_async("out")
+
+    launch_dbos()
+    with SetWorkflowID("w-race"):
+        asyncio.run(fan_out())
+    rows = _rows(db_url, "w-race")
+    assert [offset for offset, _ in rows] == list(range(21))
+    assert sorted(v for _, v in rows[:20]) == list(range(20))
+    assert rows[20][1] == "__DBOS_STREAM_CLOSED__"
