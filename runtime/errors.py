@@ -19,7 +19,8 @@ below), so callers can catch ours without catching everything::
         ├── MaxRecoveryAttemptsExceededError a workflow was recovered too often
         ├── DBOSAwaitedWorkflowCancelledError the workflow whose result was awaited was cancelled
         ├── DBOSWorkflowFunctionNotFoundError a recorded workflow name is not registered here
-        └── DBOSStreamTimeoutError           no stream value arrived in time (or ever will)
+        ├── DBOSStreamTimeoutError           no stream value arrived in time (or ever will)
+        └── DBOSStreamNondeterminismError    two reads of streams at once in one workflow
     BaseException
     ├── DBOSWorkflowCancelledError           raised inside a cancelled workflow: stops it at a step
     └── DBOSWorkflowFencedError              another executor took the workflow over: stop silently
@@ -146,6 +147,21 @@ class DBOSStreamTimeoutError(DBOSException):
         self.workflow_id = workflow_id
         self.key = key
         self.timeout_seconds = timeout_seconds
+
+
+class DBOSStreamNondeterminismError(DBOSException):
+    """A workflow started reading a stream while another of its reads was under way (tasks of an
+    async workflow reading at once): which read records which value would depend on scheduling,
+    so a replay could differ. Read streams one at a time in workflow code, or from a step."""
+
+    def __init__(self, workflow_id: str, key: str) -> None:
+        super().__init__(
+            f"workflow {workflow_id!r} cannot read stream {key!r} deterministically: another "
+            "stream read of the same workflow is under way; read streams one at a time in "
+            "workflow code, or from a step"
+        )
+        self.workflow_id = workflow_id
+        self.key = key
 
 
 class DBOSWorkflowCancelledError(BaseException):

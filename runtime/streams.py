@@ -23,9 +23,11 @@ from a step, from a client or outside a workflow, nothing is recorded.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, Generator
+from collections.abc import AsyncGenerator, Generator, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from runtime import context, serialization
@@ -33,7 +35,12 @@ from runtime.config import warn_unsupported
 from runtime.context import StepContext, WorkflowContext, now_ms
 from runtime.engine.drive import Blocking, Effect, Operation, run_async, run_sync
 from runtime.engine.protocol import Operations, owner_verdict, replay_outcome
-from runtime.errors import DBOSException, DBOSNonExistentWorkflowError, DBOSStreamTimeoutError
+from runtime.errors import (
+    DBOSException,
+    DBOSNonExistentWorkflowError,
+    DBOSStreamNondeterminismError,
+    DBOSStreamTimeoutError,
+)
 from runtime.listener import Notifications, Watch, stream_key
 from runtime.serialization import check_text
 from runtime.stream_db import StreamDatabase
@@ -96,6 +103,27 @@ def check_read_args(
             "polling_interval_sec must be a finite number of at least 0.001 seconds, got "
             f"{polling_interval_sec}"
         )
+
+
+# The workflows (by ``id`` of their context) in which a recorded read is under way.
+_READING: set[int] = set()
+_READING_LOCK = threading.Lock()
+
+
+@contextmanager
+def _one_read_at_a_time(ctx: WorkflowContext, key: str) -> Iterator[None]:
+    """Sequential reads of a workflow never overlap (each records its value before handing it
+    over); two that do run concurrently (tasks of an async workflow), and which one records which
+    value, under which step number, would depend on scheduling: a replay could swap them."""
+    with _READING_LOCK:
+        if id(ctx) in _READING:
+            raise DBOSStreamNondeterminismError(ctx.workflow_id, key)
+        _READING.add(id(ctx))
+    try:
+        yield
+    finally:
+        with _READING_LOCK:
+            _READING.discard(id(ctx))
 
 
 class _Wait(Effect):
@@ -167,32 +195,35 @@ class StreamReader:
             self.bound = True
             self.ctx = context.active_workflow() if self.ops is not None else None
         ops, ctx = self.ops, self.ctx
-        function_id = 0
-        if ops is not None and ctx is not None:
-            function_id, rec = ops.begin(ctx, self.op_name)
-            if rec is not None:
-                value = replay_outcome(rec)
-                if isinstance(value, str) and value == STREAM_CLOSED:
-                    return _END
-                self.offset += 1
-                return value
+        if ops is None or ctx is None:
+            raw = yield from self._next_raw()
+            return self._deliver(raw)
+        with _one_read_at_a_time(ctx, self.key):
+            return (yield from self._next_recorded(ops, ctx))
+
+    def _next_recorded(self, ops: Operations, ctx: WorkflowContext) -> Operation[Any]:
+        """``next_value`` in a workflow: one step per value (and for the end, or a timeout)."""
+        function_id, rec = ops.begin(ctx, self.op_name)
+        if rec is not None:
+            value = replay_outcome(rec)
+            if isinstance(value, str) and value == STREAM_CLOSED:
+                return _END
+            self.offset += 1
+            return value
         started = now_ms()
         try:
             raw = yield from self._next_raw()
         except DBOSStreamTimeoutError as exc:
-            if ops is not None and ctx is not None:
-                error = serialization.serialize_exception(exc)
-                yield ops.recording(
-                    ctx, function_id, self.op_name, error=error, started_at_ms=started
-                )
+            error = serialization.serialize_exception(exc)
+            yield ops.recording(ctx, function_id, self.op_name, error=error, started_at_ms=started)
             raise
-        if ops is not None and ctx is not None:
-            # Recorded before it is handed over: a crash after the workflow acted on the value
-            # replays it.
-            output = _CLOSED_JSON if raw is None else raw
-            yield ops.recording(
-                ctx, function_id, self.op_name, output=output, started_at_ms=started
-            )
+        # Recorded before it is handed over: a crash after the workflow acted on the value
+        # replays it.
+        output = _CLOSED_JSON if raw is None else raw
+        yield ops.recording(ctx, function_id, self.op_name, output=output, started_at_ms=started)
+        return self._deliver(raw)
+
+    def _deliver(self, raw: str | None) -> Any:
         if raw is None or raw == _CLOSED_JSON:
             return _END
         self.offset += 1

@@ -433,3 +433,33 @@ def test_concurrent_writes_to_one_stream_each_get_their_own_offset(
     assert [offset for offset, _ in rows] == list(range(21))
     assert sorted(v for _, v in rows[:20]) == list(range(20))
     assert rows[20][1] == "__DBOS_STREAM_CLOSED__"
+
+
+def test_two_reads_at_once_in_one_workflow_are_refused(launch_dbos: Launch) -> None:
+    """Concurrent reads would record their values under step numbers that depend on scheduling
+    (DBOS's DBOSStreamNondeterminismError); sequential ones are fine."""
+
+    @DBOS.workflow()
+    def source() -> None:
+        DBOS.write_stream("out", "a")
+        DBOS.recv("go", timeout_seconds=30)
+        DBOS.close_stream("out")
+
+    @DBOS.workflow()
+    async def two_readers() -> list[str]:
+        async def consume() -> list[str]:
+            return [v async for v in DBOS.read_stream_async("w-src", "out")]
+
+        results = await asyncio.gather(consume(), consume(), return_exceptions=True)
+        again = [v async for v in DBOS.read_stream_async("w-src", "out")]
+        return sorted(type(r).__name__ for r in results) + again
+
+    launch_dbos()
+    with SetWorkflowID("w-src"):
+        source_handle = DBOS.start_workflow(source)
+    with SetWorkflowID("w-two"):
+        handle = DBOS.start_workflow(two_readers)
+    time.sleep(0.3)
+    DBOS.send("w-src", "close", topic="go")
+    assert handle.get_result() == ["DBOSStreamNondeterminismError", "list", "a"]
+    source_handle.get_result()
