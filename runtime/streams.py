@@ -94,15 +94,23 @@ def check_read_args(
     check_text(key, "stream key")
     if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
         raise DBOSException(f"offset must be an integer >= 0, got {offset!r}")
-    if timeout_seconds is not None and not (timeout_seconds >= 0):
-        raise DBOSException(f"timeout_seconds must not be negative, got {timeout_seconds}")
-    if polling_interval_sec is not None and (
-        not math.isfinite(polling_interval_sec) or polling_interval_sec < 0.001
+    if timeout_seconds is not None and not (_is_number(timeout_seconds) and timeout_seconds >= 0):
+        raise DBOSException(
+            f"timeout_seconds must be a number of seconds >= 0 (or None), got {timeout_seconds!r}"
+        )
+    if polling_interval_sec is not None and not (
+        _is_number(polling_interval_sec)
+        and math.isfinite(polling_interval_sec)
+        and polling_interval_sec >= 0.001
     ):
         raise DBOSException(
             "polling_interval_sec must be a finite number of at least 0.001 seconds, got "
-            f"{polling_interval_sec}"
+            f"{polling_interval_sec!r}"
         )
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 # The workflows (by ``id`` of their context) in which a recorded read is under way.

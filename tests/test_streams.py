@@ -260,6 +260,10 @@ def test_bad_writes_and_reads_are_refused_before_anything_is_recorded(
         DBOS.read_stream("w-bad", "out", polling_interval_sec=0)
     with pytest.raises(DBOSException, match="timeout_seconds"):
         DBOS.read_stream_offset("w-bad", "out", 0, timeout_seconds=-1)
+    with pytest.raises(DBOSException, match="timeout_seconds"):
+        DBOS.read_stream("w-bad", "out", timeout_seconds="soon")  # type: ignore[arg-type]
+    with pytest.raises(DBOSException, match="string"):
+        DBOS.read_stream("w-bad", 7)  # type: ignore[arg-type]
 
 
 def test_async_workflows_write_and_read_with_the_twins(launch_dbos: Launch, db_url: str) -> None:
