@@ -415,3 +415,36 @@ def executor_json(e: ExecutorInfo) -> dict[str, Any]:
         "lease_ms": e.lease_ms,
         "pending_workflows": e.pending_workflows,
     }
+
+
+# -- streams ---------------------------------------------------------------------------------------
+
+
+def _terminal_safe(text: str) -> str:
+    """JSON text with every control character (C0, DEL and C1: what a terminal would obey as a
+    command) written as a ``\\uXXXX`` escape, which is still the same JSON."""
+    return "".join(
+        f"\\u{ord(c):04x}" if ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F else c for c in text
+    )
+
+
+def stream_header() -> None:
+    """The column names above the values `workflow stream` prints as they arrive."""
+    out.print("[bold]offset  value[/bold]")
+
+
+def stream_value(offset: int, value: Any, json_output: bool) -> None:
+    """One value of a stream, printed at once: ``offset  value`` (the value as JSON), or with
+    ``json_output`` one JSON object ``{"offset", "value"}`` on its own line."""
+    if json_output:
+        line = json.dumps({"offset": offset, "value": value}, default=str, ensure_ascii=False)
+        sys.stdout.write(_terminal_safe(line) + "\n")
+        sys.stdout.flush()
+        return
+    text = json.dumps(value, default=str, ensure_ascii=False, sort_keys=True)
+    out.print(f"{offset:>6}  {escape(_terminal_safe(text))}")
+
+
+def stream_end(count: int) -> None:
+    """The line after the last value: the stream is closed or its workflow has ended."""
+    out.print(f"[dim]end of stream ({count} value{'' if count == 1 else 's'})[/dim]")

@@ -22,6 +22,7 @@ from typing_extensions import Required
 from runtime import context, management, queues, serialization
 from runtime.asyncs import twin
 from runtime.client_schedules import ClientScheduleCalls
+from runtime.client_streams import ClientStreams
 from runtime.config import resolve
 from runtime.context import validate_workflow_id
 from runtime.embedded import resolve_system_url
@@ -106,7 +107,7 @@ def _check_urls(database_url: object, system_url: object, application_url: objec
         )
 
 
-class DBOSClient(ClientScheduleCalls):
+class DBOSClient(ClientScheduleCalls, ClientStreams):
     """A connection to an application's system tables from outside the application.
 
     With no URL, it finds the database as the CLI does: ``DBOS_SYSTEM_DATABASE_URL`` or

@@ -19,6 +19,7 @@ from runtime.listener import (
     EXECUTOR_CHANNEL,
     MESSAGE_CHANNEL,
     QUEUE_CHANNEL,
+    STREAM_CHANNEL,
     NotificationListener,
     Notifications,
     fan_out,
@@ -29,6 +30,7 @@ from runtime.queues import declared_queues
 from runtime.recovery import Recovery
 from runtime.scheduler import Scheduler
 from runtime.schedules import Schedules, StoredSchedules
+from runtime.streams import Streams
 from runtime.system_db import SystemDatabase
 
 
@@ -79,6 +81,9 @@ class Runtime:
         )
         self.notifications = Notifications(poll_s=settings.polling_interval_s)
         self.messaging = Messaging(self.engine.ops, self.notifications)
+        self.streams = Streams(
+            self.engine.ops, self.notifications, default_poll_s=settings.polling_interval_s
+        )
         self.dispatcher = QueueDispatcher(
             self.engine,
             self.sysdb,
@@ -119,6 +124,7 @@ class Runtime:
                 EXECUTOR_CHANNEL: self.recovery.wake,
                 MESSAGE_CHANNEL: fan_out(self.notifications.messages.notify, parking.on_message),
                 EVENT_CHANNEL: fan_out(self.notifications.events.notify, parking.on_event),
+                STREAM_CHANNEL: self.notifications.streams.notify,
             },
         )
         self.engine.starter.on_enqueued = self.dispatcher.wake

@@ -15,9 +15,10 @@ from runtime.errors import DBOSException
 from runtime.facade.asyncs import AsyncManagementCalls
 from runtime.facade.base import FacadeBase, classproperty, logger
 from runtime.facade.schedules import AsyncScheduleCalls
+from runtime.facade.streams import StreamCalls
 
 
-class DBOS(AsyncManagementCalls, AsyncScheduleCalls):
+class DBOS(AsyncManagementCalls, AsyncScheduleCalls, StreamCalls):
     """The one runtime object of a process.
 
     ``DBOS(config)`` sets it up, ``DBOS.launch()`` connects, migrates, recovers pending workflows

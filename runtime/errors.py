@@ -18,7 +18,9 @@ below), so callers can catch ours without catching everything::
         ├── DBOSQueueDeduplicatedError       an enqueue hit a live deduplication ID
         ├── MaxRecoveryAttemptsExceededError a workflow was recovered too often
         ├── DBOSAwaitedWorkflowCancelledError the workflow whose result was awaited was cancelled
-        └── DBOSWorkflowFunctionNotFoundError a recorded workflow name is not registered here
+        ├── DBOSWorkflowFunctionNotFoundError a recorded workflow name is not registered here
+        ├── DBOSStreamTimeoutError           no stream value arrived in time (or ever will)
+        └── DBOSStreamNondeterminismError    two reads of streams at once in one workflow
     BaseException
     ├── DBOSWorkflowCancelledError           raised inside a cancelled workflow: stops it at a step
     └── DBOSWorkflowFencedError              another executor took the workflow over: stop silently
@@ -133,6 +135,33 @@ class DBOSAwaitedWorkflowCancelledError(DBOSException):
 
 class DBOSWorkflowFunctionNotFoundError(DBOSException):
     """A recorded workflow names a function that this process has not registered."""
+
+
+class DBOSStreamTimeoutError(DBOSException):
+    """No value arrived on a stream within ``timeout_seconds`` (then ``timeout_seconds`` is set),
+    or the stream ended before the offset asked for (then it is None: none ever will)."""
+
+    def __init__(self, workflow_id: str, key: str, timeout_seconds: float | None = None) -> None:
+        within = f" within {timeout_seconds} seconds" if timeout_seconds is not None else ""
+        super().__init__(f"no value arrived on stream {key!r} of workflow {workflow_id!r}{within}")
+        self.workflow_id = workflow_id
+        self.key = key
+        self.timeout_seconds = timeout_seconds
+
+
+class DBOSStreamNondeterminismError(DBOSException):
+    """A workflow started reading a stream while another of its reads was under way (tasks of an
+    async workflow reading at once): which read records which value would depend on scheduling,
+    so a replay could differ. Read streams one at a time in workflow code, or from a step."""
+
+    def __init__(self, workflow_id: str, key: str) -> None:
+        super().__init__(
+            f"workflow {workflow_id!r} cannot read stream {key!r} deterministically: another "
+            "stream read of the same workflow is under way; read streams one at a time in "
+            "workflow code, or from a step"
+        )
+        self.workflow_id = workflow_id
+        self.key = key
 
 
 class DBOSWorkflowCancelledError(BaseException):

@@ -1,10 +1,10 @@
 """Every NOTIFY channel, the one LISTEN connection per process, and the in-memory waiters it wakes.
 
-Cancellations, messages, events, enqueues and executor stops written by any process reach this
-process within milliseconds without a query per step. If the connection drops, the thread
-reconnects with backoff and LISTENs again; callers must treat a notification as a hint and keep
-the database authoritative (a checkpoint write still reports a cancellation, and waiters poll
-slowly as a fallback).
+Cancellations, messages, events, stream values, enqueues and executor stops written by any
+process reach this process within milliseconds without a query per step. If the connection
+drops, the thread reconnects with backoff and LISTENs again; callers must treat a notification as
+a hint and keep the database authoritative (a checkpoint write still reports a cancellation, and
+waiters poll slowly as a fallback).
 
 The channels and their payloads, as the triggers of ``schema.sql`` and its migrations (and
 ``queries.STOP_EXECUTOR``/``MARK_EXECUTORS_GONE``) send them (a test checks that the two agree):
@@ -38,7 +38,16 @@ CANCEL_CHANNEL = "dbos_workflow_cancel_channel"
 QUEUE_CHANNEL = "dbos_queue_channel"
 # An executor process stopped (or was found gone); payload its executor ID.
 EXECUTOR_CHANNEL = "dbos_executor_channel"
-CHANNELS = (MESSAGE_CHANNEL, EVENT_CHANNEL, CANCEL_CHANNEL, QUEUE_CHANNEL, EXECUTOR_CHANNEL)
+# A value written to (or the close of) a stream; payload ``stream_key(workflow_id, key)``.
+STREAM_CHANNEL = "dbos_streams_channel"
+CHANNELS = (
+    MESSAGE_CHANNEL,
+    EVENT_CHANNEL,
+    CANCEL_CHANNEL,
+    QUEUE_CHANNEL,
+    EXECUTOR_CHANNEL,
+    STREAM_CHANNEL,
+)
 
 # With the listener up a notification wakes a waiter at once; the poll only guards against a
 # notification lost in a reconnect. With it down, polling is the only way to notice, so it is fast.
@@ -65,6 +74,11 @@ def message_key(workflow_id: str, topic: str | None) -> str:
 
 def event_key(workflow_id: str, key: str) -> str:
     """The notification payload of an event ``key`` of ``workflow_id``."""
+    return f"{workflow_id}::{key}"
+
+
+def stream_key(workflow_id: str, key: str) -> str:
+    """The notification payload of a write to stream ``key`` of ``workflow_id``."""
     return f"{workflow_id}::{key}"
 
 
@@ -154,24 +168,31 @@ class Waiters:
 
 
 class Notifications:
-    """The waiters for messages and events of one process, fed by its listener."""
+    """The waiters for messages, events and stream values of one process, fed by its
+    listener."""
 
     def __init__(self, *, poll_s: float | None = None) -> None:
         """``poll_s``: how often a waiter looks at the table while no LISTEN connection is up
         (``notification_listener_polling_interval_sec``), in seconds; None: 0.5."""
         self.messages = Waiters()
         self.events = Waiters()
+        self.streams = Waiters()
         self.is_listening: Callable[[], bool] = lambda: False
         self.poll_not_listening_s = POLL_NOT_LISTENING_S if poll_s is None else poll_s
 
     def callbacks(self) -> dict[str, Callback]:
         """Listener channel → callback."""
-        return {MESSAGE_CHANNEL: self.messages.notify, EVENT_CHANNEL: self.events.notify}
+        return {
+            MESSAGE_CHANNEL: self.messages.notify,
+            EVENT_CHANNEL: self.events.notify,
+            STREAM_CHANNEL: self.streams.notify,
+        }
 
     def wake_all(self) -> None:
         """Wake every waiter so it looks at the database again."""
         self.messages.notify_all()
         self.events.notify_all()
+        self.streams.notify_all()
 
     def wait(
         self, watch: Watch, seconds: float, interrupt: Callable[[], None] | None = None

@@ -601,7 +601,13 @@ FROM dbos.workflow_status
 WHERE workflow_uuid = %(workflow_uuid)s
 """
 
+# With the steps go the stream values they wrote (a replayed write appends nothing again).
 COPY_STEPS = """
+WITH copied_streams AS (
+    INSERT INTO dbos.streams (workflow_uuid, key, value, "offset", function_id)
+    SELECT %(new_id)s, key, value, "offset", function_id FROM dbos.streams
+    WHERE workflow_uuid = %(workflow_uuid)s AND function_id < %(start_step)s
+)
 INSERT INTO dbos.operation_outputs (
     workflow_uuid, function_id, function_name, output, error, child_workflow_id,
     started_at_epoch_ms, completed_at_epoch_ms

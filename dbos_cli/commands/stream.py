@@ -1,0 +1,69 @@
+"""`dbos workflow stream WORKFLOW_ID KEY`: follow a workflow's stream, printing each value as it is
+written, until the stream is closed or the workflow has ended (Ctrl-C stops following)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from dbos_cli import render
+from dbos_cli.options import DbUrl, system_schema, system_url
+
+FromOffset = Annotated[
+    int,
+    typer.Option(
+        "--from-offset",
+        min=0,
+        help="Start at this offset (0: the first value); a reconnecting reader passes the "
+        "offset after the last one it printed.",
+    ),
+]
+JsonLines = Annotated[
+    bool,
+    typer.Option(
+        "--json",
+        help='Print one JSON object per value and line, {"offset": N, "value": ...}, and nothing '
+        "else.",
+    ),
+]
+
+
+def stream(
+    workflow_id: Annotated[str, typer.Argument(help="The ID of the workflow that writes.")],
+    key: Annotated[str, typer.Argument(help="The stream's key.")],
+    from_offset: FromOffset = 0,
+    db_url: DbUrl = None,
+    json_output: JsonLines = False,
+) -> None:
+    """Print a workflow's stream values as they are written (offset and value, one per line),
+    until the stream is closed or the workflow has ended."""
+    from runtime.client import DBOSClient  # the runtime loads here, not when the CLI starts
+
+    client = DBOSClient(system_url(db_url), dbos_system_schema=system_schema())
+    offset = from_offset
+    try:
+        values = client.read_stream(workflow_id, key, offset=from_offset)
+        if not json_output:
+            render.stream_header()
+        try:
+            for value in values:
+                render.stream_value(offset, value, json_output)
+                offset += 1
+        finally:
+            values.close()
+    except KeyboardInterrupt:
+        # Stopping to follow is not an error: say where to pick up again, then exit as a shell
+        # expects after Ctrl-C.
+        if not json_output:
+            render.info(f"stopped; resume with --from-offset {offset}")
+        raise typer.Exit(130) from None
+    finally:
+        client.destroy()
+    if not json_output:
+        render.stream_end(offset - from_offset)
+
+
+def register(workflow_group: typer.Typer) -> None:
+    """Add `stream` to the `dbos workflow` group."""
+    workflow_group.command("stream")(stream)
