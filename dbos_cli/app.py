@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from dbos_cli import render
+from dbos_cli.commands import check_replay as check_replay_cmd
 from dbos_cli.commands import executors as executors_cmd
 from dbos_cli.commands import init as init_cmd
 from dbos_cli.commands import migrate as migrate_cmd
@@ -70,6 +71,7 @@ start_cmd.register(app)
 migrate_cmd.register(app)
 postgres_cmd.register(app)
 workflow_cmd.register(app)
+check_replay_cmd.register(workflow_cmd.group)
 executors_cmd.register(app)
 ui_cmd.register(app)
 
