@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from runtime.handles import WorkflowHandle, WorkflowHandleAsync
     from runtime.messaging import SendMessage
     from runtime.queues import Queue, SetEnqueueOptions
+    from runtime.replay_check import ReplayCheckReport, ReplayCheckResult, check_replay
     from runtime.status import StepInfo, WorkflowStatus, WorkflowStatusString
 
 _HOMES = {
@@ -68,6 +69,8 @@ _HOMES = {
     "EnqueueOptions": "runtime.client",
     "MaxRecoveryAttemptsExceededError": "runtime.errors",
     "Queue": "runtime.queues",
+    "ReplayCheckReport": "runtime.replay_check",
+    "ReplayCheckResult": "runtime.replay_check",
     "SetEnqueueOptions": "runtime.queues",
     "SendMessage": "runtime.messaging",
     "SetWorkflowID": "runtime.context",
@@ -79,6 +82,7 @@ _HOMES = {
     "WorkflowHandleAsync": "runtime.handles",
     "WorkflowStatus": "runtime.status",
     "WorkflowStatusString": "runtime.status",
+    "check_replay": "runtime.replay_check",
 }
 
 __all__ = [
@@ -105,6 +109,8 @@ __all__ = [
     "FencingToken",
     "MaxRecoveryAttemptsExceededError",
     "Queue",
+    "ReplayCheckReport",
+    "ReplayCheckResult",
     "SendMessage",
     "SetEnqueueOptions",
     "SetWorkflowID",
@@ -116,6 +122,7 @@ __all__ = [
     "WorkflowHandleAsync",
     "WorkflowStatus",
     "WorkflowStatusString",
+    "check_replay",
 ]
 
 

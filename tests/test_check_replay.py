@@ -36,6 +36,7 @@ BLOCKED = {
     f"{PREFIX}-checkout": 4,
     f"{PREFIX}-checkout_async": 3,
     f"{PREFIX}-sleeper": 2,
+    f"{PREFIX}-till": 3,
     f"{PREFIX}-parent_direct-2": 2,
     f"{PREFIX}-parent_handle-2": 2,
 }
@@ -129,6 +130,7 @@ def test_v2_compatible_passes_and_incompatible_fails_after_v1_was_killed(db_url:
             "parent_handle",
             "parent_direct-2",
             "parent_handle-2",
+            "till",
         ]
     )
     assert {w["verdict"] for w in found.values()} == {"ok"}
@@ -164,9 +166,11 @@ def test_v2_compatible_passes_and_incompatible_fails_after_v1_was_killed(db_url:
     assert "ValueError: bad order id 'o3'" in raised["reason"]
     assert raised["where"].startswith("replay_v2_bad.py:")
     assert found["parent_direct-2"]["verdict"] == "ok"  # unchanged code still replays
+    assert found["till"]["verdict"] == "missing function"  # its configured instance is gone
+    assert "configured class instance" in found["till"]["reason"]
     assert report["counts"] == {
         "diverges": 2,
-        "missing function": 1,
+        "missing function": 2,
         "bad signature": 1,
         "error": 1,
         "ok": 2,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 import time
 
-from runtime import DBOS, SetWorkflowID
+from runtime import DBOS, DBOSConfiguredInstance, SetWorkflowID
 
 
 @DBOS.step()
@@ -76,6 +76,23 @@ def finished(order: str) -> str:
     return reserve(order)
 
 
+@DBOS.dbos_class()
+class Till(DBOSConfiguredInstance):
+    """A configured instance whose method is a workflow."""
+
+    def __init__(self, config_name: str) -> None:
+        super().__init__(config_name)
+
+    @DBOS.workflow()
+    def close(self, day: str) -> str:
+        reserve(day)
+        DBOS.recv("close", timeout_seconds=600)
+        return f"{self.config_name} closed {day}"
+
+
+TILL = Till("main")
+
+
 def main(prefix: str) -> None:
     DBOS(config={"name": "shop", "application_version": "v1"})  # type: ignore[typeddict-item]
     DBOS.launch()
@@ -87,6 +104,7 @@ def main(prefix: str) -> None:
         ("parent_direct", parent_direct, ("o3",)),
         ("parent_handle", parent_handle, ("o4",)),
         ("sleeper", sleeper, ("o5",)),
+        ("till", TILL.close, ("mon",)),
     ]
     for name, func, args in starts:
         with SetWorkflowID(f"{prefix}-{name}"):

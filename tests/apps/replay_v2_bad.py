@@ -1,11 +1,12 @@
 """Version 2 of the shop app (see replay_v1.py), incompatible with v1's pending workflows: a step
 inserted before a recorded one (checkout), a step renamed (checkout_async), a workflow removed
 (sleeper), a parameter added without a default (parent_handle), and code that now raises where v1
-did not (parent_direct). The replay check reports each."""
+did not (parent_direct), a configured instance no longer created (till). The replay check
+reports each."""
 
 from __future__ import annotations
 
-from runtime import DBOS
+from runtime import DBOS, DBOSConfiguredInstance
 
 
 @DBOS.step()
@@ -68,3 +69,20 @@ def parent_handle(order: str, priority: int) -> str:
 @DBOS.workflow()
 def finished(order: str) -> str:
     return reserve(order)
+
+
+@DBOS.dbos_class()
+class Till(DBOSConfiguredInstance):
+    """A configured instance whose method is a workflow."""
+
+    def __init__(self, config_name: str) -> None:
+        super().__init__(config_name)
+
+    @DBOS.workflow()
+    def close(self, day: str) -> str:
+        reserve(day)
+        DBOS.recv("close", timeout_seconds=600)
+        return f"{self.config_name} closed {day}"
+
+
+# The configured instance is no longer created.

@@ -4,7 +4,7 @@ workflow. The replay check finds every v1 workflow replays."""
 
 from __future__ import annotations
 
-from runtime import DBOS
+from runtime import DBOS, DBOSConfiguredInstance
 
 
 @DBOS.step()
@@ -79,3 +79,20 @@ def finished(order: str) -> str:
 @DBOS.workflow()
 def refund(order: str) -> None:
     notify(order)
+
+
+@DBOS.dbos_class()
+class Till(DBOSConfiguredInstance):
+    """A configured instance whose method is a workflow."""
+
+    def __init__(self, config_name: str) -> None:
+        super().__init__(config_name)
+
+    @DBOS.workflow()
+    def close(self, day: str) -> str:
+        reserve(day)
+        DBOS.recv("close", timeout_seconds=600)
+        return f"{self.config_name} closed {day}"
+
+
+TILL = Till("main")
