@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import dataclasses
+import inspect
 import threading
 from collections import Counter
 from collections.abc import Iterable
@@ -202,10 +203,7 @@ def check_replay(
 
 
 def _settings(database_url: str | None, schema: str | None) -> config_mod.Settings:
-    inst = FacadeBase._instance
-    settings: config_mod.Settings = (
-        inst._settings if inst is not None else config_mod.resolve(None, cwd=Path.cwd())
-    )
+    settings = config_mod.current(FacadeBase._instance)
     changes: dict[str, Any] = {}
     if database_url is not None:
         changes.update(database_url=database_url, system_database_url=database_url)
@@ -271,7 +269,9 @@ def _check_one(
     bad = _unbindable(info, args, kwargs)
     if bad is not None:
         return dataclasses.replace(base, verdict=BAD_SIGNATURE, reason=bad)
-    runs = [_replay(rt, claimed, info, args, kwargs, recorded, timeout_s) for _ in range(replays)]
+    runs: list[_Replay] = []
+    while len(runs) < replays and (not runs or runs[-1].finished):  # one timeout is enough
+        runs.append(_replay(rt, claimed, info, args, kwargs, recorded, timeout_s))
     first = runs[0]
     base = dataclasses.replace(
         base,
@@ -279,15 +279,13 @@ def _check_one(
         warnings=tuple(dict.fromkeys(w for r in runs for w in r.warnings)),
     )
     for other in runs[1:]:
-        if other.finished and first.finished and other.path() != first.path():
+        if other.finished and other.path() != first.path():
             return dataclasses.replace(base, verdict=NONDETERMINISTIC, **_fork(first, other))
     return dataclasses.replace(base, **_verdict(wf, recorded, first, timeout_s))
 
 
 def _unbindable(info: WorkflowInfo, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
     """Why the recorded inputs do not bind to the new function's parameters, if they do not."""
-    import inspect  # only the signature check needs it
-
     try:
         signature = inspect.signature(info.func)
     except (TypeError, ValueError):
@@ -380,7 +378,7 @@ def _verdict(
             "where": _where(stop.__traceback__),
         }
     raised = replay.raised
-    if raised is not None and not _same_error(wf, raised):
+    if raised is not None and not _recorded_error(wf, recorded, replay, raised):
         return {
             "verdict": ERROR,
             "reason": f"the workflow raised {type(raised).__name__}: {raised} (after step "
@@ -411,11 +409,26 @@ def _matched(replay: _Replay) -> str:
     )
 
 
-def _same_error(wf: WorkflowStatus, raised: BaseException) -> bool:
-    """Whether the recorded run ended with this error too (same class name and message)."""
-    if wf.status != WorkflowStatusString.ERROR.value or wf.error is None:
-        return False
-    return type(wf.error).__name__ == type(raised).__name__ and str(wf.error) == str(raised)
+def _recorded_error(
+    wf: WorkflowStatus,
+    recorded: dict[int, RecordedStep],
+    replay: _Replay,
+    raised: BaseException,
+) -> bool:
+    """Whether ``raised`` is an error of the record (same class name and message): the one the
+    recorded run ended with, or one a replayed step raised again (the recorded run met it too,
+    and a recovery would end the same way)."""
+    errors = [wf.error] if wf.status == WorkflowStatusString.ERROR.value else []
+    for function_id, _ in replay.mode.trace:
+        text = recorded[function_id].error
+        if text is not None:
+            errors.append(serialization.deserialize_exception(text))
+    return any(e is not None and _kind(e) == _kind(raised) for e in errors)
+
+
+def _kind(error: BaseException) -> tuple[str, str]:
+    """An error's class name (its recorded one when the class is not loaded here) and text."""
+    return str(getattr(error, "original_type", None) or type(error).__name__), str(error)
 
 
 def _fork(first: _Replay, other: _Replay) -> dict[str, Any]:

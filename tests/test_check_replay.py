@@ -240,6 +240,17 @@ def rc_flaky() -> str:
     return str(stamp > 0)
 
 
+@DBOS.step()
+def rc_fail() -> None:
+    raise KeyError("gone")
+
+
+@DBOS.workflow()
+def rc_failing() -> None:
+    rc_first()
+    rc_fail()
+
+
 def _wait_steps(workflow_id: str, n: int) -> None:
     deadline = time.monotonic() + 10
     while len(DBOS.list_workflow_steps(workflow_id)) < n:
@@ -259,8 +270,12 @@ def test_python_api_verdicts_beside_a_launched_runtime(db_url: str, launch_dbos:
     _wait_steps("rc-waiting", 3)  # rc_first, rc_second, the recv's deadline
     _wait_steps("rc-flaky", 2)
 
-    report = check_replay(db_url, workflow_ids=["rc-done", "rc-waiting"])
-    assert report.ok and [r.verdict for r in report.results] == ["ok", "ok"]
+    with SetWorkflowID("rc-failed"), pytest.raises(KeyError):
+        rc_failing()
+
+    # The replay raising the error the record ended with (replayed from step 2) is a clean one.
+    report = check_replay(db_url, workflow_ids=["rc-done", "rc-waiting", "rc-failed"])
+    assert report.ok and [r.verdict for r in report.results] == ["ok", "ok", "ok"], report
 
     VERSION["code"] = 2  # rc_second removed from the code
     by_id = {r.workflow_id: r for r in check_replay(db_url, name="rc_versioned").results}
