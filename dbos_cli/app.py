@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from dbos_cli import render
+from dbos_cli.commands import check_replay as check_replay_cmd
 from dbos_cli.commands import executors as executors_cmd
 from dbos_cli.commands import init as init_cmd
 from dbos_cli.commands import migrate as migrate_cmd
@@ -73,6 +74,7 @@ migrate_cmd.register(app)
 postgres_cmd.register(app)
 workflow_cmd.register(app)
 stream_cmd.register(workflow_cmd.group)
+check_replay_cmd.register(workflow_cmd.group)
 executors_cmd.register(app)
 schedule_cmd.register(app)
 ui_cmd.register(app)

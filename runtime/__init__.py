@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from runtime.handles import WorkflowHandle, WorkflowHandleAsync
     from runtime.messaging import SendMessage
     from runtime.queues import Queue, SetEnqueueOptions
+    from runtime.replay_check import ReplayCheckReport, ReplayCheckResult, check_replay
     from runtime.schedules import ClientScheduleInput, ScheduleInput, WorkflowSchedule
     from runtime.status import StepInfo, WorkflowStatus, WorkflowStatusString
 
@@ -74,6 +75,8 @@ _HOMES = {
     "EnqueueOptions": "runtime.client",
     "MaxRecoveryAttemptsExceededError": "runtime.errors",
     "Queue": "runtime.queues",
+    "ReplayCheckReport": "runtime.replay_check",
+    "ReplayCheckResult": "runtime.replay_check",
     "SetEnqueueOptions": "runtime.queues",
     "ScheduleInput": "runtime.schedules",
     "SendMessage": "runtime.messaging",
@@ -87,6 +90,7 @@ _HOMES = {
     "WorkflowSchedule": "runtime.schedules",
     "WorkflowStatus": "runtime.status",
     "WorkflowStatusString": "runtime.status",
+    "check_replay": "runtime.replay_check",
 }
 
 __all__ = [
@@ -116,6 +120,8 @@ __all__ = [
     "FencingToken",
     "MaxRecoveryAttemptsExceededError",
     "Queue",
+    "ReplayCheckReport",
+    "ReplayCheckResult",
     "ScheduleInput",
     "SendMessage",
     "SetEnqueueOptions",
@@ -129,6 +135,7 @@ __all__ = [
     "WorkflowSchedule",
     "WorkflowStatus",
     "WorkflowStatusString",
+    "check_replay",
 ]
 
 

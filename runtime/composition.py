@@ -38,7 +38,10 @@ class Runtime:
     """Everything a launched runtime holds; built by ``DBOS.launch()``, torn down by
     ``DBOS.destroy()``."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, read_only: bool = False) -> None:
+        """``read_only``: a runtime that is never started, for a replay check
+        (``runtime.replay_check``): it creates and migrates nothing, and the server refuses every
+        write on its connections."""
         self.settings = settings
         app_url = (
             settings.database_url or EmbeddedPostgres.for_project(settings.project_dir).start()
@@ -46,10 +49,10 @@ class Runtime:
         sys_url = settings.system_database_url or app_url
         self.app_url = app_url
         # As DBOS does: a configured database that does not exist yet is created.
-        for url in dict.fromkeys((app_url, sys_url)):
+        for url in dict.fromkeys((app_url, sys_url)) if not read_only else ():
             ensure_database(url)
         schema = settings.system_schema
-        if settings.run_migrations:
+        if settings.run_migrations and not read_only:
             migrate(sys_url, schema)
         else:
             check_current(sys_url, schema)
@@ -59,13 +62,22 @@ class Runtime:
         idle_s = max(5.0, 2.0 * settings.executor_lease_seconds)
         self.idle_timeout_ms = int(idle_s * 1000)
         self.sysdb = SystemDatabase(
-            sys_url, pool_size=pool_size, idle_in_transaction_timeout_s=idle_s, schema=schema
+            sys_url,
+            pool_size=pool_size,
+            idle_in_transaction_timeout_s=idle_s,
+            schema=schema,
+            read_only=read_only,
         )
         same = sys_url == app_url
         self.app_pool = (
             self.sysdb.pool
             if same
-            else make_pool(app_url, max_size=pool_size, idle_in_transaction_timeout_s=idle_s)
+            else make_pool(
+                app_url,
+                max_size=pool_size,
+                idle_in_transaction_timeout_s=idle_s,
+                read_only=read_only,
+            )
         )
         self.app_version = settings.application_version or registry.application_version()
         self.process_id = uuid.uuid4().hex  # this process, in dbos.executors

@@ -12,10 +12,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runtime.errors import DBOSException
 from runtime.records import RecordedStep
+
+if TYPE_CHECKING:
+    from runtime.engine.checking import CheckMode
 
 
 def now_ms() -> int:
@@ -51,6 +54,9 @@ class WorkflowContext:
     # A background task on a caller's event loop: cancelled from outside DBOS (that loop is
     # ending), the run goes on on the pool instead of stopping.
     hand_off_on_cancel: bool = False
+    # A replay check of new code against this record (``runtime.engine.checking``): operations
+    # replay recorded outcomes only, and nothing is written.
+    check: CheckMode | None = None
 
     def next_function_id(self) -> int:
         """Allocate the number of the next durable operation (1, 2, ...)."""

@@ -179,6 +179,7 @@ def make_pool(
     idle_in_transaction_timeout_s: float | None = None,
     wait_timeout_s: float = 15.0,
     schema: str = sysschema.DEFAULT_SCHEMA,
+    read_only: bool = False,
 ) -> ConnectionPool:
     """An open pool of autocommit connections. Autocommit because a checkpoint is one statement: an
     implicit BEGIN/COMMIT around it would triple its round trips.
@@ -186,10 +187,13 @@ def make_pool(
     ``idle_in_transaction_timeout_s`` has the server end a transaction left idle that long: a
     process frozen mid-transaction (paused, partitioned) must not hold its row locks forever, or
     the executors taking over its workflows would wait for it. The statements of its connections
-    name the system tables of ``schema`` (see ``runtime.sysschema``)."""
+    name the system tables of ``schema`` (see ``runtime.sysschema``). With ``read_only`` the server
+    refuses every write on them (a replay check must change nothing)."""
 
     def configure(conn: psycopg.Connection[Any]) -> None:
         sysschema.install(conn, schema)
+        if read_only:
+            conn.execute("SELECT set_config('default_transaction_read_only', 'on', false)")
         if idle_in_transaction_timeout_s is not None:
             conn.execute(
                 "SELECT set_config('idle_in_transaction_session_timeout', %s, false)",

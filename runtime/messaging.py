@@ -288,7 +288,7 @@ class Messaging:
                 started_at_ms=now_ms(),
             )
         remaining = (wake_at - now_ms()) / 1000
-        if remaining > 0:
+        if remaining > 0 and ctx.check is None:  # a replay check never waits
             yield Pause(self.ops, ctx, remaining, Wake(at_ms=wake_at))
 
     def sending(

@@ -66,6 +66,7 @@ class SystemDatabase:
         idle_in_transaction_timeout_s: float | None = None,
         pool_wait_s: float = 15.0,
         schema: str = "dbos",
+        read_only: bool = False,
     ) -> None:
         self.url = url
         # The statements say `dbos.`; the pool's connections send them naming this schema.
@@ -77,6 +78,7 @@ class SystemDatabase:
             idle_in_transaction_timeout_s=idle_in_transaction_timeout_s,
             wait_timeout_s=pool_wait_s,
             schema=schema,
+            read_only=read_only,
         )
 
     def close(self) -> None:

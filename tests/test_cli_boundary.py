@@ -28,6 +28,7 @@ OTHER_ALLOWED = MANAGEMENT_ALLOWED | {
     "runtime.config",
     "runtime.embedded",
     "runtime.migrate",
+    "runtime.replay_check",
 }
 MANAGEMENT_MODULES = {
     "commands/workflow.py",

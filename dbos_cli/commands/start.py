@@ -20,7 +20,7 @@ from dbos_cli.options import DbUrl, settings
 from runtime.errors import DBOSConfigError, DBOSException
 
 
-def _import_app(target: str) -> ModuleType:
+def import_app(target: str) -> ModuleType:
     """Import a dotted module, or a .py file by path (its folder goes on sys.path, as `python
     file.py` would do)."""
     path = Path(target)
@@ -103,7 +103,7 @@ def start(
 
     from runtime import DBOS
 
-    app = _import_app(target)
+    app = import_app(target)
     DBOS()  # the app may have configured it already; else from the environment and config file
     DBOS.launch()
     logging.getLogger("dbos").info("serving %s (Ctrl-C to stop)", target)

@@ -218,6 +218,9 @@ class Operations:
         note_operation(ctx)
         function_id = ctx.next_function_id()
         rec = ctx.recorded.get(function_id)
+        if ctx.check is not None:  # a replay check: the recorded outcome, or the workflow stops
+            ctx.check.begin(function_id, name, rec)
+            return function_id, rec
         if rec is not None:
             check_same_operation(ctx, function_id, rec, name)
         else:
@@ -236,6 +239,8 @@ class Operations:
         started_at_ms: int | None = None,
     ) -> None:
         """Record an operation's outcome (one checkpoint write), then ``check_record``."""
+        if ctx.check is not None:  # a replay check writes nothing
+            raise ctx.check.refuse_write(function_id)
         result = self.checkpoint(
             lambda: self.sysdb.record_step(
                 ctx.workflow_id,

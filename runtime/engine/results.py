@@ -272,6 +272,8 @@ class Results:
             value = recorded_answer(workflow_id, found, ctx is not None)
             if value is not PENDING_OUTCOME:
                 return value
+            if ctx is not None and ctx.check is not None:  # the original waits here too
+                raise ctx.check.end_waiting(ctx.last_function_id, workflow_id)
             if ctx is not None:
                 yield from self.ops.interrupts(ctx)
             # Inside a workflow, a long wait parks, woken when a poll finds the workflow ended.

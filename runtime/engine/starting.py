@@ -119,6 +119,8 @@ class Starter:
                 if rec.error is not None:  # the enqueue was refused (deduplicated): again
                     replay_outcome(rec)
                 recorded_child = rec.child_workflow_id
+                if parent.check is not None:  # a replay check: the recorded child, untouched
+                    return Prepared(recorded_child or f"{parent.workflow_id}-{function_id}")
         wid = recorded_child or assigned
         if wid is None:
             wid = f"{parent.workflow_id}-{function_id}" if parent else str(uuid.uuid4())

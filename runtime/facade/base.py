@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from runtime.errors import DBOSException
@@ -19,6 +20,10 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 logger = logging.getLogger("dbos")
+
+# The runtime of a replay check (``runtime.replay_check``) in the thread (or task) that runs it:
+# the facade's calls there reach it, whatever this process has launched.
+checking_runtime: ContextVar[Runtime | None] = ContextVar("dbos_checking_runtime", default=None)
 
 
 class classproperty(Generic[T]):
@@ -45,7 +50,7 @@ class FacadeBase:
 
     @classmethod
     def _rt(cls) -> Runtime:
-        runtime = FacadeBase._runtime
+        runtime = checking_runtime.get() or FacadeBase._runtime
         if runtime is None:
             raise DBOSException("DBOS is not launched: call DBOS.launch() first")
         return runtime

@@ -1,0 +1,457 @@
+"""Pre-deploy replay check: would the new code replay the workflows already recorded?
+
+``check_replay`` takes the workflows this process has registered (import the new code first: its
+decorators register them; nothing is launched) and, for each recorded workflow selected (the
+PENDING, ENQUEUED and DELAYED ones by default, which the new code would run), calls the workflow
+function with its recorded inputs in replay-check mode (``runtime.engine.checking``): every
+durable operation returns the outcome recorded at its step number, no step, transaction or child
+runs, nothing waits, and nothing is written (the check's connections are read-only: the server
+refuses any write). Each workflow gets a verdict:
+
+- ``ok``: the new code replays the whole recorded history (then stops: what follows is new work),
+  or ends as the record says;
+- ``diverges``: at a step number the new code calls another operation than the one recorded
+  there, or it returns before reaching a recorded step;
+- ``missing function``: no workflow of that name is registered, or its class or configured
+  instance is not;
+- ``bad signature``: the recorded inputs do not bind to the function's parameters;
+- ``error``: the workflow's own code raised during the replay (an exception the original run
+  did not end with), tried to write outside a durable operation, or did not finish in time;
+- ``nondeterministic``: two replays of the same history took different paths.
+
+Calls of clocks and random sources (``time.time``, ``random``, ``uuid.uuid4``, ``datetime.now``
+...) made by the workflow's own code outside any step are reported as warnings with their place:
+a recovery would see other values than the original run.
+
+The workflow function's own code (not its steps) does run: as on every recovery, it must have no
+side effects of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import dataclasses
+import inspect
+import threading
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from runtime import config as config_mod
+from runtime import context, management, serialization
+from runtime.composition import Runtime
+from runtime.context import WorkflowContext
+from runtime.engine.checking import CheckMode, ReplayDiverged, ReplayEnd
+from runtime.engine.running import join_class_arg
+from runtime.errors import DBOSException, DBOSWorkflowFunctionNotFoundError
+from runtime.facade.base import FacadeBase, checking_runtime
+from runtime.nondeterminism import CallWatch, user_frame
+from runtime.records import ClaimedWorkflow, RecordedStep
+from runtime.registry import WorkflowInfo, get_workflow
+from runtime.status import WorkflowStatus, WorkflowStatusString
+
+__all__ = [
+    "BAD_SIGNATURE",
+    "DEFAULT_STATUSES",
+    "DIVERGES",
+    "ERROR",
+    "MISSING_FUNCTION",
+    "NONDETERMINISTIC",
+    "OK",
+    "ReplayCheckReport",
+    "ReplayCheckResult",
+    "check_replay",
+]
+
+OK = "ok"
+DIVERGES = "diverges"
+MISSING_FUNCTION = "missing function"
+BAD_SIGNATURE = "bad signature"
+ERROR = "error"
+NONDETERMINISTIC = "nondeterministic"
+
+#: What the new code would run: the workflows a deploy hands to it.
+DEFAULT_STATUSES = (
+    WorkflowStatusString.PENDING.value,
+    WorkflowStatusString.ENQUEUED.value,
+    WorkflowStatusString.DELAYED.value,
+)
+
+
+@dataclass(frozen=True)
+class ReplayCheckResult:
+    """The verdict on one recorded workflow.
+
+    ``verdict`` is one of ``ok``, ``diverges``, ``missing function``, ``bad signature``,
+    ``error``, ``nondeterministic``; ``reason`` says why in a sentence. ``step`` is the step
+    number where it went wrong (or where new work would start, for ``ok``), with the operation
+    recorded there (``recorded_name``) and the one the new code calls there (``new_name``);
+    ``where`` the place in the new code (``file:line in function``) when known.
+    ``replayed_steps`` of the ``recorded_steps`` matched; ``warnings`` list clock and random
+    calls of the workflow's own code."""
+
+    workflow_id: str
+    name: str
+    status: str
+    verdict: str
+    reason: str
+    step: int | None = None
+    recorded_name: str | None = None
+    new_name: str | None = None
+    where: str | None = None
+    replayed_steps: int = 0
+    recorded_steps: int = 0
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """Whether the new code replays this workflow."""
+        return self.verdict == OK
+
+
+@dataclass(frozen=True)
+class ReplayCheckReport:
+    """The verdicts of one check, in the order the workflows were selected."""
+
+    results: list[ReplayCheckResult] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Whether every workflow checked replays (True when none was selected)."""
+        return all(r.ok for r in self.results)
+
+    def counts(self) -> dict[str, int]:
+        """How many workflows got each verdict."""
+        return dict(Counter(r.verdict for r in self.results))
+
+    def summary(self) -> str:
+        """One line: how many were checked, and how many of each verdict."""
+        if not self.results:
+            return "no workflow to check"
+        parts = ", ".join(f"{n} {v}" for v, n in sorted(self.counts().items()))
+        return f"{len(self.results)} workflows checked: {parts}"
+
+
+def check_replay(
+    database_url: str | None = None,
+    *,
+    system_schema: str | None = None,
+    workflow_ids: list[str] | None = None,
+    status: str | Iterable[str] | None = None,
+    name: str | list[str] | None = None,
+    app_version: str | list[str] | None = None,
+    queue_name: str | list[str] | None = None,
+    start_time: management.TimeArg = None,
+    end_time: management.TimeArg = None,
+    limit: int | None = None,
+    sort_desc: bool = False,
+    replays: int = 2,
+    timeout_seconds: float = 10.0,
+) -> ReplayCheckReport:
+    """Check the recorded workflows against the workflows registered in this process.
+
+    ``database_url`` holds the system tables (default: the configuration of ``DBOS(config)``,
+    else of the current folder), ``system_schema`` their schema. The workflows: those with
+    ``workflow_ids`` (any status), else those matching the filters of ``DBOS.list_workflows``
+    (``status``: default PENDING, ENQUEUED and DELAYED; times: datetime, ISO 8601 or epoch ms).
+    Each is replayed ``replays`` times (two or more tell a non-deterministic path), each replay
+    given ``timeout_seconds``. Writes nothing. Raises ``DBOSException`` for bad arguments or an
+    unreachable database (with a schema not at this runtime's version)."""
+    if replays < 1 or timeout_seconds <= 0:
+        raise DBOSException("check_replay needs replays >= 1 and timeout_seconds > 0")
+    if status is None and not workflow_ids:
+        status = list(DEFAULT_STATUSES)
+    rt = Runtime(_settings(database_url, system_schema), read_only=True)
+    try:
+        found = management.list_workflows(
+            rt.sysdb,
+            workflow_ids=workflow_ids,
+            status=status,
+            name=name,
+            app_version=app_version,
+            queue_name=queue_name,
+            start_time=start_time,
+            end_time=end_time,
+            limit=limit,
+            sort_desc=sort_desc,
+            load_input=False,
+            load_output=True,
+        )
+        ids = [wf.workflow_id for wf in found]
+        rows = {c.workflow_id: c for c in rt.sysdb.load_workflows_to_run(ids)} if ids else {}
+        steps = rt.sysdb.load_recorded_steps_batch(ids) if ids else {}
+        results = [
+            _check_one(
+                rt,
+                wf,
+                rows.get(wf.workflow_id),
+                steps.get(wf.workflow_id, {}),
+                replays,
+                timeout_seconds,
+            )
+            for wf in found
+        ]
+    finally:
+        if rt.app_pool is not rt.sysdb.pool:
+            rt.app_pool.close()
+        rt.sysdb.close()
+    return ReplayCheckReport(results)
+
+
+def _settings(database_url: str | None, schema: str | None) -> config_mod.Settings:
+    settings = config_mod.current(FacadeBase._instance)
+    changes: dict[str, Any] = {}
+    if database_url is not None:
+        changes.update(database_url=database_url, system_database_url=database_url)
+    if schema is not None:
+        changes["system_schema"] = schema
+    return dataclasses.replace(settings, **changes)
+
+
+# -- one workflow --------------------------------------------------------------------------------
+
+
+@dataclass
+class _Replay:
+    """How one replay went."""
+
+    mode: CheckMode
+    last_function_id: int = 0
+    finished: bool = False
+    returned: bool = False
+    raised: BaseException | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def path(self) -> tuple[Any, ...]:
+        """What two replays of a deterministic workflow agree on."""
+        stop = self.mode.stop
+        raised = self.raised
+        return (
+            tuple(self.mode.trace),
+            None if stop is None else (type(stop).__name__, stop.function_id, stop.name),
+            self.returned,
+            None if raised is None else (type(raised).__name__, str(raised)),
+        )
+
+
+def _check_one(
+    rt: Runtime,
+    wf: WorkflowStatus,
+    claimed: ClaimedWorkflow | None,
+    recorded: dict[int, RecordedStep],
+    replays: int,
+    timeout_s: float,
+) -> ReplayCheckResult:
+    base = ReplayCheckResult(
+        wf.workflow_id, wf.name, wf.status, OK, "", recorded_steps=len(recorded)
+    )
+    info = get_workflow(wf.name)
+    if info is None or claimed is None:
+        return dataclasses.replace(
+            base,
+            verdict=MISSING_FUNCTION,
+            reason=f"no workflow named {wf.name!r} is registered by the new code",
+        )
+    try:
+        args, kwargs = serialization.deserialize_args(claimed.inputs)
+    except Exception as exc:
+        return dataclasses.replace(
+            base, verdict=ERROR, reason=f"its recorded inputs cannot be decoded: {exc}"
+        )
+    try:
+        args = join_class_arg(info, claimed.class_name, claimed.config_name, args)
+    except DBOSWorkflowFunctionNotFoundError as exc:
+        return dataclasses.replace(base, verdict=MISSING_FUNCTION, reason=str(exc))
+    bad = _unbindable(info, args, kwargs)
+    if bad is not None:
+        return dataclasses.replace(base, verdict=BAD_SIGNATURE, reason=bad)
+    runs: list[_Replay] = []
+    while len(runs) < replays and (not runs or runs[-1].finished):  # one timeout is enough
+        runs.append(_replay(rt, claimed, info, args, kwargs, recorded, timeout_s))
+    first = runs[0]
+    base = dataclasses.replace(
+        base,
+        replayed_steps=len(first.mode.trace),
+        warnings=tuple(dict.fromkeys(w for r in runs for w in r.warnings)),
+    )
+    for other in runs[1:]:
+        if other.finished and other.path() != first.path():
+            return dataclasses.replace(base, verdict=NONDETERMINISTIC, **_fork(first, other))
+    return dataclasses.replace(base, **_verdict(wf, recorded, first, timeout_s))
+
+
+def _unbindable(info: WorkflowInfo, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+    """Why the recorded inputs do not bind to the new function's parameters, if they do not."""
+    try:
+        signature = inspect.signature(info.func)
+    except (TypeError, ValueError):
+        return None
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError as exc:
+        return f"the recorded inputs do not fit {info.name}{signature}: {exc}"
+    return None
+
+
+def _replay(
+    rt: Runtime,
+    claimed: ClaimedWorkflow,
+    info: WorkflowInfo,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    recorded: dict[int, RecordedStep],
+    timeout_s: float,
+) -> _Replay:
+    """Call the workflow function once in check mode, on a thread of its own with a context of
+    its own (an async one on an event loop of its own), within ``timeout_s``."""
+    mode = CheckMode()
+    ctx = WorkflowContext(
+        claimed.workflow_id, info.name, claimed.owner_epoch, None, dict(recorded), check=mode
+    )
+    replay = _Replay(mode)
+    watch = CallWatch()
+
+    def body() -> None:
+        checking_runtime.set(rt)
+        context.current_workflow.set(ctx)
+        context.current_step.set(None)
+        try:
+            with watch:
+                if info.is_async:
+                    asyncio.run(info.func(*args, **kwargs))
+                else:
+                    info.func(*args, **kwargs)
+            replay.returned = True
+        except BaseException as exc:  # the verdict reads it
+            replay.raised = exc
+        replay.last_function_id = ctx.last_function_id
+        replay.finished = True
+
+    thread = threading.Thread(
+        target=contextvars.Context().run,
+        args=(body,),
+        name=f"dbos-replay-check-{claimed.workflow_id}",
+        daemon=True,
+    )
+    thread.start()
+    thread.join(timeout_s)
+    replay.warnings = watch.found()
+    return replay
+
+
+def _verdict(
+    wf: WorkflowStatus, recorded: dict[int, RecordedStep], replay: _Replay, timeout_s: float
+) -> dict[str, Any]:
+    """The verdict fields of a finished (or timed out) replay."""
+    stop = replay.mode.stop
+    if not replay.finished:
+        return {
+            "verdict": ERROR,
+            "reason": f"the replay did not finish within {timeout_s:g}s: the workflow's own code "
+            "blocks or loops outside any durable operation",
+        }
+    if isinstance(stop, ReplayDiverged):
+        return {
+            "verdict": DIVERGES,
+            "reason": str(stop),
+            "step": stop.function_id,
+            "recorded_name": stop.recorded_name,
+            "new_name": stop.name,
+            "where": _where(stop.__traceback__),
+        }
+    if isinstance(stop, ReplayEnd):
+        return {
+            "verdict": OK,
+            "reason": f"replays {_matched(replay)}; {stop}",
+            "step": stop.function_id,
+            "new_name": stop.name or None,
+        }
+    if stop is not None:  # a write
+        return {
+            "verdict": ERROR,
+            "reason": str(stop),
+            "step": stop.function_id,
+            "where": _where(stop.__traceback__),
+        }
+    raised = replay.raised
+    if raised is not None and not _recorded_error(wf, recorded, replay, raised):
+        return {
+            "verdict": ERROR,
+            "reason": f"the workflow raised {type(raised).__name__}: {raised} (after step "
+            f"{replay.last_function_id}), which the recorded run did not",
+            "step": replay.last_function_id or None,
+            "where": _where(raised.__traceback__),
+        }
+    unreached = sorted(n for n in recorded if n > replay.last_function_id)
+    if unreached:
+        n = unreached[0]
+        return {
+            "verdict": DIVERGES,
+            "reason": f"the new code ends before recorded step {n} ({recorded[n].function_name!r})",
+            "step": n,
+            "recorded_name": recorded[n].function_name,
+        }
+    return {"verdict": OK, "reason": f"replays {_matched(replay)} to the workflow's end"}
+
+
+def _matched(replay: _Replay) -> str:
+    n = len(replay.mode.trace)
+    return (
+        "no recorded step"
+        if n == 0
+        else f"its {n} recorded steps"
+        if n > 1
+        else "its 1 recorded step"
+    )
+
+
+def _recorded_error(
+    wf: WorkflowStatus,
+    recorded: dict[int, RecordedStep],
+    replay: _Replay,
+    raised: BaseException,
+) -> bool:
+    """Whether ``raised`` is an error of the record (same class name and message): the one the
+    recorded run ended with, or one a replayed step raised again (the recorded run met it too,
+    and a recovery would end the same way)."""
+    errors = [wf.error] if wf.status == WorkflowStatusString.ERROR.value else []
+    for function_id, _ in replay.mode.trace:
+        text = recorded[function_id].error
+        if text is not None:
+            errors.append(serialization.deserialize_exception(text))
+    return any(e is not None and _kind(e) == _kind(raised) for e in errors)
+
+
+def _kind(error: BaseException) -> tuple[str, str]:
+    """An error's class name (its recorded one when the class is not loaded here) and text."""
+    return str(getattr(error, "original_type", None) or type(error).__name__), str(error)
+
+
+def _fork(first: _Replay, other: _Replay) -> dict[str, Any]:
+    """Where two replays of the same history parted."""
+    a, b = first.mode.trace, other.mode.trace
+    i = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+    step = a[i][0] if i < len(a) else (b[i][0] if i < len(b) else None)
+    hint = (
+        f"; calls of the workflow's own code: {'; '.join(first.warnings)}" if first.warnings else ""
+    )
+    return {
+        "reason": f"two replays of the same history took different paths (after "
+        f"{i} matching steps): the workflow's own code is not deterministic{hint}",
+        "step": step,
+    }
+
+
+def _where(tb: TracebackType | None) -> str | None:
+    """The innermost place of the traceback in the application's code."""
+    place = None
+    while tb is not None:
+        if user_frame(tb.tb_frame):
+            code = tb.tb_frame.f_code
+            place = f"{Path(code.co_filename).name}:{tb.tb_lineno} in {code.co_name}"
+        tb = tb.tb_next
+    return place

@@ -1,0 +1,342 @@
+"""`dbos workflow check-replay` and ``runtime.replay_check.check_replay``: before a deploy, replay
+the recorded workflows against the new code, running no step and writing nothing.
+
+The acceptance test runs v1 of an app (tests/apps/replay_v1.py) in a process, kills it with its
+workflows mid-run (in a recv, a durable sleep, waiting on a child), then checks them with the
+real `dbos` executable against a compatible v2 (all ok, exit 0) and an incompatible one (each
+incompatibility reported at its step, exit 1), and checks that the database did not change.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from runtime import DBOS, DBOSClient, SetWorkflowID
+from runtime.errors import DBOSException
+from runtime.replay_check import check_replay
+from tests.cli_helpers import clean_env, dbos
+
+ROOT = Path(__file__).resolve().parent.parent
+PREFIX = "shop"
+
+# Where v1's workflows block, by the step rows their blocking leaves (a recv's or a sleep's
+# deadline is recorded while it waits): the process is killed once all are there.
+BLOCKED = {
+    f"{PREFIX}-checkout": 4,
+    f"{PREFIX}-checkout_async": 3,
+    f"{PREFIX}-sleeper": 2,
+    f"{PREFIX}-till": 3,
+    f"{PREFIX}-parent_direct-2": 2,
+    f"{PREFIX}-parent_handle-2": 2,
+}
+
+
+def _snapshot(db_url: str) -> dict[str, str]:
+    """Every row of every system table (its text, hashed per table): any write changes it."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'dbos' ORDER BY 1"
+            )
+        ]
+        return {
+            t: str(
+                conn.execute(
+                    sql.SQL(
+                        "SELECT count(*) || ':' || coalesce(md5(string_agg(x::text, ',' "
+                        "ORDER BY x::text)), '') FROM dbos.{} x"
+                    ).format(sql.Identifier(t))
+                ).fetchone()
+            )
+            for t in tables
+        }
+
+
+def _run_v1(db_url: str) -> None:
+    """Start v1's workflows in a process, wait until each is blocked, and SIGKILL it."""
+    env = clean_env(DBOS_DATABASE_URL=db_url)
+    env["PYTHONPATH"] = str(ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "tests/apps/replay_v1.py", PREFIX],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert "started" in line, line + proc.stdout.read()
+        deadline = time.monotonic() + 30
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            while time.monotonic() < deadline:
+                rows = conn.execute(
+                    "SELECT workflow_uuid, max(function_id) FROM dbos.operation_outputs "
+                    "GROUP BY workflow_uuid"
+                ).fetchall()
+                if all(dict(rows).get(w, 0) >= n for w, n in BLOCKED.items()):
+                    break
+                time.sleep(0.05)
+            else:
+                raise AssertionError(f"v1 did not block as expected: {rows}")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+
+def _check(db_url: str, app: str, *extra: str) -> tuple[int, dict[str, Any]]:
+    env = clean_env()
+    env["PYTHONPATH"] = str(ROOT)
+    run = dbos(
+        "workflow", "check-replay", "--app", app, "--db-url", db_url, "--json", *extra,
+        cwd=ROOT, env=env,
+    )  # fmt: skip
+    assert run.stderr == "", run.stderr
+    return run.returncode, json.loads(run.stdout)
+
+
+def _by_id(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {w["workflow_id"].removeprefix(f"{PREFIX}-"): w for w in report["workflows"]}
+
+
+def test_v2_compatible_passes_and_incompatible_fails_after_v1_was_killed(db_url: str) -> None:
+    _run_v1(db_url)
+    before = _snapshot(db_url)
+
+    code, report = _check(db_url, "tests/apps/replay_v2_ok.py")
+    found = _by_id(report)
+    assert code == 0 and report["ok"], report
+    # The pending ones (the finished one is not selected by default), all replaying cleanly:
+    # mid-recv, mid-sleep, mid-child (called directly, and through a handle), async, children.
+    assert sorted(found) == sorted(
+        [
+            "checkout",
+            "checkout_async",
+            "sleeper",
+            "parent_direct",
+            "parent_handle",
+            "parent_direct-2",
+            "parent_handle-2",
+            "till",
+        ]
+    )
+    assert {w["verdict"] for w in found.values()} == {"ok"}
+    assert (found["checkout"]["step"], found["checkout"]["new_name"]) == (3, "DBOS.recv")
+    assert found["checkout"]["replayed_steps"] == 2
+    assert (found["checkout_async"]["step"], found["checkout_async"]["new_name"]) == (
+        2,
+        "DBOS.recv",
+    )
+    assert (found["sleeper"]["step"], found["sleeper"]["new_name"]) == (3, "charge")
+    assert "waits for workflow 'shop-parent_direct-2'" in found["parent_direct"]["reason"]
+    assert (found["parent_handle"]["step"], found["parent_handle"]["new_name"]) == (
+        3,
+        "DBOS.getResult",
+    )
+
+    code, report = _check(db_url, "tests/apps/replay_v2_bad.py")
+    found = _by_id(report)
+    assert code == 1 and not report["ok"], report
+    inserted = found["checkout"]  # a step inserted before the recorded ones
+    assert (inserted["verdict"], inserted["step"]) == ("diverges", 1)
+    assert (inserted["recorded_name"], inserted["new_name"]) == ("reserve", "audit")
+    assert inserted["where"].startswith("replay_v2_bad.py:") and "in checkout" in inserted["where"]
+    renamed = found["checkout_async"]  # a step renamed (async)
+    assert (renamed["verdict"], renamed["step"]) == ("diverges", 1)
+    assert (renamed["recorded_name"], renamed["new_name"]) == ("reserve_async", "reserve_stock")
+    assert found["sleeper"]["verdict"] == "missing function"  # the workflow removed
+    assert "'sleeper'" in found["sleeper"]["reason"]
+    assert found["parent_handle"]["verdict"] == "bad signature"  # a parameter without default
+    assert "priority" in found["parent_handle"]["reason"]
+    raised = found["parent_direct"]  # new code raising where v1 went on
+    assert (raised["verdict"], raised["step"]) == ("error", 1)
+    assert "ValueError: bad order id 'o3'" in raised["reason"]
+    assert raised["where"].startswith("replay_v2_bad.py:")
+    assert found["parent_direct-2"]["verdict"] == "ok"  # unchanged code still replays
+    assert found["till"]["verdict"] == "missing function"  # its configured instance is gone
+    assert "configured class instance" in found["till"]["reason"]
+    assert report["counts"] == {
+        "diverges": 2,
+        "missing function": 2,
+        "bad signature": 1,
+        "error": 1,
+        "ok": 2,
+    }
+
+    # Chosen by ID, any status: the finished workflow replays to its end.
+    code, report = _check(
+        db_url, "tests/apps/replay_v2_ok.py", "--workflow-id", f"{PREFIX}-finished"
+    )
+    assert code == 0 and [w["verdict"] for w in report["workflows"]] == ["ok"]
+    assert "to the workflow's end" in report["workflows"][0]["reason"]
+
+    # The human table: verdicts, the place, the summary line; exit 1.
+    env = clean_env()
+    env["PYTHONPATH"] = str(ROOT)
+    run = dbos(
+        "workflow", "check-replay", "-a", "tests/apps/replay_v2_bad.py", "-D", db_url,
+        "--status", "pending", "--name", "checkout",
+        cwd=ROOT, env=env,
+    )  # fmt: skip
+    assert run.returncode == 1
+    assert "diverges" in run.stdout and "audit" in run.stdout and "shop-checkout" in run.stdout
+    assert "1 workflows checked: 1 diverges" in run.stderr
+
+    # Nothing was written by any of the checks.
+    assert _snapshot(db_url) == before
+
+
+# -- in-process: the Python API, next to a launched runtime ---------------------------------------
+
+VERSION = {"code": 1}
+CALLS = {"n": 0}
+GATE = threading.Event()
+
+
+@DBOS.step()
+def rc_first() -> str:
+    return "first"
+
+
+@DBOS.step()
+def rc_second() -> str:
+    return "second"
+
+
+@DBOS.workflow()
+def rc_versioned(wait: bool) -> str:
+    rc_first()
+    if VERSION["code"] == 1:
+        rc_second()
+    if VERSION["code"] == 3:
+        GATE.wait(10)  # blocks outside any durable operation
+    if wait:
+        DBOS.recv("go", timeout_seconds=60)
+    return "done"
+
+
+@DBOS.workflow()
+def rc_flaky() -> str:
+    CALLS["n"] += 1
+    stamp = time.time()  # read outside a step: a recovery would read another value
+    if CALLS["n"] % 2:
+        rc_first()
+    else:
+        rc_second()
+    DBOS.recv("go", timeout_seconds=60)
+    return str(stamp > 0)
+
+
+@DBOS.step()
+def rc_fail() -> None:
+    raise KeyError("gone")
+
+
+@DBOS.workflow()
+def rc_failing() -> None:
+    rc_first()
+    rc_fail()
+
+
+def _wait_steps(workflow_id: str, n: int) -> None:
+    deadline = time.monotonic() + 10
+    while len(DBOS.list_workflow_steps(workflow_id)) < n:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
+def test_python_api_verdicts_beside_a_launched_runtime(db_url: str, launch_dbos: Any) -> None:
+    launch_dbos()
+    VERSION["code"] = 1
+    with SetWorkflowID("rc-done"):
+        assert rc_versioned(False) == "done"
+    with SetWorkflowID("rc-waiting"):
+        waiting = DBOS.start_workflow(rc_versioned, True)
+    with SetWorkflowID("rc-flaky"):
+        flaky = DBOS.start_workflow(rc_flaky)
+    _wait_steps("rc-waiting", 3)  # rc_first, rc_second, the recv's deadline
+    _wait_steps("rc-flaky", 2)
+
+    with SetWorkflowID("rc-failed"), pytest.raises(KeyError):
+        rc_failing()
+
+    # The replay raising the error the record ended with (replayed from step 2) is a clean one.
+    report = check_replay(db_url, workflow_ids=["rc-done", "rc-waiting", "rc-failed"])
+    assert report.ok and [r.verdict for r in report.results] == ["ok", "ok", "ok"], report
+
+    VERSION["code"] = 2  # rc_second removed from the code
+    by_id = {r.workflow_id: r for r in check_replay(db_url, name="rc_versioned").results}
+    assert list(by_id) == ["rc-waiting"]  # pending only, by default
+    removed = by_id["rc-waiting"]
+    assert (removed.verdict, removed.step) == ("diverges", 2)
+    assert (removed.recorded_name, removed.new_name) == ("rc_second", "DBOS.recv")
+    ended = check_replay(db_url, workflow_ids=["rc-done"]).results[0]
+    assert (ended.verdict, ended.step, ended.recorded_name) == ("diverges", 2, "rc_second")
+    assert "ends before recorded step 2" in ended.reason
+
+    # A path that differs between two replays of the same history; the clock read is named.
+    flaky_result = check_replay(db_url, workflow_ids=["rc-flaky"]).results[0]
+    assert flaky_result.verdict == "nondeterministic", flaky_result
+    assert any(
+        w.startswith("time.time() at test_check_replay.py:") and "in rc_flaky" in w
+        for w in flaky_result.warnings
+    ), flaky_result.warnings
+
+    # Workflow code that blocks outside durable operations: an error after the timeout.
+    VERSION["code"] = 3
+    stuck = check_replay(db_url, workflow_ids=["rc-waiting"], timeout_seconds=0.3).results[0]
+    GATE.set()
+    assert stuck.verdict == "error" and "did not finish within 0.3s" in stuck.reason
+
+    # The launched runtime's own runs were not disturbed by the checks beside them.
+    VERSION["code"] = 1
+    DBOS.send("rc-waiting", "x", "go")
+    assert waiting.get_result() == "done"
+    DBOS.send("rc-flaky", "x", "go")
+    assert flaky.get_result() == "True"
+
+    with pytest.raises(DBOSException, match="replays >= 1"):
+        check_replay(db_url, replays=0)
+
+
+def test_cli_bad_input_and_hostile_text(db_url: str) -> None:
+    env = clean_env()
+    env["PYTHONPATH"] = str(ROOT)
+    run = dbos(
+        "workflow", "check-replay", "--app", "tests/apps/nope.py", "-D", db_url, cwd=ROOT, env=env
+    )
+    assert run.returncode == 1 and run.stderr.count("\n") == 1 and "does not exist" in run.stderr
+    run = dbos(
+        "workflow", "check-replay", "-a", "tests/apps/replay_v2_ok.py", "-D", db_url,
+        "--status", "BOGUS", cwd=ROOT, env=env,
+    )  # fmt: skip
+    assert run.returncode == 1 and "unknown status 'BOGUS'" in run.stderr
+    assert "Traceback" not in run.stderr
+
+    # A workflow whose ID and name hold markup and terminal control characters.
+    hostile = "evil-\x1b[31m[bold]red"
+    client = DBOSClient(db_url)
+    try:
+        client.enqueue({"queue_name": "q", "workflow_name": hostile, "workflow_id": hostile})
+    finally:
+        client.destroy()
+    run = dbos(
+        "workflow", "check-replay", "-a", "tests/apps/replay_v2_ok.py", "-D", db_url,
+        cwd=ROOT, env=env,
+    )  # fmt: skip
+    assert run.returncode == 1
+    assert "\x1b" not in run.stdout and "\\x1b[31m[bold]red" in run.stdout
+    assert "missing function" in run.stdout
