@@ -257,7 +257,7 @@ RETURNING w.workflow_uuid
 
 # DBOS's WorkflowStatus.was_forked_from (does a fork name this workflow?), computed: a probe of
 # the forked_from index per row. An EXISTS may be planned as a full scan hashing every forked_from.
-_WAS_FORKED_FROM = (
+WAS_FORKED_FROM = (
     "coalesce((SELECT true FROM dbos.workflow_status f "
     "WHERE f.forked_from = workflow_status.workflow_uuid LIMIT 1), false)"
 )
@@ -267,7 +267,7 @@ workflow_uuid, status, name, class_name, inputs, output, error, executor_id, app
 queue_name, recovery_attempts, created_at, updated_at, parent_workflow_id, forked_from, priority,
 deduplication_id, workflow_timeout_ms, workflow_deadline_epoch_ms, started_at_epoch_ms,
 completed_at_epoch_ms, config_name, queue_partition_key, delay_until_epoch_ms, """ + (
-    _WAS_FORKED_FROM
+    WAS_FORKED_FROM
 )
 
 SELECT_WORKFLOW = (
@@ -508,59 +508,6 @@ FROM (SELECT DISTINCT queue_name FROM due) q
 
 # -- management ------------------------------------------------------------------------------------
 
-# list_workflows composes its WHERE clause from these fixed fragments (never from user text); each
-# filter is served by an index of the form (column, created_at).
-LIST_WORKFLOWS_SELECT = (
-    "SELECT workflow_uuid, status, name, class_name, "
-    "CASE WHEN %(load_input)s THEN inputs END, "
-    "CASE WHEN %(load_output)s THEN output END, "
-    "CASE WHEN %(load_output)s THEN error END, "
-    "executor_id, application_version, queue_name, recovery_attempts, created_at, updated_at, "
-    "parent_workflow_id, forked_from, priority, deduplication_id, workflow_timeout_ms, "
-    "workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at_epoch_ms, config_name, "
-    "queue_partition_key, delay_until_epoch_ms, " + _WAS_FORKED_FROM + " FROM dbos.workflow_status"
-)
-LIST_FILTERS = {
-    "workflow_ids": "workflow_uuid = ANY(%(workflow_ids)s)",
-    "status": "status = ANY(%(status)s)",
-    "name": "name = %(name)s",
-    "app_version": "application_version = %(app_version)s",
-    "queue_name": "queue_name = %(queue_name)s",
-    "start_time": "created_at >= %(start_time)s",
-    "end_time": "created_at <= %(end_time)s",
-    "queued_only": "queue_name IS NOT NULL AND status IN ('DELAYED', 'ENQUEUED', 'PENDING')",
-    # DBOS 2.x's filters. A key ending in ``_any`` takes a list; a single value uses the plain key,
-    # whose equality the (column, created_at) index serves with the listing's order.
-    "name_any": "name = ANY(%(name_any)s)",
-    "app_version_any": "application_version = ANY(%(app_version_any)s)",
-    "queue_name_any": "queue_name = ANY(%(queue_name_any)s)",
-    "in_queue": "queue_name IS NOT NULL",
-    "executor_id": "executor_id = %(executor_id)s",
-    "executor_id_any": "executor_id = ANY(%(executor_id_any)s)",
-    "forked_from": "forked_from = %(forked_from)s",
-    "forked_from_any": "forked_from = ANY(%(forked_from_any)s)",
-    "parent_workflow_id": "parent_workflow_id = %(parent_workflow_id)s",
-    "parent_workflow_id_any": "parent_workflow_id = ANY(%(parent_workflow_id_any)s)",
-    # A LIKE pattern (its own % and _ escaped by the caller), served by a text_pattern_ops index.
-    "workflow_id_prefix": "workflow_uuid LIKE %(workflow_id_prefix)s",
-    "workflow_id_prefix_any": "workflow_uuid LIKE ANY(%(workflow_id_prefix_any)s)",
-    "has_parent": "parent_workflow_id IS NOT NULL",
-    "has_no_parent": "parent_workflow_id IS NULL",
-    "was_forked_from": _WAS_FORKED_FROM,
-    "was_not_forked_from": "NOT " + _WAS_FORKED_FROM,
-    # No workflow records an authenticated user here (the runtime has no authentication), so a
-    # user filter matches nothing, as DBOS's does for workflows started without one.
-    "user": "false",
-    "completed_after": "completed_at_epoch_ms >= %(completed_after)s",
-    "completed_before": "completed_at_epoch_ms <= %(completed_before)s",
-    "dequeued_after": "started_at_epoch_ms >= %(dequeued_after)s",
-    "dequeued_before": "started_at_epoch_ms <= %(dequeued_before)s",
-    # Keyset pagination (newest first): rows older than the last one shown.
-    "before": "(created_at, workflow_uuid) < (%(before_ts)s, %(before_id)s)",
-}
-ORDER_ASC = " ORDER BY created_at ASC, workflow_uuid ASC"
-ORDER_DESC = " ORDER BY created_at DESC, workflow_uuid DESC"
-LIMIT_OFFSET = " LIMIT %(limit)s OFFSET %(offset)s"
 
 # Management acts on the database alone: a resumed workflow is made ready again (its inputs and
 # recorded steps stay) and a live executor of its version picks it up. One that came from a queue

@@ -48,6 +48,7 @@ from runtime.records import (
 )
 from runtime.serialization import check_text
 from runtime.status import StepInfo, WorkflowStatus
+from runtime.workflow_list import list_workflows_query
 
 # A row as the driver returns it; private to this module (see the module docstring).
 _Row = tuple[Any, ...]
@@ -540,9 +541,9 @@ class SystemDatabase:
         load_input: bool,
         load_output: bool,
     ) -> list[WorkflowStatus]:
-        """Workflows matching ``filters`` (keys of ``queries.LIST_FILTERS``; a value of True turns
-        on a fragment without a parameter), newest or oldest first; inputs and outcomes decoded
-        only when loaded."""
+        """Workflows matching ``filters`` (keys of ``workflow_list.LIST_FILTERS``; a value of True
+        turns on a fragment without a parameter), newest or oldest first; inputs and outcomes
+        decoded only when loaded."""
         query, params = list_workflows_query(
             filters,
             sort_desc=sort_desc,
@@ -742,38 +743,6 @@ def _step_from_row(row: _Row) -> StepInfo:
         started_at=row[5],
         completed_at=row[6],
     )
-
-
-def list_workflows_query(
-    filters: dict[str, Any],
-    *,
-    sort_desc: bool,
-    limit: int | None,
-    offset: int | None,
-    load_input: bool,
-    load_output: bool,
-) -> tuple[str, dict[str, Any]]:
-    """The statement ``list_workflow_statuses`` runs, built only from the fixed fragments of
-    ``queries`` (tests EXPLAIN it to check that every filter is answered from an index)."""
-    unknown = set(filters) - set(queries.LIST_FILTERS)
-    if unknown:
-        raise ValueError(f"unknown filters {sorted(unknown)}")
-    where = [queries.LIST_FILTERS[key] for key in sorted(filters)]
-    query = queries.LIST_WORKFLOWS_SELECT
-    if where:
-        query += " WHERE " + " AND ".join(where)
-    query += queries.ORDER_DESC if sort_desc else queries.ORDER_ASC
-    params: dict[str, Any] = {}
-    for key, value in filters.items():
-        if isinstance(value, dict):  # a fragment with several parameters (keyset pagination)
-            params.update(value)
-        elif value is not True:
-            params[key] = value
-    params.update(load_input=load_input, load_output=load_output)
-    if limit is not None or offset is not None:
-        query += queries.LIMIT_OFFSET
-        params.update(limit=limit, offset=offset or 0)
-    return query, params
 
 
 def _claimed_from(workflow_id: str, row: _Row, config_name: str | None) -> ClaimedWorkflow:
