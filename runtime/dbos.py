@@ -13,10 +13,11 @@ from runtime.composition import Runtime
 from runtime.config import DBOSConfig, Settings
 from runtime.errors import DBOSException
 from runtime.facade.asyncs import AsyncManagementCalls
+from runtime.facade.attributes import AttributeCalls
 from runtime.facade.base import FacadeBase, classproperty, logger
 
 
-class DBOS(AsyncManagementCalls):
+class DBOS(AsyncManagementCalls, AttributeCalls):
     """The one runtime object of a process.
 
     ``DBOS(config)`` sets it up, ``DBOS.launch()`` connects, migrates, recovers pending workflows

@@ -34,7 +34,7 @@ WITH ins AS (
         queue_name, priority, deduplication_id, max_recovery_attempts, workflow_timeout_ms,
         workflow_deadline_epoch_ms, parent_workflow_id, forked_from, created_at, updated_at,
         started_at_epoch_ms, owner_process, recovery_attempts, config_name, queue_partition_key,
-        delay_until_epoch_ms
+        delay_until_epoch_ms, attributes, debounce_deadline_epoch_ms, is_debounced
     ) VALUES (
         %(workflow_uuid)s, %(status)s, %(name)s, %(class_name)s, %(inputs)s, %(executor_id)s,
         %(application_version)s, %(queue_name)s, %(priority)s, %(deduplication_id)s,
@@ -47,7 +47,8 @@ WITH ins AS (
         CASE WHEN %(status)s = 'PENDING' THEN %(owner_process)s END,
         -- As DBOS counts: each start of a run is an attempt (the first included), recovery or not.
         CASE WHEN %(status)s = 'PENDING' THEN 1 ELSE 0 END, %(config_name)s,
-        %(queue_partition_key)s, %(delay_until_epoch_ms)s
+        %(queue_partition_key)s, %(delay_until_epoch_ms)s, %(attributes)s::jsonb,
+        %(debounce_deadline_epoch_ms)s, %(is_debounced)s
     )
     ON CONFLICT (workflow_uuid) DO NOTHING
     RETURNING status, name, owner_epoch, workflow_deadline_epoch_ms, owner_process
@@ -267,7 +268,7 @@ workflow_uuid, status, name, class_name, inputs, output, error, executor_id, app
 queue_name, recovery_attempts, created_at, updated_at, parent_workflow_id, forked_from, priority,
 deduplication_id, workflow_timeout_ms, workflow_deadline_epoch_ms, started_at_epoch_ms,
 completed_at_epoch_ms, config_name, queue_partition_key, delay_until_epoch_ms, """ + (
-    WAS_FORKED_FROM
+    WAS_FORKED_FROM + ", attributes"
 )
 
 SELECT_WORKFLOW = (
@@ -496,7 +497,9 @@ WHERE queue_name = %(queue_name)s AND status = 'ENQUEUED' AND queue_partition_ke
 PROMOTE_DELAYED = f"""
 WITH due AS (
     UPDATE dbos.workflow_status
-    SET status = 'ENQUEUED', updated_at = {NOW_MS}
+    SET status = 'ENQUEUED', updated_at = {NOW_MS},
+        -- A debounce key is held only while DELAYED: a later call starts a new workflow.
+        deduplication_id = CASE WHEN is_debounced THEN NULL ELSE deduplication_id END
     WHERE status = 'DELAYED'
       AND delay_until_epoch_ms <= (extract(epoch FROM now()) * 1000)::bigint
       AND queue_name = ANY(%(queue_names)s)
@@ -538,12 +541,13 @@ RETURNING 1
 FORK_WORKFLOW = f"""
 INSERT INTO dbos.workflow_status (
     workflow_uuid, status, name, class_name, inputs, application_version, queue_name, priority,
-    max_recovery_attempts, workflow_timeout_ms, forked_from, created_at, updated_at, config_name
+    max_recovery_attempts, workflow_timeout_ms, forked_from, created_at, updated_at, config_name,
+    attributes
 )
 SELECT %(new_id)s, 'ENQUEUED', name, class_name, inputs,
        coalesce(%(application_version)s, application_version), %(internal_queue)s, 0,
        max_recovery_attempts, coalesce(%(workflow_timeout_ms)s, workflow_timeout_ms), workflow_uuid,
-       {NOW_MS}, {NOW_MS}, config_name
+       {NOW_MS}, {NOW_MS}, config_name, attributes
 FROM dbos.workflow_status
 WHERE workflow_uuid = %(workflow_uuid)s
 """

@@ -142,6 +142,9 @@ class SystemDatabase:
             "config_name": wf.config_name,
             "queue_partition_key": wf.queue_partition_key,
             "delay_until_epoch_ms": wf.delay_until_epoch_ms,
+            "attributes": wf.attributes,
+            "debounce_deadline_epoch_ms": wf.debounce_deadline_epoch_ms,
+            "is_debounced": wf.is_debounced,
         }
         try:
             row = self._one(queries.INSERT_WORKFLOW, params)
@@ -729,6 +732,7 @@ def _status_from_row(
         delay_until_epoch_ms=row[23],
         was_forked_from=bool(row[24]),
         dequeued_at=row[19] if row[9] is not None else None,
+        attributes=row[25],
     )
 
 

@@ -21,7 +21,7 @@ LIST_WORKFLOWS_SELECT = (
     "workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at_epoch_ms, config_name, "
     "queue_partition_key, delay_until_epoch_ms, "
     + queries.WAS_FORKED_FROM
-    + " FROM dbos.workflow_status"
+    + ", attributes FROM dbos.workflow_status"
 )
 LIST_FILTERS = {
     "workflow_ids": "workflow_uuid = ANY(%(workflow_ids)s)",
@@ -58,6 +58,8 @@ LIST_FILTERS = {
     "completed_before": "completed_at_epoch_ms <= %(completed_before)s",
     "dequeued_after": "started_at_epoch_ms >= %(dequeued_after)s",
     "dequeued_before": "started_at_epoch_ms <= %(dequeued_before)s",
+    # Containment of a JSON object (its text a parameter), answered from the GIN index.
+    "attributes": "attributes @> %(attributes)s::jsonb",
     # Keyset pagination (newest first): rows older than the last one shown.
     "before": "(created_at, workflow_uuid) < (%(before_ts)s, %(before_id)s)",
 }
