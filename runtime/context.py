@@ -217,15 +217,22 @@ def _check_json(value: object, where: str) -> None:
     (``json`` would turn 1 into "1"), NaN and infinities, NUL characters, and any other type."""
     if isinstance(value, str):
         if "\x00" in value:
-            raise DBOSException(f"invalid workflow attributes: a NUL character in {where}")
+            raise DBOSException(
+                f"invalid workflow attributes: a NUL character in {where} (attributes must be "
+                "JSON-serializable, and Postgres JSON holds no NUL)"
+            )
     elif isinstance(value, float):
         if not math.isfinite(value):
-            raise DBOSException(f"invalid workflow attributes: {value!r} in {where} is not JSON")
+            raise DBOSException(
+                f"invalid workflow attributes: {value!r} in {where}: attributes must be "
+                "JSON-serializable"
+            )
     elif isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
                 raise DBOSException(
-                    f"invalid workflow attributes: key {key!r} in {where} is not a string"
+                    f"invalid workflow attributes: key {key!r} in {where} is not a string "
+                    "(attributes must be JSON-serializable, with string keys)"
                 )
             _check_json(key, where)
             _check_json(item, f"{where}[{key!r}]")
@@ -234,7 +241,8 @@ def _check_json(value: object, where: str) -> None:
             _check_json(item, f"{where}[{i}]")
     elif value is not None and not isinstance(value, bool | int):
         raise DBOSException(
-            f"invalid workflow attributes: {type(value).__name__} value in {where} is not JSON"
+            f"invalid workflow attributes: a {type(value).__name__} in {where}: attributes "
+            "must be JSON-serializable"
         )
 
 

@@ -13,7 +13,8 @@ from runtime.system_db import SystemDatabase
 # is extended, and never past its cap (debounce_deadline_epoch_ms). Under READ COMMITTED a row
 # that a dispatcher promoted meanwhile fails the re-checked WHERE, so a bounce never rewrites the
 # inputs of a workflow that has begun. When nothing was extended, the holder of (queue, key) is
-# returned, as the statement's snapshot saw it, for the caller to decide: none (start one), a
+# returned (a holder as the unique deduplication index counts one, so that index serves it), as
+# the statement's snapshot saw it, for the caller to decide: none (start one), a
 # debounced one of this workflow (it is leaving DELAYED: try again), anything else (a conflict).
 BOUNCE = """
 WITH bounced AS (
@@ -32,6 +33,7 @@ SELECT workflow_uuid, true, NULL::boolean, NULL::text FROM bounced
 UNION ALL
 SELECT workflow_uuid, false, is_debounced, name FROM dbos.workflow_status
 WHERE queue_name = %(queue_name)s AND deduplication_id = %(key)s
+  AND status IN ('DELAYED', 'ENQUEUED', 'PENDING')
   AND NOT EXISTS (SELECT 1 FROM bounced)
 """
 

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import signal
@@ -195,6 +196,26 @@ def test_debounce_in_a_workflow_is_a_step(db_url: str, launch_dbos: Launch) -> N
     assert len(rows_named(db_url, debouncer.options["workflow_name"])) == 1
 
 
+def test_async_twins(db_url: str, launch_dbos: Launch) -> None:
+    @DBOS.workflow()
+    async def job(value: int) -> int:
+        return value
+
+    debouncer = Debouncer.create_async(job)
+    launch_dbos()
+
+    async def main() -> None:
+        first = await debouncer.debounce_async("k", 0.5, 1)
+        second = await debouncer.debounce_async("k", 0.2, 2)
+        assert first.workflow_id == second.workflow_id
+        assert await second.get_result() == 2
+        await DBOS.update_workflow_attributes_async(first.workflow_id, {"async": True})
+        found = await DBOS.list_workflows_async(attributes={"async": True})
+        assert [w.workflow_id for w in found] == [first.workflow_id]
+
+    asyncio.run(main())
+
+
 def test_bad_debounce_calls_are_refused_before_anything_is_recorded(
     db_url: str, launch_dbos: Launch
 ) -> None:
@@ -239,6 +260,31 @@ def test_bad_debounce_calls_are_refused_before_anything_is_recorded(
     finally:
         client.destroy()
     assert count_workflows(db_url) == 0
+
+
+def test_cancel_releases_the_key_and_a_pinned_id_names_the_new_run(
+    db_url: str, launch_dbos: Launch
+) -> None:
+    @DBOS.workflow()
+    def job(value: int) -> int:
+        return value
+
+    debouncer = Debouncer.create(job)
+    launch_dbos()
+    waiting = debouncer.debounce("key", 1000, 1)
+    DBOS.cancel_workflow(waiting.workflow_id)
+    # The same ID pinned on two calls: the first names the new run, the second bounces it.
+    with SetWorkflowID("pinned-run"):
+        first = debouncer.debounce("key", 1000, 2)
+    with SetWorkflowID("pinned-run"):
+        second = debouncer.debounce("key", 0.1, 3)
+    assert first.workflow_id == second.workflow_id == "pinned-run"
+    assert second.get_result() == 3
+    # A call that bounces does not take the pinned ID (it is used up all the same, as in DBOS).
+    held = debouncer.debounce("other", 1000, 0)
+    with SetWorkflowID("not-taken"):
+        assert debouncer.debounce("other", 1000, 1).workflow_id == held.workflow_id
+    DBOS.cancel_workflow(held.workflow_id)
 
 
 def test_a_key_held_by_an_ordinary_enqueue_is_a_conflict(db_url: str, launch_dbos: Launch) -> None:
