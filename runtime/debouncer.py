@@ -213,23 +213,23 @@ class Debouncer(Generic[P, R]):
         ``SetEnqueueOptions`` with a deduplication ID, delay, priority or partition key, or an
         undeclared queue; ``DBOSQueueDeduplicatedError`` when the key is held by another
         workflow's enqueue."""
-        engine = FacadeBase._engine()
-        call = (debounce_key, debounce_period_sec, args, kwargs)
-        wid = engine.steps.run_step(_STEP, self._debounce, call, {})
+        run = self._prepare(debounce_key, debounce_period_sec, args, kwargs)
+        wid = FacadeBase._engine().steps.run_step(_STEP, run, (), {})
         return WorkflowHandle(BACKEND, wid)
 
     async def debounce_async(
         self, debounce_key: str, debounce_period_sec: float, *args: P.args, **kwargs: P.kwargs
     ) -> WorkflowHandleAsync[R]:
         """``debounce`` for asyncio code (the database work runs in a worker thread)."""
-        engine = FacadeBase._engine()
-        call = (debounce_key, debounce_period_sec, args, kwargs)
-        wid = await engine.steps.run_step_async(_STEP, self._debounce, call, {})
+        run = self._prepare(debounce_key, debounce_period_sec, args, kwargs)
+        wid = await FacadeBase._engine().steps.run_step_async(_STEP, run, (), {})
         return WorkflowHandleAsync(BACKEND, wid)
 
-    def _debounce(
+    def _prepare(
         self, key: str, period: float, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> str:
+    ) -> Callable[[], str]:
+        """Check the call (before anything is recorded, in a workflow too) and return what
+        does it: the step's body."""
         period = _check_call(key, period)
         name = self.options["workflow_name"]
         info = get_workflow(name)
@@ -266,7 +266,11 @@ class Debouncer(Generic[P, R]):
             return _enqueue(info, args, kwargs, request, assigned)
 
         timeout = self.options["debounce_timeout_sec"]
-        return debounce_loop(name, queue_name, dedup, period, timeout, bounce, enqueue)
+
+        def run() -> str:
+            return debounce_loop(name, queue_name, dedup, period, timeout, bounce, enqueue)
+
+        return run
 
 
 def _enqueue(

@@ -183,7 +183,15 @@ def test_debounce_in_a_workflow_is_a_step(db_url: str, launch_dbos: Launch) -> N
     def caller() -> str:
         return debouncer.debounce("inner", 0.1, 4).workflow_id
 
+    @DBOS.workflow()
+    def bad_caller() -> None:
+        debouncer.debounce("k", -1, 1)
+
     launch_dbos()
+    # A bad call inside a workflow is refused before its step is recorded.
+    with SetWorkflowID("bad-caller"), pytest.raises(DBOSException, match="debounce_period_sec"):
+        bad_caller()
+    assert DBOS.list_workflow_steps("bad-caller") == []
     with SetWorkflowID("caller-1"):
         wid = caller()
     assert DBOS.retrieve_workflow(wid).get_result() == 40
