@@ -34,6 +34,7 @@ from typing import Any, Generic, ParamSpec, TypedDict, TypeVar
 
 from runtime import serialization
 from runtime.client import DBOSClient, EnqueueOptions
+from runtime.config import warn_unsupported
 from runtime.context import SetWorkflowID, take_assigned_workflow_id
 from runtime.debounce_db import Bounce, DebounceTable
 from runtime.engine import EnqueueRequest
@@ -66,11 +67,14 @@ _RETRY_PAUSE_MAX_S = 0.5
 
 class DebouncerOptions(TypedDict):
     """A debouncer's settings: the workflow's registered name, the cap on the total delay
-    (seconds; None: none) and the queue its runs go on (None: the internal queue)."""
+    (seconds; None: none), the queue its runs go on (None: the internal queue) and DBOS's
+    ``application_name``."""
 
     workflow_name: str
     debounce_timeout_sec: float | None
     queue_name: str | None
+    #: DBOS's owning application; this runtime has no application names (ignored, warned).
+    application_name: str | None
 
 
 def _queue_name(queue: Queue | str | None) -> str | None:
@@ -87,6 +91,13 @@ def _check_timeout(timeout: object) -> float | None:
     if not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout < 0:
         raise DBOSException(f"invalid debounce_timeout_sec {timeout!r}: expected seconds >= 0")
     return float(timeout) or None  # 0, like None, sets no cap (DBOS's reading)
+
+
+def _application(name: str | None) -> str | None:
+    """DBOS's ``application_name``, kept and named in a warning: this runtime has no
+    application names (every process of the database serves every workflow)."""
+    warn_unsupported("Debouncer", {"application_name": name}, ("application_name",))
+    return name
 
 
 def _check_call(debounce_key: object, debounce_period_sec: object) -> float:
@@ -166,12 +177,14 @@ class Debouncer(Generic[P, R]):
         *,
         debounce_timeout_sec: float | None = None,
         queue: Queue | str | None = None,
+        application_name: str | None = None,
     ) -> None:
         self.func_name = workflow_name
         self.options: DebouncerOptions = {
             "workflow_name": workflow_name,
             "debounce_timeout_sec": _check_timeout(debounce_timeout_sec),
             "queue_name": _queue_name(queue),
+            "application_name": _application(application_name),
         }
 
     @staticmethod
@@ -180,6 +193,7 @@ class Debouncer(Generic[P, R]):
         *,
         debounce_timeout_sec: float | None = None,
         queue: Queue | str | None = None,
+        application_name: str | None = None,
     ) -> Debouncer[P, R]:
         """A debouncer of ``workflow`` (a ``@DBOS.workflow`` function, not a method: raises
         ``TypeError``). ``debounce_timeout_sec`` caps how long calls may keep postponing a run
@@ -188,7 +202,12 @@ class Debouncer(Generic[P, R]):
         if isinstance(workflow, types.MethodType):
             raise TypeError("Only workflow functions may be debounced, not methods")
         info, _ = workflow_of(workflow, ())
-        return Debouncer(info.name, debounce_timeout_sec=debounce_timeout_sec, queue=queue)
+        return Debouncer(
+            info.name,
+            debounce_timeout_sec=debounce_timeout_sec,
+            queue=queue,
+            application_name=application_name,
+        )
 
     @staticmethod
     def create_async(
@@ -196,12 +215,18 @@ class Debouncer(Generic[P, R]):
         *,
         debounce_timeout_sec: float | None = None,
         queue: Queue | str | None = None,
+        application_name: str | None = None,
     ) -> Debouncer[P, R]:
         """``create`` for an async workflow."""
         if isinstance(workflow, types.MethodType):
             raise TypeError("Only workflow functions may be debounced, not methods")
         info, _ = workflow_of(workflow, ())
-        return Debouncer(info.name, debounce_timeout_sec=debounce_timeout_sec, queue=queue)
+        return Debouncer(
+            info.name,
+            debounce_timeout_sec=debounce_timeout_sec,
+            queue=queue,
+            application_name=application_name,
+        )
 
     def debounce(
         self, debounce_key: str, debounce_period_sec: float, *args: P.args, **kwargs: P.kwargs
@@ -299,6 +324,7 @@ class DebouncerClient:
         *,
         debounce_timeout_sec: float | None = None,
         queue: Queue | str | None = None,
+        application_name: str | None = None,
     ) -> None:
         """``workflow_options``: ``DBOSClient.enqueue``'s options (``workflow_name`` and
         ``queue_name`` required; no ``deduplication_id``, ``delay_seconds``, ``priority`` or
@@ -310,6 +336,7 @@ class DebouncerClient:
             "workflow_name": workflow_options["workflow_name"],
             "debounce_timeout_sec": _check_timeout(debounce_timeout_sec),
             "queue_name": _queue_name(queue),
+            "application_name": _application(application_name),
         }
 
     def debounce(
