@@ -116,6 +116,11 @@ def _pretty(value: Any) -> str:
     return json.dumps(value, indent=2, default=str, ensure_ascii=False, sort_keys=True)
 
 
+def _compact(value: Any) -> str:
+    """One line of JSON (database text: the caller escapes it for the terminal)."""
+    return json.dumps(value, default=str, ensure_ascii=False, sort_keys=True)
+
+
 def _truncated(text: str) -> tuple[str, bool]:
     lines = text.splitlines()
     cut = False
@@ -175,6 +180,7 @@ def workflow_json(
         "queue_partition_key": wf.queue_partition_key,
         "delay_until_epoch_ms": wf.delay_until_epoch_ms,
         "dequeued_at": local_time(wf.dequeued_at),
+        "attributes": wf.attributes,
         "waiting": waiting_json(waiting, now_ms() if now is None else now),
     }
     if values:
@@ -283,6 +289,7 @@ def workflow_panel(wf: WorkflowStatus, waiting: Waiting | None = None) -> None:
         ("Parent", escape(wf.parent_workflow_id or "")),
         ("Forked from", escape(wf.forked_from or "")),
         ("Deadline", local_time(wf.workflow_deadline_epoch_ms)),
+        ("Attributes", escape(_compact(wf.attributes)) if wf.attributes else ""),
     ]
     for label, value in rows:
         if value:

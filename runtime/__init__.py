@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from runtime.client import DBOSClient, EnqueueOptions
     from runtime.config import DBOSConfig
-    from runtime.context import SetWorkflowID, SetWorkflowTimeout, StepStatus
+    from runtime.context import SetWorkflowAttributes, SetWorkflowID, SetWorkflowTimeout, StepStatus
     from runtime.dbos import DBOS
+    from runtime.debouncer import Debouncer, DebouncerClient, DebouncerOptions
     from runtime.engine.steps import StepOptions
     from runtime.errors import (
         DBOSAwaitedWorkflowCancelledError,
@@ -71,6 +72,9 @@ _HOMES = {
     "DBOSWorkflowCancelledError": "runtime.errors",
     "DBOSWorkflowFencedError": "runtime.errors",
     "DBOSWorkflowFunctionNotFoundError": "runtime.errors",
+    "Debouncer": "runtime.debouncer",
+    "DebouncerClient": "runtime.debouncer",
+    "DebouncerOptions": "runtime.debouncer",
     "FencingToken": "runtime.fencing",
     "EnqueueOptions": "runtime.client",
     "MaxRecoveryAttemptsExceededError": "runtime.errors",
@@ -80,6 +84,7 @@ _HOMES = {
     "SetEnqueueOptions": "runtime.queues",
     "ScheduleInput": "runtime.schedules",
     "SendMessage": "runtime.messaging",
+    "SetWorkflowAttributes": "runtime.context",
     "SetWorkflowID": "runtime.context",
     "SetWorkflowTimeout": "runtime.context",
     "StepInfo": "runtime.status",
@@ -116,6 +121,9 @@ __all__ = [
     "DBOSWorkflowCancelledError",
     "DBOSWorkflowFencedError",
     "DBOSWorkflowFunctionNotFoundError",
+    "Debouncer",
+    "DebouncerClient",
+    "DebouncerOptions",
     "EnqueueOptions",
     "FencingToken",
     "MaxRecoveryAttemptsExceededError",
@@ -125,6 +133,7 @@ __all__ = [
     "ScheduleInput",
     "SendMessage",
     "SetEnqueueOptions",
+    "SetWorkflowAttributes",
     "SetWorkflowID",
     "SetWorkflowTimeout",
     "StepInfo",

@@ -81,12 +81,13 @@ class EnqueueOptions(TypedDict, total=False):
     class_name: str
     instance_name: str
     max_recovery_attempts: int
-    # DBOS keys for features this runtime lacks (authenticated users, attributes, serializers,
-    # duplication policies, application names): accepted, and named in a warning when given.
+    #: Custom key/values recorded with the workflow (as ``SetWorkflowAttributes``).
+    attributes: dict[str, Any]
+    # DBOS keys for features this runtime lacks (authenticated users, serializers, duplication
+    # policies, application names): accepted, and named in a warning when given.
     authenticated_user: str
     authenticated_roles: list[str]
     serialization_type: str
-    attributes: dict[str, Any]
     duplication_policy: str
     application_name: str
 
@@ -200,6 +201,19 @@ class DBOSClient(ClientScheduleCalls, ClientStreams):
         exists already, returns its handle (the ID is an idempotency key). Bad options (a
         priority out of range, a negative delay, a partition key with a deduplication ID, an
         unknown key) raise ``DBOSException`` before anything is recorded."""
+        return WorkflowHandle(self, self._enqueue(options, args, kwargs))
+
+    def _enqueue(
+        self,
+        options: EnqueueOptions,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        is_debounced: bool = False,
+        debounce_deadline_ms: int | None = None,
+    ) -> str:
+        """``enqueue``'s record (also of ``DebouncerClient``'s first call for a key, which
+        marks it debounced); returns the workflow's ID."""
         queues.check_enqueue_options(options)
         delay, partition = options.get("delay_seconds"), options.get("queue_partition_key")
         given = options.get("workflow_id")
@@ -229,13 +243,16 @@ class DBOSClient(ClientScheduleCalls, ClientStreams):
                 delay_until_epoch_ms=(
                     int((time.time() + delay) * 1000) if delay is not None else None
                 ),
+                attributes=context.attributes_json(options.get("attributes")),
+                is_debounced=is_debounced,
+                debounce_deadline_epoch_ms=debounce_deadline_ms,
             )
         )
         if not result.created and result.name != options["workflow_name"]:
             raise DBOSConflictingWorkflowError(
                 wid, f"it belongs to workflow {result.name!r}, not {options['workflow_name']!r}"
             )
-        return WorkflowHandle(self, wid)
+        return wid
 
     async def enqueue_async(
         self, options: EnqueueOptions, *args: Any, **kwargs: Any
@@ -291,6 +308,7 @@ class DBOSClient(ClientScheduleCalls, ClientStreams):
         completed_before: TimeArg = None,
         dequeued_after: TimeArg = None,
         dequeued_before: TimeArg = None,
+        attributes: dict[str, Any] | None = None,
         before: tuple[int, str] | None = None,
     ) -> list[WorkflowStatus]:
         """Workflows matching every given filter, oldest first unless ``sort_desc``; the same
@@ -324,6 +342,7 @@ class DBOSClient(ClientScheduleCalls, ClientStreams):
         completed_before: TimeArg = None,
         dequeued_after: TimeArg = None,
         dequeued_before: TimeArg = None,
+        attributes: dict[str, Any] | None = None,
         before: tuple[int, str] | None = None,
     ) -> list[WorkflowStatus]:
         """Workflows of a queue: ENQUEUED or PENDING (or of the given ``status``); the keywords
@@ -331,6 +350,16 @@ class DBOSClient(ClientScheduleCalls, ClientStreams):
         arguments = management.list_arguments(locals())
         return management.list_workflows(self.sysdb, queued_only=True, **arguments)
 
+    def update_workflow_attributes(
+        self, workflow_id: str, attributes: dict[str, Any] | None, *, merge: bool = False
+    ) -> None:
+        """Replace a workflow's custom attributes (None clears them), or with ``merge`` write
+        the given top-level keys over its current ones. Bad attributes raise
+        ``DBOSException``; an unknown ID changes nothing (as in DBOS)."""
+        text = management.attributes_text(attributes, merge)
+        management.update_attributes(self.sysdb, workflow_id, text, merge)
+
+    update_workflow_attributes_async = twin(update_workflow_attributes)
     list_workflows_async = twin(list_workflows)
     list_queued_workflows_async = twin(list_queued_workflows)
 

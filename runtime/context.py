@@ -6,6 +6,8 @@ Held in ``contextvars`` so that threads and asyncio tasks each see their own.
 
 from __future__ import annotations
 
+import json
+import math
 import threading
 import time
 from collections.abc import Iterator
@@ -112,6 +114,10 @@ current_step: ContextVar[StepContext | None] = ContextVar("dbos_step", default=N
 sql_session: ContextVar[Any] = ContextVar("dbos_sql_session", default=None)
 _next_workflow_id: ContextVar[_OneShot | None] = ContextVar("dbos_next_id", default=None)
 _next_timeout: ContextVar[_OneShot | None] = ContextVar("dbos_next_timeout", default=None)
+# (the workflow context the block was entered in, or None outside one; the attributes' JSON text)
+_attributes: ContextVar[tuple[WorkflowContext | None, str | None] | None] = ContextVar(
+    "dbos_attributes", default=None
+)
 
 
 def active_workflow() -> WorkflowContext | None:
@@ -210,3 +216,80 @@ class SetWorkflowTimeout:
 
     def __exit__(self, *exc: object) -> None:
         self._cm.__exit__(*exc)
+
+
+def _check_json(value: object, where: str) -> None:
+    """Refuse what a JSON object stored as jsonb cannot hold as given: keys that are not strings
+    (``json`` would turn 1 into "1"), NaN and infinities, NUL characters, and any other type."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise DBOSException(
+                f"invalid workflow attributes: a NUL character in {where} (attributes must be "
+                "JSON-serializable, and Postgres JSON holds no NUL)"
+            )
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise DBOSException(
+                f"invalid workflow attributes: {value!r} in {where}: attributes must be "
+                "JSON-serializable"
+            )
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise DBOSException(
+                    f"invalid workflow attributes: key {key!r} in {where} is not a string "
+                    "(attributes must be JSON-serializable, with string keys)"
+                )
+            _check_json(key, where)
+            _check_json(item, f"{where}[{key!r}]")
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _check_json(item, f"{where}[{i}]")
+    elif value is not None and not isinstance(value, bool | int):
+        raise DBOSException(
+            f"invalid workflow attributes: a {type(value).__name__} in {where}: attributes "
+            "must be JSON-serializable"
+        )
+
+
+def attributes_json(attributes: object) -> str | None:
+    """The JSON text stored for workflow ``attributes`` (a dict of JSON values with string keys,
+    or None for none). Anything else raises ``DBOSException`` before anything is recorded."""
+    if attributes is None:
+        return None
+    if not isinstance(attributes, dict):
+        raise DBOSException(
+            f"invalid workflow attributes {attributes!r}: attributes must be a dict"
+        )
+    _check_json(attributes, "attributes")
+    return json.dumps(attributes, ensure_ascii=False, allow_nan=False)
+
+
+def current_attributes() -> str | None:
+    """The JSON text of the attributes an enclosing ``SetWorkflowAttributes`` gives a workflow
+    started here. A block entered outside a workflow does not reach the workflows that the
+    workflows it starts start in turn (attributes are not inherited, DBOS's rule)."""
+    found = _attributes.get()
+    if found is None or found[0] is not current_workflow.get():
+        return None
+    return found[1]
+
+
+class SetWorkflowAttributes:
+    """``with SetWorkflowAttributes({"customer": "acme"}):`` records these custom key/values
+    with every workflow started or enqueued in the block (not with their child workflows).
+    ``list_workflows(attributes=...)`` finds them; ``DBOS.update_workflow_attributes`` replaces
+    them. ``None`` starts workflows without attributes. Raises ``DBOSException`` for anything
+    but a dict of JSON values with string keys."""
+
+    def __init__(self, attributes: dict[str, Any] | None) -> None:
+        self.attributes = attributes
+        self._json = attributes_json(attributes)
+        self._token: Any = None
+
+    def __enter__(self) -> SetWorkflowAttributes:
+        self._token = _attributes.set((current_workflow.get(), self._json))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _attributes.reset(self._token)

@@ -13,12 +13,13 @@ from runtime.composition import Runtime
 from runtime.config import DBOSConfig, Settings
 from runtime.errors import DBOSException
 from runtime.facade.asyncs import AsyncManagementCalls
+from runtime.facade.attributes import AttributeCalls
 from runtime.facade.base import FacadeBase, classproperty, logger
 from runtime.facade.schedules import AsyncScheduleCalls
 from runtime.facade.streams import StreamCalls
 
 
-class DBOS(AsyncManagementCalls, AsyncScheduleCalls, StreamCalls):
+class DBOS(AsyncManagementCalls, AsyncScheduleCalls, StreamCalls, AttributeCalls):
     """The one runtime object of a process.
 
     ``DBOS(config)`` sets it up, ``DBOS.launch()`` connects, migrates, recovers pending workflows

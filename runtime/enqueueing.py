@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from contextlib import ExitStack
 from typing import Any
 
-from runtime.context import SetWorkflowID, SetWorkflowTimeout
+from runtime.context import SetWorkflowAttributes, SetWorkflowID, SetWorkflowTimeout
 from runtime.engine import DEFAULT_MAX_RECOVERY_ATTEMPTS, EnqueueRequest
 from runtime.errors import DBOSException
 from runtime.queues import (
@@ -82,9 +82,12 @@ def _not_here(*args: Any, **kwargs: Any) -> None:  # pragma: no cover - never ru
 
 
 def assigned_by_options(options: Mapping[str, Any]) -> ExitStack:
-    """A ``with`` block giving the enqueued workflow the options' ``workflow_id`` and
-    ``workflow_timeout`` (seconds), as ``SetWorkflowID`` and ``SetWorkflowTimeout`` would."""
+    """A ``with`` block giving the enqueued workflow the options' ``workflow_id``,
+    ``workflow_timeout`` (seconds) and ``attributes``, as ``SetWorkflowID``,
+    ``SetWorkflowTimeout`` and ``SetWorkflowAttributes`` would."""
     stack = ExitStack()
+    if options.get("attributes") is not None:
+        stack.enter_context(SetWorkflowAttributes(options["attributes"]))
     workflow_id, timeout = options.get("workflow_id"), options.get("workflow_timeout")
     if workflow_id is not None:
         stack.enter_context(SetWorkflowID(workflow_id))

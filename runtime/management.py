@@ -14,7 +14,8 @@ from datetime import datetime
 from typing import Any
 
 from runtime import migrate
-from runtime.context import validate_workflow_id
+from runtime.attribute_db import AttributeTable
+from runtime.context import attributes_json, validate_workflow_id
 from runtime.errors import DBOSException, DBOSNonExistentWorkflowError
 from runtime.executor_db import ExecutorTable
 from runtime.liveness import gone_on_this_host, process_identity
@@ -28,6 +29,7 @@ from runtime.workflow_admin import WorkflowAdmin
 __all__ = [
     "STATUSES",
     "Change",
+    "attributes_text",
     "ExecutorInfo",
     "QueueInfo",
     "TimeArg",
@@ -38,6 +40,7 @@ __all__ = [
     "executors",
     "fork",
     "get_workflow",
+    "update_attributes",
     "list_steps",
     "list_workflows",
     "parse_statuses",
@@ -200,10 +203,13 @@ def list_workflows(
     completed_before: TimeArg = None,
     dequeued_after: TimeArg = None,
     dequeued_before: TimeArg = None,
+    attributes: dict[str, Any] | None = None,
 ) -> list[WorkflowStatus]:
     """Workflows matching every given filter, oldest first unless ``sort_desc``. A filter given a
     list matches any of its values; ``queued_only`` (DBOS's ``queues_only``) keeps workflows of a
-    queue, and unless ``status`` is given only the ENQUEUED and PENDING ones."""
+    queue, and unless ``status`` is given only the ENQUEUED and PENDING ones; ``attributes``
+    keeps those whose attributes contain every given key with an equal value (JSON
+    containment: a nested object or list matches one that contains it)."""
     _check_list_arguments(locals())
     statuses = parse_statuses(status)
     filters: dict[str, Any] = {
@@ -219,6 +225,7 @@ def list_workflows(
         "in_queue": True if queued_only and statuses is not None else None,
         "before": {"before_ts": before[0], "before_id": before[1]} if before else None,
         "user": True if user is not None else None,
+        "attributes": attributes_json(attributes) if attributes else None,
     }
     if was_forked_from is not None:
         filters["was_forked_from" if was_forked_from else "was_not_forked_from"] = True
@@ -248,6 +255,26 @@ def list_workflows(
         load_input=load_input,
         load_output=load_output,
     )
+
+
+def attributes_text(attributes: object, merge: bool = False) -> str | None:
+    """The JSON text ``update_attributes`` stores for ``attributes``, checked before anything is
+    recorded: a dict of JSON values with string keys, or None (to clear; not with ``merge``)."""
+    if merge and attributes is None:
+        raise DBOSException("cannot merge None into workflow attributes: pass a dict")
+    if not isinstance(merge, bool):
+        raise DBOSException(f"invalid merge {merge!r}: expected True or False")
+    return attributes_json(attributes)
+
+
+def update_attributes(
+    sysdb: SystemDatabase, workflow_id: str, attributes: str | None, merge: bool = False
+) -> None:
+    """Replace a workflow's attributes with ``attributes`` (``attributes_text``'s JSON; None
+    clears them), or with ``merge`` write its top-level keys over the current ones. An unknown
+    ID changes nothing, as in DBOS."""
+    validate_workflow_id(workflow_id)
+    AttributeTable(sysdb).update(workflow_id, attributes, merge=merge)
 
 
 def list_arguments(arguments: dict[str, Any]) -> dict[str, Any]:

@@ -34,7 +34,7 @@ WITH ins AS (
         queue_name, priority, deduplication_id, max_recovery_attempts, workflow_timeout_ms,
         workflow_deadline_epoch_ms, parent_workflow_id, forked_from, created_at, updated_at,
         started_at_epoch_ms, owner_process, recovery_attempts, config_name, queue_partition_key,
-        delay_until_epoch_ms
+        delay_until_epoch_ms, attributes, debounce_deadline_epoch_ms, is_debounced
     ) VALUES (
         %(workflow_uuid)s, %(status)s, %(name)s, %(class_name)s, %(inputs)s, %(executor_id)s,
         %(application_version)s, %(queue_name)s, %(priority)s, %(deduplication_id)s,
@@ -47,7 +47,8 @@ WITH ins AS (
         CASE WHEN %(status)s = 'PENDING' THEN %(owner_process)s END,
         -- As DBOS counts: each start of a run is an attempt (the first included), recovery or not.
         CASE WHEN %(status)s = 'PENDING' THEN 1 ELSE 0 END, %(config_name)s,
-        %(queue_partition_key)s, %(delay_until_epoch_ms)s
+        %(queue_partition_key)s, %(delay_until_epoch_ms)s, %(attributes)s::jsonb,
+        %(debounce_deadline_epoch_ms)s, %(is_debounced)s
     )
     ON CONFLICT (workflow_uuid) DO NOTHING
     RETURNING status, name, owner_epoch, workflow_deadline_epoch_ms, owner_process
@@ -257,7 +258,7 @@ RETURNING w.workflow_uuid
 
 # DBOS's WorkflowStatus.was_forked_from (does a fork name this workflow?), computed: a probe of
 # the forked_from index per row. An EXISTS may be planned as a full scan hashing every forked_from.
-_WAS_FORKED_FROM = (
+WAS_FORKED_FROM = (
     "coalesce((SELECT true FROM dbos.workflow_status f "
     "WHERE f.forked_from = workflow_status.workflow_uuid LIMIT 1), false)"
 )
@@ -267,7 +268,7 @@ workflow_uuid, status, name, class_name, inputs, output, error, executor_id, app
 queue_name, recovery_attempts, created_at, updated_at, parent_workflow_id, forked_from, priority,
 deduplication_id, workflow_timeout_ms, workflow_deadline_epoch_ms, started_at_epoch_ms,
 completed_at_epoch_ms, config_name, queue_partition_key, delay_until_epoch_ms, """ + (
-    _WAS_FORKED_FROM
+    WAS_FORKED_FROM + ", attributes"
 )
 
 SELECT_WORKFLOW = (
@@ -496,7 +497,9 @@ WHERE queue_name = %(queue_name)s AND status = 'ENQUEUED' AND queue_partition_ke
 PROMOTE_DELAYED = f"""
 WITH due AS (
     UPDATE dbos.workflow_status
-    SET status = 'ENQUEUED', updated_at = {NOW_MS}
+    SET status = 'ENQUEUED', updated_at = {NOW_MS},
+        -- A debounce key is held only while DELAYED: a later call starts a new workflow.
+        deduplication_id = CASE WHEN is_debounced THEN NULL ELSE deduplication_id END
     WHERE status = 'DELAYED'
       AND delay_until_epoch_ms <= (extract(epoch FROM now()) * 1000)::bigint
       AND queue_name = ANY(%(queue_names)s)
@@ -508,59 +511,6 @@ FROM (SELECT DISTINCT queue_name FROM due) q
 
 # -- management ------------------------------------------------------------------------------------
 
-# list_workflows composes its WHERE clause from these fixed fragments (never from user text); each
-# filter is served by an index of the form (column, created_at).
-LIST_WORKFLOWS_SELECT = (
-    "SELECT workflow_uuid, status, name, class_name, "
-    "CASE WHEN %(load_input)s THEN inputs END, "
-    "CASE WHEN %(load_output)s THEN output END, "
-    "CASE WHEN %(load_output)s THEN error END, "
-    "executor_id, application_version, queue_name, recovery_attempts, created_at, updated_at, "
-    "parent_workflow_id, forked_from, priority, deduplication_id, workflow_timeout_ms, "
-    "workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at_epoch_ms, config_name, "
-    "queue_partition_key, delay_until_epoch_ms, " + _WAS_FORKED_FROM + " FROM dbos.workflow_status"
-)
-LIST_FILTERS = {
-    "workflow_ids": "workflow_uuid = ANY(%(workflow_ids)s)",
-    "status": "status = ANY(%(status)s)",
-    "name": "name = %(name)s",
-    "app_version": "application_version = %(app_version)s",
-    "queue_name": "queue_name = %(queue_name)s",
-    "start_time": "created_at >= %(start_time)s",
-    "end_time": "created_at <= %(end_time)s",
-    "queued_only": "queue_name IS NOT NULL AND status IN ('DELAYED', 'ENQUEUED', 'PENDING')",
-    # DBOS 2.x's filters. A key ending in ``_any`` takes a list; a single value uses the plain key,
-    # whose equality the (column, created_at) index serves with the listing's order.
-    "name_any": "name = ANY(%(name_any)s)",
-    "app_version_any": "application_version = ANY(%(app_version_any)s)",
-    "queue_name_any": "queue_name = ANY(%(queue_name_any)s)",
-    "in_queue": "queue_name IS NOT NULL",
-    "executor_id": "executor_id = %(executor_id)s",
-    "executor_id_any": "executor_id = ANY(%(executor_id_any)s)",
-    "forked_from": "forked_from = %(forked_from)s",
-    "forked_from_any": "forked_from = ANY(%(forked_from_any)s)",
-    "parent_workflow_id": "parent_workflow_id = %(parent_workflow_id)s",
-    "parent_workflow_id_any": "parent_workflow_id = ANY(%(parent_workflow_id_any)s)",
-    # A LIKE pattern (its own % and _ escaped by the caller), served by a text_pattern_ops index.
-    "workflow_id_prefix": "workflow_uuid LIKE %(workflow_id_prefix)s",
-    "workflow_id_prefix_any": "workflow_uuid LIKE ANY(%(workflow_id_prefix_any)s)",
-    "has_parent": "parent_workflow_id IS NOT NULL",
-    "has_no_parent": "parent_workflow_id IS NULL",
-    "was_forked_from": _WAS_FORKED_FROM,
-    "was_not_forked_from": "NOT " + _WAS_FORKED_FROM,
-    # No workflow records an authenticated user here (the runtime has no authentication), so a
-    # user filter matches nothing, as DBOS's does for workflows started without one.
-    "user": "false",
-    "completed_after": "completed_at_epoch_ms >= %(completed_after)s",
-    "completed_before": "completed_at_epoch_ms <= %(completed_before)s",
-    "dequeued_after": "started_at_epoch_ms >= %(dequeued_after)s",
-    "dequeued_before": "started_at_epoch_ms <= %(dequeued_before)s",
-    # Keyset pagination (newest first): rows older than the last one shown.
-    "before": "(created_at, workflow_uuid) < (%(before_ts)s, %(before_id)s)",
-}
-ORDER_ASC = " ORDER BY created_at ASC, workflow_uuid ASC"
-ORDER_DESC = " ORDER BY created_at DESC, workflow_uuid DESC"
-LIMIT_OFFSET = " LIMIT %(limit)s OFFSET %(offset)s"
 
 # Management acts on the database alone: a resumed workflow is made ready again (its inputs and
 # recorded steps stay) and a live executor of its version picks it up. One that came from a queue
@@ -591,12 +541,13 @@ RETURNING 1
 FORK_WORKFLOW = f"""
 INSERT INTO dbos.workflow_status (
     workflow_uuid, status, name, class_name, inputs, application_version, queue_name, priority,
-    max_recovery_attempts, workflow_timeout_ms, forked_from, created_at, updated_at, config_name
+    max_recovery_attempts, workflow_timeout_ms, forked_from, created_at, updated_at, config_name,
+    attributes
 )
 SELECT %(new_id)s, 'ENQUEUED', name, class_name, inputs,
        coalesce(%(application_version)s, application_version), %(internal_queue)s, 0,
        max_recovery_attempts, coalesce(%(workflow_timeout_ms)s, workflow_timeout_ms), workflow_uuid,
-       {NOW_MS}, {NOW_MS}, config_name
+       {NOW_MS}, {NOW_MS}, config_name, attributes
 FROM dbos.workflow_status
 WHERE workflow_uuid = %(workflow_uuid)s
 """

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, ParamSpec, TypedDict, TypeVar
 
 from runtime.config import warn_unsupported
+from runtime.context import attributes_json
 from runtime.errors import DBOSException
 
 P = ParamSpec("P")
@@ -87,14 +88,13 @@ def check_queue_name(queue_name: object) -> str:
 
 
 # The keys of ``EnqueueOptions`` (``DBOSClient.enqueue``, ``DBOS.enqueue_workflow_with_options``).
-# DBOS's enqueue options for features this runtime does not have (authenticated users, workflow
-# attributes, serializers, duplication policies, application names): accepted so that a DBOS
-# client's call works, and named in a warning when given.
+# DBOS's enqueue options for features this runtime does not have (authenticated users,
+# serializers, duplication policies, application names): accepted so that a DBOS client's call
+# works, and named in a warning when given.
 ENQUEUE_OPTIONS_IGNORED = (
     "authenticated_user",
     "authenticated_roles",
     "serialization_type",
-    "attributes",
     "duplication_policy",
     "application_name",
 )
@@ -112,6 +112,7 @@ ENQUEUE_OPTION_KEYS = (
     "class_name",
     "instance_name",
     "max_recovery_attempts",
+    "attributes",
 ) + ENQUEUE_OPTIONS_IGNORED
 
 
@@ -158,6 +159,7 @@ def check_enqueue_options(options: object) -> None:
             raise DBOSException(f"enqueue option {key!r} must be a string, not {value!r}")
     check_priority(options.get("priority"))
     check_delay(options.get("delay_seconds"))
+    attributes_json(options.get("attributes"))
     timeout = options.get("workflow_timeout")
     if timeout is not None and (
         not isinstance(timeout, int | float)

@@ -31,6 +31,11 @@ class NewWorkflow:
     config_name: str | None = None  # an instance method's configured instance (with class_name)
     queue_partition_key: str | None = None  # its partition of a partitioned queue
     delay_until_epoch_ms: int | None = None  # a DELAYED workflow: not dequeued before this
+    attributes: str | None = None  # its attributes as a JSON object's text (None: it has none)
+    # A debounced workflow (``runtime.debouncer``): the cap on its delay, and the flag that its
+    # deduplication ID is a debounce key.
+    debounce_deadline_epoch_ms: int | None = None
+    is_debounced: bool = False
 
 
 @dataclass(frozen=True)

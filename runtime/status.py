@@ -65,6 +65,9 @@ class WorkflowStatus:
     # DBOS's name: epoch ms at which a queue last handed it to a process (``started_at`` of a
     # workflow that came from a queue, resumed ones included); None for one never enqueued.
     dequeued_at: int | None = None
+    # DBOS's custom key/values (``SetWorkflowAttributes``, ``update_workflow_attributes``): a
+    # JSON object decoded, None when the workflow has none.
+    attributes: dict[str, Any] | None = None
 
 
 # DBOS's StepInfo is a TypedDict with these keys; ours is also read by attribute (the CLI and the

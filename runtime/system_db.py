@@ -48,6 +48,7 @@ from runtime.records import (
 )
 from runtime.serialization import check_text
 from runtime.status import StepInfo, WorkflowStatus
+from runtime.workflow_list import list_workflows_query
 
 # A row as the driver returns it; private to this module (see the module docstring).
 _Row = tuple[Any, ...]
@@ -143,6 +144,9 @@ class SystemDatabase:
             "config_name": wf.config_name,
             "queue_partition_key": wf.queue_partition_key,
             "delay_until_epoch_ms": wf.delay_until_epoch_ms,
+            "attributes": wf.attributes,
+            "debounce_deadline_epoch_ms": wf.debounce_deadline_epoch_ms,
+            "is_debounced": wf.is_debounced,
         }
         try:
             row = self._one(queries.INSERT_WORKFLOW, params)
@@ -542,9 +546,9 @@ class SystemDatabase:
         load_input: bool,
         load_output: bool,
     ) -> list[WorkflowStatus]:
-        """Workflows matching ``filters`` (keys of ``queries.LIST_FILTERS``; a value of True turns
-        on a fragment without a parameter), newest or oldest first; inputs and outcomes decoded
-        only when loaded."""
+        """Workflows matching ``filters`` (keys of ``workflow_list.LIST_FILTERS``; a value of True
+        turns on a fragment without a parameter), newest or oldest first; inputs and outcomes
+        decoded only when loaded."""
         query, params = list_workflows_query(
             filters,
             sort_desc=sort_desc,
@@ -730,6 +734,7 @@ def _status_from_row(
         delay_until_epoch_ms=row[23],
         was_forked_from=bool(row[24]),
         dequeued_at=row[19] if row[9] is not None else None,
+        attributes=row[25],
     )
 
 
@@ -744,38 +749,6 @@ def _step_from_row(row: _Row) -> StepInfo:
         started_at=row[5],
         completed_at=row[6],
     )
-
-
-def list_workflows_query(
-    filters: dict[str, Any],
-    *,
-    sort_desc: bool,
-    limit: int | None,
-    offset: int | None,
-    load_input: bool,
-    load_output: bool,
-) -> tuple[str, dict[str, Any]]:
-    """The statement ``list_workflow_statuses`` runs, built only from the fixed fragments of
-    ``queries`` (tests EXPLAIN it to check that every filter is answered from an index)."""
-    unknown = set(filters) - set(queries.LIST_FILTERS)
-    if unknown:
-        raise ValueError(f"unknown filters {sorted(unknown)}")
-    where = [queries.LIST_FILTERS[key] for key in sorted(filters)]
-    query = queries.LIST_WORKFLOWS_SELECT
-    if where:
-        query += " WHERE " + " AND ".join(where)
-    query += queries.ORDER_DESC if sort_desc else queries.ORDER_ASC
-    params: dict[str, Any] = {}
-    for key, value in filters.items():
-        if isinstance(value, dict):  # a fragment with several parameters (keyset pagination)
-            params.update(value)
-        elif value is not True:
-            params[key] = value
-    params.update(load_input=load_input, load_output=load_output)
-    if limit is not None or offset is not None:
-        query += queries.LIMIT_OFFSET
-        params.update(limit=limit, offset=offset or 0)
-    return query, params
 
 
 def _claimed_from(workflow_id: str, row: _Row, config_name: str | None) -> ClaimedWorkflow:

@@ -40,6 +40,7 @@ WORKFLOW_FIELDS = {
     "queue_partition_key",
     "delay_until_epoch_ms",
     "dequeued_at",  # local time, as created_at: when a queue handed it to a process
+    "attributes",  # DBOS's custom key/values (SetWorkflowAttributes); null when none
     "waiting",  # what a PENDING or ENQUEUED workflow waits for; null for the others
 }
 STEP_FIELDS = {

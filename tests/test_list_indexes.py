@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from runtime.system_db import list_workflows_query
+from runtime.workflow_list import list_workflows_query
 from tests.cli_helpers import dbos
 from tests.conftest import TEMPLATE, _fresh_database
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from dbos_cli import render
+from dbos_cli.attributes import Attr, parse_attrs
 from dbos_cli.options import DbUrl, JsonFlag, system_schema, system_url
 from runtime.errors import DBOSException
 from runtime.status import WorkflowStatus, WorkflowStatusString
@@ -119,10 +120,12 @@ def list_workflows(
     end_time: EndTime = None,
     sort_desc: SortDesc = False,
     json_output: JsonFlag = False,
+    attr: Attr = None,
 ) -> None:
     """List workflows (oldest first; -d for newest first)."""
     with _client(db_url) as client:
         found = client.list_workflows(
+            attributes=parse_attrs(attr),
             status=status,
             name=name,
             queue_name=queue,

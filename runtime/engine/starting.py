@@ -42,6 +42,10 @@ class EnqueueRequest:
     queue_partition_key: str | None = None
     app_version: str | None = None
     delay_until_ms: int | None = None
+    # A debounced enqueue (``runtime.debouncer``): its deduplication ID is a debounce key, and
+    # later calls never move its delay past ``debounce_deadline_ms`` (None: no cap).
+    is_debounced: bool = False
+    debounce_deadline_ms: int | None = None
 
     @property
     def status(self) -> str:
@@ -109,6 +113,7 @@ class Starter:
         # Refuse unserializable inputs before anything is recorded.
         inputs = serialization.serialize_args(stored_args, kwargs, info.param_names)
 
+        attributes = context.current_attributes()
         assigned = context.take_assigned_workflow_id()
         timeout_block, timeout_s = context.take_timeout_block()
         function_id: int | None = None
@@ -157,6 +162,11 @@ class Starter:
                         owner_process=self.process_id,
                         queue_partition_key=enqueue.queue_partition_key if enqueue else None,
                         delay_until_epoch_ms=enqueue.delay_until_ms if enqueue else None,
+                        attributes=attributes,
+                        is_debounced=enqueue.is_debounced if enqueue else False,
+                        debounce_deadline_epoch_ms=(
+                            enqueue.debounce_deadline_ms if enqueue else None
+                        ),
                     )
                 ),
                 in_workflow=parent is not None,

@@ -46,13 +46,15 @@ class ManagementCalls(QueueCalls):
         completed_before: TimeArg = None,
         dequeued_after: TimeArg = None,
         dequeued_before: TimeArg = None,
+        attributes: dict[str, Any] | None = None,
     ) -> list[WorkflowStatus]:
         """Workflows matching every given filter, oldest first unless ``sort_desc`` (DBOS's
         keywords; times: datetime, ISO 8601 or epoch ms). A string filter also takes a list
         (any of its values); ``workflow_id_prefix`` matches IDs that start with it;
         ``queues_only`` keeps workflows of a queue (ENQUEUED or PENDING unless ``status``);
-        ``user`` matches nothing (no workflow records an authenticated user here). Raises
-        ``DBOSException`` for a bad status, time, limit or offset."""
+        ``user`` matches nothing (no workflow records an authenticated user here);
+        ``attributes`` keeps workflows whose attributes contain these key/values. Raises
+        ``DBOSException`` for a bad status, time, limit, offset or attributes."""
         return management.list_workflows(cls._rt().sysdb, **management.list_arguments(locals()))
 
     @classmethod
@@ -81,6 +83,7 @@ class ManagementCalls(QueueCalls):
         completed_before: TimeArg = None,
         dequeued_after: TimeArg = None,
         dequeued_before: TimeArg = None,
+        attributes: dict[str, Any] | None = None,
     ) -> list[WorkflowStatus]:
         """Workflows of a queue: ENQUEUED or PENDING (or of the given ``status``); the filters
         of ``list_workflows``."""

@@ -1,0 +1,100 @@
+"""The statement behind ``list_workflows``: its SELECT, the fixed filter fragments its WHERE clause
+is composed from, and the builder that composes them. Kept apart from ``runtime.queries`` (the
+other statements) so that each stays small; ``SystemDatabase.list_workflow_statuses`` runs it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runtime import queries
+
+# list_workflows composes its WHERE clause from these fixed fragments (never from user text); each
+# filter is served by an index of the form (column, created_at).
+# Fixed fragments only (the one interpolation is a constant SQL expression); values are parameters.
+LIST_WORKFLOWS_SELECT = (
+    "SELECT workflow_uuid, status, name, class_name, "  # noqa: S608
+    "CASE WHEN %(load_input)s THEN inputs END, "
+    "CASE WHEN %(load_output)s THEN output END, "
+    "CASE WHEN %(load_output)s THEN error END, "
+    "executor_id, application_version, queue_name, recovery_attempts, created_at, updated_at, "
+    "parent_workflow_id, forked_from, priority, deduplication_id, workflow_timeout_ms, "
+    "workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at_epoch_ms, config_name, "
+    "queue_partition_key, delay_until_epoch_ms, "
+    + queries.WAS_FORKED_FROM
+    + ", attributes FROM dbos.workflow_status"
+)
+LIST_FILTERS = {
+    "workflow_ids": "workflow_uuid = ANY(%(workflow_ids)s)",
+    "status": "status = ANY(%(status)s)",
+    "name": "name = %(name)s",
+    "app_version": "application_version = %(app_version)s",
+    "queue_name": "queue_name = %(queue_name)s",
+    "start_time": "created_at >= %(start_time)s",
+    "end_time": "created_at <= %(end_time)s",
+    "queued_only": "queue_name IS NOT NULL AND status IN ('DELAYED', 'ENQUEUED', 'PENDING')",
+    # DBOS 2.x's filters. A key ending in ``_any`` takes a list; a single value uses the plain key,
+    # whose equality the (column, created_at) index serves with the listing's order.
+    "name_any": "name = ANY(%(name_any)s)",
+    "app_version_any": "application_version = ANY(%(app_version_any)s)",
+    "queue_name_any": "queue_name = ANY(%(queue_name_any)s)",
+    "in_queue": "queue_name IS NOT NULL",
+    "executor_id": "executor_id = %(executor_id)s",
+    "executor_id_any": "executor_id = ANY(%(executor_id_any)s)",
+    "forked_from": "forked_from = %(forked_from)s",
+    "forked_from_any": "forked_from = ANY(%(forked_from_any)s)",
+    "parent_workflow_id": "parent_workflow_id = %(parent_workflow_id)s",
+    "parent_workflow_id_any": "parent_workflow_id = ANY(%(parent_workflow_id_any)s)",
+    # A LIKE pattern (its own % and _ escaped by the caller), served by a text_pattern_ops index.
+    "workflow_id_prefix": "workflow_uuid LIKE %(workflow_id_prefix)s",
+    "workflow_id_prefix_any": "workflow_uuid LIKE ANY(%(workflow_id_prefix_any)s)",
+    "has_parent": "parent_workflow_id IS NOT NULL",
+    "has_no_parent": "parent_workflow_id IS NULL",
+    "was_forked_from": queries.WAS_FORKED_FROM,
+    "was_not_forked_from": "NOT " + queries.WAS_FORKED_FROM,
+    # No workflow records an authenticated user here (the runtime has no authentication), so a
+    # user filter matches nothing, as DBOS's does for workflows started without one.
+    "user": "false",
+    "completed_after": "completed_at_epoch_ms >= %(completed_after)s",
+    "completed_before": "completed_at_epoch_ms <= %(completed_before)s",
+    "dequeued_after": "started_at_epoch_ms >= %(dequeued_after)s",
+    "dequeued_before": "started_at_epoch_ms <= %(dequeued_before)s",
+    # Containment of a JSON object (its text a parameter), answered from the GIN index.
+    "attributes": "attributes @> %(attributes)s::jsonb",
+    # Keyset pagination (newest first): rows older than the last one shown.
+    "before": "(created_at, workflow_uuid) < (%(before_ts)s, %(before_id)s)",
+}
+ORDER_ASC = " ORDER BY created_at ASC, workflow_uuid ASC"
+ORDER_DESC = " ORDER BY created_at DESC, workflow_uuid DESC"
+LIMIT_OFFSET = " LIMIT %(limit)s OFFSET %(offset)s"
+
+
+def list_workflows_query(
+    filters: dict[str, Any],
+    *,
+    sort_desc: bool,
+    limit: int | None,
+    offset: int | None,
+    load_input: bool,
+    load_output: bool,
+) -> tuple[str, dict[str, Any]]:
+    """The statement ``list_workflow_statuses`` runs, built only from the fixed fragments of
+    this module (tests EXPLAIN it to check that every filter is answered from an index)."""
+    unknown = set(filters) - set(LIST_FILTERS)
+    if unknown:
+        raise ValueError(f"unknown filters {sorted(unknown)}")
+    where = [LIST_FILTERS[key] for key in sorted(filters)]
+    query = LIST_WORKFLOWS_SELECT
+    if where:
+        query += " WHERE " + " AND ".join(where)
+    query += ORDER_DESC if sort_desc else ORDER_ASC
+    params: dict[str, Any] = {}
+    for key, value in filters.items():
+        if isinstance(value, dict):  # a fragment with several parameters (keyset pagination)
+            params.update(value)
+        elif value is not True:
+            params[key] = value
+    params.update(load_input=load_input, load_output=load_output)
+    if limit is not None or offset is not None:
+        query += LIMIT_OFFSET
+        params.update(limit=limit, offset=offset or 0)
+    return query, params
