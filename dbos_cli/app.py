@@ -16,6 +16,7 @@ from dbos_cli.commands import migrate as migrate_cmd
 from dbos_cli.commands import postgres as postgres_cmd
 from dbos_cli.commands import start as start_cmd
 from dbos_cli.commands import ui as ui_cmd
+from dbos_cli.commands import versions as versions_cmd
 from dbos_cli.commands import workflow as workflow_cmd
 from runtime.errors import DBOSException
 
@@ -72,6 +73,7 @@ postgres_cmd.register(app)
 workflow_cmd.register(app)
 executors_cmd.register(app)
 ui_cmd.register(app)
+versions_cmd.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -14,9 +14,10 @@ from runtime.config import DBOSConfig, Settings
 from runtime.errors import DBOSException
 from runtime.facade.asyncs import AsyncManagementCalls
 from runtime.facade.base import FacadeBase, classproperty, logger
+from runtime.facade.versions import AsyncVersionCalls
 
 
-class DBOS(AsyncManagementCalls):
+class DBOS(AsyncManagementCalls, AsyncVersionCalls):
     """The one runtime object of a process.
 
     ``DBOS(config)`` sets it up, ``DBOS.launch()`` connects, migrates, recovers pending workflows
