@@ -19,6 +19,7 @@ from dbos_cli.commands import schedule as schedule_cmd
 from dbos_cli.commands import start as start_cmd
 from dbos_cli.commands import stream as stream_cmd
 from dbos_cli.commands import ui as ui_cmd
+from dbos_cli.commands import versions as versions_cmd
 from dbos_cli.commands import workflow as workflow_cmd
 from runtime.errors import DBOSException
 
@@ -78,6 +79,7 @@ check_replay_cmd.register(workflow_cmd.group)
 executors_cmd.register(app)
 schedule_cmd.register(app)
 ui_cmd.register(app)
+versions_cmd.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

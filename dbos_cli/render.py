@@ -455,3 +455,26 @@ def stream_value(offset: int, value: Any, json_output: bool) -> None:
 def stream_end(count: int) -> None:
     """The line after the last value: the stream is closed or its workflow has ended."""
     out.print(f"[dim]end of stream ({count} value{'' if count == 1 else 's'})[/dim]")
+
+
+def versions_table(versions: list[dict[str, Any]], live: list[str]) -> None:
+    """Registered application versions, latest first, with whether a live executor runs each."""
+    from rich.table import Table
+
+    table = Table(
+        title="application versions", header_style="bold", show_edge=False, pad_edge=False
+    )
+    for column in ("Version", "Latest", "Live executors", "Timestamp", "Registered", "ID"):
+        table.add_column(column, no_wrap=True)
+    for i, v in enumerate(versions):
+        table.add_row(
+            escape(v["version_name"]),
+            "[green]latest[/green]" if i == 0 else "",
+            "[green]yes[/green]" if v["version_name"] in live else "[dim]no[/dim]",
+            local_time(v["version_timestamp"]),
+            local_time(v["created_at"]),
+            escape(v["version_id"]),
+        )
+    out.print(table)
+    if not versions:
+        out.print("[dim]no application version has registered yet[/dim]")

@@ -14,6 +14,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from runtime.app_versions import VersionInfo
     from runtime.client import DBOSClient, EnqueueOptions
     from runtime.config import DBOSConfig
     from runtime.context import SetWorkflowAttributes, SetWorkflowID, SetWorkflowTimeout, StepStatus
@@ -90,6 +91,7 @@ _HOMES = {
     "StepInfo": "runtime.status",
     "StepOptions": "runtime.engine.steps",
     "StepStatus": "runtime.context",
+    "VersionInfo": "runtime.app_versions",
     "WorkflowHandle": "runtime.handles",
     "WorkflowHandleAsync": "runtime.handles",
     "WorkflowSchedule": "runtime.schedules",
@@ -139,6 +141,7 @@ __all__ = [
     "StepInfo",
     "StepOptions",
     "StepStatus",
+    "VersionInfo",
     "WorkflowHandle",
     "WorkflowHandleAsync",
     "WorkflowSchedule",

@@ -3,9 +3,9 @@ web handlers in another service, the `dbos` CLI and its dashboard). It reads and
 tables directly and never imports or launches the application.
 
 The records its methods return are importable from here too (``Change``, ``ExecutorInfo``,
-``QueueInfo``, ``VersionWork``, ``Waiting``, and ``STATUSES``, the status names), so that a
-program using the client needs no other module of the runtime but ``runtime.errors`` and
-``runtime.status``."""
+``QueueInfo``, ``VersionInfo``, ``VersionWork``, ``Unserved``, ``Waiting``, and ``STATUSES``, the
+status names), so that a program using the client needs no other module of the runtime but
+``runtime.errors`` and ``runtime.status``."""
 
 from __future__ import annotations
 
@@ -20,9 +20,11 @@ from typing import TYPE_CHECKING, Any, TypedDict
 from typing_extensions import Required
 
 from runtime import context, management, queues, serialization
+from runtime.app_versions import UNSERVED_LOG_KEY, Unserved, VersionInfo, warn_unserved
 from runtime.asyncs import twin
 from runtime.client_schedules import ClientScheduleCalls
 from runtime.client_streams import ClientStreams
+from runtime.client_versions import ClientVersionCalls
 from runtime.config import resolve
 from runtime.context import validate_workflow_id
 from runtime.embedded import resolve_system_url
@@ -53,6 +55,9 @@ __all__ = [
     "ExecutorInfo",
     "QueueInfo",
     "TimeArg",
+    "UNSERVED_LOG_KEY",
+    "Unserved",
+    "VersionInfo",
     "VersionWork",
     "Waiting",
     "WorkflowSchedule",
@@ -108,7 +113,7 @@ def _check_urls(database_url: object, system_url: object, application_url: objec
         )
 
 
-class DBOSClient(ClientScheduleCalls, ClientStreams):
+class DBOSClient(ClientScheduleCalls, ClientStreams, ClientVersionCalls):
     """A connection to an application's system tables from outside the application.
 
     With no URL, it finds the database as the CLI does: ``DBOS_SYSTEM_DATABASE_URL`` or
@@ -413,16 +418,15 @@ class DBOSClient(ClientScheduleCalls, ClientStreams):
         was (``resume_each`` says which); their handles, in order. As in DBOS, an unknown ID
         raises ``DBOSNonExistentWorkflowError`` and none is resumed."""
         changes = management.resume_many(self.sysdb, workflow_ids, all_must_exist=True)
+        warn_unserved(self.sysdb, [c.workflow_id for c in changes if c.changed])
         return [WorkflowHandle(self, c.workflow_id) for c in changes]
 
     async def resume_workflows_async(
         self, workflow_ids: list[str]
     ) -> list[WorkflowHandleAsync[Any]]:
         """``resume_workflows`` for asyncio code."""
-        changes = await asyncio.to_thread(
-            management.resume_many, self.sysdb, workflow_ids, all_must_exist=True
-        )
-        return [WorkflowHandleAsync(self, c.workflow_id) for c in changes]
+        handles = await asyncio.to_thread(self.resume_workflows, workflow_ids)
+        return [WorkflowHandleAsync(self, h.workflow_id) for h in handles]
 
     def delete_workflow(self, workflow_id: str, *, delete_children: bool = False) -> None:
         """Delete a workflow and everything recorded for it (see ``delete_workflows``)."""
@@ -452,11 +456,14 @@ class DBOSClient(ClientScheduleCalls, ClientStreams):
             raise DBOSNonExistentWorkflowError(workflow_id)
         if not change.changed:
             raise DBOSException(f"workflow {workflow_id!r} not resumed: {change.reason}")
+        warn_unserved(self.sysdb, [workflow_id])
         return WorkflowHandle(self, workflow_id)
 
     def restart_workflow(self, workflow_id: str) -> WorkflowHandle[Any]:
         """A new execution with the same inputs and a new ID."""
-        return WorkflowHandle(self, management.restart(self.sysdb, workflow_id))
+        new_id = management.restart(self.sysdb, workflow_id)
+        warn_unserved(self.sysdb, [new_id])
+        return WorkflowHandle(self, new_id)
 
     def fork_workflow(
         self,
@@ -484,6 +491,7 @@ class DBOSClient(ClientScheduleCalls, ClientStreams):
             application_version=application_version,
             timeout_seconds=timeout_seconds,
         )
+        warn_unserved(self.sysdb, [new_id])
         return WorkflowHandle(self, new_id)
 
     async def fork_workflow_async(

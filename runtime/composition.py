@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 
 from runtime import registry
+from runtime.app_versions import register_at_launch
 from runtime.config import Settings
 from runtime.db import ensure_database, make_pool
 from runtime.deadlines import DeadlineSweep
@@ -152,6 +153,7 @@ class Runtime:
         """Register, listen, recover, then start taking work: in that order, so that this
         process is a live executor before it claims anything."""
         self.executors.register()
+        register_at_launch(self.sysdb, self.app_version)
         self.sysdb.record_queue_config(
             [
                 {

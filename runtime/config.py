@@ -121,6 +121,8 @@ class DBOSConfig(TypedDict, total=False):
     #: The level of the ``dbos`` logger (``"DEBUG"``, ``"INFO"``, ...), as in DBOS.
     log_level: str
     console_log_level: str
+    #: DBOS's: the application version becomes ``PATCHING_ENABLED`` unless one is configured.
+    enable_patching: bool
     # DBOS keys for features this runtime does not have (see ``DBOS_KEYS_IGNORED``): accepted so
     # that a DBOS app's config loads; a value that asks for the feature logs a warning.
     sys_db_pool_size: int
@@ -137,7 +139,6 @@ class DBOSConfig(TypedDict, total=False):
     conductor_url: str
     conductor_executor_metadata: dict[str, Any]
     serializer: Any
-    enable_patching: bool
     system_database_engine: Any
     notification_coalesce_sec: float
     scheduler_polling_interval_sec: float
@@ -236,6 +237,7 @@ _OVERRIDE_SCHEMA: dict[str, _Kind] = {
     "notification_listener_polling_interval_sec": "interval",
     "log_level": "log_level",
     "console_log_level": "log_level",
+    "enable_patching": "bool",
 }
 
 # Keys of DBOS's config for features this runtime does not have (OpenTelemetry export, the admin
@@ -257,13 +259,14 @@ DBOS_KEYS_IGNORED = (
     "conductor_url",
     "conductor_executor_metadata",
     "serializer",
-    "enable_patching",
     "system_database_engine",
     "notification_coalesce_sec",
     "scheduler_polling_interval_sec",
     "kafka_queue_polling_interval_sec",
     "otel_attribute_format",
 )
+# The application version of an app configured with DBOS's ``enable_patching`` (DBOS's value).
+PATCHING_VERSION = "PATCHING_ENABLED"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -405,8 +408,14 @@ def resolve(
         ),
         executor_id=_as_str(pick("executor_id", ENV_EXECUTOR_ID, runtime.get("executor_id")))
         or DEFAULT_EXECUTOR_ID,
+        # DBOS's enable_patching pins the version (unless one is configured), so that every
+        # deployment of a patched app is one version and in-flight workflows stay servable.
         application_version=_as_str(
-            pick("application_version", ENV_APPLICATION_VERSION, runtime.get("application_version"))
+            given.get("application_version")
+            or (PATCHING_VERSION if given.get("enable_patching") else None)
+            or pick(
+                "application_version", ENV_APPLICATION_VERSION, runtime.get("application_version")
+            )
         ),
         max_executor_threads=threads if isinstance(threads, int) else DEFAULT_MAX_EXECUTOR_THREADS,
         executor_lease_seconds=lease if isinstance(lease, int) else DEFAULT_EXECUTOR_LEASE_SECONDS,

@@ -17,9 +17,12 @@ from runtime.facade.attributes import AttributeCalls
 from runtime.facade.base import FacadeBase, classproperty, logger
 from runtime.facade.schedules import AsyncScheduleCalls
 from runtime.facade.streams import StreamCalls
+from runtime.facade.versions import AsyncVersionCalls
 
 
-class DBOS(AsyncManagementCalls, AsyncScheduleCalls, StreamCalls, AttributeCalls):
+class DBOS(
+    AsyncManagementCalls, AsyncScheduleCalls, StreamCalls, AttributeCalls, AsyncVersionCalls
+):
     """The one runtime object of a process.
 
     ``DBOS(config)`` sets it up, ``DBOS.launch()`` connects, migrates, recovers pending workflows

@@ -17,6 +17,7 @@ import typer
 
 from dbos_cli import render
 from dbos_cli.attributes import Attr, parse_attrs
+from dbos_cli.commands import versions
 from dbos_cli.options import DbUrl, JsonFlag, system_schema, system_url
 from runtime.errors import DBOSException
 from runtime.status import WorkflowStatus, WorkflowStatusString
@@ -324,6 +325,8 @@ def resume(
     dry_run: DryRun = False,
     yes: Yes = False,
     json_output: JsonFlag = False,
+    latest_version: versions.LatestVersion = False,
+    application_version: versions.ApplicationVersion = None,
 ) -> None:
     """Resume workflows from their last completed step: a live executor of the application picks
     them up (one from a queue goes back to it; an enqueued one starts now, bypassing its queue)."""
@@ -331,7 +334,9 @@ def resume(
     _bulk(
         "resumed",
         "Resume",
-        lambda client, targets: client.resume_each(targets),
+        lambda client, targets: versions.resume_on(
+            client, targets, application_version, latest_version
+        ),
         ["CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED"],
         db_url,
         ids,
@@ -347,10 +352,20 @@ def restart(
     workflow_id: Annotated[str, typer.Argument(help="The workflow to run again.")],
     db_url: DbUrl = None,
     json_output: JsonFlag = False,
+    latest_version: versions.LatestVersion = False,
+    application_version: versions.ApplicationVersion = None,
 ) -> None:
     """Run a workflow again from the start with the same inputs, under a new ID (printed)."""
+    versions.quiet_unserved_log()
     with _client(db_url) as client:
-        new_id = client.restart_workflow(workflow_id).get_workflow_id()
+        target = versions.target_version(client, application_version, latest_version)
+        if target is None:
+            new_id = client.restart_workflow(workflow_id).get_workflow_id()
+        else:
+            new_id = client.fork_workflow(
+                workflow_id, 1, application_version=target
+            ).get_workflow_id()
+        versions.report_unserved(client, [new_id])
     if json_output:
         render.print_json({"workflow_id": new_id, "restarted_from": workflow_id})
     else:
@@ -369,22 +384,22 @@ def fork(
     forked_workflow_id: Annotated[
         str | None, typer.Option("--forked-workflow-id", help="ID of the new workflow.")
     ] = None,
-    app_version: Annotated[
-        str | None,
-        typer.Option("--app-version", "-v", help="Application version that runs the fork."),
-    ] = None,
+    app_version: versions.ApplicationVersion = None,
     db_url: DbUrl = None,
     json_output: JsonFlag = False,
+    latest_version: versions.LatestVersion = False,
 ) -> None:
     """Start a new workflow that reuses the outcomes of the steps before --step (its ID is
     printed)."""
+    versions.quiet_unserved_log()
     with _client(db_url) as client:
         new_id = client.fork_workflow(
             workflow_id,
             step,
             forked_workflow_id=forked_workflow_id,
-            application_version=app_version,
+            application_version=versions.target_version(client, app_version, latest_version),
         ).get_workflow_id()
+        versions.report_unserved(client, [new_id])
     if json_output:
         render.print_json({"workflow_id": new_id, "forked_from": workflow_id, "step": step})
     else:

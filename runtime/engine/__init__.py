@@ -12,6 +12,7 @@
 | ``steps`` | steps and their retries |
 | ``transactions`` | application-database transactions (the only module with psycopg errors) |
 | ``results`` | waiting for a workflow's outcome, ``handle.get_result()`` |
+| ``patching`` | ``DBOS.patch`` and ``deprecate_patch``: markers that only some histories hold |
 
 Cost model (the hot path): starting a workflow is one statement, each step or transaction one
 checkpoint write (which also reports cancellation and fencing), finishing one statement. A fresh

@@ -14,6 +14,7 @@ from psycopg_pool import ConnectionPool
 
 from runtime.engine.claiming import Claims
 from runtime.engine.parking import ParkedRun, Parking
+from runtime.engine.patching import Patching
 from runtime.engine.pool import ExecutionPool
 from runtime.engine.protocol import Operations, shut_down
 from runtime.engine.results import Results
@@ -33,7 +34,7 @@ class Engine:
     Its parts: ``pool`` (the bounded execution pool), ``parking`` (parked waits), ``ops`` (the
     durable-operation protocol), ``runs`` (this process's runs),
     ``runner`` (running and settling bodies), ``claims`` (the claim path), ``starter``
-    (recording starts), ``steps``, ``transactions`` and ``results``."""
+    (recording starts), ``steps``, ``transactions``, ``results`` and ``patching``."""
 
     def __init__(
         self,
@@ -77,6 +78,7 @@ class Engine:
         self.steps = Steps(self.ops)
         self.transactions = Transactions(self.ops, app_pool, same_database=same_database)
         self.results = Results(self.ops, self.runs)
+        self.patching = Patching(self.ops)
 
     @property
     def stopping(self) -> threading.Event:

@@ -227,6 +227,13 @@ class Operations:
             self.check_interrupts(ctx)
         return function_id, rec
 
+    def peek(self, ctx: WorkflowContext) -> RecordedStep | None:
+        """The outcome a previous run recorded at the next step number, without taking that
+        number: for an operation that only some histories hold (``DBOS.patch``), which looks
+        first and then takes the number (``begin``) or leaves it to the operation that follows.
+        None on a fresh step."""
+        return ctx.recorded.get(ctx.last_function_id + 1)
+
     def record(
         self,
         ctx: WorkflowContext,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from runtime import context, management
+from runtime.app_versions import warn_unserved
 from runtime.embedded import resolve_system_url
 from runtime.errors import DBOSException
 from runtime.facade.base import BACKEND, FacadeBase, logger
@@ -149,6 +150,7 @@ class ManagementCalls(QueueCalls):
         for change in changes:
             if not change.changed:
                 logger.warning("workflow %s not resumed: %s", change.workflow_id, change.reason)
+        warn_unserved(rt.sysdb, [c.workflow_id for c in changes if c.changed])
         rt.dispatcher.wake()
         return [WorkflowHandle(BACKEND, c.workflow_id) for c in changes]
 
@@ -157,6 +159,7 @@ class ManagementCalls(QueueCalls):
         """A new execution of the workflow, with the same inputs and a new ID."""
         rt = cls._rt()
         new_id = management.restart(rt.sysdb, workflow_id)
+        warn_unserved(rt.sysdb, [new_id])
         rt.dispatcher.wake()
         return WorkflowHandle(BACKEND, new_id)
 
@@ -183,6 +186,7 @@ class ManagementCalls(QueueCalls):
             application_version=application_version,
             timeout_seconds=timeout_seconds,
         )
+        warn_unserved(rt.sysdb, [new_id])
         rt.dispatcher.wake()
         return WorkflowHandle(BACKEND, new_id)
 

@@ -1,0 +1,162 @@
+"""`dbos version ...`: the application versions registered in the system tables, which is the
+latest, and which ones live executors run; and the version options of `dbos workflow resume`,
+`restart` and `fork` (moving a workflow to another version, and warning when no live executor
+runs the version a workflow is on).
+
+`dbos version` alone prints the CLI's version, as DBOS's `dbos version` does."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from dbos_cli import render
+from dbos_cli.options import DbUrl, JsonFlag, system_schema, system_url
+
+if TYPE_CHECKING:
+    from runtime.client import Change, DBOSClient
+
+group = typer.Typer(
+    help="Application versions: list them, show or set the latest.", invoke_without_command=True
+)
+
+LatestVersion = Annotated[
+    bool,
+    typer.Option(
+        "--latest-version",
+        help="Move the workflows to the latest registered application version (see `dbos "
+        "version list`); use with DBOS.patch so their replay takes the old branches.",
+    ),
+]
+ApplicationVersion = Annotated[
+    str | None,
+    typer.Option(
+        "--application-version",
+        "--app-version",
+        "-v",
+        help="Application version whose executors run the workflows.",
+        show_default=False,
+    ),
+]
+
+
+def _client(db_url: str | None) -> DBOSClient:
+    from runtime.client import DBOSClient
+
+    return DBOSClient(system_url(db_url), dbos_system_schema=system_schema())
+
+
+class _QuietUnserved(logging.Filter):
+    """Drops the client's log line about a workflow no live executor runs: the CLI prints its
+    own one-line warning for it (``report_unserved``)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__()
+        self.key = key
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not hasattr(record, self.key)
+
+
+def quiet_unserved_log() -> None:
+    """Install ``_QuietUnserved`` on the ``dbos`` logger (once)."""
+    from runtime.client import UNSERVED_LOG_KEY
+
+    dbos_logger = logging.getLogger("dbos")
+    if not any(isinstance(f, _QuietUnserved) for f in dbos_logger.filters):
+        dbos_logger.addFilter(_QuietUnserved(UNSERVED_LOG_KEY))
+
+
+def target_version(client: DBOSClient, version: str | None, latest: bool) -> str | None:
+    """The version asked for with ``--application-version`` or ``--latest-version``, if any."""
+    return client.resolve_application_version(version, latest)
+
+
+def report_unserved(client: DBOSClient, workflow_ids: Iterable[str]) -> None:
+    """One warning line on stderr per workflow whose version no live executor runs."""
+    for item in client.unserved_workflows(workflow_ids):
+        render.warning(item.message())
+
+
+@group.callback()
+def version_root(ctx: typer.Context) -> None:
+    """Application versions: list them, show or set the latest. Alone: the CLI's version."""
+    if ctx.invoked_subcommand is None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            render.info(f"dbos {version('dbos-runtime')}")
+        except PackageNotFoundError:
+            render.info("dbos unknown")
+
+
+@group.command("list")
+def list_versions(db_url: DbUrl = None, json_output: JsonFlag = False) -> None:
+    """List the registered application versions, latest first, and whether a live executor
+    runs each."""
+    client = _client(db_url)
+    try:
+        versions = client.list_application_versions()
+        live = client.live_application_versions()
+    finally:
+        client.destroy()
+    if json_output:
+        render.print_json([{**v, "live": v["version_name"] in live} for v in versions])
+    else:
+        render.versions_table([dict(v) for v in versions], live)
+
+
+@group.command("latest")
+def latest_version(db_url: DbUrl = None, json_output: JsonFlag = False) -> None:
+    """Show the latest application version (new work should target it)."""
+    client = _client(db_url)
+    try:
+        latest = client.get_latest_application_version()
+    finally:
+        client.destroy()
+    if json_output:
+        render.print_json(dict(latest))
+    else:
+        render.info(latest["version_name"])
+
+
+@group.command("set-latest")
+def set_latest(
+    version_name: Annotated[str, typer.Argument(help="A registered application version.")],
+    db_url: DbUrl = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Make a registered application version the latest."""
+    client = _client(db_url)
+    try:
+        client.set_latest_application_version(version_name)
+        latest = client.get_latest_application_version()
+    finally:
+        client.destroy()
+    if json_output:
+        render.print_json(dict(latest))
+    else:
+        render.success(f"{version_name} is now the latest application version")
+
+
+def register(app: typer.Typer) -> None:
+    """Add `dbos version ...`."""
+    app.add_typer(group, name="version")
+
+
+def resume_on(
+    client: DBOSClient, workflow_ids: list[str], version: str | None, latest: bool
+) -> list[Change]:
+    """`dbos workflow resume`'s action: resume (on the version asked for, if any), then warn
+    about each resumed workflow no live executor runs."""
+    quiet_unserved_log()
+    target = target_version(client, version, latest)
+    if target is None:
+        changes = client.resume_each(workflow_ids)
+    else:
+        changes = client.resume_each_on(workflow_ids, target)
+    report_unserved(client, [c.workflow_id for c in changes if c.changed])
+    return changes
