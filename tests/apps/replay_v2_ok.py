@@ -66,6 +66,9 @@ def parent_handle(order: str) -> str:
 
 @DBOS.workflow()
 def sleeper(order: str) -> None:
+    # A step inserted before recorded ones, behind a patch: v1's runs take the old path.
+    if DBOS.patch("notify-first"):
+        notify(order)
     reserve(order)
     DBOS.sleep(600)
     charge(order, 2)
