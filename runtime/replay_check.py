@@ -30,12 +30,13 @@ side effects of its own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import dataclasses
 import inspect
 import threading
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -48,7 +49,8 @@ from runtime.context import WorkflowContext
 from runtime.engine.checking import CheckMode, ReplayDiverged, ReplayEnd
 from runtime.engine.running import join_class_arg
 from runtime.errors import DBOSException, DBOSWorkflowFunctionNotFoundError
-from runtime.facade.base import FacadeBase, checking_runtime
+from runtime.facade.base import FacadeBase, checking_runtime, launch_refusal
+from runtime.messaging import GET_EVENT_OP, RECV_OP, SLEEP_OP
 from runtime.nondeterminism import CallWatch, user_frame
 from runtime.records import ClaimedWorkflow, RecordedStep
 from runtime.registry import WorkflowInfo, get_workflow
@@ -61,10 +63,13 @@ __all__ = [
     "ERROR",
     "MISSING_FUNCTION",
     "NONDETERMINISTIC",
+    "NOT_FOUND",
     "OK",
     "ReplayCheckReport",
     "ReplayCheckResult",
     "check_replay",
+    "importing_new_code",
+    "replays_left_running",
 ]
 
 OK = "ok"
@@ -73,6 +78,8 @@ MISSING_FUNCTION = "missing function"
 BAD_SIGNATURE = "bad signature"
 ERROR = "error"
 NONDETERMINISTIC = "nondeterministic"
+NOT_FOUND = "not found"
+_THREAD_PREFIX = "dbos-replay-check-"
 
 #: What the new code would run: the workflows a deploy hands to it.
 DEFAULT_STATUSES = (
@@ -136,6 +143,21 @@ class ReplayCheckReport:
         return f"{len(self.results)} workflows checked: {parts}"
 
 
+@contextlib.contextmanager
+def importing_new_code(app: str) -> Iterator[None]:
+    """The context to import the code to check in: ``DBOS.launch()`` raises ``DBOSException``
+    in it, so an app that launches when imported is refused before it recovers (runs the steps
+    of, writes to) any workflow, instead of the check reporting on a database it changed."""
+    token = launch_refusal.set(
+        f"{app} launches DBOS when imported; the replay check imports the new code without "
+        'launching it: call DBOS.launch() under `if __name__ == "__main__":` (or in main())'
+    )
+    try:
+        yield
+    finally:
+        launch_refusal.reset(token)
+
+
 def check_replay(
     database_url: str | None = None,
     *,
@@ -184,7 +206,7 @@ def check_replay(
         ids = [wf.workflow_id for wf in found]
         rows = {c.workflow_id: c for c in rt.sysdb.load_workflows_to_run(ids)} if ids else {}
         steps = rt.sysdb.load_recorded_steps_batch(ids) if ids else {}
-        results = [
+        results = [*_not_found(workflow_ids, found)] + [
             _check_one(
                 rt,
                 wf,
@@ -200,6 +222,24 @@ def check_replay(
             rt.app_pool.close()
         rt.sysdb.close()
     return ReplayCheckReport(results)
+
+
+def _not_found(
+    workflow_ids: list[str] | None, found: list[WorkflowStatus]
+) -> Iterable[ReplayCheckResult]:
+    """A verdict for each workflow asked for by ID that has no record: a deploy gate naming a
+    workflow must not pass because the name was mistyped."""
+    have = {wf.workflow_id for wf in found}
+    for workflow_id in dict.fromkeys(workflow_ids or ()):
+        if workflow_id not in have:
+            yield ReplayCheckResult(workflow_id, "", "", NOT_FOUND, "no workflow has this ID")
+
+
+def replays_left_running() -> bool:
+    """Whether a replay is still running: one that timed out, or whose code swallowed its stop
+    and is parked. Its thread is a daemon, but an ``asyncio.to_thread`` call it made is not, so
+    a command line program that wants to exit now must not wait for the interpreter's exit."""
+    return any(t.name.startswith(_THREAD_PREFIX) and t.is_alive() for t in threading.enumerate())
 
 
 def _settings(database_url: str | None, schema: str | None) -> config_mod.Settings:
@@ -322,25 +362,46 @@ def _replay(
         try:
             with watch:
                 if info.is_async:
-                    asyncio.run(info.func(*args, **kwargs))
+                    asyncio.run(_with_its_tasks(info.func(*args, **kwargs)))
                 else:
                     info.func(*args, **kwargs)
             replay.returned = True
         except BaseException as exc:  # the verdict reads it
             replay.raised = exc
         replay.last_function_id = ctx.last_function_id
-        replay.finished = True
+        mode.settled.set()
 
     thread = threading.Thread(
         target=contextvars.Context().run,
         args=(body,),
-        name=f"dbos-replay-check-{claimed.workflow_id}",
+        name=f"{_THREAD_PREFIX}{claimed.workflow_id}",
         daemon=True,
     )
     thread.start()
-    thread.join(timeout_s)
+    # Settled: the function ended, or a task of it swallowed its stop and is parked for good.
+    replay.finished = mode.settled.wait(timeout_s)
+    replay.last_function_id = replay.last_function_id or ctx.last_function_id
     replay.warnings = watch.found()
     return replay
+
+
+# How many turns of the event loop the other tasks of an async workflow get, once the workflow
+# function has ended, to reach their next operation (a replayed one returns at once).
+_DRAIN_TURNS = 100
+
+
+async def _with_its_tasks(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Await the workflow function, then let the tasks it left running (the branches of an
+    ``asyncio.gather`` whose first branch met the end of the history) compare their operations
+    too: a run records concurrent operations out of order, and each must be reached."""
+    try:
+        return await coro
+    finally:
+        me = asyncio.current_task()
+        for _ in range(_DRAIN_TURNS):
+            if all(t is me or t.done() for t in asyncio.all_tasks()):
+                break
+            await asyncio.sleep(0)
 
 
 def _verdict(
@@ -363,6 +424,9 @@ def _verdict(
             "new_name": stop.name,
             "where": _where(stop.__traceback__),
         }
+    skipped = _unreplayed(recorded, replay)
+    if skipped is not None and isinstance(stop, ReplayEnd):
+        return skipped
     if isinstance(stop, ReplayEnd):
         return {
             "verdict": OK,
@@ -386,16 +450,38 @@ def _verdict(
             "step": replay.last_function_id or None,
             "where": _where(raised.__traceback__),
         }
-    unreached = sorted(n for n in recorded if n > replay.last_function_id)
-    if unreached:
-        n = unreached[0]
-        return {
-            "verdict": DIVERGES,
-            "reason": f"the new code ends before recorded step {n} ({recorded[n].function_name!r})",
-            "step": n,
-            "recorded_name": recorded[n].function_name,
-        }
+    if skipped is not None:
+        return skipped
     return {"verdict": OK, "reason": f"replays {_matched(replay)} to the workflow's end"}
+
+
+def _unreplayed(recorded: dict[int, RecordedStep], replay: _Replay) -> dict[str, Any] | None:
+    """The divergence of a replay that left a recorded operation unreached, if it did.
+
+    Every recorded operation must be replayed: one the new code never reaches is not new work
+    but a recovery that fails (``DBOSUnexpectedStepError`` when the code calls something else
+    at that number). The one exception is a wait that was in progress: a ``recv`` or
+    ``get_event`` with a timeout takes two numbers and, until it returns, only the second (its
+    timeout, ``DBOS.sleep``) is recorded; the end of the history at the first owns it."""
+    reached = {n for n, _ in replay.mode.trace}
+    for end in replay.mode.ends:
+        after = recorded.get(end.function_id + 1)
+        if end.name in (RECV_OP, GET_EVENT_OP) and after and after.function_name == SLEEP_OP:
+            reached.add(end.function_id + 1)
+    left = sorted(n for n in recorded if n not in reached)
+    if not left:
+        return None
+    n = left[0]
+    name = recorded[n].function_name
+    stop = replay.mode.stop
+    if isinstance(stop, ReplayEnd) and stop.function_id < n:
+        why = f"the new code stops replaying at step {stop.function_id} ({stop.name!r}, not "
+        why += f"recorded) and never reaches recorded step {n} ({name!r})"
+    elif n > replay.last_function_id:
+        why = f"the new code ends before recorded step {n} ({name!r})"
+    else:
+        why = f"the new code never calls recorded step {n} ({name!r})"
+    return {"verdict": DIVERGES, "reason": why, "step": n, "recorded_name": name}
 
 
 def _matched(replay: _Replay) -> str:

@@ -9,6 +9,7 @@ incompatibility reported at its step, exit 1), and checks that the database did 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import subprocess
@@ -312,6 +313,96 @@ def test_python_api_verdicts_beside_a_launched_runtime(db_url: str, launch_dbos:
         check_replay(db_url, replays=0)
 
 
+# -- every recorded operation must be reached: gaps, concurrency, swallowed stops -----------------
+
+SHAPE = {"code": 1}
+SLOW = threading.Event()
+
+
+@DBOS.step()
+async def rc_slow() -> str:
+    await asyncio.to_thread(SLOW.wait, 10)
+    return "slow"
+
+
+@DBOS.step()
+async def rc_fast() -> str:
+    return "fast"
+
+
+@DBOS.step()
+async def rc_fast_renamed() -> str:
+    return "fast"
+
+
+@DBOS.workflow()
+async def rc_gather() -> list[str]:
+    # Two steps at once: the run records the fast one (step 2) while the slow one (1) runs.
+    fast = rc_fast() if SHAPE["code"] == 1 else rc_fast_renamed()
+    return list(await asyncio.gather(rc_slow(), fast))
+
+
+@DBOS.workflow()
+def rc_gap() -> str:
+    rc_first()
+    if SHAPE["code"] == 2:
+        rc_second()  # inserted before the recv: the recv's recorded timeout is never reached
+    DBOS.recv("go", timeout_seconds=60)  # waiting: only its timeout (step 3) is recorded
+    return "done"
+
+
+@DBOS.workflow()
+def rc_swallow() -> str:
+    for _ in range(1000):  # a retry loop that swallows everything, the check's stop included
+        try:
+            return rc_first() if SHAPE["code"] == 1 else rc_second()
+        except:  # noqa: E722
+            time.sleep(0.001)
+    return "gave up"
+
+
+def test_a_replay_must_reach_every_recorded_operation(db_url: str, launch_dbos: Any) -> None:
+    """A history's recorded operations are not all below its first unrecorded number (a waiting
+    recv records only its timeout; concurrent steps finish out of order), so "the end of the
+    history" is not where the first number is missing: an operation the new code never
+    reaches is a divergence, as a recovery would find, never new work."""
+    launch_dbos()
+    SHAPE["code"] = 1
+    with SetWorkflowID("rc-gap"):
+        gap = DBOS.start_workflow(rc_gap)
+    with SetWorkflowID("rc-gather"):
+        gathered = DBOS.start_workflow(rc_gather)
+    with SetWorkflowID("rc-swallow"):
+        assert rc_swallow() == "first"
+    _wait_steps("rc-gap", 2)  # rc_first and the recv's timeout at 3 (the recv's own 2 is not)
+    _wait_steps("rc-gather", 1)  # rc_fast at 2, rc_slow at 1 still running
+    ids = ["rc-gap", "rc-gather", "rc-swallow"]
+    try:
+        # The same code: everything recorded is reached (the recv owns its timeout's row).
+        report = check_replay(db_url, workflow_ids=ids, timeout_seconds=5)
+        assert [r.verdict for r in report.results] == ["ok"] * 3, report
+
+        SHAPE["code"] = 2
+        by_id = {r.workflow_id: r for r in check_replay(db_url, workflow_ids=ids).results}
+        inserted = by_id["rc-gap"]
+        assert (inserted.verdict, inserted.step, inserted.recorded_name) == (
+            "diverges", 3, "DBOS.sleep",
+        ), inserted  # fmt: skip
+        assert "stops replaying at step 2 ('rc_second'" in inserted.reason
+        renamed = by_id["rc-gather"]
+        assert (renamed.verdict, renamed.step) == ("diverges", 2), renamed
+        assert (renamed.recorded_name, renamed.new_name) == ("rc_fast", "rc_fast_renamed")
+        # The swallowed divergence is reported as one, at once, not as a loop that timed out.
+        swallowed = by_id["rc-swallow"]
+        assert (swallowed.verdict, swallowed.step) == ("diverges", 1), swallowed
+    finally:
+        SHAPE["code"] = 1
+        SLOW.set()
+        DBOS.send("rc-gap", "x", "go")
+    assert gap.get_result() == "done"
+    assert gathered.get_result() == ["slow", "fast"]
+
+
 def test_cli_bad_input_and_hostile_text(db_url: str) -> None:
     env = clean_env()
     env["PYTHONPATH"] = str(ROOT)
@@ -325,6 +416,24 @@ def test_cli_bad_input_and_hostile_text(db_url: str) -> None:
     )  # fmt: skip
     assert run.returncode == 1 and "unknown status 'BOGUS'" in run.stderr
     assert "Traceback" not in run.stderr
+
+    # An app that launches on import is refused before it launches (nothing recovered or written).
+    before = _snapshot(db_url)
+    run = dbos(
+        "workflow", "check-replay", "-a", "tests/apps/replay_launches.py", "-D", db_url,
+        cwd=ROOT, env=env,
+    )  # fmt: skip
+    assert run.returncode == 1 and run.stderr.count("\n") == 1, run.stderr
+    assert "launches DBOS when imported" in run.stderr and "Traceback" not in run.stderr
+    assert _snapshot(db_url) == before
+
+    # A deploy gate naming a workflow that has no record does not pass.
+    run = dbos(
+        "workflow", "check-replay", "-a", "tests/apps/replay_v2_ok.py", "-D", db_url,
+        "-w", "no-such-workflow", "--json", cwd=ROOT, env=env,
+    )  # fmt: skip
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert json.loads(run.stdout)["workflows"][0]["verdict"] == "not found"
 
     # A workflow whose ID and name hold markup and terminal control characters.
     hostile = "evil-\x1b[31m[bold]red"

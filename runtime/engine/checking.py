@@ -15,8 +15,14 @@ otherwise stops the workflow function by raising a ``ReplayStop``:
   operation may run for real in a check.
 
 The stops are ``BaseException``s so that the workflow's own ``except Exception`` does not catch
-them; one the code swallows anyway (a bare ``except:``) is raised again at its next operation,
-and the checker reads it from ``CheckMode.stop`` rather than from what the function raised.
+them. A stop ends only the task (or thread) that met it: the other tasks of an async workflow
+(``asyncio.gather``) go on and compare their own operations, since a run records concurrent
+operations out of order and the check must reach every recorded one. A task that swallows its
+stop (a bare ``except:``) and calls another operation that is not recorded has settled its
+verdict: it is parked for good on an idle daemon thread (``settled`` is set so the checker stops
+waiting), as re-raising would spin a retry loop for ever. The checker reads the stops from
+``CheckMode`` (``stop``, ``ends``), not from what the function raised, and counts recorded
+operations no replay reached as a divergence (never as new work).
 
 Recorded outcomes stay readable without being consumed: ``ctx.recorded`` holds every recorded
 step by number, and ``ctx.last_function_id + 1`` is the number the next operation will take, so a
@@ -26,6 +32,8 @@ in a recovery, and consumes it through ``Operations.begin``.
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from dataclasses import dataclass, field
 
 from runtime.records import RecordedStep
@@ -61,48 +69,73 @@ class ReplayWrite(ReplayStop):
     """Something tried to write to the system tables during a check."""
 
 
+def _flow() -> tuple[int, int | None]:
+    """Who calls: the thread, and the asyncio task when there is one (a gathered branch)."""
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no running loop: a sync workflow
+        task = None
+    return threading.get_ident(), None if task is None else id(task)
+
+
 @dataclass
 class CheckMode:
     """The state of one checked replay: the recorded operations the new code matched, in order
-    (``trace``: step number and name), and the stop, once raised."""
+    (``trace``: step number and name); ``stop``, the first divergence or refused write (else the
+    first end of history); ``ends``, every place a task reached the end of the history; and
+    ``settled``, set once the verdict can no longer change (the function returned, raised, or
+    a task swallowed its stop and went on)."""
 
     trace: list[tuple[int, str]] = field(default_factory=list)
     stop: ReplayStop | None = None
+    ends: list[ReplayEnd] = field(default_factory=list)
+    settled: threading.Event = field(default_factory=threading.Event)
+    _stopped: dict[tuple[int, int | None], ReplayStop] = field(default_factory=dict)
 
     def begin(self, function_id: int, name: str, rec: RecordedStep | None) -> None:
         """Let the operation ``name`` at ``function_id`` replay ``rec``, or stop the workflow."""
-        if self.stop is not None:  # the code swallowed the stop and went on: stop it again
-            raise self.stop
+        flow = _flow()
+        earlier = self._stopped.get(flow)
+        if earlier is not None and (rec is None or not isinstance(earlier, ReplayEnd)):
+            # This task swallowed its stop and goes on past it: nothing it does can change the
+            # verdict, and re-raising would spin its retry loop. Park it for good.
+            self.settled.set()
+            threading.Event().wait()
         if rec is None:
-            self.stop = ReplayEnd(
-                function_id,
-                name,
-                f"new work starts at step {function_id} ({name!r})",
-            )
-            raise self.stop
+            end = ReplayEnd(function_id, name, f"new work starts at step {function_id} ({name!r})")
+            self.ends.append(end)
+            raise self._raise(flow, end)
         if rec.function_name != name:
-            self.stop = ReplayDiverged(function_id, rec.function_name, name)
-            raise self.stop
+            raise self._raise(flow, ReplayDiverged(function_id, rec.function_name, name))
         self.trace.append((function_id, name))
+
+    def _raise(self, flow: tuple[int, int | None], stop: ReplayStop) -> ReplayStop:
+        """Note ``stop`` as this task's, and as the check's if it is the first or the more
+        serious one (a divergence or a write outranks an end of history)."""
+        self._stopped[flow] = stop
+        if self.stop is None or (
+            isinstance(self.stop, ReplayEnd) and not isinstance(stop, ReplayEnd)
+        ):
+            self.stop = stop
+        return stop
 
     def refuse_write(self, function_id: int) -> ReplayStop:
         """The stop for a write attempted during the check (nothing is written)."""
-        if self.stop is None:
-            self.stop = ReplayWrite(
+        return self._raise(
+            _flow(),
+            ReplayWrite(
                 function_id,
                 "",
                 f"the workflow tried to write to the system tables after step {function_id} "
                 "outside a recorded operation",
-            )
-        return self.stop
+            ),
+        )
 
     def end_waiting(self, function_id: int, workflow_id: str) -> ReplayStop:
         """The stop for a wait on a workflow that has not finished (a child called directly):
         the original run waits there too, so the history ends here, cleanly."""
-        if self.stop is None:
-            self.stop = ReplayEnd(
-                function_id,
-                "",
-                f"then waits for workflow {workflow_id!r}, which has not finished",
-            )
-        return self.stop
+        end = ReplayEnd(
+            function_id, "", f"then waits for workflow {workflow_id!r}, which has not finished"
+        )
+        self.ends.append(end)
+        return self._raise(_flow(), end)
