@@ -5,17 +5,31 @@ from __future__ import annotations
 import json
 import sys
 import time
+import unicodedata
 from datetime import datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from rich.markup import escape
+from rich.markup import escape as escape_markup
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from runtime.client import ExecutorInfo, VersionWork, Waiting
     from runtime.status import StepInfo, WorkflowStatus
+
+
+def _visible(ch: str) -> str:
+    if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cf"):
+        return ch
+    return repr(ch)[1:-1]  # '\x1b', '\u202e': shown, never obeyed
+
+
+def escape(text: str) -> str:
+    """Text from the database (or the app) made safe to print: Rich markup escaped, and every
+    control or format character a terminal would obey (ESC sequences, C1 controls, bidi
+    overrides; not newline or tab) shown as its Python escape. Every renderer goes through it."""
+    return escape_markup("".join(_visible(ch) for ch in text))
 
 
 @cache
@@ -78,7 +92,8 @@ def status_text(status: str) -> str:
 
 def print_json(document: Any) -> None:
     """Machine-readable output: one JSON document on stdout and nothing else."""
-    sys.stdout.write(json.dumps(document, indent=2, default=str, ensure_ascii=False) + "\n")
+    text = json.dumps(document, indent=2, default=str, ensure_ascii=False)
+    sys.stdout.write(_terminal_safe(text) + "\n")  # C1 controls too: still the same JSON
     sys.stdout.flush()
 
 
@@ -428,10 +443,14 @@ def executor_json(e: ExecutorInfo) -> dict[str, Any]:
 
 
 def _terminal_safe(text: str) -> str:
-    """JSON text with every control character (C0, DEL and C1: what a terminal would obey as a
-    command) written as a ``\\uXXXX`` escape, which is still the same JSON."""
+    """JSON text with every control or format character a terminal would obey (C0 but newline
+    and tab, DEL, C1, bidi overrides) written as its ``\\uXXXX`` escape: still the same JSON
+    (inside a string those are escapes already; between tokens only newline and tab occur)."""
     return "".join(
-        f"\\u{ord(c):04x}" if ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F else c for c in text
+        json.dumps(ch)[1:-1]
+        if ch not in "\n\t" and unicodedata.category(ch) in ("Cc", "Cf")
+        else ch
+        for ch in text
     )
 
 

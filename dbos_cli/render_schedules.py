@@ -6,9 +6,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from rich.markup import escape
-
 from dbos_cli import render
+from dbos_cli.render import escape
 
 if TYPE_CHECKING:
     from runtime.client import WorkflowSchedule

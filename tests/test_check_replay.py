@@ -403,7 +403,7 @@ def test_a_replay_must_reach_every_recorded_operation(db_url: str, launch_dbos: 
     assert gathered.get_result() == ["slow", "fast"]
 
 
-def test_cli_bad_input_and_hostile_text(db_url: str) -> None:
+def test_cli_bad_input_and_hostile_text(db_url: str, tmp_path: Path) -> None:
     env = clean_env()
     env["PYTHONPATH"] = str(ROOT)
     run = dbos(
@@ -426,6 +426,12 @@ def test_cli_bad_input_and_hostile_text(db_url: str) -> None:
     assert run.returncode == 1 and run.stderr.count("\n") == 1, run.stderr
     assert "launches DBOS when imported" in run.stderr and "Traceback" not in run.stderr
     assert _snapshot(db_url) == before
+
+    # An app that exits while imported gives no verdict: an error, never a silent pass.
+    exits = tmp_path / "exits.py"
+    exits.write_text("import sys\nsys.exit(0)\n")
+    run = dbos("workflow", "check-replay", "-a", str(exits), "-D", db_url, cwd=ROOT, env=env)
+    assert run.returncode == 1 and "exited (sys.exit(0))" in run.stderr, run.stderr
 
     # A deploy gate naming a workflow that has no record does not pass.
     run = dbos(

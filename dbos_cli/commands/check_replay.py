@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import sys
-import unicodedata
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -98,8 +97,13 @@ def check_replay(
     if limit is not None and limit < 1:
         raise DBOSException("--limit must be at least 1")
     url, schema_name = system_url(db_url), system_schema(schema)
-    with replay_check.importing_new_code(app):
-        import_app(app)
+    try:
+        with replay_check.importing_new_code(app):
+            import_app(app)
+    except SystemExit as exc:  # a gate must not pass (exit 0) with no verdict
+        raise DBOSException(
+            f"importing {app} exited (sys.exit({exc.code!r})) before anything was checked"
+        ) from None
     report = replay_check.check_replay(
         url,
         system_schema=schema_name,
@@ -177,14 +181,14 @@ def show(report: ReplayCheckReport) -> None:
     for r in report.results:
         style = VERDICT_STYLE.get(r.verdict, "red")
         names = " / ".join(
-            text(n or "-") for n in (r.recorded_name, r.new_name) if r.verdict != "ok" or n
+            render.escape(n or "-") for n in (r.recorded_name, r.new_name) if r.verdict != "ok" or n
         )
-        why = text(r.reason) + (f" (at {text(r.where)})" if r.where else "")
+        why = render.escape(r.reason) + (f" (at {render.escape(r.where)})" if r.where else "")
         table.add_row(
-            text(r.workflow_id),
-            text(r.name),
+            render.escape(r.workflow_id),
+            render.escape(r.name),
             render.status_text(r.status),
-            f"[{style}]{text(r.verdict)}[/{style}]",
+            f"[{style}]{render.escape(r.verdict)}[/{style}]",
             "" if r.step is None else str(r.step),
             names,
             why,
@@ -193,23 +197,8 @@ def show(report: ReplayCheckReport) -> None:
         render.out.print(table)
     for r in report.results:
         for warning in r.warnings:
-            render.warning(f"{_safe(r.workflow_id)}: {_safe(warning)}")
+            render.warning(f"{r.workflow_id}: {warning}")
     (render.success if report.ok else render.error)(report.summary())
-
-
-def _safe(value: str) -> str:
-    """Text from the database or the app, with control characters shown as escapes (a workflow ID
-    must not move the cursor or recolour the terminal)."""
-    return "".join(
-        repr(ch)[1:-1] if unicodedata.category(ch) in ("Cc", "Cf") else ch for ch in value
-    )
-
-
-def text(value: str) -> str:
-    """``_safe`` text, escaped for Rich markup."""
-    from rich.markup import escape
-
-    return escape(_safe(value))
 
 
 def register(group: typer.Typer) -> None:
