@@ -21,6 +21,7 @@ from typing import TypedDict
 
 from runtime.errors import DBOSException
 from runtime.management import executors
+from runtime.queries import RESUMABLE
 from runtime.system_db import SystemDatabase
 
 logger = logging.getLogger("dbos")
@@ -56,13 +57,12 @@ _VERSIONS_OF = """
 SELECT workflow_uuid, application_version FROM dbos.workflow_status
 WHERE workflow_uuid = ANY(%(ids)s)
 """
-# Resume onto another version: only a workflow resume will change (not a running or finished
-# one), so a workflow still running in a live process keeps the version of its code.
-_RETARGET = """
-UPDATE dbos.workflow_status SET application_version = %(version)s
-WHERE workflow_uuid = ANY(%(ids)s)
-  AND status IN ('CANCELLED', 'MAX_RECOVERY_ATTEMPTS_EXCEEDED', 'ENQUEUED')
-"""
+# Resume onto another version: exactly the workflows a resume will take (queries.RESUMABLE: not
+# a finished one, nor one still running in a live process, which keeps the version of its code).
+_RETARGET = f"""
+UPDATE dbos.workflow_status w SET application_version = %(version)s
+WHERE w.workflow_uuid = ANY(%(ids)s) AND {RESUMABLE}
+"""  # noqa: S608 (constant SQL text; the values are parameters)
 
 
 class VersionInfo(TypedDict):
@@ -138,8 +138,9 @@ class ApplicationVersions:
         return {str(r[0]): r[1] for r in rows}
 
     def retarget(self, workflow_ids: Iterable[str], version_name: str) -> None:
-        """Give the workflows that a resume will restart (CANCELLED, MAX_RECOVERY_ATTEMPTS_EXCEEDED
-        or ENQUEUED) another application version, before they are resumed."""
+        """Give the workflows that a resume will take (``queries.RESUMABLE``: CANCELLED,
+        MAX_RECOVERY_ATTEMPTS_EXCEEDED, ENQUEUED, DELAYED, or PENDING with its process gone)
+        another application version, before they are resumed."""
         name = check_version_name(version_name)
         with self.sysdb.connection() as conn:
             conn.execute(_RETARGET, {"ids": list(workflow_ids), "version": name})

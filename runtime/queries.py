@@ -518,6 +518,11 @@ FROM (SELECT DISTINCT queue_name FROM due) q
 # (or one from no queue) goes to the internal queue, which starts it now. A PENDING workflow is
 # resumed only when no live process owns it (else it is running: nothing to resume). Its owner is
 # kept: until a cancelled runner has really stopped and released it, no one may claim it.
+# The workflows a resume takes (alias w): stopped or waiting ones, and running ones whose process
+# is gone. Anything that prepares a resume (a move to another version) selects the same ones.
+RESUMABLE = f"""(w.status IN ('CANCELLED', 'ENQUEUED', 'DELAYED', 'MAX_RECOVERY_ATTEMPTS_EXCEEDED')
+       OR (w.status = 'PENDING' AND {OWNER_ABSENT}))"""
+
 RESUME_WORKFLOW = f"""
 UPDATE dbos.workflow_status w
 SET status = 'ENQUEUED',
@@ -530,9 +535,7 @@ SET status = 'ENQUEUED',
     executor_id = NULL,
     workflow_deadline_epoch_ms = NULL,
     updated_at = {NOW_MS}
-WHERE w.workflow_uuid = %(workflow_uuid)s
-  AND (w.status IN ('CANCELLED', 'ENQUEUED', 'DELAYED', 'MAX_RECOVERY_ATTEMPTS_EXCEEDED')
-       OR (w.status = 'PENDING' AND {OWNER_ABSENT}))
+WHERE w.workflow_uuid = %(workflow_uuid)s AND {RESUMABLE}
 RETURNING 1
 """
 

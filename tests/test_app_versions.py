@@ -10,6 +10,7 @@ import json
 import logging
 from collections.abc import Callable
 
+import psycopg
 import pytest
 
 from runtime import DBOS, DBOSClient, DBOSException
@@ -118,6 +119,27 @@ def test_unserved_version_is_reported_by_the_api(
     assert DBOS.get_workflow_status(wid).app_version == "v2"  # type: ignore[union-attr]
     DBOS.send(wid, "late", "go")
     assert DBOS.retrieve_workflow(wid).get_result() == "got late"
+
+    # Every workflow a resume takes moves with it: also one whose process died mid-run (PENDING,
+    # its owner gone) and a DELAYED one, the ones an operator most needs to move.
+    dead = DBOS.start_workflow(waits_for_go).workflow_id
+    DBOS.cancel_workflow(dead)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE dbos.workflow_status SET status = 'PENDING', application_version = 'v1', "
+            "owner_process = 'a-process-that-died' WHERE workflow_uuid = %s",
+            (dead,),
+        )
+    with DBOSClient(system_database_url=db_url) as client:
+        delayed = client.enqueue(
+            {"workflow_name": waits_for_go.__qualname__, "queue_name": "_dbos_internal_queue",
+             "app_version": "v1", "delay_seconds": 3600}
+        ).workflow_id  # fmt: skip
+        changes = client.resume_each_on([dead, delayed], "v2")
+        assert [c.changed for c in changes] == [True, True], changes
+    for moved in (dead, delayed):
+        assert DBOS.get_workflow_status(moved).app_version == "v2"  # type: ignore[union-attr]
+        DBOS.cancel_workflow(moved)
 
 
 def test_cli_versions_and_workflow_version_options(
