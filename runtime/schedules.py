@@ -115,8 +115,8 @@ def new_schedule(
 ) -> ScheduleRow:
     """A new ACTIVE schedule, every part checked (``DBOSException`` naming the bad one): a name
     and a workflow name (non-empty strings), a cron expression croniter reads (5 fields, or 6
-    with seconds first), an IANA zone or None, a JSON-serializable context, a queue name or
-    None."""
+    with seconds first) that fires (not ``0 0 30 2 *``), an IANA zone or None, a
+    JSON-serializable context, a queue name or None."""
     name = _check_name(schedule_name, "schedule_name")
     workflow = _check_name(workflow_name, "workflow_name")
     if workflow_class_name is not None:

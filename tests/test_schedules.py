@@ -371,6 +371,59 @@ def test_bad_input_is_refused_before_anything_is_stored(launch_dbos: Launch) -> 
     assert DBOS.list_workflows(workflow_id_prefix="sched-") == []
 
 
+def test_a_cron_that_never_fires_is_refused_and_a_stored_one_stops_no_other(
+    launch_dbos: Launch, db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    decorated: list[datetime] = []
+
+    @DBOS.workflow()
+    def managed(at: datetime, context: Any) -> None:
+        pass
+
+    @DBOS.scheduled("* * * * * *")
+    @DBOS.workflow()
+    def decorated_tick(scheduled: datetime, actual: datetime) -> None:
+        decorated.append(scheduled)
+
+    try:
+        launch_dbos()
+        never = "0 0 30 2 *"  # 30 February
+        with pytest.raises(DBOSException, match="never fires"):
+            DBOS.create_schedule(schedule_name="feb30", workflow_fn=managed, schedule=never)
+        with pytest.raises(DBOSException, match="never fires"):
+            DBOS.apply_schedules(
+                [{"schedule_name": "feb30", "workflow_fn": managed, "schedule": never}]
+            )
+        with DBOSClient(db_url) as client, pytest.raises(DBOSException, match="never fires"):
+            client.create_schedule(
+                schedule_name="feb30", workflow_name=managed.__qualname__, schedule=never
+            )
+        with pytest.raises(DBOSException, match="never fires"):
+            DBOS.scheduled("0 0 31 4 * ")  # 31 April
+        assert DBOS.list_schedules() == []
+        # A row an older version (or SQL) stored, beside a good schedule: the scheduler thread
+        # sets it aside, logged once, and keeps firing the good one and the decorated one.
+        _query(
+            db_url,
+            "INSERT INTO dbos.workflow_schedules (schedule_id, schedule_name, workflow_name, "
+            "schedule, status, context, automatic_backfill) "
+            "VALUES ('bad-id', 'feb30', %s, %s, 'ACTIVE', 'null', false) RETURNING 1",
+            (managed.__qualname__, never),
+        )
+        DBOS.create_schedule(schedule_name="good", workflow_fn=managed, schedule="* * * * * *")
+        since = datetime.now(UTC)
+        _wait_for(lambda: len(_tick_ids(db_url, "good")) >= 3, 6, "the good schedule's ticks")
+        _wait_for(lambda: sum(t >= since for t in decorated) >= 3, 3, "the decorated ticks")
+        assert _tick_ids(db_url, "feb30") == []
+        skipped = [r for r in caplog.records if "feb30 cannot be scheduled" in r.getMessage()]
+        assert len(skipped) == 1, skipped
+    finally:
+        DBOS.destroy()
+        from runtime import scheduler
+
+        scheduler._schedules.clear()  # keep the decorated schedule out of later tests
+
+
 def test_calls_in_a_workflow_are_steps_and_apply_replaces(launch_dbos: Launch) -> None:
     @DBOS.workflow()
     def target(at: datetime, context: Any) -> None:
