@@ -149,13 +149,30 @@ class Ticks:
 
 
 def ticks_between(
-    cron: str, start: datetime, end: datetime, tz: tzinfo = timezone.utc
+    cron: str,
+    start: datetime,
+    end: datetime,
+    tz: tzinfo = timezone.utc,
+    limit: int | None = None,
 ) -> list[Tick]:
-    """The ticks strictly after ``start`` and strictly before ``end`` (naive times are UTC)."""
+    """The ticks strictly after ``start`` and strictly before ``end`` (naive times are UTC).
+    ``DBOSException`` when there are more than ``limit`` of them (None: no limit), or when the
+    window reaches a tick past the last instant Python represents (year 9999)."""
     end = end if end.tzinfo is not None else end.replace(tzinfo=timezone.utc)
     found: list[Tick] = []
-    for tick in Ticks(cron, start, tz):
-        if tick.at >= end:
-            return found
-        found.append(tick)
+    try:
+        for tick in Ticks(cron, start, tz):
+            if tick.at >= end:
+                return found
+            if limit is not None and len(found) == limit:
+                raise DBOSException(
+                    f"more than {limit} ticks between {start.isoformat()} and "
+                    f"{end.isoformat()}: split the window into smaller ones"
+                )
+            found.append(tick)
+    except OverflowError:  # from datetime arithmetic at the ends of its range
+        raise DBOSException(
+            f"the window {start.isoformat()} .. {end.isoformat()} reaches past the dates "
+            "Python represents (years 1 to 9999)"
+        ) from None
     return found  # pragma: no cover - the iterator is endless

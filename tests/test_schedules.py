@@ -359,6 +359,11 @@ def test_bad_input_is_refused_before_anything_is_stored(launch_dbos: Launch) -> 
         DBOS.backfill_schedule("ok", datetime(2026, 1, 2), datetime(2026, 1, 1))
     with pytest.raises(DBOSException, match="invalid start"):
         DBOS.backfill_schedule("ok", "yesterday", datetime(2026, 1, 1))  # type: ignore[arg-type]
+    with pytest.raises(DBOSException, match="reaches past the dates Python represents"):
+        DBOS.backfill_schedule("ok", datetime.max - timedelta(minutes=3), datetime.max)
+    # An hourly schedule over 2 years: 17,520 ticks, more than one call enqueues.
+    with pytest.raises(DBOSException, match="more than 10000 ticks .* split the window"):
+        DBOS.backfill_schedule("ok", datetime(2026, 1, 1), datetime(2028, 1, 1))
     with pytest.raises(DBOSException, match="Schedule 'missing' does not exist"):
         DBOS.backfill_schedule("missing", datetime(2026, 1, 1), datetime(2026, 1, 2))
     with pytest.raises(DBOSException, match="Schedule 'missing' does not exist"):
@@ -677,6 +682,7 @@ def test_cli_schedule_commands(db_url: str) -> None:
     for bad in (
         ["schedule", "get", "nope"],
         ["schedule", "backfill", "cli-sched", "2026-06-02", "yesterday"],
+        ["schedule", "backfill", "cli-sched", "0001-01-01", "9999-12-31"],
     ):
         result = dbos(*bad, env=env)
         assert result.returncode == 1, bad
