@@ -672,11 +672,21 @@ def test_cli_schedule_commands(db_url: str) -> None:
     with DBOSClient(db_url) as client:
         assert client.get_schedule("cli-sched")["status"] == "PAUSED"  # type: ignore[index]
     backfill = ["schedule", "backfill", "cli-sched", "2026-06-01T00:30:00", "2026-06-01T03:00:00"]
-    first = json.loads(dbos(*backfill, "--json", env=env).stdout)["workflow_ids"]
-    assert first == [
-        "sched-cli-sched-2026-06-01T02:00:00+01:00",
-        "sched-cli-sched-2026-06-01T03:00:00+01:00",
-    ]
+    first = json.loads(dbos(*backfill, "--json", env=env).stdout)
+    assert (
+        first["workflow_ids"]
+        == first["new_workflow_ids"]
+        == [
+            "sched-cli-sched-2026-06-01T02:00:00+01:00",
+            "sched-cli-sched-2026-06-01T03:00:00+01:00",
+        ]
+    )
+    # Again, one hour wider: three ticks, one of them new, and the output says so.
+    backfill[-1] = "2026-06-01T04:00:00"
+    again = dbos(*backfill, env=env)
+    assert again.returncode == 0, again.stderr
+    assert "backfilled cli-sched: 3 ticks, 1 newly enqueued" in again.stdout
+    assert again.stdout.count("(already enqueued)") == 2
     trig = dbos("schedule", "trigger", "cli-sched", env=env)
     assert trig.returncode == 0 and "sched-cli-sched-trigger-" in trig.stdout
     for bad in (
