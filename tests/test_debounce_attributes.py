@@ -528,6 +528,21 @@ def test_bad_attributes_are_refused_before_anything_is_recorded(
             )
     with pytest.raises(DBOSException, match="merge"):
         DBOS.update_workflow_attributes("exists", None, merge=True)
+    # Deeper than Python recurses: the same clean error write_stream gives, not RecursionError.
+    deep: dict[str, Any] = {}
+    for _ in range(5000):
+        deep = {"a": deep}
+    with DBOSClient(db_url) as client:
+        deep_calls: list[Callable[[], Any]] = [
+            lambda: SetWorkflowAttributes(deep),
+            lambda: DBOS.update_workflow_attributes("exists", deep),
+            lambda: DBOS.list_workflows(attributes=deep),
+            lambda: client.update_workflow_attributes("exists", deep, merge=True),
+            lambda: client.list_workflows(attributes=deep),
+        ]
+        for call in deep_calls:
+            with pytest.raises(DBOSException, match="attributes: it is nested too deeply"):
+                call()
     status = DBOS.get_workflow_status("exists")
     assert status is not None and status.attributes is None
     assert count_workflows(db_url) == 1
