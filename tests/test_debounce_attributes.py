@@ -251,6 +251,13 @@ def test_bad_debounce_calls_are_refused_before_anything_is_recorded(
     for call in bad:
         with pytest.raises(DBOSException):
             call()
+    # Numbers the database cannot hold (a delay's end is bigint epoch ms) or that are not
+    # numbers at all: refused at once, naming the argument.
+    for number in (math.nan, math.inf, 1e300):
+        with pytest.raises(DBOSException, match="invalid debounce_timeout_sec"):
+            Debouncer.create(job, debounce_timeout_sec=number)
+        with pytest.raises(DBOSException, match="invalid debounce_period_sec"):
+            debouncer.debounce("k", number, 1)
     for options in (
         {"deduplication_id": "d"},
         {"priority": 3},
@@ -265,6 +272,11 @@ def test_bad_debounce_calls_are_refused_before_anything_is_recorded(
         )
         with pytest.raises(DBOSException, match="cannot debounce"):
             remote.debounce("k", 1.0)
+        plain = DebouncerClient(client, {"workflow_name": "job", "queue_name": "q"})
+        with pytest.raises(DBOSException, match="invalid debounce_period_sec"):
+            plain.debounce("k", 1e300)
+        with pytest.raises(DBOSException, match="invalid debounce_timeout_sec"):
+            DebouncerClient(client, {"workflow_name": "job"}, debounce_timeout_sec=math.nan)
     finally:
         client.destroy()
     assert count_workflows(db_url) == 0

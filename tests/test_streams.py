@@ -256,6 +256,8 @@ def test_bad_writes_and_reads_are_refused_before_anything_is_recorded(
         list(DBOS.read_stream("no-such-workflow", "out"))
     with pytest.raises(DBOSException, match="offset"):
         DBOS.read_stream("w-bad", "out", offset=-1)
+    with pytest.raises(DBOSException, match="offset"):  # past what a bigint read can add to
+        list(DBOS.read_stream("w-bad", "out", offset=2**63 - 1))
     with pytest.raises(DBOSException, match="polling_interval_sec"):
         DBOS.read_stream("w-bad", "out", polling_interval_sec=0)
     with pytest.raises(DBOSException, match="timeout_seconds"):
