@@ -356,6 +356,14 @@ def test_cli_prints_a_stream_as_a_table_and_as_json_lines(launch_dbos: Launch, d
     missing = dbos("workflow", "stream", "nope", "out", "-D", db_url)
     assert missing.returncode == 1
     assert "does not exist" in missing.stderr and "Traceback" not in missing.stderr
+    assert missing.stdout == ""  # no table header before the error
+    huge = dbos("workflow", "stream", "w-cli", "out", "--from-offset", str(2**63 - 1), "-D", db_url)
+    assert huge.returncode == 1 and huge.stdout == ""
+    assert huge.stderr.startswith("error:") and "offset" in huge.stderr, huge.stderr
+    past_end = dbos("workflow", "stream", "w-cli", "out", "--from-offset", "3", "-D", db_url)
+    assert past_end.returncode == 0, past_end.stderr
+    assert past_end.stdout.split()[:2] == ["offset", "value"]
+    assert "end of stream (0 values)" in past_end.stdout
 
 
 def test_cli_follows_a_live_stream_and_stops_cleanly_on_ctrl_c(
