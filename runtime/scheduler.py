@@ -179,16 +179,25 @@ class Scheduler:
                 try:
                     ticks = Ticks(entry.cron, entry.after or now, cron.zone(entry.timezone))
                     upcoming[key] = (ticks.next(), ticks, entry)
-                except Exception:
-                    self._set_aside(upcoming, key, entry)
+                except Exception as exc:
+                    self._set_aside(upcoming, key, entry, exc)
 
     def _set_aside(
-        self, upcoming: dict[str, tuple[Tick, Ticks, Entry]], key: str, entry: Entry
+        self,
+        upcoming: dict[str, tuple[Tick, Ticks, Entry]],
+        key: str,
+        entry: Entry,
+        exc: Exception,
     ) -> None:
         """Stop firing an entry whose ticks cannot be computed (a row an older version or SQL
         wrote: an expression that never fires, an unknown zone), logged once, until it changes.
         One bad entry must never stop the thread, which fires every other schedule."""
-        logger.error("schedule %s cannot be scheduled and is skipped", key, exc_info=True)
+        logger.error(
+            "schedule %s cannot be scheduled and is skipped until it changes: %s",
+            key,
+            exc,
+            exc_info=not isinstance(exc, DBOSException),  # a known refusal needs no traceback
+        )
         self._broken[key] = entry
         upcoming.pop(key, None)
 
@@ -239,7 +248,7 @@ class Scheduler:
             following = ticks.next()
             while following.at < datetime.now(timezone.utc) - timedelta(seconds=LATE_GRACE_S):
                 following = ticks.next()
-        except Exception:
-            self._set_aside(upcoming, key, entry)
+        except Exception as exc:
+            self._set_aside(upcoming, key, entry, exc)
             return
         upcoming[key] = (following, ticks, entry)

@@ -331,8 +331,8 @@ class StoredSchedules:
             return
         try:
             self.schedules.backfill(row.schedule_name, row.last_fired_at, now, limit=None)
-        except Exception:
-            logger.warning("automatic backfill of schedule %r failed", row.schedule_name)
+        except Exception as exc:
+            logger.warning("automatic backfill of schedule %r failed: %s", row.schedule_name, exc)
 
     def _entry(self, row: ScheduleRow, after: datetime) -> Entry:
         definition = _definition(row)
