@@ -87,3 +87,13 @@ def workflow_ids(title: str, ids: list[str]) -> None:
     render.success(f"{title}: {len(ids)} workflow{'s' if len(ids) != 1 else ''}")
     for wid in ids:
         render.info(f"  {wid}")
+
+
+def backfilled(name: str, report: list[tuple[str, bool]]) -> None:
+    """A backfill: how many ticks the window held and how many of them it enqueued (the others
+    were enqueued before and stay as they are), then each tick's workflow ID."""
+    new = sum(created for _, created in report)
+    ticks = f"{len(report)} tick{'s' if len(report) != 1 else ''}"
+    render.success(f"backfilled {name}: {ticks}, {new} newly enqueued")
+    for wid, created in report:
+        render.info(f"  {wid}{'' if created else '  (already enqueued)'}")

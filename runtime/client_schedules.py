@@ -115,7 +115,9 @@ class ClientScheduleCalls:
     ) -> list[WorkflowHandle[None]]:
         """Enqueue every tick strictly between ``start`` and ``end`` (naive: UTC) that has not
         run (running it again creates nothing); a handle per tick in the window.
-        ``DBOSException`` for an unknown schedule or ``end`` before ``start``."""
+        ``DBOSException``, before anything is enqueued, for an unknown schedule, ``end`` before
+        ``start``, a window past year 9999, or more than 10,000 ticks in the window (split
+        it)."""
         return [self._handle(w) for w in self._schedules().backfill(schedule_name, start, end)]
 
     def trigger_schedule(self, schedule_name: str) -> WorkflowHandle[None]:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from runtime.errors import DBOSException
 from runtime.records import RecordedStep
+from runtime.serialization import nesting_checked
 
 if TYPE_CHECKING:
     from runtime.engine.checking import CheckMode
@@ -261,8 +262,9 @@ def attributes_json(attributes: object) -> str | None:
         raise DBOSException(
             f"invalid workflow attributes {attributes!r}: attributes must be a dict"
         )
-    _check_json(attributes, "attributes")
-    return json.dumps(attributes, ensure_ascii=False, allow_nan=False)
+    with nesting_checked("workflow attributes"):
+        _check_json(attributes, "attributes")
+        return json.dumps(attributes, ensure_ascii=False, allow_nan=False)
 
 
 def current_attributes() -> str | None:

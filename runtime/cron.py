@@ -37,12 +37,17 @@ def _croniter() -> Any:
     return croniter
 
 
+# Where ``validate`` looks for an expression's first tick.
+_PROBE_FROM = datetime(2000, 1, 1)
+
+
 def _six_fields(cron: str) -> bool:
     return len(cron.split()) == 6
 
 
 def validate(cron: object) -> None:
-    """Refuse an expression croniter cannot read (or that is not a string), naming it."""
+    """Refuse an expression croniter cannot read (or that is not a string), or one that never
+    fires (``0 0 30 2 *``: 30 February), naming it (``DBOSException``)."""
     if (
         not isinstance(cron, str)
         or len(cron.split()) not in (5, 6)
@@ -52,6 +57,17 @@ def validate(cron: object) -> None:
             f"invalid cron expression {cron!r}: expected 5 fields (minute hour day month weekday) "
             "or 6 with seconds first"
         )
+    # Without a year field an expression that fires at all fires within eight years of any
+    # instant (29 February skips 2100), so one with no tick after a fixed instant has none.
+    # Refused here, the one check every schedule passes, so that no such schedule is ever
+    # stored or handed to the scheduler.
+    walls = _croniter()(cron, _PROBE_FROM, second_at_beginning=_six_fields(cron))
+    try:
+        walls.get_next(datetime)
+    except Exception:  # croniter's CroniterBadDateError: it searched and found no date
+        raise DBOSException(
+            f"invalid cron expression {cron!r}: it never fires (no such date)"
+        ) from None
 
 
 def check_timezone(name: object) -> None:
@@ -133,13 +149,30 @@ class Ticks:
 
 
 def ticks_between(
-    cron: str, start: datetime, end: datetime, tz: tzinfo = timezone.utc
+    cron: str,
+    start: datetime,
+    end: datetime,
+    tz: tzinfo = timezone.utc,
+    limit: int | None = None,
 ) -> list[Tick]:
-    """The ticks strictly after ``start`` and strictly before ``end`` (naive times are UTC)."""
+    """The ticks strictly after ``start`` and strictly before ``end`` (naive times are UTC).
+    ``DBOSException`` when there are more than ``limit`` of them (None: no limit), or when the
+    window reaches a tick past the last instant Python represents (year 9999)."""
     end = end if end.tzinfo is not None else end.replace(tzinfo=timezone.utc)
     found: list[Tick] = []
-    for tick in Ticks(cron, start, tz):
-        if tick.at >= end:
-            return found
-        found.append(tick)
+    try:
+        for tick in Ticks(cron, start, tz):
+            if tick.at >= end:
+                return found
+            if limit is not None and len(found) == limit:
+                raise DBOSException(
+                    f"more than {limit} ticks between {start.isoformat()} and "
+                    f"{end.isoformat()}: split the window into smaller ones"
+                )
+            found.append(tick)
+    except OverflowError:  # from datetime arithmetic at the ends of its range
+        raise DBOSException(
+            f"the window {start.isoformat()} .. {end.isoformat()} reaches past the dates "
+            "Python represents (years 1 to 9999)"
+        ) from None
     return found  # pragma: no cover - the iterator is endless

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import math
 import time
 import types
 from collections.abc import Callable, Coroutine
@@ -45,6 +44,7 @@ from runtime.facade.base import BACKEND, FacadeBase, workflow_of
 from runtime.handles import WorkflowHandle, WorkflowHandleAsync
 from runtime.queues import (
     INTERNAL_QUEUE,
+    MAX_DELAY_SECONDS,
     EnqueueOptionValues,
     Queue,
     check_queue_name,
@@ -85,12 +85,26 @@ def _queue_name(queue: Queue | str | None) -> str | None:
     raise DBOSException(f"invalid queue {queue!r}: expected a Queue, a queue name or None")
 
 
+def _seconds(value: object, what: str) -> float:
+    """``value`` as seconds, checked before anything reaches the database: a number from 0 to
+    ``MAX_DELAY_SECONDS`` (NaN and infinities refused; the end of the delay, in epoch
+    milliseconds, is stored in a bigint). ``DBOSException`` naming ``what`` otherwise."""
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not 0 <= value <= MAX_DELAY_SECONDS
+    ):
+        raise DBOSException(
+            f"invalid {what} {value!r}: expected a number of seconds from 0 to "
+            f"{MAX_DELAY_SECONDS:.0e}"
+        )
+    return float(value)
+
+
 def _check_timeout(timeout: object) -> float | None:
     if timeout is None:
         return None
-    if not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout < 0:
-        raise DBOSException(f"invalid debounce_timeout_sec {timeout!r}: expected seconds >= 0")
-    return float(timeout) or None  # 0, like None, sets no cap (DBOS's reading)
+    return _seconds(timeout, "debounce_timeout_sec") or None  # 0, like None: no cap (DBOS)
 
 
 def _application(name: str | None) -> str | None:
@@ -103,17 +117,7 @@ def _application(name: str | None) -> str | None:
 def _check_call(debounce_key: object, debounce_period_sec: object) -> float:
     if not isinstance(debounce_key, str):
         raise DBOSException(f"invalid debounce_key {debounce_key!r}: expected a string")
-    period = debounce_period_sec
-    if (
-        not isinstance(period, int | float)
-        or isinstance(period, bool)
-        or not math.isfinite(period)
-        or period < 0
-    ):
-        raise DBOSException(
-            f"invalid debounce_period_sec {period!r}: expected a number of seconds >= 0"
-        )
-    return float(period)
+    return _seconds(debounce_period_sec, "debounce_period_sec")
 
 
 def _reject_conflicts(values: EnqueueOptionValues | dict[str, Any]) -> None:

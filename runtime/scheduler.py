@@ -112,6 +112,8 @@ class Scheduler:
     def __init__(self, stored: Callable[[], list[Entry]] | None = None) -> None:
         self._stored = stored
         self._stored_entries: list[Entry] = []
+        # Entries whose ticks cannot be computed, skipped until they change (or go).
+        self._broken: dict[str, Entry] = {}
         self._read_failed = False
         self._stop = threading.Event()
         self._changed = threading.Event()
@@ -169,15 +171,35 @@ class Scheduler:
         entries = {e.key: e for e in [*map(_decorated_entry, schedules()), *self._stored_entries]}
         for key in [k for k in upcoming if k not in entries]:
             del upcoming[key]
+        for key in [k for k in self._broken if k not in entries]:
+            del self._broken[key]
         for key, entry in entries.items():
             known = upcoming.get(key)
-            if known is None or known[2] != entry:
+            if (known is None or known[2] != entry) and self._broken.get(key) != entry:
                 try:
                     ticks = Ticks(entry.cron, entry.after or now, cron.zone(entry.timezone))
-                except Exception:  # a stored row no longer readable: never fatal to the others
-                    logger.warning("schedule %s cannot be read", key, exc_info=True)
-                    continue
-                upcoming[key] = (ticks.next(), ticks, entry)
+                    upcoming[key] = (ticks.next(), ticks, entry)
+                except Exception as exc:
+                    self._set_aside(upcoming, key, entry, exc)
+
+    def _set_aside(
+        self,
+        upcoming: dict[str, tuple[Tick, Ticks, Entry]],
+        key: str,
+        entry: Entry,
+        exc: Exception,
+    ) -> None:
+        """Stop firing an entry whose ticks cannot be computed (a row an older version or SQL
+        wrote: an expression that never fires, an unknown zone), logged once, until it changes.
+        One bad entry must never stop the thread, which fires every other schedule."""
+        logger.error(
+            "schedule %s cannot be scheduled and is skipped until it changes: %s",
+            key,
+            exc,
+            exc_info=not isinstance(exc, DBOSException),  # a known refusal needs no traceback
+        )
+        self._broken[key] = entry
+        upcoming.pop(key, None)
 
     def _run(self) -> None:
         upcoming: dict[str, tuple[Tick, Ticks, Entry]] = {}
@@ -222,7 +244,11 @@ class Scheduler:
         # A tick that came due while this one was starting still fires (a busy second is not a
         # missed tick); ticks long past (the process was suspended) are skipped, never replayed
         # as a backlog.
-        following = ticks.next()
-        while following.at < datetime.now(timezone.utc) - timedelta(seconds=LATE_GRACE_S):
+        try:
             following = ticks.next()
+            while following.at < datetime.now(timezone.utc) - timedelta(seconds=LATE_GRACE_S):
+                following = ticks.next()
+        except Exception as exc:
+            self._set_aside(upcoming, key, entry, exc)
+            return
         upcoming[key] = (following, ticks, entry)

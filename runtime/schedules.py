@@ -36,6 +36,7 @@ from runtime.system_db import SystemDatabase
 __all__ = [
     "ACTIVE",
     "PAUSED",
+    "MAX_BACKFILL_TICKS",
     "ClientScheduleInput",
     "ScheduleInput",
     "Schedules",
@@ -48,6 +49,11 @@ logger = logging.getLogger("dbos")
 
 ACTIVE = "ACTIVE"
 PAUSED = "PAUSED"
+
+# The most ticks one backfill call enqueues (DBOS sets none): a window of a 100-year span of a
+# daily schedule, or a cron typo, would otherwise enqueue tens of thousands of workflows at once.
+# A larger window is split by the caller. An automatic backfill (catching up at launch) has none.
+MAX_BACKFILL_TICKS = 10_000
 
 
 class WorkflowSchedule(TypedDict):
@@ -115,8 +121,8 @@ def new_schedule(
 ) -> ScheduleRow:
     """A new ACTIVE schedule, every part checked (``DBOSException`` naming the bad one): a name
     and a workflow name (non-empty strings), a cron expression croniter reads (5 fields, or 6
-    with seconds first), an IANA zone or None, a JSON-serializable context, a queue name or
-    None."""
+    with seconds first) that fires (not ``0 0 30 2 *``), an IANA zone or None, a
+    JSON-serializable context, a queue name or None."""
     name = _check_name(schedule_name, "schedule_name")
     workflow = _check_name(workflow_name, "workflow_name")
     if workflow_class_name is not None:
@@ -242,7 +248,12 @@ class Schedules:
     def fire(self, row: ScheduleRow, at: datetime, workflow_id: str) -> str:
         """Enqueue the schedule's workflow with ``(at, context)`` under ``workflow_id``; nothing
         when that ID is recorded already. Returns the ID."""
-        self.sysdb.insert_workflow(
+        self._enqueue(row, at, workflow_id)
+        return workflow_id
+
+    def _enqueue(self, row: ScheduleRow, at: datetime, workflow_id: str) -> bool:
+        """``fire``; True when this call recorded the workflow, False when it was already."""
+        return self.sysdb.insert_workflow(
             NewWorkflow(
                 workflow_id=workflow_id,
                 status=WorkflowStatusString.ENQUEUED,
@@ -253,18 +264,33 @@ class Schedules:
                 application_version=None,  # the executor that dequeues it gives its own
                 queue_name=row.queue_name or INTERNAL_QUEUE,
             )
-        )
-        return workflow_id
+        ).created
 
-    def backfill(self, name: object, start: object, end: object) -> list[str]:
+    def backfill(
+        self, name: object, start: object, end: object, limit: int | None = MAX_BACKFILL_TICKS
+    ) -> list[str]:
         """Enqueue every tick strictly between ``start`` and ``end`` (datetimes, naive = UTC, or
         ISO 8601) that is not recorded yet; returns the IDs of all of them, in order."""
+        return [wid for wid, _ in self.backfill_report(name, start, end, limit)]
+
+    def backfill_report(
+        self, name: object, start: object, end: object, limit: int | None = MAX_BACKFILL_TICKS
+    ) -> list[tuple[str, bool]]:
+        """``backfill``, each tick's ID with whether this call enqueued it (False: recorded
+        already). ``DBOSException``, before anything is enqueued, for an unknown schedule, a
+        window that ends before it starts or reaches past year 9999, or more than ``limit``
+        ticks (None: no limit)."""
         row = self._existing(name)
         begin, finish = _instant(start, "start"), _instant(end, "end")
         if finish < begin:
             raise DBOSException(f"backfill end {finish.isoformat()} is before its start")
-        ticks = cron.ticks_between(row.schedule, begin, finish, cron.zone(row.cron_timezone))
-        return [self.fire(row, t.at, tick_workflow_id(row.schedule_name, t)) for t in ticks]
+        zone = cron.zone(row.cron_timezone)
+        ticks = cron.ticks_between(row.schedule, begin, finish, zone, limit)
+        report = []
+        for tick in ticks:
+            workflow_id = tick_workflow_id(row.schedule_name, tick)
+            report.append((workflow_id, self._enqueue(row, tick.at, workflow_id)))
+        return report
 
     def trigger(self, name: object) -> str:
         """Enqueue a run now (ID ``sched-<name>-trigger-<now>``); returns its ID."""
@@ -304,9 +330,9 @@ class StoredSchedules:
         if not (row.automatic_backfill and row.last_fired_at):
             return
         try:
-            self.schedules.backfill(row.schedule_name, row.last_fired_at, now)
-        except Exception:
-            logger.warning("automatic backfill of schedule %r failed", row.schedule_name)
+            self.schedules.backfill(row.schedule_name, row.last_fired_at, now, limit=None)
+        except Exception as exc:
+            logger.warning("automatic backfill of schedule %r failed: %s", row.schedule_name, exc)
 
     def _entry(self, row: ScheduleRow, after: datetime) -> Entry:
         definition = _definition(row)

@@ -63,7 +63,8 @@ import json
 import math
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
@@ -74,6 +75,7 @@ __all__ = [
     "deserialize_args",
     "deserialize_exception",
     "exception_summary",
+    "nesting_checked",
     "serialize",
     "serialize_args",
     "serialize_exception",
@@ -336,17 +338,26 @@ _HANDLERS: Final[dict[type, Callable[[Any, set[int]], Any]]] = {
 }
 
 
+@contextmanager
+def nesting_checked(what: str) -> Iterator[None]:
+    """Run a walk over a value (checking or encoding it), a value nested deeper than Python
+    recurses (about a thousand levels) raising ``DBOSSerializationError`` naming ``what``
+    instead of ``RecursionError``: the one place every stored value (workflow arguments and
+    results, events, streams, attributes) is refused for its depth."""
+    try:
+        yield
+    except RecursionError:
+        raise DBOSSerializationError(f"cannot serialize {what}: it is nested too deeply") from None
+
+
 def _encode_root(value: Any, what: str, root: str, active: set[int]) -> Any:
     """``_encode`` with its internal errors turned into ``DBOSSerializationError``."""
     try:
-        return _encode(value, active)
+        with nesting_checked(f"{what} (at {root})"):
+            return _encode(value, active)
     except _Unencodable as err:
         path = root + "".join(reversed(err.path))
         raise DBOSSerializationError(f"cannot serialize {what} (at {path}): {err.reason}") from None
-    except RecursionError:
-        raise DBOSSerializationError(
-            f"cannot serialize {what} (at {root}): it is nested too deeply"
-        ) from None
 
 
 # Postgres keeps at most 1 GB in one value (and in one protocol message); past that the server

@@ -78,6 +78,11 @@ def _no_serializers(where: str, serialization_type: object) -> None:
         warn_unsupported(where, {"serialization_type": name}, ("serialization_type",))
 
 
+# The largest offset a read may start at: far past any stream's end, and low enough that the
+# read's ``offset + batch`` still fits the bigint column (no database error for a huge offset).
+MAX_OFFSET = 2**62
+
+
 def check_read_args(
     workflow_id: object,
     key: object,
@@ -92,8 +97,8 @@ def check_read_args(
         raise DBOSException("read_stream takes a workflow ID and a stream key, both strings")
     check_text(workflow_id, "workflow ID")
     check_text(key, "stream key")
-    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-        raise DBOSException(f"offset must be an integer >= 0, got {offset!r}")
+    if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= MAX_OFFSET:
+        raise DBOSException(f"offset must be an integer from 0 to 2**62, got {offset!r}")
     if timeout_seconds is not None and not (_is_number(timeout_seconds) and timeout_seconds >= 0):
         raise DBOSException(
             f"timeout_seconds must be a number of seconds >= 0 (or None), got {timeout_seconds!r}"

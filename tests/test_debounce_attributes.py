@@ -251,6 +251,13 @@ def test_bad_debounce_calls_are_refused_before_anything_is_recorded(
     for call in bad:
         with pytest.raises(DBOSException):
             call()
+    # Numbers the database cannot hold (a delay's end is bigint epoch ms) or that are not
+    # numbers at all: refused at once, naming the argument.
+    for number in (math.nan, math.inf, 1e300):
+        with pytest.raises(DBOSException, match="invalid debounce_timeout_sec"):
+            Debouncer.create(job, debounce_timeout_sec=number)
+        with pytest.raises(DBOSException, match="invalid debounce_period_sec"):
+            debouncer.debounce("k", number, 1)
     for options in (
         {"deduplication_id": "d"},
         {"priority": 3},
@@ -265,6 +272,11 @@ def test_bad_debounce_calls_are_refused_before_anything_is_recorded(
         )
         with pytest.raises(DBOSException, match="cannot debounce"):
             remote.debounce("k", 1.0)
+        plain = DebouncerClient(client, {"workflow_name": "job", "queue_name": "q"})
+        with pytest.raises(DBOSException, match="invalid debounce_period_sec"):
+            plain.debounce("k", 1e300)
+        with pytest.raises(DBOSException, match="invalid debounce_timeout_sec"):
+            DebouncerClient(client, {"workflow_name": "job"}, debounce_timeout_sec=math.nan)
     finally:
         client.destroy()
     assert count_workflows(db_url) == 0
@@ -528,6 +540,21 @@ def test_bad_attributes_are_refused_before_anything_is_recorded(
             )
     with pytest.raises(DBOSException, match="merge"):
         DBOS.update_workflow_attributes("exists", None, merge=True)
+    # Deeper than Python recurses: the same clean error write_stream gives, not RecursionError.
+    deep: dict[str, Any] = {}
+    for _ in range(5000):
+        deep = {"a": deep}
+    with DBOSClient(db_url) as client:
+        deep_calls: list[Callable[[], Any]] = [
+            lambda: SetWorkflowAttributes(deep),
+            lambda: DBOS.update_workflow_attributes("exists", deep),
+            lambda: DBOS.list_workflows(attributes=deep),
+            lambda: client.update_workflow_attributes("exists", deep, merge=True),
+            lambda: client.list_workflows(attributes=deep),
+        ]
+        for call in deep_calls:
+            with pytest.raises(DBOSException, match="attributes: it is nested too deeply"):
+                call()
     status = DBOS.get_workflow_status("exists")
     assert status is not None and status.attributes is None
     assert count_workflows(db_url) == 1

@@ -359,6 +359,11 @@ def test_bad_input_is_refused_before_anything_is_stored(launch_dbos: Launch) -> 
         DBOS.backfill_schedule("ok", datetime(2026, 1, 2), datetime(2026, 1, 1))
     with pytest.raises(DBOSException, match="invalid start"):
         DBOS.backfill_schedule("ok", "yesterday", datetime(2026, 1, 1))  # type: ignore[arg-type]
+    with pytest.raises(DBOSException, match="reaches past the dates Python represents"):
+        DBOS.backfill_schedule("ok", datetime.max - timedelta(minutes=3), datetime.max)
+    # An hourly schedule over 2 years: 17,520 ticks, more than one call enqueues.
+    with pytest.raises(DBOSException, match="more than 10000 ticks .* split the window"):
+        DBOS.backfill_schedule("ok", datetime(2026, 1, 1), datetime(2028, 1, 1))
     with pytest.raises(DBOSException, match="Schedule 'missing' does not exist"):
         DBOS.backfill_schedule("missing", datetime(2026, 1, 1), datetime(2026, 1, 2))
     with pytest.raises(DBOSException, match="Schedule 'missing' does not exist"):
@@ -369,6 +374,59 @@ def test_bad_input_is_refused_before_anything_is_stored(launch_dbos: Launch) -> 
         DBOS.start_workflow(in_workflow).get_result()
     assert [s["schedule_name"] for s in DBOS.list_schedules()] == ["ok"]
     assert DBOS.list_workflows(workflow_id_prefix="sched-") == []
+
+
+def test_a_cron_that_never_fires_is_refused_and_a_stored_one_stops_no_other(
+    launch_dbos: Launch, db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    decorated: list[datetime] = []
+
+    @DBOS.workflow()
+    def managed(at: datetime, context: Any) -> None:
+        pass
+
+    @DBOS.scheduled("* * * * * *")
+    @DBOS.workflow()
+    def decorated_tick(scheduled: datetime, actual: datetime) -> None:
+        decorated.append(scheduled)
+
+    try:
+        launch_dbos()
+        never = "0 0 30 2 *"  # 30 February
+        with pytest.raises(DBOSException, match="never fires"):
+            DBOS.create_schedule(schedule_name="feb30", workflow_fn=managed, schedule=never)
+        with pytest.raises(DBOSException, match="never fires"):
+            DBOS.apply_schedules(
+                [{"schedule_name": "feb30", "workflow_fn": managed, "schedule": never}]
+            )
+        with DBOSClient(db_url) as client, pytest.raises(DBOSException, match="never fires"):
+            client.create_schedule(
+                schedule_name="feb30", workflow_name=managed.__qualname__, schedule=never
+            )
+        with pytest.raises(DBOSException, match="never fires"):
+            DBOS.scheduled("0 0 31 4 * ")  # 31 April
+        assert DBOS.list_schedules() == []
+        # A row an older version (or SQL) stored, beside a good schedule: the scheduler thread
+        # sets it aside, logged once, and keeps firing the good one and the decorated one.
+        _query(
+            db_url,
+            "INSERT INTO dbos.workflow_schedules (schedule_id, schedule_name, workflow_name, "
+            "schedule, status, context, automatic_backfill) "
+            "VALUES ('bad-id', 'feb30', %s, %s, 'ACTIVE', 'null', false) RETURNING 1",
+            (managed.__qualname__, never),
+        )
+        DBOS.create_schedule(schedule_name="good", workflow_fn=managed, schedule="* * * * * *")
+        since = datetime.now(UTC)
+        _wait_for(lambda: len(_tick_ids(db_url, "good")) >= 3, 6, "the good schedule's ticks")
+        _wait_for(lambda: sum(t >= since for t in decorated) >= 3, 3, "the decorated ticks")
+        assert _tick_ids(db_url, "feb30") == []
+        skipped = [r for r in caplog.records if "feb30 cannot be scheduled" in r.getMessage()]
+        assert len(skipped) == 1, skipped
+    finally:
+        DBOS.destroy()
+        from runtime import scheduler
+
+        scheduler._schedules.clear()  # keep the decorated schedule out of later tests
 
 
 def test_calls_in_a_workflow_are_steps_and_apply_replaces(launch_dbos: Launch) -> None:
@@ -614,16 +672,27 @@ def test_cli_schedule_commands(db_url: str) -> None:
     with DBOSClient(db_url) as client:
         assert client.get_schedule("cli-sched")["status"] == "PAUSED"  # type: ignore[index]
     backfill = ["schedule", "backfill", "cli-sched", "2026-06-01T00:30:00", "2026-06-01T03:00:00"]
-    first = json.loads(dbos(*backfill, "--json", env=env).stdout)["workflow_ids"]
-    assert first == [
-        "sched-cli-sched-2026-06-01T02:00:00+01:00",
-        "sched-cli-sched-2026-06-01T03:00:00+01:00",
-    ]
+    first = json.loads(dbos(*backfill, "--json", env=env).stdout)
+    assert (
+        first["workflow_ids"]
+        == first["new_workflow_ids"]
+        == [
+            "sched-cli-sched-2026-06-01T02:00:00+01:00",
+            "sched-cli-sched-2026-06-01T03:00:00+01:00",
+        ]
+    )
+    # Again, one hour wider: three ticks, one of them new, and the output says so.
+    backfill[-1] = "2026-06-01T04:00:00"
+    again = dbos(*backfill, env=env)
+    assert again.returncode == 0, again.stderr
+    assert "backfilled cli-sched: 3 ticks, 1 newly enqueued" in again.stdout
+    assert again.stdout.count("(already enqueued)") == 2
     trig = dbos("schedule", "trigger", "cli-sched", env=env)
     assert trig.returncode == 0 and "sched-cli-sched-trigger-" in trig.stdout
     for bad in (
         ["schedule", "get", "nope"],
         ["schedule", "backfill", "cli-sched", "2026-06-02", "yesterday"],
+        ["schedule", "backfill", "cli-sched", "0001-01-01", "9999-12-31"],
     ):
         result = dbos(*bad, env=env)
         assert result.returncode == 1, bad

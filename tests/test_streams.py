@@ -256,6 +256,8 @@ def test_bad_writes_and_reads_are_refused_before_anything_is_recorded(
         list(DBOS.read_stream("no-such-workflow", "out"))
     with pytest.raises(DBOSException, match="offset"):
         DBOS.read_stream("w-bad", "out", offset=-1)
+    with pytest.raises(DBOSException, match="offset"):  # past what a bigint read can add to
+        list(DBOS.read_stream("w-bad", "out", offset=2**63 - 1))
     with pytest.raises(DBOSException, match="polling_interval_sec"):
         DBOS.read_stream("w-bad", "out", polling_interval_sec=0)
     with pytest.raises(DBOSException, match="timeout_seconds"):
@@ -354,6 +356,14 @@ def test_cli_prints_a_stream_as_a_table_and_as_json_lines(launch_dbos: Launch, d
     missing = dbos("workflow", "stream", "nope", "out", "-D", db_url)
     assert missing.returncode == 1
     assert "does not exist" in missing.stderr and "Traceback" not in missing.stderr
+    assert missing.stdout == ""  # no table header before the error
+    huge = dbos("workflow", "stream", "w-cli", "out", "--from-offset", str(2**63 - 1), "-D", db_url)
+    assert huge.returncode == 1 and huge.stdout == ""
+    assert huge.stderr.startswith("error:") and "offset" in huge.stderr, huge.stderr
+    past_end = dbos("workflow", "stream", "w-cli", "out", "--from-offset", "3", "-D", db_url)
+    assert past_end.returncode == 0, past_end.stderr
+    assert past_end.stdout.split()[:2] == ["offset", "value"]
+    assert "end of stream (0 values)" in past_end.stdout
 
 
 def test_cli_follows_a_live_stream_and_stops_cleanly_on_ctrl_c(

@@ -151,13 +151,22 @@ def backfill(
     json_output: JsonFlag = False,
 ) -> None:
     """Enqueue every tick strictly between START and END that has not run yet (running it again
-    creates nothing); lists the workflow of every tick in the window."""
+    creates nothing); lists the workflow of every tick in the window, and says how many of them
+    this run enqueued (JSON: ``workflow_ids`` and ``new_workflow_ids``)."""
+    from runtime.schedules import Schedules
+
     with _client(db_url) as client:
-        ids = [h.workflow_id for h in client.backfill_schedule(name, start, end)]  # type: ignore[arg-type]
+        # The core's report rather than the client's handles: which ticks this run enqueued.
+        report = Schedules(client.sysdb).backfill_report(name, start, end)
     if json_output:
-        render.print_json({"workflow_ids": ids})
+        render.print_json(
+            {
+                "workflow_ids": [wid for wid, _ in report],
+                "new_workflow_ids": [wid for wid, new in report if new],
+            }
+        )
     else:
-        show.workflow_ids(f"backfilled {name}", ids)
+        show.backfilled(name, report)
 
 
 @group.command("trigger")

@@ -42,16 +42,22 @@ def stream(
 
     client = DBOSClient(system_url(db_url), dbos_system_schema=system_schema())
     offset = from_offset
+    # The header comes once a read has succeeded (the first value, or the end of an empty
+    # stream): an unknown workflow or an unmigrated database is an error line alone.
+    header = not json_output
     try:
         values = client.read_stream(workflow_id, key, offset=from_offset)
-        if not json_output:
-            render.stream_header()
         try:
             for value in values:
+                if header:
+                    render.stream_header()
+                    header = False
                 render.stream_value(offset, value, json_output)
                 offset += 1
         finally:
             values.close()
+        if header:
+            render.stream_header()
     except KeyboardInterrupt:
         # Stopping to follow is not an error: say where to pick up again, then exit as a shell
         # expects after Ctrl-C.

@@ -159,8 +159,9 @@ class ScheduleCalls(FacadeBase):
     ) -> list[WorkflowHandle[None]]:
         """Enqueue every tick of the schedule strictly between ``start`` and ``end`` (naive:
         UTC) that has not run, under the IDs the live scheduler uses: running it again creates
-        nothing. Returns a handle per tick in the window. Not in a workflow; ``DBOSException``
-        for an unknown schedule or ``end`` before ``start``."""
+        nothing. Returns a handle per tick in the window. Not in a workflow; ``DBOSException``,
+        before anything is enqueued, for an unknown schedule, ``end`` before ``start``, a window
+        past year 9999, or more than 10,000 ticks in the window (split it)."""
         _outside_workflow("backfill_schedule")
         ids = _schedules().backfill(schedule_name, start, end)
         return [WorkflowHandle(BACKEND, wid) for wid in ids]
