@@ -22,6 +22,7 @@ from typing import TypedDict
 from runtime.errors import DBOSException
 from runtime.management import executors
 from runtime.queries import RESUMABLE
+from runtime.serialization import check_text
 from runtime.system_db import SystemDatabase
 
 logger = logging.getLogger("dbos")
@@ -92,6 +93,7 @@ def check_version_name(version_name: object) -> str:
         raise DBOSException(
             f"invalid application version {version_name!r}: expected a non-empty string"
         )
+    check_text(version_name, "application version")
     return version_name
 
 

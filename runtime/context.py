@@ -221,13 +221,22 @@ class SetWorkflowTimeout:
 
 def _check_json(value: object, where: str) -> None:
     """Refuse what a JSON object stored as jsonb cannot hold as given: keys that are not strings
-    (``json`` would turn 1 into "1"), NaN and infinities, NUL characters, and any other type."""
+    (``json`` would turn 1 into "1"), NaN and infinities, NUL characters, unpaired surrogates,
+    and any other type."""
     if isinstance(value, str):
         if "\x00" in value:
             raise DBOSException(
                 f"invalid workflow attributes: a NUL character in {where} (attributes must be "
                 "JSON-serializable, and Postgres JSON holds no NUL)"
             )
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise DBOSException(
+                    f"invalid workflow attributes: an unpaired surrogate in {where} (not "
+                    "Unicode text, which Postgres JSON holds)"
+                ) from None
     elif isinstance(value, float):
         if not math.isfinite(value):
             raise DBOSException(

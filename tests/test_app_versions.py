@@ -64,6 +64,8 @@ def test_launch_registers_versions_and_latest_can_be_set(
         DBOS.set_latest_application_version("nope")
     with pytest.raises(DBOSException, match="invalid application version"):
         DBOS.set_latest_application_version("")
+    with pytest.raises(DBOSException, match="unpaired surrogate"):
+        DBOS.set_latest_application_version("v\ud800")
 
     async def twins() -> str:
         await DBOS.set_latest_application_version_async("v2")

@@ -525,6 +525,8 @@ def test_bad_attributes_are_refused_before_anything_is_recorded(
         {"nan": math.nan},
         {"obj": object()},
         {"nul": "a\x00b"},
+        {"surrogate": "a\ud800b"},
+        {"key\udfff": 1},
         {"set": {1, 2}},
     ]
     for value in bad_values:

@@ -394,9 +394,11 @@ def test_cli_follows_a_live_stream_and_stops_cleanly_on_ctrl_c(
         assert json.loads(proc.stdout.readline()) == {"offset": 1, "value": "second"}
         assert proc.poll() is None
         proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=10)
+        rest, stderr = proc.communicate(timeout=10)
         assert proc.returncode == 130
         assert "Traceback" not in stderr
+        # Where to pick up again goes to stderr: the values on stdout stay pure JSON lines.
+        assert "resume with --from-offset 2" in stderr and "resume" not in rest
     finally:
         if proc.poll() is None:
             proc.kill()

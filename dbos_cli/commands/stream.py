@@ -61,8 +61,8 @@ def stream(
     except KeyboardInterrupt:
         # Stopping to follow is not an error: say where to pick up again, then exit as a shell
         # expects after Ctrl-C.
-        if not json_output:
-            render.info(f"stopped; resume with --from-offset {offset}")
+        # On stderr, so that it reaches the operator and never mixes with the values (--json).
+        render.warning(f"stopped; resume with --from-offset {offset}")
         raise typer.Exit(130) from None
     finally:
         client.destroy()
