@@ -314,6 +314,10 @@ class DBOSClient(ClientScheduleCalls, ClientStreams, ClientVersionCalls):
         dequeued_after: TimeArg = None,
         dequeued_before: TimeArg = None,
         attributes: dict[str, Any] | None = None,
+        is_fork: bool | None = None,
+        application_name: OneOrMany = None,
+        shard_key: OneOrMany = None,
+        parent_shard_key: OneOrMany = None,
         before: tuple[int, str] | None = None,
     ) -> list[WorkflowStatus]:
         """Workflows matching every given filter, oldest first unless ``sort_desc``; the same
@@ -348,6 +352,10 @@ class DBOSClient(ClientScheduleCalls, ClientStreams, ClientVersionCalls):
         dequeued_after: TimeArg = None,
         dequeued_before: TimeArg = None,
         attributes: dict[str, Any] | None = None,
+        is_fork: bool | None = None,
+        application_name: OneOrMany = None,
+        shard_key: OneOrMany = None,
+        parent_shard_key: OneOrMany = None,
         before: tuple[int, str] | None = None,
     ) -> list[WorkflowStatus]:
         """Workflows of a queue: ENQUEUED or PENDING (or of the given ``status``); the keywords

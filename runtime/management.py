@@ -134,7 +134,14 @@ def _check_list_arguments(arguments: dict[str, Any]) -> None:
             not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_BIGINT
         ):
             raise DBOSException(f"invalid {key} {value!r}: expected an integer from 0 to 2**63-1")
-    for key in ("was_forked_from", "has_parent", "sort_desc", "load_input", "load_output"):
+    for key in (
+        "was_forked_from",
+        "has_parent",
+        "is_fork",
+        "sort_desc",
+        "load_input",
+        "load_output",
+    ):
         value = arguments[key]
         if value is not None and not isinstance(value, bool):
             raise DBOSException(f"invalid {key} {value!r}: expected True or False")
@@ -204,6 +211,10 @@ def list_workflows(
     dequeued_after: TimeArg = None,
     dequeued_before: TimeArg = None,
     attributes: dict[str, Any] | None = None,
+    is_fork: bool | None = None,
+    application_name: OneOrMany = None,
+    shard_key: OneOrMany = None,
+    parent_shard_key: OneOrMany = None,
 ) -> list[WorkflowStatus]:
     """Workflows matching every given filter, oldest first unless ``sort_desc``. A filter given a
     list matches any of its values; ``queued_only`` (DBOS's ``queues_only``) keeps workflows of a
@@ -224,13 +235,18 @@ def list_workflows(
         "queued_only": True if queued_only and statuses is None else None,
         "in_queue": True if queued_only and statuses is not None else None,
         "before": {"before_ts": before[0], "before_id": before[1]} if before else None,
-        "user": True if user is not None else None,
+        # DBOS 3.x records these; no workflow records them here, so each matches nothing.
+        "user": True
+        if any(v is not None for v in (user, application_name, shard_key, parent_shard_key))
+        else None,
         "attributes": attributes_json(attributes) if attributes else None,
     }
     if was_forked_from is not None:
         filters["was_forked_from" if was_forked_from else "was_not_forked_from"] = True
     if has_parent is not None:
         filters["has_parent" if has_parent else "has_no_parent"] = True
+    if is_fork is not None:
+        filters["is_fork" if is_fork else "is_not_fork"] = True
     for key, value in (
         ("name", name),
         ("app_version", app_version),

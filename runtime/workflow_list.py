@@ -49,10 +49,13 @@ LIST_FILTERS = {
     "workflow_id_prefix_any": "workflow_uuid LIKE ANY(%(workflow_id_prefix_any)s)",
     "has_parent": "parent_workflow_id IS NOT NULL",
     "has_no_parent": "parent_workflow_id IS NULL",
+    "is_fork": "forked_from IS NOT NULL",
+    "is_not_fork": "forked_from IS NULL",
     "was_forked_from": queries.WAS_FORKED_FROM,
     "was_not_forked_from": "NOT " + queries.WAS_FORKED_FROM,
-    # No workflow records an authenticated user here (the runtime has no authentication), so a
-    # user filter matches nothing, as DBOS's does for workflows started without one.
+    # No workflow records an authenticated user, an application name or a shard here (the runtime
+    # has none of them), so such a filter matches nothing, as DBOS's does for workflows started
+    # without one.
     "user": "false",
     "completed_after": "completed_at_epoch_ms >= %(completed_after)s",
     "completed_before": "completed_at_epoch_ms <= %(completed_before)s",

@@ -276,6 +276,14 @@ def test_list_workflows_filters_of_dbos_2(launch_dbos: Launch, db_url: str) -> N
     assert "fam.kid" not in ids(has_parent=False)
     assert len(ids(executor_id="local")) == 6 and ids(executor_id=["nobody"]) == []
     assert ids(user="alice") == []  # no workflow records an authenticated user here
+    # DBOS 3.4's is_fork (the forks themselves), and the keywords of what no workflow records here
+    # (an application name, a shard): accepted, as a DBOS app passes them, matching nothing.
+    assert ids(is_fork=True) == ["order_1-fork"] and "order_1-fork" not in ids(is_fork=False)
+    for key in ("application_name", "shard_key", "parent_shard_key"):
+        assert ids(**{key: "x"}) == [] and len(ids(**{key: None})) == 6
+    with DBOSClient(db_url) as client:
+        assert [w.workflow_id for w in client.list_workflows(is_fork=True)] == ["order_1-fork"]
+        assert client.list_queued_workflows(application_name="x") == []
     both = ids(name=[plain.__qualname__, child.__qualname__])
     assert both == sorted(ids(name=plain.__qualname__) + ["fam.kid"])
     assert ids(name=[]) == []

@@ -48,12 +48,18 @@ class ManagementCalls(QueueCalls):
         dequeued_after: TimeArg = None,
         dequeued_before: TimeArg = None,
         attributes: dict[str, Any] | None = None,
+        is_fork: bool | None = None,
+        application_name: OneOrMany = None,
+        shard_key: OneOrMany = None,
+        parent_shard_key: OneOrMany = None,
     ) -> list[WorkflowStatus]:
         """Workflows matching every given filter, oldest first unless ``sort_desc`` (DBOS's
         keywords; times: datetime, ISO 8601 or epoch ms). A string filter also takes a list
         (any of its values); ``workflow_id_prefix`` matches IDs that start with it;
         ``queues_only`` keeps workflows of a queue (ENQUEUED or PENDING unless ``status``);
-        ``user`` matches nothing (no workflow records an authenticated user here);
+        ``is_fork`` keeps (True) or drops forks; ``user``, ``application_name``, ``shard_key``
+        and ``parent_shard_key`` match nothing (no workflow records an authenticated user, an
+        application name or a shard here);
         ``attributes`` keeps workflows whose attributes contain these key/values. Raises
         ``DBOSException`` for a bad status, time, limit, offset or attributes."""
         return management.list_workflows(cls._rt().sysdb, **management.list_arguments(locals()))
@@ -85,6 +91,10 @@ class ManagementCalls(QueueCalls):
         dequeued_after: TimeArg = None,
         dequeued_before: TimeArg = None,
         attributes: dict[str, Any] | None = None,
+        is_fork: bool | None = None,
+        application_name: OneOrMany = None,
+        shard_key: OneOrMany = None,
+        parent_shard_key: OneOrMany = None,
     ) -> list[WorkflowStatus]:
         """Workflows of a queue: ENQUEUED or PENDING (or of the given ``status``); the filters
         of ``list_workflows``."""
