@@ -196,6 +196,7 @@ def workflow_json(
         "delay_until_epoch_ms": wf.delay_until_epoch_ms,
         "dequeued_at": local_time(wf.dequeued_at),
         "attributes": wf.attributes,
+        "schedule_name": wf.schedule_name,
         "waiting": waiting_json(waiting, now_ms() if now is None else now),
     }
     if values:
@@ -305,6 +306,7 @@ def workflow_panel(wf: WorkflowStatus, waiting: Waiting | None = None) -> None:
         ("Forked from", escape(wf.forked_from or "")),
         ("Deadline", local_time(wf.workflow_deadline_epoch_ms)),
         ("Attributes", escape(_compact(wf.attributes)) if wf.attributes else ""),
+        ("Schedule", escape(wf.schedule_name or "")),
     ]
     for label, value in rows:
         if value:

@@ -212,6 +212,7 @@ def list_workflows(
     dequeued_before: TimeArg = None,
     attributes: dict[str, Any] | None = None,
     is_fork: bool | None = None,
+    schedule_name: OneOrMany = None,
     application_name: OneOrMany = None,
     shard_key: OneOrMany = None,
     parent_shard_key: OneOrMany = None,
@@ -255,6 +256,7 @@ def list_workflows(
         ("parent_workflow_id", parent_workflow_id),
         ("executor_id", executor_id),
         ("workflow_id_prefix", workflow_id_prefix),
+        ("schedule_name", schedule_name),
     ):
         _one_or_many(key, value, filters)
     if "workflow_id_prefix" in filters:

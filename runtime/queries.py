@@ -34,7 +34,7 @@ WITH ins AS (
         queue_name, priority, deduplication_id, max_recovery_attempts, workflow_timeout_ms,
         workflow_deadline_epoch_ms, parent_workflow_id, forked_from, created_at, updated_at,
         started_at_epoch_ms, owner_process, recovery_attempts, config_name, queue_partition_key,
-        delay_until_epoch_ms, attributes, debounce_deadline_epoch_ms, is_debounced
+        delay_until_epoch_ms, attributes, debounce_deadline_epoch_ms, is_debounced, schedule_name
     ) VALUES (
         %(workflow_uuid)s, %(status)s, %(name)s, %(class_name)s, %(inputs)s, %(executor_id)s,
         %(application_version)s, %(queue_name)s, %(priority)s, %(deduplication_id)s,
@@ -48,7 +48,7 @@ WITH ins AS (
         -- As DBOS counts: each start of a run is an attempt (the first included), recovery or not.
         CASE WHEN %(status)s = 'PENDING' THEN 1 ELSE 0 END, %(config_name)s,
         %(queue_partition_key)s, %(delay_until_epoch_ms)s, %(attributes)s::jsonb,
-        %(debounce_deadline_epoch_ms)s, %(is_debounced)s
+        %(debounce_deadline_epoch_ms)s, %(is_debounced)s, %(schedule_name)s
     )
     ON CONFLICT (workflow_uuid) DO NOTHING
     RETURNING status, name, owner_epoch, workflow_deadline_epoch_ms, owner_process
@@ -268,7 +268,7 @@ workflow_uuid, status, name, class_name, inputs, output, error, executor_id, app
 queue_name, recovery_attempts, created_at, updated_at, parent_workflow_id, forked_from, priority,
 deduplication_id, workflow_timeout_ms, workflow_deadline_epoch_ms, started_at_epoch_ms,
 completed_at_epoch_ms, config_name, queue_partition_key, delay_until_epoch_ms, """ + (
-    WAS_FORKED_FROM + ", attributes"
+    WAS_FORKED_FROM + ", attributes, schedule_name"
 )
 
 SELECT_WORKFLOW = (

@@ -36,6 +36,7 @@ class NewWorkflow:
     # deduplication ID is a debounce key.
     debounce_deadline_epoch_ms: int | None = None
     is_debounced: bool = False
+    schedule_name: str | None = None  # the managed schedule that enqueued it (a tick)
 
 
 @dataclass(frozen=True)

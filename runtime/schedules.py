@@ -263,6 +263,7 @@ class Schedules:
                 executor_id=None,
                 application_version=None,  # the executor that dequeues it gives its own
                 queue_name=row.queue_name or INTERNAL_QUEUE,
+                schedule_name=row.schedule_name,
             )
         ).created
 

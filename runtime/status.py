@@ -68,6 +68,8 @@ class WorkflowStatus:
     # DBOS's custom key/values (``SetWorkflowAttributes``, ``update_workflow_attributes``): a
     # JSON object decoded, None when the workflow has none.
     attributes: dict[str, Any] | None = None
+    # The managed schedule whose tick, backfill or trigger enqueued it (DBOS's field), else None.
+    schedule_name: str | None = None
 
 
 # DBOS's StepInfo is a TypedDict with these keys; ours is also read by attribute (the CLI and the

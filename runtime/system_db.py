@@ -147,6 +147,7 @@ class SystemDatabase:
             "attributes": wf.attributes,
             "debounce_deadline_epoch_ms": wf.debounce_deadline_epoch_ms,
             "is_debounced": wf.is_debounced,
+            "schedule_name": wf.schedule_name,
         }
         try:
             row = self._one(queries.INSERT_WORKFLOW, params)
@@ -735,6 +736,7 @@ def _status_from_row(
         was_forked_from=bool(row[24]),
         dequeued_at=row[19] if row[9] is not None else None,
         attributes=row[25],
+        schedule_name=row[26],
     )
 
 

@@ -21,7 +21,7 @@ LIST_WORKFLOWS_SELECT = (
     "workflow_deadline_epoch_ms, started_at_epoch_ms, completed_at_epoch_ms, config_name, "
     "queue_partition_key, delay_until_epoch_ms, "
     + queries.WAS_FORKED_FROM
-    + ", attributes FROM dbos.workflow_status"
+    + ", attributes, schedule_name FROM dbos.workflow_status"
 )
 LIST_FILTERS = {
     "workflow_ids": "workflow_uuid = ANY(%(workflow_ids)s)",
@@ -50,6 +50,8 @@ LIST_FILTERS = {
     "has_parent": "parent_workflow_id IS NOT NULL",
     "has_no_parent": "parent_workflow_id IS NULL",
     "is_fork": "forked_from IS NOT NULL",
+    "schedule_name": "schedule_name = %(schedule_name)s",
+    "schedule_name_any": "schedule_name = ANY(%(schedule_name_any)s)",
     "is_not_fork": "forked_from IS NULL",
     "was_forked_from": queries.WAS_FORKED_FROM,
     "was_not_forked_from": "NOT " + queries.WAS_FORKED_FROM,

@@ -41,6 +41,7 @@ WORKFLOW_FIELDS = {
     "delay_until_epoch_ms",
     "dequeued_at",  # local time, as created_at: when a queue handed it to a process
     "attributes",  # DBOS's custom key/values (SetWorkflowAttributes); null when none
+    "schedule_name",  # the managed schedule that enqueued it; null for other workflows
     "waiting",  # what a PENDING or ENQUEUED workflow waits for; null for the others
 }
 STEP_FIELDS = {

@@ -64,6 +64,7 @@ CASES: list[dict[str, Any]] = [
     {"executor_id": "elsewhere"},
     {"was_forked_from": True, "status": ["ERROR"]},
     {"has_parent": True},
+    {"schedule_name": "nightly"},
 ]
 
 

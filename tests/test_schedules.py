@@ -293,6 +293,11 @@ def test_backfill_runs_each_tick_once_and_again_creates_nothing(
     # Each tick ran once (two of them at the same instant: the skipped hour and the next).
     assert len(runs) == 6 and len(set(runs)) == 5
     assert len(_tick_ids(db_url, "hourly")) == 6
+    # Each run records the schedule that enqueued it (DBOS's schedule_name): a filter finds them.
+    by_schedule = DBOS.list_workflows(schedule_name="hourly")
+    assert sorted(w.workflow_id for w in by_schedule) == sorted(_tick_ids(db_url, "hourly"))
+    assert {w.schedule_name for w in by_schedule} == {"hourly"}
+    assert DBOS.list_workflows(schedule_name=["other"]) == []
     # A naive window is UTC, as in DBOS.
     naive = DBOS.backfill_schedule("hourly", datetime(2026, 3, 8, 4), datetime(2026, 3, 8, 6, 30))
     assert [h.workflow_id for h in naive] == ids[:2]
@@ -321,6 +326,7 @@ def test_trigger_runs_now_on_the_schedules_queue(launch_dbos: Launch) -> None:
     assert datetime.fromisoformat(wid.removeprefix("sched-weekly-trigger-")) >= before
     status = handle.get_status()
     assert status.queue_name == "reports" and status.name == on_demand.__qualname__
+    assert status.schedule_name == "weekly"
     # Another trigger is another run.
     assert DBOS.trigger_schedule("weekly").workflow_id != wid
 
@@ -689,6 +695,11 @@ def test_cli_schedule_commands(db_url: str) -> None:
     assert again.stdout.count("(already enqueued)") == 2
     trig = dbos("schedule", "trigger", "cli-sched", env=env)
     assert trig.returncode == 0 and "sched-cli-sched-trigger-" in trig.stdout
+    runs = dbos("workflow", "list", "--schedule", "cli-sched", "--json", env=env)
+    assert runs.returncode == 0, runs.stderr
+    found = json.loads(runs.stdout)
+    assert found and {w["schedule_name"] for w in found} == {"cli-sched"}
+    assert any(w["workflow_id"].startswith("sched-cli-sched-trigger-") for w in found)
     for bad in (
         ["schedule", "get", "nope"],
         ["schedule", "backfill", "cli-sched", "2026-06-02", "yesterday"],

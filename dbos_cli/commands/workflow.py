@@ -122,11 +122,20 @@ def list_workflows(
     sort_desc: SortDesc = False,
     json_output: JsonFlag = False,
     attr: Attr = None,
+    schedule: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--schedule",
+            help="Only the runs of this managed schedule (its ticks, backfills and triggers); "
+            "repeatable.",
+        ),
+    ] = None,
 ) -> None:
     """List workflows (oldest first; -d for newest first)."""
     with _client(db_url) as client:
         found = client.list_workflows(
             attributes=parse_attrs(attr),
+            schedule_name=schedule or None,
             status=status,
             name=name,
             queue_name=queue,

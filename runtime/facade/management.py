@@ -49,6 +49,7 @@ class ManagementCalls(QueueCalls):
         dequeued_before: TimeArg = None,
         attributes: dict[str, Any] | None = None,
         is_fork: bool | None = None,
+        schedule_name: OneOrMany = None,
         application_name: OneOrMany = None,
         shard_key: OneOrMany = None,
         parent_shard_key: OneOrMany = None,
@@ -57,7 +58,8 @@ class ManagementCalls(QueueCalls):
         keywords; times: datetime, ISO 8601 or epoch ms). A string filter also takes a list
         (any of its values); ``workflow_id_prefix`` matches IDs that start with it;
         ``queues_only`` keeps workflows of a queue (ENQUEUED or PENDING unless ``status``);
-        ``is_fork`` keeps (True) or drops forks; ``user``, ``application_name``, ``shard_key``
+        ``is_fork`` keeps (True) or drops forks; ``schedule_name`` keeps the runs a managed
+        schedule enqueued; ``user``, ``application_name``, ``shard_key``
         and ``parent_shard_key`` match nothing (no workflow records an authenticated user, an
         application name or a shard here);
         ``attributes`` keeps workflows whose attributes contain these key/values. Raises
@@ -92,6 +94,7 @@ class ManagementCalls(QueueCalls):
         dequeued_before: TimeArg = None,
         attributes: dict[str, Any] | None = None,
         is_fork: bool | None = None,
+        schedule_name: OneOrMany = None,
         application_name: OneOrMany = None,
         shard_key: OneOrMany = None,
         parent_shard_key: OneOrMany = None,
