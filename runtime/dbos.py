@@ -14,7 +14,7 @@ from runtime.config import DBOSConfig, Settings
 from runtime.errors import DBOSException
 from runtime.facade.asyncs import AsyncManagementCalls
 from runtime.facade.attributes import AttributeCalls
-from runtime.facade.base import FacadeBase, classproperty, launch_refusal, logger
+from runtime.facade.base import FacadeBase, classproperty, logger
 from runtime.facade.schedules import AsyncScheduleCalls
 from runtime.facade.streams import StreamCalls
 from runtime.facade.versions import AsyncVersionCalls
@@ -56,7 +56,7 @@ class DBOS(
         """Connect, migrate the system schema if needed, recover this executor's pending
         workflows, and start the background threads. Idempotent. Raises ``DBOSException`` while
         ``dbos workflow check-replay`` imports the app (it must not launch on import)."""
-        refusal = launch_refusal.get()
+        refusal = FacadeBase.launch_refusal
         if refusal is not None:
             raise DBOSException(refusal)
         inst = FacadeBase._instance or DBOS()

@@ -440,8 +440,9 @@ class Messaging:
         self, ctx: WorkflowContext, topic: str | None, timeout_seconds: float
     ) -> Operation[Any]:
         """``recv`` as an operation."""
-        function_id, rec = self.ops.begin(ctx, RECV_OP)
-        timeout_id = ctx.next_function_id()  # always taken: step numbers do not depend on timing
+        # The timeout's number is always taken: step numbers do not depend on timing.
+        function_id, rec = self.ops.begin(ctx, RECV_OP, extra=1)
+        timeout_id = function_id + 1
         if rec is not None:
             return replay_outcome(rec)
         deadline = self._durable_deadline(ctx, timeout_id, timeout_seconds)
@@ -541,8 +542,8 @@ class Messaging:
                     self.ops.sysdb, self.notifications, workflow_id, key, timeout_seconds
                 )
             )
-        function_id, rec = self.ops.begin(ctx, GET_EVENT_OP)
-        timeout_id = ctx.next_function_id()
+        function_id, rec = self.ops.begin(ctx, GET_EVENT_OP, extra=1)
+        timeout_id = function_id + 1
         if rec is not None:
             return replay_outcome(rec)
         deadline = self._durable_deadline(ctx, timeout_id, timeout_seconds)

@@ -49,7 +49,7 @@ from runtime.context import WorkflowContext
 from runtime.engine.checking import CheckMode, ReplayDiverged, ReplayEnd
 from runtime.engine.running import join_class_arg
 from runtime.errors import DBOSException, DBOSWorkflowFunctionNotFoundError
-from runtime.facade.base import FacadeBase, checking_runtime, launch_refusal
+from runtime.facade.base import FacadeBase, checking_runtime
 from runtime.messaging import GET_EVENT_OP, RECV_OP, SLEEP_OP
 from runtime.nondeterminism import CallWatch, user_frame
 from runtime.records import ClaimedWorkflow, RecordedStep
@@ -148,14 +148,15 @@ def importing_new_code(app: str) -> Iterator[None]:
     """The context to import the code to check in: ``DBOS.launch()`` raises ``DBOSException``
     in it, so an app that launches when imported is refused before it recovers (runs the steps
     of, writes to) any workflow, instead of the check reporting on a database it changed."""
-    token = launch_refusal.set(
+    # For the whole process, not a context: an app may launch from a thread it starts.
+    FacadeBase.launch_refusal = (
         f"{app} launches DBOS when imported; the replay check imports the new code without "
         'launching it: call DBOS.launch() under `if __name__ == "__main__":` (or in main())'
     )
     try:
         yield
     finally:
-        launch_refusal.reset(token)
+        FacadeBase.launch_refusal = None
 
 
 def check_replay(
@@ -385,9 +386,9 @@ def _replay(
     return replay
 
 
-# How many turns of the event loop the other tasks of an async workflow get, once the workflow
-# function has ended, to reach their next operation (a replayed one returns at once).
-_DRAIN_TURNS = 100
+# How long the other tasks of an async workflow get, once the workflow function has ended, to
+# reach their next operation (a replayed one returns at once; a branch may await other things).
+_DRAIN_S = 2.0
 
 
 async def _with_its_tasks(coro: Coroutine[Any, Any, Any]) -> Any:
@@ -398,10 +399,9 @@ async def _with_its_tasks(coro: Coroutine[Any, Any, Any]) -> Any:
         return await coro
     finally:
         me = asyncio.current_task()
-        for _ in range(_DRAIN_TURNS):
-            if all(t is me or t.done() for t in asyncio.all_tasks()):
-                break
-            await asyncio.sleep(0)
+        others = [t for t in asyncio.all_tasks() if t is not me]
+        if others:
+            await asyncio.wait(others, timeout=_DRAIN_S)
 
 
 def _verdict(
@@ -460,14 +460,15 @@ def _unreplayed(recorded: dict[int, RecordedStep], replay: _Replay) -> dict[str,
 
     Every recorded operation must be replayed: one the new code never reaches is not new work
     but a recovery that fails (``DBOSUnexpectedStepError`` when the code calls something else
-    at that number). The one exception is a wait that was in progress: a ``recv`` or
-    ``get_event`` with a timeout takes two numbers and, until it returns, only the second (its
-    timeout, ``DBOS.sleep``) is recorded; the end of the history at the first owns it."""
+    at that number). A ``recv`` or ``get_event`` takes two numbers, the second for its timeout
+    row (``DBOS.sleep``, recorded once it waits, before its own outcome): that row belongs to
+    the wait, replayed or still waiting."""
     reached = {n for n, _ in replay.mode.trace}
-    for end in replay.mode.ends:
-        after = recorded.get(end.function_id + 1)
-        if end.name in (RECV_OP, GET_EVENT_OP) and after and after.function_name == SLEEP_OP:
-            reached.add(end.function_id + 1)
+    waits = [*replay.mode.trace, *((e.function_id, e.name) for e in replay.mode.ends)]
+    for n, name in waits:  # a wait's timeout row belongs to it, replayed or still waiting
+        after = recorded.get(n + 1)
+        if name in (RECV_OP, GET_EVENT_OP) and after and after.function_name == SLEEP_OP:
+            reached.add(n + 1)
     left = sorted(n for n in recorded if n not in reached)
     if not left:
         return None

@@ -361,6 +361,75 @@ def rc_swallow() -> str:
     return "gave up"
 
 
+SLOW2 = threading.Event()
+
+
+@DBOS.step()
+async def rc_slow2() -> str:
+    await asyncio.to_thread(SLOW2.wait, 10)
+    return "slow"
+
+
+@DBOS.workflow()
+def rc_waited() -> str:
+    got = DBOS.recv("first", timeout_seconds=60)  # returned after waiting: its timeout row is 2
+    try:
+        DBOS.recv("second", timeout_seconds=60)  # waiting: only its timeout row (4) is recorded
+    finally:
+        rc_second()  # a cleanup the run has not reached yet
+    return str(got)
+
+
+async def _retrying_slow() -> str:
+    for _ in range(1000):  # a branch that swallows everything, the check's stop included
+        try:
+            return await rc_slow2()
+        except:  # noqa: E722
+            await asyncio.sleep(0)
+    return "gave up"
+
+
+@DBOS.workflow()
+async def rc_gather_waits() -> list[Any]:
+    # v1: a branch mid-step (1), a recv waiting (2, its timeout row 3), a step done (4).
+    first = _retrying_slow() if SHAPE["code"] == 1 else DBOS.recv_async("x", timeout_seconds=60)
+    return list(await asyncio.gather(first, DBOS.recv_async("go", timeout_seconds=60), rc_fast()))
+
+
+def test_waits_and_their_timeout_rows_replay_as_recovery_numbers_them(
+    db_url: str, launch_dbos: Any
+) -> None:
+    """A recv or get_event takes two numbers (its own, and its timeout row's, recorded when it
+    waits): a replayed wait owns its timeout row, a wait still in progress takes both numbers,
+    and a task that swallows its stop (a retry loop, a finally) is not followed past it."""
+    launch_dbos()
+    SHAPE["code"] = 1
+    with SetWorkflowID("rc-waited"):
+        waited = DBOS.start_workflow(rc_waited)
+    with SetWorkflowID("rc-gather-waits"):
+        gathered = DBOS.start_workflow(rc_gather_waits)
+    _wait_steps("rc-waited", 1)  # the first recv's timeout row: it waits
+    DBOS.send("rc-waited", "hello", "first")
+    _wait_steps("rc-waited", 3)  # recv, its timeout row, the second recv's timeout row
+    _wait_steps("rc-gather-waits", 2)  # the recv's timeout row (3) and rc_fast (4)
+    ids = ["rc-waited", "rc-gather-waits"]
+    try:
+        report = check_replay(db_url, workflow_ids=ids, timeout_seconds=5)
+        assert [r.verdict for r in report.results] == ["ok", "ok"], report
+        # The branch that was mid-step now starts with a recv: it takes 1 and 2, so the waiting
+        # recv is at 3, where a timeout row is recorded: a recovery fails there, so does the check.
+        SHAPE["code"] = 2
+        [moved] = check_replay(db_url, workflow_ids=["rc-gather-waits"]).results
+        assert (moved.verdict, moved.step) == ("diverges", 3), moved
+    finally:
+        SHAPE["code"] = 1
+        SLOW2.set()
+        DBOS.send("rc-waited", "x", "second")
+        DBOS.send("rc-gather-waits", "y", "go")
+    assert waited.get_result() == "hello"
+    assert gathered.get_result() == ["slow", "y", "fast"]
+
+
 def test_a_replay_must_reach_every_recorded_operation(db_url: str, launch_dbos: Any) -> None:
     """A history's recorded operations are not all below its first unrecorded number (a waiting
     recv records only its timeout; concurrent steps finish out of order), so "the end of the
@@ -432,6 +501,16 @@ def test_cli_bad_input_and_hostile_text(db_url: str, tmp_path: Path) -> None:
     exits.write_text("import sys\nsys.exit(0)\n")
     run = dbos("workflow", "check-replay", "-a", str(exits), "-D", db_url, cwd=ROOT, env=env)
     assert run.returncode == 1 and "exited (sys.exit(0))" in run.stderr, run.stderr
+
+    # Also when it launches from a thread it starts (a context would not reach that thread).
+    threaded = tmp_path / "threaded.py"
+    threaded.write_text(
+        "import threading\nfrom runtime import DBOS\n"
+        "t = threading.Thread(target=DBOS.launch)\nt.start()\nt.join()\n"
+    )
+    run = dbos("workflow", "check-replay", "-a", str(threaded), "-D", db_url, cwd=ROOT, env=env)
+    assert "launches DBOS when imported" in run.stderr
+    assert _snapshot(db_url) == before
 
     # A deploy gate naming a workflow that has no record does not pass.
     run = dbos(

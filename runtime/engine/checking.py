@@ -18,11 +18,11 @@ The stops are ``BaseException``s so that the workflow's own ``except Exception``
 them. A stop ends only the task (or thread) that met it: the other tasks of an async workflow
 (``asyncio.gather``) go on and compare their own operations, since a run records concurrent
 operations out of order and the check must reach every recorded one. A task that swallows its
-stop (a bare ``except:``) and calls another operation that is not recorded has settled its
-verdict: it is parked for good on an idle daemon thread (``settled`` is set so the checker stops
-waiting), as re-raising would spin a retry loop for ever. The checker reads the stops from
-``CheckMode`` (``stop``, ``ends``), not from what the function raised, and counts recorded
-operations no replay reached as a divergence (never as new work).
+stop and calls another operation (a bare ``except:`` retry loop, a ``finally``) no longer counts:
+a sync one is parked for good on an idle daemon thread (``settled`` is set so the checker stops
+waiting), an async one gets its stop again (parked too if it keeps at it). The checker reads the
+stops from ``CheckMode`` (``stop``, ``ends``), not from what the function raised, and counts a
+recorded operation no replay reached as a divergence (never as new work)
 
 Recorded outcomes stay readable without being consumed: ``ctx.recorded`` holds every recorded
 step by number, and ``ctx.last_function_id + 1`` is the number the next operation will take, so a
@@ -69,6 +69,11 @@ class ReplayWrite(ReplayStop):
     """Something tried to write to the system tables during a check."""
 
 
+# How often a task of an async workflow may call an operation again after its stop before it is
+# taken for a retry loop that never yields (and parked).
+_MAX_REENTRIES = 50
+
+
 def _flow() -> tuple[int, int | None]:
     """Who calls: the thread, and the asyncio task when there is one (a gathered branch)."""
     try:
@@ -91,14 +96,21 @@ class CheckMode:
     ends: list[ReplayEnd] = field(default_factory=list)
     settled: threading.Event = field(default_factory=threading.Event)
     _stopped: dict[tuple[int, int | None], ReplayStop] = field(default_factory=dict)
+    _reentries: dict[tuple[int, int | None], int] = field(default_factory=dict)
 
     def begin(self, function_id: int, name: str, rec: RecordedStep | None) -> None:
         """Let the operation ``name`` at ``function_id`` replay ``rec``, or stop the workflow."""
         flow = _flow()
         earlier = self._stopped.get(flow)
-        if earlier is not None and (rec is None or not isinstance(earlier, ReplayEnd)):
-            # This task swallowed its stop and goes on past it: nothing it does can change the
-            # verdict, and re-raising would spin its retry loop. Park it for good.
+        if earlier is not None:
+            # This task swallowed its stop and goes on (a retry loop, a `finally`): what a real
+            # run does past the stop is unknown, so nothing it does now counts. A task of an
+            # async workflow gets its stop again (a retry loop that awaits lets the other
+            # branches go on); a sync workflow, or a task that keeps retrying, is parked for
+            # good: the verdict is settled.
+            self._reentries[flow] = self._reentries.get(flow, 0) + 1
+            if flow[1] is not None and self._reentries[flow] <= _MAX_REENTRIES:
+                raise earlier
             self.settled.set()
             threading.Event().wait()
         if rec is None:

@@ -211,12 +211,19 @@ class Operations:
 
     # -- begin and record -----------------------------------------------------------------------
 
-    def begin(self, ctx: WorkflowContext, name: str) -> tuple[int, RecordedStep | None]:
+    def begin(
+        self, ctx: WorkflowContext, name: str, *, extra: int = 0
+    ) -> tuple[int, RecordedStep | None]:
         """Allocate the next step number for a durable operation named ``name``: returns it with
         the outcome a previous run recorded there (checked to be the same operation), or, on a
-        fresh step, after checking for cancellation, deadline and shutdown."""
+        fresh step, after checking for cancellation, deadline and shutdown. ``extra`` more
+        numbers after it are taken too, whatever happens (a wait's timeout row: ``recv``,
+        ``get_event``), so the numbers of later operations never depend on how this one went,
+        also where a replay check stops at it."""
         note_operation(ctx)
         function_id = ctx.next_function_id()
+        for _ in range(extra):
+            ctx.next_function_id()
         rec = ctx.recorded.get(function_id)
         if ctx.check is not None:  # a replay check: the recorded outcome, or the workflow stops
             ctx.check.begin(function_id, name, rec)

@@ -24,10 +24,6 @@ logger = logging.getLogger("dbos")
 # The runtime of a replay check (``runtime.replay_check``) in the thread (or task) that runs it:
 # the facade's calls there reach it, whatever this process has launched.
 checking_runtime: ContextVar[Runtime | None] = ContextVar("dbos_checking_runtime", default=None)
-# Why ``DBOS.launch()`` may not run in this context, if it may not: the replay check imports the
-# new code without launching it, and an app that launches at import would recover (run steps,
-# write) the very workflows the check promises to leave alone.
-launch_refusal: ContextVar[str | None] = ContextVar("dbos_launch_refusal", default=None)
 
 
 class classproperty(Generic[T]):
@@ -48,6 +44,10 @@ class FacadeBase:
     _instance: ClassVar[Any] = None
     _runtime: ClassVar[Runtime | None] = None
     _lock: ClassVar[threading.Lock] = threading.Lock()
+    # Why ``DBOS.launch()`` may not run now, if it may not: the replay check imports the new code
+    # without launching it, and an app that launched at import would recover (run the steps of,
+    # write to) the very workflows the check promises to leave alone.
+    launch_refusal: ClassVar[str | None] = None
 
     _config_arg: DBOSConfig | None
     _settings: Settings
