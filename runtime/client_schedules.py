@@ -120,6 +120,13 @@ class ClientScheduleCalls:
         it)."""
         return [self._handle(w) for w in self._schedules().backfill(schedule_name, start, end)]
 
+    def backfill_schedule_report(
+        self, schedule_name: str, start: datetime | str, end: datetime | str
+    ) -> list[tuple[str, bool]]:
+        """``backfill_schedule``, as each tick's workflow ID with whether this call enqueued it
+        (False: it was recorded already): what `dbos schedule backfill` reports."""
+        return self._schedules().backfill_report(schedule_name, start, end)
+
     def trigger_schedule(self, schedule_name: str) -> WorkflowHandle[None]:
         """Enqueue a run of the schedule's workflow now; its handle. ``DBOSException`` for an
         unknown schedule."""

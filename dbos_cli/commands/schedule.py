@@ -153,11 +153,9 @@ def backfill(
     """Enqueue every tick strictly between START and END that has not run yet (running it again
     creates nothing); lists the workflow of every tick in the window, and says how many of them
     this run enqueued (JSON: ``workflow_ids`` and ``new_workflow_ids``)."""
-    from runtime.schedules import Schedules
-
     with _client(db_url) as client:
-        # The core's report rather than the client's handles: which ticks this run enqueued.
-        report = Schedules(client.sysdb).backfill_report(name, start, end)
+        # The report rather than handles: which ticks this run enqueued.
+        report = client.backfill_schedule_report(name, start, end)
     if json_output:
         render.print_json(
             {
