@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from runtime.config import Settings, resolve
 from runtime.embedded import resolve_system_url
+
+if TYPE_CHECKING:
+    from runtime.client import DBOSClient
 
 DbUrl = Annotated[
     str | None,
@@ -49,3 +52,12 @@ def system_url(db_url: str | None) -> str:
     """The database the command works on (starting the embedded server when that is the one)."""
     s = settings()
     return resolve_system_url(db_url, s.system_database_url or s.database_url, s.project_dir)
+
+
+def open_client(db_url: str | None) -> DBOSClient:
+    """A client of the system tables the command names (``--db-url``, else the configuration);
+    a context manager that destroys it. The runtime and its driver load here, not when the CLI
+    starts (so `dbos --version` is fast)."""
+    from runtime.client import DBOSClient
+
+    return DBOSClient(system_url(db_url), dbos_system_schema=system_schema())

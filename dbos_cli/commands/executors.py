@@ -8,7 +8,7 @@ from dataclasses import asdict
 import typer
 
 from dbos_cli import render
-from dbos_cli.options import DbUrl, JsonFlag, system_schema, system_url
+from dbos_cli.options import DbUrl, JsonFlag, open_client
 
 group = typer.Typer(help="Executor processes and their liveness.", no_args_is_help=True)
 
@@ -16,9 +16,7 @@ group = typer.Typer(help="Executor processes and their liveness.", no_args_is_he
 def executors(db_url: DbUrl = None, json_output: JsonFlag = False) -> None:
     """Show executor processes (alive, dead, stopped; duplicate IDs flagged) and, per application
     version, the work still pending or enqueued, so you know when an old deployment can go."""
-    from runtime.client import DBOSClient
-
-    client = DBOSClient(system_url(db_url), dbos_system_schema=system_schema())
+    client = open_client(db_url)
     try:
         found = client.list_executors()
         versions = client.version_work()

@@ -7,15 +7,13 @@ exist is an error (exit 1) for every command that names one.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from dbos_cli import render
 from dbos_cli import render_schedules as show
-from dbos_cli.options import DbUrl, JsonFlag, system_schema, system_url
+from dbos_cli.options import DbUrl, JsonFlag, open_client
 from runtime.errors import DBOSException
 
 if TYPE_CHECKING:
@@ -29,16 +27,7 @@ group = typer.Typer(
 Name = Annotated[str, typer.Argument(help="The schedule's name.")]
 
 
-@contextmanager
-def _client(db_url: str | None) -> Iterator[DBOSClient]:
-    # The runtime and its driver load here, not when the CLI starts.
-    from runtime.client import DBOSClient
-
-    client = DBOSClient(system_url(db_url), dbos_system_schema=system_schema())
-    try:
-        yield client
-    finally:
-        client.destroy()
+_client = open_client
 
 
 def _require(client: DBOSClient, name: str) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from dbos_cli import render
-from dbos_cli.options import DbUrl, system_schema, system_url
+from dbos_cli.options import DbUrl, open_client
 
 FromOffset = Annotated[
     int,
@@ -38,9 +38,7 @@ def stream(
 ) -> None:
     """Print a workflow's stream values as they are written (offset and value, one per line),
     until the stream is closed or the workflow has ended."""
-    from runtime.client import DBOSClient  # the runtime loads here, not when the CLI starts
-
-    client = DBOSClient(system_url(db_url), dbos_system_schema=system_schema())
+    client = open_client(db_url)
     offset = from_offset
     # The header comes once a read has succeeded (the first value, or the end of an empty
     # stream): an unknown workflow or an unmigrated database is an error line alone.

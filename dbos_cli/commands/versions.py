@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from dbos_cli import render
-from dbos_cli.options import DbUrl, JsonFlag, system_schema, system_url
+from dbos_cli.options import DbUrl, JsonFlag, open_client
 
 if TYPE_CHECKING:
     from runtime.client import Change, DBOSClient
@@ -43,10 +43,7 @@ ApplicationVersion = Annotated[
 ]
 
 
-def _client(db_url: str | None) -> DBOSClient:
-    from runtime.client import DBOSClient
-
-    return DBOSClient(system_url(db_url), dbos_system_schema=system_schema())
+_client = open_client
 
 
 class _QuietUnserved(logging.Filter):

@@ -8,8 +8,7 @@ skipped, and why.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated
 
@@ -18,7 +17,7 @@ import typer
 from dbos_cli import render
 from dbos_cli.attributes import Attr, parse_attrs
 from dbos_cli.commands import versions
-from dbos_cli.options import DbUrl, JsonFlag, system_schema, system_url
+from dbos_cli.options import DbUrl, JsonFlag, open_client
 from runtime.errors import DBOSException
 from runtime.status import WorkflowStatus, WorkflowStatusString
 
@@ -73,16 +72,7 @@ DryRun = Annotated[
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 
 
-@contextmanager
-def _client(db_url: str | None) -> Iterator[DBOSClient]:
-    # The runtime and its driver load here, not when the CLI starts (`dbos --version` is fast).
-    from runtime.client import DBOSClient
-
-    client = DBOSClient(system_url(db_url), dbos_system_schema=system_schema())
-    try:
-        yield client
-    finally:
-        client.destroy()
+_client = open_client
 
 
 def _waits(client: DBOSClient, found: list[WorkflowStatus]) -> dict[str, Waiting]:
