@@ -135,6 +135,19 @@ def _reject_conflicts(values: EnqueueOptionValues | dict[str, Any]) -> None:
             raise DBOSException(f"cannot debounce a workflow with {key} set: {why}")
 
 
+def _bouncer(
+    table: DebounceTable, name: str, queue_name: str, key: str, inputs: str
+) -> Callable[[int], Bounce]:
+    """The one statement of a later call with ``key``: move the pending run to a new time."""
+
+    def bounce(delay_until_ms: int) -> Bounce:
+        return table.bounce(
+            name=name, queue_name=queue_name, key=key, delay_until_ms=delay_until_ms, inputs=inputs
+        )
+
+    return bounce
+
+
 def debounce_loop(
     name: str,
     queue_name: str,
@@ -275,14 +288,7 @@ class Debouncer(Generic[P, R]):
         table = DebounceTable(rt.sysdb)
         assigned = take_assigned_workflow_id()  # for a new workflow only, never a bounce
 
-        def bounce(delay_until: int) -> Bounce:
-            return table.bounce(
-                name=name,
-                queue_name=queue_name,
-                key=dedup,
-                delay_until_ms=delay_until,
-                inputs=inputs,
-            )
+        bounce = _bouncer(table, name, queue_name, dedup, inputs)
 
         def enqueue(delay_until: int, deadline: int | None) -> str:
             request = dataclasses.replace(
@@ -357,14 +363,7 @@ class DebouncerClient:
         inputs = serialization.serialize_args(args, kwargs)
         table = DebounceTable(self.client.sysdb)
 
-        def bounce(delay_until: int) -> Bounce:
-            return table.bounce(
-                name=name,
-                queue_name=queue_name,
-                key=dedup,
-                delay_until_ms=delay_until,
-                inputs=inputs,
-            )
+        bounce = _bouncer(table, name, queue_name, dedup, inputs)
 
         def enqueue(delay_until: int, deadline: int | None) -> str:
             delay_s = max(delay_until - int(time.time() * 1000), 0) / 1000
