@@ -58,6 +58,7 @@ class DBOS(
         ``dbos workflow check-replay`` imports the app (it must not launch on import)."""
         refusal = FacadeBase.launch_refusal
         if refusal is not None:
+            FacadeBase.refused_launches += 1
             raise DBOSException(refusal)
         inst = FacadeBase._instance or DBOS()
         with FacadeBase._lock:

@@ -30,13 +30,12 @@ side effects of its own.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import dataclasses
 import inspect
 import threading
 from collections import Counter
-from collections.abc import Coroutine, Iterable, Iterator
+from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -68,7 +67,8 @@ __all__ = [
     "ReplayCheckReport",
     "ReplayCheckResult",
     "check_replay",
-    "importing_new_code",
+    "launches_refused",
+    "refuse_launch",
     "replays_left_running",
 ]
 
@@ -143,20 +143,20 @@ class ReplayCheckReport:
         return f"{len(self.results)} workflows checked: {parts}"
 
 
-@contextlib.contextmanager
-def importing_new_code(app: str) -> Iterator[None]:
-    """The context to import the code to check in: ``DBOS.launch()`` raises ``DBOSException``
-    in it, so an app that launches when imported is refused before it recovers (runs the steps
-    of, writes to) any workflow, instead of the check reporting on a database it changed."""
-    # For the whole process, not a context: an app may launch from a thread it starts.
+def refuse_launch(app: str) -> None:
+    """From now on in this process, ``DBOS.launch()`` raises ``DBOSException``: for a program
+    that imports new code only to check it (`dbos workflow check-replay`), so that an app that
+    launches when imported, from a thread or a timer it starts, is refused before it recovers
+    (runs the steps of, writes to) any workflow. ``launches_refused()`` counts the attempts."""
     FacadeBase.launch_refusal = (
         f"{app} launches DBOS when imported; the replay check imports the new code without "
         'launching it: call DBOS.launch() under `if __name__ == "__main__":` (or in main())'
     )
-    try:
-        yield
-    finally:
-        FacadeBase.launch_refusal = None
+
+
+def launches_refused() -> int:
+    """How many ``DBOS.launch()`` calls ``refuse_launch`` has refused in this process."""
+    return FacadeBase.refused_launches
 
 
 def check_replay(
@@ -413,7 +413,8 @@ def _verdict(
         return {
             "verdict": ERROR,
             "reason": f"the replay did not finish within {timeout_s:g}s: the workflow's own code "
-            "blocks or loops outside any durable operation",
+            "blocks, waits or loops outside the recorded history (a wait outside any durable "
+            "operation, or a retry or backoff around an operation the check stops at)",
         }
     if isinstance(stop, ReplayDiverged):
         return {

@@ -503,13 +503,15 @@ def test_cli_bad_input_and_hostile_text(db_url: str, tmp_path: Path) -> None:
     assert run.returncode == 1 and "exited (sys.exit(0))" in run.stderr, run.stderr
 
     # Also when it launches from a thread it starts (a context would not reach that thread).
+    # Or from a timer that fires after the import: the refusal lasts as long as the process.
     threaded = tmp_path / "threaded.py"
     threaded.write_text(
         "import threading\nfrom runtime import DBOS\n"
         "t = threading.Thread(target=DBOS.launch)\nt.start()\nt.join()\n"
+        "threading.Timer(0.3, DBOS.launch).start()\n"
     )
     run = dbos("workflow", "check-replay", "-a", str(threaded), "-D", db_url, cwd=ROOT, env=env)
-    assert "launches DBOS when imported" in run.stderr
+    assert run.returncode == 1 and "tried to launch DBOS while imported" in run.stderr
     assert _snapshot(db_url) == before
 
     # A deploy gate naming a workflow that has no record does not pass.

@@ -97,9 +97,10 @@ def check_replay(
     if limit is not None and limit < 1:
         raise DBOSException("--limit must be at least 1")
     url, schema_name = system_url(db_url), system_schema(schema)
+    # For the rest of this process: an app may launch from a thread or a timer it starts.
+    replay_check.refuse_launch(app)
     try:
-        with replay_check.importing_new_code(app):
-            import_app(app)
+        import_app(app)
     except SystemExit as exc:  # a gate must not pass (exit 0) with no verdict
         raise DBOSException(
             f"importing {app} exited (sys.exit({exc.code!r})) before anything was checked"
@@ -124,6 +125,9 @@ def check_replay(
     else:
         show(report)
     code = 0 if report.ok else 1
+    if replay_check.launches_refused():  # from a thread of the app's: a gate must not pass
+        render.error(f"{app} tried to launch DBOS while imported (refused: nothing was launched)")
+        code = 1
     if replay_check.replays_left_running():
         # A replay that timed out (or is parked) may hold a non-daemon thread of the app's own
         # (asyncio.to_thread): the verdict is out, so exit now rather than wait for it.

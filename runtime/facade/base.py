@@ -48,6 +48,7 @@ class FacadeBase:
     # without launching it, and an app that launched at import would recover (run the steps of,
     # write to) the very workflows the check promises to leave alone.
     launch_refusal: ClassVar[str | None] = None
+    refused_launches: ClassVar[int] = 0
 
     _config_arg: DBOSConfig | None
     _settings: Settings
