@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from runtime import DBOSClient
-from tests.apps.mgmt_app import LEDGER_DDL
+from tests.apps.mgmt_app import HOLD, LEDGER_DDL
 from tests.cli_helpers import DBOS as DBOS_EXE
 from tests.cli_helpers import clean_env, dbos
 
@@ -92,10 +92,23 @@ class App:
             assert time.monotonic() < deadline, f"{wid} is {current}, not {status}"
             time.sleep(0.05)
 
+    def hold(self, wid: str) -> None:
+        """Hold the slow workflow ``wid`` in its fourth step (see tests/apps/mgmt_app.py)."""
+        with psycopg.connect(self.db_url, autocommit=True) as conn:
+            conn.execute(LEDGER_DDL)
+            conn.execute("INSERT INTO mgmt_ledger VALUES (%s, %s)", (wid, HOLD))
+
+    def release(self, wid: str) -> None:
+        with psycopg.connect(self.db_url, autocommit=True) as conn:
+            conn.execute(
+                "DELETE FROM mgmt_ledger WHERE workflow_id = %s AND step = %s", (wid, HOLD)
+            )
+
     def ledger(self, wid: str) -> list[int]:
         with psycopg.connect(self.db_url) as conn:
             rows = conn.execute(
-                "SELECT step FROM mgmt_ledger WHERE workflow_id = %s ORDER BY step", (wid,)
+                "SELECT step FROM mgmt_ledger WHERE workflow_id = %s AND step > 0 ORDER BY step",
+                (wid,),
             ).fetchall()
         return [int(r[0]) for r in rows]
 
@@ -201,15 +214,18 @@ def test_bad_input_gets_one_clear_line(app: App, empty_db_url: str) -> None:
 
 
 def test_cancel_resume_restart_and_fork(app: App) -> None:
-    wid = app.run("slow", 10, wid="slow-1")
+    wid = "slow-1"
+    app.hold(wid)  # held in its fourth step until the cancel has landed
+    app.run("slow", 10, wid=wid)
     deadline = time.monotonic() + 30
-    while len(app.ledger(wid)) < 3:
+    while len(app.ledger(wid)) < 4:
         assert time.monotonic() < deadline
         time.sleep(0.02)
     cancelled = cli(app, "workflow", "cancel", wid)
     assert cancelled.returncode == 0, cancelled.stderr
     assert "cancelled 1 workflow" in cancelled.stdout
     app.wait(wid, "CANCELLED")
+    app.release(wid)
     time.sleep(0.6)
     stopped_at = app.ledger(wid)
     assert len(stopped_at) < 10  # it stopped at a step boundary

@@ -200,11 +200,18 @@ def test_a_recv_consumes_one_message_when_statistics_lie(launch_dbos: Launch, db
 # -- 2. a cancellation is never recorded as an outcome --------------------------------------------
 
 
-def _parent_and_child(ledger: str) -> tuple[Callable[..., str], Callable[..., str]]:
+def _parent_and_child(
+    ledger: str, hold: threading.Event | None = None
+) -> tuple[Callable[..., str], Callable[..., str]]:
+    """A parent starting a child of four 0.3 s steps; ``hold`` (while unset) keeps the child in
+    its second step, so that a command from another process surely lands mid-run."""
+
     @DBOS.step()
     def work(tag: str) -> str:
         started = int(time.time() * 1000)
         time.sleep(0.3)
+        if hold is not None and tag == "b":
+            hold.wait(30)
         _note(ledger, started)
         return tag
 
@@ -253,7 +260,8 @@ def test_cancel_then_resume_parent_and_child_ends_success(
 
 
 def test_cancel_and_resume_both_from_the_cli(launch_dbos: Launch, ledger: str) -> None:
-    parent, _ = _parent_and_child(ledger)
+    hold = threading.Event()
+    parent, _ = _parent_and_child(ledger, hold)
     launch_dbos()
     with SetWorkflowID("cli-P"):
         handle = DBOS.start_workflow(parent)
@@ -261,6 +269,7 @@ def test_cancel_and_resume_both_from_the_cli(launch_dbos: Launch, ledger: str) -
     cancelled = dbos("workflow", "cancel", "cli-P", "cli-P-1", "--db-url", ledger)
     assert cancelled.returncode == 0, cancelled.stderr
     _wait_status("cli-P", {"CANCELLED"})
+    hold.set()  # the child's second step ends; the child stops before its third
     time.sleep(0.4)
     resumed = dbos("workflow", "resume", "cli-P", "cli-P-1", "--db-url", ledger)
     assert resumed.returncode == 0, resumed.stderr
