@@ -19,10 +19,14 @@ if TYPE_CHECKING:
     from runtime.status import StepInfo, WorkflowStatus
 
 
+def _obeyed(ch: str) -> bool:
+    """Whether a terminal would act on ``ch`` instead of showing it: a control or format
+    character (ESC, C1 controls, bidi overrides), newline and tab aside."""
+    return ch not in "\n\t" and unicodedata.category(ch) in ("Cc", "Cf")
+
+
 def _visible(ch: str) -> str:
-    if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cf"):
-        return ch
-    return repr(ch)[1:-1]  # '\x1b', '\u202e': shown, never obeyed
+    return repr(ch)[1:-1] if _obeyed(ch) else ch  # '\x1b', '\u202e': shown, never obeyed
 
 
 def escape(text: str) -> str:
@@ -445,15 +449,10 @@ def executor_json(e: ExecutorInfo) -> dict[str, Any]:
 
 
 def _terminal_safe(text: str) -> str:
-    """JSON text with every control or format character a terminal would obey (C0 but newline
-    and tab, DEL, C1, bidi overrides) written as its ``\\uXXXX`` escape: still the same JSON
-    (inside a string those are escapes already; between tokens only newline and tab occur)."""
-    return "".join(
-        json.dumps(ch)[1:-1]
-        if ch not in "\n\t" and unicodedata.category(ch) in ("Cc", "Cf")
-        else ch
-        for ch in text
-    )
+    """JSON text with every character a terminal would obey (``_obeyed``) written as its JSON
+    escape (ESC as ``\\u001b``): still the same JSON (inside a string those are escapes
+    already; between tokens only newline and tab occur)."""
+    return "".join(json.dumps(ch)[1:-1] if _obeyed(ch) else ch for ch in text)
 
 
 def stream_header() -> None:

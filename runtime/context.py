@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from runtime.errors import DBOSException
 from runtime.records import RecordedStep
-from runtime.serialization import nesting_checked
+from runtime.serialization import check_text, nesting_checked
 
 if TYPE_CHECKING:
     from runtime.engine.checking import CheckMode
@@ -219,24 +219,17 @@ class SetWorkflowTimeout:
         self._cm.__exit__(*exc)
 
 
+# Attribute text has no size limit of its own (the row's does), unlike an identifier.
+_NO_SIZE_LIMIT = 1 << 62
+
+
 def _check_json(value: object, where: str) -> None:
     """Refuse what a JSON object stored as jsonb cannot hold as given: keys that are not strings
     (``json`` would turn 1 into "1"), NaN and infinities, NUL characters, unpaired surrogates,
     and any other type."""
     if isinstance(value, str):
-        if "\x00" in value:
-            raise DBOSException(
-                f"invalid workflow attributes: a NUL character in {where} (attributes must be "
-                "JSON-serializable, and Postgres JSON holds no NUL)"
-            )
-        if not value.isascii():
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:
-                raise DBOSException(
-                    f"invalid workflow attributes: an unpaired surrogate in {where} (not "
-                    "Unicode text, which Postgres JSON holds)"
-                ) from None
+        # NUL and unpaired surrogates: text Postgres JSON cannot hold (no size limit here).
+        check_text(value, f"invalid workflow attributes: {where}", max_bytes=_NO_SIZE_LIMIT)
     elif isinstance(value, float):
         if not math.isfinite(value):
             raise DBOSException(
