@@ -27,9 +27,6 @@ group = typer.Typer(
 Name = Annotated[str, typer.Argument(help="The schedule's name.")]
 
 
-_client = open_client
-
-
 def _require(client: DBOSClient, name: str) -> None:
     if client.get_schedule(name) is None:
         raise DBOSException(f"no schedule named {name!r}")
@@ -68,7 +65,7 @@ def list_schedules(
     for value in status or []:
         if value not in ("ACTIVE", "PAUSED"):
             raise DBOSException(f"invalid status {value!r}: expected ACTIVE or PAUSED")
-    with _client(db_url) as client:
+    with open_client(db_url) as client:
         found = client.list_schedules(
             status=status or None,
             workflow_name=workflow or None,
@@ -83,7 +80,7 @@ def list_schedules(
 @group.command("get")
 def get_schedule(name: Name, db_url: DbUrl = None, json_output: JsonFlag = False) -> None:
     """Show one schedule: its definition, status, last tick fired and context."""
-    with _client(db_url) as client:
+    with open_client(db_url) as client:
         found = client.get_schedule(name)
     if found is None:
         raise DBOSException(f"no schedule named {name!r}")
@@ -94,7 +91,7 @@ def get_schedule(name: Name, db_url: DbUrl = None, json_output: JsonFlag = False
 
 
 def _set(name: str, db_url: str | None, json_output: bool, paused: bool) -> None:
-    with _client(db_url) as client:
+    with open_client(db_url) as client:
         _require(client, name)
         if paused:
             client.pause_schedule(name)
@@ -122,7 +119,7 @@ def resume(name: Name, db_url: DbUrl = None, json_output: JsonFlag = False) -> N
 @group.command("delete")
 def delete(name: Name, db_url: DbUrl = None, json_output: JsonFlag = False) -> None:
     """Delete a schedule (the workflows it started stay)."""
-    with _client(db_url) as client:
+    with open_client(db_url) as client:
         _require(client, name)
         client.delete_schedule(name)
     if json_output:
@@ -142,7 +139,7 @@ def backfill(
     """Enqueue every tick strictly between START and END that has not run yet (running it again
     creates nothing); lists the workflow of every tick in the window, and says how many of them
     this run enqueued (JSON: ``workflow_ids`` and ``new_workflow_ids``)."""
-    with _client(db_url) as client:
+    with open_client(db_url) as client:
         # The report rather than handles: which ticks this run enqueued.
         report = client.backfill_schedule_report(name, start, end)
     if json_output:
@@ -159,7 +156,7 @@ def backfill(
 @group.command("trigger")
 def trigger(name: Name, db_url: DbUrl = None, json_output: JsonFlag = False) -> None:
     """Enqueue a run of the schedule's workflow now."""
-    with _client(db_url) as client:
+    with open_client(db_url) as client:
         wid = client.trigger_schedule(name).workflow_id
     if json_output:
         render.print_json({"workflow_id": wid})

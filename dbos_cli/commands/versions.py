@@ -43,9 +43,6 @@ ApplicationVersion = Annotated[
 ]
 
 
-_client = open_client
-
-
 class _QuietUnserved(logging.Filter):
     """Drops the client's log line about a workflow no live executor runs: the CLI prints its
     own one-line warning for it (``report_unserved``)."""
@@ -94,7 +91,7 @@ def version_root(ctx: typer.Context) -> None:
 def list_versions(db_url: DbUrl = None, json_output: JsonFlag = False) -> None:
     """List the registered application versions, latest first, and whether a live executor
     runs each."""
-    client = _client(db_url)
+    client = open_client(db_url)
     try:
         versions = client.list_application_versions()
         live = client.live_application_versions()
@@ -109,7 +106,7 @@ def list_versions(db_url: DbUrl = None, json_output: JsonFlag = False) -> None:
 @group.command("latest")
 def latest_version(db_url: DbUrl = None, json_output: JsonFlag = False) -> None:
     """Show the latest application version (new work should target it)."""
-    client = _client(db_url)
+    client = open_client(db_url)
     try:
         latest = client.get_latest_application_version()
     finally:
@@ -127,7 +124,7 @@ def set_latest(
     json_output: JsonFlag = False,
 ) -> None:
     """Make a registered application version the latest."""
-    client = _client(db_url)
+    client = open_client(db_url)
     try:
         client.set_latest_application_version(version_name)
         latest = client.get_latest_application_version()

@@ -72,9 +72,6 @@ DryRun = Annotated[
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 
 
-_client = open_client
-
-
 def _waits(client: DBOSClient, found: list[WorkflowStatus]) -> dict[str, Waiting]:
     """What the listed PENDING and ENQUEUED workflows wait for (one query for the page; none
     when no row can wait)."""
@@ -122,7 +119,7 @@ def list_workflows(
     ] = None,
 ) -> None:
     """List workflows (oldest first; -d for newest first)."""
-    with _client(db_url) as client:
+    with open_client(db_url) as client:
         found = client.list_workflows(
             attributes=parse_attrs(attr),
             schedule_name=schedule or None,
@@ -150,7 +147,7 @@ def get_workflow(
 ) -> None:
     """Show one workflow: its record (with what it waits for, when it waits), input, and output
     or error."""
-    with _client(db_url) as client:
+    with open_client(db_url) as client:
         wf = client.get_workflow(workflow_id)
         waiting = _waits(client, [wf]).get(wf.workflow_id)
     if json_output:
@@ -166,7 +163,7 @@ def list_steps(
     json_output: JsonFlag = False,
 ) -> None:
     """Show the recorded steps of a workflow as a timeline."""
-    with _client(db_url) as client:
+    with open_client(db_url) as client:
         wf = client.get_workflow(workflow_id)
         steps = client.list_workflow_steps(workflow_id)
     if json_output:
@@ -254,7 +251,7 @@ def _bulk(
     yes: bool,
     json_output: bool,
 ) -> None:
-    with _client(db_url) as client:
+    with open_client(db_url) as client:
         targets, by_filter = _targets(client, ids, filters, default_status)
         if dry_run:
             preview = client.list_workflows(
@@ -356,7 +353,7 @@ def restart(
 ) -> None:
     """Run a workflow again from the start with the same inputs, under a new ID (printed)."""
     versions.quiet_unserved_log()
-    with _client(db_url) as client:
+    with open_client(db_url) as client:
         target = versions.target_version(client, application_version, latest_version)
         if target is None:
             new_id = client.restart_workflow(workflow_id).get_workflow_id()
@@ -391,7 +388,7 @@ def fork(
     """Start a new workflow that reuses the outcomes of the steps before --step (its ID is
     printed)."""
     versions.quiet_unserved_log()
-    with _client(db_url) as client:
+    with open_client(db_url) as client:
         new_id = client.fork_workflow(
             workflow_id,
             step,
@@ -418,7 +415,7 @@ def queue_list(
     json_output: JsonFlag = False,
 ) -> None:
     """List workflows waiting in or running from queues (ENQUEUED, or PENDING with a queue)."""
-    with _client(db_url) as client:
+    with open_client(db_url) as client:
         found = client.list_queued_workflows(
             queue_name=queue,
             status=status,
