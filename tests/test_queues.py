@@ -9,6 +9,7 @@ from datetime import datetime
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from runtime import (
     DBOS,
@@ -37,13 +38,26 @@ def max_overlap(intervals: list[tuple[int, int]]) -> int:
 
 
 def run_intervals(url: str, queue_name: str) -> list[tuple[int, int]]:
+    """The (start, end) epoch ms of a queue's successful runs."""
+    return [i for found in run_intervals_by(url, queue_name).values() for i in found]
+
+
+def run_intervals_by(
+    url: str, queue_name: str, column: str | None = None, *, status: str | None = "SUCCESS"
+) -> dict[str, list[tuple[int, int]]]:
+    """The (start, end) epoch ms of a queue's runs (of ``status``; None: any), grouped by the
+    text of ``column`` (a workflow_status column, e.g. its partition key or executor; None: one
+    group, "")."""
+    query = sql.SQL(
+        "SELECT {}, started_at_epoch_ms, completed_at_epoch_ms FROM dbos.workflow_status "
+        "WHERE queue_name = %s AND (%s::text IS NULL OR status = %s)"
+    ).format(sql.Identifier(column) if column else sql.Literal(""))
     with psycopg.connect(url) as conn:
-        rows = conn.execute(
-            "SELECT started_at_epoch_ms, completed_at_epoch_ms FROM dbos.workflow_status "
-            "WHERE queue_name = %s AND status = 'SUCCESS'",
-            (queue_name,),
-        ).fetchall()
-    return [(int(s), int(e)) for s, e in rows]
+        rows = conn.execute(query, (queue_name, status, status)).fetchall()
+    found: dict[str, list[tuple[int, int]]] = {}
+    for key, start, end in rows:
+        found.setdefault(str(key), []).append((int(start), int(end)))
+    return found
 
 
 def test_max_overlap_helper() -> None:

@@ -24,23 +24,15 @@ from runtime import (
     queries,
 )
 from tests.apps.queue_app import LEDGER_DDL
+from tests.test_queues import run_intervals_by
 from tests.test_queues_processes import Workers
 
 Launch = Callable[..., None]
 
 
 def intervals(url: str, queue_name: str) -> dict[str, list[tuple[int, int]]]:
-    """The run intervals of a queue's finished workflows, per partition key."""
-    with psycopg.connect(url) as conn:
-        rows = conn.execute(
-            "SELECT queue_partition_key, started_at_epoch_ms, completed_at_epoch_ms "
-            "FROM dbos.workflow_status WHERE queue_name = %s AND status = 'SUCCESS'",
-            (queue_name,),
-        ).fetchall()
-    found: dict[str, list[tuple[int, int]]] = {}
-    for key, start, end in rows:
-        found.setdefault(str(key), []).append((int(start), int(end)))
-    return found
+    """The run intervals of a queue's successful workflows, per partition key."""
+    return run_intervals_by(url, queue_name, "queue_partition_key")
 
 
 def overlap(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> bool:

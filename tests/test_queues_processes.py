@@ -15,7 +15,7 @@ from runtime import DBOSClient
 from tests.apps.queue_app import LEDGER_DDL
 from tests.cli_helpers import DBOS as DBOS_EXE
 from tests.cli_helpers import clean_env
-from tests.test_queues import max_overlap, run_intervals
+from tests.test_queues import max_overlap, run_intervals, run_intervals_by
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = "tests/apps/queue_app.py"
@@ -95,16 +95,7 @@ def _wait_all(db_url: str, ids: list[str], timeout: float = 120) -> None:
 
 
 def _intervals_by_executor(db_url: str, queue: str) -> dict[str, list[tuple[int, int]]]:
-    with psycopg.connect(db_url) as conn:
-        rows = conn.execute(
-            "SELECT executor_id, started_at_epoch_ms, completed_at_epoch_ms "
-            "FROM dbos.workflow_status WHERE queue_name = %s",
-            (queue,),
-        ).fetchall()
-    found: dict[str, list[tuple[int, int]]] = {}
-    for executor, start, end in rows:
-        found.setdefault(executor, []).append((int(start), int(end)))
-    return found
+    return run_intervals_by(db_url, queue, "executor_id", status=None)
 
 
 def test_three_processes_share_concurrency_and_worker_limits(workers: Workers) -> None:
