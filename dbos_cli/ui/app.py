@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import hmac
 import json
-import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
@@ -21,20 +20,18 @@ from urllib.parse import urlencode
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from dbos_cli.ui.security import CSRF_COOKIE, Guard
 from runtime.client import STATUSES, DBOSClient
 from runtime.errors import DBOSException, DBOSNonExistentWorkflowError
 from runtime.status import StepInfo, WorkflowStatus
 
 HERE = Path(__file__).parent
-TOKEN_COOKIE = "dbos_ui_token"
-CSRF_COOKIE = "dbos_csrf"
 PAGE_SIZE = 50
 ACTIONS = ("cancel", "resume", "restart", "fork")
 
@@ -255,45 +252,5 @@ def create_app(database_url: str, *, token: str | None = None, schema: str = "db
     return Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(_Guard, token=token)],
+        middleware=[Middleware(Guard, token=token)],
     )
-
-
-class _Guard(BaseHTTPMiddleware):
-    """Token check (when configured) and CSRF protection for every request."""
-
-    def __init__(self, app: Any, token: str | None) -> None:
-        super().__init__(app)
-        self.token = token
-
-    async def dispatch(
-        self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        if self.token is not None:
-            given = request.query_params.get("token")
-            if given is not None and hmac.compare_digest(given, self.token):
-                # Trade the token in the URL for a cookie, and drop it from the address bar.
-                response: Response = RedirectResponse(request.url.path, status_code=303)
-                response.set_cookie(TOKEN_COOKIE, given, httponly=True, samesite="strict")
-                return response
-            header = request.headers.get("authorization", "")
-            bearer = header[7:] if header.lower().startswith("bearer ") else ""
-            cookie = request.cookies.get(TOKEN_COOKIE, "")
-            if not (
-                hmac.compare_digest(bearer, self.token) or hmac.compare_digest(cookie, self.token)
-            ):
-                return PlainTextResponse(
-                    "a token is required: open /?token=... or send 'Authorization: Bearer ...'",
-                    status_code=401,
-                )
-        # The CSRF secret: the cookie's, or a fresh one that this response sets. POST endpoints
-        # compare it with the form's field (they read the body; a middleware must not).
-        request.state.csrf = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(32)
-        response = await call_next(request)
-        if CSRF_COOKIE not in request.cookies:
-            response.set_cookie(CSRF_COOKIE, request.state.csrf, httponly=True, samesite="strict")
-        response.headers["X-Frame-Options"] = "DENY"
-        response.headers["Content-Security-Policy"] = (
-            "default-src 'self'; style-src 'self'; script-src 'none'; frame-ancestors 'none'"
-        )
-        return response
