@@ -53,6 +53,6 @@ class Guard(BaseHTTPMiddleware):
             response.set_cookie(CSRF_COOKIE, request.state.csrf, httponly=True, samesite="strict")
         response.headers["X-Frame-Options"] = "DENY"
         response.headers["Content-Security-Policy"] = (
-            "default-src 'self'; style-src 'self'; script-src 'none'; frame-ancestors 'none'"
+            "default-src 'self'; style-src 'self'; script-src 'self'; frame-ancestors 'none'"
         )
         return response
