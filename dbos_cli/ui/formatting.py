@@ -134,10 +134,14 @@ def step_rows(steps: list[StepInfo], wf: WorkflowStatus, children: dict[str, Any
     rows = []
     for s in steps:
         child = children.get(s.child_workflow_id) if s.child_workflow_id else None
+        sleep_until = s.output if s.function_name == SLEEP_STEP and s.error is None else None
+        if not isinstance(sleep_until, int | float):
+            sleep_until = None
         took = _step_duration(s, child)
+        if sleep_until is not None and s.started_at is not None:
+            took = max(int(sleep_until) - s.started_at, 0)  # its bar spans the sleep
         left = min(((s.started_at or origin) - origin) / span * 100, 99.0)
         outcome = error_text(s.error) if s.error is not None else pretty(s.output)
-        sleep_until = s.output if s.function_name == SLEEP_STEP and s.error is None else None
         rows.append(
             {
                 "step": s,
@@ -149,7 +153,7 @@ def step_rows(steps: list[StepInfo], wf: WorkflowStatus, children: dict[str, Any
                 "outcome": outcome,
                 "long": len(outcome) > SHORT_OUTCOME,
                 "short": outcome[:SHORT_OUTCOME],
-                "sleep_until": sleep_until if isinstance(sleep_until, int | float) else None,
+                "sleep_until": sleep_until,
                 "traceback": traceback_text(s.error),
             }
         )
