@@ -1,15 +1,12 @@
 """The dashboard behind `dbos ui`: server-rendered pages over the same client API as the CLI.
 
-Safe by default: every value from the database is rendered through Jinja2's autoescaping; actions
-are POSTs carrying a CSRF token (double submit: a random cookie that a cross-site page can neither
-read nor send, SameSite=Strict, echoed in a hidden field) and go through a confirmation page; when a
-token is configured (required off loopback), every request must carry it as a bearer header or as
-the cookie set by a first visit to ``/?token=...``.
+Safe by default: every value from the database is rendered through Jinja2's autoescaping (with
+control and bidi characters shown as escapes); actions are POSTs that go through a confirmation
+page. Every request first passes the checks in ``security.py``: Host, token, origin, CSRF, headers.
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,9 +23,9 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from dbos_cli.ui.security import CSRF_COOKIE, Guard
+from dbos_cli.ui.security import Guard, HostRule, check_csrf, check_token, flash, harden
 from runtime.client import STATUSES, DBOSClient
-from runtime.errors import DBOSException, DBOSNonExistentWorkflowError
+from runtime.errors import DBOSDatabaseError, DBOSException, DBOSNonExistentWorkflowError
 from runtime.status import StepInfo, WorkflowStatus
 
 HERE = Path(__file__).parent
@@ -85,9 +82,19 @@ def timeline(steps: list[StepInfo], wf: WorkflowStatus) -> list[dict[str, Any]]:
     return bars
 
 
-def create_app(database_url: str, *, token: str | None = None, schema: str = "dbos") -> Starlette:
-    """The dashboard for the system tables at ``database_url``, in ``schema``."""
+def create_app(
+    database_url: str,
+    *,
+    token: str | None = None,
+    schema: str = "dbos",
+    hosts: HostRule | None = None,
+) -> Starlette:
+    """The dashboard for the system tables at ``database_url``, in ``schema``. ``hosts``: the Host
+    headers it answers (None: any, for tests). Raises DBOSConfigError for an unusable token."""
+    if token is not None:
+        check_token(token, remote=False)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
+    harden(templates.env)
     templates.env.globals.update(
         local_time=local_time, pretty=pretty, error_text=error_text, statuses=STATUSES
     )
@@ -103,7 +110,7 @@ def create_app(database_url: str, *, token: str | None = None, schema: str = "db
         return state["client"]
 
     def render(request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
-        context.update(request=request, csrf=request.state.csrf)
+        context.update(request=request, csrf=request.state.csrf, flash=request.state.flash)
         return templates.TemplateResponse(request, template, context, status_code=status_code)
 
     # -- pages ------------------------------------------------------------------------------------
@@ -134,6 +141,8 @@ def create_app(database_url: str, *, token: str | None = None, schema: str = "db
                 load_input=False,
                 load_output=False,
             )
+        except DBOSDatabaseError:
+            raise  # a generic 503 (security.failure): its message names the user and host
         except DBOSException as exc:
             found, error = [], str(exc)
         more = len(found) > PAGE_SIZE
@@ -180,7 +189,6 @@ def create_app(database_url: str, *, token: str | None = None, schema: str = "db
             waiting_text=waiting.describe(now, local=True) if waiting else None,
             bars=timeline(steps, wf),
             children={c.workflow_id: c for c in children},
-            message=request.query_params.get("msg"),
             last_step=max((s.function_id for s in steps), default=0),
         )
 
@@ -188,9 +196,8 @@ def create_app(database_url: str, *, token: str | None = None, schema: str = "db
         wid = request.path_params["workflow_id"]
         kind = request.path_params["action"]
         form = await request.form()
-        cookie = request.cookies.get(CSRF_COOKIE)
-        if not cookie or not hmac.compare_digest(str(form.get("csrf", "")), cookie):
-            return PlainTextResponse("invalid or missing CSRF token", status_code=403)
+        if (denied := check_csrf(request, form)) is not None:
+            return denied
         if kind not in ACTIONS:
             return PlainTextResponse("unknown action", status_code=404)
         step = str(form.get("step") or "1")
@@ -214,9 +221,7 @@ def create_app(database_url: str, *, token: str | None = None, schema: str = "db
                 message = f"forked from {wid} at step {step}"
         except DBOSException as exc:
             message = f"failed: {exc}"
-        return RedirectResponse(
-            f"/workflows/{target}?" + urlencode({"msg": message}), status_code=303
-        )
+        return flash(request, RedirectResponse(f"/workflows/{target}", status_code=303), message)
 
     async def queues(request: Request) -> Response:
         return render(request, "queues.html", queues=client().list_queues())
@@ -252,5 +257,5 @@ def create_app(database_url: str, *, token: str | None = None, schema: str = "db
     return Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(Guard, token=token)],
+        middleware=[Middleware(Guard, token=token, hosts=hosts)],
     )
