@@ -219,13 +219,17 @@ def test_bad_input_gets_a_4xx_never_a_500(seeded: tuple[str, str]) -> None:
             assert 200 <= fork.status_code < 500, (step, fork.status_code)
 
 
-def test_database_errors_name_no_user_host_or_database(empty_db_url: str) -> None:
+def test_database_errors_name_no_user_host_or_database(
+    empty_db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
     dbname = empty_db_url.rsplit("/", 1)[1]
     with _app(empty_db_url) as http:  # no system schema: every query fails
         for path in ("/workflows", "/queues", "/executors", "/workflows/x"):
             page = http.get(path)
             assert page.status_code == 503 and "database unavailable" in page.text, path
             assert dbname not in page.text and "postgres" not in page.text
+    logged = [r.getMessage() for r in caplog.records if r.name == "dbos_cli.ui"]
+    assert len(logged) == 4 and all("/" in line for line in logged)  # the detail, for the operator
 
 
 def test_token_rules_at_startup(db_url: str) -> None:
