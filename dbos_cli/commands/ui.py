@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -19,9 +20,24 @@ def _loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def _read_token(token: str | None, token_file: Path | None) -> str | None:
+    """The token from --token, else --token-file (first line), else $DBOS_UI_TOKEN."""
+    if token is not None and token_file is not None:
+        raise DBOSConfigError("give the token with --token or --token-file, not both")
+    if token_file is not None:
+        try:
+            lines = token_file.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeError) as exc:
+            raise DBOSConfigError(f"cannot read --token-file {str(token_file)!r}: {exc}") from None
+        token = lines[0].strip() if lines else ""
+        if not token:
+            raise DBOSConfigError(f"--token-file {str(token_file)!r} is empty")
+    return token or os.environ.get(TOKEN_ENV) or None
 
 
 def ui(
@@ -34,7 +50,25 @@ def ui(
         typer.Option(
             "--token",
             help=f"Require this token on every request (default: ${TOKEN_ENV}); needed to listen "
-            "on anything but loopback.",
+            "on anything but loopback, then at least 16 characters. Visible in `ps`: prefer "
+            f"--token-file or ${TOKEN_ENV}.",
+            show_default=False,
+        ),
+    ] = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--token-file",
+            help="Read the token from the first line of this file instead.",
+            show_default=False,
+        ),
+    ] = None,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allowed-host",
+            help="Also answer requests addressed to this host name (e.g. the name a reverse proxy "
+            "serves the dashboard under); repeatable. Requests naming any other host are refused.",
             show_default=False,
         ),
     ] = None,
@@ -45,19 +79,25 @@ def ui(
         import uvicorn
 
         from dbos_cli.ui.app import create_app
+        from dbos_cli.ui.security import HostRule, check_token
     except ImportError as exc:
         raise DBOSConfigError(
             f"the dashboard needs its optional dependencies: pip install 'dbos-runtime[ui]' ({exc})"
         ) from None
-    token = token or os.environ.get(TOKEN_ENV) or None
-    if not _loopback(host) and not token:
+    token = _read_token(token, token_file)
+    remote = not _loopback(host)
+    if remote and not token:
         raise DBOSConfigError(
-            f"listening on {host} exposes your workflows: set a token with --token or ${TOKEN_ENV}"
+            f"listening on {host} exposes your workflows: set a token with --token-file, "
+            f"${TOKEN_ENV} or --token"
         )
-    app = create_app(system_url(db_url), token=token, schema=system_schema())
-    where = f"http://{host}:{port}/"
-    render.info(f"dbos ui on {where}" + (" (token required)" if token else ""))
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    if token is not None:
+        check_token(token, remote=remote)
+    hosts = HostRule.for_bind(host, port, allowed_host or ())
+    app = create_app(system_url(db_url), token=token, schema=system_schema(), hosts=hosts)
+    shown = f"[{host}]" if ":" in host else host
+    render.info(f"dbos ui on http://{shown}:{port}/" + (" (token required)" if token else ""))
+    uvicorn.run(app, host=host.strip("[]"), port=port, log_level="warning")
 
 
 def register(app: typer.Typer) -> None:

@@ -1,10 +1,8 @@
 """The dashboard behind `dbos ui`: server-rendered pages over the same client API as the CLI.
 
-Safe by default: every value from the database is rendered through Jinja2's autoescaping; actions
-are POSTs carrying a CSRF token (double submit: a random cookie that a cross-site page can neither
-read nor send, SameSite=Strict, echoed in a hidden field) and go through a confirmation page; when a
-token is configured (required off loopback), every request must carry it as a bearer header or as
-the cookie set by a first visit to ``/?token=...``.
+Safe by default: every value from the database is rendered through Jinja2's autoescaping (with
+control and bidi characters shown as escapes); actions are POSTs that go through a confirmation
+page. Every request first passes the checks in ``security.py``: Host, token, origin, CSRF, headers.
 
 Pages are in ``pages.py``, actions in ``actions.py``, what they share in ``site.py`` and how values
 are shown in ``formatting.py``. A workflow's ID is one percent-encoded path segment in every link
@@ -28,10 +26,10 @@ from starlette.templating import Jinja2Templates
 
 from dbos_cli.ui.actions import Actions
 from dbos_cli.ui.pages import Pages
-from dbos_cli.ui.security import CSRF_COOKIE, Guard
+from dbos_cli.ui.security import CSRF_COOKIE, Guard, HostRule, check_token, harden
 from dbos_cli.ui.site import BadRequest, Site, path_segments
 from runtime.client import DBOSClient
-from runtime.errors import DBOSException, DBOSNonExistentWorkflowError
+from runtime.errors import DBOSDatabaseError, DBOSException, DBOSNonExistentWorkflowError
 
 __all__ = ["CSRF_COOKIE", "create_app"]
 
@@ -39,9 +37,20 @@ HERE = Path(__file__).parent
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-def create_app(database_url: str, *, token: str | None = None, schema: str = "dbos") -> Starlette:
-    """The dashboard for the system tables at ``database_url``, in ``schema``."""
-    site = Site(Jinja2Templates(directory=str(HERE / "templates")))
+def create_app(
+    database_url: str,
+    *,
+    token: str | None = None,
+    schema: str = "dbos",
+    hosts: HostRule | None = None,
+) -> Starlette:
+    """The dashboard for the system tables at ``database_url``, in ``schema``. ``hosts``: the Host
+    headers it answers (None: any, for tests). Raises DBOSConfigError for an unusable token."""
+    if token is not None:
+        check_token(token, remote=False)
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    harden(templates.env)
+    site = Site(templates)
     pages, actions = Pages(site), Actions(site)
 
     @asynccontextmanager
@@ -60,6 +69,8 @@ def create_app(database_url: str, *, token: str | None = None, schema: str = "db
                 return site.error(request, 400, str(exc))
             except DBOSNonExistentWorkflowError as exc:
                 return site.error(request, 404, str(exc))
+            except DBOSDatabaseError:
+                raise  # a generic 503 (security.failure): its message names the user and host
             except DBOSException as exc:
                 return site.error(request, 400, str(exc))
 
@@ -101,5 +112,5 @@ def create_app(database_url: str, *, token: str | None = None, schema: str = "db
     return Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(Guard, token=token)],
+        middleware=[Middleware(Guard, token=token, hosts=hosts)],
     )

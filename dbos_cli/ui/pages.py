@@ -116,7 +116,6 @@ class Pages:
             total=sum(counts[s] for s in counts if s in (filters.get("status") or counts)),
             links=links,
             filter_query=filter_query(request),
-            message=request.query_params.get("msg"),
             live_every=live_every(request, 5),
             now=formatting.now_ms(),
         )
@@ -157,7 +156,6 @@ class Pages:
             actions=formatting.allowed_actions(wf, wf.executor_id in alive),
             events=reads.events(workflow_id),
             messages=reads.pending_messages(workflow_id),
-            message=request.query_params.get("msg"),
             traceback=formatting.traceback_text(wf.error),
             live_every=live_every(request, 3) if live else None,
             now=now,

@@ -5,13 +5,14 @@ query parameters so that bad input gets a 4xx page with a message, never a 500."
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import unquote, urlencode
+from urllib.parse import unquote
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
 from dbos_cli.ui import formatting
+from dbos_cli.ui.security import flash
 from runtime.client import STATUSES, DBOSClient
 from runtime.dashboard_db import DashboardReads
 from runtime.management import MAX_BIGINT
@@ -57,7 +58,7 @@ class Site:
     ) -> Response:
         """A page, or with ``fragment`` in ``context`` only that part of it (for live.js): the
         template ``_PAGE_FRAGMENT.html`` that the page includes."""
-        context.update(request=request, csrf=request.state.csrf)
+        context.update(request=request, csrf=request.state.csrf, flash=request.state.flash)
         part = context.get("fragment")
         if part:
             template = "_" + template.replace(".html", f"_{part}.html")
@@ -71,10 +72,9 @@ class Site:
             request, "error.html", status_code=status_code, message=message, code=status_code
         )
 
-    def redirect(self, url: str, message: str) -> Response:
-        """A redirect (303) to ``url`` showing ``message`` there."""
-        joiner = "&" if "?" in url else "?"
-        return RedirectResponse(url + joiner + urlencode({"msg": message}), status_code=303)
+    def redirect(self, request: Request, url: str, message: str) -> Response:
+        """A redirect (303) to ``url`` showing ``message`` there (a signed flash cookie)."""
+        return flash(request, RedirectResponse(url, status_code=303), message)
 
 
 def path_segments(request: Request, prefix: str) -> list[str]:
