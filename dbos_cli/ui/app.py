@@ -181,6 +181,8 @@ def create_app(database_url: str, *, token: str | None = None, schema: str = "db
             waiting=waiting,
             # The same line as `dbos workflow get` (escaped by the template like all else).
             waiting_text=waiting.describe(now, local=True) if waiting else None,
+            # `dbos workflow why`'s answer (templates/_why.html shows it).
+            why=client().explain_workflow(wid) if live else None,
             bars=timeline(steps, wf),
             children={c.workflow_id: c for c in children},
             message=request.query_params.get("msg"),
