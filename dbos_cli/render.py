@@ -282,9 +282,11 @@ def workflow_table(
         out.print("[dim]no workflows match[/dim]")
 
 
-def workflow_panel(wf: WorkflowStatus, waiting: Waiting | None = None) -> None:
-    """One workflow's record (with what it waits for, when its record shows a wait), then its
-    input and output (or error), pretty-printed."""
+def workflow_panel(
+    wf: WorkflowStatus, waiting: Waiting | None = None, why: str | None = None
+) -> None:
+    """One workflow's record (with what it waits for: ``why``, the summary of `dbos workflow
+    why`, else what its record shows), then its input and output (or error), pretty-printed."""
     from rich.panel import Panel
     from rich.table import Table
 
@@ -294,7 +296,7 @@ def workflow_panel(wf: WorkflowStatus, waiting: Waiting | None = None) -> None:
     rows: list[tuple[str, str]] = [
         ("ID", escape(wf.workflow_id)),
         ("Status", status_text(wf.status)),
-        ("Waiting", escape(waiting.describe(now_ms(), local=True)) if waiting else ""),
+        ("Waiting", escape(why or (waiting.describe(now_ms(), local=True) if waiting else ""))),
         ("Name", escape(wf.name)),
         ("Class", escape(wf.class_name or "")),
         ("Config name", escape(wf.config_name or "")),

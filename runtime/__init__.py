@@ -41,6 +41,7 @@ if TYPE_CHECKING:
         DBOSWorkflowFunctionNotFoundError,
         MaxRecoveryAttemptsExceededError,
     )
+    from runtime.explain import WorkflowExplanation
     from runtime.facade.decorators import DBOSConfiguredInstance
     from runtime.fencing import FencingToken
     from runtime.handles import WorkflowHandle, WorkflowHandleAsync
@@ -94,6 +95,7 @@ _HOMES = {
     "VersionInfo": "runtime.app_versions",
     "WorkflowHandle": "runtime.handles",
     "WorkflowHandleAsync": "runtime.handles",
+    "WorkflowExplanation": "runtime.explain",
     "WorkflowSchedule": "runtime.schedules",
     "WorkflowStatus": "runtime.status",
     "WorkflowStatusString": "runtime.status",
@@ -142,6 +144,7 @@ __all__ = [
     "StepOptions",
     "StepStatus",
     "VersionInfo",
+    "WorkflowExplanation",
     "WorkflowHandle",
     "WorkflowHandleAsync",
     "WorkflowSchedule",

@@ -34,6 +34,7 @@ from runtime.listener import Notifications, Watch, event_key, message_key
 from runtime.message_db import MessageDatabase, OutgoingMessage
 from runtime.records import RecvResult
 from runtime.system_db import SystemDatabase
+from runtime.waiting import WaitTarget
 
 SLEEP_OP = "DBOS.sleep"
 SEND_OP = "DBOS.send"
@@ -411,10 +412,11 @@ class Messaging:
         return events
 
     def _durable_deadline(
-        self, ctx: WorkflowContext, timeout_id: int, timeout_seconds: float
+        self, ctx: WorkflowContext, timeout_id: int, timeout_seconds: float, target: WaitTarget
     ) -> Callable[[], int]:
         """The end of a wait, recorded the first time it is needed (so a replay that did not wait
-        does not need it) and read back from the record after a restart."""
+        does not need it) and read back from the record after a restart. The same write records
+        what the wait is for (``target``), so an operator can see it at no extra cost."""
         rec = ctx.recorded.get(timeout_id)
         if rec is not None:
             check_same_operation(ctx, timeout_id, rec, SLEEP_OP)
@@ -431,6 +433,7 @@ class Messaging:
                     SLEEP_OP,
                     output=serialization.serialize(state["deadline"]),
                     started_at_ms=now_ms(),
+                    wait_target=target.to_text(),
                 )
             return state["deadline"]
 
@@ -445,7 +448,8 @@ class Messaging:
         timeout_id = function_id + 1
         if rec is not None:
             return replay_outcome(rec)
-        deadline = self._durable_deadline(ctx, timeout_id, timeout_seconds)
+        target = WaitTarget("recv", topic=topic)
+        deadline = self._durable_deadline(ctx, timeout_id, timeout_seconds, target)
         started = now_ms()
         with self.notifications.messages.watch(message_key(ctx.workflow_id, topic)) as watch:
             while True:
@@ -546,7 +550,8 @@ class Messaging:
         timeout_id = function_id + 1
         if rec is not None:
             return replay_outcome(rec)
-        deadline = self._durable_deadline(ctx, timeout_id, timeout_seconds)
+        target = WaitTarget("get_event", workflow_id=workflow_id, key=key)
+        deadline = self._durable_deadline(ctx, timeout_id, timeout_seconds, target)
         started = now_ms()
         with self.notifications.events.watch(event_key(workflow_id, key)) as watch:
             while True:

@@ -83,10 +83,10 @@ WITH wf AS (
 ), ins AS (
     INSERT INTO dbos.operation_outputs (
         workflow_uuid, function_id, function_name, output, error, child_workflow_id,
-        started_at_epoch_ms, completed_at_epoch_ms
+        started_at_epoch_ms, completed_at_epoch_ms, wait_target
     )
     SELECT %(workflow_uuid)s, %(function_id)s, %(function_name)s, %(output)s, %(error)s,
-           %(child_workflow_id)s, %(started_at)s, %(completed_at)s
+           %(child_workflow_id)s, %(started_at)s, %(completed_at)s, %(wait_target)s
     FROM wf
     WHERE wf.owner_epoch = %(owner_epoch)s AND wf.status IN ('PENDING', 'CANCELLED', 'ENQUEUED')
     ON CONFLICT (workflow_uuid, function_id) DO NOTHING
@@ -582,10 +582,11 @@ WHERE workflow_uuid = %(workflow_uuid)s AND function_id < %(start_step)s
 # Only a DBOS.sleep step's output is read (its end time): another step's can be large.
 SELECT_WAIT_SNAPSHOTS = """
 SELECT w.workflow_uuid, w.status, w.queue_name, s.function_id, s.function_name, s.output,
-       s.child_workflow_id, c.status
+       s.child_workflow_id, c.status, s.wait_target, s.started_at_epoch_ms
 FROM dbos.workflow_status w
 LEFT JOIN LATERAL (
-    SELECT o.function_id, o.function_name, o.child_workflow_id,
+    SELECT o.function_id, o.function_name, o.child_workflow_id, o.wait_target,
+           o.started_at_epoch_ms,
            CASE WHEN o.function_name = 'DBOS.sleep' THEN o.output END AS output
     FROM dbos.operation_outputs o
     WHERE o.workflow_uuid = w.workflow_uuid

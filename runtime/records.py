@@ -229,6 +229,9 @@ class LastStep:
     output: str | None
     child_workflow_id: str | None
     child_status: str | None  # that child's status (None: no child, or no workflow with its ID)
+    # What a recv/get_event timeout row waits for (JSON; None on other rows and older ones).
+    wait_target: str | None = None
+    started_at_ms: int | None = None
 
 
 @dataclass(frozen=True)

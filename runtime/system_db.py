@@ -193,9 +193,11 @@ class SystemDatabase:
         started_at_ms: int | None = None,
         completed_at_ms: int | None = None,
         conn: psycopg.Connection[Any] | None = None,
+        wait_target: str | None = None,
     ) -> RecordResult:
         """Record one operation's outcome if this runner still owns the workflow (one round trip).
-        With ``conn``, the write joins that connection's open transaction."""
+        With ``conn``, the write joins that connection's open transaction. ``wait_target``: what
+        a recv/get_event timeout row waits for (JSON, ``runtime.waiting.WaitTarget``)."""
         params = {
             "workflow_uuid": workflow_id,
             "owner_epoch": owner_epoch,
@@ -206,6 +208,7 @@ class SystemDatabase:
             "child_workflow_id": child_workflow_id,
             "started_at": started_at_ms,
             "completed_at": completed_at_ms,
+            "wait_target": wait_target,
         }
         if conn is not None:
             row = conn.execute(queries.RECORD_STEP, params).fetchone()
@@ -615,7 +618,7 @@ class SystemDatabase:
                 steps[r[0]] = []
                 snapshots.append(WaitSnapshot(r[0], r[1], r[2], steps[r[0]]))
             if r[3] is not None:
-                steps[r[0]].append(LastStep(int(r[3]), r[4], r[5], r[6], r[7]))
+                steps[r[0]].append(LastStep(int(r[3]), r[4], r[5], r[6], r[7], r[8], r[9]))
         return snapshots
 
     # -- executors --------------------------------------------------------------------------------

@@ -45,7 +45,7 @@ from runtime.errors import DBOSException
 from runtime.records import LastStep, WaitSnapshot
 from runtime.status import FINAL_STATUSES, WorkflowStatusString
 
-__all__ = ["WaitKind", "Waiting", "derive"]
+__all__ = ["WaitKind", "WaitTarget", "Waiting", "derive"]
 
 # The step names the waiting operations record. They are defined by runtime.messaging and
 # runtime.engine.results, which this module does not import: a client that only lists workflows
@@ -60,17 +60,65 @@ WaitKind = Literal["sleep", "message-or-event", "child", "queue"]
 
 
 @dataclass(frozen=True)
+class WaitTarget:
+    """What a waiting ``recv`` or ``get_event`` waits for, recorded (as JSON) on its timeout's
+    row when it first waits: the topic of a ``recv`` (None: messages sent with no topic), or the
+    workflow and key of a ``get_event``."""
+
+    op: Literal["recv", "get_event"]
+    topic: str | None = None
+    workflow_id: str | None = None
+    key: str | None = None
+
+    def to_text(self) -> str:
+        """The JSON the timeout row holds."""
+        if self.op == "recv":
+            return serialization.serialize({"op": "recv", "topic": self.topic})
+        fields = {"op": "get_event", "workflow_id": self.workflow_id, "key": self.key}
+        return serialization.serialize(fields)
+
+    @staticmethod
+    def from_text(text: str | None) -> WaitTarget | None:
+        """The target a row holds; None for none, or for text this version cannot read (an
+        explanation must not fail on a row written by another version)."""
+        try:
+            value = serialization.deserialize(text)
+        except DBOSException:
+            return None
+        if not isinstance(value, dict):
+            return None
+        strings = {k: v for k, v in value.items() if isinstance(v, str)}
+        if value.get("op") == "recv":
+            return WaitTarget("recv", topic=strings.get("topic"))
+        if value.get("op") == "get_event" and "workflow_id" in strings and "key" in strings:
+            return WaitTarget("get_event", workflow_id=strings["workflow_id"], key=strings["key"])
+        return None
+
+    def describe(self) -> str:
+        """``in recv on topic 'orders'`` or ``for event 'status' of workflow W``."""
+        if self.op == "recv":
+            if self.topic is None:
+                return "in recv for a message sent with no topic"
+            return f"in recv on topic {self.topic!r}"
+        return f"for event {self.key!r} of workflow {self.workflow_id}"
+
+
+@dataclass(frozen=True)
 class Waiting:
     """What a workflow waits for, as its record shows.
 
     ``until_ms`` is the end of a sleep or of a recv/get_event timeout (epoch ms); ``detail`` the
     child workflow's ID (kind ``child``) or the queue's name (kind ``queue``); ``child_status``
-    the child's status when the record was read (None: no workflow has that ID)."""
+    the child's status when the record was read (None: no workflow has that ID). For a
+    ``message-or-event`` wait, ``target`` says which (None on records written before it was
+    recorded) and ``since_ms`` when the wait began (epoch ms)."""
 
     kind: WaitKind
     until_ms: int | None = None
     detail: str | None = None
     child_status: str | None = None
+    target: WaitTarget | None = None
+    since_ms: int | None = None
 
     def describe(self, now_ms: int, *, local: bool = False) -> str:
         """One line for people, e.g. ``sleeping until 2026-11-29 23:10:00Z (in 4m 12s)``; times
@@ -89,6 +137,19 @@ class Waiting:
                 f"sleep ended at {at} ({format_span(-left)} ago): due to go on, or running code "
                 "that has recorded no step since"
             )
+        if self.target is not None:
+            since = ""
+            if self.since_ms is not None:
+                since = f" since {format_time(self.since_ms, local=local)}"
+            if left > 0:
+                return (
+                    f"waiting {self.target.describe()}{since} "
+                    f"(times out at {at}, in {format_span(left)})"
+                )
+            return (
+                f"waiting {self.target.describe()}{since}: timed out at {at} "
+                f"({format_span(-left)} ago), due to go on"
+            )
         if left > 0:
             return f"waiting for a message or an event until {at} (in {format_span(left)})"
         return (
@@ -103,6 +164,8 @@ class Waiting:
         if self.kind == "child":
             return f"child {self.child_status or 'not found'}"
         what = "sleep" if self.kind == "sleep" else "message/event"
+        if self.target is not None:
+            what = "recv" if self.target.op == "recv" else "event"
         left = (self.until_ms or now_ms) - now_ms
         return f"{what}, {format_span(left)} left" if left > 0 else f"{what}, due"
 
@@ -158,7 +221,8 @@ def derive(snapshot: WaitSnapshot) -> Waiting | None:
         below is not None and below.function_id == m - 2 and below.function_name in _TIMED_WAITS
     )
     if m >= 2 and not unused_timeout_slot:
-        return Waiting("message-or-event", until)
+        target = WaitTarget.from_text(top.wait_target)
+        return Waiting("message-or-event", until, target=target, since_ms=top.started_at_ms)
     return Waiting("sleep", until)
 
 

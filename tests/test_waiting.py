@@ -26,6 +26,7 @@ from runtime.waiting import (
     RECV_OP,
     SLEEP_OP,
     Waiting,
+    WaitTarget,
     derive,
     format_time,
 )
@@ -226,12 +227,16 @@ def test_cli_dashboard_and_client_show_what_workflows_wait_for(
         assert client.get_workflow_wait("sleeper-1") == Waiting("sleep", wake)
         assert client.get_workflow_wait("quick-1") is None
         assert client.get_workflow_wait("no-such-workflow") is None
-        assert client.get_workflow_waits(
+        waits = client.get_workflow_waits(
             ["sleeper-1", "receiver-1", "reader-1", "p<1>", "quick-1", queued]
-        ) == {
+        )
+        # What a recv/get_event waits for is recorded with its timeout (since migration 12).
+        assert waits.pop("receiver-1").target == WaitTarget("recv", topic="go")
+        assert waits.pop("reader-1").target == WaitTarget(
+            "get_event", workflow_id="sleeper-1", key="never-set"
+        )
+        assert waits == {
             "sleeper-1": Waiting("sleep", wake),
-            "receiver-1": Waiting("message-or-event", recv_end),
-            "reader-1": Waiting("message-or-event", event_end),
             "p<1>": Waiting("child", detail=child, child_status="PENDING"),
             queued: Waiting("queue", detail="nowhere"),
         }
@@ -254,9 +259,8 @@ def test_cli_dashboard_and_client_show_what_workflows_wait_for(
 
     receiving = _waiting_json(db_url, "receiver-1")
     assert (receiving["kind"], receiving["until_ms"]) == ("message-or-event", recv_end)
-    assert receiving["description"].startswith(
-        f"waiting for a message or an event until {format_time(recv_end, local=True)} (in "
-    )
+    assert receiving["description"].startswith("waiting in recv on topic 'go' since ")
+    assert f"(times out at {format_time(recv_end, local=True)}, in " in receiving["description"]
     reading = _waiting_json(db_url, "reader-1")
     assert (reading["kind"], reading["until_ms"]) == ("message-or-event", event_end)
 

@@ -70,9 +70,10 @@ def target_version(client: DBOSClient, version: str | None, latest: bool) -> str
 
 
 def report_unserved(client: DBOSClient, workflow_ids: Iterable[str]) -> None:
-    """One warning line on stderr per workflow whose version no live executor runs."""
+    """One warning line on stderr per workflow whose version no live executor runs, pointing to
+    `dbos workflow why` (which lists the commands that would move it)."""
     for item in client.unserved_workflows(workflow_ids):
-        render.warning(item.message())
+        render.warning(f"{item.message()}; see `dbos workflow why {item.workflow_id}`")
 
 
 @group.callback()

@@ -16,7 +16,7 @@ import typer
 
 from dbos_cli import render
 from dbos_cli.attributes import Attr, parse_attrs
-from dbos_cli.commands import versions
+from dbos_cli.commands import versions, why
 from dbos_cli.options import DbUrl, JsonFlag, open_client
 from runtime.errors import DBOSException
 from runtime.status import WorkflowStatus, WorkflowStatusString
@@ -150,10 +150,13 @@ def get_workflow(
     with open_client(db_url) as client:
         wf = client.get_workflow(workflow_id)
         waiting = _waits(client, [wf]).get(wf.workflow_id)
+        # The same sentence as `dbos workflow why` (a final workflow's needs no line here).
+        live = wf.status in ("PENDING", "ENQUEUED", "DELAYED")
+        summary = client.explain_workflow(workflow_id).summary if live else None
     if json_output:
         render.print_json(render.workflow_json(wf, waiting=waiting))
     else:
-        render.workflow_panel(wf, waiting)
+        render.workflow_panel(wf, waiting, summary)
 
 
 @group.command("steps")
@@ -366,6 +369,7 @@ def restart(
         render.print_json({"workflow_id": new_id, "restarted_from": workflow_id})
     else:
         render.info(new_id)
+        render.info(f"restarted {workflow_id} as {new_id}; `dbos workflow why {new_id}` follows it")
 
 
 @group.command("fork")
@@ -437,5 +441,6 @@ def register(app: typer.Typer) -> None:
     nested.command("list")(queue_list)
     group.add_typer(nested, name="queue")
     queue_group.command("list")(queue_list)
+    why.register(group)
     app.add_typer(group, name="workflow")
     app.add_typer(queue_group, name="queue")

@@ -149,6 +149,8 @@ class Pages:
             waiting=waiting,
             # The same line as `dbos workflow get` (escaped by the template like all else).
             waiting_text=waiting.describe(now, local=True) if waiting else None,
+            # `dbos workflow why`'s answer (templates/_why.html shows it).
+            why=client.explain_workflow(workflow_id) if live else None,
             rows=formatting.step_rows(steps, wf, {c.workflow_id: c for c in children}),
             steps_from=first,
             steps_prev=max(first - STEP_PAGE, 0) if first > 0 else None,

@@ -251,6 +251,7 @@ class Operations:
         error: str | None = None,
         child_workflow_id: str | None = None,
         started_at_ms: int | None = None,
+        wait_target: str | None = None,
     ) -> None:
         """Record an operation's outcome (one checkpoint write), then ``check_record``."""
         if ctx.check is not None:  # a replay check writes nothing
@@ -266,6 +267,7 @@ class Operations:
                 child_workflow_id=child_workflow_id,
                 started_at_ms=started_at_ms,
                 completed_at_ms=now_ms(),
+                wait_target=wait_target,
             )
         )
         self.check_record(ctx, result)

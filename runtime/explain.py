@@ -1,0 +1,327 @@
+"""Why a workflow is where it is: one sentence, the facts behind it, and the commands that would
+move it, read from the database alone (``DBOSClient.explain_workflow``, `dbos workflow why`, the
+dashboard's workflow page).
+
+What a running workflow waits for (a sleep, a message, an event, a child) is
+``runtime.waiting``'s rule, the one the listings use; this module adds what the record and the
+executors table say around it, checked in this order:
+
+- finished (SUCCESS, ERROR), CANCELLED, MAX_RECOVERY_ATTEMPTS_EXCEEDED: say so, and when;
+- its application version is one no live process runs: nothing will pick it up (ENQUEUED,
+  DELAYED or PENDING alike) until a process of that version starts, or it is moved to one;
+- DELAYED: until its delay ends;
+- ENQUEUED on the internal queue (resumed, restarted or forked): about to be picked up;
+- ENQUEUED on a queue: held by the rate limit, or behind others / all slots in use;
+- PENDING owned by a process that is gone (lease expired, stopped or found dead): a live
+  process of its version is due to take it over;
+- PENDING owned by a live process: the wait its record shows, else running code.
+
+A child it waits on is explained too (``cause``), down to ``MAX_DEPTH`` levels, never twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from runtime.explain_db import ExplainDatabase, QueuePlace, WorkflowFacts
+from runtime.management import ExecutorInfo, executors
+from runtime.queues import INTERNAL_QUEUE
+from runtime.system_db import SystemDatabase
+from runtime.waiting import Waiting, derive, format_span, format_time
+
+__all__ = ["MAX_DEPTH", "WorkflowExplanation", "explain"]
+
+MAX_DEPTH = 8  # levels of children explained below a workflow
+
+
+@dataclass(frozen=True)
+class WorkflowExplanation:
+    """Why a workflow is where it is.
+
+    ``reason`` is a stable code (``SUCCEEDED``, ``FAILED``, ``CANCELLED``,
+    ``MAX_RECOVERY_ATTEMPTS_EXCEEDED``, ``VERSION_NOT_RUNNING``, ``DELAYED``, ``RESUMED``,
+    ``RATE_LIMITED``, ``QUEUED``, ``OWNER_GONE``, ``SLEEPING``, ``WAITING_FOR_MESSAGE``,
+    ``WAITING_FOR_EVENT``, ``WAITING_FOR_MESSAGE_OR_EVENT``, ``WAIT_OVER``, ``WAITING_FOR_CHILD``,
+    ``RUNNING``); ``summary`` one sentence for people (times in UTC); ``facts`` the (label,
+    value) pairs behind it, in order; ``commands`` `dbos` command lines that would move it (none
+    when nothing needs doing); ``cause`` the explanation of the child it waits on, if any."""
+
+    workflow_id: str
+    status: str
+    reason: str
+    summary: str
+    facts: tuple[tuple[str, str], ...] = ()
+    commands: tuple[str, ...] = ()
+    cause: WorkflowExplanation | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict: the fields above, ``facts`` as a list of ``{"label", "value"}``
+        objects and ``cause`` nested (or null)."""
+        return {
+            "workflow_id": self.workflow_id,
+            "status": self.status,
+            "reason": self.reason,
+            "summary": self.summary,
+            "facts": [{"label": label, "value": value} for label, value in self.facts],
+            "commands": list(self.commands),
+            "cause": None if self.cause is None else self.cause.to_json(),
+        }
+
+
+@dataclass
+class _Context:
+    """What one explanation (and its children's) shares: the database and the executors."""
+
+    db: ExplainDatabase
+    sysdb: SystemDatabase
+    executors: list[ExecutorInfo]
+    seen: set[str]
+
+    def live_versions(self) -> list[str]:
+        return sorted({e.application_version for e in self.executors if e.state == "ALIVE"})
+
+    def owner(self, process_id: str | None) -> ExecutorInfo | None:
+        return next((e for e in self.executors if e.process_id == process_id), None)
+
+
+def explain(sysdb: SystemDatabase, workflow_id: str) -> WorkflowExplanation | None:
+    """The explanation of ``workflow_id``; None when no workflow has that ID."""
+    ctx = _Context(ExplainDatabase(sysdb), sysdb, executors(sysdb, 1000), set())
+    return _explain(ctx, workflow_id, 0)
+
+
+def _explain(ctx: _Context, workflow_id: str, depth: int) -> WorkflowExplanation | None:
+    facts = ctx.db.workflow(workflow_id)
+    if facts is None:
+        return None
+    ctx.seen.add(workflow_id)
+    done = _finished(workflow_id, facts)
+    if done is not None:
+        return done
+    unserved = _version_not_running(ctx, workflow_id, facts)
+    if unserved is not None:
+        return unserved
+    if facts.status in ("ENQUEUED", "DELAYED"):
+        return _queued(ctx, workflow_id, facts)
+    return _pending(ctx, workflow_id, facts, depth)
+
+
+def _at(ms: int | None) -> str:
+    return "unknown" if ms is None else format_time(ms)
+
+
+def _base_facts(f: WorkflowFacts) -> list[tuple[str, str]]:
+    found = [("status", f.status), ("workflow", f.name)]
+    found.append(("application version", f.application_version or "(none recorded)"))
+    if f.queue_name is not None:
+        queue = "internal (resume/restart/fork)" if f.queue_name == INTERNAL_QUEUE else f.queue_name
+        found.append(("queue", queue))
+    if f.partition_key is not None:
+        found.append(("partition key", f.partition_key))
+    if f.forked_from is not None:
+        found.append(("forked from", f.forked_from))
+    found.append(("created", _at(f.created_at)))
+    return found
+
+
+def _explanation(
+    workflow_id: str,
+    f: WorkflowFacts,
+    reason: str,
+    summary: str,
+    extra: list[tuple[str, str]] | None = None,
+    commands: list[str] | None = None,
+    cause: WorkflowExplanation | None = None,
+) -> WorkflowExplanation:
+    facts = tuple(_base_facts(f) + (extra or []))
+    return WorkflowExplanation(
+        workflow_id, f.status, reason, summary, facts, tuple(commands or []), cause
+    )
+
+
+def _finished(workflow_id: str, f: WorkflowFacts) -> WorkflowExplanation | None:
+    ended = _at(f.completed_at or f.updated_at)
+    attempts = ("recovery attempts", str(f.recovery_attempts))
+    restart = [f"dbos workflow restart {workflow_id}"]
+    if f.status == "SUCCESS":
+        return _explanation(workflow_id, f, "SUCCEEDED", f"finished successfully at {ended}")
+    if f.status == "ERROR":
+        return _explanation(
+            workflow_id, f, "FAILED", f"finished with an error at {ended}", [], restart
+        )
+    resume = [f"dbos workflow resume {workflow_id}"]
+    if f.status == "CANCELLED":
+        at = _at(f.updated_at)
+        summary = f"cancelled at {at}: nothing runs it until it is resumed"
+        return _explanation(workflow_id, f, "CANCELLED", summary, [("cancelled", at)], resume)
+    if f.status == "MAX_RECOVERY_ATTEMPTS_EXCEEDED":
+        limit = "unknown" if f.max_recovery_attempts is None else str(f.max_recovery_attempts)
+        summary = (
+            f"stopped after {f.recovery_attempts} attempts to run it (the limit is {limit}): "
+            "recovery no longer starts it; resume it once the cause is fixed"
+        )
+        extra = [attempts, ("max recovery attempts", limit), ("given up", _at(f.updated_at))]
+        return _explanation(
+            workflow_id, f, "MAX_RECOVERY_ATTEMPTS_EXCEEDED", summary, extra, resume
+        )
+    return None
+
+
+def _version_not_running(
+    ctx: _Context, workflow_id: str, f: WorkflowFacts
+) -> WorkflowExplanation | None:
+    """A workflow runs only in processes of its own application version."""
+    live = ctx.live_versions()
+    version = f.application_version
+    if (version in live) if version is not None else bool(live):
+        return None
+    if f.status == "PENDING":
+        owner = ctx.owner(f.owner_process)
+        if owner is not None and owner.state == "ALIVE":
+            return None  # a live process runs it (its own version), whatever the table says
+    shown = ", ".join(live) or "none"
+    what = {"PENDING": "PENDING", "DELAYED": "DELAYED"}.get(f.status, "ENQUEUED")
+    if f.queue_name == INTERNAL_QUEUE:
+        what = "resumed (or restarted, or forked)"
+    summary = (
+        f"{what} on application version {version or '(none)'}, which no live process runs "
+        f"(live versions: {shown}): it waits until a process of that version starts, or until "
+        "it is moved to a live version"
+    )
+    extra = [("live versions", shown)]
+    commands = [f"start a process of application version {version or '(any)'}"]
+    for target in live[:3]:
+        commands.append(f"dbos workflow resume {workflow_id} --app-version {target}")
+    step = (f.last_step_id or 0) + 1
+    target = live[0] if live else "VERSION"
+    commands.append(f"dbos workflow fork {workflow_id} --step {step} --app-version {target}")
+    commands.append("dbos version list")
+    return _explanation(workflow_id, f, "VERSION_NOT_RUNNING", summary, extra, commands)
+
+
+def _queued(ctx: _Context, workflow_id: str, f: WorkflowFacts) -> WorkflowExplanation:
+    version = f.application_version or "(any)"
+    if f.status == "DELAYED":
+        at = _at(f.delay_until_ms)
+        left = (f.delay_until_ms or f.now_ms) - f.now_ms
+        summary = f"delayed until {at} (in {format_span(left)}); then enqueued on {f.queue_name}"
+        return _explanation(workflow_id, f, "DELAYED", summary, [("delayed until", at)])
+    if f.queue_name == INTERNAL_QUEUE:
+        summary = (
+            f"resumed (or restarted, or forked), waiting for a process of application version "
+            f"{version} to pick it up"
+        )
+        return _explanation(workflow_id, f, "RESUMED", summary)
+    place = ctx.db.queue_place(workflow_id, f)
+    extra = _queue_facts(place)
+    if place.limit is not None and place.period_s is not None and place.oldest_start_in_window:
+        if place.starts_in_window >= place.limit:
+            until = place.oldest_start_in_window + int(place.period_s * 1000)
+            summary = (
+                f"held by the rate limit of queue {f.queue_name} ({place.limit} starts per "
+                f"{place.period_s:g} s, {place.starts_in_window} in the last window) until "
+                f"{_at(until)}"
+            )
+            extra.append(("rate limit frees a start at", _at(until)))
+            return _explanation(workflow_id, f, "RATE_LIMITED", summary, extra)
+    summary = f"enqueued on queue {f.queue_name} behind {place.ahead} others"
+    if place.concurrency is not None and place.running >= place.concurrency:
+        summary += f"; all {place.concurrency} of its slots are in use ({place.running} running)"
+    else:
+        summary += f"; {place.running} running"
+        if place.concurrency is not None:
+            summary += f" of at most {place.concurrency}"
+    if not place.declared:
+        summary += "; no process has declared this queue"
+    return _explanation(workflow_id, f, "QUEUED", summary, extra)
+
+
+def _queue_facts(place: QueuePlace) -> list[tuple[str, str]]:
+    found = [("ahead of it", str(place.ahead)), ("running", str(place.running))]
+    if place.running_ids:
+        more = place.running - len(place.running_ids)
+        shown = ", ".join(place.running_ids) + (f" (and {more} more)" if more > 0 else "")
+        found.append(("running workflows", shown))
+
+    def limit(value: int | None) -> str:
+        return "none" if value is None else str(value)
+
+    found.append(("concurrency", limit(place.concurrency)))
+    found.append(("worker concurrency", limit(place.worker_concurrency)))
+    if place.limit is not None and place.period_s is not None:
+        found.append(("rate limit", f"{place.limit} starts per {place.period_s:g} s"))
+        found.append(("starts in the last window", str(place.starts_in_window)))
+    if not place.declared:
+        found.append(("declared", "no process has recorded this queue's limits"))
+    return found
+
+
+def _pending(ctx: _Context, workflow_id: str, f: WorkflowFacts, depth: int) -> WorkflowExplanation:
+    owner = ctx.owner(f.owner_process)
+    extra = [("started", _at(f.started_at))]
+    extra.append(("recovery attempts", str(f.recovery_attempts)))
+    if f.last_step_id is not None:
+        step = f"{f.last_step_id} ({f.last_step_name}) at {_at(f.last_step_at)}"
+        extra.append(("last recorded step", step))
+    extra += _owner_facts(f, owner)
+    if owner is None or owner.state != "ALIVE":
+        gone_at = f.owner_stopped_at or f.owner_lease_end
+        summary = (
+            f"owned by process {f.owner_process or '(none)'}, whose lease expired at "
+            f"{_at(gone_at)}: a live process of application version "
+            f"{f.application_version or '(any)'} is about to take it over"
+        )
+        if owner is not None and owner.state == "STOPPED":
+            summary = summary.replace("whose lease expired", "which stopped")
+        return _explanation(workflow_id, f, "OWNER_GONE", summary, extra)
+    waiting = _waiting(ctx, workflow_id)
+    if waiting is None:
+        since = _at(f.last_step_at if f.last_step_at is not None else f.started_at)
+        summary = f"running code in live process {owner.process_id} since its last step at {since}"
+        return _explanation(workflow_id, f, "RUNNING", summary, extra)
+    reason, summary = _wait_reason(waiting, f.now_ms)
+    cause = None
+    if waiting.kind == "child" and waiting.detail is not None:
+        extra.append(("child", waiting.detail))
+        if waiting.detail not in ctx.seen and depth < MAX_DEPTH:
+            cause = _explain(ctx, waiting.detail, depth + 1)
+    return _explanation(workflow_id, f, reason, summary, extra, None, cause)
+
+
+def _owner_facts(f: WorkflowFacts, owner: ExecutorInfo | None) -> list[tuple[str, str]]:
+    if f.owner_process is None:
+        return [("owner", "no process")]
+    where = f"{f.owner_host}, pid {f.owner_pid}" if f.owner_host else "no executor row"
+    state = owner.state if owner is not None else "unknown"
+    found = [("owner process", f"{f.owner_process} ({where}; {state})")]
+    if f.executor_id is not None:
+        found.append(("executor ID", f.executor_id))
+    if f.owner_lease_end is not None:
+        found.append(
+            (
+                "owner lease ends" if state == "ALIVE" else "owner lease ended",
+                _at(f.owner_lease_end),
+            )
+        )
+    return found
+
+
+def _waiting(ctx: _Context, workflow_id: str) -> Waiting | None:
+    snapshots = ctx.sysdb.wait_snapshots([workflow_id])
+    return derive(snapshots[0]) if snapshots else None
+
+
+def _wait_reason(waiting: Waiting, now: int) -> tuple[str, str]:
+    summary = waiting.describe(now)
+    if waiting.kind == "child":
+        return "WAITING_FOR_CHILD", summary
+    if waiting.until_ms is not None and waiting.until_ms <= now:
+        return "WAIT_OVER", summary
+    if waiting.kind == "sleep":
+        return "SLEEPING", summary
+    if waiting.target is None:
+        return "WAITING_FOR_MESSAGE_OR_EVENT", summary
+    if waiting.target.op == "recv":
+        return "WAITING_FOR_MESSAGE", summary
+    return "WAITING_FOR_EVENT", summary

@@ -1,0 +1,177 @@
+"""The statements behind ``DBOSClient.explain_workflow``: one workflow's record with its owning
+process's lease, and (for a queued workflow) where it stands in its queue.
+
+Kept out of ``SystemDatabase`` (which is at its size limit); it shares that object's connection
+pool. Each public method is one round trip and returns named values, never rows. Nothing here is
+on a workflow's path: only operators (the CLI, the dashboard, a client) ask why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from runtime.errors import DBOSException
+from runtime.queries import NOW_MS
+from runtime.system_db import SystemDatabase
+
+# The record, the process that owns it (its lease), its highest recorded step, and the
+# database's clock (every time in an explanation is the database's, as leases are).
+_WORKFLOW = f"""
+SELECT w.status, w.name, w.queue_name, w.queue_partition_key, w.application_version,
+       w.executor_id, w.owner_process, w.recovery_attempts, w.max_recovery_attempts,
+       w.delay_until_epoch_ms, w.created_at, w.updated_at, w.started_at_epoch_ms,
+       w.completed_at_epoch_ms, w.priority, w.forked_from, {NOW_MS},
+       e.last_heartbeat_at + e.lease_ms, e.stopped_at, e.hostname, e.pid,
+       s.function_id, s.function_name, coalesce(s.completed_at_epoch_ms, s.started_at_epoch_ms)
+FROM dbos.workflow_status w
+LEFT JOIN dbos.executors e ON e.process_id = w.owner_process
+LEFT JOIN LATERAL (
+    SELECT o.function_id, o.function_name, o.completed_at_epoch_ms, o.started_at_epoch_ms
+    FROM dbos.operation_outputs o WHERE o.workflow_uuid = w.workflow_uuid
+    ORDER BY o.function_id DESC LIMIT 1
+) s ON true
+WHERE w.workflow_uuid = %(workflow_id)s
+"""  # noqa: S608 (constant SQL text; the values are parameters)
+
+# A queued workflow's place: how many of its queue (its partition, on a partitioned queue) are
+# dispatched before it (priority, then arrival: the dispatcher's order), which are running, the
+# limits its executors declared, and the starts within the rate limiter's window.
+_SAME_PART = "q.queue_partition_key IS NOT DISTINCT FROM %(partition)s"
+_QUEUE = f"""
+SELECT
+    (SELECT count(*) FROM dbos.workflow_status q
+     WHERE q.queue_name = %(queue_name)s AND q.status = 'ENQUEUED' AND {_SAME_PART}
+       AND (q.priority, q.created_at, q.workflow_uuid)
+           < (%(priority)s, %(created_at)s, %(workflow_id)s)),
+    (SELECT count(*) FROM dbos.workflow_status q
+     WHERE q.queue_name = %(queue_name)s AND q.status = 'PENDING' AND {_SAME_PART}),
+    ARRAY(SELECT q.workflow_uuid FROM dbos.workflow_status q
+          WHERE q.queue_name = %(queue_name)s AND q.status = 'PENDING' AND {_SAME_PART}
+          ORDER BY q.started_at_epoch_ms, q.workflow_uuid LIMIT %(shown)s),
+    c.concurrency, c.worker_concurrency, c.limit_count, c.limit_period_s,
+    (SELECT count(*) FROM dbos.workflow_status q
+     WHERE q.queue_name = %(queue_name)s AND {_SAME_PART} AND c.limit_period_s IS NOT NULL
+       AND q.started_at_epoch_ms > {NOW_MS} - c.limit_period_s * 1000),
+    (SELECT min(q.started_at_epoch_ms) FROM dbos.workflow_status q
+     WHERE q.queue_name = %(queue_name)s AND {_SAME_PART} AND c.limit_period_s IS NOT NULL
+       AND q.started_at_epoch_ms > {NOW_MS} - c.limit_period_s * 1000),
+    c.queue_name IS NOT NULL
+FROM (SELECT 1) AS one
+LEFT JOIN dbos.queue_config c ON c.queue_name = %(queue_name)s
+"""  # noqa: S608 (constant SQL text; the values are parameters)
+
+# At most this many running workflows are named (a count says how many there are).
+SHOWN_RUNNING = 10
+
+
+@dataclass(frozen=True)
+class WorkflowFacts:
+    """One workflow's record as an explanation needs it (times in epoch ms, database clock)."""
+
+    status: str
+    name: str
+    queue_name: str | None
+    partition_key: str | None
+    application_version: str | None
+    executor_id: str | None
+    owner_process: str | None
+    recovery_attempts: int
+    max_recovery_attempts: int | None
+    delay_until_ms: int | None
+    created_at: int
+    updated_at: int
+    started_at: int | None
+    completed_at: int | None
+    priority: int
+    forked_from: str | None
+    now_ms: int
+    owner_lease_end: int | None  # the owner's last heartbeat plus its lease (None: no row)
+    owner_stopped_at: int | None
+    owner_host: str | None
+    owner_pid: int | None
+    last_step_id: int | None
+    last_step_name: str | None
+    last_step_at: int | None  # when the highest recorded step ended (or began)
+
+
+@dataclass(frozen=True)
+class QueuePlace:
+    """Where a queued workflow stands in its queue (or its partition of it)."""
+
+    ahead: int  # ENQUEUED workflows dispatched before it
+    running: int  # PENDING workflows of the queue (partition)
+    running_ids: list[str]  # the first SHOWN_RUNNING of them, oldest start first
+    concurrency: int | None
+    worker_concurrency: int | None
+    limit: int | None
+    period_s: float | None
+    starts_in_window: int  # starts within the last period_s (0 without a limiter)
+    oldest_start_in_window: int | None
+    declared: bool  # whether any executor recorded the queue's limits
+
+
+class ExplainDatabase:
+    """The reads of ``explain_workflow``, on a system database's pool."""
+
+    def __init__(self, sysdb: SystemDatabase) -> None:
+        self.sysdb = sysdb
+
+    def workflow(self, workflow_id: str) -> WorkflowFacts | None:
+        """The workflow's facts; None when no workflow has that ID."""
+        with self.sysdb.connection() as conn:
+            r = conn.execute(_WORKFLOW, {"workflow_id": workflow_id}).fetchone()
+        if r is None:
+            return None
+        return WorkflowFacts(
+            status=r[0],
+            name=r[1],
+            queue_name=r[2],
+            partition_key=r[3],
+            application_version=r[4],
+            executor_id=r[5],
+            owner_process=r[6],
+            recovery_attempts=int(r[7]),
+            max_recovery_attempts=r[8],
+            delay_until_ms=r[9],
+            created_at=int(r[10]),
+            updated_at=int(r[11]),
+            started_at=r[12],
+            completed_at=r[13],
+            priority=int(r[14]),
+            forked_from=r[15],
+            now_ms=int(r[16]),
+            owner_lease_end=None if r[17] is None else int(r[17]),
+            owner_stopped_at=r[18],
+            owner_host=r[19],
+            owner_pid=r[20],
+            last_step_id=r[21],
+            last_step_name=r[22],
+            last_step_at=r[23],
+        )
+
+    def queue_place(self, workflow_id: str, facts: WorkflowFacts) -> QueuePlace:
+        """Where the (queued) workflow stands in its queue."""
+        params = {
+            "workflow_id": workflow_id,
+            "queue_name": facts.queue_name,
+            "partition": facts.partition_key,
+            "priority": facts.priority,
+            "created_at": facts.created_at,
+            "shown": SHOWN_RUNNING,
+        }
+        with self.sysdb.connection() as conn:
+            r = conn.execute(_QUEUE, params).fetchone()
+        if r is None:  # never: the statement selects from a one-row table
+            raise DBOSException(f"no queue facts for workflow {workflow_id}")
+        return QueuePlace(
+            ahead=int(r[0]),
+            running=int(r[1]),
+            running_ids=list(r[2]),
+            concurrency=r[3],
+            worker_concurrency=r[4],
+            limit=r[5],
+            period_s=r[6],
+            starts_in_window=int(r[7]),
+            oldest_start_in_window=r[8],
+            declared=bool(r[9]),
+        )
