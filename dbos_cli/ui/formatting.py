@@ -138,6 +138,10 @@ def step_rows(steps: list[StepInfo], wf: WorkflowStatus, children: dict[str, Any
         if not isinstance(sleep_until, int | float):
             sleep_until = None
         took = _step_duration(s, child)
+        # A step running now (the runtime lists it with ``running``, no outcome yet): so far.
+        running = bool(getattr(s, "running", False))
+        if running and s.started_at is not None:
+            took = max(now_ms() - s.started_at, 0)
         if sleep_until is not None and s.started_at is not None:
             took = max(int(sleep_until) - s.started_at, 0)  # its bar spans the sleep
         left = min(((s.started_at or origin) - origin) / span * 100, 99.0)
@@ -154,6 +158,7 @@ def step_rows(steps: list[StepInfo], wf: WorkflowStatus, children: dict[str, Any
                 "long": len(outcome) > SHORT_OUTCOME,
                 "short": outcome[:SHORT_OUTCOME],
                 "sleep_until": sleep_until,
+                "running": running,
                 "traceback": traceback_text(s.error),
             }
         )
