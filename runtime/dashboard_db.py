@@ -3,15 +3,15 @@ in either direction with a name-prefix filter, the counts per status for a listi
 a workflow's events and the messages waiting for it. Kept out of ``SystemDatabase`` (one job per
 class); it shares that pool.
 
-The filters are the ones ``management.list_workflows`` builds (its checks and its meaning), so a
-page, its counts and the CLI's listing always agree on what "matching" means."""
+The filters are the ones ``management.list_workflows`` builds (``management.workflow_filters``:
+its checks and its meaning), so a page, its counts and the CLI's listing always agree on what
+"matching" means."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
-from runtime import management
 from runtime.serialization import check_text, deserialize
 from runtime.status import WorkflowStatus
 from runtime.system_db import SystemDatabase
@@ -40,25 +40,6 @@ class PendingMessage:
     created_at: int  # epoch milliseconds
 
 
-class _Capture:
-    """Stands in for the system database to keep the filters ``list_workflows`` would run."""
-
-    def __init__(self) -> None:
-        self.filters: dict[str, Any] = {}
-
-    def list_workflow_statuses(self, filters: dict[str, Any], **_: Any) -> list[WorkflowStatus]:
-        self.filters = filters
-        return []
-
-
-def listing_filters(**arguments: Any) -> dict[str, Any]:
-    """The WHERE-clause filters ``management.list_workflows(**arguments)`` would use (checked
-    as it checks them: bad input raises ``DBOSException`` before any query runs)."""
-    capture = _Capture()
-    management.list_workflows(cast(SystemDatabase, capture), **arguments)
-    return capture.filters
-
-
 def name_prefix_pattern(prefix: str) -> str:
     """A LIKE pattern for names starting with ``prefix`` (its own wildcards escaped)."""
     check_text(prefix, "name prefix")
@@ -79,7 +60,7 @@ class DashboardReads:
         before: tuple[int, str] | None = None,
         after: tuple[int, str] | None = None,
     ) -> list[WorkflowStatus]:
-        """Up to ``limit`` workflows matching ``filters`` (from ``listing_filters``), newest first:
+        """Up to ``limit`` workflows matching ``filters`` (from ``management.workflow_filters``), newest first:
         those older than ``before`` or, with ``after``, the ones just newer than it (a page
         back). Keys are ``(created_at epoch ms, workflow_id)``."""
         chosen = dict(filters)

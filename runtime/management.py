@@ -43,6 +43,7 @@ __all__ = [
     "get_workflow",
     "update_attributes",
     "list_steps",
+    "workflow_filters",
     "list_workflows",
     "parse_statuses",
     "parse_time",
@@ -130,7 +131,7 @@ def _check_list_arguments(arguments: dict[str, Any]) -> None:
     naming the argument, rather than a TypeError from deep inside or a query that silently
     matches nothing."""
     for key in ("limit", "offset"):
-        value = arguments[key]
+        value = arguments.get(key)
         if value is not None and (
             not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_BIGINT
         ):
@@ -143,7 +144,7 @@ def _check_list_arguments(arguments: dict[str, Any]) -> None:
         "load_input",
         "load_output",
     ):
-        value = arguments[key]
+        value = arguments.get(key)
         if value is not None and not isinstance(value, bool):
             raise DBOSException(f"invalid {key} {value!r}: expected True or False")
 
@@ -223,57 +224,72 @@ def list_workflows(
     queue, and unless ``status`` is given only the ENQUEUED and PENDING ones; ``attributes``
     keeps those whose attributes contain every given key with an equal value (JSON
     containment: a nested object or list matches one that contains it)."""
-    _check_list_arguments(locals())
-    statuses = parse_statuses(status)
-    filters: dict[str, Any] = {
-        "workflow_ids": _workflow_ids(workflow_ids),
-        "status": statuses,
-        "start_time": parse_time(start_time, "start time"),
-        "end_time": parse_time(end_time, "end time"),
-        "completed_after": parse_time(completed_after, "completed_after"),
-        "completed_before": parse_time(completed_before, "completed_before"),
-        "dequeued_after": parse_time(dequeued_after, "dequeued_after"),
-        "dequeued_before": parse_time(dequeued_before, "dequeued_before"),
-        "queued_only": True if queued_only and statuses is None else None,
-        "in_queue": True if queued_only and statuses is not None else None,
-        "before": {"before_ts": before[0], "before_id": before[1]} if before else None,
-        # DBOS 3.x records these; no workflow records them here, so each matches nothing.
-        "user": True
-        if any(v is not None for v in (user, application_name, shard_key, parent_shard_key))
-        else None,
-        "attributes": attributes_json(attributes) if attributes else None,
-    }
-    if was_forked_from is not None:
-        filters["was_forked_from" if was_forked_from else "was_not_forked_from"] = True
-    if has_parent is not None:
-        filters["has_parent" if has_parent else "has_no_parent"] = True
-    if is_fork is not None:
-        filters["is_fork" if is_fork else "is_not_fork"] = True
-    for key, value in (
-        ("name", name),
-        ("app_version", app_version),
-        ("queue_name", queue_name),
-        ("forked_from", forked_from),
-        ("parent_workflow_id", parent_workflow_id),
-        ("executor_id", executor_id),
-        ("workflow_id_prefix", workflow_id_prefix),
-        ("schedule_name", schedule_name),
-    ):
-        _one_or_many(key, value, filters)
-    if "workflow_id_prefix" in filters:
-        filters["workflow_id_prefix"] = _like_prefix(filters["workflow_id_prefix"])
-    if "workflow_id_prefix_any" in filters:
-        filters["workflow_id_prefix_any"] = [
-            _like_prefix(p) for p in filters["workflow_id_prefix_any"]
-        ]
     return sysdb.list_workflow_statuses(
-        {k: v for k, v in filters.items() if v is not None},
+        workflow_filters(locals()),
         sort_desc=sort_desc,
         limit=limit,
         offset=offset,
         load_input=load_input,
         load_output=load_output,
     )
+
+
+def workflow_filters(arguments: dict[str, Any]) -> dict[str, Any]:
+    """The WHERE-clause filters (keys of ``workflow_list.LIST_FILTERS``) for the keyword
+    arguments of ``list_workflows`` (its ``locals()``, or only some: the others are not given),
+    checked first: bad input
+    raises ``DBOSException`` before any query runs. The dashboard builds on the same filters, so
+    its pages, counts and bulk actions match exactly what a listing matches."""
+    a = arguments
+    _check_list_arguments(a)
+    before = a.get("before")
+    statuses = parse_statuses(a.get("status"))
+    filters: dict[str, Any] = {
+        "workflow_ids": _workflow_ids(a.get("workflow_ids")),
+        "status": statuses,
+        "start_time": parse_time(a.get("start_time"), "start time"),
+        "end_time": parse_time(a.get("end_time"), "end time"),
+        "completed_after": parse_time(a.get("completed_after"), "completed_after"),
+        "completed_before": parse_time(a.get("completed_before"), "completed_before"),
+        "dequeued_after": parse_time(a.get("dequeued_after"), "dequeued_after"),
+        "dequeued_before": parse_time(a.get("dequeued_before"), "dequeued_before"),
+        "queued_only": True if a.get("queued_only") and statuses is None else None,
+        "in_queue": True if a.get("queued_only") and statuses is not None else None,
+        "before": {"before_ts": before[0], "before_id": before[1]} if before else None,
+        # DBOS 3.x records these; no workflow records them here, so each matches nothing.
+        "user": True
+        if any(
+            a.get(k) is not None
+            for k in ("user", "application_name", "shard_key", "parent_shard_key")
+        )
+        else None,
+        "attributes": attributes_json(a.get("attributes")) if a.get("attributes") else None,
+    }
+    for key, on, off in (
+        ("was_forked_from", "was_forked_from", "was_not_forked_from"),
+        ("has_parent", "has_parent", "has_no_parent"),
+        ("is_fork", "is_fork", "is_not_fork"),
+    ):
+        if a.get(key) is not None:
+            filters[on if a.get(key) else off] = True
+    for key in (
+        "name",
+        "app_version",
+        "queue_name",
+        "forked_from",
+        "parent_workflow_id",
+        "executor_id",
+        "workflow_id_prefix",
+        "schedule_name",
+    ):
+        _one_or_many(key, a.get(key), filters)
+    if "workflow_id_prefix" in filters:
+        filters["workflow_id_prefix"] = _like_prefix(filters["workflow_id_prefix"])
+    if "workflow_id_prefix_any" in filters:
+        filters["workflow_id_prefix_any"] = [
+            _like_prefix(p) for p in filters["workflow_id_prefix_any"]
+        ]
+    return {k: v for k, v in filters.items() if v is not None}
 
 
 def attributes_text(attributes: object, merge: bool = False) -> str | None:

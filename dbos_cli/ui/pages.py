@@ -21,8 +21,9 @@ from dbos_cli.ui.site import (
     int_param,
     page_key,
 )
-from runtime.dashboard_db import listing_filters, name_prefix_pattern
+from runtime.dashboard_db import name_prefix_pattern
 from runtime.errors import DBOSException
+from runtime.management import workflow_filters
 from runtime.status import WorkflowStatus
 
 STEP_PAGE = 200
@@ -34,13 +35,15 @@ def filters_of(request: Request) -> dict[str, Any]:
     """The list filters the query asks for, checked as ``list_workflows`` checks them."""
     q = request.query_params
     try:
-        found = listing_filters(
-            status=q.getlist("status") or None,
-            workflow_id_prefix=q.get("id") or None,
-            queue_name=q.get("queue") or None,
-            app_version=q.get("app_version") or None,
-            start_time=q.get("start") or None,
-            end_time=q.get("end") or None,
+        found = workflow_filters(
+            {
+                "status": q.getlist("status") or None,
+                "workflow_id_prefix": q.get("id") or None,
+                "queue_name": q.get("queue") or None,
+                "app_version": q.get("app_version") or None,
+                "start_time": q.get("start") or None,
+                "end_time": q.get("end") or None,
+            }
         )
         if q.get("name"):
             found["name_prefix"] = name_prefix_pattern(q["name"])
