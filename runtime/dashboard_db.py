@@ -60,9 +60,9 @@ class DashboardReads:
         before: tuple[int, str] | None = None,
         after: tuple[int, str] | None = None,
     ) -> list[WorkflowStatus]:
-        """Up to ``limit`` workflows matching ``filters`` (from ``management.workflow_filters``), newest first:
-        those older than ``before`` or, with ``after``, the ones just newer than it (a page
-        back). Keys are ``(created_at epoch ms, workflow_id)``."""
+        """Up to ``limit`` workflows matching ``filters`` (``management.workflow_filters``),
+        newest first: those older than ``before`` or, with ``after``, the ones just newer than it
+        (a page back). Keys are ``(created_at epoch ms, workflow_id)``."""
         chosen = dict(filters)
         if before is not None:
             chosen["before"] = {"before_ts": before[0], "before_id": before[1]}

@@ -121,7 +121,10 @@ def test_new_pages_and_hostile_data_in_a_real_browser(ui: str, db_url: str) -> N
         page.locator("#workflow-rows tr", has_text="evil").locator("td.id a").click()
         page.wait_for_selector("#status")
         assert page.locator("#status").inner_text() == "SUCCESS"
-        assert "<script>window.__pwned=2</script>" in page.locator("h1").inner_text()
+        title = page.locator("h1").inner_text()
+        assert "<script>window.__pwned=2</script>" in title
+        # Bidi override and terminal escapes show as their escapes, never act on the page.
+        assert "\\u202eevil\\x1b[2J\\x1b]0;title\\x07/..?#%" in title, title
         assert "<img src=x" in page.locator("#output").inner_text()
         assert page.evaluate("window.__pwned") is None
         assert set(page.locator("#actions button").all_inner_texts()) == {"Restart", "Fork"}

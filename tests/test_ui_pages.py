@@ -177,6 +177,13 @@ def test_search_counts_and_paging(http: TestClient, db_url: str) -> None:
     newer = re.search(r'href="([^"]+)" id="newer"', last)
     assert newer is not None
     assert ids(http.get(unescape(newer.group(1))).text) == ["order-6", "order-5", "order-4"]
+    # Newer than order-4 are only two: the page back is the newest full page, without "Newer".
+    [four] = DBOS.list_workflows(workflow_ids=["order-4"])
+    back = http.get(f"/workflows?id=order-&limit=3&after={four.created_at}:order-4").text
+    assert ids(back) == ["order-6", "order-5", "order-4"] and 'id="newer"' not in back
+    [one] = DBOS.list_workflows(workflow_ids=["order-1"])
+    back = http.get(f"/workflows?id=order-&limit=3&after={one.created_at}:order-1").text
+    assert ids(back) == ["order-4", "order-3", "order-2"] and 'id="newer"' in back
 
 
 def test_workflow_page_shows_events_messages_sleeps_children_and_long_outcomes(

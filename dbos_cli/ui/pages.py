@@ -21,9 +21,6 @@ from dbos_cli.ui.site import (
     int_param,
     page_key,
 )
-from runtime.dashboard_db import name_prefix_pattern
-from runtime.errors import DBOSException
-from runtime.management import workflow_filters
 from runtime.status import WorkflowStatus
 
 STEP_PAGE = 200
@@ -32,26 +29,18 @@ FRAGMENTS = {"rows", "counts", "summary", "steps"}
 
 
 def filters_of(request: Request) -> dict[str, Any]:
-    """The list filters the query asks for, checked as ``list_workflows`` checks them."""
+    """The list filters the query asks for, as keywords of ``DBOSClient.list_workflow_page``
+    (checked there: a bad one raises ``DBOSException``, a 400 page)."""
     q = request.query_params
-    try:
-        found = workflow_filters(
-            {
-                "status": q.getlist("status") or None,
-                "workflow_id_prefix": q.get("id") or None,
-                "queue_name": q.get("queue") or None,
-                "app_version": q.get("app_version") or None,
-                "start_time": q.get("start") or None,
-                "end_time": q.get("end") or None,
-            }
-        )
-        if q.get("name"):
-            found["name_prefix"] = name_prefix_pattern(q["name"])
-    except (ValueError, OverflowError) as exc:  # a date Python cannot represent
-        raise BadRequest(f"invalid time: {exc}") from None
-    except DBOSException as exc:
-        raise BadRequest(str(exc)) from None
-    return found
+    return {
+        "status": q.getlist("status") or None,
+        "workflow_id_prefix": q.get("id") or None,
+        "name_prefix": q.get("name") or None,
+        "queue_name": q.get("queue") or None,
+        "app_version": q.get("app_version") or None,
+        "start_time": q.get("start") or None,
+        "end_time": q.get("end") or None,
+    }
 
 
 def filter_query(request: Request, **changes: str) -> str:
@@ -91,11 +80,14 @@ class Pages:
         before, after = page_key(request, "before"), page_key(request, "after")
         if before and after:
             raise BadRequest("give before or after, not both")
-        reads = self.site.reads()
-        found = reads.page(filters, limit=limit + 1, before=before, after=after)
+        client = self.site.client()
+        found = client.list_workflow_page(**filters, limit=limit + 1, before=before, after=after)
         more = len(found) > limit
+        if after and not more:  # back at the newest: show a full page of them
+            after, found = None, client.list_workflow_page(**filters, limit=limit + 1)
+            more = len(found) > limit
         if after:
-            found, has_newer, has_older = found[len(found) - limit :], more, True
+            found, has_newer, has_older = found[1:], True, True
         else:
             found, has_newer, has_older = found[:limit], before is not None, more
         links = {
@@ -107,16 +99,17 @@ class Pages:
             if has_older and found
             else None,
         }
-        counts = reads.count_by_status(filters)
+        counts = client.count_workflows_by_status(**filters)
+        chosen = {str(s).strip().upper() for s in filters["status"] or []}
         return self.site.render(
             request,
             "workflows.html",
             fragment=self.fragment(request),
             workflows=found,
             query=request.query_params,
-            chosen=set(filters.get("status") or []),
+            chosen=chosen,
             counts=counts,
-            total=sum(counts[s] for s in counts if s in (filters.get("status") or counts)),
+            total=sum(n for s, n in counts.items() if not chosen or s in chosen),
             links=links,
             filter_query=filter_query(request),
             live_every=live_every(request, 5),
@@ -142,7 +135,6 @@ class Pages:
         waiting = client.get_workflow_wait(workflow_id) if live else None
         now = formatting.now_ms()
         alive = {e.executor_id for e in client.list_executors() if e.state == "ALIVE"}
-        reads = self.site.reads()
         return self.site.render(
             request,
             "workflow.html",
@@ -159,8 +151,8 @@ class Pages:
             steps_prev=max(first - STEP_PAGE, 0) if first > 0 else None,
             steps_next=first + STEP_PAGE if more_steps else None,
             actions=formatting.allowed_actions(wf, wf.executor_id in alive),
-            events=reads.events(workflow_id),
-            messages=reads.pending_messages(workflow_id),
+            events=client.get_all_events(workflow_id),
+            messages=client.list_pending_messages(workflow_id),
             traceback=formatting.traceback_text(wf.error),
             live_every=live_every(request, 3) if live else None,
             now=now,

@@ -14,11 +14,11 @@ from starlette.templating import Jinja2Templates
 from dbos_cli.ui import formatting
 from dbos_cli.ui.security import flash
 from runtime.client import STATUSES, DBOSClient
-from runtime.dashboard_db import DashboardReads
-from runtime.management import MAX_BIGINT
 
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
+# Postgres's bigint: the largest epoch millisecond a paging key can hold.
+MAX_BIGINT = 2**63 - 1
 
 
 class BadRequest(Exception):
@@ -48,10 +48,6 @@ class Site:
     def client(self) -> DBOSClient:
         """The dashboard's client (opened by the app's lifespan)."""
         return self.state["client"]
-
-    def reads(self) -> DashboardReads:
-        """The dashboard's own reads, over the client's pool."""
-        return DashboardReads(self.client().sysdb)
 
     def render(
         self, request: Request, template: str, status_code: int = 200, **context: Any
