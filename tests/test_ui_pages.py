@@ -93,6 +93,15 @@ def test_hostile_ids_work_in_every_link_and_redirect(http: TestClient, db_url: s
     assert f"restarted from {HOSTILE_ID}" in unescape(http.get(location).text)
     forked = http.post(f"{encoded}/fork", data={"csrf": _csrf(http), "step": "3"})
     assert forked.status_code == 200 and "Yes, fork" in forked.text
+    # An ID of only dots, which no path can carry, travels in the query.
+    with SetWorkflowID(".."):
+        DBOS.start_workflow(plain, 2).get_result()
+    assert "/workflow?id=.." in _links(http.get("/workflows?id=..").text)
+    dots = http.get("/workflow?id=..")
+    assert dots.status_code == 200 and '<span class="status SUCCESS" id="status">' in dots.text
+    assert 'action="/workflow/fork?id=.."' in dots.text
+    asked = http.post("/workflow/restart?id=..", data={"csrf": _csrf(http)})
+    assert asked.status_code == 200 and 'action="/workflow/restart?id=.."' in asked.text
     # An action on an unknown ID says so on a 404 page (before and after confirmation).
     for data in ({}, {"confirmed": "yes"}):
         missing = http.post("/workflows/nope%2Fx/cancel", data={"csrf": _csrf(http), **data})

@@ -79,15 +79,23 @@ def create_app(
     async def home(request: Request) -> Response:
         return RedirectResponse("/workflows", status_code=303)
 
+    def workflow_parts(request: Request) -> list[str]:
+        """The ID and what follows it: from the path, or (``/workflow/...?id=``, for an ID of
+        only dots, see ``formatting.workflow_url``) from the query."""
+        if request.url.path.startswith("/workflows/"):
+            return path_segments(request, "/workflows/")
+        rest = [p for p in path_segments(request, "/workflow") if p]
+        return [request.query_params.get("id", ""), *rest]
+
     async def workflow_get(request: Request) -> Response:
-        parts = path_segments(request, "/workflows/")
+        parts = workflow_parts(request)
         if len(parts) == 4 and parts[1] == "steps" and parts[3] == "output":
             return await pages.step_output(request, parts[0], parts[2])
         # One encoded segment is the ID; an unencoded link's slashes are taken as part of it.
         return await pages.workflow(request, "/".join(parts))
 
     async def workflow_post(request: Request) -> Response:
-        parts = path_segments(request, "/workflows/")
+        parts = workflow_parts(request)
         if len(parts) < 2:
             return site.error(request, 404, "no action named: POST /workflows/ID/ACTION")
         return await actions.one(request, "/".join(parts[:-1]), parts[-1])
@@ -103,6 +111,11 @@ def create_app(
         Route("/workflows", guarded(pages.workflows)),
         Route("/workflows/{rest:path}", guarded(workflow_get), methods=["GET", "HEAD"]),
         Route("/workflows/{rest:path}", guarded(workflow_post), methods=["POST"]),
+        *[
+            Route(path, guarded(handler), methods=methods)
+            for path in ("/workflow", "/workflow/{rest:path}")
+            for handler, methods in ((workflow_get, ["GET", "HEAD"]), (workflow_post, ["POST"]))
+        ],
         Route("/bulk/{action}", guarded(bulk), methods=["POST"]),
         Route("/queues", guarded(pages.queues)),
         Route("/queues/{rest:path}", guarded(queue)),

@@ -16,6 +16,7 @@ from runtime.status import StepInfo, WorkflowStatus
 # Outcomes longer than this are collapsed (expandable, and downloadable in full).
 SHORT_OUTCOME = 120
 SLEEP_STEP = "DBOS.sleep"
+DOT_IDS = (".", "..")
 LIVE = ("PENDING", "ENQUEUED", "DELAYED")
 # The runtime's rules (runtime.queries CANCEL_WORKFLOW and RESUMABLE): cancel takes a workflow not
 # yet finished; resume takes a stopped or waiting one (a PENDING one only when its process is gone).
@@ -107,7 +108,11 @@ def segment(value: object) -> str:
 
 
 def workflow_url(workflow_id: str, *rest: str) -> str:
-    """The dashboard path of a workflow (or of one of its sub-pages)."""
+    """The dashboard path of a workflow (or of one of its sub-pages). An ID of only dots is the
+    one a path cannot carry (browsers resolve ``.`` and ``..`` segments, even encoded): it goes
+    in the query of ``/workflow/...`` instead."""
+    if workflow_id in DOT_IDS:
+        return "/".join(["/workflow", *rest]) + "?id=" + segment(workflow_id)
     return "/".join(["/workflows", segment(workflow_id), *rest])
 
 
