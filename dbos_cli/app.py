@@ -67,6 +67,10 @@ def root(
 ) -> None:
     """Operate durable workflows on Postgres."""
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING)
+    if not debug:
+        # The pool's retries log a warning block per attempt; the command's own error says it
+        # once (see options.system_url).
+        logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 
 
 init_cmd.register(app)
