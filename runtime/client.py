@@ -22,6 +22,7 @@ from typing_extensions import Required
 from runtime import context, management, queues, serialization
 from runtime.app_versions import UNSERVED_LOG_KEY, Unserved, VersionInfo, warn_unserved
 from runtime.asyncs import twin
+from runtime.client_counts import ClientCountCalls
 from runtime.client_schedules import ClientScheduleCalls
 from runtime.client_streams import ClientStreams
 from runtime.client_versions import ClientVersionCalls
@@ -113,7 +114,7 @@ def _check_urls(database_url: object, system_url: object, application_url: objec
         )
 
 
-class DBOSClient(ClientScheduleCalls, ClientStreams, ClientVersionCalls):
+class DBOSClient(ClientScheduleCalls, ClientStreams, ClientVersionCalls, ClientCountCalls):
     """A connection to an application's system tables from outside the application.
 
     With no URL, it finds the database as the CLI does: ``DBOS_SYSTEM_DATABASE_URL`` or

@@ -5,6 +5,7 @@ application version picks it up."""
 
 from __future__ import annotations
 
+import inspect
 import socket
 import uuid
 from collections import Counter
@@ -26,6 +27,7 @@ from runtime.status import StepInfo, WorkflowStatus, WorkflowStatusString
 from runtime.system_db import SystemDatabase
 from runtime.waiting import Waiting, derive
 from runtime.workflow_admin import WorkflowAdmin
+from runtime.workflow_count import WorkflowCount
 
 __all__ = [
     "STATUSES",
@@ -37,6 +39,7 @@ __all__ = [
     "VersionWork",
     "cancel",
     "cancel_many",
+    "count_workflows",
     "delete",
     "executors",
     "fork",
@@ -183,6 +186,79 @@ def _like_prefix(prefix: str) -> str:
     return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
+# Filters of DBOS 3.x on what no workflow records here.
+_UNRECORDED = ("user", "application_name", "shard_key", "parent_shard_key")
+
+
+def _list_filters(a: dict[str, Any]) -> dict[str, Any]:
+    """The WHERE fragments (keys of ``workflow_list.LIST_FILTERS``) and their values for the
+    filter arguments ``a`` of ``list_workflows`` (its ``locals()``), checked and converted."""
+    statuses = parse_statuses(a["status"])
+    queued_only = a["queued_only"]
+    filters: dict[str, Any] = {
+        "workflow_ids": _workflow_ids(a["workflow_ids"]),
+        "status": statuses,
+        "start_time": parse_time(a["start_time"], "start time"),
+        "end_time": parse_time(a["end_time"], "end time"),
+        "queued_only": True if queued_only and statuses is None else None,
+        "in_queue": True if queued_only and statuses is not None else None,
+        "before": {"before_ts": a["before"][0], "before_id": a["before"][1]}
+        if a["before"]
+        else None,
+        # DBOS 3.x records these; no workflow records them here, so each matches nothing.
+        "user": True
+        if any(
+            a[k] is not None for k in ("user", "application_name", "shard_key", "parent_shard_key")
+        )
+        else None,
+        "attributes": attributes_json(a["attributes"]) if a["attributes"] else None,
+    }
+    for key in ("completed_after", "completed_before", "dequeued_after", "dequeued_before"):
+        filters[key] = parse_time(a[key], key)
+    for key, negated in (
+        ("was_forked_from", "was_not_forked_from"),
+        ("has_parent", "has_no_parent"),
+        ("is_fork", "is_not_fork"),
+    ):
+        if a[key] is not None:
+            filters[key if a[key] else negated] = True
+    for key in (
+        "name",
+        "app_version",
+        "queue_name",
+        "forked_from",
+        "parent_workflow_id",
+        "executor_id",
+        "workflow_id_prefix",
+        "schedule_name",
+    ):
+        _one_or_many(key, a[key], filters)
+    if "workflow_id_prefix" in filters:
+        filters["workflow_id_prefix"] = _like_prefix(filters["workflow_id_prefix"])
+    if "workflow_id_prefix_any" in filters:
+        filters["workflow_id_prefix_any"] = [
+            _like_prefix(p) for p in filters["workflow_id_prefix_any"]
+        ]
+    return {k: v for k, v in filters.items() if v is not None}
+
+
+# The arguments of list_workflows that choose the page and what is loaded, not the workflows.
+_PAGING = ("sysdb", "limit", "offset", "sort_desc", "load_input", "load_output")
+
+
+def count_workflows(sysdb: SystemDatabase, **arguments: Any) -> int:
+    """How many workflows match the filters (the keywords of ``list_workflows`` but its paging
+    and loading ones), counted with the listing's own WHERE clause."""
+    parameters = inspect.signature(list_workflows).parameters
+    unknown = sorted(set(arguments) - set(parameters) | set(arguments) & set(_PAGING))
+    if unknown:
+        raise DBOSException(f"count_workflows got unexpected arguments {unknown}")
+    full = {k: p.default for k, p in parameters.items() if k != "sysdb"}
+    full.update(arguments)
+    _check_list_arguments(full)
+    return WorkflowCount(sysdb).count(_list_filters(full))
+
+
 def list_workflows(
     sysdb: SystemDatabase,
     *,
@@ -224,50 +300,9 @@ def list_workflows(
     keeps those whose attributes contain every given key with an equal value (JSON
     containment: a nested object or list matches one that contains it)."""
     _check_list_arguments(locals())
-    statuses = parse_statuses(status)
-    filters: dict[str, Any] = {
-        "workflow_ids": _workflow_ids(workflow_ids),
-        "status": statuses,
-        "start_time": parse_time(start_time, "start time"),
-        "end_time": parse_time(end_time, "end time"),
-        "completed_after": parse_time(completed_after, "completed_after"),
-        "completed_before": parse_time(completed_before, "completed_before"),
-        "dequeued_after": parse_time(dequeued_after, "dequeued_after"),
-        "dequeued_before": parse_time(dequeued_before, "dequeued_before"),
-        "queued_only": True if queued_only and statuses is None else None,
-        "in_queue": True if queued_only and statuses is not None else None,
-        "before": {"before_ts": before[0], "before_id": before[1]} if before else None,
-        # DBOS 3.x records these; no workflow records them here, so each matches nothing.
-        "user": True
-        if any(v is not None for v in (user, application_name, shard_key, parent_shard_key))
-        else None,
-        "attributes": attributes_json(attributes) if attributes else None,
-    }
-    if was_forked_from is not None:
-        filters["was_forked_from" if was_forked_from else "was_not_forked_from"] = True
-    if has_parent is not None:
-        filters["has_parent" if has_parent else "has_no_parent"] = True
-    if is_fork is not None:
-        filters["is_fork" if is_fork else "is_not_fork"] = True
-    for key, value in (
-        ("name", name),
-        ("app_version", app_version),
-        ("queue_name", queue_name),
-        ("forked_from", forked_from),
-        ("parent_workflow_id", parent_workflow_id),
-        ("executor_id", executor_id),
-        ("workflow_id_prefix", workflow_id_prefix),
-        ("schedule_name", schedule_name),
-    ):
-        _one_or_many(key, value, filters)
-    if "workflow_id_prefix" in filters:
-        filters["workflow_id_prefix"] = _like_prefix(filters["workflow_id_prefix"])
-    if "workflow_id_prefix_any" in filters:
-        filters["workflow_id_prefix_any"] = [
-            _like_prefix(p) for p in filters["workflow_id_prefix_any"]
-        ]
+    filters = _list_filters(locals())
     return sysdb.list_workflow_statuses(
-        {k: v for k, v in filters.items() if v is not None},
+        filters,
         sort_desc=sort_desc,
         limit=limit,
         offset=offset,
