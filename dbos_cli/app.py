@@ -131,17 +131,18 @@ def _command_path(args: list[str]) -> str:
 
 
 def _usage_error(exc: Exception, args: list[str]) -> NoReturn:
-    """One line for a command line that does not parse (an unknown option, a value
-    ``dbos_cli.checks`` refuses), naming the help to read; exit 2."""
+    """One line for a command line that does not parse, naming the help to read: exit 2 for an
+    unknown option or a missing argument, 1 for a value ``dbos_cli.checks`` refuses."""
     ctx = getattr(exc, "ctx", None)
     where = ctx.command_path if ctx is not None else _command_path(args)
     message = exc.format_message()  # type: ignore[attr-defined]
     render.error(f"{message} (see `{where} --help`)")
-    sys.exit(2)
+    sys.exit(getattr(exc, "exit_code", 2))
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point. A usage error is one line on stderr and exit 2; our errors
+    """Console-script entry point. A usage error is one line on stderr and exit 2 (a refused
+    value: exit 1, as other bad input); our errors
     are one line and exit 1, with the traceback only under --debug; a refused confirmation
     exits 1."""
     args = sys.argv[1:] if argv is None else argv

@@ -1,6 +1,6 @@
 """The one place the CLI checks numbers and times: parsers that every numeric and time option and
 argument uses (``typer.Option(parser=...)``), so that a bad value is refused while the command line
-is parsed (one line, exit 2: see ``app.main``), before anything reaches the database.
+is parsed (one line, exit 1: see ``app.main``), before anything reaches the database.
 
 Times are ISO 8601 (``2026-11-21``, ``2026-11-21T14:30``, ``2026-11-21T14:30:00Z``) or, written
 explicitly, epoch numbers: ``@1732199400`` is seconds since 1970 (as GNU ``date -d @N``) and
@@ -34,8 +34,22 @@ TIME_FORMS = (
 CHECKED = "__dbos_checked__"
 
 
-def _refuse(option: str, message: str) -> NoReturn:
-    raise typer.BadParameter(message, param_hint=f"'{option}'")
+class RefusedValue(typer.BadParameter):
+    """A value this module refuses: ``invalid OPTION VALUE: why`` and exit 1, as for any other
+    bad input (a usage error proper, such as an unknown option, exits 2)."""
+
+    exit_code = 1
+
+    def __init__(self, option: str, detail: str) -> None:
+        super().__init__(detail, param_hint=f"'{option}'")
+        self.option, self.detail = option, detail
+
+    def format_message(self) -> str:
+        return f"invalid {self.option} {self.detail}"
+
+
+def _refuse(option: str, detail: str) -> NoReturn:
+    raise RefusedValue(option, detail)
 
 
 def _checked(parse: Callable[[Any], T], metavar: str) -> Callable[[Any], T]:
@@ -55,9 +69,9 @@ def whole_number(option: str, minimum: int = 0, maximum: int = MAX_BIGINT) -> Ca
         elif isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d{1,30}\s*", value):
             number = int(value)
         else:
-            _refuse(option, f"{value!r} is not a whole number")
+            _refuse(option, f"{value!r}: expected a whole number")
         if not minimum <= number <= maximum:
-            _refuse(option, f"{number} is out of range: expected {minimum} to {top}")
+            _refuse(option, f"{number}: out of range, expected {minimum} to {top}")
         return number
 
     return _checked(parse, "integer")
@@ -70,11 +84,11 @@ def seconds(option: str, minimum: float = 0.0, maximum: float = 86_400.0) -> Cal
         try:
             number = float(value)
         except (TypeError, ValueError):
-            _refuse(option, f"{value!r} is not a number of seconds")
+            _refuse(option, f"{value!r}: expected a number of seconds")
         if not (math.isfinite(number) and minimum < number <= maximum):
             _refuse(
                 option,
-                f"{value!r} is out of range: expected more than {minimum:g} and at most "
+                f"{value!r}: out of range, expected more than {minimum:g} and at most "
                 f"{maximum:g} seconds",
             )
         return number
@@ -88,7 +102,7 @@ def choice(option: str, values: tuple[str, ...]) -> Callable[[Any], str]:
     def parse(value: Any) -> str:
         text = str(value).strip().lower()
         if text not in values:
-            _refuse(option, f"{value!r} is not one of {', '.join(values)}")
+            _refuse(option, f"{value!r}: expected one of {', '.join(values)}")
         return text
 
     return _checked(parse, "|".join(values))
@@ -107,9 +121,9 @@ def moment(option: str, naive_utc: bool = False) -> Callable[[Any], datetime]:
         except _OutOfRange:
             in_range = False
         except (ValueError, OverflowError, OSError):
-            _refuse(option, f"{value!r} is not a time: expected {TIME_FORMS}")
+            _refuse(option, f"{value!r}: expected {TIME_FORMS}")
         if not in_range:
-            _refuse(option, f"{value!r} is out of range: expected {FIRST_YEAR} to {LAST_YEAR}")
+            _refuse(option, f"{value!r}: out of range, expected {FIRST_YEAR} to {LAST_YEAR}")
         return found
 
     return _checked(parse, "time")

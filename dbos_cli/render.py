@@ -118,12 +118,14 @@ def local_time(epoch_ms: int | None) -> str:
 def listing_footer(shown: int, total: int, offset: int, newest_first: bool) -> None:
     """The line under a listing page: which rows of how many matching, in which order, and the
     option that shows the next page when more match."""
+    if total == 0:
+        return  # the table says "no workflows match"
     order = "newest first" if newest_first else "oldest first"
     beyond = max(total - offset - shown, 0)
     if shown:
         where = f"{offset + 1}-{offset + shown} of {total} ({order})"
     else:
-        where = f"none of {total} past offset {offset}"
+        where = f"none past offset {offset}: {total} match"
     more = f"; {beyond} more: --offset {offset + shown}" if beyond else ""
     out.print(f"[dim]{escape(where + more)}[/dim]")
 
@@ -277,7 +279,13 @@ def print_table(table: Table) -> None:
     for column, header, want in flexible:
         column.width = header + int((want - header) * share)
     total = whole + gaps + sum(c.width or 0 for c, _, _ in flexible)
-    out.print(table, width=max(out.width, total))
+    console = _console(False)  # Console.print never renders wider than the console is
+    width = console.width
+    console.width = max(width, total)
+    try:
+        console.print(table)
+    finally:
+        console.width = width
 
 
 def workflow_table(
@@ -464,8 +472,9 @@ def executors_view(found: list[ExecutorInfo], versions: list[VersionWork], now_m
     if not found:
         out.print("[dim]no executor has registered yet[/dim]")
     work = Table(title="work per version", header_style="bold", show_edge=False, pad_edge=False)
-    for column in ("Version", "Pending", "Enqueued", "Live processes", ""):
+    for column in ("Version", "Pending", "Enqueued", "Live processes"):
         work.add_column(column, no_wrap=True)
+    work.add_column("Note")  # prose: wraps in the room left
     for v in versions:
         note = ""
         if v.pending + v.enqueued == 0:

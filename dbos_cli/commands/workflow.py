@@ -96,7 +96,9 @@ Sort = Annotated[
     ),
 ]
 # DBOS's flag, kept for scripts written against it (newest first is the default now).
-SortDesc = Annotated[bool, typer.Option("--sort-desc", "-d", hidden=True)]
+SortDesc = Annotated[
+    bool, typer.Option("--sort-desc", "-d", hidden=True, help="Newest first (the default now).")
+]
 Ids = Annotated[
     list[str] | None,
     typer.Argument(help="Workflow IDs (or use the filter options instead).", show_default=False),
