@@ -52,13 +52,14 @@ def system_url(db_url: str | None, *, missing_database_ok: bool = False) -> str:
     """The database the command works on (starting the embedded server when that is the one),
     checked to be reachable: every command that touches the database resolves its URL here, so
     an unreachable server, a refused login, a missing database or an SSL mismatch is one line
-    within about two seconds (``runtime.db.probe``), before anything is printed or opened.
+    within about two seconds (``runtime.client.check_database``), before anything is printed or
+    opened.
     ``missing_database_ok``: for a command that creates the database."""
-    from runtime import db  # the driver loads here, not when the CLI starts
+    from runtime.client import check_database  # the driver loads here, not at the CLI's start
 
     s = settings()
     url = resolve_system_url(db_url, s.system_database_url or s.database_url, s.project_dir)
-    db.probe(url, missing_database_ok=missing_database_ok)
+    check_database(url, missing_database_ok=missing_database_ok)
     return url
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 from typing_extensions import Required
 
-from runtime import context, management, queues, serialization
+from runtime import context, db, management, queues, serialization
 from runtime.app_versions import UNSERVED_LOG_KEY, Unserved, VersionInfo, warn_unserved
 from runtime.asyncs import twin
 from runtime.client_counts import ClientCountCalls
@@ -62,6 +62,7 @@ __all__ = [
     "VersionWork",
     "Waiting",
     "WorkflowSchedule",
+    "check_database",
 ]
 
 
@@ -96,6 +97,15 @@ class EnqueueOptions(TypedDict, total=False):
     serialization_type: str
     duplication_policy: str
     application_name: str
+
+
+def check_database(url: str, *, missing_database_ok: bool = False) -> None:
+    """Fail fast when ``url`` cannot be connected to: one attempt that gives up after about two
+    seconds, raising ``DBOSConnectionError`` with one line naming host:port/database and the cause
+    (refused, no answer, host name, authentication, missing database, SSL), never the password.
+    What a command-line tool calls before it opens a client. ``missing_database_ok``: a server
+    answering that the database does not exist passes (for a tool that creates it)."""
+    db.probe(url, missing_database_ok=missing_database_ok)
 
 
 def _check_urls(database_url: object, system_url: object, application_url: object) -> None:
