@@ -3,11 +3,13 @@ one line on stderr and an exit code (1 for errors, 2 for usage errors)."""
 
 from __future__ import annotations
 
+import inspect
 import logging
 import sys
-from typing import Annotated
+from typing import Annotated, Any, NoReturn
 
 import typer
+import typer.main
 
 from dbos_cli import render
 from dbos_cli.commands import check_replay as check_replay_cmd
@@ -67,6 +69,33 @@ def root(
 ) -> None:
     """Operate durable workflows on Postgres."""
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING)
+    if not debug:
+        # The pool's retries log a warning block per attempt; the command's own error says it
+        # once (see options.system_url).
+        logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
+
+
+def _reflowed(text: str | None) -> str | None:
+    """A docstring's paragraphs each on one line: Typer's Rich help keeps a docstring's line
+    breaks, which then land mid-sentence at any terminal width."""
+    if not text:
+        return text
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    return "\n\n".join(" ".join(line.strip() for line in p.splitlines()) for p in paragraphs)
+
+
+def _reflow_help(typer_app: typer.Typer) -> None:
+    """``_reflowed`` help for every command and group below ``typer_app``."""
+    for command in typer_app.registered_commands:
+        command.help = _reflowed(command.help or inspect.getdoc(command.callback))
+    for group in typer_app.registered_groups:
+        sub = group.typer_instance
+        if isinstance(group.help, str):  # else a Typer placeholder for "not given": kept
+            group.help = _reflowed(group.help)
+        if sub is not None:
+            if isinstance(sub.info.help, str):
+                sub.info.help = _reflowed(sub.info.help)
+            _reflow_help(sub)
 
 
 init_cmd.register(app)
@@ -80,14 +109,53 @@ executors_cmd.register(app)
 schedule_cmd.register(app)
 ui_cmd.register(app)
 versions_cmd.register(app)
+_reflow_help(app)
+
+
+# Typer's click (its own copy in newer Typer, the click package in older ones): its exceptions.
+_CLICK_ERRORS = {c.__name__: c for c in typer.BadParameter.__mro__}
+_UsageError: type[Exception] = _CLICK_ERRORS["UsageError"]
+_ClickException: type[Exception] = _CLICK_ERRORS["ClickException"]
+
+
+def _command_path(args: list[str]) -> str:
+    """``dbos`` and the command words at the start of ``args`` (``dbos workflow list``)."""
+    command: Any = typer.main.get_command(app)
+    path = ["dbos"]
+    for word in args:
+        command = getattr(command, "commands", {}).get(word)
+        if command is None:
+            break
+        path.append(word)
+    return " ".join(path)
+
+
+def _usage_error(exc: Exception, args: list[str]) -> NoReturn:
+    """One line for a command line that does not parse, naming the help to read: exit 2 for an
+    unknown option or a missing argument, 1 for a value ``dbos_cli.checks`` refuses."""
+    ctx = getattr(exc, "ctx", None)
+    where = ctx.command_path if ctx is not None else _command_path(args)
+    message = exc.format_message()  # type: ignore[attr-defined]
+    render.error(f"{message} (see `{where} --help`)")
+    sys.exit(getattr(exc, "exit_code", 2))
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point. Typer handles usage errors (exit 2); our errors become one line
-    on stderr and exit 1, with the traceback only under --debug."""
+    """Console-script entry point. A usage error is one line on stderr and exit 2 (a refused
+    value: exit 1, as other bad input); our errors
+    are one line and exit 1, with the traceback only under --debug; a refused confirmation
+    exits 1."""
     args = sys.argv[1:] if argv is None else argv
     try:
-        app(args=args, prog_name="dbos")
+        code = app(args=args, prog_name="dbos", standalone_mode=False)
+    except _UsageError as exc:
+        _usage_error(exc, args)
+    except _ClickException as exc:
+        render.error(exc.format_message())  # type: ignore[attr-defined]
+        sys.exit(getattr(exc, "exit_code", 1))
+    except typer.Abort:
+        render.error("aborted; nothing changed")
+        sys.exit(1)
     except DBOSException as exc:
         if "--debug" in args:
             raise
@@ -95,6 +163,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
+    if isinstance(code, int) and not isinstance(code, bool) and code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

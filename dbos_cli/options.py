@@ -48,10 +48,19 @@ def system_schema(schema: str | None = None) -> str:
     return schema or settings().system_schema
 
 
-def system_url(db_url: str | None) -> str:
-    """The database the command works on (starting the embedded server when that is the one)."""
+def system_url(db_url: str | None, *, missing_database_ok: bool = False) -> str:
+    """The database the command works on (starting the embedded server when that is the one),
+    checked to be reachable: every command that touches the database resolves its URL here, so
+    an unreachable server, a refused login, a missing database or an SSL mismatch is one line
+    within about two seconds (``runtime.client.check_database``), before anything is printed or
+    opened.
+    ``missing_database_ok``: for a command that creates the database."""
+    from runtime.client import check_database  # the driver loads here, not at the CLI's start
+
     s = settings()
-    return resolve_system_url(db_url, s.system_database_url or s.database_url, s.project_dir)
+    url = resolve_system_url(db_url, s.system_database_url or s.database_url, s.project_dir)
+    check_database(url, missing_database_ok=missing_database_ok)
+    return url
 
 
 def open_client(db_url: str | None) -> DBOSClient:

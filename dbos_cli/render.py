@@ -14,6 +14,7 @@ from rich.markup import escape as escape_markup
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.table import Table
 
     from runtime.client import ExecutorInfo, VersionWork, Waiting
     from runtime.status import StepInfo, WorkflowStatus
@@ -112,6 +113,21 @@ def local_time(epoch_ms: int | None) -> str:
     if epoch_ms is None:
         return ""
     return datetime.fromtimestamp(epoch_ms / 1000).astimezone().isoformat(timespec="seconds")
+
+
+def listing_footer(shown: int, total: int, offset: int, newest_first: bool) -> None:
+    """The line under a listing page: which rows of how many matching, in which order, and the
+    option that shows the next page when more match."""
+    if total == 0:
+        return  # the table says "no workflows match"
+    order = "newest first" if newest_first else "oldest first"
+    beyond = max(total - offset - shown, 0)
+    if shown:
+        where = f"{offset + 1}-{offset + shown} of {total} ({order})"
+    else:
+        where = f"none past offset {offset}: {total} match"
+    more = f"; {beyond} more: --offset {offset + shown}" if beyond else ""
+    out.print(f"[dim]{escape(where + more)}[/dim]")
 
 
 def short_time(epoch_ms: int | None) -> str:
@@ -230,6 +246,48 @@ def step_json(step: StepInfo) -> dict[str, Any]:
     }
 
 
+def _cell_len(cell: object) -> int:
+    from rich.text import Text
+
+    return Text.from_markup(cell).cell_len if isinstance(cell, str) else 0
+
+
+def print_table(table: Table) -> None:
+    """Print a table the way every table of the CLI is printed: a header is never cut (``Vers…``),
+    a ``no_wrap`` column without a ``max_width`` (IDs, statuses, times, numbers) always shows its
+    cells whole on one line, and the other columns share the room left (down to their header's
+    width: ellipsis, or prose wrapping). A table that cannot fit the terminal even so runs past
+    its right edge, as `kubectl` and `gh` do, rather than breaking an ID over lines (operators
+    copy them)."""
+    from rich.padding import Padding
+
+    whole, flexible = 0, []
+    for column in table.columns:
+        header = _cell_len(column.header)
+        widest = max([header, *(_cell_len(c) for c in column.cells)])
+        if column.no_wrap and column.max_width is None:
+            column.width = widest
+            whole += widest
+        else:
+            flexible.append((column, header, max(header, min(widest, column.max_width or widest))))
+    _, right, _, left = Padding.unpack(table.padding)
+    gaps = (len(table.columns) - 1) * (left + right + (1 if table.box else 0))
+    room = out.width - gaps - whole
+    floor = sum(header for _, header, _ in flexible)
+    extra = sum(want - header for _, header, want in flexible)
+    share = 1.0 if extra <= max(room - floor, 0) else max(room - floor, 0) / extra
+    for column, header, want in flexible:
+        column.width = header + int((want - header) * share)
+    total = whole + gaps + sum(c.width or 0 for c, _, _ in flexible)
+    console = _console(False)  # Console.print never renders wider than the console is
+    width = console.width
+    console.width = max(width, total)
+    try:
+        console.print(table)
+    finally:
+        console.width = width
+
+
 def workflow_table(
     workflows: list[WorkflowStatus],
     title: str | None = None,
@@ -240,13 +298,15 @@ def workflow_table(
     from rich.table import Table
 
     table = Table(title=title, header_style="bold", show_edge=False, pad_edge=False)
-    # On a narrow terminal the less urgent columns go, rather than squeezing every column; an ID
-    # folds onto a second line but never loses a character (operators copy it).
-    wide = out.width >= 120
-    table.add_column("ID", overflow="fold", min_width=12)
+    # On a narrow terminal the less urgent columns go, rather than squeezing every column: at 80
+    # columns a UUID, its name, status and creation time fit on one line (see print_table).
+    wide = out.width >= 150
+    table.add_column("ID", no_wrap=True)
     table.add_column("Name", overflow="ellipsis", no_wrap=True, max_width=40)
     table.add_column("Status", no_wrap=True)
-    table.add_column("Queue", overflow="ellipsis", no_wrap=True, max_width=20)
+    with_queue = out.width >= 100
+    if with_queue:
+        table.add_column("Queue", overflow="ellipsis", no_wrap=True, max_width=20)
     table.add_column("Created", no_wrap=True)
     if wide:
         table.add_column("Updated", no_wrap=True)
@@ -255,7 +315,7 @@ def workflow_table(
     # Only a very wide terminal gets the wait column (the others keep their room); `workflow get`
     # shows the wait anywhere. A queue is in its own column already.
     waits = {k: w for k, w in (waits or {}).items() if w.kind != "queue"}
-    show_waits = bool(waits) and out.width >= 150
+    show_waits = bool(waits) and out.width >= 180
     if show_waits:
         table.add_column("Waiting", overflow="ellipsis", no_wrap=True, max_width=24)
     now = now_ms()
@@ -264,7 +324,7 @@ def workflow_table(
             escape(wf.workflow_id),
             escape(wf.name),
             status_text(wf.status),
-            escape(wf.queue_name or ""),
+            *([escape(wf.queue_name or "")] if with_queue else []),
             short_time(wf.created_at),
         ]
         if wide:
@@ -277,7 +337,7 @@ def workflow_table(
             waiting = waits.get(wf.workflow_id)
             cells.append(escape(waiting.brief(now)) if waiting else "")
         table.add_row(*cells)
-    out.print(table)
+    print_table(table)
     if not workflows:
         out.print("[dim]no workflows match[/dim]")
 
@@ -345,10 +405,13 @@ def steps_table(steps: list[StepInfo], wf: WorkflowStatus) -> None:
     table = Table(header_style="bold", show_edge=False, pad_edge=False)
     timeline = out.width >= 110  # the bar needs room; narrow terminals keep the durations
     table.add_column("#", no_wrap=True, justify="right")
-    table.add_column("Step", overflow="fold", max_width=40)
+    # The step's name and outcome share the room left; a failed step keeps its name too.
+    table.add_column("Step", no_wrap=True, overflow="ellipsis", max_width=40)
     table.add_column("Status", no_wrap=True)
     table.add_column("Output / error", no_wrap=True, overflow="ellipsis", max_width=50)
-    table.add_column("Child workflow", overflow="fold")
+    children = any(s.child_workflow_id for s in steps)
+    if children:  # an ID, shown whole
+        table.add_column("Child workflow", no_wrap=True)
     table.add_column("Duration", no_wrap=True, justify="right")
     if timeline:
         table.add_column("Timeline", no_wrap=True)
@@ -371,11 +434,11 @@ def steps_table(steps: list[StepInfo], wf: WorkflowStatus) -> None:
             escape(step.function_name),
             "[red]ERROR[/red]" if failed else "[green]SUCCESS[/green]",
             escape(outcome),
-            escape(step.child_workflow_id or ""),
+            *([escape(step.child_workflow_id or "")] if children else []),
             duration,
             *([f"[{'red' if failed else 'cyan'}]{bar}[/]"] if timeline else []),
         )
-    out.print(table)
+    print_table(table)
     if not steps:
         out.print("[dim]no recorded steps[/dim]")
 
@@ -407,12 +470,13 @@ def executors_view(found: list[ExecutorInfo], versions: list[VersionWork], now_m
             f"{ago:.0f}s ago",
             str(e.pending_workflows),
         )
-    out.print(table)
+    print_table(table)
     if not found:
         out.print("[dim]no executor has registered yet[/dim]")
     work = Table(title="work per version", header_style="bold", show_edge=False, pad_edge=False)
-    for column in ("Version", "Pending", "Enqueued", "Live processes", ""):
+    for column in ("Version", "Pending", "Enqueued", "Live processes"):
         work.add_column(column, no_wrap=True)
+    work.add_column("Note")  # prose: wraps in the room left
     for v in versions:
         note = ""
         if v.pending + v.enqueued == 0:
@@ -426,7 +490,7 @@ def executors_view(found: list[ExecutorInfo], versions: list[VersionWork], now_m
             str(v.live_processes),
             note,
         )
-    out.print(work)
+    print_table(work)
 
 
 def executor_json(e: ExecutorInfo) -> dict[str, Any]:
@@ -497,6 +561,6 @@ def versions_table(versions: list[dict[str, Any]], live: list[str]) -> None:
             local_time(v["created_at"]),
             escape(v["version_id"]),
         )
-    out.print(table)
+    print_table(table)
     if not versions:
         out.print("[dim]no application version has registered yet[/dim]")

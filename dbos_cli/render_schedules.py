@@ -30,7 +30,7 @@ def schedule_table(schedules: list[WorkflowSchedule]) -> None:
     from rich.table import Table
 
     table = Table(header_style="bold", show_edge=False, pad_edge=False)
-    table.add_column("Name", overflow="fold", min_width=8)
+    table.add_column("Name", no_wrap=True)
     table.add_column("Workflow", overflow="ellipsis", no_wrap=True, max_width=40)
     table.add_column("Schedule", no_wrap=True)
     table.add_column("Zone", no_wrap=True)
@@ -49,7 +49,7 @@ def schedule_table(schedules: list[WorkflowSchedule]) -> None:
         if render.out.width >= 120:
             cells += [escape(s["queue_name"] or ""), escape(s["last_fired_at"] or "")]
         table.add_row(*cells)
-    render.out.print(table)
+    render.print_table(table)
     if not schedules:
         render.out.print("[dim]no schedules match[/dim]")
 

@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 from typing_extensions import Required
 
-from runtime import context, management, queues, serialization
+from runtime import context, db, management, queues, serialization
 from runtime.app_versions import UNSERVED_LOG_KEY, Unserved, VersionInfo, warn_unserved
 from runtime.asyncs import twin
+from runtime.client_counts import ClientCountCalls
 from runtime.client_dashboard import ClientDashboardCalls
 from runtime.client_explain import ClientExplainCalls
 from runtime.client_schedules import ClientScheduleCalls
@@ -63,6 +64,7 @@ __all__ = [
     "VersionWork",
     "Waiting",
     "WorkflowSchedule",
+    "check_database",
 ]
 
 
@@ -99,6 +101,15 @@ class EnqueueOptions(TypedDict, total=False):
     application_name: str
 
 
+def check_database(url: str, *, missing_database_ok: bool = False) -> None:
+    """Fail fast when ``url`` cannot be connected to: one attempt that gives up after about two
+    seconds, raising ``DBOSConnectionError`` with one line naming host:port/database and the cause
+    (refused, no answer, host name, authentication, missing database, SSL), never the password.
+    What a command-line tool calls before it opens a client. ``missing_database_ok``: a server
+    answering that the database does not exist passes (for a tool that creates it)."""
+    db.probe(url, missing_database_ok=missing_database_ok)
+
+
 def _check_urls(database_url: object, system_url: object, application_url: object) -> None:
     """Refuse a URL that is not a string, and ``database_url`` and ``application_database_url``
     (two names for one setting) naming different databases, as DBOS's configuration does."""
@@ -116,7 +127,12 @@ def _check_urls(database_url: object, system_url: object, application_url: objec
 
 
 class DBOSClient(
-    ClientScheduleCalls, ClientStreams, ClientVersionCalls, ClientExplainCalls, ClientDashboardCalls
+    ClientScheduleCalls,
+    ClientStreams,
+    ClientVersionCalls,
+    ClientCountCalls,
+    ClientExplainCalls,
+    ClientDashboardCalls,
 ):
     """A connection to an application's system tables from outside the application.
 

@@ -23,14 +23,12 @@ def _filters(arguments: dict[str, Any]) -> dict[str, Any]:
     """The listing filters for the shared keywords of the calls below (checked)."""
     try:
         found = workflow_filters(
-            {
-                "status": arguments["status"],
-                "workflow_id_prefix": arguments["workflow_id_prefix"],
-                "queue_name": arguments["queue_name"],
-                "app_version": arguments["app_version"],
-                "start_time": arguments["start_time"],
-                "end_time": arguments["end_time"],
-            }
+            status=arguments["status"],
+            workflow_id_prefix=arguments["workflow_id_prefix"],
+            queue_name=arguments["queue_name"],
+            app_version=arguments["app_version"],
+            start_time=arguments["start_time"],
+            end_time=arguments["end_time"],
         )
     except (ValueError, OverflowError) as exc:  # a date no epoch millisecond can hold
         raise DBOSException(f"invalid time: {exc}") from None

@@ -18,7 +18,7 @@ import psycopg.errors
 from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from runtime import sysschema
+from runtime import connect_errors, sysschema
 from runtime.config import redact_url
 from runtime.errors import (
     DBOSConnectionError,
@@ -76,8 +76,9 @@ def translate(exc: BaseException, url: str | None = None) -> DBOSException:
         isinstance(exc, psycopg.OperationalError)
         and (state is None or state.startswith("08") or state in _CONNECTION_STATES)
     ):
-        reason = _first_line(str(exc))
-        return DBOSConnectionError(f"cannot reach the database{where}: {reason}")
+        if url:
+            return DBOSConnectionError(connect_errors.describe(exc, url, CONNECT_TIMEOUT_S))
+        return DBOSConnectionError(f"cannot reach the database: {_first_line(str(exc))}")
     if isinstance(exc, psycopg.errors.QueryCanceled):
         return _transient(f"database statement cancelled{where}: {_first_line(str(exc))}")
     if state is not None and (state.startswith(_TRANSIENT_CLASSES) or state == "55P03"):
@@ -159,6 +160,26 @@ def connect(
         raise translate(exc, url) from None
     sysschema.install(conn, schema)
     return conn
+
+
+# A command-line tool waits this long for a server (libpq's minimum): an operator wants the one
+# line saying what is wrong, not a wait for the outage to pass.
+PROBE_TIMEOUT_S = 2
+
+
+def probe(url: str, *, missing_database_ok: bool = False) -> None:
+    """Fail fast, with one line, when ``url`` cannot be connected to: a single attempt that
+    gives up after ``PROBE_TIMEOUT_S`` (no pool, no retries, nothing logged). Raises
+    ``DBOSConnectionError`` naming host:port/database and the cause (refused, no answer, host
+    name, authentication, missing database, SSL), never the password. ``missing_database_ok``:
+    a server that answers that the database does not exist passes (for a command creating it)."""
+    check_url(url)
+    try:
+        psycopg.connect(url, autocommit=True, connect_timeout=PROBE_TIMEOUT_S).close()
+    except psycopg.Error as exc:
+        if missing_database_ok and _NO_SUCH_DATABASE.search(str(exc)) is not None:
+            return
+        raise DBOSConnectionError(connect_errors.describe(exc, url, PROBE_TIMEOUT_S)) from None
 
 
 @contextlib.contextmanager

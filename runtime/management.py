@@ -5,6 +5,7 @@ application version picks it up."""
 
 from __future__ import annotations
 
+import inspect
 import socket
 import uuid
 from collections import Counter
@@ -26,6 +27,7 @@ from runtime.status import StepInfo, WorkflowStatus, WorkflowStatusString
 from runtime.system_db import SystemDatabase
 from runtime.waiting import Waiting, derive
 from runtime.workflow_admin import WorkflowAdmin
+from runtime.workflow_count import WorkflowCount
 
 __all__ = [
     "STATUSES",
@@ -37,14 +39,15 @@ __all__ = [
     "VersionWork",
     "cancel",
     "cancel_many",
+    "count_workflows",
     "delete",
     "executors",
     "fork",
     "get_workflow",
     "update_attributes",
     "list_steps",
-    "workflow_filters",
     "list_workflows",
+    "workflow_filters",
     "parse_statuses",
     "parse_time",
     "queues",
@@ -131,7 +134,7 @@ def _check_list_arguments(arguments: dict[str, Any]) -> None:
     naming the argument, rather than a TypeError from deep inside or a query that silently
     matches nothing."""
     for key in ("limit", "offset"):
-        value = arguments.get(key)
+        value = arguments[key]
         if value is not None and (
             not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_BIGINT
         ):
@@ -144,7 +147,7 @@ def _check_list_arguments(arguments: dict[str, Any]) -> None:
         "load_input",
         "load_output",
     ):
-        value = arguments.get(key)
+        value = arguments[key]
         if value is not None and not isinstance(value, bool):
             raise DBOSException(f"invalid {key} {value!r}: expected True or False")
 
@@ -182,6 +185,86 @@ def _one_or_many(key: str, value: OneOrMany, filters: dict[str, Any]) -> None:
 def _like_prefix(prefix: str) -> str:
     """A LIKE pattern matching IDs that start with ``prefix`` (its own wildcards escaped)."""
     return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+# Filters of DBOS 3.x on what no workflow records here.
+_UNRECORDED = ("user", "application_name", "shard_key", "parent_shard_key")
+
+
+def _list_filters(a: dict[str, Any]) -> dict[str, Any]:
+    """The WHERE fragments (keys of ``workflow_list.LIST_FILTERS``) and their values for the
+    filter arguments ``a`` of ``list_workflows`` (its ``locals()``), checked and converted."""
+    statuses = parse_statuses(a["status"])
+    queued_only = a["queued_only"]
+    filters: dict[str, Any] = {
+        "workflow_ids": _workflow_ids(a["workflow_ids"]),
+        "status": statuses,
+        "start_time": parse_time(a["start_time"], "start time"),
+        "end_time": parse_time(a["end_time"], "end time"),
+        "queued_only": True if queued_only and statuses is None else None,
+        "in_queue": True if queued_only and statuses is not None else None,
+        "before": {"before_ts": a["before"][0], "before_id": a["before"][1]}
+        if a["before"]
+        else None,
+        # DBOS 3.x records these; no workflow records them here, so each matches nothing.
+        "user": True
+        if any(
+            a[k] is not None for k in ("user", "application_name", "shard_key", "parent_shard_key")
+        )
+        else None,
+        "attributes": attributes_json(a["attributes"]) if a["attributes"] else None,
+    }
+    for key in ("completed_after", "completed_before", "dequeued_after", "dequeued_before"):
+        filters[key] = parse_time(a[key], key)
+    for key, negated in (
+        ("was_forked_from", "was_not_forked_from"),
+        ("has_parent", "has_no_parent"),
+        ("is_fork", "is_not_fork"),
+    ):
+        if a[key] is not None:
+            filters[key if a[key] else negated] = True
+    for key in (
+        "name",
+        "app_version",
+        "queue_name",
+        "forked_from",
+        "parent_workflow_id",
+        "executor_id",
+        "workflow_id_prefix",
+        "schedule_name",
+    ):
+        _one_or_many(key, a[key], filters)
+    if "workflow_id_prefix" in filters:
+        filters["workflow_id_prefix"] = _like_prefix(filters["workflow_id_prefix"])
+    if "workflow_id_prefix_any" in filters:
+        filters["workflow_id_prefix_any"] = [
+            _like_prefix(p) for p in filters["workflow_id_prefix_any"]
+        ]
+    return {k: v for k, v in filters.items() if v is not None}
+
+
+# The arguments of list_workflows that choose the page and what is loaded, not the workflows.
+_PAGING = ("sysdb", "limit", "offset", "sort_desc", "load_input", "load_output")
+
+
+def workflow_filters(**arguments: Any) -> dict[str, Any]:
+    """The WHERE fragments (keys of ``workflow_list.LIST_FILTERS``) and values for filter
+    keywords of ``list_workflows`` (not its paging and loading ones), checked as it checks them:
+    for a caller that adds fragments of its own (the dashboard's name prefix and paging)."""
+    parameters = inspect.signature(list_workflows).parameters
+    unknown = sorted(set(arguments) - set(parameters) | set(arguments) & set(_PAGING))
+    if unknown:
+        raise DBOSException(f"unexpected filter arguments {unknown}")
+    full = {k: p.default for k, p in parameters.items() if k != "sysdb"}
+    full.update(arguments)
+    _check_list_arguments(full)
+    return _list_filters(full)
+
+
+def count_workflows(sysdb: SystemDatabase, **arguments: Any) -> int:
+    """How many workflows match the filters (the keywords of ``list_workflows`` but its paging
+    and loading ones), counted with the listing's own WHERE clause."""
+    return WorkflowCount(sysdb).count(workflow_filters(**arguments))
 
 
 def list_workflows(
@@ -224,72 +307,16 @@ def list_workflows(
     queue, and unless ``status`` is given only the ENQUEUED and PENDING ones; ``attributes``
     keeps those whose attributes contain every given key with an equal value (JSON
     containment: a nested object or list matches one that contains it)."""
+    _check_list_arguments(locals())
+    filters = _list_filters(locals())
     return sysdb.list_workflow_statuses(
-        workflow_filters(locals()),
+        filters,
         sort_desc=sort_desc,
         limit=limit,
         offset=offset,
         load_input=load_input,
         load_output=load_output,
     )
-
-
-def workflow_filters(arguments: dict[str, Any]) -> dict[str, Any]:
-    """The WHERE-clause filters (keys of ``workflow_list.LIST_FILTERS``) for the keyword
-    arguments of ``list_workflows`` (its ``locals()``, or only some: the others are not given),
-    checked first: bad input
-    raises ``DBOSException`` before any query runs. The dashboard builds on the same filters, so
-    its pages, counts and bulk actions match exactly what a listing matches."""
-    a = arguments
-    _check_list_arguments(a)
-    before = a.get("before")
-    statuses = parse_statuses(a.get("status"))
-    filters: dict[str, Any] = {
-        "workflow_ids": _workflow_ids(a.get("workflow_ids")),
-        "status": statuses,
-        "start_time": parse_time(a.get("start_time"), "start time"),
-        "end_time": parse_time(a.get("end_time"), "end time"),
-        "completed_after": parse_time(a.get("completed_after"), "completed_after"),
-        "completed_before": parse_time(a.get("completed_before"), "completed_before"),
-        "dequeued_after": parse_time(a.get("dequeued_after"), "dequeued_after"),
-        "dequeued_before": parse_time(a.get("dequeued_before"), "dequeued_before"),
-        "queued_only": True if a.get("queued_only") and statuses is None else None,
-        "in_queue": True if a.get("queued_only") and statuses is not None else None,
-        "before": {"before_ts": before[0], "before_id": before[1]} if before else None,
-        # DBOS 3.x records these; no workflow records them here, so each matches nothing.
-        "user": True
-        if any(
-            a.get(k) is not None
-            for k in ("user", "application_name", "shard_key", "parent_shard_key")
-        )
-        else None,
-        "attributes": attributes_json(a.get("attributes")) if a.get("attributes") else None,
-    }
-    for key, on, off in (
-        ("was_forked_from", "was_forked_from", "was_not_forked_from"),
-        ("has_parent", "has_parent", "has_no_parent"),
-        ("is_fork", "is_fork", "is_not_fork"),
-    ):
-        if a.get(key) is not None:
-            filters[on if a.get(key) else off] = True
-    for key in (
-        "name",
-        "app_version",
-        "queue_name",
-        "forked_from",
-        "parent_workflow_id",
-        "executor_id",
-        "workflow_id_prefix",
-        "schedule_name",
-    ):
-        _one_or_many(key, a.get(key), filters)
-    if "workflow_id_prefix" in filters:
-        filters["workflow_id_prefix"] = _like_prefix(filters["workflow_id_prefix"])
-    if "workflow_id_prefix_any" in filters:
-        filters["workflow_id_prefix_any"] = [
-            _like_prefix(p) for p in filters["workflow_id_prefix_any"]
-        ]
-    return {k: v for k, v in filters.items() if v is not None}
 
 
 def attributes_text(attributes: object, merge: bool = False) -> str | None:

@@ -71,9 +71,32 @@ LIST_FILTERS = {
     "after": "(created_at, workflow_uuid) > (%(after_ts)s, %(after_id)s)",
     "name_prefix": "name LIKE %(name_prefix)s",
 }
+COUNT_WORKFLOWS = "SELECT count(*) FROM dbos.workflow_status"
 ORDER_ASC = " ORDER BY created_at ASC, workflow_uuid ASC"
 ORDER_DESC = " ORDER BY created_at DESC, workflow_uuid DESC"
 LIMIT_OFFSET = " LIMIT %(limit)s OFFSET %(offset)s"
+
+
+def _where(filters: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The WHERE clause (or nothing) for ``filters``, and its parameters."""
+    unknown = set(filters) - set(LIST_FILTERS)
+    if unknown:
+        raise ValueError(f"unknown filters {sorted(unknown)}")
+    where = [LIST_FILTERS[key] for key in sorted(filters)]
+    params: dict[str, Any] = {}
+    for key, value in filters.items():
+        if isinstance(value, dict):  # a fragment with several parameters (keyset pagination)
+            params.update(value)
+        elif value is not True:
+            params[key] = value
+    return (" WHERE " + " AND ".join(where) if where else ""), params
+
+
+def count_workflows_query(filters: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """``SELECT count(*)`` over the workflows ``list_workflows_query`` lists for ``filters``:
+    the same WHERE clause, without order or page."""
+    where, params = _where(filters)
+    return COUNT_WORKFLOWS + where, params
 
 
 def list_workflows_query(
@@ -87,20 +110,9 @@ def list_workflows_query(
 ) -> tuple[str, dict[str, Any]]:
     """The statement ``list_workflow_statuses`` runs, built only from the fixed fragments of
     this module (tests EXPLAIN it to check that every filter is answered from an index)."""
-    unknown = set(filters) - set(LIST_FILTERS)
-    if unknown:
-        raise ValueError(f"unknown filters {sorted(unknown)}")
-    where = [LIST_FILTERS[key] for key in sorted(filters)]
-    query = LIST_WORKFLOWS_SELECT
-    if where:
-        query += " WHERE " + " AND ".join(where)
+    where, params = _where(filters)
+    query = LIST_WORKFLOWS_SELECT + where
     query += ORDER_DESC if sort_desc else ORDER_ASC
-    params: dict[str, Any] = {}
-    for key, value in filters.items():
-        if isinstance(value, dict):  # a fragment with several parameters (keyset pagination)
-            params.update(value)
-        elif value is not True:
-            params[key] = value
     params.update(load_input=load_input, load_output=load_output)
     if limit is not None or offset is not None:
         query += LIMIT_OFFSET

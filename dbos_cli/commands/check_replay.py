@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from dbos_cli import render
+from dbos_cli import checks, render
 from dbos_cli.commands import workflow as wf_cmd
 from dbos_cli.commands.start import import_app
 from dbos_cli.options import DbUrl, JsonFlag, SchemaOpt, system_schema, system_url
@@ -51,19 +51,27 @@ CheckStatus = Annotated[
 ]
 CheckLimit = Annotated[
     int | None,
-    typer.Option("--limit", "-l", help="Check at most this many workflows.", show_default=False),
+    typer.Option(
+        "--limit",
+        "-l",
+        parser=checks.whole_number("--limit", minimum=1),
+        help="Check at most this many workflows.",
+        show_default=False,
+    ),
 ]
 Replays = Annotated[
     int,
     typer.Option(
         "--replays",
-        min=1,
+        parser=checks.whole_number("--replays", minimum=1, maximum=1000),
         help="Replay each workflow this many times (2+ tells a path that is not deterministic).",
     ),
 ]
 Timeout = Annotated[
     float,
-    typer.Option("--timeout", min=0.001, help="Seconds each replay may take."),
+    typer.Option(
+        "--timeout", parser=checks.seconds("--timeout"), help="Seconds each replay may take."
+    ),
 ]
 
 
@@ -94,8 +102,6 @@ def check_replay(
             raise DBOSException(
                 f"unknown status {bad[0]!r}: use one of " + ", ".join(wf_cmd.STATUSES)
             )
-    if limit is not None and limit < 1:
-        raise DBOSException("--limit must be at least 1")
     url, schema_name = system_url(db_url), system_schema(schema)
     # For the rest of this process: an app may launch from a thread or a timer it starts.
     replay_check.refuse_launch(app)
@@ -175,7 +181,7 @@ def show(report: ReplayCheckReport) -> None:
     from rich.table import Table
 
     table = Table(header_style="bold", show_edge=False, pad_edge=False)
-    table.add_column("ID", overflow="fold", min_width=12)
+    table.add_column("ID", no_wrap=True)
     table.add_column("Name", overflow="fold", max_width=32)
     table.add_column("Status", no_wrap=True)
     table.add_column("Verdict", no_wrap=True)
@@ -198,7 +204,7 @@ def show(report: ReplayCheckReport) -> None:
             why,
         )
     if report.results:
-        render.out.print(table)
+        render.print_table(table)
     for r in report.results:
         for warning in r.warnings:
             render.warning(f"{r.workflow_id}: {warning}")

@@ -15,7 +15,7 @@ def migrate(db_url: DbUrl = None, schema_name: SchemaOpt = None) -> None:
     """Create or upgrade the system tables. Idempotent; safe to run from several processes."""
     from runtime import migrate as schema
 
-    url = system_url(db_url)
+    url = system_url(db_url, missing_database_ok=True)
     name = system_schema(schema_name)
     result = schema.migrate(url, name, create_database=True)
     where = redact_url(url) if name == "dbos" else f"schema {name!r} of {redact_url(url)}"

@@ -7,11 +7,12 @@ exist is an error (exit 1) for every command that names one.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from dbos_cli import render
+from dbos_cli import checks, render
 from dbos_cli import render_schedules as show
 from dbos_cli.options import DbUrl, JsonFlag, open_client
 from runtime.errors import DBOSException
@@ -131,8 +132,20 @@ def delete(name: Name, db_url: DbUrl = None, json_output: JsonFlag = False) -> N
 @group.command("backfill")
 def backfill(
     name: Name,
-    start: Annotated[str, typer.Argument(help="Start of the window (ISO 8601; no offset: UTC).")],
-    end: Annotated[str, typer.Argument(help="End of the window (ISO 8601; no offset: UTC).")],
+    start: Annotated[
+        datetime,
+        typer.Argument(
+            parser=checks.moment("START", naive_utc=True),
+            help="Start of the window: ISO 8601 (no offset: UTC), or @SECONDS or "
+            "@MILLISECONDSms since 1970.",
+        ),
+    ],
+    end: Annotated[
+        datetime,
+        typer.Argument(
+            parser=checks.moment("END", naive_utc=True), help="End of the window (as START)."
+        ),
+    ],
     db_url: DbUrl = None,
     json_output: JsonFlag = False,
 ) -> None:

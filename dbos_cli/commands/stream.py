@@ -7,14 +7,14 @@ from typing import Annotated
 
 import typer
 
-from dbos_cli import render
+from dbos_cli import checks, render
 from dbos_cli.options import DbUrl, open_client
 
 FromOffset = Annotated[
     int,
     typer.Option(
         "--from-offset",
-        min=0,
+        parser=checks.whole_number("--from-offset"),
         help="Start at this offset (0: the first value); a reconnecting reader passes the "
         "offset after the last one it printed.",
     ),

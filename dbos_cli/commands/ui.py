@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from dbos_cli import render
+from dbos_cli import checks, render
 from dbos_cli.options import DbUrl, system_schema, system_url
 from runtime.errors import DBOSConfigError
 
@@ -44,7 +44,12 @@ def ui(
     host: Annotated[
         str, typer.Option("--host", help="Address to listen on (loopback unless a token is set).")
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8080,
+    port: Annotated[
+        int,
+        typer.Option(
+            "--port", parser=checks.whole_number("--port", 1, 65_535), help="Port to listen on."
+        ),
+    ] = 8080,
     token: Annotated[
         str | None,
         typer.Option(

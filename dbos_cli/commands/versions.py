@@ -143,12 +143,20 @@ def register(app: typer.Typer) -> None:
 
 
 def resume_on(
-    client: DBOSClient, workflow_ids: list[str], version: str | None, latest: bool
+    client: DBOSClient,
+    workflow_ids: list[str],
+    version: str | None,
+    latest: bool,
+    *,
+    dry_run: bool = False,
 ) -> list[Change]:
     """`dbos workflow resume`'s action: resume (on the version asked for, if any), then warn
-    about each resumed workflow no live executor runs."""
+    about each resumed workflow no live executor runs. ``dry_run``: what it would resume (a
+    move to another version changes nothing about which ones), changing nothing."""
     quiet_unserved_log()
     target = target_version(client, version, latest)
+    if dry_run:
+        return client.resume_each(workflow_ids, dry_run=True)
     if target is None:
         changes = client.resume_each(workflow_ids)
     else:

@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from dbos_cli import render
+from dbos_cli import checks, render
 from dbos_cli.attributes import Attr, parse_attrs
 from dbos_cli.commands import versions, why
 from dbos_cli.options import DbUrl, JsonFlag, open_client
@@ -31,8 +32,24 @@ group = typer.Typer(
 )
 queue_group = typer.Typer(help="Workflows waiting in or running from queues.", no_args_is_help=True)
 
-Limit = Annotated[int, typer.Option("--limit", "-l", help="Show at most this many workflows.")]
-Offset = Annotated[int, typer.Option("--offset", "-o", help="Skip this many workflows first.")]
+Limit = Annotated[
+    int,
+    typer.Option(
+        "--limit",
+        "-l",
+        parser=checks.whole_number("--limit"),
+        help="Show at most this many workflows.",
+    ),
+]
+Offset = Annotated[
+    int,
+    typer.Option(
+        "--offset",
+        "-o",
+        parser=checks.whole_number("--offset"),
+        help="Skip this many workflows first.",
+    ),
+]
 Status = Annotated[
     list[str] | None,
     typer.Option(
@@ -50,18 +67,38 @@ AppVersion = Annotated[
     str | None, typer.Option("--app-version", "-v", help="Only this application version.")
 ]
 StartTime = Annotated[
-    str | None,
+    datetime | None,
     typer.Option(
-        "--start-time", "-t", help="Only workflows created at or after this ISO 8601 time."
+        "--start-time",
+        "-t",
+        parser=checks.moment("--start-time"),
+        help="Only workflows created at or after this time: ISO 8601 (local time unless it has "
+        "an offset or Z), or @SECONDS or @MILLISECONDSms since 1970.",
+        show_default=False,
     ),
 ]
 EndTime = Annotated[
-    str | None,
+    datetime | None,
     typer.Option(
-        "--end-time", "-e", help="Only workflows created at or before this ISO 8601 time."
+        "--end-time",
+        "-e",
+        parser=checks.moment("--end-time"),
+        help="Only workflows created at or before this time (written as for --start-time).",
+        show_default=False,
     ),
 ]
-SortDesc = Annotated[bool, typer.Option("--sort-desc", "-d", help="Newest first.")]
+Sort = Annotated[
+    str,
+    typer.Option(
+        "--sort",
+        help="Order by creation time: desc (newest first) or asc (oldest first).",
+        parser=checks.choice("--sort", ("desc", "asc")),
+    ),
+]
+# DBOS's flag, kept for scripts written against it (newest first is the default now).
+SortDesc = Annotated[
+    bool, typer.Option("--sort-desc", "-d", hidden=True, help="Newest first (the default now).")
+]
 Ids = Annotated[
     list[str] | None,
     typer.Argument(help="Workflow IDs (or use the filter options instead).", show_default=False),
@@ -80,9 +117,14 @@ def _waits(client: DBOSClient, found: list[WorkflowStatus]) -> dict[str, Waiting
 
 
 def _show_listing(
-    found: list[WorkflowStatus], waits: dict[str, Waiting], json_output: bool
+    found: list[WorkflowStatus],
+    waits: dict[str, Waiting],
+    json_output: bool,
+    page: tuple[int, int, bool] | None = None,
 ) -> None:
-    """A listing (of `workflow list` or `queue list`): a table, or JSON without the values."""
+    """A listing (of `workflow list` or `queue list`): a table, or JSON without the values (a
+    list, as ever: no count in it). ``page`` (the total matching, the offset, newest first)
+    adds the table's footer."""
     if json_output:
         now = render.now_ms()
         render.print_json(
@@ -93,6 +135,8 @@ def _show_listing(
         )
     else:
         render.workflow_table(found, waits=waits)
+        if page is not None:
+            render.listing_footer(len(found), *page)
 
 
 @group.command("list")
@@ -106,6 +150,7 @@ def list_workflows(
     app_version: AppVersion = None,
     start_time: StartTime = None,
     end_time: EndTime = None,
+    sort: Sort = "desc",
     sort_desc: SortDesc = False,
     json_output: JsonFlag = False,
     attr: Attr = None,
@@ -118,25 +163,32 @@ def list_workflows(
         ),
     ] = None,
 ) -> None:
-    """List workflows (oldest first; -d for newest first)."""
+    """List workflows, newest first (--sort asc for oldest first); a footer says how many more
+    match."""
+    filters: dict[str, Any] = {
+        "attributes": parse_attrs(attr),
+        "schedule_name": schedule or None,
+        "status": status,
+        "name": name,
+        "queue_name": queue,
+        "app_version": app_version,
+        "start_time": start_time,
+        "end_time": end_time,
+    }
+    newest_first = sort_desc or sort == "desc"
     with open_client(db_url) as client:
         found = client.list_workflows(
-            attributes=parse_attrs(attr),
-            schedule_name=schedule or None,
-            status=status,
-            name=name,
-            queue_name=queue,
-            app_version=app_version,
-            start_time=start_time,
-            end_time=end_time,
+            **filters,
             limit=limit,
             offset=offset,
-            sort_desc=sort_desc,
+            sort_desc=newest_first,
             load_input=False,
             load_output=False,
         )
         waits = _waits(client, found)
-    _show_listing(found, waits, json_output)
+        total = None if json_output else client.count_workflows(**filters)
+    page = None if total is None else (total, offset, newest_first)
+    _show_listing(found, waits, json_output, page)
 
 
 @group.command("get")
@@ -182,8 +234,8 @@ class _Filters:
     status: list[str] | None
     name: str | None
     queue_name: str | None
-    start_time: str | None
-    end_time: str | None
+    start_time: datetime | None
+    end_time: datetime | None
 
     def given(self) -> bool:
         """Whether any filter was given."""
@@ -219,6 +271,22 @@ def _targets(
     return [wf.workflow_id for wf in found], True
 
 
+def _plural(n: int) -> str:
+    return f"{n} workflow{'s' if n != 1 else ''}"
+
+
+def _skipped_lines(skipped: list[Change], would: bool) -> None:
+    """The skipped workflows, counted by reason (and listed when few)."""
+    if not skipped:
+        return
+    reasons = Counter(c.reason for c in skipped)
+    detail = ", ".join(f"{n} {reason}" for reason, n in reasons.most_common())
+    render.warning(f"{'would skip' if would else 'skipped'} {len(skipped)}: {detail}")
+    if len(skipped) <= 10:
+        for c in skipped:
+            render.info(f"  {c.workflow_id}: {c.reason}")
+
+
 def _summary(verb: str, changes: list[Change], json_output: bool) -> int:
     changed = [c.workflow_id for c in changes if c.changed]
     skipped = [c for c in changes if not c.changed]
@@ -231,22 +299,52 @@ def _summary(verb: str, changes: list[Change], json_output: bool) -> int:
             }
         )
     else:
-        render.success(f"{verb} {len(changed)} workflow{'s' if len(changed) != 1 else ''}")
-        if skipped:
-            reasons = Counter(c.reason for c in skipped)
-            detail = ", ".join(f"{n} {reason}" for reason, n in reasons.most_common())
-            render.warning(f"skipped {len(skipped)}: {detail}")
-            if len(skipped) <= 10:
-                for c in skipped:
-                    render.info(f"  {c.workflow_id}: {c.reason}")
+        render.success(f"{verb} {_plural(len(changed))}")
+        _skipped_lines(skipped, would=False)
     return 1 if missing else 0
 
 
+@dataclass(frozen=True)
+class _Action:
+    """A bulk action: its words, what it does (``run(client, ids, dry_run)``: the runtime's
+    ``*_each``, whose dry run evaluates the real run's own predicate), and the statuses its
+    filters select by default."""
+
+    verb: str  # "cancelled"
+    imperative: str  # "Cancel"
+    run: Callable[[DBOSClient, list[str], bool], list[Change]]
+    default_status: list[str]
+
+
+def _dry_run_report(
+    client: DBOSClient, action: _Action, changes: list[Change], json_output: bool
+) -> None:
+    """What the real run would do: the workflows it would change (a table), and those it would
+    skip, with why; the same Change list the real run returns."""
+    would = [c.workflow_id for c in changes if c.changed]
+    skipped = [c for c in changes if not c.changed]
+    rows = client.list_workflows(workflow_ids=would, load_input=False, load_output=False)
+    rows.sort(key=lambda w: would.index(w.workflow_id))
+    waits = _waits(client, rows)
+    if json_output:
+        now = render.now_ms()
+        render.print_json(
+            {
+                "would_" + action.verb: [
+                    render.workflow_json(w, values=False, waiting=waits.get(w.workflow_id), now=now)
+                    for w in rows
+                ],
+                "skipped": [{"workflow_id": c.workflow_id, "reason": c.reason} for c in skipped],
+            }
+        )
+        return
+    render.workflow_table(rows, title=f"would be {action.verb} (dry run)", waits=waits)
+    _skipped_lines(skipped, would=True)
+    render.info(f"dry run: {_plural(len(would))} would be {action.verb}; nothing changed")
+
+
 def _bulk(
-    verb: str,
-    imperative: str,
-    action: Callable[[DBOSClient, list[str]], list[Change]],
-    default_status: list[str],
+    action: _Action,
     db_url: str | None,
     ids: list[str] | None,
     filters: _Filters,
@@ -255,30 +353,25 @@ def _bulk(
     json_output: bool,
 ) -> None:
     with open_client(db_url) as client:
-        targets, by_filter = _targets(client, ids, filters, default_status)
+        targets, by_filter = _targets(client, ids, filters, action.default_status)
         if dry_run:
-            preview = client.list_workflows(
-                workflow_ids=targets, load_input=False, load_output=False
-            )
-            waits = _waits(client, preview)
-            if json_output:
-                now = render.now_ms()
-                rows = [
-                    render.workflow_json(w, values=False, waiting=waits.get(w.workflow_id), now=now)
-                    for w in preview
-                ]
-                render.print_json({"would_" + verb: rows})
-            else:
-                render.workflow_table(preview, title=f"would be {verb} (dry run)", waits=waits)
-                render.info(f"dry run: {len(targets)} workflows would be {verb}; nothing changed")
+            _dry_run_report(client, action, action.run(client, targets, True), json_output)
             return
         if by_filter and not yes:
-            if not targets:
-                render.info("no workflows match; nothing to do")
+            # Ask about what the run would really change (the dry run's count), not about
+            # everything the filters match.
+            preview = action.run(client, targets, True)
+            count = sum(1 for c in preview if c.changed)
+            if not count:
+                render.info(
+                    f"no workflow would be {action.verb} ({_plural(len(targets))} match); "
+                    "nothing to do"
+                )
+                _skipped_lines([c for c in preview if not c.changed], would=True)
                 return
-            typer.confirm(f"{imperative} {len(targets)} workflows?", abort=True)
-        changes = action(client, targets)
-    code = _summary(verb, changes, json_output)
+            typer.confirm(f"{action.imperative} {_plural(count)}?", abort=True)
+        changes = action.run(client, targets, False)
+    code = _summary(action.verb, changes, json_output)
     if code:
         raise typer.Exit(code)
 
@@ -298,18 +391,13 @@ def cancel(
 ) -> None:
     """Cancel workflows: a running one stops at its next step; an enqueued one leaves its queue."""
     filters = _Filters(status, name, queue, start_time, end_time)
-    _bulk(
+    action = _Action(
         "cancelled",
         "Cancel",
-        lambda client, targets: client.cancel_each(targets),
+        lambda client, targets, dry: client.cancel_each(targets, dry_run=dry),
         ["PENDING", "ENQUEUED", "DELAYED"],
-        db_url,
-        ids,
-        filters,
-        dry_run,
-        yes,
-        json_output,
     )
+    _bulk(action, db_url, ids, filters, dry_run, yes, json_output)
 
 
 @group.command("resume")
@@ -330,20 +418,15 @@ def resume(
     """Resume workflows from their last completed step: a live executor of the application picks
     them up (one from a queue goes back to it; an enqueued one starts now, bypassing its queue)."""
     filters = _Filters(status, name, queue, start_time, end_time)
-    _bulk(
+    action = _Action(
         "resumed",
         "Resume",
-        lambda client, targets: versions.resume_on(
-            client, targets, application_version, latest_version
+        lambda client, targets, dry: versions.resume_on(
+            client, targets, application_version, latest_version, dry_run=dry
         ),
         ["CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED"],
-        db_url,
-        ids,
-        filters,
-        dry_run,
-        yes,
-        json_output,
     )
+    _bulk(action, db_url, ids, filters, dry_run, yes, json_output)
 
 
 @group.command("restart")
@@ -378,7 +461,10 @@ def fork(
     step: Annotated[
         int,
         typer.Option(
-            "--step", "-s", help="First step to run anew; earlier steps keep their outcomes."
+            "--step",
+            "-s",
+            parser=checks.whole_number("--step", minimum=1),
+            help="First step to run anew; earlier steps keep their outcomes.",
         ),
     ],
     forked_workflow_id: Annotated[
@@ -415,24 +501,32 @@ def queue_list(
     queue: QueueName = None,
     start_time: StartTime = None,
     end_time: EndTime = None,
+    sort: Sort = "desc",
     sort_desc: SortDesc = False,
     json_output: JsonFlag = False,
 ) -> None:
-    """List workflows waiting in or running from queues (ENQUEUED, or PENDING with a queue)."""
+    """List workflows waiting in or running from queues (ENQUEUED, or PENDING with a queue),
+    newest first (--sort asc for oldest first); a footer says how many more match."""
+    filters: dict[str, Any] = {
+        "queue_name": queue,
+        "status": status,
+        "name": name,
+        "start_time": start_time,
+        "end_time": end_time,
+    }
+    newest_first = sort_desc or sort == "desc"
     with open_client(db_url) as client:
         found = client.list_queued_workflows(
-            queue_name=queue,
-            status=status,
-            name=name,
-            start_time=start_time,
-            end_time=end_time,
+            **filters,
             limit=limit,
             offset=offset,
-            sort_desc=sort_desc,
+            sort_desc=newest_first,
             load_input=False,
         )
         waits = _waits(client, found)
-    _show_listing(found, waits, json_output)
+        total = None if json_output else client.count_workflows(queues_only=True, **filters)
+    page = None if total is None else (total, offset, newest_first)
+    _show_listing(found, waits, json_output, page)
 
 
 def register(app: typer.Typer) -> None:

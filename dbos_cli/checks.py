@@ -1,0 +1,153 @@
+"""The one place the CLI checks numbers and times: parsers that every numeric and time option and
+argument uses (``typer.Option(parser=...)``), so that a bad value is refused while the command line
+is parsed (one line, exit 1: see ``app.main``), before anything reaches the database.
+
+Times are ISO 8601 (``2026-11-21``, ``2026-11-21T14:30``, ``2026-11-21T14:30:00Z``) or, written
+explicitly, epoch numbers: ``@1732199400`` is seconds since 1970 (as GNU ``date -d @N``) and
+``@1732199400000ms`` is milliseconds. A bare number is refused: it is a date to some programs,
+seconds to others and milliseconds to others (a wrong guess once read 1700000000 as the year 1710).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any, NoReturn, TypeVar
+
+import typer
+
+T = TypeVar("T")
+
+# Postgres bigint: the largest count, offset or step number the system tables can hold.
+MAX_BIGINT = 2**63 - 1
+# Times the system tables can order, and that people write: nothing ran before 1970.
+FIRST_YEAR, LAST_YEAR = 1970, 9999
+_EPOCH = re.compile(r"@(\d{1,16})(\.\d+)?(ms)?")
+TIME_FORMS = (
+    "an ISO 8601 date or time (2026-11-21, 2026-11-21T14:30, 2026-11-21T14:30:00Z), "
+    "or @SECONDS / @MILLISECONDSms since 1970"
+)
+# Set on every parser made here (tests check that no option of the CLI parses numbers or
+# times any other way).
+CHECKED = "__dbos_checked__"
+
+
+class RefusedValue(typer.BadParameter):
+    """A value this module refuses: ``invalid OPTION VALUE: why`` and exit 1, as for any other
+    bad input (a usage error proper, such as an unknown option, exits 2)."""
+
+    exit_code = 1
+
+    def __init__(self, option: str, detail: str) -> None:
+        super().__init__(detail, param_hint=f"'{option}'")
+        self.option, self.detail = option, detail
+
+    def format_message(self) -> str:
+        return f"invalid {self.option} {self.detail}"
+
+
+def _refuse(option: str, detail: str) -> NoReturn:
+    raise RefusedValue(option, detail)
+
+
+def _checked(parse: Callable[[Any], T], metavar: str) -> Callable[[Any], T]:
+    setattr(parse, CHECKED, True)
+    parse.__name__ = metavar  # what --help shows as the value's kind
+    return parse
+
+
+def whole_number(option: str, minimum: int = 0, maximum: int = MAX_BIGINT) -> Callable[[Any], int]:
+    """A parser of an integer from ``minimum`` to ``maximum`` (by default what a bigint holds)
+    for ``option``."""
+    top = "2**63-1" if maximum == MAX_BIGINT else str(maximum)
+
+    def parse(value: Any) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        elif isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d{1,30}\s*", value):
+            number = int(value)
+        else:
+            _refuse(option, f"{value!r}: expected a whole number")
+        if not minimum <= number <= maximum:
+            _refuse(option, f"{number}: out of range, expected {minimum} to {top}")
+        return number
+
+    return _checked(parse, "integer")
+
+
+def seconds(option: str, minimum: float = 0.0, maximum: float = 86_400.0) -> Callable[[Any], float]:
+    """A parser of a finite number of seconds above ``minimum``, at most ``maximum``."""
+
+    def parse(value: Any) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            _refuse(option, f"{value!r}: expected a number of seconds")
+        if not (math.isfinite(number) and minimum < number <= maximum):
+            _refuse(
+                option,
+                f"{value!r}: out of range, expected more than {minimum:g} and at most "
+                f"{maximum:g} seconds",
+            )
+        return number
+
+    return _checked(parse, "seconds")
+
+
+def choice(option: str, values: tuple[str, ...]) -> Callable[[Any], str]:
+    """A parser of one of ``values`` (any case), lower-cased."""
+
+    def parse(value: Any) -> str:
+        text = str(value).strip().lower()
+        if text not in values:
+            _refuse(option, f"{value!r}: expected one of {', '.join(values)}")
+        return text
+
+    return _checked(parse, "|".join(values))
+
+
+def moment(option: str, naive_utc: bool = False) -> Callable[[Any], datetime]:
+    """A parser of a point in time (see the module's docstring) as an aware datetime. An ISO
+    8601 time without an offset is local time, or UTC when ``naive_utc``."""
+
+    def parse(value: Any) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            found = _moment(str(value).strip(), naive_utc)
+            in_range = FIRST_YEAR <= found.astimezone(timezone.utc).year <= LAST_YEAR
+        except _OutOfRange:
+            in_range = False
+        except (ValueError, OverflowError, OSError):
+            _refuse(option, f"{value!r}: expected {TIME_FORMS}")
+        if not in_range:
+            _refuse(option, f"{value!r}: out of range, expected {FIRST_YEAR} to {LAST_YEAR}")
+        return found
+
+    return _checked(parse, "time")
+
+
+class _OutOfRange(ValueError):
+    """A well-formed time too early or late to convert (``0001-01-01`` in local time)."""
+
+
+def _moment(text: str, naive_utc: bool) -> datetime:
+    epoch = _EPOCH.fullmatch(text)
+    if epoch is not None:
+        whole, fraction, millis = epoch.groups()
+        count = float(whole + (fraction or "")) / (1000 if millis else 1)
+        return datetime.fromtimestamp(count, timezone.utc)
+    if re.fullmatch(r"[+-]?\d+(\.\d*)?", text):
+        raise ValueError("a bare number is ambiguous")
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"  # Python 3.10's fromisoformat does not read "Z"
+    found = datetime.fromisoformat(text)
+    if not FIRST_YEAR <= found.year <= LAST_YEAR:
+        raise _OutOfRange(text)
+    if found.tzinfo is not None:
+        return found
+    if naive_utc:
+        return found.replace(tzinfo=timezone.utc)
+    return found.astimezone()  # local time, as the CLI shows times
