@@ -198,6 +198,9 @@ def test_bad_input_gets_a_4xx_never_a_500(seeded: tuple[str, str]) -> None:
             b"cookie": f"dbos_ui_token={TOKEN}; {CSRF_COOKIE}=s\xe9".encode("latin-1")
         }
         assert http.get("/workflows", headers=hostile_session).status_code == 200
+        http.cookies.set(FLASH_COOKIE, "eA." + "9" * 5000 + ".00")
+        assert http.get("/workflows").status_code == 200
+        http.cookies.delete(FLASH_COOKIE)
         for path in (
             "/workflows/%00",
             "/queues/%00",

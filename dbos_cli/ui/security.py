@@ -227,7 +227,9 @@ def read_flash(request: Request) -> str | None:
     """The message a :func:`flash` of this session left, when valid and not expired."""
     body, _, rest = request.cookies.get(FLASH_COOKIE, "").partition(".")
     expires, _, signature = rest.partition(".")
-    if not (expires.isascii() and expires.isdigit() and int(expires) >= time.time()):
+    if not (len(expires) <= 12 and expires.isascii() and expires.isdigit()):
+        return None
+    if int(expires) < time.time():
         return None
     if not same_secret(signature, _sign("flash", str(request.state.session), body, expires)):
         return None
@@ -290,9 +292,12 @@ class Guard(BaseHTTPMiddleware):
     async def dispatch(
         self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        response = self.refuse(request)
-        if response is None:
-            response = await self.serve(request, call_next)
+        try:
+            response = self.refuse(request)
+            if response is None:
+                response = await self.serve(request, call_next)
+        except Exception as exc:  # every failure must become a response, never a traceback
+            response = failure(request, exc)
         for name, value in SECURITY_HEADERS.items():
             response.headers[name] = value
         return response
@@ -336,10 +341,7 @@ class Guard(BaseHTTPMiddleware):
         request.state.session = secrets.token_urlsafe(32) if fresh else session
         request.state.csrf = csrf_token(request)
         request.state.flash = read_flash(request)
-        try:
-            response = await call_next(request)
-        except Exception as exc:
-            response = failure(request, exc)
+        response = await call_next(request)
         if fresh:
             response.headers.append("Vary", "Cookie")
             response.set_cookie(
