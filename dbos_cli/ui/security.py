@@ -272,7 +272,9 @@ def harden(env: Environment) -> None:
 
 
 def _plain(status: int, text: str) -> Response:
-    return PlainTextResponse(text, status_code=status)
+    """A one-line text response; control and bidi characters of echoed input shown as escapes."""
+    shown = "".join(repr(ch)[1:-1] if _hidden(ch) else ch for ch in text)
+    return PlainTextResponse(shown, status_code=status)
 
 
 def _safe_path(path: str) -> str:
