@@ -21,9 +21,9 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.templating import Jinja2Templates
 
-from dbos_cli.ui.security import Guard, HostRule, check_csrf, check_token, flash, harden
+from dbos_cli.ui import security
+from dbos_cli.ui.security import Guard, HostRule, check_csrf, check_token, flash
 from runtime.client import STATUSES, DBOSClient
 from runtime.errors import DBOSDatabaseError, DBOSException, DBOSNonExistentWorkflowError
 from runtime.status import StepInfo, WorkflowStatus
@@ -93,8 +93,7 @@ def create_app(
     headers it answers (None: any, for tests). Raises DBOSConfigError for an unusable token."""
     if token is not None:
         check_token(token, remote=False)
-    templates = Jinja2Templates(directory=str(HERE / "templates"))
-    harden(templates.env)
+    templates = security.templates(HERE / "templates")
     templates.env.globals.update(
         local_time=local_time, pretty=pretty, error_text=error_text, statuses=STATUSES
     )
@@ -110,7 +109,7 @@ def create_app(
         return state["client"]
 
     def render(request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
-        context.update(request=request, csrf=request.state.csrf, flash=request.state.flash)
+        context.update(request=request, csrf=request.state.csrf)
         return templates.TemplateResponse(request, template, context, status_code=status_code)
 
     # -- pages ------------------------------------------------------------------------------------
@@ -221,7 +220,7 @@ def create_app(
                 message = f"forked from {wid} at step {step}"
         except DBOSException as exc:
             message = f"failed: {exc}"
-        return flash(request, RedirectResponse(f"/workflows/{target}", status_code=303), message)
+        return flash(RedirectResponse(f"/workflows/{target}", status_code=303), message)
 
     async def queues(request: Request) -> Response:
         return render(request, "queues.html", queues=client().list_queues())

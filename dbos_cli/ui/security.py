@@ -33,15 +33,17 @@ import time
 import unicodedata
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from jinja2 import Environment
+from jinja2 import Environment, FileSystemLoader
 from markupsafe import Markup, escape
 from starlette.datastructures import FormData
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.templating import Jinja2Templates
 
 from runtime.errors import DBOSConfigError, DBOSDatabaseError, DBOSException
 
@@ -194,25 +196,33 @@ def csrf_token(request: Request) -> str:
     return _sign("csrf", str(request.state.session))
 
 
+def csrf_valid(request: Request, form: FormData) -> bool:
+    """Whether the form's ``csrf`` field is the token of the session its cookie names."""
+    given = form.get("csrf")
+    return bool(request.cookies.get(CSRF_COOKIE)) and (
+        isinstance(given, str) and same_secret(given, csrf_token(request))
+    )
+
+
 def check_csrf(request: Request, form: FormData) -> Response | None:
     """For a POST handler, after reading its form: a 403 response when the form's ``csrf`` field
     is not this session's token, else None. ``if (denied := check_csrf(request, form)): return
     denied``."""
-    given = form.get("csrf")
-    if request.cookies.get(CSRF_COOKIE) and isinstance(given, str):
-        if same_secret(given, csrf_token(request)):
-            return None
+    if csrf_valid(request, form):
+        return None
     return PlainTextResponse(
         "invalid or missing CSRF token: reload the page and try again", status_code=403
     )
 
 
-def flash(request: Request, response: Response, text: str) -> Response:
-    """Show ``text`` once on the next page this browser loads (within a minute): a cookie signed
-    for this session, so that no link or other site can make the dashboard say anything."""
+def flash(response: Response, text: str) -> Response:
+    """Show ``text`` once on the next page this browser loads (within a minute), typically on an
+    action's redirect: ``return flash(RedirectResponse(url, 303), "cancelled")``. The cookie is
+    signed by this process, so no link or other site can make the dashboard say anything (and no
+    other site can set a cookie here to replay one)."""
     body = base64.urlsafe_b64encode(text[:1000].encode("utf-8", "replace")).decode("ascii")
     expires = str(int(time.time()) + FLASH_SECONDS)
-    signature = _sign("flash", str(request.state.session), body, expires)
+    signature = _sign("flash", body, expires)
     response.set_cookie(
         FLASH_COOKIE,
         f"{body}.{expires}.{signature}",
@@ -224,14 +234,14 @@ def flash(request: Request, response: Response, text: str) -> Response:
 
 
 def read_flash(request: Request) -> str | None:
-    """The message a :func:`flash` of this session left, when valid and not expired."""
+    """The message a :func:`flash` left, when its signature is valid and it has not expired."""
     body, _, rest = request.cookies.get(FLASH_COOKIE, "").partition(".")
     expires, _, signature = rest.partition(".")
     if not (len(expires) <= 12 and expires.isascii() and expires.isdigit()):
         return None
     if int(expires) < time.time():
         return None
-    if not same_secret(signature, _sign("flash", str(request.state.session), body, expires)):
+    if not same_secret(signature, _sign("flash", body, expires)):
         return None
     return base64.urlsafe_b64decode(body.encode("ascii")).decode("utf-8", "replace")
 
@@ -263,9 +273,16 @@ def visible(value: Any) -> Any:
     )
 
 
-def harden(env: Environment) -> None:
-    """Install :func:`visible` on a template environment (before its first template loads)."""
-    env.finalize = visible
+def templates(directory: str | Path) -> Jinja2Templates:
+    """The dashboard's templates: :func:`visible` on every ``{{ value }}``, and ``csrf`` (the
+    form token) and ``flash`` (the message to show, or None) in every page's context."""
+    env = Environment(loader=FileSystemLoader(str(directory)), autoescape=True, finalize=visible)
+    return Jinja2Templates(env=env, context_processors=[page_context])
+
+
+def page_context(request: Request) -> dict[str, Any]:
+    """What every page may use from the guard: ``csrf`` and ``flash``."""
+    return {"csrf": request.state.csrf, "flash": request.state.flash}
 
 
 # -- the middleware -------------------------------------------------------------------------------
