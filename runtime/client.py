@@ -406,17 +406,21 @@ class DBOSClient(ClientScheduleCalls, ClientStreams, ClientVersionCalls):
 
     list_workflow_steps_async = twin(list_workflow_steps)
 
-    def cancel_each(self, workflow_ids: Iterable[str]) -> list[Change]:
-        """Cancel each PENDING or ENQUEUED workflow (its runner stops before its next step).
-        Nothing raises for a workflow left as it was: the result says, in order, what changed and
-        why the others did not (``no such workflow``, ``already SUCCESS``, ...)."""
-        return management.cancel_many(self.sysdb, workflow_ids)
+    def cancel_each(self, workflow_ids: Iterable[str], *, dry_run: bool = False) -> list[Change]:
+        """Cancel each PENDING, ENQUEUED or DELAYED workflow (its runner stops before its next
+        step). Nothing raises for a workflow left as it was: the result says, in order, what
+        changed and why the others did not (``no such workflow``, ``already SUCCESS``, ...).
+        ``dry_run``: the same list for what a cancel would do now (``changed`` = would change),
+        from the same predicate as the real run, writing nothing."""
+        return management.cancel_many(self.sysdb, workflow_ids, dry_run=dry_run)
 
-    def resume_each(self, workflow_ids: Iterable[str]) -> list[Change]:
+    def resume_each(self, workflow_ids: Iterable[str], *, dry_run: bool = False) -> list[Change]:
         """Resume each workflow as ``resume_workflow`` does, without raising for one that is
         left as it was: the result says, in order, what changed and why the others did not (a
-        running or finished workflow, or no such workflow)."""
-        return management.resume_many(self.sysdb, workflow_ids)
+        running or finished workflow, or no such workflow). ``dry_run``: the same list for what
+        a resume would do now (``changed`` = would change), from the same predicate as the real
+        run, writing nothing."""
+        return management.resume_many(self.sysdb, workflow_ids, dry_run=dry_run)
 
     def cancel_workflows(self, workflow_ids: list[str]) -> None:
         """Cancel each PENDING or ENQUEUED workflow, as DBOS does: one in another status (or

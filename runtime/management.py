@@ -8,12 +8,13 @@ from __future__ import annotations
 import socket
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from runtime import migrate
+from runtime.action_preview import ActionPreview, Eligibility
 from runtime.attribute_db import AttributeTable
 from runtime.context import attributes_json, validate_workflow_id
 from runtime.errors import DBOSException, DBOSNonExistentWorkflowError
@@ -361,18 +362,33 @@ def list_steps(
     return steps
 
 
-def _unchanged(sysdb: SystemDatabase, workflow_id: str) -> Change:
-    current = sysdb.get_status_result(workflow_id)
-    if current is None:
+def _cancel_skipped(workflow_id: str, status: str | None) -> Change:
+    """Why a cancel left a workflow in ``status`` (None: no such workflow) as it was."""
+    if status is None:
         return Change(workflow_id, False, "no such workflow", missing=True)
-    return Change(workflow_id, False, f"already {current.status}")
+    return Change(workflow_id, False, f"already {status}")
+
+
+def _resume_skipped(workflow_id: str, status: str | None) -> Change:
+    """Why a resume left a workflow in ``status`` (None: no such workflow) as it was."""
+    if status is None:
+        return Change(workflow_id, False, "no such workflow", missing=True)
+    if status == WorkflowStatusString.PENDING:
+        return Change(workflow_id, False, "still running in a live process: nothing to resume")
+    return Change(
+        workflow_id,
+        False,
+        f"already {status}: a finished workflow is not resumed; "
+        "fork it to run it again from a step",
+    )
 
 
 def cancel(sysdb: SystemDatabase, workflow_id: str) -> Change:
     """Cancel a PENDING or ENQUEUED workflow; its runner stops before its next step."""
     if sysdb.cancel_workflow(workflow_id):
         return Change(workflow_id, True)
-    return _unchanged(sysdb, workflow_id)
+    current = sysdb.get_status_result(workflow_id)
+    return _cancel_skipped(workflow_id, None if current is None else current.status)
 
 
 def resume(sysdb: SystemDatabase, workflow_id: str) -> Change:
@@ -384,16 +400,7 @@ def resume(sysdb: SystemDatabase, workflow_id: str) -> Change:
     if sysdb.resume_workflow(workflow_id, INTERNAL_QUEUE):
         return Change(workflow_id, True)
     current = sysdb.get_status_result(workflow_id)
-    if current is None:
-        return Change(workflow_id, False, "no such workflow", missing=True)
-    if current.status == WorkflowStatusString.PENDING:
-        return Change(workflow_id, False, "still running in a live process: nothing to resume")
-    return Change(
-        workflow_id,
-        False,
-        f"already {current.status}: a finished workflow is not resumed; "
-        "fork it to run it again from a step",
-    )
+    return _resume_skipped(workflow_id, None if current is None else current.status)
 
 
 def fork(
@@ -467,17 +474,54 @@ def _checked_ids(workflow_ids: Iterable[str]) -> list[str]:
     return ids
 
 
-def cancel_many(sysdb: SystemDatabase, workflow_ids: Iterable[str]) -> list[Change]:
-    """``cancel`` for each workflow, in order."""
-    return [cancel(sysdb, wid) for wid in _checked_ids(workflow_ids)]
+def _previewed(
+    found: dict[str, Eligibility],
+    ids: list[str],
+    skipped: Callable[[str, str | None], Change],
+    after: Eligibility,
+) -> list[Change]:
+    """The Change list a real run would return, from the evaluated predicate of each workflow.
+    A repeated ID meets the workflow as the real run leaves it (``after``): a second cancel skips
+    it as already CANCELLED, a second resume takes the ENQUEUED workflow again."""
+    found = dict(found)
+    changes = []
+    for wid in ids:
+        state = found.get(wid)
+        if state is not None and state.eligible:
+            changes.append(Change(wid, True))
+            found[wid] = after
+        else:
+            changes.append(skipped(wid, None if state is None else state.status))
+    return changes
+
+
+def cancel_many(
+    sysdb: SystemDatabase, workflow_ids: Iterable[str], *, dry_run: bool = False
+) -> list[Change]:
+    """``cancel`` for each workflow, in order. ``dry_run``: what a cancel would change now (the
+    same predicate as the real run, evaluated in one read), changing nothing."""
+    ids = _checked_ids(workflow_ids)
+    if dry_run:
+        found = ActionPreview(sysdb).cancel(ids)
+        return _previewed(found, ids, _cancel_skipped, Eligibility("CANCELLED", False))
+    return [cancel(sysdb, wid) for wid in ids]
 
 
 def resume_many(
-    sysdb: SystemDatabase, workflow_ids: Iterable[str], *, all_must_exist: bool = False
+    sysdb: SystemDatabase,
+    workflow_ids: Iterable[str],
+    *,
+    all_must_exist: bool = False,
+    dry_run: bool = False,
 ) -> list[Change]:
     """``resume`` for each workflow, in order. ``all_must_exist`` (DBOS's ``resume_workflows``):
-    an unknown ID raises ``DBOSNonExistentWorkflowError`` before any workflow is resumed."""
+    an unknown ID raises ``DBOSNonExistentWorkflowError`` before any workflow is resumed.
+    ``dry_run``: what a resume would change now (the same predicate as the real run, evaluated
+    in one read), changing nothing."""
     ids = _checked_ids(workflow_ids)
+    if dry_run:
+        found = ActionPreview(sysdb).resume(ids)
+        return _previewed(found, ids, _resume_skipped, Eligibility("ENQUEUED", True))
     if all_must_exist:
         for wid in ids:
             if sysdb.get_status_result(wid) is None:

@@ -230,10 +230,13 @@ ORDER BY created_at
 
 # -- cancellation and timeouts ---------------------------------------------------------------------
 
+# The workflows a cancel takes (alias w); a dry run of a cancel evaluates the same predicate.
+CANCELLABLE = "w.status IN ('PENDING', 'ENQUEUED', 'DELAYED')"
+
 CANCEL_WORKFLOW = f"""
-UPDATE dbos.workflow_status
+UPDATE dbos.workflow_status w
 SET status = 'CANCELLED', updated_at = {NOW_MS}, deduplication_id = NULL
-WHERE workflow_uuid = %(workflow_uuid)s AND status IN ('PENDING', 'ENQUEUED', 'DELAYED')
+WHERE w.workflow_uuid = %(workflow_uuid)s AND {CANCELLABLE}
 RETURNING 1
 """
 
@@ -519,7 +522,8 @@ FROM (SELECT DISTINCT queue_name FROM due) q
 # resumed only when no live process owns it (else it is running: nothing to resume). Its owner is
 # kept: until a cancelled runner has really stopped and released it, no one may claim it.
 # The workflows a resume takes (alias w): stopped or waiting ones, and running ones whose process
-# is gone. Anything that prepares a resume (a move to another version) selects the same ones.
+# is gone. Anything that prepares a resume (a move to another version) or previews one (a dry
+# run) selects the same ones.
 RESUMABLE = f"""(w.status IN ('CANCELLED', 'ENQUEUED', 'DELAYED', 'MAX_RECOVERY_ATTEMPTS_EXCEEDED')
        OR (w.status = 'PENDING' AND {OWNER_ABSENT}))"""
 

@@ -67,6 +67,9 @@ LIST_FILTERS = {
     "attributes": "attributes @> %(attributes)s::jsonb",
     # Keyset pagination (newest first): rows older than the last one shown.
     "before": "(created_at, workflow_uuid) < (%(before_ts)s, %(before_id)s)",
+    # The dashboard's page back (oldest first from the first row shown) and its name search.
+    "after": "(created_at, workflow_uuid) > (%(after_ts)s, %(after_id)s)",
+    "name_prefix": "name LIKE %(name_prefix)s",
 }
 ORDER_ASC = " ORDER BY created_at ASC, workflow_uuid ASC"
 ORDER_DESC = " ORDER BY created_at DESC, workflow_uuid DESC"

@@ -113,7 +113,7 @@ def test_dashboard_in_a_real_browser(stack: tuple[App, str]) -> None:
         )
         page = browser.new_page(viewport={"width": 1400, "height": 900})
 
-        page.goto(f"{base}/workflows?refresh=0")
+        page.goto(f"{base}/workflows?live=0")
         rows = page.locator("#workflow-list tbody tr")
         assert rows.count() == 4
         _shot(page, "1-workflow-list")
@@ -124,7 +124,7 @@ def test_dashboard_in_a_real_browser(stack: tuple[App, str]) -> None:
         assert "fails" in page.locator("#workflow-list").inner_text()
         _shot(page, "2-filtered-by-status")
 
-        page.goto(f"{base}/workflows?refresh=0")
+        page.goto(f"{base}/workflows?live=0")
         page.click("text=greet-ann")
         assert page.locator("#status").inner_text() == "SUCCESS"
         assert '"hello ANN"' in page.locator("#output").inner_text()

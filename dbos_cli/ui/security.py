@@ -45,7 +45,13 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
-from runtime.errors import DBOSConfigError, DBOSDatabaseError, DBOSException
+from runtime.errors import (
+    DBOSConfigError,
+    DBOSConnectionError,
+    DBOSDatabaseError,
+    DBOSException,
+    DBOSSchemaMissingError,
+)
 
 TOKEN_COOKIE = "dbos_ui_token"
 CSRF_COOKIE = "dbos_csrf"  # the session id; the CSRF token is derived from it, never equal to it
@@ -347,8 +353,6 @@ class Guard(BaseHTTPMiddleware):
                 )
         if request.method not in ("GET", "HEAD", "OPTIONS") and not same_origin(request):
             return _plain(403, "cross-origin request refused: use the dashboard's own pages")
-        if "\x00" in request.url.path:
-            return _plain(400, "the address holds a NUL character, which no name can contain")
         return None
 
     async def serve(
@@ -375,13 +379,22 @@ class Guard(BaseHTTPMiddleware):
         return response
 
 
+def database_error(request: Request, exc: DBOSDatabaseError) -> tuple[int, str]:
+    """``(status, message)`` to show a viewer for a database error, which is logged here: its
+    text names the user, host and database, so the viewer gets none of it. Unreachable, missing
+    schema or busy: 503; a value the database refused (e.g. a NUL character): 400."""
+    log.error("dashboard: %s %s: %s", request.method, request.url.path, exc)
+    if isinstance(exc, (DBOSConnectionError, DBOSSchemaMissingError)) or exc.transient:
+        return 503, "database unavailable: see the dashboard's log for the reason"
+    return 400, "the database refused this request's input (the dashboard's log has the reason)"
+
+
 def failure(request: Request, exc: Exception) -> Response:
     """The response for an exception a page raised: the input's fault gets a 400 with the
     message; a database failure a 503 without details (they name user, host and database: logged
     here instead); anything else a 500 without details, logged with its traceback."""
     if isinstance(exc, DBOSDatabaseError):
-        log.error("dashboard: %s %s: %s", request.method, request.url.path, exc)
-        return _plain(503, "database unavailable: see the dashboard's log for the reason")
+        return _plain(*database_error(request, exc))
     if isinstance(exc, (DBOSException, ValueError, UnicodeError)):
         return _plain(400, f"bad request: {exc}")
     log.exception("dashboard: %s %s failed", request.method, request.url.path)
