@@ -9,14 +9,14 @@ What it enforces, and why:
   sets), compared as bytes in constant time so that no input can make the comparison itself fail.
 - State-changing requests (POST) must come from this origin (``Origin``, else ``Referer``, else
   ``Sec-Fetch-Site``) and carry a CSRF token that is an HMAC, under a per-process secret, of the
-  session cookie: a cookie/field pair made up by someone else does not pass (:func:`check_csrf`).
+  session cookie: a cookie/field pair made up by someone else does not pass (:func:`csrf_valid`).
 - Messages after an action travel in a signed, short-lived cookie (:func:`flash`), never in the
   URL, so a crafted link cannot show an official-looking banner.
 - Every response, errors and static files included, carries ``Cache-Control: no-store``,
   ``nosniff``, ``X-Frame-Options`` and a CSP that allows scripts from this origin only.
 - An exception from a page becomes a 4xx with a message when the input caused it, a 503 "database
-  unavailable" for database failures (the detail is logged here, never shown: it names the user
-  and host), and otherwise a 500 with no details.
+  unavailable" when the database is unreachable (the detail is logged here, never shown: it names
+  the user and host; :func:`database_error`), and otherwise a 500 with no details.
 - Text from the database is rendered with control and bidi characters shown as escapes
   (:func:`visible`, installed as the templates' ``finalize`` hook so no template can forget it).
 """
@@ -207,17 +207,6 @@ def csrf_valid(request: Request, form: FormData) -> bool:
     given = form.get("csrf")
     return bool(request.cookies.get(CSRF_COOKIE)) and (
         isinstance(given, str) and same_secret(given, csrf_token(request))
-    )
-
-
-def check_csrf(request: Request, form: FormData) -> Response | None:
-    """For a POST handler, after reading its form: a 403 response when the form's ``csrf`` field
-    is not this session's token, else None. ``if (denied := check_csrf(request, form)): return
-    denied``."""
-    if csrf_valid(request, form):
-        return None
-    return PlainTextResponse(
-        "invalid or missing CSRF token: reload the page and try again", status_code=403
     )
 
 
