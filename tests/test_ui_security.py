@@ -180,6 +180,11 @@ def test_every_response_carries_the_strict_headers(seeded: tuple[str, str], db_u
             "403": http.post(f"/workflows/{wid}/cancel", data={"csrf": "forged"}),
             "400 nul": http.get("/workflows/%00"),
         }
+    # Not entered: no lifespan, so no database client, and every page fails unexpectedly.
+    broken = _app(db_url).get("/workflows")
+    assert broken.status_code == 500 and "internal error" in broken.text
+    assert "KeyError" not in broken.text and "Traceback" not in broken.text
+    responses["500"] = broken
     for what, response in responses.items():
         for name, value in SECURITY_HEADERS.items():
             assert response.headers.get(name) == value, (what, name)
@@ -198,6 +203,9 @@ def test_bad_input_gets_a_4xx_never_a_500(seeded: tuple[str, str]) -> None:
             b"cookie": f"dbos_ui_token={TOKEN}; {CSRF_COOKIE}=s\xe9".encode("latin-1")
         }
         assert http.get("/workflows", headers=hostile_session).status_code == 200
+        http.cookies.set(FLASH_COOKIE, "eA." + "9" * 5000 + ".00")
+        assert http.get("/workflows").status_code == 200
+        http.cookies.delete(FLASH_COOKIE)
         for path in (
             "/workflows/%00",
             "/queues/%00",

@@ -8,12 +8,13 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
+from starlette.datastructures import FormData
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 
 from dbos_cli.ui import formatting
 from dbos_cli.ui.pages import FILTER_KEYS, filters_of
-from dbos_cli.ui.security import check_csrf
+from dbos_cli.ui.security import csrf_valid
 from dbos_cli.ui.site import Site, step_number
 from runtime.errors import DBOSException
 
@@ -22,6 +23,11 @@ BULK_ACTIONS = ("cancel", "resume")
 # A bulk action looks at no more than this many matching workflows (newest first).
 BULK_CAP = 10_000
 PAST = {"cancel": "cancelled", "resume": "resumed"}
+
+
+def csrf_ok(request: Request, form: FormData) -> bool:
+    """Whether the form's CSRF field is the token signed for the session its cookie names."""
+    return csrf_valid(request, form)
 
 
 class Actions:
@@ -33,8 +39,8 @@ class Actions:
     async def one(self, request: Request, workflow_id: str, kind: str) -> Response:
         """An action on one workflow: the confirmation page, then (``confirmed=yes``) the act."""
         form = await request.form()
-        if (denied := check_csrf(request, form)) is not None:
-            return denied
+        if not csrf_ok(request, form):
+            return PlainTextResponse("invalid or missing CSRF token", status_code=403)
         if kind not in ACTIONS:
             return self.site.error(request, 404, f"unknown action {kind[:40]!r}")
         step = step_number(str(form.get("step") or "1")) if kind == "fork" else 1
@@ -59,13 +65,13 @@ class Actions:
                 message = f"forked from {workflow_id} at step {step}"
         except DBOSException as exc:
             message = f"failed: {exc}"
-        return self.site.redirect(request, formatting.workflow_url(target), message)
+        return self.site.redirect(formatting.workflow_url(target), message)
 
     async def bulk(self, request: Request, kind: str) -> Response:
         """Cancel or resume every workflow matching the filters the form carries."""
         form = await request.form()
-        if (denied := check_csrf(request, form)) is not None:
-            return denied
+        if not csrf_ok(request, form):
+            return PlainTextResponse("invalid or missing CSRF token", status_code=403)
         if kind not in BULK_ACTIONS:
             return self.site.error(request, 404, f"unknown bulk action {kind[:40]!r}")
         query = str(form.get("filters", ""))
@@ -92,7 +98,6 @@ class Actions:
             )
         done = sum(1 for change in each(ids) if change.changed)
         return self.site.redirect(
-            request,
             "/workflows?" + _encode(pairs).decode(),
             f"{done} of the {len(ids)} matching workflows {PAST[kind]}",
         )

@@ -22,11 +22,11 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.templating import Jinja2Templates
 
+from dbos_cli.ui import security
 from dbos_cli.ui.actions import Actions
 from dbos_cli.ui.pages import Pages
-from dbos_cli.ui.security import CSRF_COOKIE, Guard, HostRule, check_token, harden
+from dbos_cli.ui.security import CSRF_COOKIE, Guard, HostRule, check_token, database_error
 from dbos_cli.ui.site import BadRequest, Site, path_segments
 from runtime.client import DBOSClient
 from runtime.errors import DBOSDatabaseError, DBOSException, DBOSNonExistentWorkflowError
@@ -48,9 +48,7 @@ def create_app(
     headers it answers (None: any, for tests). Raises DBOSConfigError for an unusable token."""
     if token is not None:
         check_token(token, remote=False)
-    templates = Jinja2Templates(directory=str(HERE / "templates"))
-    harden(templates.env)
-    site = Site(templates)
+    site = Site(security.templates(HERE / "templates"))
     pages, actions = Pages(site), Actions(site)
 
     @asynccontextmanager
@@ -69,8 +67,8 @@ def create_app(
                 return site.error(request, 400, str(exc))
             except DBOSNonExistentWorkflowError as exc:
                 return site.error(request, 404, str(exc))
-            except DBOSDatabaseError:
-                raise  # a generic 503 (security.failure): its message names the user and host
+            except DBOSDatabaseError as exc:  # its message names the user and host: not shown
+                return site.error(request, *database_error(request, exc))
             except DBOSException as exc:
                 return site.error(request, 400, str(exc))
 

@@ -9,14 +9,14 @@ What it enforces, and why:
   sets), compared as bytes in constant time so that no input can make the comparison itself fail.
 - State-changing requests (POST) must come from this origin (``Origin``, else ``Referer``, else
   ``Sec-Fetch-Site``) and carry a CSRF token that is an HMAC, under a per-process secret, of the
-  session cookie: a cookie/field pair made up by someone else does not pass (:func:`check_csrf`).
+  session cookie: a cookie/field pair made up by someone else does not pass (:func:`csrf_valid`).
 - Messages after an action travel in a signed, short-lived cookie (:func:`flash`), never in the
   URL, so a crafted link cannot show an official-looking banner.
 - Every response, errors and static files included, carries ``Cache-Control: no-store``,
   ``nosniff``, ``X-Frame-Options`` and a CSP that allows scripts from this origin only.
 - An exception from a page becomes a 4xx with a message when the input caused it, a 503 "database
-  unavailable" for database failures (the detail is logged here, never shown: it names the user
-  and host), and otherwise a 500 with no details.
+  unavailable" when the database is unreachable (the detail is logged here, never shown: it names
+  the user and host; :func:`database_error`), and otherwise a 500 with no details.
 - Text from the database is rendered with control and bidi characters shown as escapes
   (:func:`visible`, installed as the templates' ``finalize`` hook so no template can forget it).
 """
@@ -33,17 +33,25 @@ import time
 import unicodedata
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from jinja2 import Environment
+from jinja2 import Environment, FileSystemLoader
 from markupsafe import Markup, escape
 from starlette.datastructures import FormData
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.templating import Jinja2Templates
 
-from runtime.errors import DBOSConfigError, DBOSDatabaseError, DBOSException
+from runtime.errors import (
+    DBOSConfigError,
+    DBOSConnectionError,
+    DBOSDatabaseError,
+    DBOSException,
+    DBOSSchemaMissingError,
+)
 
 TOKEN_COOKIE = "dbos_ui_token"
 CSRF_COOKIE = "dbos_csrf"  # the session id; the CSRF token is derived from it, never equal to it
@@ -194,25 +202,22 @@ def csrf_token(request: Request) -> str:
     return _sign("csrf", str(request.state.session))
 
 
-def check_csrf(request: Request, form: FormData) -> Response | None:
-    """For a POST handler, after reading its form: a 403 response when the form's ``csrf`` field
-    is not this session's token, else None. ``if (denied := check_csrf(request, form)): return
-    denied``."""
+def csrf_valid(request: Request, form: FormData) -> bool:
+    """Whether the form's ``csrf`` field is the token of the session its cookie names."""
     given = form.get("csrf")
-    if request.cookies.get(CSRF_COOKIE) and isinstance(given, str):
-        if same_secret(given, csrf_token(request)):
-            return None
-    return PlainTextResponse(
-        "invalid or missing CSRF token: reload the page and try again", status_code=403
+    return bool(request.cookies.get(CSRF_COOKIE)) and (
+        isinstance(given, str) and same_secret(given, csrf_token(request))
     )
 
 
-def flash(request: Request, response: Response, text: str) -> Response:
-    """Show ``text`` once on the next page this browser loads (within a minute): a cookie signed
-    for this session, so that no link or other site can make the dashboard say anything."""
+def flash(response: Response, text: str) -> Response:
+    """Show ``text`` once on the next page this browser loads (within a minute), typically on an
+    action's redirect: ``return flash(RedirectResponse(url, 303), "cancelled")``. The cookie is
+    signed by this process, so no link or other site can make the dashboard say anything (and no
+    other site can set a cookie here to replay one)."""
     body = base64.urlsafe_b64encode(text[:1000].encode("utf-8", "replace")).decode("ascii")
     expires = str(int(time.time()) + FLASH_SECONDS)
-    signature = _sign("flash", str(request.state.session), body, expires)
+    signature = _sign("flash", body, expires)
     response.set_cookie(
         FLASH_COOKIE,
         f"{body}.{expires}.{signature}",
@@ -224,12 +229,14 @@ def flash(request: Request, response: Response, text: str) -> Response:
 
 
 def read_flash(request: Request) -> str | None:
-    """The message a :func:`flash` of this session left, when valid and not expired."""
+    """The message a :func:`flash` left, when its signature is valid and it has not expired."""
     body, _, rest = request.cookies.get(FLASH_COOKIE, "").partition(".")
     expires, _, signature = rest.partition(".")
-    if not (expires.isascii() and expires.isdigit() and int(expires) >= time.time()):
+    if not (len(expires) <= 12 and expires.isascii() and expires.isdigit()):
         return None
-    if not same_secret(signature, _sign("flash", str(request.state.session), body, expires)):
+    if int(expires) < time.time():
+        return None
+    if not same_secret(signature, _sign("flash", body, expires)):
         return None
     return base64.urlsafe_b64decode(body.encode("ascii")).decode("utf-8", "replace")
 
@@ -261,16 +268,25 @@ def visible(value: Any) -> Any:
     )
 
 
-def harden(env: Environment) -> None:
-    """Install :func:`visible` on a template environment (before its first template loads)."""
-    env.finalize = visible
+def templates(directory: str | Path) -> Jinja2Templates:
+    """The dashboard's templates: :func:`visible` on every ``{{ value }}``, and ``csrf`` (the
+    form token) and ``flash`` (the message to show, or None) in every page's context."""
+    env = Environment(loader=FileSystemLoader(str(directory)), autoescape=True, finalize=visible)
+    return Jinja2Templates(env=env, context_processors=[page_context])
+
+
+def page_context(request: Request) -> dict[str, Any]:
+    """What every page may use from the guard: ``csrf`` and ``flash``."""
+    return {"csrf": request.state.csrf, "flash": request.state.flash}
 
 
 # -- the middleware -------------------------------------------------------------------------------
 
 
 def _plain(status: int, text: str) -> Response:
-    return PlainTextResponse(text, status_code=status)
+    """A one-line text response; control and bidi characters of echoed input shown as escapes."""
+    shown = "".join(repr(ch)[1:-1] if _hidden(ch) else ch for ch in text)
+    return PlainTextResponse(shown, status_code=status)
 
 
 def _safe_path(path: str) -> str:
@@ -290,9 +306,12 @@ class Guard(BaseHTTPMiddleware):
     async def dispatch(
         self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        response = self.refuse(request)
-        if response is None:
-            response = await self.serve(request, call_next)
+        try:
+            response = self.refuse(request)
+            if response is None:
+                response = await self.serve(request, call_next)
+        except Exception as exc:  # every failure must become a response, never a traceback
+            response = failure(request, exc)
         for name, value in SECURITY_HEADERS.items():
             response.headers[name] = value
         return response
@@ -323,8 +342,6 @@ class Guard(BaseHTTPMiddleware):
                 )
         if request.method not in ("GET", "HEAD", "OPTIONS") and not same_origin(request):
             return _plain(403, "cross-origin request refused: use the dashboard's own pages")
-        if "\x00" in request.url.path:
-            return _plain(400, "the address holds a NUL character, which no name can contain")
         return None
 
     async def serve(
@@ -336,10 +353,7 @@ class Guard(BaseHTTPMiddleware):
         request.state.session = secrets.token_urlsafe(32) if fresh else session
         request.state.csrf = csrf_token(request)
         request.state.flash = read_flash(request)
-        try:
-            response = await call_next(request)
-        except Exception as exc:
-            response = failure(request, exc)
+        response = await call_next(request)
         if fresh:
             response.headers.append("Vary", "Cookie")
             response.set_cookie(
@@ -354,13 +368,22 @@ class Guard(BaseHTTPMiddleware):
         return response
 
 
+def database_error(request: Request, exc: DBOSDatabaseError) -> tuple[int, str]:
+    """``(status, message)`` to show a viewer for a database error, which is logged here: its
+    text names the user, host and database, so the viewer gets none of it. Unreachable, missing
+    schema or busy: 503; a value the database refused (e.g. a NUL character): 400."""
+    log.error("dashboard: %s %s: %s", request.method, request.url.path, exc)
+    if isinstance(exc, (DBOSConnectionError, DBOSSchemaMissingError)) or exc.transient:
+        return 503, "database unavailable: see the dashboard's log for the reason"
+    return 400, "the database refused this request's input (the dashboard's log has the reason)"
+
+
 def failure(request: Request, exc: Exception) -> Response:
     """The response for an exception a page raised: the input's fault gets a 400 with the
     message; a database failure a 503 without details (they name user, host and database: logged
     here instead); anything else a 500 without details, logged with its traceback."""
     if isinstance(exc, DBOSDatabaseError):
-        log.error("dashboard: %s %s: %s", request.method, request.url.path, exc)
-        return _plain(503, "database unavailable: see the dashboard's log for the reason")
+        return _plain(*database_error(request, exc))
     if isinstance(exc, (DBOSException, ValueError, UnicodeError)):
         return _plain(400, f"bad request: {exc}")
     log.exception("dashboard: %s %s failed", request.method, request.url.path)

@@ -54,7 +54,7 @@ class Site:
     ) -> Response:
         """A page, or with ``fragment`` in ``context`` only that part of it (for live.js): the
         template ``_PAGE_FRAGMENT.html`` that the page includes."""
-        context.update(request=request, csrf=request.state.csrf, flash=request.state.flash)
+        context.update(request=request)
         part = context.get("fragment")
         if part:
             template = "_" + template.replace(".html", f"_{part}.html")
@@ -68,9 +68,10 @@ class Site:
             request, "error.html", status_code=status_code, message=message, code=status_code
         )
 
-    def redirect(self, request: Request, url: str, message: str) -> Response:
-        """A redirect (303) to ``url`` showing ``message`` there (a signed flash cookie)."""
-        return flash(request, RedirectResponse(url, status_code=303), message)
+    def redirect(self, url: str, message: str) -> Response:
+        """A redirect (303) to ``url`` showing ``message`` there (a signed cookie, never the URL:
+        a crafted link must not make the dashboard say anything)."""
+        return flash(RedirectResponse(url, status_code=303), message)
 
 
 def path_segments(request: Request, prefix: str) -> list[str]:
