@@ -225,7 +225,8 @@ def _queued(ctx: _Context, workflow_id: str, f: WorkflowFacts) -> WorkflowExplan
             )
             extra.append(("rate limit frees a start at", _at(until)))
             return _explanation(workflow_id, f, "RATE_LIMITED", summary, extra)
-    summary = f"enqueued on queue {f.queue_name} behind {place.ahead} others"
+    others = "other" if place.ahead == 1 else "others"
+    summary = f"enqueued on queue {f.queue_name} behind {place.ahead} {others}"
     if place.concurrency is not None and place.running >= place.concurrency:
         summary += f"; all {place.concurrency} of its slots are in use ({place.running} running)"
     else:

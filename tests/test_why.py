@@ -172,7 +172,7 @@ def test_why_explains_a_live_apps_waits_queues_and_outcomes(
         queued = explain(behind[1])
         assert queued.reason == "QUEUED"
         assert queued.summary == (
-            "enqueued on queue one behind 1 others; all 1 of its slots are in use (1 running)"
+            "enqueued on queue one behind 1 other; all 1 of its slots are in use (1 running)"
         )
         assert _facts(queued)["running workflows"] == running
         assert (_facts(queued)["concurrency"], _facts(queued)["worker concurrency"]) == ("1", "1")
