@@ -131,6 +131,10 @@ def test_why_explains_a_live_apps_waits_queues_and_outcomes(
         old = client.enqueue(
             {"workflow_name": "quick_old", "queue_name": "later", "app_version": "v-old"}
         ).workflow_id
+        # Resuming an enqueued workflow moves it to the internal queue (to start now); no
+        # process has its function, so it stays there.
+        orphan = client.enqueue({"workflow_name": "nobody_has_it", "queue_name": "later"})
+        client.resume_workflow(orphan.workflow_id)
         _until(lambda: _steps(client, "cancel-me") == 1, "cancel-me to sleep")
         DBOS.cancel_workflow("cancel-me")
         _until(lambda: _steps(client, "sleeper-1") == 1, "sleeper-1 to sleep")
@@ -202,6 +206,13 @@ def test_why_explains_a_live_apps_waits_queues_and_outcomes(
         )
         assert f"dbos workflow resume {old} --app-version test-version" in unserved.commands
         assert f"dbos workflow fork {old} --step 1 --app-version test-version" in unserved.commands
+
+        resumed = explain(orphan.workflow_id)
+        assert (resumed.reason, resumed.status) == ("RESUMED", "ENQUEUED")
+        assert resumed.summary == (
+            "resumed (or restarted, or forked), waiting for any live process to pick it up"
+        )
+        assert _facts(resumed)["queue"] == "internal (resume/restart/fork)"
 
         cancelled = explain("cancel-me")
         assert cancelled.reason == "CANCELLED" and cancelled.commands == (
