@@ -161,6 +161,16 @@ def test_why_explains_a_live_apps_waits_queues_and_outcomes(
         assert event.reason == "WAITING_FOR_EVENT"
         assert event.summary.startswith("waiting for event 'ready' of workflow sleeper-1 since ")
 
+        # A wait recorded before migration 12 kept no topic or key: said as such.
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE dbos.operation_outputs SET wait_target = NULL WHERE workflow_uuid = %s",
+                ("reader-1",),
+            )
+        older = explain("reader-1")
+        assert older.reason == "WAITING_FOR_MESSAGE_OR_EVENT"
+        assert older.summary.startswith("waiting for a message or an event until ")
+
         # A grandparent waits on its child, which waits on its own child, which waits in recv.
         chain = explain("gp")
         assert chain.reason == "WAITING_FOR_CHILD" and "gp-1" in chain.summary
