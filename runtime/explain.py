@@ -208,11 +208,17 @@ def _queued(ctx: _Context, workflow_id: str, f: WorkflowFacts) -> WorkflowExplan
         summary = f"delayed until {at} (in {format_span(left)}); then enqueued on {f.queue_name}"
         return _explanation(workflow_id, f, "DELAYED", summary, [("delayed until", at)])
     if f.queue_name == INTERNAL_QUEUE:
-        summary = (
-            f"resumed (or restarted, or forked), waiting for a process of application version "
-            f"{version} to pick it up"
-        )
-        return _explanation(workflow_id, f, "RESUMED", summary)
+        serving = [
+            e.process_id
+            for e in ctx.executors
+            if e.state == "ALIVE" and f.application_version in (None, e.application_version)
+        ]
+        who = "any live process" if f.application_version is None else "a process of "
+        if f.application_version is not None:
+            who += f"application version {version}"
+        summary = f"resumed (or restarted, or forked), waiting for {who} to pick it up"
+        extra = [("live processes that can run it", ", ".join(serving))]
+        return _explanation(workflow_id, f, "RESUMED", summary, extra)
     place = ctx.db.queue_place(workflow_id, f)
     extra = _queue_facts(place)
     if place.limit is not None and place.period_s is not None and place.oldest_start_in_window:
@@ -225,7 +231,8 @@ def _queued(ctx: _Context, workflow_id: str, f: WorkflowFacts) -> WorkflowExplan
             )
             extra.append(("rate limit frees a start at", _at(until)))
             return _explanation(workflow_id, f, "RATE_LIMITED", summary, extra)
-    summary = f"enqueued on queue {f.queue_name} behind {place.ahead} others"
+    others = "other" if place.ahead == 1 else "others"
+    summary = f"enqueued on queue {f.queue_name} behind {place.ahead} {others}"
     if place.concurrency is not None and place.running >= place.concurrency:
         summary += f"; all {place.concurrency} of its slots are in use ({place.running} running)"
     else:

@@ -131,6 +131,10 @@ def test_why_explains_a_live_apps_waits_queues_and_outcomes(
         old = client.enqueue(
             {"workflow_name": "quick_old", "queue_name": "later", "app_version": "v-old"}
         ).workflow_id
+        # Resuming an enqueued workflow moves it to the internal queue (to start now); no
+        # process has its function, so it stays there.
+        orphan = client.enqueue({"workflow_name": "nobody_has_it", "queue_name": "later"})
+        client.resume_workflow(orphan.workflow_id)
         _until(lambda: _steps(client, "cancel-me") == 1, "cancel-me to sleep")
         DBOS.cancel_workflow("cancel-me")
         _until(lambda: _steps(client, "sleeper-1") == 1, "sleeper-1 to sleep")
@@ -157,6 +161,16 @@ def test_why_explains_a_live_apps_waits_queues_and_outcomes(
         assert event.reason == "WAITING_FOR_EVENT"
         assert event.summary.startswith("waiting for event 'ready' of workflow sleeper-1 since ")
 
+        # A wait recorded before migration 12 kept no topic or key: said as such.
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE dbos.operation_outputs SET wait_target = NULL WHERE workflow_uuid = %s",
+                ("reader-1",),
+            )
+        older = explain("reader-1")
+        assert older.reason == "WAITING_FOR_MESSAGE_OR_EVENT"
+        assert older.summary.startswith("waiting for a message or an event until ")
+
         # A grandparent waits on its child, which waits on its own child, which waits in recv.
         chain = explain("gp")
         assert chain.reason == "WAITING_FOR_CHILD" and "gp-1" in chain.summary
@@ -172,7 +186,7 @@ def test_why_explains_a_live_apps_waits_queues_and_outcomes(
         queued = explain(behind[1])
         assert queued.reason == "QUEUED"
         assert queued.summary == (
-            "enqueued on queue one behind 1 others; all 1 of its slots are in use (1 running)"
+            "enqueued on queue one behind 1 other; all 1 of its slots are in use (1 running)"
         )
         assert _facts(queued)["running workflows"] == running
         assert (_facts(queued)["concurrency"], _facts(queued)["worker concurrency"]) == ("1", "1")
@@ -202,6 +216,13 @@ def test_why_explains_a_live_apps_waits_queues_and_outcomes(
         )
         assert f"dbos workflow resume {old} --app-version test-version" in unserved.commands
         assert f"dbos workflow fork {old} --step 1 --app-version test-version" in unserved.commands
+
+        resumed = explain(orphan.workflow_id)
+        assert (resumed.reason, resumed.status) == ("RESUMED", "ENQUEUED")
+        assert resumed.summary == (
+            "resumed (or restarted, or forked), waiting for any live process to pick it up"
+        )
+        assert _facts(resumed)["queue"] == "internal (resume/restart/fork)"
 
         cancelled = explain("cancel-me")
         assert cancelled.reason == "CANCELLED" and cancelled.commands == (
