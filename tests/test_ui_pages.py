@@ -246,10 +246,12 @@ def test_bulk_actions_count_what_would_really_change(http: TestClient, db_url: s
                 {"workflow_name": "plain", "queue_name": "nowhere", "workflow_id": f"bulk-q-{i}"},
                 i,
             )
-    form = {"csrf": _csrf(http), "filters": "id=bulk-"}
+    form = {"csrf": _csrf(http), "filters": "id=bulk-&live=0&limit=1"}
     asked = http.post("/bulk/cancel", data=form)
     assert asked.status_code == 200
     assert "<strong>3</strong> of the 5 matching workflows would be cancelled" in asked.text
+    shown = asked.text.split("Filters: ")[1].split("</p>")[0]
+    assert shown.strip() == "<code>id=bulk-</code>"  # paging and live updates are no filters
     assert DBOS.get_workflow_status("bulk-q-0").status == "ENQUEUED"  # type: ignore[union-attr]
     done = http.post("/bulk/cancel", data={**form, "confirmed": "yes"})
     assert done.status_code == 303

@@ -75,7 +75,9 @@ class Actions:
         if kind not in BULK_ACTIONS:
             return self.site.error(request, 404, f"unknown bulk action {kind[:40]!r}")
         query = str(form.get("filters", ""))
-        pairs = [(k, v) for k, v in parse_qsl(query) if k in FILTER_KEYS and k != "limit"]
+        pairs = [
+            (k, v) for k, v in parse_qsl(query) if k in FILTER_KEYS and k not in ("limit", "live")
+        ]
         scoped = Request({**request.scope, "query_string": _encode(pairs)})
         filters = filters_of(scoped)
         client = self.site.client()
