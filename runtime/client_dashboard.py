@@ -78,12 +78,13 @@ class ClientDashboardCalls:
         limit: int = 50,
         before: PageKey | None = None,
         after: PageKey | None = None,
+        load_output: bool = True,
     ) -> list[WorkflowStatus]:
         """Up to ``limit`` workflows matching the filters (those of ``list_workflows``, plus
-        ``name_prefix``: names starting with it), newest first, outputs and errors loaded, inputs
-        not. ``before``: only those older than that key; ``after``: the ``limit`` just newer than
-        it (a page back), still newest first. A key is ``(created_at epoch ms, workflow_id)`` of
-        a listed workflow.
+        ``name_prefix``: names starting with it), newest first, outputs and errors loaded
+        (unless not ``load_output``), inputs not. ``before``: only those older than that key;
+        ``after``: the ``limit`` just newer than it (a page back), still newest first. A key is
+        ``(created_at epoch ms, workflow_id)`` of a listed workflow.
 
         Raises:
             DBOSException: a bad filter, limit or key (before any query runs).
@@ -94,7 +95,11 @@ class ClientDashboardCalls:
         newer, older = _key("after", after), _key("before", before)
         if newer is not None and older is not None:
             raise DBOSException("give before or after, not both")
-        return DashboardReads(self.sysdb).page(filters, limit=limit, before=older, after=newer)
+        if not isinstance(load_output, bool):
+            raise DBOSException(f"invalid load_output {load_output!r}: expected True or False")
+        return DashboardReads(self.sysdb).page(
+            filters, limit=limit, before=older, after=newer, load_output=load_output
+        )
 
     def count_workflows_by_status(
         self,

@@ -59,6 +59,7 @@ class DashboardReads:
         limit: int,
         before: tuple[int, str] | None = None,
         after: tuple[int, str] | None = None,
+        load_output: bool = True,
     ) -> list[WorkflowStatus]:
         """Up to ``limit`` workflows matching ``filters`` (``management.workflow_filters``),
         newest first: those older than ``before`` or, with ``after``, the ones just newer than it
@@ -74,7 +75,7 @@ class DashboardReads:
             limit=limit,
             offset=None,
             load_input=False,
-            load_output=True,
+            load_output=load_output,
         )
         return found if after is None else found[::-1]
 

@@ -81,7 +81,7 @@ class Actions:
         scoped = Request({**request.scope, "query_string": _encode(pairs)})
         filters = filters_of(scoped)
         client = self.site.client()
-        matching = client.list_workflow_page(**filters, limit=BULK_CAP + 1)
+        matching = client.list_workflow_page(**filters, limit=BULK_CAP + 1, load_output=False)
         capped = len(matching) > BULK_CAP
         ids = [wf.workflow_id for wf in matching[:BULK_CAP]]
         each = client.cancel_each if kind == "cancel" else client.resume_each
