@@ -117,6 +117,7 @@ class Runtime:
             application_version=self.app_version,
             lease_s=settings.executor_lease_seconds,
             process_id=self.process_id,
+            running_steps=self.engine.ops.running_steps,
         )
         self.recovery = Recovery(
             self.engine,
