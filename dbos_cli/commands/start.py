@@ -17,7 +17,12 @@ import typer
 
 from dbos_cli import render
 from dbos_cli.options import DbUrl, settings
-from runtime.errors import DBOSConfigError, DBOSException
+from runtime.errors import (
+    DBOSAwaitedWorkflowCancelledError,
+    DBOSConfigError,
+    DBOSException,
+    DBOSWorkflowCancelledError,
+)
 
 
 def import_app(target: str) -> ModuleType:
@@ -115,6 +120,12 @@ def start(
         try:
             if callable(app_main):
                 app_main()
+        except (DBOSAwaitedWorkflowCancelledError, DBOSWorkflowCancelledError) as exc:
+            # An operator cancelled the workflow main() waits on: that is the operator's call,
+            # not a crash of the app; the server goes on serving the other workflows.
+            logging.getLogger("dbos").warning(
+                "main() of %s ended: %s by an operator; still serving", target, exc
+            )
         except BaseException as exc:
             failures.append(exc)
             logging.getLogger("dbos").exception("main() of %s failed", target)
