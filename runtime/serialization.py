@@ -708,6 +708,7 @@ def serialize_exception(exc: BaseException) -> str:
     except Exception:  # e.g. an int arg too large to print: keep what is sure to encode
         record["args"] = None
         record.pop("attrs", None)
+        record.pop("traceback", None)
         return _dumps(record, "exception")
 
 
