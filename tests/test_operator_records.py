@@ -19,6 +19,7 @@ import psycopg
 from runtime import DBOS, DBOSClient, Queue, serialization
 from runtime.queues import INTERNAL_QUEUE
 from runtime.tracebacks import LIMIT
+from tests.apps.mgmt_app import HOLD, LEDGER_DDL
 from tests.cli_helpers import DBOS as DBOS_EXE
 from tests.cli_helpers import clean_env, dbos
 
@@ -181,49 +182,100 @@ def test_the_internal_queue_is_not_shown_as_a_workflows_queue(
     assert INTERNAL_QUEUE not in shown.stdout
 
 
-def test_cancelling_the_workflow_main_waits_on_keeps_the_server_up(db_url: str) -> None:
-    env = clean_env(DBOS_DATABASE_URL=db_url, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen(
-        [DBOS_EXE, "start", "tests/apps/waiting_main_app.py"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    seen: list[str] = []
-    assert proc.stdout is not None
-    reader = threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True)  # type: ignore[union-attr]
-    reader.start()
+class _Served:
+    """A `dbos start APP` process on the test's database, its output read line by line."""
 
-    def line_with(text: str, timeout: float = 30) -> str:
+    def __init__(self, db_url: str, app: str, **env: str) -> None:
+        self.proc = subprocess.Popen(
+            [DBOS_EXE, "start", app],
+            cwd=ROOT,
+            env=clean_env(DBOS_DATABASE_URL=db_url, PYTHONPATH=str(ROOT), **env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line)
+
+    def line_with(self, text: str, timeout: float = 30) -> str:
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
-            assert remaining > 0 and proc.poll() is None, f"no {text!r} in {seen}"
+            assert remaining > 0 and self.proc.poll() is None, f"no {text!r} in {self.seen}"
             try:
-                line = lines.get(timeout=remaining)
+                line = self.lines.get(timeout=min(remaining, 0.5))
             except queue.Empty:
                 continue
-            seen.append(line)
+            self.seen.append(line)
             if text in line:
                 return line
 
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def test_cancelling_the_workflow_main_waits_on_keeps_the_server_up(db_url: str) -> None:
+    served = _Served(db_url, "tests/apps/waiting_main_app.py")
     client = DBOSClient(db_url)
     try:
-        wid = line_with("MAIN WAITING ON").split()[-1]
+        wid = served.line_with("MAIN WAITING ON").split()[-1]
         client.cancel_workflow(wid)
-        line_with("still serving")
+        served.line_with("still serving")
         # Still serving: a new workflow runs to its end in that process.
         handle = client.enqueue({"workflow_name": "quick_job", "queue_name": INTERNAL_QUEUE}, 21)
         assert handle.get_result() == 42
-        assert proc.poll() is None
-        assert not any("Traceback" in line for line in seen), "".join(seen)
+        assert served.proc.poll() is None
+        assert not any("Traceback" in line for line in served.seen), "".join(served.seen)
     finally:
         client.destroy()
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        served.stop()
+
+
+def test_a_killed_process_s_running_step_is_not_shown_and_its_successor_s_is(
+    db_url: str,
+) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(LEDGER_DDL)
+        conn.execute("INSERT INTO mgmt_ledger VALUES ('held', %s)", (HOLD,))
+    client = DBOSClient(db_url)
+    first = _Served(db_url, "tests/apps/mgmt_app.py", DBOS_EXECUTOR_LEASE_SECONDS="1")
+    second = None
+    try:
+        first.line_with("serving")
+        client.enqueue({"workflow_name": "slow", "queue_name": "mgmt", "workflow_id": "held"}, 5)
+
+        def running() -> list[tuple[int, str]]:
+            steps = client.list_workflow_steps("held", load_output=False)
+            return [(s.function_id, s.function_name) for s in steps if s.running]
+
+        assert _until(running, 20, "step 4 shown as running") == [(4, "tick")]
+        first.proc.kill()  # SIGKILL: no clean stop, its executor row still says it runs
+        first.proc.wait()
+        # Its lease (1 s) runs out: the step it was in is no longer shown as running.
+        _until(lambda: running() == [], 10, "the dead process's step to disappear")
+        assert client.get_workflow_status("held").status == "PENDING"  # type: ignore[union-attr]
+        second = _Served(db_url, "tests/apps/mgmt_app.py", DBOS_EXECUTOR_LEASE_SECONDS="1")
+        second.line_with("serving")
+        # Recovered: the successor runs step 4 again, and it is shown once.
+        assert _until(running, 20, "step 4 running again") == [(4, "tick")]
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute("DELETE FROM mgmt_ledger WHERE step = %s", (HOLD,))
+        assert client.retrieve_workflow("held").get_result() == 15
+        assert running() == []
+    finally:
+        client.destroy()
+        first.stop()
+        if second is not None:
+            second.stop()
