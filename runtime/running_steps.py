@@ -1,5 +1,5 @@
 """Steps running right now, visible from any process: the in-process registry a step enters and
-leaves (a dict operation, no statement), and the query that reads what the executors' heartbeats
+leaves (a dict operation, no statement), and the read of what the executors' heartbeats
 published (``dbos.executors.running_steps``, migration 13).
 
 Visibility delay: a step is published by the first heartbeat after it has run for
@@ -55,4 +55,12 @@ def running_steps(sysdb: SystemDatabase, workflow_id: str) -> list[StepInfo]:
     ``completed_at``, output or error."""
     with sysdb.connection() as conn:
         rows = conn.execute(queries.SELECT_RUNNING_STEPS, {"workflow_uuid": workflow_id}).fetchall()
-    return [StepInfo(int(r[0]), str(r[1]), started_at=int(r[2]), running=True) for r in rows]
+    # A runner fenced out by a takeover may still be inside the step its successor runs again:
+    # one entry per step, the latest start.
+    latest: dict[int, StepInfo] = {}
+    for r in rows:
+        step = StepInfo(int(r[0]), str(r[1]), started_at=int(r[2]), running=True)
+        seen = latest.get(step.function_id)
+        if seen is None or (seen.started_at or 0) < int(r[2]):
+            latest[step.function_id] = step
+    return [latest[k] for k in sorted(latest)]
