@@ -305,6 +305,20 @@ def _grant_to(user: str, base_dir: Path, data_dir: Path) -> None:
     shutil.chown(data_dir, user, user)
 
 
+def running_elsewhere(here: EmbeddedPostgres) -> list[tuple[EmbeddedPostgres, ServerStatus]]:
+    """Every other embedded server this user started (``runtime.embedded_registry``) that still
+    runs, with its status; the notes of those that do not run any more are dropped."""
+    found = []
+    for base in embedded_registry.known():
+        server = EmbeddedPostgres(base)
+        st = server.status()
+        if not st.running:
+            embedded_registry.forget(base)
+        elif server.data_dir != here.data_dir:
+            found.append((server, st))
+    return found
+
+
 def resolve_system_url(explicit: str | None, settings_url: str | None, project_dir: Path) -> str:
     """The URL of the database holding the system tables: an explicit or configured URL when there
     is one, else the project's embedded server, started if it is not running."""

@@ -8,8 +8,7 @@ import typer
 
 from dbos_cli import render
 from dbos_cli.options import JsonFlag, settings
-from runtime import embedded_registry
-from runtime.embedded import EmbeddedPostgres, ServerStatus
+from runtime.embedded import EmbeddedPostgres, ServerStatus, running_elsewhere
 
 group = typer.Typer(
     help="Manage the embedded Postgres server of this project (data in .dbos/pgdata).",
@@ -50,20 +49,6 @@ def stop() -> None:
         render.info("The embedded Postgres was not running.")
 
 
-def _running_elsewhere(here: Path) -> list[tuple[EmbeddedPostgres, ServerStatus]]:
-    """The other embedded servers this user started that still run; the notes of those that do
-    not are dropped."""
-    found = []
-    for base in embedded_registry.known():
-        server = EmbeddedPostgres(base)
-        st = server.status()
-        if not st.running:
-            embedded_registry.forget(base)
-        elif server.data_dir != here:
-            found.append((server, st))
-    return found
-
-
 def _doc(server: EmbeddedPostgres, st: ServerStatus) -> dict[str, object]:
     return {
         "running": st.running,
@@ -80,7 +65,7 @@ def status(json_output: JsonFlag = False) -> None:
     server this user started that still runs (each one's data folder, to stop it from there)."""
     server = _server()
     st = server.status()
-    others = _running_elsewhere(server.data_dir)
+    others = running_elsewhere(server)
     if json_output:
         render.print_json(_doc(server, st) | {"others": [_doc(s, o) for s, o in others]})
         return
