@@ -14,6 +14,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from runtime import embedded_registry
 from runtime.embedded import EmbeddedPostgres
 from tests.cli_helpers import clean_env, dbos
@@ -123,33 +125,39 @@ def test_the_wheel_builds_without_warnings_and_ships_every_package(tmp_path: Pat
             assert relative in names, f"{relative} is not in the wheel"
 
 
-def test_postgres_status_lists_every_embedded_server_left_running(
-    pg_server_url: str, tmp_path: Path
+def test_an_embedded_server_left_running_is_announced_and_listed_from_anywhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    started = None
-    if os.environ.get("DBOS_TEST_DATABASE_URL"):  # the session runs no embedded server: start one
-        started = EmbeddedPostgres(tmp_path / "elsewhere")
-        pg_server_url = started.start()
+    env = clean_env(XDG_STATE_HOME=str(tmp_path / "state"))  # this test's own list of servers
+    project, elsewhere = tmp_path / "shop", tmp_path / "elsewhere"
+    project.mkdir()
+    elsewhere.mkdir()
+    server = EmbeddedPostgres.for_project(project)
     try:
-        _lists_running_servers(pg_server_url, tmp_path)
+        # A read command with no database configured starts the project's embedded server: it
+        # says so, in one line on stderr, since the server outlives the command.
+        listed = dbos("workflow", "list", cwd=project, env=env)
+        (notice,) = [x for x in listed.stderr.splitlines() if "embedded Postgres" in x]
+        assert "keeps running" in notice and "dbos postgres stop" in notice
+        assert server.status().running
+
+        shown = dbos("postgres", "status", "--json", cwd=elsewhere, env=env)
+        assert shown.returncode == 0, shown.stderr
+        doc = json.loads(shown.stdout)
+        assert doc["running"] is False  # that folder has none of its own ...
+        # ... and the server left running in the other folder is found, with how to stop it.
+        assert [o["data_dir"] for o in doc["others"]] == [str(server.data_dir)]
+        human = dbos("postgres", "status", cwd=elsewhere, env=env)
+        assert f"cd {project.resolve()} && dbos postgres stop" in human.stdout
+
+        stopped = dbos("postgres", "stop", cwd=project, env=env)
+        assert stopped.returncode == 0, stopped.stderr
+        # A server that stopped without saying so (killed, a reboot) is dropped from the list.
+        monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+        embedded_registry.remember(tmp_path / "gone")
+        assert embedded_registry.known() == [(tmp_path / "gone").resolve()]
+        again = dbos("postgres", "status", "--json", cwd=elsewhere, env=env)
+        assert json.loads(again.stdout)["others"] == []
+        assert embedded_registry.known() == []
     finally:
-        if started is not None:
-            started.stop()
-
-
-def _lists_running_servers(server_url: str, tmp_path: Path) -> None:
-    state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
-    env = clean_env(XDG_STATE_HOME=str(state))
-    shown = dbos("postgres", "status", "--json", cwd=tmp_path, env=env)
-    assert shown.returncode == 0, shown.stderr
-    doc = json.loads(shown.stdout)
-    assert doc["running"] is False  # this folder has none of its own ...
-    # ... and the session's server (started by the harness in a temporary folder) is found.
-    assert server_url.rsplit("/", 1)[0] in {o["url"].rsplit("/", 1)[0] for o in doc["others"]}
-    human = dbos("postgres", "status", cwd=tmp_path, env=env)
-    assert "Also running" in human.stdout and "kill -INT" in human.stdout
-    # A server that no longer runs is dropped from the list.
-    gone = EmbeddedPostgres(tmp_path / "gone")
-    embedded_registry.remember(gone.base_dir)
-    dbos("postgres", "status", cwd=tmp_path, env=env)
-    assert gone.base_dir not in embedded_registry.known()
+        server.stop()
