@@ -22,7 +22,9 @@ def tail(exc: BaseException) -> str | None:
     """The traceback to store for ``exc``: the one it already carries from a stored record (an
     error replayed from its checkpoint keeps the place it was first raised), else its own
     formatted traceback (with its causes), cut to its last ``LIMIT`` characters. None when it
-    was never raised (no ``__traceback__``) and carries none. Never raises."""
+    was never raised (no ``__traceback__``) and carries none. ``exc`` gets it as
+    ``dbos_traceback`` too, so that the exception a local ``get_result()`` raises reads like one
+    read back from the database. Never raises."""
     carried = getattr(exc, ATTRIBUTE, None)
     if isinstance(carried, str) and carried:
         return carried[-LIMIT:]
@@ -32,7 +34,9 @@ def tail(exc: BaseException) -> str | None:
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     except Exception:  # a broken __str__ or frame: the error is stored without its traceback
         return None
-    return text if len(text) <= LIMIT else "...\n" + text[-(LIMIT - 4) :]
+    text = text if len(text) <= LIMIT else "...\n" + text[-(LIMIT - 4) :]
+    attach(exc, text)
+    return text
 
 
 def attach(exc: BaseException, stored: object) -> BaseException:

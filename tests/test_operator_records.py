@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 
 from runtime import DBOS, DBOSClient, Queue, serialization
 from runtime.queues import INTERNAL_QUEUE
@@ -105,10 +106,9 @@ def test_an_error_keeps_its_traceback(db_url: str, launch_dbos: Callable[..., No
     launch_dbos()
     handle = DBOS.start_workflow(checkout)
     wid = handle.workflow_id
-    try:
+    with pytest.raises(ValueError) as raised:
         handle.get_result()
-    except ValueError:
-        pass
+    assert "_fail_deep_inside" in raised.value.dbos_traceback  # type: ignore[attr-defined]
     client = DBOSClient(db_url)
     try:
         error = client.get_workflow_status(wid).error  # type: ignore[union-attr]
