@@ -663,13 +663,13 @@ def _safe_str(exc: BaseException) -> str | None:
 
 
 def serialize_exception(exc: BaseException) -> str:
-    """Encode an exception as ``{"type", "module", "message", "args", "attrs"}``. Never fails.
+    """Encode an exception as ``{"type", "module", "message", "args", "attrs", "traceback"}``.
 
     ``type`` and ``module`` are the class's ``__qualname__`` and ``__module__``, ``message`` is
     ``str(exc)``, ``args`` is ``exc.args`` encoded with the ``serialize`` rules, or ``null`` when
     any of them cannot be encoded. ``attrs`` holds the instance attributes (``exc.__dict__``, e.g.
-    ``workflow_id``) that can be encoded; the others are left out. ``traceback`` (when known)
-    is the end of its traceback text (``runtime.tracebacks``).
+    ``workflow_id``) that can be encoded, the others left out; ``traceback``: its traceback's end.
+    Never fails.
     """
     cls = type(exc)
     message = _safe_str(exc)
@@ -748,15 +748,13 @@ def _rebuild(text: str) -> tuple[Any, BaseException]:
         except Exception:
             record = None
     if not isinstance(record, dict):
-        return record, _fallback_exception(
-            "<unknown>", "<unknown>", f"unreadable error record {text!r}"
-        )
+        unreadable = f"unreadable error record {text!r}"
+        return record, _fallback_exception("<unknown>", "<unknown>", unreadable)
     qualname, module, message = (record.get(k) for k in ("type", "module", "message"))
     qualname = qualname if isinstance(qualname, str) else "<unknown>"
     module = module if isinstance(module, str) else "<unknown>"
     message = message if isinstance(message, str) else ""
     args, attrs = record.get("args"), record.get("attrs")
-
     cls = _find_class(module, qualname)
     if cls is None or not issubclass(cls, Exception):
         return record, _fallback_exception(module, qualname, message)
