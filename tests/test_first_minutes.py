@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -129,8 +130,10 @@ def test_an_embedded_server_left_running_is_announced_and_listed_from_anywhere(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     env = clean_env(XDG_STATE_HOME=str(tmp_path / "state"))  # this test's own list of servers
-    project, elsewhere = tmp_path / "shop", tmp_path / "elsewhere"
-    project.mkdir()
+    # Not under pytest's tmp_path: run as root, the server runs as another user that must traverse
+    # the folders above its data, and every pytest process resets /tmp/pytest-of-root to 0700.
+    project = Path(tempfile.mkdtemp(prefix="dbos-test-shop-"))
+    elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     server = EmbeddedPostgres.for_project(project)
     try:
@@ -161,3 +164,4 @@ def test_an_embedded_server_left_running_is_announced_and_listed_from_anywhere(
         assert embedded_registry.known() == []
     finally:
         server.stop()
+        shutil.rmtree(project, ignore_errors=True)
