@@ -6,6 +6,7 @@ import json
 import sys
 import time
 import unicodedata
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -147,6 +148,12 @@ def error_text(error: BaseException | None) -> str:
     return f"{kind}: {message}" if message else str(kind)
 
 
+def traceback_text(error: BaseException | None) -> str | None:
+    """The traceback stored with a recorded error (its last 8 kB); None when there is none."""
+    trace = getattr(error, "dbos_traceback", None)
+    return trace if isinstance(trace, str) else None
+
+
 def _pretty(value: Any) -> str:
     return json.dumps(value, indent=2, default=str, ensure_ascii=False, sort_keys=True)
 
@@ -223,6 +230,7 @@ def workflow_json(
         doc["input"] = wf.input
         doc["output"] = wf.output
         doc["error"] = error_text(wf.error) or None
+        doc["traceback"] = traceback_text(wf.error)
     return doc
 
 
@@ -236,9 +244,10 @@ def step_json(step: StepInfo) -> dict[str, Any]:
     return {
         "function_id": step.function_id,
         "function_name": step.function_name,
-        "status": "ERROR" if step.error is not None else "SUCCESS",
+        "status": step_status(step),
         "output": step.output,
         "error": error_text(step.error) or None,
+        "traceback": traceback_text(step.error),
         "child_workflow_id": step.child_workflow_id,
         "started_at": local_time(step.started_at),
         "completed_at": local_time(step.completed_at),
@@ -342,11 +351,43 @@ def workflow_table(
         out.print("[dim]no workflows match[/dim]")
 
 
+@dataclass(frozen=True)
+class RunningSteps:
+    """The steps a workflow is running now, as ``workflow get`` shows them."""
+
+    steps: list[StepInfo]
+
+    def json(self) -> dict[str, Any]:
+        return {
+            "running_steps": [
+                {
+                    "function_id": s.function_id,
+                    "function_name": s.function_name,
+                    "started_at": local_time(s.started_at),
+                }
+                for s in self.steps
+            ]
+        }
+
+    def rows(self) -> list[tuple[str, str]]:
+        return [
+            (
+                "Running step",
+                f"{s.function_id} {escape(s.function_name)} since {local_time(s.started_at)}",
+            )
+            for s in self.steps
+        ]
+
+
 def workflow_panel(
-    wf: WorkflowStatus, waiting: Waiting | None = None, why: str | None = None
+    wf: WorkflowStatus,
+    waiting: Waiting | None = None,
+    why: str | None = None,
+    running: list[tuple[str, str]] | None = None,
 ) -> None:
     """One workflow's record (with what it waits for: ``why``, the summary of `dbos workflow
-    why`, else what its record shows), then its input and output (or error), pretty-printed."""
+    why`, else what its record shows; and the steps it is ``running``), then its input and output
+    (or error), pretty-printed."""
     from rich.panel import Panel
     from rich.table import Table
 
@@ -373,6 +414,7 @@ def workflow_panel(
         ("Deadline", local_time(wf.workflow_deadline_epoch_ms)),
         ("Attributes", escape(_compact(wf.attributes)) if wf.attributes else ""),
         ("Schedule", escape(wf.schedule_name or "")),
+        *(running or []),
     ]
     for label, value in rows:
         if value:
@@ -381,6 +423,12 @@ def workflow_panel(
     sections: list[tuple[str, str]] = [("Input", _pretty(wf.input))]
     if wf.error is not None:
         sections.append(("Error", error_text(wf.error)))
+        trace = traceback_text(wf.error)
+        if trace:  # its end says where it was raised: that part is shown
+            lines = trace.rstrip("\n").splitlines()
+            tail = "\n".join(lines[-(MAX_VALUE_LINES - 1) :])[-(MAX_VALUE_CHARS - 80) :]
+            more = f"… {len(lines)} lines; --json shows them all\n"
+            sections.append(("Traceback", (more if tail != "\n".join(lines) else "") + tail))
     elif wf.status == "SUCCESS":
         sections.append(("Output", _pretty(wf.output)))
     for label, text in sections:
@@ -389,6 +437,19 @@ def workflow_panel(
         out.print(escape(body))
         if cut:
             out.print("[dim]… truncated; --json shows it whole[/dim]")
+
+
+def _step_state(step: StepInfo) -> str:
+    if step.running:
+        return "[yellow]RUNNING[/yellow]"
+    return "[red]ERROR[/red]" if step.error is not None else "[green]SUCCESS[/green]"
+
+
+def step_status(step: StepInfo) -> str:
+    """``RUNNING`` (a step running now), ``ERROR`` or ``SUCCESS``."""
+    if step.running:
+        return "RUNNING"
+    return "ERROR" if step.error is not None else "SUCCESS"
 
 
 def steps_table(steps: list[StepInfo], wf: WorkflowStatus) -> None:
@@ -418,6 +479,8 @@ def steps_table(steps: list[StepInfo], wf: WorkflowStatus) -> None:
     for step in steps:
         failed = step.error is not None
         outcome = error_text(step.error) if failed else json.dumps(step.output, default=str)
+        if step.running:
+            outcome = f"running since {short_time(step.started_at)}"
         outcome, _ = _truncated(outcome)
         if len(outcome) > 60:
             outcome = outcome[:59] + "…"
@@ -432,7 +495,7 @@ def steps_table(steps: list[StepInfo], wf: WorkflowStatus) -> None:
         table.add_row(
             str(step.function_id),
             escape(step.function_name),
-            "[red]ERROR[/red]" if failed else "[green]SUCCESS[/green]",
+            _step_state(step),
             escape(outcome),
             *([escape(step.child_workflow_id or "")] if children else []),
             duration,

@@ -95,6 +95,11 @@ def main() -> None:
     if charged != {"alice": 1, "bob": 1, "carol": 1} or issued != ["alice", "carol"]:
         sys.exit("UNEXPECTED OUTCOME: a card was charged twice or a ticket is missing")
     print("  bob's card was declined, so his reservation was released; no card was charged twice.")
+    if not env.get("DBOS_DATABASE_URL"):
+        print(
+            f"\nThe embedded Postgres keeps running ({url}, data in .dbos/pgdata) so the next run "
+            "starts fast; stop it with `.venv/bin/dbos postgres stop`."
+        )
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from runtime.config import Settings
 from runtime.db import ensure_database, make_pool
 from runtime.deadlines import DeadlineSweep
 from runtime.dispatcher import QueueDispatcher
-from runtime.embedded import EmbeddedPostgres
+from runtime.embedded import start_project_server
 from runtime.engine import Engine
 from runtime.executors import ExecutorRegistry
 from runtime.listener import (
@@ -44,9 +44,7 @@ class Runtime:
         (``runtime.replay_check``): it creates and migrates nothing, and the server refuses every
         write on its connections."""
         self.settings = settings
-        app_url = (
-            settings.database_url or EmbeddedPostgres.for_project(settings.project_dir).start()
-        )
+        app_url = settings.database_url or start_project_server(settings.project_dir)
         sys_url = settings.system_database_url or app_url
         self.app_url = app_url
         # As DBOS does: a configured database that does not exist yet is created.
@@ -117,6 +115,7 @@ class Runtime:
             application_version=self.app_version,
             lease_s=settings.executor_lease_seconds,
             process_id=self.process_id,
+            running_steps=self.engine.ops.running_steps,
         )
         self.recovery = Recovery(
             self.engine,

@@ -21,11 +21,13 @@ import shutil
 import socket
 import stat
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from runtime import embedded_registry
 from runtime.errors import DBOSDatabaseError
 
 SERVER_USER = "embedded_postgres"
@@ -107,6 +109,7 @@ class EmbeddedPostgres:
         with self._lock():
             st = self.status()
             if st.running:
+                embedded_registry.remember(self.base_dir)
                 return self.url()
             user = _server_user()
             if not (self.data_dir / "PG_VERSION").exists():
@@ -119,6 +122,7 @@ class EmbeddedPostgres:
             self._write_settings(port)
             self.port_file.write_text(f"{port}\n")
             self._pg_ctl(["-w", "-t", "60", "-l", str(self.log_file), "start"], user)
+            embedded_registry.remember(self.base_dir)
             return self.url()
 
     def stop(self, mode: str = "fast") -> bool:
@@ -129,8 +133,10 @@ class EmbeddedPostgres:
             raise ValueError(f"unknown shutdown mode {mode!r}")
         with self._lock():
             if not self.status().running:
+                embedded_registry.forget(self.base_dir)
                 return False
             self._pg_ctl(["-w", "-t", "60", "-m", mode, "stop"], _server_user())
+            embedded_registry.forget(self.base_dir)
             return True
 
     # -- internals ------------------------------------------------------------------------------
@@ -299,6 +305,20 @@ def _grant_to(user: str, base_dir: Path, data_dir: Path) -> None:
     shutil.chown(data_dir, user, user)
 
 
+def running_elsewhere(here: EmbeddedPostgres) -> list[tuple[EmbeddedPostgres, ServerStatus]]:
+    """Every other embedded server this user started (``runtime.embedded_registry``) that still
+    runs, with its status; the notes of those that do not run any more are dropped."""
+    found = []
+    for base in embedded_registry.known():
+        server = EmbeddedPostgres(base)
+        st = server.status()
+        if not st.running:
+            embedded_registry.forget(base)
+        elif server.data_dir != here.data_dir:
+            found.append((server, st))
+    return found
+
+
 def resolve_system_url(explicit: str | None, settings_url: str | None, project_dir: Path) -> str:
     """The URL of the database holding the system tables: an explicit or configured URL when there
     is one, else the project's embedded server, started if it is not running."""
@@ -306,4 +326,20 @@ def resolve_system_url(explicit: str | None, settings_url: str | None, project_d
         return explicit
     if settings_url:
         return settings_url
-    return EmbeddedPostgres.for_project(project_dir).start()
+    return start_project_server(project_dir)
+
+
+def start_project_server(project_dir: Path) -> str:
+    """The URL of the project's embedded server, started if it is not running. Starting one says
+    so in one line on stderr: the server outlives this process (it is shared by the project's
+    processes and keeps its data warm), which a user who configured no database would not
+    expect."""
+    server = EmbeddedPostgres.for_project(project_dir)
+    was_running = server.status().running
+    url = server.start()
+    if not was_running:
+        sys.stderr.write(
+            f"dbos: started the embedded Postgres ({server.data_dir}, {url}); it keeps running "
+            "after this process exits: `dbos postgres stop` stops it\n"
+        )
+    return url

@@ -51,12 +51,21 @@ class ExecutorTable:
         behind workflows that hold every pooled connection (its lease would run out)."""
         return db.connect(self.sysdb.url, schema=self.sysdb.schema)
 
-    def heartbeat(self, process_id: str, conn: psycopg.Connection[Any]) -> list[PeerProcess] | None:
-        """Refresh this process's heartbeat over ``conn`` (see ``dedicated_connection``); returns
+    def heartbeat(
+        self,
+        process_id: str,
+        conn: psycopg.Connection[Any],
+        running_steps: str | None = None,
+    ) -> list[PeerProcess] | None:
+        """Refresh this process's heartbeat over ``conn`` (see ``dedicated_connection``), with
+        the JSON array of its long-running steps (``runtime.running_steps``); returns
         the other live processes that share its host or its executor ID, or None when this
         process's row is marked stopped (a stopped process stays stopped)."""
         with db.translated(self.sysdb.url):
-            rows = conn.execute(queries.HEARTBEAT, {"process_id": process_id}).fetchall()
+            rows = conn.execute(
+                queries.HEARTBEAT,
+                {"process_id": process_id, "running_steps": running_steps},
+            ).fetchall()
         if rows and rows[0][0] is None:
             return None
         return [PeerProcess(r[0], r[1], r[2], int(r[3]), r[4]) for r in rows if r[0] is not None]

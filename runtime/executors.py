@@ -21,6 +21,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from typing import Any
 
 import psycopg
@@ -28,6 +29,7 @@ import psycopg
 from runtime.errors import DBOSException
 from runtime.executor_db import ExecutorTable
 from runtime.liveness import gone_on_this_host, process_identity
+from runtime.running_steps import RunningSteps
 from runtime.system_db import SystemDatabase
 
 logger = logging.getLogger("dbos")
@@ -45,8 +47,12 @@ class ExecutorRegistry:
         application_version: str,
         lease_s: float,
         process_id: str,
+        running_steps: RunningSteps | None = None,
     ) -> None:
         self.table = ExecutorTable(sysdb)
+        # Published with each beat: the steps running for at least this long (or one beat).
+        self.running_steps = running_steps
+        self.min_step_age_ms = int(min(1.0, max(0.25, lease_s / 4)) * 1000)
         self.executor_id = executor_id
         self.application_version = application_version
         self.lease_ms = int(lease_s * 1000)
@@ -132,7 +138,12 @@ class ExecutorRegistry:
     def _heartbeat(self) -> None:
         if self._conn is None or self._conn.closed:
             self._conn = self.table.dedicated_connection()
-        peers = self.table.heartbeat(self.process_id, self._conn)
+        steps = (
+            self.running_steps.published(int(time.time() * 1000), self.min_step_age_ms)
+            if self.running_steps is not None
+            else None
+        )
+        peers = self.table.heartbeat(self.process_id, self._conn, steps)
         if peers is None:
             if not self._warned_stopped:
                 self._warned_stopped = True

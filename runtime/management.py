@@ -23,6 +23,7 @@ from runtime.executor_db import ExecutorTable
 from runtime.liveness import gone_on_this_host, process_identity
 from runtime.queues import INTERNAL_QUEUE
 from runtime.records import PeerProcess, QueueInfo, VersionWork
+from runtime.running_steps import running_steps
 from runtime.status import StepInfo, WorkflowStatus, WorkflowStatusString
 from runtime.system_db import SystemDatabase
 from runtime.waiting import Waiting, derive
@@ -388,7 +389,8 @@ def list_steps(
     limit: int | None = None,
     offset: int | None = None,
 ) -> list[StepInfo]:
-    """The recorded steps of a workflow, in order (``offset`` steps skipped, at most ``limit``;
+    """The recorded steps of a workflow, in order, then those running now (``running`` True; see
+    ``runtime.running_steps`` for the delay) (``offset`` steps skipped, at most ``limit``;
     outputs and errors left None unless ``load_output``); unknown IDs raise."""
     if limit is not None and limit < 0:
         raise DBOSException("limit must not be negative")
@@ -397,6 +399,9 @@ def list_steps(
     if sysdb.get_status_result(workflow_id) is None:
         raise DBOSNonExistentWorkflowError(workflow_id)
     steps = sysdb.get_steps(workflow_id)
+    # Then the steps running now (published by their process's heartbeat; none recorded yet).
+    done = {s.function_id for s in steps}
+    steps += [s for s in running_steps(sysdb, workflow_id) if s.function_id not in done]
     first = offset or 0
     steps = steps[first : None if limit is None else first + limit]
     if not load_output:

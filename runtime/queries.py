@@ -615,7 +615,7 @@ INSERT INTO dbos.executors (
 # stopped stays stopped (its workflows may be taken over already): then one row of NULLs says so.
 HEARTBEAT = f"""
 WITH beat AS (
-    UPDATE dbos.executors SET last_heartbeat_at = {NOW_MS}
+    UPDATE dbos.executors SET last_heartbeat_at = {NOW_MS}, running_steps = %(running_steps)s::jsonb
     WHERE process_id = %(process_id)s AND stopped_at IS NULL
     RETURNING executor_id, hostname
 )
@@ -626,6 +626,16 @@ WHERE (e.executor_id = beat.executor_id OR e.hostname = beat.hostname)
   AND e.stopped_at IS NULL AND e.last_heartbeat_at > {NOW_MS} - e.lease_ms
 UNION ALL
 SELECT NULL, NULL, NULL, 0, NULL WHERE NOT EXISTS (SELECT 1 FROM beat)
+"""
+
+# runtime.running_steps: the steps of this workflow that live processes published as running.
+SELECT_RUNNING_STEPS = f"""
+SELECT (s->>'function_id')::integer, s->>'function_name', (s->>'started_at')::bigint
+FROM dbos.executors e, jsonb_array_elements(e.running_steps) s
+WHERE e.running_steps IS NOT NULL AND e.stopped_at IS NULL
+  AND e.last_heartbeat_at > {NOW_MS} - e.lease_ms
+  AND s->>'workflow_id' = %(workflow_uuid)s
+ORDER BY 1
 """
 
 # Processes found gone without stopping (killed): stopped now, so that their workflows are taken

@@ -68,6 +68,7 @@ from contextlib import contextmanager
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
+from runtime import tracebacks
 from runtime.errors import DBOSException, DBOSSerializationError
 
 __all__ = [
@@ -662,12 +663,13 @@ def _safe_str(exc: BaseException) -> str | None:
 
 
 def serialize_exception(exc: BaseException) -> str:
-    """Encode an exception as ``{"type", "module", "message", "args", "attrs"}``. Never fails.
+    """Encode an exception as ``{"type", "module", "message", "args", "attrs", "traceback"}``.
 
     ``type`` and ``module`` are the class's ``__qualname__`` and ``__module__``, ``message`` is
     ``str(exc)``, ``args`` is ``exc.args`` encoded with the ``serialize`` rules, or ``null`` when
     any of them cannot be encoded. ``attrs`` holds the instance attributes (``exc.__dict__``, e.g.
-    ``workflow_id``) that can be encoded; the others are left out.
+    ``workflow_id``) that can be encoded, the others left out; ``traceback``: its traceback's end.
+    Never fails.
     """
     cls = type(exc)
     message = _safe_str(exc)
@@ -684,8 +686,13 @@ def serialize_exception(exc: BaseException) -> str:
     except Exception:
         pass
     attrs: dict[str, Any] = {}
+    trace = tracebacks.tail(exc)
+    if trace is not None:
+        record["traceback"] = trace
     try:
         for key, item in vars(exc).items():
+            if key == tracebacks.ATTRIBUTE:
+                continue  # stored as "traceback"
             try:
                 attrs[key] = _encode(item, set())
             except Exception:
@@ -701,6 +708,7 @@ def serialize_exception(exc: BaseException) -> str:
     except Exception:  # e.g. an int arg too large to print: keep what is sure to encode
         record["args"] = None
         record.pop("attrs", None)
+        record.pop("traceback", None)
         return _dumps(record, "exception")
 
 
@@ -722,8 +730,14 @@ def deserialize_exception(text: str) -> BaseException:
     depends only on its args and attributes).
 
     In every other case the result is a ``DBOSException("module.Type: message")`` with attributes
-    ``original_type`` and ``original_module``.
+    ``original_type`` and ``original_module``. Either way ``dbos_traceback`` holds the stored
+    traceback text (None when stored without one).
     """
+    record, exc = _rebuild(text)
+    return tracebacks.attach(exc, record.get("traceback") if isinstance(record, dict) else None)
+
+
+def _rebuild(text: str) -> tuple[Any, BaseException]:
     try:
         record = deserialize(text)
     except Exception:
@@ -734,19 +748,16 @@ def deserialize_exception(text: str) -> BaseException:
         except Exception:
             record = None
     if not isinstance(record, dict):
-        return _fallback_exception("<unknown>", "<unknown>", f"unreadable error record {text!r}")
-    qualname = record.get("type")
-    module = record.get("module")
-    message = record.get("message")
+        unreadable = f"unreadable error record {text!r}"
+        return record, _fallback_exception("<unknown>", "<unknown>", unreadable)
+    qualname, module, message = (record.get(k) for k in ("type", "module", "message"))
     qualname = qualname if isinstance(qualname, str) else "<unknown>"
     module = module if isinstance(module, str) else "<unknown>"
     message = message if isinstance(message, str) else ""
-    args = record.get("args")
-    attrs = record.get("attrs")
-
+    args, attrs = record.get("args"), record.get("attrs")
     cls = _find_class(module, qualname)
     if cls is None or not issubclass(cls, Exception):
-        return _fallback_exception(module, qualname, message)
+        return record, _fallback_exception(module, qualname, message)
     exc: BaseException | None = None
     if isinstance(args, list):
         try:
@@ -760,14 +771,14 @@ def deserialize_exception(text: str) -> BaseException:
             exc = cls.__new__(cls)
             exc.args = tuple(args) if isinstance(args, list) else (message,)
         except Exception:
-            return _fallback_exception(module, qualname, message)
+            return record, _fallback_exception(module, qualname, message)
     if isinstance(attrs, dict):
         for key, item in attrs.items():
             try:
                 setattr(exc, key, item)
             except Exception:
                 pass
-    return exc
+    return record, exc
 
 
 def exception_summary(text: str) -> str:

@@ -99,6 +99,9 @@ class StepInfo(Mapping[str, Any]):
     child_workflow_id: str | None = None
     started_at: int | None = None
     completed_at: int | None = None
+    #: True for a step running now (no outcome yet; not one of DBOS's keys): see
+    #: ``runtime.running_steps`` for when it becomes visible.
+    running: bool = False
 
     @property
     def started_at_epoch_ms(self) -> int | None:

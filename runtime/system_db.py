@@ -27,6 +27,7 @@ from runtime.errors import (
     DBOSQueueDeduplicatedError,
 )
 from runtime.listener import event_key, message_key
+from runtime.queues import INTERNAL_QUEUE
 from runtime.records import (
     ClaimedWorkflow,
     DequeuedWorkflow,
@@ -721,7 +722,9 @@ def _status_from_row(
         else None,
         executor_id=row[7],
         app_version=row[8],
-        queue_name=row[9],
+        # The internal queue (resume, restart, fork, schedules) is how it was started, not a queue
+        # the application put it on: shown as no queue (`queue_name=` still finds it).
+        queue_name=None if row[9] == INTERNAL_QUEUE else row[9],
         recovery_attempts=int(row[10]),
         created_at=row[11],
         updated_at=row[12],

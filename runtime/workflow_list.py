@@ -7,6 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 from runtime import queries
+from runtime.queues import INTERNAL_QUEUE
+
+# A workflow on the internal queue (resumed, restarted, forked, scheduled) is listed as on no queue
+# (a constant, not user text).
+_ON_A_QUEUE = f"queue_name IS NOT NULL AND queue_name <> '{INTERNAL_QUEUE}'"
 
 # list_workflows composes its WHERE clause from these fixed fragments (never from user text); each
 # filter is served by an index of the form (column, created_at).
@@ -31,13 +36,13 @@ LIST_FILTERS = {
     "queue_name": "queue_name = %(queue_name)s",
     "start_time": "created_at >= %(start_time)s",
     "end_time": "created_at <= %(end_time)s",
-    "queued_only": "queue_name IS NOT NULL AND status IN ('DELAYED', 'ENQUEUED', 'PENDING')",
+    "queued_only": _ON_A_QUEUE + " AND status IN ('DELAYED', 'ENQUEUED', 'PENDING')",
     # DBOS 2.x's filters. A key ending in ``_any`` takes a list; a single value uses the plain key,
     # whose equality the (column, created_at) index serves with the listing's order.
     "name_any": "name = ANY(%(name_any)s)",
     "app_version_any": "application_version = ANY(%(app_version_any)s)",
     "queue_name_any": "queue_name = ANY(%(queue_name_any)s)",
-    "in_queue": "queue_name IS NOT NULL",
+    "in_queue": _ON_A_QUEUE,
     "executor_id": "executor_id = %(executor_id)s",
     "executor_id_any": "executor_id = ANY(%(executor_id_any)s)",
     "forked_from": "forked_from = %(forked_from)s",

@@ -54,6 +54,7 @@ STEP_FIELDS = {
     "started_at",
     "completed_at",
     "duration_ms",
+    "traceback",  # the recorded error's traceback (its end); null without one
 }
 
 
@@ -179,7 +180,13 @@ def test_list_get_and_steps_with_every_filter(app: App) -> None:
     assert human.returncode == 0 and "greet-ann" in human.stdout and "ERROR" in human.stdout
 
     record = cli_json(app, "workflow", "get", "greet-ann")
-    assert set(record) == WORKFLOW_FIELDS | {"input", "output", "error"}
+    assert set(record) == WORKFLOW_FIELDS | {
+        "input",
+        "output",
+        "error",
+        "traceback",
+        "running_steps",
+    }
     assert record["input"] == {"args": ["ann"], "kwargs": {}}
     assert record["output"] == "hello ANN"
     failed = cli_json(app, "workflow", "get", "fails")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+import shlex
+import shutil
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -89,7 +92,20 @@ def init(
     (folder / "dbos.toml").write_text(DBOS_TOML.format(name=name))
     (folder / ".gitignore").write_text(GITIGNORE)
     render.success(f"Created {name}/ with app.py and dbos.toml")
-    render.info(f"Next: cd {name} && dbos start")
+    render.info(f"Next: cd {shlex.quote(name)} && {_dbos_command()} start")
+
+
+def _dbos_command() -> str:
+    """How to run this `dbos` from anywhere: ``dbos`` when that is what the PATH finds (an
+    activated venv, pipx, uv tool), else this executable's full path (e.g. .venv/bin/dbos run
+    without activating), so that the printed next step works as printed."""
+    me = Path(sys.argv[0])
+    found = shutil.which("dbos")
+    if me.name != "dbos" or not me.is_file():
+        return "dbos"  # run some other way (python -m, a test): nothing better to say
+    if found is not None and Path(found).resolve() == me.resolve():
+        return "dbos"
+    return shlex.quote(str(me.resolve()))
 
 
 def register(app: typer.Typer) -> None:

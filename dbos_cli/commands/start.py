@@ -17,7 +17,13 @@ import typer
 
 from dbos_cli import render
 from dbos_cli.options import DbUrl, settings
-from runtime.errors import DBOSConfigError, DBOSException
+from runtime.embedded import EmbeddedPostgres
+from runtime.errors import (
+    DBOSAwaitedWorkflowCancelledError,
+    DBOSConfigError,
+    DBOSException,
+    DBOSWorkflowCancelledError,
+)
 
 
 def import_app(target: str) -> ModuleType:
@@ -107,6 +113,7 @@ def start(
     DBOS()  # the app may have configured it already; else from the environment and config file
     DBOS.launch()
     logging.getLogger("dbos").info("serving %s (Ctrl-C to stop)", target)
+    embedded = _embedded_data(s.project_dir, DBOS.database_url)
     app_main = getattr(app, "main", None)
     failures: list[BaseException] = []
 
@@ -115,6 +122,12 @@ def start(
         try:
             if callable(app_main):
                 app_main()
+        except (DBOSAwaitedWorkflowCancelledError, DBOSWorkflowCancelledError) as exc:
+            # An operator cancelled the workflow main() waits on: that is the operator's call,
+            # not a crash of the app; the server goes on serving the other workflows.
+            logging.getLogger("dbos").warning(
+                "main() of %s ended: %s by an operator; still serving", target, exc
+            )
         except BaseException as exc:
             failures.append(exc)
             logging.getLogger("dbos").exception("main() of %s failed", target)
@@ -131,8 +144,23 @@ def start(
             STEP_GRACE_S,
         )
         DBOS.destroy(workflow_completion_timeout_sec=0, step_grace_sec=STEP_GRACE_S)
+        if embedded is not None:
+            logging.getLogger("dbos").info(
+                "the embedded Postgres (data in %s) keeps running for the next start; "
+                "`dbos postgres stop` stops it",
+                embedded,
+            )
     if failures:
         raise DBOSException(f"main() of {target} failed: {failures[0]!r}")
+
+
+def _embedded_data(project_dir: Path, database_url: str) -> Path | None:
+    """The data folder of the project's embedded Postgres when the app runs on it (no database
+    configured), else None."""
+    server = EmbeddedPostgres.for_project(project_dir)
+    if server.status().port is None:
+        return None
+    return server.data_dir if database_url == server.url() else None
 
 
 # On SIGTERM or Ctrl-C, how long the steps in progress get to end before the process exits: a step

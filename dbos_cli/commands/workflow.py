@@ -20,7 +20,7 @@ from dbos_cli.attributes import Attr, parse_attrs
 from dbos_cli.commands import versions, why
 from dbos_cli.options import DbUrl, JsonFlag, open_client
 from runtime.errors import DBOSException
-from runtime.status import WorkflowStatus, WorkflowStatusString
+from runtime.status import StepInfo, WorkflowStatus, WorkflowStatusString
 
 if TYPE_CHECKING:
     from runtime.client import Change, DBOSClient, Waiting
@@ -191,6 +191,13 @@ def list_workflows(
     _show_listing(found, waits, json_output, page)
 
 
+def _running_steps(client: DBOSClient, wf: WorkflowStatus) -> list[StepInfo]:
+    """The steps ``wf`` runs now (only a PENDING workflow runs any)."""
+    if wf.status != "PENDING":
+        return []
+    return [s for s in client.list_workflow_steps(wf.workflow_id, load_output=False) if s.running]
+
+
 @group.command("get")
 def get_workflow(
     workflow_id: Annotated[str, typer.Argument(help="The workflow's ID.")],
@@ -205,10 +212,11 @@ def get_workflow(
         # The same sentence as `dbos workflow why` (a final workflow's needs no line here).
         live = wf.status in ("PENDING", "ENQUEUED", "DELAYED")
         summary = client.explain_workflow(workflow_id).summary if live else None
+        running = render.RunningSteps(_running_steps(client, wf))
     if json_output:
-        render.print_json(render.workflow_json(wf, waiting=waiting))
+        render.print_json(render.workflow_json(wf, waiting=waiting) | running.json())
     else:
-        render.workflow_panel(wf, waiting, summary)
+        render.workflow_panel(wf, waiting, summary, running.rows())
 
 
 @group.command("steps")

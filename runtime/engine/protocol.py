@@ -39,6 +39,7 @@ from runtime.errors import (
     DBOSWorkflowFencedError,
 )
 from runtime.records import RecordedStep, RecordResult
+from runtime.running_steps import RunningSteps
 from runtime.status import WorkflowStatusString
 from runtime.system_db import SystemDatabase
 
@@ -128,6 +129,7 @@ class Operations:
         # was out of touch for longer than the lease.
         self.confirm_ownership_after_s = confirm_ownership_after_s
         self.stopping = threading.Event()
+        self.running_steps = RunningSteps()  # published by the executor heartbeat
 
     # -- the checkpoint -------------------------------------------------------------------------
 

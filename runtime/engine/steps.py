@@ -285,9 +285,12 @@ class Steps:
         token = context.current_step.set(step)
         if options.timeout_seconds is not None:
             call = _TimedCall(call, name, options.timeout_seconds)
+        running = self.ops.running_steps
+        running.enter(ctx.workflow_id, function_id, name, started)
         try:
             value, error = yield from self._attempts(ctx, step, call, options)
         finally:
+            running.leave(ctx.workflow_id, function_id)
             context.current_step.reset(token)
         return (yield from self._finish(ctx, function_id, name, started, value, error))
 
