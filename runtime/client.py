@@ -3,7 +3,8 @@ web handlers in another service, the `dbos` CLI and its dashboard). It reads and
 tables directly and never imports or launches the application.
 
 The records its methods return are importable from here too (``Change``, ``ExecutorInfo``,
-``QueueInfo``, ``VersionInfo``, ``VersionWork``, ``Unserved``, ``Waiting``, and ``STATUSES``, the
+``QueueInfo``, ``VersionInfo``, ``VersionWork``, ``Unserved``, ``Waiting``,
+``WorkflowExplanation``, and ``STATUSES``, the
 status names), so that a program using the client needs no other module of the runtime but
 ``runtime.errors`` and ``runtime.status``."""
 
@@ -36,6 +37,7 @@ from runtime.errors import (
     DBOSException,
     DBOSNonExistentWorkflowError,
 )
+from runtime.explain import WorkflowExplanation
 from runtime.handles import WorkflowHandle, WorkflowHandleAsync, poll_result
 from runtime.management import STATUSES, Change, ExecutorInfo, OneOrMany, TimeArg
 from runtime.records import NewWorkflow, QueueInfo, VersionWork
@@ -63,6 +65,7 @@ __all__ = [
     "VersionInfo",
     "VersionWork",
     "Waiting",
+    "WorkflowExplanation",
     "WorkflowSchedule",
     "check_database",
 ]

@@ -15,7 +15,7 @@ from dbos_cli import render
 from dbos_cli.options import DbUrl, JsonFlag, open_client
 
 if TYPE_CHECKING:
-    from runtime.explain import WorkflowExplanation
+    from runtime.client import WorkflowExplanation
 
 INDENT = "    "
 
