@@ -97,10 +97,10 @@ def test_why_explains_a_live_apps_waits_queues_and_outcomes(
     def grandparent() -> Any:
         return DBOS.start_workflow(parent).get_result()
 
-    one = Queue("one", concurrency=1, worker_concurrency=1)
-    parts = Queue("parts", concurrency=1, partition_queue=True)
-    limited = Queue("limited", limiter={"limit": 1, "period": 60})
-    later = Queue("later")
+    one = Queue("why_one", concurrency=1, worker_concurrency=1)
+    parts = Queue("why_parts", concurrency=1, partition_queue=True)
+    limited = Queue("why_limited", limiter={"limit": 1, "period": 60})
+    later = Queue("why_later")
     launch_dbos()
 
     for wid, func in [
@@ -129,11 +129,11 @@ def test_why_explains_a_live_apps_waits_queues_and_outcomes(
 
     with DBOSClient(db_url) as client:
         old = client.enqueue(
-            {"workflow_name": "quick_old", "queue_name": "later", "app_version": "v-old"}
+            {"workflow_name": "quick_old", "queue_name": "why_later", "app_version": "v-old"}
         ).workflow_id
         # Resuming an enqueued workflow moves it to the internal queue (to start now); no
         # process has its function, so it stays there.
-        orphan = client.enqueue({"workflow_name": "nobody_has_it", "queue_name": "later"})
+        orphan = client.enqueue({"workflow_name": "nobody_has_it", "queue_name": "why_later"})
         client.resume_workflow(orphan.workflow_id)
         _until(lambda: _steps(client, "cancel-me") == 1, "cancel-me to sleep")
         DBOS.cancel_workflow("cancel-me")
@@ -186,21 +186,21 @@ def test_why_explains_a_live_apps_waits_queues_and_outcomes(
         queued = explain(behind[1])
         assert queued.reason == "QUEUED"
         assert queued.summary == (
-            "enqueued on queue one behind 1 other; all 1 of its slots are in use (1 running)"
+            "enqueued on queue why_one behind 1 other; all 1 of its slots are in use (1 running)"
         )
         assert _facts(queued)["running workflows"] == running
         assert (_facts(queued)["concurrency"], _facts(queued)["worker concurrency"]) == ("1", "1")
 
         partition = explain(parted[1])
         assert partition.reason == "QUEUED" and _facts(partition)["partition key"] == "tenant-a"
-        assert partition.summary.startswith("enqueued on queue parts behind 0 others; all 1")
+        assert partition.summary.startswith("enqueued on queue why_parts behind 0 others; all 1")
         assert _facts(partition)["running workflows"] == parted[0]
 
         limit = explain(held)
         started = client.get_workflow(first.workflow_id).started_at
         assert limit.reason == "RATE_LIMITED" and started is not None
         assert limit.summary == (
-            "held by the rate limit of queue limited (1 starts per 60 s, 1 in the last window) "
+            "held by the rate limit of queue why_limited (1 starts per 60 s, 1 in the last window) "
             f"until {format_time(started + 60_000)}"
         )
 
