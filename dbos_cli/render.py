@@ -43,7 +43,8 @@ def _console(stderr: bool) -> Console:
     # Created on first use: `dbos --version` and JSON output never pay for Rich's console.
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+    # No emoji codes: a stored name or an argument with `:b:` in it must print as typed.
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, emoji=False)
 
 
 class _Lazy:

@@ -1,5 +1,5 @@
-"""Every `dbos` command prints text from the database as data: Rich markup is shown, never
-applied, and terminal control sequences (ESC, C1 controls, bidi overrides) are shown as escapes,
+"""Every `dbos` command prints text from the database as data: Rich markup and emoji codes are
+shown, never applied, and terminal control sequences (ESC, C1 controls, bidi overrides) are shown as escapes,
 never obeyed. One renderer (`dbos_cli.render.escape`) does it for every command; this test
 stores hostile text in each kind of stored name and reads it back through each command."""
 
@@ -10,7 +10,7 @@ from typing import Any
 from runtime import DBOS, SetWorkflowAttributes
 from tests.cli_helpers import dbos
 
-HOSTILE = "[red]x\x1b[2J\x9b31m\u202e\x07"
+HOSTILE = "[red]x:b:\x1b[2J\x9b31m\u202e\x07"
 RAW = ("\x1b", "\x9b", "\u202e", "\x07")
 
 
@@ -37,6 +37,7 @@ def test_every_command_shows_stored_control_characters_as_escapes(
         ("workflow", "list"),
         ("workflow", "get", handle.workflow_id),
         ("workflow", "steps", handle.workflow_id),
+        ("workflow", "why", handle.workflow_id),
         ("executors",),
         ("schedule", "list"),
         ("schedule", "get", name),
@@ -54,4 +55,5 @@ def test_every_command_shows_stored_control_characters_as_escapes(
             for raw in RAW:
                 assert raw not in run.stdout + run.stderr, (args, json_flag, raw, run.stdout)
             if not json_flag and args[0] != "executors":
-                assert "[red]x" in run.stdout, (args, run.stdout)  # markup shown, not applied
+                # Markup and emoji codes shown, not applied.
+                assert "[red]x:b:" in run.stdout, (args, run.stdout)
