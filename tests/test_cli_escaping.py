@@ -1,7 +1,8 @@
-"""Every `dbos` command prints text from the database as data: Rich markup and emoji codes are
-shown, never applied, and terminal control sequences (ESC, C1 controls, bidi overrides) are shown as escapes,
-never obeyed. One renderer (`dbos_cli.render.escape`) does it for every command; this test
-stores hostile text in each kind of stored name and reads it back through each command."""
+"""Every `dbos` command prints text from the database as data: Rich markup and emoji codes
+are shown, never applied, and terminal control sequences (ESC, C1 controls, bidi overrides) are
+shown as escapes, never obeyed. One renderer (`dbos_cli.render.escape`) does it for every
+command; this test stores hostile text in each kind of stored name and reads it back through each
+command."""
 
 from __future__ import annotations
 

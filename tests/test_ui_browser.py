@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,8 +15,7 @@ import psycopg
 import pytest
 
 from tests.apps.mgmt_app import LEDGER_DDL
-from tests.cli_helpers import DBOS as DBOS_EXE
-from tests.cli_helpers import clean_env
+from tests.cli_helpers import dashboard
 from tests.test_cli_workflows import App
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,44 +30,16 @@ if not Path(CHROMIUM).exists():
     pytest.skip("Debian's chromium is not installed here", allow_module_level=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def stack(db_url: str) -> Iterator[tuple[App, str]]:
     """An app process with workflows, and `dbos ui` over the same database."""
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute(LEDGER_DDL)
     app = App(db_url)
-    port = _free_port()
-    ui = subprocess.Popen(
-        [DBOS_EXE, "ui", "--port", str(port), "--db-url", db_url],
-        cwd=ROOT,
-        env=clean_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
     try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                assert time.monotonic() < deadline and ui.poll() is None, "dbos ui did not start"
-                time.sleep(0.1)
-        yield app, base
+        with dashboard(db_url, cwd=ROOT) as (base, _):
+            yield app, base
     finally:
-        ui.send_signal(signal.SIGINT)
-        try:
-            ui.wait(10)
-        except subprocess.TimeoutExpired:
-            ui.kill()
         app.stop()
 
 

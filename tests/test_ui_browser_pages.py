@@ -7,19 +7,14 @@ go to test-artifacts/ui/."""
 
 from __future__ import annotations
 
-import signal
-import socket
-import subprocess
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from runtime import DBOS, DBOSClient, SetWorkflowID
-from tests.cli_helpers import DBOS as DBOS_EXE
-from tests.cli_helpers import clean_env
-from tests.test_ui_browser import CHROMIUM, ROOT, _free_port, _shot, playwright_api
+from tests.cli_helpers import dashboard
+from tests.test_ui_browser import CHROMIUM, ROOT, _shot, playwright_api
 
 XSS = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>'
 HOSTILE = f"{XSS}\u202eevil\x1b[2J\x1b]0;title\x07/..?#%"
@@ -54,30 +49,8 @@ def wait_for_go() -> Any:
 @pytest.fixture
 def ui(launch_dbos: Callable[..., None], db_url: str) -> Iterator[str]:
     launch_dbos()
-    port = _free_port()
-    proc = subprocess.Popen(
-        [DBOS_EXE, "ui", "--port", str(port), "--db-url", db_url],
-        cwd=ROOT,
-        env=clean_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
-        except OSError:
-            assert time.monotonic() < deadline and proc.poll() is None, "dbos ui did not start"
-            time.sleep(0.1)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with dashboard(db_url, cwd=ROOT) as (base, _):
+        yield base
 
 
 def test_new_pages_and_hostile_data_in_a_real_browser(ui: str, db_url: str) -> None:

@@ -4,12 +4,7 @@ Through HTTP: Starlette's test client, and one real `dbos ui` process."""
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -28,7 +23,7 @@ from dbos_cli.ui.security import (
 )
 from runtime import DBOSClient
 from runtime.errors import DBOSConfigError
-from tests.cli_helpers import DBOS, clean_env, dbos
+from tests.cli_helpers import clean_env, dashboard, dbos
 
 BASE = "http://127.0.0.1:8080"
 TOKEN = "a-long-enough-token-1234"
@@ -253,45 +248,15 @@ def test_token_rules_at_startup(db_url: str) -> None:
     check_token("fifteen-chars-x", remote=False)  # loopback: any length
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def test_a_real_dashboard_process(seeded: tuple[str, str], tmp_path: Path) -> None:
     """The real `dbos ui`: token from a file (absent from its command line), Host checked."""
     db_url, wid = seeded
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n")
-    port = _free_port()
-    args = [
-        "ui",
-        "--port",
-        str(port),
-        "--token-file",
-        str(token_file),
-        "--allowed-host",
-        "dash.test",
-    ]
-    proc = subprocess.Popen(
-        [DBOS, *args, "--db-url", db_url],
-        env=clean_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                first = httpx.get(f"{url}/workflows", timeout=2)
-                break
-            except httpx.TransportError:
-                assert proc.poll() is None and time.monotonic() < deadline, "dbos ui did not start"
-                time.sleep(0.1)
+    args = ("--token-file", str(token_file), "--allowed-host", "dash.test")
+    with dashboard(db_url, *args) as (url, proc):
+        port = url.rsplit(":", 1)[1]
+        first = httpx.get(f"{url}/workflows", timeout=2)
         assert first.status_code == 401
         cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes()
         assert TOKEN.encode() not in cmdline
@@ -301,6 +266,3 @@ def test_a_real_dashboard_process(seeded: tuple[str, str], tmp_path: Path) -> No
             got = httpx.get(f"{url}/workflows", headers={**auth, "host": host})
             assert got.status_code == status, host
             assert got.headers["cache-control"] == "no-store"
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=10)
