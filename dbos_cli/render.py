@@ -253,6 +253,7 @@ def step_json(step: StepInfo) -> dict[str, Any]:
         "started_at": local_time(step.started_at),
         "completed_at": local_time(step.completed_at),
         "duration_ms": duration,
+        "failed_attempts": step.attempts,
     }
 
 
@@ -482,6 +483,9 @@ def steps_table(steps: list[StepInfo], wf: WorkflowStatus) -> None:
         outcome = error_text(step.error) if failed else json.dumps(step.output, default=str)
         if step.running:
             outcome = f"running since {short_time(step.started_at)}"
+        elif step.attempts:
+            tries = len(step.attempts)
+            outcome = f"after {tries} failed attempt{'s' if tries > 1 else ''}: {outcome}"
         outcome, _ = _truncated(outcome)
         if len(outcome) > 60:
             outcome = outcome[:59] + "…"

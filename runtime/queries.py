@@ -83,10 +83,11 @@ WITH wf AS (
 ), ins AS (
     INSERT INTO dbos.operation_outputs (
         workflow_uuid, function_id, function_name, output, error, child_workflow_id,
-        started_at_epoch_ms, completed_at_epoch_ms, wait_target
+        started_at_epoch_ms, completed_at_epoch_ms, wait_target, attempts
     )
     SELECT %(workflow_uuid)s, %(function_id)s, %(function_name)s, %(output)s, %(error)s,
-           %(child_workflow_id)s, %(started_at)s, %(completed_at)s, %(wait_target)s
+           %(child_workflow_id)s, %(started_at)s, %(completed_at)s, %(wait_target)s,
+           %(attempts)s
     FROM wf
     WHERE wf.owner_epoch = %(owner_epoch)s AND wf.status IN ('PENDING', 'CANCELLED', 'ENQUEUED')
     ON CONFLICT (workflow_uuid, function_id) DO NOTHING
@@ -282,7 +283,7 @@ SELECT_WORKFLOW = (
 
 SELECT_STEPS = """
 SELECT function_id, function_name, output, error, child_workflow_id, started_at_epoch_ms,
-       completed_at_epoch_ms
+       completed_at_epoch_ms, attempts
 FROM dbos.operation_outputs
 WHERE workflow_uuid = %(workflow_uuid)s
 ORDER BY function_id

@@ -102,6 +102,10 @@ class StepInfo(Mapping[str, Any]):
     #: True for a step running now (no outcome yet; not one of DBOS's keys): see
     #: ``runtime.running_steps`` for when it becomes visible.
     running: bool = False
+    #: A retried step's failed attempts, in order (not one of DBOS's keys): dicts with
+    #: ``attempt`` (1-based), ``started_at``/``completed_at`` (epoch ms) and ``error``
+    #: (``"Type: message"``, at most 2,000 characters); empty when it did not retry.
+    attempts: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def started_at_epoch_ms(self) -> int | None:

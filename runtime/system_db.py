@@ -21,6 +21,7 @@ import psycopg.errors
 from psycopg_pool import PoolTimeout
 
 from runtime import db, queries, serialization
+from runtime.attempts import decode as decode_attempts
 from runtime.errors import (
     DBOSConflictingWorkflowError,
     DBOSDatabaseError,
@@ -195,10 +196,12 @@ class SystemDatabase:
         completed_at_ms: int | None = None,
         conn: psycopg.Connection[Any] | None = None,
         wait_target: str | None = None,
+        attempts: str | None = None,
     ) -> RecordResult:
         """Record one operation's outcome if this runner still owns the workflow (one round trip).
         With ``conn``, the write joins that connection's open transaction. ``wait_target``: what
-        a recv/get_event timeout row waits for (JSON, ``runtime.waiting.WaitTarget``)."""
+        a recv/get_event timeout row waits for (JSON, ``runtime.waiting.WaitTarget``);
+        ``attempts``: a retried step's failed attempts (JSON, ``runtime.attempts``)."""
         params = {
             "workflow_uuid": workflow_id,
             "owner_epoch": owner_epoch,
@@ -210,6 +213,7 @@ class SystemDatabase:
             "started_at": started_at_ms,
             "completed_at": completed_at_ms,
             "wait_target": wait_target,
+            "attempts": attempts,
         }
         if conn is not None:
             row = conn.execute(queries.RECORD_STEP, params).fetchone()
@@ -756,6 +760,7 @@ def _step_from_row(row: _Row) -> StepInfo:
         child_workflow_id=row[4],
         started_at=row[5],
         completed_at=row[6],
+        attempts=decode_attempts(row[7]),
     )
 
 

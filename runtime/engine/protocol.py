@@ -254,6 +254,7 @@ class Operations:
         child_workflow_id: str | None = None,
         started_at_ms: int | None = None,
         wait_target: str | None = None,
+        attempts: str | None = None,
     ) -> None:
         """Record an operation's outcome (one checkpoint write), then ``check_record``."""
         if ctx.check is not None:  # a replay check writes nothing
@@ -270,6 +271,7 @@ class Operations:
                 started_at_ms=started_at_ms,
                 completed_at_ms=now_ms(),
                 wait_target=wait_target,
+                attempts=attempts,
             )
         )
         self.check_record(ctx, result)

@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
-from runtime import context, serialization
+from runtime import attempts, context, serialization
 from runtime.context import StepStatus, WorkflowContext, now_ms
 from runtime.engine.drive import (
     Blocking,
@@ -287,21 +287,30 @@ class Steps:
             call = _TimedCall(call, name, options.timeout_seconds)
         running = self.ops.running_steps
         running.enter(ctx.workflow_id, function_id, name, started)
+        failures: list[dict[str, Any]] = []
         try:
-            value, error = yield from self._attempts(ctx, step, call, options)
+            value, error = yield from self._attempts(ctx, step, call, options, failures)
         finally:
             running.leave(ctx.workflow_id, function_id)
             context.current_step.reset(token)
-        return (yield from self._finish(ctx, function_id, name, started, value, error))
+        outcome = _Outcome(value, error, attempts.encode(failures))
+        return (yield from self._finish(ctx, function_id, name, started, outcome))
 
     def _attempts(
-        self, ctx: WorkflowContext, step: StepStatus, call: Call, options: StepPolicy
+        self,
+        ctx: WorkflowContext,
+        step: StepStatus,
+        call: Call,
+        options: StepPolicy,
+        failures: list[dict[str, Any]],
     ) -> Operation[tuple[Any, Exception | None]]:
-        attempts = max(1, options.max_attempts) if options.retries_allowed else 1
+        """Run the attempts; each failed one that is retried is appended to ``failures``."""
+        most = max(1, options.max_attempts) if options.retries_allowed else 1
         delay = options.interval_seconds
-        for attempt in range(1, attempts + 1):
+        for attempt in range(1, most + 1):
             step.attempt = attempt
             yield from self.ops.confirm(ctx)
+            began = now_ms()
             try:
                 return (yield call), None
             except Exception as raised:
@@ -312,14 +321,18 @@ class Steps:
                     yield _Verdict(options.should_retry, exc)
                 ):
                     return None, exc
-                if attempt == attempts:
-                    return None, DBOSMaxStepRetriesExceeded(step.name, attempts, repr(exc))
+                # Every attempt that ran and failed is kept, the last one too when it ends
+                # the retries (its error becomes the step's); one that is not retried (a
+                # should_retry refusal, above) is the step's own error, not an attempt.
+                failures.append(attempts.failure(attempt, began, now_ms(), exc))
+                if attempt == most:
+                    return None, DBOSMaxStepRetriesExceeded(step.name, most, repr(exc))
                 logger.warning(
                     "step %s of workflow %s failed (attempt %d of %d): %r; retrying in %.2fs",
                     step.name,
                     ctx.workflow_id,
                     attempt,
-                    attempts,
+                    most,
                     exc,
                     delay,
                 )
@@ -328,42 +341,50 @@ class Steps:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _finish(
-        self,
-        ctx: WorkflowContext,
-        function_id: int,
-        name: str,
-        started: int,
-        value: Any,
-        error: Exception | None,
+        self, ctx: WorkflowContext, function_id: int, name: str, started: int, outcome: _Outcome
     ) -> Operation[Any]:
         """Record a step's outcome (one checkpoint write): return its value or raise its error.
         Encoding the outcome is part of the blocking work (off the event loop for an async step:
         a large result takes a while)."""
-        failed = yield Blocking(lambda: self._record(ctx, function_id, name, started, value, error))
+        failed = yield Blocking(lambda: self._record(ctx, function_id, name, started, outcome))
         if failed is not None:
             raise carry(failed)
-        return value
+        return outcome.value
 
     def _record(
-        self,
-        ctx: WorkflowContext,
-        function_id: int,
-        name: str,
-        started: int,
-        value: Any,
-        error: Exception | None,
+        self, ctx: WorkflowContext, function_id: int, name: str, started: int, outcome: _Outcome
     ) -> Exception | None:
-        """Encode and record the outcome; returns the error to raise, if the step failed (or its
-        result cannot be stored)."""
+        """Encode and record the outcome (with the failed attempts, if it retried); returns the
+        error to raise, if the step failed (or its result cannot be stored)."""
+        error = outcome.error
         if error is None:
             try:
-                output = serialization.serialize(value, f"result of step {name}")
+                output = serialization.serialize(outcome.value, f"result of step {name}")
             except DBOSException as exc:
                 error = exc
             else:
-                self.ops.record(ctx, function_id, name, output=output, started_at_ms=started)
+                self.ops.record(
+                    ctx,
+                    function_id,
+                    name,
+                    output=output,
+                    started_at_ms=started,
+                    attempts=outcome.attempts,
+                )
                 return None
         self.ops.not_while_stopping(error)
         encoded = serialization.serialize_exception(error)
-        self.ops.record(ctx, function_id, name, error=encoded, started_at_ms=started)
+        self.ops.record(
+            ctx, function_id, name, error=encoded, started_at_ms=started, attempts=outcome.attempts
+        )
         return error
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """What a step's attempts came to: its value or error, and its failed attempts as stored
+    (``runtime.attempts``; None when it did not retry)."""
+
+    value: Any
+    error: Exception | None
+    attempts: str | None
