@@ -324,6 +324,15 @@ def test_why_after_relaunches_versions_and_recovery_attempts(
     assert "see `dbos workflow why poison-1`" in resumed.stderr
     as_json = dbos("workflow", "restart", "old-1", "--json", "--db-url", db_url)
     assert json.loads(as_json.stdout)["restarted_from"] == "old-1"
+    # A live version, but a queue no process declares: resume says so too.
+    with DBOSClient(db_url) as client:
+        ghost = {"workflow_name": "napper", "queue_name": "ghost-q", "app_version": "v2"}
+        ghost_id = client.enqueue(ghost).workflow_id
+        client.cancel_workflow(ghost_id)
+    resumed = dbos("workflow", "resume", ghost_id, "--db-url", db_url)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "no process has declared this queue" in resumed.stderr, resumed.stderr
+    assert f"see `dbos workflow why {ghost_id}`" in resumed.stderr
     finish.set()
 
 

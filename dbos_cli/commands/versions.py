@@ -69,11 +69,27 @@ def target_version(client: DBOSClient, version: str | None, latest: bool) -> str
     return client.resolve_application_version(version, latest)
 
 
+# How many workflows of one command get their queue checked (one `why` each): a bulk resume of
+# thousands must not make thousands of reads to print warnings.
+QUEUE_CHECKS = 20
+
+
 def report_unserved(client: DBOSClient, workflow_ids: Iterable[str]) -> None:
-    """One warning line on stderr per workflow whose version no live executor runs, pointing to
-    `dbos workflow why` (which lists the commands that would move it)."""
-    for item in client.unserved_workflows(workflow_ids):
+    """One warning line on stderr per workflow that no live process can run: its version has no
+    live executor, or (for the first ``QUEUE_CHECKS``) it is enqueued on a queue no process has
+    declared; each points to `dbos workflow why` (which lists the commands that would move it)."""
+    ids = list(workflow_ids)
+    unserved = client.unserved_workflows(ids)
+    for item in unserved:
         render.warning(f"{item.message()}; see `dbos workflow why {item.workflow_id}`")
+    warned = {item.workflow_id for item in unserved}
+    for wid in [w for w in ids if w not in warned][:QUEUE_CHECKS]:
+        why = client.explain_workflow(wid)
+        if why.reason == "QUEUED" and any(label == "declared" for label, _ in why.facts):
+            render.warning(
+                f"workflow {wid} is {why.summary}: it waits until a process declares that "
+                f"queue; see `dbos workflow why {wid}`"
+            )
 
 
 @group.callback()
