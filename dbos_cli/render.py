@@ -32,9 +32,18 @@ def _visible(ch: str) -> str:
 
 
 def escape(text: str) -> str:
-    """Text from the database (or the app) made safe to print: Rich markup escaped, and every
-    control or format character a terminal would obey (ESC sequences, C1 controls, bidi
-    overrides; not newline or tab) shown as its Python escape. Every renderer goes through it."""
+    """Text from the database (or the app) made safe to print on one line: Rich markup escaped,
+    and every control or format character a terminal would obey (ESC sequences, C1 controls,
+    bidi overrides), and newline and tab too, shown as its Python escape, so an ID or a name is
+    one cell of a table, as stored. Every renderer goes through it (or ``escape_block``)."""
+    return escape_markup(
+        "".join(_visible(ch) for ch in text).replace("\n", "\\n").replace("\t", "\\t")
+    )
+
+
+def escape_block(text: str) -> str:
+    """``escape`` for text that spans lines (messages, tracebacks, pretty-printed values): its
+    newlines and tabs are kept."""
     return escape_markup("".join(_visible(ch) for ch in text))
 
 
@@ -73,22 +82,22 @@ STATUS_STYLE = {
 
 def info(message: str) -> None:
     """A line of normal output (user text is escaped, never read as markup)."""
-    out.print(escape(message))
+    out.print(escape_block(message))
 
 
 def success(message: str) -> None:
     """A line reporting that something was done."""
-    out.print(f"[green]✓[/green] {escape(message)}")
+    out.print(f"[green]✓[/green] {escape_block(message)}")
 
 
 def error(message: str) -> None:
     """The one line an error gets on stderr."""
-    err.print(f"[red]error:[/red] {escape(message)}")
+    err.print(f"[red]error:[/red] {escape_block(message)}")
 
 
 def warning(message: str) -> None:
     """A warning on stderr."""
-    err.print(f"[yellow]warning:[/yellow] {escape(message)}")
+    err.print(f"[yellow]warning:[/yellow] {escape_block(message)}")
 
 
 def status_text(status: str) -> str:
@@ -260,7 +269,7 @@ def step_json(step: StepInfo) -> dict[str, Any]:
 def _cell_len(cell: object) -> int:
     from rich.text import Text
 
-    return Text.from_markup(cell).cell_len if isinstance(cell, str) else 0
+    return Text.from_markup(cell, emoji=False).cell_len if isinstance(cell, str) else 0
 
 
 def print_table(table: Table) -> None:
@@ -436,7 +445,7 @@ def workflow_panel(
     for label, text in sections:
         body, cut = _truncated(text)
         out.print(f"[bold]{label}[/bold]")
-        out.print(escape(body))
+        out.print(escape_block(body))
         if cut:
             out.print("[dim]… truncated; --json shows it whole[/dim]")
 

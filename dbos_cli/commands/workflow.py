@@ -371,13 +371,17 @@ def _bulk(
             preview = action.run(client, targets, True)
             count = sum(1 for c in preview if c.changed)
             if not count:
+                if json_output:  # still one document: nothing changed, and why
+                    _summary(action.verb, preview, json_output)
+                    return
                 render.info(
                     f"no workflow would be {action.verb} ({_plural(len(targets))} match); "
                     "nothing to do"
                 )
                 _skipped_lines([c for c in preview if not c.changed], would=True)
                 return
-            typer.confirm(f"{action.imperative} {_plural(count)}?", abort=True)
+            # On stderr: stdout carries only the result (one JSON document with --json).
+            typer.confirm(f"{action.imperative} {_plural(count)}?", abort=True, err=True)
         changes = action.run(client, targets, False)
     code = _summary(action.verb, changes, json_output)
     if code:
