@@ -81,23 +81,43 @@ STATUS_STYLE = {
 
 
 def info(message: str) -> None:
-    """A line of normal output (user text is escaped, never read as markup)."""
-    out.print(escape_block(message))
+    """A line of normal output (user text is escaped, never read as markup; a newline or tab in
+    it is shown as ``\\n``/``\\t``, so the line stays one line)."""
+    out.print(escape(message))
+
+
+def block(text: str) -> None:
+    """Output that spans lines (a pretty-printed value), escaped but for newlines and tabs."""
+    out.print(escape_block(text))
 
 
 def success(message: str) -> None:
     """A line reporting that something was done."""
-    out.print(f"[green]✓[/green] {escape_block(message)}")
+    out.print(f"[green]✓[/green] {escape(message)}")
 
 
 def error(message: str) -> None:
     """The one line an error gets on stderr."""
-    err.print(f"[red]error:[/red] {escape_block(message)}")
+    err.print(f"[red]error:[/red] {escape(message)}")
+
+
+def confirm(question: str) -> None:
+    """Ask ``question [y/N]`` on stderr and read the answer from stdin; anything but yes (or the
+    end of input) raises ``typer.Abort``. Nothing goes to stdout, which carries only the result
+    (one JSON document with ``--json``)."""
+    import sys
+
+    import typer
+
+    err.print(f"{escape_block(question)} [y/N]: ", end="")
+    answer = sys.stdin.readline().strip().lower()
+    if answer not in ("y", "yes"):
+        raise typer.Abort()
 
 
 def warning(message: str) -> None:
     """A warning on stderr."""
-    err.print(f"[yellow]warning:[/yellow] {escape_block(message)}")
+    err.print(f"[yellow]warning:[/yellow] {escape(message)}")
 
 
 def status_text(status: str) -> str:
@@ -259,8 +279,8 @@ def step_json(step: StepInfo) -> dict[str, Any]:
         "error": error_text(step.error) or None,
         "traceback": traceback_text(step.error),
         "child_workflow_id": step.child_workflow_id,
-        "started_at": local_time(step.started_at),
-        "completed_at": local_time(step.completed_at),
+        "started_at": local_time(step.started_at) or None,
+        "completed_at": local_time(step.completed_at) or None,
         "duration_ms": duration,
         "failed_attempts": step.attempts,
     }

@@ -79,7 +79,7 @@ def schedule_panel(schedule: WorkflowSchedule) -> None:
             grid.add_row(label, value)
     render.out.print(Panel(grid, title="schedule", title_align="left", expand=False))
     render.out.print("[bold]Context[/bold]")
-    render.info(json.dumps(schedule["context"], indent=2, default=str, ensure_ascii=False))
+    render.block(json.dumps(schedule["context"], indent=2, default=str, ensure_ascii=False))
 
 
 def workflow_ids(title: str, ids: list[str]) -> None:

@@ -420,11 +420,19 @@ class DBOSClient(
         load_output: bool = True,
         limit: int | None = None,
         offset: int | None = None,
+        include_running: bool = False,
     ) -> list[StepInfo]:
         """The recorded steps of a workflow, in order, as DBOS's ``StepInfo`` (dict keys or
-        attributes); raises ``DBOSNonExistentWorkflowError`` for an unknown ID."""
+        attributes); with ``include_running`` (not DBOS's), then the steps it runs now
+        (``running`` True, no outcome; visible about a second after they start); raises
+        ``DBOSNonExistentWorkflowError`` for an unknown ID."""
         return management.list_steps(
-            self.sysdb, workflow_id, load_output=load_output, limit=limit, offset=offset
+            self.sysdb,
+            workflow_id,
+            load_output=load_output,
+            limit=limit,
+            offset=offset,
+            include_running=include_running,
         )
 
     list_workflow_steps_async = twin(list_workflow_steps)

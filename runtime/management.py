@@ -388,10 +388,12 @@ def list_steps(
     load_output: bool = True,
     limit: int | None = None,
     offset: int | None = None,
+    include_running: bool = False,
 ) -> list[StepInfo]:
-    """The recorded steps of a workflow, in order, then those running now (``running`` True; see
-    ``runtime.running_steps`` for the delay) (``offset`` steps skipped, at most ``limit``;
-    outputs and errors left None unless ``load_output``); unknown IDs raise."""
+    """The recorded steps of a workflow, in order, as DBOS lists them; with ``include_running``,
+    then those running now (``running`` True; see ``runtime.running_steps`` for the delay)
+    (``offset`` steps skipped, at most ``limit``; outputs and errors left None unless
+    ``load_output``); unknown IDs raise."""
     if limit is not None and limit < 0:
         raise DBOSException("limit must not be negative")
     if offset is not None and offset < 0:
@@ -399,9 +401,12 @@ def list_steps(
     if sysdb.get_status_result(workflow_id) is None:
         raise DBOSNonExistentWorkflowError(workflow_id)
     steps = sysdb.get_steps(workflow_id)
-    # Then the steps running now (published by their process's heartbeat; none recorded yet).
-    done = {s.function_id for s in steps}
-    steps += [s for s in running_steps(sysdb, workflow_id) if s.function_id not in done]
+    if include_running:
+        # Then the steps running now (published by their process's heartbeat; none recorded
+        # yet). Not by default: DBOS lists the recorded steps only, and ported code that reads
+        # steps[-1]["output"] must not meet a step with no outcome.
+        done = {s.function_id for s in steps}
+        steps += [s for s in running_steps(sysdb, workflow_id) if s.function_id not in done]
     first = offset or 0
     steps = steps[first : None if limit is None else first + limit]
     if not load_output:

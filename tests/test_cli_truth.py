@@ -297,9 +297,13 @@ def test_bulk_dry_run_and_prompt_report_what_the_real_run_does(db_url: str) -> N
             ["workflow", "cancel", "-S", "ENQUEUED", "-S", "PENDING", "--dry-run", "--json"]
             + ["-D", db_url],
             ["workflow", "cancel", "-S", "ENQUEUED", "-S", "PENDING", "-y", "--json", "-D", db_url],
+            # Nothing to do, no -y: still one JSON document, and no prompt.
+            ["workflow", "cancel", "-S", "SUCCESS", "--json", "-D", db_url],
         ]
     )
-    (cancel_dry, _), (resume_dry, _), (resume_real, _), (prompt, _), (dry, _), (real, _) = runs
+    (cancel_dry, _), (resume_dry, _), (resume_real, _), (prompt, _), (dry, _), (real, _) = runs[:6]
+    nothing = json.loads(runs[6][0].stdout)
+    assert nothing["cancelled"] == [] and len(nothing["skipped"]) == 2
     assert "0 workflows would be cancelled" in cancel_dry.stdout, cancel_dry.stdout
     assert "would skip 2: 2 already SUCCESS" in cancel_dry.stderr
     dry_resume = json.loads(resume_dry.stdout)
@@ -309,7 +313,8 @@ def test_bulk_dry_run_and_prompt_report_what_the_real_run_does(db_url: str) -> N
         "skipped": dry_resume["skipped"],
     }
     # Five match the filters; two can be cancelled: the prompt names the action and the two.
-    assert "Cancel 2 workflows?" in prompt.stdout and prompt.returncode == 1
+    assert "Cancel 2 workflows?" in prompt.stderr and prompt.returncode == 1
+    assert prompt.stdout == ""  # stdout carries only the result
     would = json.loads(dry.stdout)
     assert [w["workflow_id"] for w in would["would_cancelled"]] == [hostile, "busy"]
     assert json.loads(real.stdout)["cancelled"] == [hostile, "busy"]

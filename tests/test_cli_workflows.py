@@ -55,6 +55,7 @@ STEP_FIELDS = {
     "completed_at",
     "duration_ms",
     "traceback",  # the recorded error's traceback (its end); null without one
+    "failed_attempts",  # a retried step's failed attempts; [] without
 }
 
 

@@ -42,9 +42,8 @@ def reset(
     url = system_url(db_url)
     name = system_schema(schema_name)
     if not yes:
-        typer.confirm(
-            f"Drop the system schema `{name}` and all workflow records in {redact_url(url)}?",
-            abort=True,
+        render.confirm(
+            f"Drop the system schema `{name}` and all workflow records in {redact_url(url)}?"
         )
     if schema.reset(url, name):
         render.success(f"Dropped the system schema `{name}`.")

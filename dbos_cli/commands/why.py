@@ -47,8 +47,8 @@ def why(
     if json_output:
         render.print_json(found.to_json())
         return
-    for line in lines(found):
-        render.info(line)
+    for text in lines(found):
+        render.info(text)
 
 
 def register(group: typer.Typer) -> None:

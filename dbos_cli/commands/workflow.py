@@ -195,7 +195,11 @@ def _running_steps(client: DBOSClient, wf: WorkflowStatus) -> list[StepInfo]:
     """The steps ``wf`` runs now (only a PENDING workflow runs any)."""
     if wf.status != "PENDING":
         return []
-    return [s for s in client.list_workflow_steps(wf.workflow_id, load_output=False) if s.running]
+    return [
+        s
+        for s in client.list_workflow_steps(wf.workflow_id, load_output=False, include_running=True)
+        if s.running
+    ]
 
 
 @group.command("get")
@@ -228,7 +232,7 @@ def list_steps(
     """Show the recorded steps of a workflow as a timeline."""
     with open_client(db_url) as client:
         wf = client.get_workflow(workflow_id)
-        steps = client.list_workflow_steps(workflow_id)
+        steps = client.list_workflow_steps(workflow_id, include_running=True)
     if json_output:
         render.print_json([render.step_json(s) for s in steps])
     else:
@@ -381,7 +385,7 @@ def _bulk(
                 _skipped_lines([c for c in preview if not c.changed], would=True)
                 return
             # On stderr: stdout carries only the result (one JSON document with --json).
-            typer.confirm(f"{action.imperative} {_plural(count)}?", abort=True, err=True)
+            render.confirm(f"{action.imperative} {_plural(count)}?")
         changes = action.run(client, targets, False)
     code = _summary(action.verb, changes, json_output)
     if code:

@@ -124,7 +124,9 @@ class Pages:
             return self.site.error(request, 404, f"Workflow {workflow_id} does not exist")
         wf = client.get_workflow(workflow_id)
         first = int_param(request, "steps_from", 0, 0, 2**31)
-        steps = client.list_workflow_steps(workflow_id, offset=first, limit=STEP_PAGE + 1)
+        steps = client.list_workflow_steps(
+            workflow_id, offset=first, limit=STEP_PAGE + 1, include_running=True
+        )
         more_steps = len(steps) > STEP_PAGE
         steps = steps[:STEP_PAGE]
         child_ids = [s.child_workflow_id for s in steps if s.child_workflow_id]
