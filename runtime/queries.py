@@ -128,6 +128,12 @@ ORDER BY function_id
 # process's own orphans when ``reclaim_from`` names it. A row another transaction holds (a takeover
 # under way, a step's fencing-token check in flight) is skipped, never waited for: a claim must not
 # stall the process that makes it. Of the IDs given, nothing else can be claimed.
+# A workflow's recovery limit: its own (set when it started in a process that registers it), else
+# the limit its name is registered with in the claiming process (a client's enqueue records none:
+# DBOS then applies the decorator's), else the default.
+_RECOVERY_LIMIT = (
+    "coalesce(w.max_recovery_attempts, (%(name_limits)s::jsonb ->> w.name)::int, %(default_max)s)"
+)
 CLAIM_PENDING = f"""
 WITH claimable AS MATERIALIZED (
     SELECT w.workflow_uuid FROM dbos.workflow_status w
@@ -140,11 +146,10 @@ UPDATE dbos.workflow_status w
 SET owner_epoch = nextval('dbos.owner_epoch_seq'::regclass),  -- never an epoch held before
     recovery_attempts = w.recovery_attempts + 1,
     executor_id = %(executor_id)s,
-    owner_process = CASE WHEN w.recovery_attempts > coalesce(w.max_recovery_attempts,
-                                                             %(default_max)s)
+    owner_process = CASE WHEN w.recovery_attempts > {_RECOVERY_LIMIT}
                          THEN NULL ELSE %(process_id)s END,
     updated_at = {NOW_MS},
-    status = CASE WHEN w.recovery_attempts > coalesce(w.max_recovery_attempts, %(default_max)s)
+    status = CASE WHEN w.recovery_attempts > {_RECOVERY_LIMIT}
                   THEN 'MAX_RECOVERY_ATTEMPTS_EXCEEDED' ELSE 'PENDING' END
 FROM claimable
 WHERE w.workflow_uuid = claimable.workflow_uuid

@@ -11,6 +11,7 @@ statement's constant in ``queries``.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -265,12 +266,15 @@ class SystemDatabase:
         process_id: str,
         application_version: str,
         default_max_attempts: int,
+        name_limits: dict[str, int] | None = None,
         reclaim_from: str | None = None,
     ) -> list[ClaimedWorkflow]:
         """Claim PENDING workflows of ``application_version`` for new runs here, in one statement,
         fencing out their previous runners: only those that no live process owns (or, with
         ``reclaim_from``, that this process owns without running them). A claim past a
-        workflow's recovery limit returns it as MAX_RECOVERY_ATTEMPTS_EXCEEDED, unowned."""
+        workflow's recovery limit (its own; else ``name_limits[name]``, the limits its name is
+        registered with here; else ``default_max_attempts``) returns it as
+        MAX_RECOVERY_ATTEMPTS_EXCEEDED, unowned."""
         rows = self._all(
             queries.CLAIM_PENDING,
             {
@@ -279,6 +283,7 @@ class SystemDatabase:
                 "process_id": process_id,
                 "application_version": application_version,
                 "default_max": default_max_attempts,
+                "name_limits": json.dumps(name_limits or {}),
                 "reclaim_from": reclaim_from,
             },
         )

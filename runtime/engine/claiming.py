@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from concurrent.futures import Future
 
+from runtime import registry
 from runtime.engine.running import Runner
 from runtime.engine.runs import LocalRuns, Outcome
 from runtime.errors import DBOSException
@@ -75,6 +76,7 @@ class Claims:
                 process_id=self.process_id,
                 application_version=self.application_version,
                 default_max_attempts=DEFAULT_MAX_RECOVERY_ATTEMPTS,
+                name_limits=_registered_limits(),
                 reclaim_from=self.process_id if reclaim_own else None,
             )
             ready = [c.workflow_id for c in claimed if c.status == _PENDING]
@@ -128,3 +130,14 @@ class Claims:
         else:
             logger.info("workflow %s starts when its previous run here has stopped", wid)
             previous.add_done_callback(run)
+
+
+def _registered_limits() -> dict[str, int]:
+    """The recovery limits this process registers workflow names with, where they differ from
+    the default: a row enqueued by a client records none, and DBOS applies the decorator's."""
+    limits = {}
+    for name in registry.workflow_names():
+        info = registry.get_workflow(name)
+        if info is not None and info.max_recovery_attempts != DEFAULT_MAX_RECOVERY_ATTEMPTS:
+            limits[name] = info.max_recovery_attempts
+    return limits
