@@ -5,6 +5,7 @@ predicate as the real run and as the CLI's ``--dry-run``)."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -15,7 +16,7 @@ from starlette.responses import PlainTextResponse, Response
 from dbos_cli.ui import formatting
 from dbos_cli.ui.pages import FILTER_KEYS, filters_of
 from dbos_cli.ui.security import csrf_valid
-from dbos_cli.ui.site import Site, step_number
+from dbos_cli.ui.site import Site, posted_form, step_number
 from runtime.errors import DBOSException
 
 ACTIONS = ("cancel", "resume", "restart", "fork")
@@ -36,9 +37,9 @@ class Actions:
     def __init__(self, site: Site) -> None:
         self.site = site
 
-    async def one(self, request: Request, workflow_id: str, kind: str) -> Response:
+    def one(self, request: Request, workflow_id: str, kind: str) -> Response:
         """An action on one workflow: the confirmation page, then (``confirmed=yes``) the act."""
-        form = await request.form()
+        form = posted_form(request)
         if not csrf_ok(request, form):
             return PlainTextResponse("invalid or missing CSRF token", status_code=403)
         if kind not in ACTIONS:
@@ -67,9 +68,9 @@ class Actions:
             message = f"failed: {exc}"
         return self.site.redirect(formatting.workflow_url(target), message)
 
-    async def bulk(self, request: Request, kind: str) -> Response:
+    def bulk(self, request: Request, kind: str) -> Response:
         """Cancel or resume every workflow matching the filters the form carries."""
-        form = await request.form()
+        form = posted_form(request)
         if not csrf_ok(request, form):
             return PlainTextResponse("invalid or missing CSRF token", status_code=403)
         if kind not in BULK_ACTIONS:
@@ -85,24 +86,39 @@ class Actions:
         capped = len(matching) > BULK_CAP
         ids = [wf.workflow_id for wf in matching[:BULK_CAP]]
         each = client.cancel_each if kind == "cancel" else client.resume_each
-        if form.get("confirmed") != "yes":
-            would = sum(1 for change in each(ids, dry_run=True) if change.changed)
+        # The confirmation names exactly the workflows that would change (by a fingerprint of
+        # their IDs); the confirmed POST acts on those or, when the selection moved in between
+        # (workflows enqueued, finished...), asks again with the new count instead of acting.
+        would = sorted(change.workflow_id for change in each(ids, dry_run=True) if change.changed)
+        confirmed = form.get("confirmed") == "yes"
+        if not confirmed or form.get("selection") != fingerprint(would):
             return self.site.render(
                 request,
                 "confirm_bulk.html",
                 action=kind,
-                would=would,
+                would=len(would),
                 matching=len(ids),
                 capped=capped,
                 cap=BULK_CAP,
                 filters=query,
                 pairs=pairs,
+                selection=fingerprint(would),
+                moved=confirmed,
             )
-        done = sum(1 for change in each(ids) if change.changed)
+        done = sum(1 for change in each(would) if change.changed)
         return self.site.redirect(
             "/workflows?" + _encode(pairs).decode(),
             f"{done} of the {len(ids)} matching workflows {PAST[kind]}",
         )
+
+
+def fingerprint(workflow_ids: list[str]) -> str:
+    """A digest of the sorted IDs a bulk confirmation names, so a confirmed POST can tell that it
+    would act on exactly what its viewer was shown."""
+    digest = hashlib.sha256()
+    for wid in workflow_ids:
+        digest.update(wid.encode("utf-8", "surrogatepass") + b"\x00")
+    return digest.hexdigest()
 
 
 def _encode(pairs: list[tuple[str, Any]]) -> bytes:

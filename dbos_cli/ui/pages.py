@@ -73,7 +73,7 @@ class Pages:
             raise BadRequest(f"unknown fragment {name[:40]!r}")
         return name
 
-    async def workflows(self, request: Request) -> Response:
+    def workflows(self, request: Request) -> Response:
         """The workflow list, newest first."""
         filters = filters_of(request)
         limit = int_param(request, "limit", PAGE_SIZE, 1, MAX_PAGE_SIZE)
@@ -116,7 +116,7 @@ class Pages:
             now=formatting.now_ms(),
         )
 
-    async def workflow(self, request: Request, workflow_id: str) -> Response:
+    def workflow(self, request: Request, workflow_id: str) -> Response:
         """One workflow: its record, what it waits for, actions, steps (paged), events, messages."""
         client = self.site.client()
         wf = client.get_workflow_status(workflow_id)
@@ -134,7 +134,8 @@ class Pages:
         live = wf.status in formatting.LIVE
         waiting = client.get_workflow_wait(workflow_id) if live else None
         now = formatting.now_ms()
-        alive = {e.executor_id for e in client.list_executors() if e.state == "ALIVE"}
+        [cancel] = client.cancel_each([workflow_id], dry_run=True)
+        [resume] = client.resume_each([workflow_id], dry_run=True)
         return self.site.render(
             request,
             "workflow.html",
@@ -145,12 +146,12 @@ class Pages:
             # The same line as `dbos workflow get` (escaped by the template like all else).
             waiting_text=waiting.describe(now, local=True) if waiting else None,
             # `dbos workflow why`'s answer (templates/_why.html shows it).
-            why=client.explain_workflow(workflow_id) if live else None,
+            why=client.explain_workflow(workflow_id),
             rows=formatting.step_rows(steps, wf, {c.workflow_id: c for c in children}),
             steps_from=first,
             steps_prev=max(first - STEP_PAGE, 0) if first > 0 else None,
             steps_next=first + STEP_PAGE if more_steps else None,
-            actions=formatting.allowed_actions(wf, wf.executor_id in alive),
+            actions=formatting.allowed_actions(cancel.changed, resume.changed),
             events=client.get_all_events(workflow_id),
             messages=client.list_pending_messages(workflow_id),
             traceback=formatting.traceback_text(wf.error),
@@ -158,7 +159,7 @@ class Pages:
             now=now,
         )
 
-    async def step_output(self, request: Request, workflow_id: str, number: str) -> Response:
+    def step_output(self, request: Request, workflow_id: str, number: str) -> Response:
         """A step's whole outcome as a JSON download (its output, or its error and trace)."""
         if not (number.isascii() and number.isdigit() and len(number) <= 9):
             raise BadRequest(f"invalid step number {number[:40]!r}")
@@ -189,7 +190,7 @@ class Pages:
             headers={"Content-Disposition": f'attachment; filename="{name}"'},
         )
 
-    async def queues(self, request: Request) -> Response:
+    def queues(self, request: Request) -> Response:
         """Every queue with its depth and limits."""
         return self.site.render(
             request,
@@ -199,7 +200,7 @@ class Pages:
             live_every=live_every(request, 5),
         )
 
-    async def queue(self, request: Request, name: str) -> Response:
+    def queue(self, request: Request, name: str) -> Response:
         """One queue and the workflows waiting on or running from it."""
         client = self.site.client()
         if "\x00" in name:
@@ -219,7 +220,7 @@ class Pages:
             now=formatting.now_ms(),
         )
 
-    async def executors(self, request: Request) -> Response:
+    def executors(self, request: Request) -> Response:
         """The processes that ran workflows here, and the work per application version."""
         client = self.site.client()
         return self.site.render(

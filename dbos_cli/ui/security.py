@@ -35,7 +35,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from jinja2 import Environment, FileSystemLoader
 from markupsafe import Markup, escape
@@ -294,6 +294,16 @@ def _safe_path(path: str) -> str:
     return "/" + path.lstrip("/\\")
 
 
+def _token_target(request: Request) -> str:
+    """Where a ``?token=`` visit goes once the token is a cookie: the same path as the client sent
+    it (still percent-encoded, so ``%2F`` inside a workflow ID stays one segment) and the same
+    query minus ``token``; always on this site."""
+    raw = request.scope.get("raw_path")
+    path = raw.decode("latin-1") if isinstance(raw, bytes) else quote(request.url.path)
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
+    return _safe_path(path) + ("?" + urlencode(kept) if kept else "")
+
+
 class Guard(BaseHTTPMiddleware):
     """Host, token, origin and session checks for every request; strict headers on every response;
     exceptions from pages turned into responses that reveal nothing."""
@@ -329,7 +339,7 @@ class Guard(BaseHTTPMiddleware):
             given = request.query_params.get("token")
             if given is not None and same_secret(given, self.token):
                 # Trade the token in the URL for a cookie, and drop it from the address bar.
-                response = RedirectResponse(_safe_path(request.url.path), status_code=303)
+                response = RedirectResponse(_token_target(request), status_code=303)
                 response.set_cookie(TOKEN_COOKIE, given, httponly=True, samesite="strict")
                 return response
             header = request.headers.get("authorization", "")

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote
 
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
@@ -72,6 +73,15 @@ class Site:
         """A redirect (303) to ``url`` showing ``message`` there (a signed cookie, never the URL:
         a crafted link must not make the dashboard say anything)."""
         return flash(RedirectResponse(url, status_code=303), message)
+
+
+def posted_form(request: Request) -> FormData:
+    """The POSTed form, read on the event loop before the handler runs in a worker thread (see
+    ``app.guarded``): a handler never awaits."""
+    form = getattr(request.state, "form", None)
+    if not isinstance(form, FormData):
+        raise BadRequest("this request carries no form")
+    return form
 
 
 def path_segments(request: Request, prefix: str) -> list[str]:
