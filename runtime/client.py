@@ -577,7 +577,8 @@ class DBOSClient(
 
     def list_queues(self) -> list[QueueInfo]:
         """Every declared queue, or queue with live work: its limits (as its executors declared
-        them), its depth and its running workflows."""
+        them), its depth and its running workflows. The runtime's internal queue (the one resume,
+        restart and fork go through) is left out, as in the CLI's listings."""
         return management.queues(self.sysdb)
 
     # -- handle backend ---------------------------------------------------------------------------

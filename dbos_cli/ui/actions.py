@@ -11,18 +11,24 @@ from urllib.parse import parse_qsl, urlencode
 
 from starlette.datastructures import FormData
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import Response
 
 from dbos_cli.ui import formatting
 from dbos_cli.ui.pages import FILTER_KEYS, filters_of
 from dbos_cli.ui.security import csrf_valid
-from dbos_cli.ui.site import Site, posted_form, step_number
+from dbos_cli.ui.site import Site, echo, posted_form, step_number
 from runtime.errors import DBOSException
 
 ACTIONS = ("cancel", "resume", "restart", "fork")
 BULK_ACTIONS = ("cancel", "resume")
 # A bulk action looks at no more than this many matching workflows (newest first).
 BULK_CAP = 10_000
+# A form whose CSRF token does not match the session: most often one loaded before the dashboard
+# restarted (its signing secret is per process), so say what to do, on a page.
+EXPIRED = (
+    "This page has expired (the dashboard restarted, or its session cookie changed), so nothing "
+    "was done: go back, reload the page and try again."
+)
 PAST = {"cancel": "cancelled", "resume": "resumed"}
 
 
@@ -41,13 +47,13 @@ class Actions:
         """An action on one workflow: the confirmation page, then (``confirmed=yes``) the act."""
         form = posted_form(request)
         if not csrf_ok(request, form):
-            return PlainTextResponse("invalid or missing CSRF token", status_code=403)
+            return self.site.error(request, 403, EXPIRED)
         if kind not in ACTIONS:
             return self.site.error(request, 404, f"unknown action {kind[:40]!r}")
         step = step_number(str(form.get("step") or "1")) if kind == "fork" else 1
         client = self.site.client()
         if "\x00" in workflow_id or client.get_workflow_status(workflow_id) is None:
-            return self.site.error(request, 404, f"Workflow {workflow_id} does not exist")
+            return self.site.error(request, 404, f"Workflow {echo(workflow_id)} does not exist")
         if form.get("confirmed") != "yes":
             return self.site.render(
                 request, "confirm.html", wid=workflow_id, action=kind, step=step
@@ -72,7 +78,7 @@ class Actions:
         """Cancel or resume every workflow matching the filters the form carries."""
         form = posted_form(request)
         if not csrf_ok(request, form):
-            return PlainTextResponse("invalid or missing CSRF token", status_code=403)
+            return self.site.error(request, 403, EXPIRED)
         if kind not in BULK_ACTIONS:
             return self.site.error(request, 404, f"unknown bulk action {kind[:40]!r}")
         query = str(form.get("filters", ""))

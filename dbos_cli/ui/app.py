@@ -111,6 +111,8 @@ def create_app(
         parts = workflow_parts(request)
         if len(parts) == 4 and parts[1] == "steps" and parts[3] == "output":
             return pages.step_output(request, parts[0], parts[2])
+        if len(parts) == 3 and parts[1] == "whole":
+            return pages.whole(request, parts[0], parts[2])
         # One encoded segment is the ID; an unencoded link's slashes are taken as part of it.
         return pages.workflow(request, "/".join(parts))
 

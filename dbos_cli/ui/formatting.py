@@ -18,6 +18,9 @@ SHORT_OUTCOME = 120
 SLEEP_STEP = "DBOS.sleep"
 DOT_IDS = (".", "..")
 LIVE = ("PENDING", "ENQUEUED", "DELAYED")
+# Characters of one value (input, output, event, error, step outcome) a page embeds: the rest is
+# behind a download link, so a 200 kB value does not make an 800 kB page.
+EMBED_CHARS = 4096
 
 
 def now_ms() -> int:

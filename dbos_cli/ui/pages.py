@@ -18,9 +18,11 @@ from dbos_cli.ui.site import (
     PAGE_SIZE,
     BadRequest,
     Site,
+    echo,
     int_param,
     page_key,
 )
+from runtime.queues import INTERNAL_QUEUE
 from runtime.status import WorkflowStatus
 
 STEP_PAGE = 200
@@ -32,6 +34,9 @@ def filters_of(request: Request) -> dict[str, Any]:
     """The list filters the query asks for, as keywords of ``DBOSClient.list_workflow_page``
     (checked there: a bad one raises ``DBOSException``, a 400 page)."""
     q = request.query_params
+    for key, value in q.multi_items():
+        if key in FILTER_KEYS and "\x00" in value:  # Postgres text cannot hold one: no match
+            raise BadRequest(f"invalid {key} {echo(value)}: no stored value holds a NUL character")
     return {
         "status": q.getlist("status") or None,
         "workflow_id_prefix": q.get("id") or None,
@@ -54,6 +59,16 @@ def live_every(request: Request, default: int) -> int | None:
     """Seconds between live updates: ``?live=N`` (0 turns them off), else ``default``."""
     every = int_param(request, "live", default, 0, 3600)
     return every or None
+
+
+def _download(body: Any, name: str) -> Response:
+    """``body`` as an indented JSON file to save (never shown inline)."""
+    text = json.dumps(body, indent=2, default=str, ensure_ascii=False)
+    return Response(
+        text,
+        media_type="application/json",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
 
 
 def _key(wf: WorkflowStatus) -> str:
@@ -121,7 +136,7 @@ class Pages:
         client = self.site.client()
         wf = client.get_workflow_status(workflow_id)
         if wf is None:
-            return self.site.error(request, 404, f"Workflow {workflow_id} does not exist")
+            return self.site.error(request, 404, f"Workflow {echo(workflow_id)} does not exist")
         wf = client.get_workflow(workflow_id)
         first = int_param(request, "steps_from", 0, 0, 2**31)
         steps = client.list_workflow_steps(workflow_id, offset=first, limit=STEP_PAGE + 1)
@@ -165,7 +180,7 @@ class Pages:
             raise BadRequest(f"invalid step number {number[:40]!r}")
         client = self.site.client()
         if client.get_workflow_status(workflow_id) is None:
-            return self.site.error(request, 404, f"Workflow {workflow_id} does not exist")
+            return self.site.error(request, 404, f"Workflow {echo(workflow_id)} does not exist")
         wanted = int(number)
         steps = client.list_workflow_steps(workflow_id, offset=max(wanted - 1, 0), limit=1)
         step = next((s for s in steps if s.function_id == wanted), None)
@@ -175,20 +190,37 @@ class Pages:
                 None,
             )
         if step is None:
-            return self.site.error(request, 404, f"Workflow {workflow_id} has no step {wanted}")
+            return self.site.error(
+                request, 404, f"Workflow {echo(workflow_id)} has no step {wanted}"
+            )
         body: dict[str, Any] = {"function_id": step.function_id, "name": step.function_name}
         if step.error is not None:
             body["error"] = formatting.error_text(step.error)
             body["traceback"] = formatting.traceback_text(step.error)
         else:
             body["output"] = step.output
-        text = json.dumps(body, indent=2, default=str, ensure_ascii=False)
-        name = f"step-{wanted}-output.json"
-        return Response(
-            text,
-            media_type="application/json",
-            headers={"Content-Disposition": f'attachment; filename="{name}"'},
-        )
+        return _download(body, f"step-{wanted}-output.json")
+
+    def whole(self, request: Request, workflow_id: str, part: str) -> Response:
+        """A workflow's whole input, output, error (with its trace) or events, as a JSON
+        download: the page embeds only the first ``formatting.EMBED_CHARS`` characters."""
+        client = self.site.client()
+        wf = client.get_workflow_status(workflow_id)
+        if wf is None:
+            return self.site.error(request, 404, f"Workflow {echo(workflow_id)} does not exist")
+        body: Any
+        if part == "input":
+            body = wf.input
+        elif part == "output":
+            body = wf.output
+        elif part == "error":
+            body = {"error": formatting.error_text(wf.error) or None}
+            body["traceback"] = formatting.traceback_text(wf.error)
+        elif part == "events":
+            body = client.get_all_events(workflow_id)
+        else:
+            return self.site.error(request, 404, f"no such download {part[:40]!r}")
+        return _download(body, f"workflow-{part}.json")
 
     def queues(self, request: Request) -> Response:
         """Every queue with its depth and limits."""
@@ -205,6 +237,8 @@ class Pages:
         client = self.site.client()
         if "\x00" in name:
             raise BadRequest("a queue name holds no NUL character")
+        if name == INTERNAL_QUEUE:  # the runtime's own, left out of every listing
+            return self.site.error(request, 404, f"no queue named {echo(name)}")
         info = next((q for q in client.list_queues() if q.name == name), None)
         queued = client.list_queued_workflows(
             queue_name=name, limit=PAGE_SIZE, sort_desc=False, load_input=False

@@ -28,6 +28,7 @@ import hashlib
 import hmac
 import ipaddress
 import logging
+import re
 import secrets
 import time
 import unicodedata
@@ -126,6 +127,10 @@ def _split_host(header: str) -> tuple[str, int] | None:
     return (name, port) if name and port < 65536 else None
 
 
+# A DNS name (labels of letters, digits, '-', '_'), as a Host header can carry it.
+_HOST_NAME = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)(\.(?!-)[a-z0-9_-]{1,63}(?<!-))*\.?$")
+
+
 def _ip_literal(name: str) -> bool:
     try:
         ipaddress.ip_address(name.strip("[]"))
@@ -157,7 +162,7 @@ class HostRule:
         plain = set()
         for name in names:
             parsed = _split_host(name)
-            if parsed is None:
+            if parsed is None or not (_HOST_NAME.match(parsed[0]) or _ip_literal(parsed[0])):
                 raise DBOSConfigError(f"--allowed-host {name!r} is not a host name or host:port")
             if "]:" in name or (not name.startswith("[") and ":" in name):
                 exact.add(parsed)  # the name came with a port: only that port
@@ -268,10 +273,19 @@ def visible(value: Any) -> Any:
     )
 
 
+def attribute_text(value: Any) -> Markup:
+    """Jinja filter ``in_attr`` for text inside an attribute or ``<title>``, where markup is not
+    rendered (so :func:`visible`'s span would show as literal tags): each control or bidi
+    character becomes its escape as plain text (``\\u202e``), then the whole is escaped."""
+    text = "" if value is None else str(value)
+    return escape("".join(repr(ch)[1:-1] if _hidden(ch) else ch for ch in text))
+
+
 def templates(directory: str | Path) -> Jinja2Templates:
     """The dashboard's templates: :func:`visible` on every ``{{ value }}``, and ``csrf`` (the
     form token) and ``flash`` (the message to show, or None) in every page's context."""
     env = Environment(loader=FileSystemLoader(str(directory)), autoescape=True, finalize=visible)
+    env.filters["in_attr"] = attribute_text
     return Jinja2Templates(env=env, context_processors=[page_context])
 
 

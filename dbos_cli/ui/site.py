@@ -4,6 +4,7 @@ query parameters so that bad input gets a 4xx page with a message, never a 500."
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import unquote
 
@@ -20,6 +21,29 @@ PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 # Postgres's bigint: the largest epoch millisecond a paging key can hold.
 MAX_BIGINT = 2**63 - 1
+
+
+# Characters of the request's own input an error page repeats: a crafted link must not make the
+# dashboard show a paragraph of the attacker's text ("invalid status 'Your session expired...'").
+ECHO_CHARS = 60
+# A quoted span in a message (ours or the runtime's): where input is echoed.
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"", re.S)
+
+
+def echo(text: str) -> str:
+    """``text`` (request input) as an error message repeats it: quoted, at most ECHO_CHARS."""
+    return repr(text[:ECHO_CHARS]) + ("…" if len(text) > ECHO_CHARS else "")
+
+
+def capped_message(message: str) -> str:
+    """``message`` with each quoted span cut to ECHO_CHARS characters, and at most 400 in all."""
+
+    def cut(found: re.Match[str]) -> str:
+        span = found.group(0)
+        return span if len(span) <= ECHO_CHARS + 2 else span[: ECHO_CHARS + 1] + "…" + span[0]
+
+    shown = _QUOTED.sub(cut, message)
+    return shown if len(shown) <= 400 else shown[:400] + "…"
 
 
 class BadRequest(Exception):
@@ -44,6 +68,7 @@ class Site:
             traceback_text=formatting.traceback_text,
             workflow_url=formatting.workflow_url,
             statuses=STATUSES,
+            embed_chars=formatting.EMBED_CHARS,
         )
 
     def client(self) -> DBOSClient:
@@ -66,7 +91,11 @@ class Site:
     def error(self, request: Request, status_code: int, message: str) -> Response:
         """The error page: a title for the status and the message, escaped."""
         return self.render(
-            request, "error.html", status_code=status_code, message=message, code=status_code
+            request,
+            "error.html",
+            status_code=status_code,
+            message=capped_message(message),
+            code=status_code,
         )
 
     def redirect(self, url: str, message: str) -> Response:
