@@ -19,12 +19,13 @@ import psycopg
 import pytest
 from starlette.testclient import TestClient
 
-from dbos_cli.commands.ui import _loopback
-from dbos_cli.ui.app import create_app
+from dbos_cli.commands.ui import _loopback, _read_token
+from dbos_cli.ui.app import DB_WAIT_S, create_app
 from dbos_cli.ui.formatting import EMBED_CHARS, workflow_url
 from dbos_cli.ui.security import HostRule
 from runtime import DBOS, DBOSClient, SetWorkflowID
-from runtime.queues import INTERNAL_QUEUE
+from runtime.client import INTERNAL_QUEUE
+from runtime.errors import DBOSConfigError, DBOSException
 from tests.cli_helpers import dbos
 
 Launch = Callable[..., None]
@@ -95,9 +96,20 @@ def test_a_request_stuck_in_the_database_stalls_nothing_else(http: TestClient, d
         other.join(2)
         assert "s" in answered and answered["s"] < 1.5, "the stuck request stalled the others"
         assert blocked.is_alive()  # really stuck all along
+        # Every pooled connection (4) stuck: the next page answers 503 after a short wait.
+        more = [threading.Thread(target=http.get, args=("/workflows?live=0",)) for _ in range(3)]
+        for thread in more:
+            thread.start()
+        time.sleep(0.3)
+        began = time.monotonic()
+        late = http.get("/workflows?live=0")
+        assert late.status_code == 503 and time.monotonic() - began < DB_WAIT_S + 2
         locker.rollback()
-    blocked.join(10)
+    for thread in (blocked, *more):
+        thread.join(10)
     assert stuck["code"] == 200
+    with DBOSClient(db_url) as client, pytest.raises(DBOSException, match="above 0"):
+        client.set_connection_wait(0)
 
 
 def test_bulk_confirmation_acts_on_exactly_what_it_showed(http: TestClient, db_url: str) -> None:
@@ -196,14 +208,13 @@ def test_dbos_ui_refuses_what_it_cannot_serve(db_url: str, tmp_path: Path) -> No
     assert busy.stderr.count("\n") == 1 and f"cannot listen on 127.0.0.1:{port}" in busy.stderr
     blank = tmp_path / "token"
     blank.write_text("\n" + TOKEN + "\n")
-    for args, said in (
-        (("--token", ""), "--token is empty"),
-        (("--allowed-host", "a b"), "is not a host name"),
-        (("--token-file", str(blank)), "first line is blank"),
-    ):
-        refused = dbos("ui", *args, "--db-url", db_url, timeout=30)
-        assert refused.returncode == 1 and said in refused.stderr, args
-        assert refused.stderr.count("\n") == 1
+    with pytest.raises(DBOSConfigError, match="first line is blank"):
+        _read_token(None, blank)
+    with pytest.raises(DBOSConfigError, match="--token is empty"):
+        _read_token("", None)
+    with pytest.raises(DBOSConfigError, match="is not a host name"):
+        HostRule.for_bind("127.0.0.1", 8080, ["a b"])
+    assert HostRule.for_bind("127.0.0.1", 8080, ["dash.example", "[::1]:80"]).allows("dash.example")
     assert _loopback("LOCALHOST") and _loopback("localhost") and not _loopback("example.com")
 
 

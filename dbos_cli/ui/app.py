@@ -63,7 +63,7 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         client = DBOSClient(database_url, dbos_system_schema=schema)
         # A viewer waits this long for a pooled connection before a 503, not the runtime's 15 s.
-        client.sysdb.pool.timeout = DB_WAIT_S
+        client.set_connection_wait(DB_WAIT_S)
         site.state["client"] = client
         yield
         site.state["client"].destroy()

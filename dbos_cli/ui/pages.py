@@ -22,7 +22,7 @@ from dbos_cli.ui.site import (
     int_param,
     page_key,
 )
-from runtime.queues import INTERNAL_QUEUE
+from runtime.client import INTERNAL_QUEUE
 from runtime.status import WorkflowStatus
 
 STEP_PAGE = 200
