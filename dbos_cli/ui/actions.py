@@ -106,7 +106,7 @@ class Actions:
                 matching=len(ids),
                 capped=capped,
                 cap=BULK_CAP,
-                filters=query,
+                filters=_encode(pairs).decode(),  # re-encoded: no raw input in the form
                 pairs=pairs,
                 selection=fingerprint(would),
                 moved=confirmed,
