@@ -40,6 +40,7 @@ from runtime.errors import (
 from runtime.explain import WorkflowExplanation
 from runtime.handles import WorkflowHandle, WorkflowHandleAsync, poll_result
 from runtime.management import STATUSES, Change, ExecutorInfo, OneOrMany, TimeArg
+from runtime.queues import INTERNAL_QUEUE
 from runtime.records import NewWorkflow, QueueInfo, VersionWork
 from runtime.schedules import ClientScheduleInput, WorkflowSchedule
 from runtime.status import StepInfo, WorkflowStatus, WorkflowStatusString
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
     from runtime.listener import NotificationListener, Notifications
 
 __all__ = [
+    "INTERNAL_QUEUE",
     "STATUSES",
     "Change",
     "ClientScheduleInput",
@@ -585,7 +587,8 @@ class DBOSClient(
 
     def list_queues(self) -> list[QueueInfo]:
         """Every declared queue, or queue with live work: its limits (as its executors declared
-        them), its depth and its running workflows."""
+        them), its depth and its running workflows. The runtime's internal queue (the one resume,
+        restart and fork go through) is left out, as in the CLI's listings."""
         return management.queues(self.sysdb)
 
     # -- handle backend ---------------------------------------------------------------------------

@@ -65,6 +65,14 @@ class ClientDashboardCalls:
 
     sysdb: SystemDatabase
 
+    def set_connection_wait(self, seconds: float) -> None:
+        """Wait at most ``seconds`` (a number > 0) for one of the client's pooled connections:
+        past that, a call raises a transient ``DBOSDatabaseError`` (default 15 s). A dashboard
+        sets a few seconds, so that a database outage answers quickly instead of hanging."""
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
+            raise DBOSException(f"invalid seconds {seconds!r}: expected a number above 0")
+        self.sysdb.pool.timeout = float(seconds)
+
     def list_workflow_page(
         self,
         *,

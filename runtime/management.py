@@ -652,5 +652,6 @@ def version_work(sysdb: SystemDatabase) -> list[VersionWork]:
 
 
 def queues(sysdb: SystemDatabase) -> list[QueueInfo]:
-    """Every declared queue or queue with live work."""
-    return sysdb.queue_overview()
+    """Every declared queue or queue with live work, but the runtime's internal queue (its work is
+    the resumed/restarted/forked workflows, which listings already show as not queued)."""
+    return [q for q in sysdb.queue_overview() if q.name != INTERNAL_QUEUE]

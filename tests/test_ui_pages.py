@@ -105,7 +105,7 @@ def test_hostile_ids_work_in_every_link_and_redirect(http: TestClient, db_url: s
     # An action on an unknown ID says so on a 404 page (before and after confirmation).
     for data in ({}, {"confirmed": "yes"}):
         missing = http.post("/workflows/nope%2Fx/cancel", data={"csrf": _csrf(http), **data})
-        assert missing.status_code == 404 and "nope/x does not exist" in missing.text
+        assert missing.status_code == 404 and "'nope/x' does not exist" in unescape(missing.text)
 
 
 BAD_URLS = [
@@ -253,7 +253,10 @@ def test_bulk_actions_count_what_would_really_change(http: TestClient, db_url: s
     shown = asked.text.split("Filters: ")[1].split("</p>")[0]
     assert shown.strip() == "<code>id=bulk-</code>"  # paging and live updates are no filters
     assert DBOS.get_workflow_status("bulk-q-0").status == "ENQUEUED"  # type: ignore[union-attr]
-    done = http.post("/bulk/cancel", data={**form, "confirmed": "yes"})
+    selection = re.search(r'name="selection" value="([0-9a-f]+)"', asked.text)
+    assert selection
+    confirmed = {**form, "confirmed": "yes", "selection": selection.group(1)}
+    done = http.post("/bulk/cancel", data=confirmed)
     assert done.status_code == 303
     assert "3 of the 5 matching workflows cancelled" in http.get(done.headers["location"]).text
     assert {w.status for w in DBOS.list_workflows(workflow_id_prefix="bulk-q-")} == {"CANCELLED"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 from pathlib import Path
 from typing import Annotated
 
@@ -17,7 +18,7 @@ TOKEN_ENV = "DBOS_UI_TOKEN"
 
 
 def _loopback(host: str) -> bool:
-    if host == "localhost":
+    if host.lower().rstrip(".") == "localhost":  # host names are case-insensitive
         return True
     try:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
@@ -29,6 +30,8 @@ def _read_token(token: str | None, token_file: Path | None) -> str | None:
     """The token from --token, else --token-file (first line), else $DBOS_UI_TOKEN."""
     if token is not None and token_file is not None:
         raise DBOSConfigError("give the token with --token or --token-file, not both")
+    if token is not None and not token.strip():
+        raise DBOSConfigError("--token is empty: give a token, or leave --token out")
     if token_file is not None:
         try:
             lines = token_file.read_text(encoding="utf-8").splitlines()
@@ -36,7 +39,8 @@ def _read_token(token: str | None, token_file: Path | None) -> str | None:
             raise DBOSConfigError(f"cannot read --token-file {str(token_file)!r}: {exc}") from None
         token = lines[0].strip() if lines else ""
         if not token:
-            raise DBOSConfigError(f"--token-file {str(token_file)!r} is empty")
+            what = "its first line is blank" if any(x.strip() for x in lines) else "it is empty"
+            raise DBOSConfigError(f"--token-file {str(token_file)!r}: {what}")
     return token or os.environ.get(TOKEN_ENV) or None
 
 
@@ -100,9 +104,30 @@ def ui(
         check_token(token, remote=remote)
     hosts = HostRule.for_bind(host, port, allowed_host or ())
     app = create_app(system_url(db_url), token=token, schema=system_schema(), hosts=hosts)
+    listening = _bind(host.strip("[]"), port)  # before saying where: a taken port fails here
     shown = f"[{host}]" if ":" in host else host
     render.info(f"dbos ui on http://{shown}:{port}/" + (" (token required)" if token else ""))
-    uvicorn.run(app, host=host.strip("[]"), port=port, log_level="warning")
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    server.run(sockets=[listening])
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port``, or a one-line DBOSConfigError saying why it cannot be."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except (OSError, UnicodeError) as exc:
+        raise DBOSConfigError(f"cannot listen on {host!r}: {exc}") from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        reason = exc.strerror or str(exc)
+        raise DBOSConfigError(f"cannot listen on {host}:{port}: {reason}") from None
+    return sock
 
 
 def register(app: typer.Typer) -> None:

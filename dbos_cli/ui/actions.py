@@ -5,23 +5,30 @@ predicate as the real run and as the CLI's ``--dry-run``)."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from starlette.datastructures import FormData
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import Response
 
 from dbos_cli.ui import formatting
 from dbos_cli.ui.pages import FILTER_KEYS, filters_of
 from dbos_cli.ui.security import csrf_valid
-from dbos_cli.ui.site import Site, step_number
+from dbos_cli.ui.site import Site, echo, posted_form, step_number
 from runtime.errors import DBOSException
 
 ACTIONS = ("cancel", "resume", "restart", "fork")
 BULK_ACTIONS = ("cancel", "resume")
 # A bulk action looks at no more than this many matching workflows (newest first).
 BULK_CAP = 10_000
+# A form whose CSRF token does not match the session: most often one loaded before the dashboard
+# restarted (its signing secret is per process), so say what to do, on a page.
+EXPIRED = (
+    "This page has expired (the dashboard restarted, or its session cookie changed), so nothing "
+    "was done: go back, reload the page and try again."
+)
 PAST = {"cancel": "cancelled", "resume": "resumed"}
 
 
@@ -36,17 +43,17 @@ class Actions:
     def __init__(self, site: Site) -> None:
         self.site = site
 
-    async def one(self, request: Request, workflow_id: str, kind: str) -> Response:
+    def one(self, request: Request, workflow_id: str, kind: str) -> Response:
         """An action on one workflow: the confirmation page, then (``confirmed=yes``) the act."""
-        form = await request.form()
+        form = posted_form(request)
         if not csrf_ok(request, form):
-            return PlainTextResponse("invalid or missing CSRF token", status_code=403)
+            return self.site.error(request, 403, EXPIRED)
         if kind not in ACTIONS:
             return self.site.error(request, 404, f"unknown action {kind[:40]!r}")
         step = step_number(str(form.get("step") or "1")) if kind == "fork" else 1
         client = self.site.client()
         if "\x00" in workflow_id or client.get_workflow_status(workflow_id) is None:
-            return self.site.error(request, 404, f"Workflow {workflow_id} does not exist")
+            return self.site.error(request, 404, f"Workflow {echo(workflow_id)} does not exist")
         if form.get("confirmed") != "yes":
             return self.site.render(
                 request, "confirm.html", wid=workflow_id, action=kind, step=step
@@ -67,11 +74,11 @@ class Actions:
             message = f"failed: {exc}"
         return self.site.redirect(formatting.workflow_url(target), message)
 
-    async def bulk(self, request: Request, kind: str) -> Response:
+    def bulk(self, request: Request, kind: str) -> Response:
         """Cancel or resume every workflow matching the filters the form carries."""
-        form = await request.form()
+        form = posted_form(request)
         if not csrf_ok(request, form):
-            return PlainTextResponse("invalid or missing CSRF token", status_code=403)
+            return self.site.error(request, 403, EXPIRED)
         if kind not in BULK_ACTIONS:
             return self.site.error(request, 404, f"unknown bulk action {kind[:40]!r}")
         query = str(form.get("filters", ""))
@@ -85,24 +92,39 @@ class Actions:
         capped = len(matching) > BULK_CAP
         ids = [wf.workflow_id for wf in matching[:BULK_CAP]]
         each = client.cancel_each if kind == "cancel" else client.resume_each
-        if form.get("confirmed") != "yes":
-            would = sum(1 for change in each(ids, dry_run=True) if change.changed)
+        # The confirmation names exactly the workflows that would change (by a fingerprint of
+        # their IDs); the confirmed POST acts on those or, when the selection moved in between
+        # (workflows enqueued, finished...), asks again with the new count instead of acting.
+        would = sorted(change.workflow_id for change in each(ids, dry_run=True) if change.changed)
+        confirmed = form.get("confirmed") == "yes"
+        if not confirmed or form.get("selection") != fingerprint(would):
             return self.site.render(
                 request,
                 "confirm_bulk.html",
                 action=kind,
-                would=would,
+                would=len(would),
                 matching=len(ids),
                 capped=capped,
                 cap=BULK_CAP,
-                filters=query,
+                filters=_encode(pairs).decode(),  # re-encoded: no raw input in the form
                 pairs=pairs,
+                selection=fingerprint(would),
+                moved=confirmed,
             )
-        done = sum(1 for change in each(ids) if change.changed)
+        done = sum(1 for change in each(would) if change.changed)
         return self.site.redirect(
             "/workflows?" + _encode(pairs).decode(),
             f"{done} of the {len(ids)} matching workflows {PAST[kind]}",
         )
+
+
+def fingerprint(workflow_ids: list[str]) -> str:
+    """A digest of the sorted IDs a bulk confirmation names, so a confirmed POST can tell that it
+    would act on exactly what its viewer was shown."""
+    digest = hashlib.sha256()
+    for wid in workflow_ids:
+        digest.update(wid.encode("utf-8", "surrogatepass") + b"\x00")
+    return digest.hexdigest()
 
 
 def _encode(pairs: list[tuple[str, Any]]) -> bytes:

@@ -16,6 +16,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import anyio
+import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -34,7 +36,12 @@ from runtime.errors import DBOSDatabaseError, DBOSException, DBOSNonExistentWork
 __all__ = ["CSRF_COOKIE", "create_app"]
 
 HERE = Path(__file__).parent
-Handler = Callable[[Request], Awaitable[Response]]
+Handler = Callable[[Request], Response]
+AsyncHandler = Callable[[Request], Awaitable[Response]]
+# Worker threads for the handlers (their database calls block); the pool has 4 connections.
+DB_THREADS = 8
+# Seconds a request waits for a pooled connection before the dashboard answers 503.
+DB_WAIT_S = 3.0
 
 
 def create_app(
@@ -49,20 +56,35 @@ def create_app(
     if token is not None:
         check_token(token, remote=False)
     site = Site(security.templates(HERE / "templates"))
+    threads: dict[str, anyio.CapacityLimiter] = {}
     pages, actions = Pages(site), Actions(site)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        site.state["client"] = DBOSClient(database_url, dbos_system_schema=schema)
+        client = DBOSClient(database_url, dbos_system_schema=schema)
+        # A viewer waits this long for a pooled connection before a 503, not the runtime's 15 s.
+        client.set_connection_wait(DB_WAIT_S)
+        site.state["client"] = client
         yield
         site.state["client"].destroy()
 
-    def guarded(handler: Handler) -> Handler:
-        """Bad input (and a workflow gone mid-request) as a 4xx page with its message."""
+    def guarded(handler: Handler) -> AsyncHandler:
+        """The handler run in a worker thread, never on the event loop: its database calls block,
+        and one slow or failing call must not stall every other request (static files included,
+        which the loop serves). The workers are a limiter of their own, so that requests stuck on
+        the database cannot take the threads static files use either. Bad input (and a workflow
+        gone mid-request) becomes a 4xx page with its message."""
 
         async def run(request: Request) -> Response:
+            if request.method == "POST":  # read on the loop: the handler then never awaits
+                request.state.form = await request.form()
+            if "limiter" not in threads:
+                threads["limiter"] = anyio.CapacityLimiter(DB_THREADS)
+            return await anyio.to_thread.run_sync(answer, request, limiter=threads["limiter"])
+
+        def answer(request: Request) -> Response:
             try:
-                return await handler(request)
+                return handler(request)
             except BadRequest as exc:
                 return site.error(request, 400, str(exc))
             except DBOSNonExistentWorkflowError as exc:
@@ -74,7 +96,7 @@ def create_app(
 
         return run
 
-    async def home(request: Request) -> Response:
+    def home(request: Request) -> Response:
         return RedirectResponse("/workflows", status_code=303)
 
     def workflow_parts(request: Request) -> list[str]:
@@ -85,24 +107,26 @@ def create_app(
         rest = [p for p in path_segments(request, "/workflow") if p]
         return [request.query_params.get("id", ""), *rest]
 
-    async def workflow_get(request: Request) -> Response:
+    def workflow_get(request: Request) -> Response:
         parts = workflow_parts(request)
         if len(parts) == 4 and parts[1] == "steps" and parts[3] == "output":
-            return await pages.step_output(request, parts[0], parts[2])
+            return pages.step_output(request, parts[0], parts[2])
+        if len(parts) == 3 and parts[1] == "whole":
+            return pages.whole(request, parts[0], parts[2])
         # One encoded segment is the ID; an unencoded link's slashes are taken as part of it.
-        return await pages.workflow(request, "/".join(parts))
+        return pages.workflow(request, "/".join(parts))
 
-    async def workflow_post(request: Request) -> Response:
+    def workflow_post(request: Request) -> Response:
         parts = workflow_parts(request)
         if len(parts) < 2:
             return site.error(request, 404, "no action named: POST /workflows/ID/ACTION")
-        return await actions.one(request, "/".join(parts[:-1]), parts[-1])
+        return actions.one(request, "/".join(parts[:-1]), parts[-1])
 
-    async def bulk(request: Request) -> Response:
-        return await actions.bulk(request, request.path_params["action"])
+    def bulk(request: Request) -> Response:
+        return actions.bulk(request, request.path_params["action"])
 
-    async def queue(request: Request) -> Response:
-        return await pages.queue(request, "/".join(path_segments(request, "/queues/")))
+    def queue(request: Request) -> Response:
+        return pages.queue(request, "/".join(path_segments(request, "/queues/")))
 
     routes = [
         Route("/", home),

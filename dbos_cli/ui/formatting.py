@@ -9,7 +9,7 @@ import json
 import time
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from runtime.status import StepInfo, WorkflowStatus
 
@@ -18,10 +18,9 @@ SHORT_OUTCOME = 120
 SLEEP_STEP = "DBOS.sleep"
 DOT_IDS = (".", "..")
 LIVE = ("PENDING", "ENQUEUED", "DELAYED")
-# The runtime's rules (runtime.queries CANCEL_WORKFLOW and RESUMABLE): cancel takes a workflow not
-# yet finished; resume takes a stopped or waiting one (a PENDING one only when its process is gone).
-CANCELLABLE = frozenset(LIVE)
-RESUMABLE = frozenset(("CANCELLED", "ENQUEUED", "DELAYED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED"))
+# Characters of one value (input, output, event, error, step outcome) a page embeds: the rest is
+# behind a download link, so a 200 kB value does not make an 800 kB page.
+EMBED_CHARS = 4096
 
 
 def now_ms() -> int:
@@ -107,24 +106,25 @@ def segment(value: object) -> str:
     return quote(str(value), safe="")
 
 
-def workflow_url(workflow_id: str, *rest: str) -> str:
-    """The dashboard path of a workflow (or of one of its sub-pages). An ID of only dots is the
-    one a path cannot carry (browsers resolve ``.`` and ``..`` segments, even encoded): it goes
-    in the query of ``/workflow/...`` instead."""
+def workflow_url(workflow_id: str, *rest: str, **query: object) -> str:
+    """The dashboard URL of a workflow (or of one of its sub-pages), with ``query`` as its query
+    parameters (None values left out). An ID of only dots is the one a path cannot carry (browsers
+    resolve ``.`` and ``..`` segments, even encoded): it goes in the query of ``/workflow/...``
+    instead, merged with ``query``: build every such URL here, never by appending ``?...``."""
+    params = [(k, str(v)) for k, v in query.items() if v is not None]
     if workflow_id in DOT_IDS:
-        return "/".join(["/workflow", *rest]) + "?id=" + segment(workflow_id)
-    return "/".join(["/workflows", segment(workflow_id), *rest])
+        path = "/".join(["/workflow", *rest])
+        params = [("id", workflow_id), *params]
+    else:
+        path = "/".join(["/workflows", segment(workflow_id), *rest])
+    return path + ("?" + urlencode(params, quote_via=quote) if params else "")
 
 
-def allowed_actions(wf: WorkflowStatus, owner_alive: bool) -> list[str]:
-    """The actions that would change this workflow: cancel while it has not finished, resume
-    when it is stopped or waiting (or PENDING in a process that is gone), restart and fork
-    always (they start a new workflow)."""
-    found = []
-    if wf.status in CANCELLABLE:
-        found.append("cancel")
-    if wf.status in RESUMABLE or (wf.status == "PENDING" and not owner_alive):
-        found.append("resume")
+def allowed_actions(can_cancel: bool, can_resume: bool) -> list[str]:
+    """The actions that would change this workflow: cancel and resume when the runtime's own dry
+    run says they would (so the page never disagrees with what the button does), restart and
+    fork always (they start a new workflow)."""
+    found = (["cancel"] if can_cancel else []) + (["resume"] if can_resume else [])
     return [*found, "restart", "fork"]
 
 

@@ -18,9 +18,11 @@ from dbos_cli.ui.site import (
     PAGE_SIZE,
     BadRequest,
     Site,
+    echo,
     int_param,
     page_key,
 )
+from runtime.client import INTERNAL_QUEUE
 from runtime.status import WorkflowStatus
 
 STEP_PAGE = 200
@@ -32,6 +34,9 @@ def filters_of(request: Request) -> dict[str, Any]:
     """The list filters the query asks for, as keywords of ``DBOSClient.list_workflow_page``
     (checked there: a bad one raises ``DBOSException``, a 400 page)."""
     q = request.query_params
+    for key, value in q.multi_items():
+        if key in FILTER_KEYS and "\x00" in value:  # Postgres text cannot hold one: no match
+            raise BadRequest(f"invalid {key} {echo(value)}: no stored value holds a NUL character")
     return {
         "status": q.getlist("status") or None,
         "workflow_id_prefix": q.get("id") or None,
@@ -56,6 +61,16 @@ def live_every(request: Request, default: int) -> int | None:
     return every or None
 
 
+def _download(body: Any, name: str) -> Response:
+    """``body`` as an indented JSON file to save (never shown inline)."""
+    text = json.dumps(body, indent=2, default=str, ensure_ascii=False)
+    return Response(
+        text,
+        media_type="application/json",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
 def _key(wf: WorkflowStatus) -> str:
     return f"{wf.created_at}:{wf.workflow_id}"
 
@@ -73,7 +88,7 @@ class Pages:
             raise BadRequest(f"unknown fragment {name[:40]!r}")
         return name
 
-    async def workflows(self, request: Request) -> Response:
+    def workflows(self, request: Request) -> Response:
         """The workflow list, newest first."""
         filters = filters_of(request)
         limit = int_param(request, "limit", PAGE_SIZE, 1, MAX_PAGE_SIZE)
@@ -116,12 +131,12 @@ class Pages:
             now=formatting.now_ms(),
         )
 
-    async def workflow(self, request: Request, workflow_id: str) -> Response:
+    def workflow(self, request: Request, workflow_id: str) -> Response:
         """One workflow: its record, what it waits for, actions, steps (paged), events, messages."""
         client = self.site.client()
         wf = client.get_workflow_status(workflow_id)
         if wf is None:
-            return self.site.error(request, 404, f"Workflow {workflow_id} does not exist")
+            return self.site.error(request, 404, f"Workflow {echo(workflow_id)} does not exist")
         wf = client.get_workflow(workflow_id)
         first = int_param(request, "steps_from", 0, 0, 2**31)
         steps = client.list_workflow_steps(
@@ -136,7 +151,8 @@ class Pages:
         live = wf.status in formatting.LIVE
         waiting = client.get_workflow_wait(workflow_id) if live else None
         now = formatting.now_ms()
-        alive = {e.executor_id for e in client.list_executors() if e.state == "ALIVE"}
+        [cancel] = client.cancel_each([workflow_id], dry_run=True)
+        [resume] = client.resume_each([workflow_id], dry_run=True)
         return self.site.render(
             request,
             "workflow.html",
@@ -147,12 +163,12 @@ class Pages:
             # The same line as `dbos workflow get` (escaped by the template like all else).
             waiting_text=waiting.describe(now, local=True) if waiting else None,
             # `dbos workflow why`'s answer (templates/_why.html shows it).
-            why=client.explain_workflow(workflow_id) if live else None,
+            why=client.explain_workflow(workflow_id),
             rows=formatting.step_rows(steps, wf, {c.workflow_id: c for c in children}),
             steps_from=first,
             steps_prev=max(first - STEP_PAGE, 0) if first > 0 else None,
             steps_next=first + STEP_PAGE if more_steps else None,
-            actions=formatting.allowed_actions(wf, wf.executor_id in alive),
+            actions=formatting.allowed_actions(cancel.changed, resume.changed),
             events=client.get_all_events(workflow_id),
             messages=client.list_pending_messages(workflow_id),
             traceback=formatting.traceback_text(wf.error),
@@ -160,13 +176,13 @@ class Pages:
             now=now,
         )
 
-    async def step_output(self, request: Request, workflow_id: str, number: str) -> Response:
+    def step_output(self, request: Request, workflow_id: str, number: str) -> Response:
         """A step's whole outcome as a JSON download (its output, or its error and trace)."""
         if not (number.isascii() and number.isdigit() and len(number) <= 9):
             raise BadRequest(f"invalid step number {number[:40]!r}")
         client = self.site.client()
         if client.get_workflow_status(workflow_id) is None:
-            return self.site.error(request, 404, f"Workflow {workflow_id} does not exist")
+            return self.site.error(request, 404, f"Workflow {echo(workflow_id)} does not exist")
         wanted = int(number)
         steps = client.list_workflow_steps(workflow_id, offset=max(wanted - 1, 0), limit=1)
         step = next((s for s in steps if s.function_id == wanted), None)
@@ -176,22 +192,39 @@ class Pages:
                 None,
             )
         if step is None:
-            return self.site.error(request, 404, f"Workflow {workflow_id} has no step {wanted}")
+            return self.site.error(
+                request, 404, f"Workflow {echo(workflow_id)} has no step {wanted}"
+            )
         body: dict[str, Any] = {"function_id": step.function_id, "name": step.function_name}
         if step.error is not None:
             body["error"] = formatting.error_text(step.error)
             body["traceback"] = formatting.traceback_text(step.error)
         else:
             body["output"] = step.output
-        text = json.dumps(body, indent=2, default=str, ensure_ascii=False)
-        name = f"step-{wanted}-output.json"
-        return Response(
-            text,
-            media_type="application/json",
-            headers={"Content-Disposition": f'attachment; filename="{name}"'},
-        )
+        return _download(body, f"step-{wanted}-output.json")
 
-    async def queues(self, request: Request) -> Response:
+    def whole(self, request: Request, workflow_id: str, part: str) -> Response:
+        """A workflow's whole input, output, error (with its trace) or events, as a JSON
+        download: the page embeds only the first ``formatting.EMBED_CHARS`` characters."""
+        client = self.site.client()
+        wf = client.get_workflow_status(workflow_id)
+        if wf is None:
+            return self.site.error(request, 404, f"Workflow {echo(workflow_id)} does not exist")
+        body: Any
+        if part == "input":
+            body = wf.input
+        elif part == "output":
+            body = wf.output
+        elif part == "error":
+            body = {"error": formatting.error_text(wf.error) or None}
+            body["traceback"] = formatting.traceback_text(wf.error)
+        elif part == "events":
+            body = client.get_all_events(workflow_id)
+        else:
+            return self.site.error(request, 404, f"no such download {part[:40]!r}")
+        return _download(body, f"workflow-{part}.json")
+
+    def queues(self, request: Request) -> Response:
         """Every queue with its depth and limits."""
         return self.site.render(
             request,
@@ -201,11 +234,13 @@ class Pages:
             live_every=live_every(request, 5),
         )
 
-    async def queue(self, request: Request, name: str) -> Response:
+    def queue(self, request: Request, name: str) -> Response:
         """One queue and the workflows waiting on or running from it."""
         client = self.site.client()
         if "\x00" in name:
             raise BadRequest("a queue name holds no NUL character")
+        if name == INTERNAL_QUEUE:  # the runtime's own, left out of every listing
+            return self.site.error(request, 404, f"no queue named {echo(name)}")
         info = next((q for q in client.list_queues() if q.name == name), None)
         queued = client.list_queued_workflows(
             queue_name=name, limit=PAGE_SIZE, sort_desc=False, load_input=False
@@ -221,7 +256,7 @@ class Pages:
             now=formatting.now_ms(),
         )
 
-    async def executors(self, request: Request) -> Response:
+    def executors(self, request: Request) -> Response:
         """The processes that ran workflows here, and the work per application version."""
         client = self.site.client()
         return self.site.render(

@@ -28,6 +28,7 @@ import hashlib
 import hmac
 import ipaddress
 import logging
+import re
 import secrets
 import time
 import unicodedata
@@ -35,7 +36,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from jinja2 import Environment, FileSystemLoader
 from markupsafe import Markup, escape
@@ -126,6 +127,10 @@ def _split_host(header: str) -> tuple[str, int] | None:
     return (name, port) if name and port < 65536 else None
 
 
+# A DNS name (labels of letters, digits, '-', '_'), as a Host header can carry it.
+_HOST_NAME = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)(\.(?!-)[a-z0-9_-]{1,63}(?<!-))*\.?$")
+
+
 def _ip_literal(name: str) -> bool:
     try:
         ipaddress.ip_address(name.strip("[]"))
@@ -157,7 +162,7 @@ class HostRule:
         plain = set()
         for name in names:
             parsed = _split_host(name)
-            if parsed is None:
+            if parsed is None or not (_HOST_NAME.match(parsed[0]) or _ip_literal(parsed[0])):
                 raise DBOSConfigError(f"--allowed-host {name!r} is not a host name or host:port")
             if "]:" in name or (not name.startswith("[") and ":" in name):
                 exact.add(parsed)  # the name came with a port: only that port
@@ -268,10 +273,19 @@ def visible(value: Any) -> Any:
     )
 
 
+def attribute_text(value: Any) -> Markup:
+    """Jinja filter ``in_attr`` for text inside an attribute or ``<title>``, where markup is not
+    rendered (so :func:`visible`'s span would show as literal tags): each control or bidi
+    character becomes its escape as plain text (``\\u202e``), then the whole is escaped."""
+    text = "" if value is None else str(value)
+    return escape("".join(repr(ch)[1:-1] if _hidden(ch) else ch for ch in text))
+
+
 def templates(directory: str | Path) -> Jinja2Templates:
     """The dashboard's templates: :func:`visible` on every ``{{ value }}``, and ``csrf`` (the
     form token) and ``flash`` (the message to show, or None) in every page's context."""
     env = Environment(loader=FileSystemLoader(str(directory)), autoescape=True, finalize=visible)
+    env.filters["in_attr"] = attribute_text
     return Jinja2Templates(env=env, context_processors=[page_context])
 
 
@@ -292,6 +306,16 @@ def _plain(status: int, text: str) -> Response:
 def _safe_path(path: str) -> str:
     """A same-site redirect target: one leading slash (``//evil.example`` would leave the site)."""
     return "/" + path.lstrip("/\\")
+
+
+def _token_target(request: Request) -> str:
+    """Where a ``?token=`` visit goes once the token is a cookie: the same path as the client sent
+    it (still percent-encoded, so ``%2F`` inside a workflow ID stays one segment) and the same
+    query minus ``token``; always on this site."""
+    raw = request.scope.get("raw_path")
+    path = raw.decode("latin-1") if isinstance(raw, bytes) else quote(request.url.path)
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
+    return _safe_path(path) + ("?" + urlencode(kept) if kept else "")
 
 
 class Guard(BaseHTTPMiddleware):
@@ -329,7 +353,7 @@ class Guard(BaseHTTPMiddleware):
             given = request.query_params.get("token")
             if given is not None and same_secret(given, self.token):
                 # Trade the token in the URL for a cookie, and drop it from the address bar.
-                response = RedirectResponse(_safe_path(request.url.path), status_code=303)
+                response = RedirectResponse(_token_target(request), status_code=303)
                 response.set_cookie(TOKEN_COOKIE, given, httponly=True, samesite="strict")
                 return response
             header = request.headers.get("authorization", "")

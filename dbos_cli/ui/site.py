@@ -4,9 +4,11 @@ query parameters so that bad input gets a 4xx page with a message, never a 500."
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import unquote
 
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
@@ -19,6 +21,29 @@ PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 # Postgres's bigint: the largest epoch millisecond a paging key can hold.
 MAX_BIGINT = 2**63 - 1
+
+
+# Characters of the request's own input an error page repeats: a crafted link must not make the
+# dashboard show a paragraph of the attacker's text ("invalid status 'Your session expired...'").
+ECHO_CHARS = 60
+# A quoted span in a message (ours or the runtime's): where input is echoed.
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"", re.S)
+
+
+def echo(text: str) -> str:
+    """``text`` (request input) as an error message repeats it: quoted, at most ECHO_CHARS."""
+    return repr(text[:ECHO_CHARS]) + ("…" if len(text) > ECHO_CHARS else "")
+
+
+def capped_message(message: str) -> str:
+    """``message`` with each quoted span cut to ECHO_CHARS characters, and at most 400 in all."""
+
+    def cut(found: re.Match[str]) -> str:
+        span = found.group(0)
+        return span if len(span) <= ECHO_CHARS + 2 else span[: ECHO_CHARS + 1] + "…" + span[0]
+
+    shown = _QUOTED.sub(cut, message)
+    return shown if len(shown) <= 400 else shown[:400] + "…"
 
 
 class BadRequest(Exception):
@@ -43,6 +68,7 @@ class Site:
             traceback_text=formatting.traceback_text,
             workflow_url=formatting.workflow_url,
             statuses=STATUSES,
+            embed_chars=formatting.EMBED_CHARS,
         )
 
     def client(self) -> DBOSClient:
@@ -65,13 +91,26 @@ class Site:
     def error(self, request: Request, status_code: int, message: str) -> Response:
         """The error page: a title for the status and the message, escaped."""
         return self.render(
-            request, "error.html", status_code=status_code, message=message, code=status_code
+            request,
+            "error.html",
+            status_code=status_code,
+            message=capped_message(message),
+            code=status_code,
         )
 
     def redirect(self, url: str, message: str) -> Response:
         """A redirect (303) to ``url`` showing ``message`` there (a signed cookie, never the URL:
         a crafted link must not make the dashboard say anything)."""
         return flash(RedirectResponse(url, status_code=303), message)
+
+
+def posted_form(request: Request) -> FormData:
+    """The POSTed form, read on the event loop before the handler runs in a worker thread (see
+    ``app.guarded``): a handler never awaits."""
+    form = getattr(request.state, "form", None)
+    if not isinstance(form, FormData):
+        raise BadRequest("this request carries no form")
+    return form
 
 
 def path_segments(request: Request, prefix: str) -> list[str]:
