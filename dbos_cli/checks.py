@@ -96,6 +96,21 @@ def seconds(option: str, minimum: float = 0.0, maximum: float = 86_400.0) -> Cal
     return _checked(parse, "seconds")
 
 
+def database_url(option: str) -> Callable[[Any], str]:
+    """A parser of a database URL that refuses an empty one: ``-D "$URL"`` with the variable
+    unset must not fall back to the configuration's database (another one) without a word."""
+
+    def parse(value: Any) -> str:
+        text = str(value)
+        if not text.strip():
+            _refuse(
+                option, "'': empty (an unset variable?); omit the option to use the configuration"
+            )
+        return text
+
+    return _checked(parse, "URL")
+
+
 def choice(option: str, values: tuple[str, ...]) -> Callable[[Any], str]:
     """A parser of one of ``values`` (any case), lower-cased."""
 
@@ -117,13 +132,13 @@ def moment(option: str, naive_utc: bool = False) -> Callable[[Any], datetime]:
             return value
         try:
             found = _moment(str(value).strip(), naive_utc)
-            in_range = FIRST_YEAR <= found.astimezone(timezone.utc).year <= LAST_YEAR
-        except _OutOfRange:
-            in_range = False
-        except (ValueError, OverflowError, OSError):
-            _refuse(option, f"{value!r}: expected {TIME_FORMS}")
-        if not in_range:
+            # A well-formed time whose UTC moment falls outside the years is out of range too.
+            if not FIRST_YEAR <= found.astimezone(timezone.utc).year <= LAST_YEAR:
+                raise _OutOfRange(str(value))
+        except (_OutOfRange, OverflowError):  # OverflowError: astimezone past year 9999
             _refuse(option, f"{value!r}: out of range, expected {FIRST_YEAR} to {LAST_YEAR}")
+        except (ValueError, OSError):
+            _refuse(option, f"{value!r}: expected {TIME_FORMS}")
         return found
 
     return _checked(parse, "time")
@@ -138,7 +153,10 @@ def _moment(text: str, naive_utc: bool) -> datetime:
     if epoch is not None:
         whole, fraction, millis = epoch.groups()
         count = float(whole + (fraction or "")) / (1000 if millis else 1)
-        return datetime.fromtimestamp(count, timezone.utc)
+        try:
+            return datetime.fromtimestamp(count, timezone.utc)
+        except (ValueError, OverflowError, OSError) as exc:  # well-formed, past year 9999
+            raise _OutOfRange(text) from exc
     if re.fullmatch(r"[+-]?\d+(\.\d*)?", text):
         raise ValueError("a bare number is ambiguous")
     if text.endswith(("Z", "z")):

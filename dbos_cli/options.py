@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from dbos_cli import checks
 from runtime.config import Settings, resolve
 from runtime.embedded import resolve_system_url
 
@@ -18,6 +19,7 @@ DbUrl = Annotated[
     typer.Option(
         "--db-url",
         "-D",
+        parser=checks.database_url("--db-url"),
         help="Database URL holding the system tables (default: DBOS_DATABASE_URL, the config "
         "file, else the project's embedded Postgres).",
         show_default=False,

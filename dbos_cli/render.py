@@ -155,9 +155,11 @@ def listing_footer(shown: int, total: int, offset: int, newest_first: bool) -> N
     beyond = max(total - offset - shown, 0)
     if shown:
         where = f"{offset + 1}-{offset + shown} of {total} ({order})"
-    else:
+    elif offset >= total:
         where = f"none past offset {offset}: {total} match"
-    more = f"; {beyond} more: --offset {offset + shown}" if beyond else ""
+    else:  # --limit 0
+        where = f"{total} match; none shown (--limit 0)"
+    more = f"; {beyond} more: --offset {offset + shown}" if beyond and shown else ""
     out.print(f"[dim]{escape(where + more)}[/dim]")
 
 
@@ -428,7 +430,10 @@ def workflow_panel(
     rows: list[tuple[str, str]] = [
         ("ID", escape(wf.workflow_id)),
         ("Status", status_text(wf.status)),
-        ("Waiting", escape(why or (waiting.describe(now_ms(), local=True) if waiting else ""))),
+        (
+            "Waiting" if wf.status in ("PENDING", "ENQUEUED", "DELAYED") else "Why",
+            escape(why or (waiting.describe(now_ms(), local=True) if waiting else "")),
+        ),
         ("Name", escape(wf.name)),
         ("Class", escape(wf.class_name or "")),
         ("Config name", escape(wf.config_name or "")),

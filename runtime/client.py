@@ -44,6 +44,7 @@ from runtime.queues import INTERNAL_QUEUE
 from runtime.records import NewWorkflow, QueueInfo, VersionWork
 from runtime.schedules import ClientScheduleInput, WorkflowSchedule
 from runtime.status import StepInfo, WorkflowStatus, WorkflowStatusString
+from runtime.stream_db import MAX_OFFSET as MAX_STREAM_OFFSET
 from runtime.system_db import SystemDatabase
 from runtime.waiting import Waiting
 
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "INTERNAL_QUEUE",
+    "MAX_STREAM_OFFSET",
     "STATUSES",
     "Change",
     "ClientScheduleInput",

@@ -16,6 +16,9 @@ from runtime.records import RecordResult
 from runtime.serialization import check_text
 from runtime.system_db import SystemDatabase
 
+# The largest stream offset (a reader's resume point): well inside a bigint.
+MAX_OFFSET = 2**62
+
 # Each append computes the stream's next offset in its own statement. Two writers of one stream
 # at once (concurrent steps, tasks of an async workflow) may compute the same offset: the primary
 # key refuses the second, whose statement then did nothing at all, and it is sent again.

@@ -43,7 +43,7 @@ from runtime.errors import (
 )
 from runtime.listener import Notifications, Watch, stream_key
 from runtime.serialization import check_text
-from runtime.stream_db import StreamDatabase
+from runtime.stream_db import MAX_OFFSET, StreamDatabase
 from runtime.system_db import SystemDatabase
 
 WRITE_STREAM_OP = "DBOS.writeStream"
@@ -80,7 +80,6 @@ def _no_serializers(where: str, serialization_type: object) -> None:
 
 # The largest offset a read may start at: far past any stream's end, and low enough that the
 # read's ``offset + batch`` still fits the bigint column (no database error for a huge offset).
-MAX_OFFSET = 2**62
 
 
 def check_read_args(

@@ -14,6 +14,9 @@ import traceback
 #: exception line), which is what tells where it was raised.
 LIMIT = 8192
 
+#: At most this many characters of one piece of it (an exception's message line, one frame).
+PART_LIMIT = 1000
+
 #: The attribute of a deserialized exception holding its stored traceback.
 ATTRIBUTE = "dbos_traceback"
 
@@ -31,12 +34,23 @@ def tail(exc: BaseException) -> str | None:
     if exc.__traceback__ is None:
         return None
     try:
-        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        parts = traceback.TracebackException(type(exc), exc, exc.__traceback__).format()
+        text = "".join(_capped(part) for part in parts)
     except Exception:  # a broken __str__ or frame: the error is stored without its traceback
         return None
     text = text if len(text) <= LIMIT else "...\n" + text[-(LIMIT - 4) :]
     attach(exc, text)
     return text
+
+
+def _capped(part: str) -> str:
+    """One piece of a formatted traceback (a frame, a header, an exception's line), its middle
+    left out past ``PART_LIMIT``: a 200 kB message (stored whole with the error anyway) must not
+    push every frame out of the stored tail."""
+    if len(part) <= PART_LIMIT:
+        return part
+    kept = PART_LIMIT // 2
+    return f"{part[:kept]} ... [{len(part) - 2 * kept} characters left out] ... {part[-kept:]}"
 
 
 def attach(exc: BaseException, stored: object) -> BaseException:

@@ -343,12 +343,21 @@ def test_numbers_and_times_are_checked_before_the_database(db_url: str) -> None:
         ("workflow", "stream", "x", "k", "--from-offset", "-5"): "'--from-offset'",
         ("schedule", "backfill", "s", "2026-01-01", "99999-01-01"): "'END'",
         ("ui", "--port", "70000"): "'--port'",
+        # Well-formed but past 9999 (in UTC, or as an epoch): out of range, not "malformed".
+        ("workflow", "list", "-t", "9999-12-31T23:59:59-05:00"): "'--start-time'",
+        ("workflow", "list", "-e", "@253402300800"): "'--end-time'",
+        ("workflow", "stream", "x", "k", "--from-offset", str(2**63 - 1)): "'--from-offset'",
     }
     runs = _run_many([[*argv, "-D", db_url] for argv in bad])
     for (run, _), (argv, option) in zip(runs, bad.items(), strict=True):
         line = _one_line_error(run)
         assert run.returncode == 1 and f"invalid {option.strip(chr(39))} " in line, (argv, line)
         assert "--help" in line, line
+        if "9999-12-31" in argv or "@253402300800" in argv or str(2**63 - 1) in argv:
+            assert "out of range" in line, line
+    # An empty --db-url (an unset variable) is refused, not taken as "use the configuration".
+    [(empty, _)] = _run_many([["workflow", "list", "-D", ""]])
+    assert empty.returncode == 1 and "invalid --db-url" in _one_line_error(empty)
     _seed(db_url, [("old", "SUCCESS", None), ("new", "SUCCESS", None)], base_ms=1_700_000_000_000)
     seconds, millis = _run_many(
         [
@@ -358,6 +367,9 @@ def test_numbers_and_times_are_checked_before_the_database(db_url: str) -> None:
     )
     for run, _ in (seconds, millis):
         assert [r["workflow_id"] for r in json.loads(run.stdout)] == ["new"], run.stderr
+    # Past the end of the matches: the footer says how many match, the table says nothing.
+    [(past, _)] = _run_many([["workflow", "list", "-o", "5", "-D", db_url]])
+    assert "no workflows match" not in past.stdout and "none past offset 5: 2 match" in past.stdout
 
 
 def _params() -> list[tuple[str, Any]]:

@@ -140,6 +140,9 @@ def test_stored_tracebacks_are_bounded_and_old_records_still_read() -> None:
     assert isinstance(back, ValueError) and str(back) == "x" * 50_000
     assert len(back.dbos_traceback) <= LIMIT  # type: ignore[attr-defined]
     assert back.dbos_traceback.endswith("x" * 100 + "\n")  # type: ignore[attr-defined]
+    # The huge message is cut in the middle, so the frames that say where it was raised stay.
+    assert "_fail_deep_inside" in back.dbos_traceback  # type: ignore[attr-defined]
+    assert "characters left out" in back.dbos_traceback  # type: ignore[attr-defined]
     # A record stored before tracebacks were (no "traceback" key) reads as None.
     old = json.dumps({"type": "ValueError", "module": "builtins", "message": "m", "args": ["m"]})
     assert serialization.deserialize_exception(old).dbos_traceback is None  # type: ignore[attr-defined]

@@ -277,7 +277,8 @@ def test_cli_dashboard_and_client_show_what_workflows_wait_for(
     assert _waiting_json(db_url, queued)["description"] == "enqueued on queue nowhere"
 
     assert _waiting_json(db_url, "quick-1") is None
-    assert "Waiting" not in _cli(db_url, "workflow", "get", "quick-1")
+    finished = _cli(db_url, "workflow", "get", "quick-1")
+    assert "Waiting" not in finished and "finished successfully" in finished
 
     # `dbos workflow list`: in every JSON row, and a column of the (wide) table.
     rows = {r["workflow_id"]: r for r in json.loads(_cli(db_url, "workflow", "list", "--json"))}
@@ -298,7 +299,8 @@ def test_cli_dashboard_and_client_show_what_workflows_wait_for(
         parent_page = http.get("/workflows/" + quote("p<1>")).text
         assert "last step started child workflow p&lt;1&gt;-1, which is PENDING" in parent_page
         assert "p<1>-1" not in parent_page
-        assert 'id="waiting"' not in http.get("/workflows/quick-1").text
+        # A finished workflow's page says how it ended (the `why` answer), not a wait.
+        assert 'data-reason="SUCCEEDED"' in http.get("/workflows/quick-1").text
 
     # The child gets its message: it ends, so does its parent, and neither waits any more.
     with DBOSClient(db_url) as client:

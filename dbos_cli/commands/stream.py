@@ -9,12 +9,13 @@ import typer
 
 from dbos_cli import checks, render
 from dbos_cli.options import DbUrl, open_client
+from runtime.client import MAX_STREAM_OFFSET as MAX_OFFSET
 
 FromOffset = Annotated[
     int,
     typer.Option(
         "--from-offset",
-        parser=checks.whole_number("--from-offset"),
+        parser=checks.whole_number("--from-offset", maximum=MAX_OFFSET),
         help="Start at this offset (0: the first value); a reconnecting reader passes the "
         "offset after the last one it printed.",
     ),

@@ -133,6 +133,8 @@ def _show_listing(
                 for wf in found
             ]
         )
+    elif page is not None and not found and page[0]:
+        render.listing_footer(0, *page)  # some match, none on this page: the footer says so
     else:
         render.workflow_table(found, waits=waits)
         if page is not None:
@@ -213,9 +215,8 @@ def get_workflow(
     with open_client(db_url) as client:
         wf = client.get_workflow(workflow_id)
         waiting = _waits(client, [wf]).get(wf.workflow_id)
-        # The same sentence as `dbos workflow why` (a final workflow's needs no line here).
-        live = wf.status in ("PENDING", "ENQUEUED", "DELAYED")
-        summary = client.explain_workflow(workflow_id).summary if live else None
+        # The same sentence as `dbos workflow why` ("Why" for a workflow that has ended).
+        summary = client.explain_workflow(workflow_id).summary
         running = render.RunningSteps(_running_steps(client, wf))
     if json_output:
         render.print_json(render.workflow_json(wf, waiting=waiting) | running.json())
