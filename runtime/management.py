@@ -597,8 +597,9 @@ class ExecutorInfo:
     duplicate_id: bool  # another live process shares its executor ID
 
 
-def executors(sysdb: SystemDatabase, limit: int = 100) -> list[ExecutorInfo]:
-    """Recent executor processes, newest first, with their state."""
+def executors(sysdb: SystemDatabase, limit: int | None = 100) -> list[ExecutorInfo]:
+    """Recent executor processes, newest first, with their state; ``limit=None`` reads every
+    live process instead (however many others started since), for liveness decisions."""
     records = ExecutorTable(sysdb).list_recent(limit)
     # A process on this host that is gone (killed, or exited during a step) is DEAD now, although
     # its lease has not run out: its pid says so.
