@@ -283,18 +283,32 @@ def _queued(ctx: _Context, workflow_id: str, f: WorkflowFacts) -> WorkflowExplan
         summary += f"; {place.running} running"
         if place.concurrency is not None:
             summary += f" of at most {place.concurrency}"
+    summary += _queue_blockers(place, f)
+    return _explanation(workflow_id, f, "QUEUED", summary, extra)
+
+
+def _queue_blockers(place: QueuePlace, f: WorkflowFacts) -> str:
+    """The rest of a QUEUED sentence: worker limits, the queue's declaration, and (when nothing
+    recorded holds it back) what dispatch needs that the database does not record."""
     wc, per = place.worker_concurrency, place.running_per_process
     if wc is not None and per and all(n >= wc for n in per):
         n = len(per)
-        summary += (
+        return (
             f"; each of the {n} live {'process' if n == 1 else 'processes'} runs its limit "
             f"of {wc} from this queue"
         )
     if not place.declared:
-        summary += "; no process has declared this queue"
-    elif not place.declarer_version_live:
-        summary += "; no live process serves this queue"
-    return _explanation(workflow_id, f, "QUEUED", summary, extra)
+        return "; no process has declared this queue"
+    if not place.declarer_version_live:
+        return "; no live process serves this queue"
+    full = place.concurrency is not None and place.running >= place.concurrency
+    if full or place.ahead > 0:
+        return ""
+    # Which queues a process listens to and which workflows it registers live in its code only.
+    return (
+        "; nothing recorded holds it back: it starts when a live process that listens to queue "
+        f"{f.queue_name} and registers workflow {f.name} claims it"
+    )
 
 
 def _behind(ahead: int) -> str:
@@ -357,7 +371,13 @@ def _queue_facts(place: QueuePlace, f: WorkflowFacts) -> list[tuple[str, str]]:
         v = place.declared_version or "unversioned"
         live = "a live process" if place.declarer_version_live else "no live process"
         found.append(("declared by", f"application version {v} ({live} of that version)"))
-    found.append(("dispatch also needs", f"a live process that registers workflow {f.name}"))
+    found.append(
+        (
+            "dispatch also needs",
+            f"a live process that listens to queue {f.queue_name} and registers workflow {f.name} "
+            "(not recorded in the database)",
+        )
+    )
     return found
 
 

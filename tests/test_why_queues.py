@@ -58,6 +58,7 @@ def test_why_counts_slots_held_by_cancelled_and_resumed_runs_and_the_rate_turn(
 
     one = Queue("wq_one", concurrency=1)
     rate = Queue("wq_rate", limiter={"limit": 1, "period": 60})
+    Queue("wq_free")
     launch_dbos()
     try:
         with SetWorkflowID("c-1"):
@@ -111,8 +112,18 @@ def test_why_counts_slots_held_by_cancelled_and_resumed_runs_and_the_rate_turn(
                 f"behind 1 other: its turn comes no earlier than {format_time(started + 120_000)}"
             )
             assert turns[second].summary.endswith(f"than {format_time(started + 60_000)}")
+            name = _facts(turns[third])["workflow"]
             assert _facts(turns[third])["dispatch also needs"] == (
-                "a live process that registers workflow " + _facts(turns[third])["workflow"]
+                f"a live process that listens to queue wq_rate and registers workflow {name} "
+                "(not recorded in the database)"
+            )
+            # A name no process registers: nothing recorded holds it back; the sentence says
+            # what dispatch needs besides.
+            typo = client.enqueue({"workflow_name": "blockr", "queue_name": "wq_free"})
+            assert explain(typo.workflow_id).summary == (
+                "enqueued on queue wq_free behind 0 others; 0 running; nothing recorded holds it "
+                "back: it starts when a live process that listens to queue wq_free and registers "
+                "workflow blockr claims it"
             )
             unversioned = client.enqueue({"workflow_name": "nobody", "queue_name": "wq_rate"})
             assert _facts(explain(unversioned.workflow_id))["application version"].startswith(
