@@ -406,8 +406,10 @@ def _pending(ctx: _Context, workflow_id: str, f: WorkflowFacts, depth: int) -> W
         if running is not None:
             summary = f"running {running} in live process {owner.process_id}"
         else:
-            # After a takeover the last recorded step may predate this run: the later time.
-            since = max(f.last_step_at or 0, f.started_at or 0) or None
+            # After a takeover (a claim sets updated_at, not started_at) the recorded times
+            # predate this run: the latest of them.
+            claimed = f.updated_at if f.recovery_attempts > 1 else 0
+            since = max(f.last_step_at or 0, f.started_at or 0, claimed) or None
             summary = f"running code in live process {owner.process_id} since {_at(since)}"
         return _explanation(workflow_id, f, "RUNNING", summary, extra)
     reason, summary = _wait_reason(waiting, f.now_ms)

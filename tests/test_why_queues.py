@@ -153,6 +153,8 @@ def test_why_counts_slots_held_by_cancelled_and_resumed_runs_and_the_rate_turn(
                     "%s + n, %s + n, %s + n FROM generate_series(1, 1100) n",
                     (now, now, now),
                 )
+            listed = {e.process_id: e.state for e in client.list_executors()}
+            assert listed[owner] == "ALIVE"  # and the executors view still lists it
             still = explain("c-1")
             assert still.reason == "RESUMED", still.summary
             assert explain("deep").reason == "WAITING_FOR_CHILD"
