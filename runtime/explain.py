@@ -6,15 +6,23 @@ What a running workflow waits for (a sleep, a message, an event, a child) is
 ``runtime.waiting``'s rule, the one the listings use; this module adds what the record and the
 executors table say around it, checked in this order:
 
-- finished (SUCCESS, ERROR), CANCELLED, MAX_RECOVERY_ATTEMPTS_EXCEEDED: say so, and when;
+- finished (SUCCESS, ERROR), CANCELLED, MAX_RECOVERY_ATTEMPTS_EXCEEDED: say so, and when (and,
+  when cancelled while its run is still in a step, which step holds its queue slot);
 - its application version is one no live process runs: nothing will pick it up (ENQUEUED,
   DELAYED or PENDING alike) until a process of that version starts, or it is moved to one;
 - DELAYED: until its delay ends;
 - ENQUEUED on the internal queue (resumed, restarted or forked): about to be picked up;
-- ENQUEUED on a queue: held by the rate limit, or behind others / all slots in use;
+- ENQUEUED while its earlier run is still in a step (resumed then): it goes on after that step;
+- ENQUEUED on a queue: held by the rate limit (its turn by position), or behind others / all
+  slots in use / every live process at its worker limit. The queue is counted with the
+  dispatcher's own SQL predicates (``runtime.queries``: slots held, what the dequeue claims
+  first), so the answer cannot drift from what the dispatcher does;
 - PENDING owned by a process that is gone (lease expired, stopped or found dead): a live
   process of its version is due to take it over;
-- PENDING owned by a live process: the wait its record shows, else running code.
+- PENDING owned by a live process: the wait its record shows, else the step it runs (as its
+  process published it), else running code.
+
+Executors are read live (every live process, not the newest N), so an old process stays seen.
 
 A child it waits on is explained too (``cause``), down to ``MAX_DEPTH`` levels, never twice.
 """
