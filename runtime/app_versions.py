@@ -168,7 +168,7 @@ class Unserved:
 
 def live_versions(sysdb: SystemDatabase) -> list[str]:
     """The application versions of the live executor processes, sorted."""
-    return sorted({e.application_version for e in executors(sysdb, 1000) if e.state == "ALIVE"})
+    return sorted({e.application_version for e in executors(sysdb, None) if e.state == "ALIVE"})
 
 
 def unserved(sysdb: SystemDatabase, workflow_ids: Iterable[str]) -> list[Unserved]:

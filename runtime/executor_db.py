@@ -82,8 +82,8 @@ class ExecutorTable:
         with db.translated(self.sysdb.url):
             conn.execute(queries.STOP_EXECUTOR, {"process_id": process_id}).fetchall()
 
-    def list_recent(self, limit: int = 100) -> list[ExecutorRecord]:
-        """Recent processes, newest first."""
+    def list_recent(self, limit: int | None = 100) -> list[ExecutorRecord]:
+        """Recent processes, newest first; ``limit`` None: every live process (no cap)."""
         return [
             ExecutorRecord(
                 process_id=r[0],
@@ -103,6 +103,7 @@ class ExecutorTable:
             for r in self._rows(limit)
         ]
 
-    def _rows(self, limit: int) -> list[tuple[Any, ...]]:
+    def _rows(self, limit: int | None) -> list[tuple[Any, ...]]:
+        sql = queries.LIST_LIVE_EXECUTORS if limit is None else queries.LIST_EXECUTORS
         with self.sysdb.connection() as conn:
-            return conn.execute(queries.LIST_EXECUTORS, {"limit": limit}).fetchall()
+            return conn.execute(sql, {"limit": limit}).fetchall()

@@ -6,27 +6,37 @@ What a running workflow waits for (a sleep, a message, an event, a child) is
 ``runtime.waiting``'s rule, the one the listings use; this module adds what the record and the
 executors table say around it, checked in this order:
 
-- finished (SUCCESS, ERROR), CANCELLED, MAX_RECOVERY_ATTEMPTS_EXCEEDED: say so, and when;
+- finished (SUCCESS, ERROR), CANCELLED, MAX_RECOVERY_ATTEMPTS_EXCEEDED: say so, and when (and,
+  when cancelled while its run is still in a step, which step holds its queue slot);
 - its application version is one no live process runs: nothing will pick it up (ENQUEUED,
   DELAYED or PENDING alike) until a process of that version starts, or it is moved to one;
 - DELAYED: until its delay ends;
 - ENQUEUED on the internal queue (resumed, restarted or forked): about to be picked up;
-- ENQUEUED on a queue: held by the rate limit, or behind others / all slots in use;
+- ENQUEUED while its earlier run is still in a step (resumed then): it goes on after that step;
+- ENQUEUED on a queue: held by the rate limit (its turn by position), or behind others / all
+  slots in use / every live process at its worker limit. The queue is counted with the
+  dispatcher's own SQL predicates (``runtime.queries``: slots held, what the dequeue claims
+  first), so the answer cannot drift from what the dispatcher does;
 - PENDING owned by a process that is gone (lease expired, stopped or found dead): a live
   process of its version is due to take it over;
-- PENDING owned by a live process: the wait its record shows, else running code.
+- PENDING owned by a live process: the wait its record shows, else the step it runs (as its
+  process published it), else running code.
+
+Executors are read live (every live process, not the newest N), so an old process stays seen.
 
 A child it waits on is explained too (``cause``), down to ``MAX_DEPTH`` levels, never twice.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
-from runtime.explain_db import ExplainDatabase, QueuePlace, WorkflowFacts
+from runtime.explain_db import ExplainDatabase, QueuePlace, SlotHolder, WorkflowFacts
 from runtime.management import ExecutorInfo, executors
 from runtime.queues import INTERNAL_QUEUE
+from runtime.running_steps import running_steps
 from runtime.system_db import SystemDatabase
 from runtime.waiting import Waiting, derive, format_span, format_time
 
@@ -82,12 +92,23 @@ class _Context:
         return sorted({e.application_version for e in self.executors if e.state == "ALIVE"})
 
     def owner(self, process_id: str | None) -> ExecutorInfo | None:
-        return next((e for e in self.executors if e.process_id == process_id), None)
+        """The live process ``process_id`` (None: not alive, or no such process)."""
+        found = (e for e in self.executors if e.process_id == process_id and e.state == "ALIVE")
+        return next(found, None)
+
+    def running_step(self, workflow_id: str) -> str | None:
+        """'step N NAME (since T)' for the step of ``workflow_id`` a live process published as
+        running now, if any."""
+        steps = running_steps(self.sysdb, workflow_id)
+        if not steps:
+            return None
+        s = steps[-1]
+        return f"step {s.function_id} {s.function_name!r} (since {_at(s.started_at)})"
 
 
 def explain(sysdb: SystemDatabase, workflow_id: str) -> WorkflowExplanation | None:
     """The explanation of ``workflow_id``; None when no workflow has that ID."""
-    ctx = _Context(ExplainDatabase(sysdb), sysdb, executors(sysdb, 1000), set())
+    ctx = _Context(ExplainDatabase(sysdb), sysdb, executors(sysdb, None), set())
     return _explain(ctx, workflow_id, 0)
 
 
@@ -96,7 +117,7 @@ def _explain(ctx: _Context, workflow_id: str, depth: int) -> WorkflowExplanation
     if facts is None:
         return None
     ctx.seen.add(workflow_id)
-    done = _finished(workflow_id, facts)
+    done = _finished(ctx, workflow_id, facts)
     if done is not None:
         return done
     unserved = _version_not_running(ctx, workflow_id, facts)
@@ -113,7 +134,12 @@ def _at(ms: int | None) -> str:
 
 def _base_facts(f: WorkflowFacts) -> list[tuple[str, str]]:
     found = [("status", f.status), ("workflow", f.name)]
-    found.append(("application version", f.application_version or "(none recorded)"))
+    found.append(
+        (
+            "application version",
+            f.application_version or "none (unversioned: any process of the application runs it)",
+        )
+    )
     if f.queue_name is not None:
         queue = "internal (resume/restart/fork)" if f.queue_name == INTERNAL_QUEUE else f.queue_name
         found.append(("queue", queue))
@@ -140,7 +166,7 @@ def _explanation(
     )
 
 
-def _finished(workflow_id: str, f: WorkflowFacts) -> WorkflowExplanation | None:
+def _finished(ctx: _Context, workflow_id: str, f: WorkflowFacts) -> WorkflowExplanation | None:
     ended = _at(f.completed_at or f.updated_at)
     attempts = ("recovery attempts", str(f.recovery_attempts))
     restart = [f"dbos workflow restart {workflow_id}"]
@@ -154,7 +180,12 @@ def _finished(workflow_id: str, f: WorkflowFacts) -> WorkflowExplanation | None:
     if f.status == "CANCELLED":
         at = _at(f.updated_at)
         summary = f"cancelled at {at}: nothing runs it until it is resumed"
-        return _explanation(workflow_id, f, "CANCELLED", summary, [("cancelled", at)], resume)
+        extra = [("cancelled", at)]
+        still = _old_run(ctx, workflow_id, f)
+        if still is not None:
+            summary += f"; its earlier run is still running {still}, and frees its slot then"
+            extra.append(("earlier run still running", still))
+        return _explanation(workflow_id, f, "CANCELLED", summary, extra, resume)
     if f.status == "MAX_RECOVERY_ATTEMPTS_EXCEEDED":
         limit = "unknown" if f.max_recovery_attempts is None else str(f.max_recovery_attempts)
         summary = (
@@ -168,6 +199,16 @@ def _finished(workflow_id: str, f: WorkflowFacts) -> WorkflowExplanation | None:
     return None
 
 
+def _old_run(ctx: _Context, workflow_id: str, f: WorkflowFacts) -> str | None:
+    """'step N NAME (since T) in process P' when the run it left (cancelled, or resumed while in a
+    step) is still in a step in its live process: the dispatcher counts that as a slot in use."""
+    if ctx.owner(f.owner_process) is None:
+        return None
+    step = ctx.running_step(workflow_id)
+    what = step or "its current step"
+    return f"{what} in process {f.owner_process}"
+
+
 def _version_not_running(
     ctx: _Context, workflow_id: str, f: WorkflowFacts
 ) -> WorkflowExplanation | None:
@@ -176,6 +217,10 @@ def _version_not_running(
     version = f.application_version
     if (version in live) if version is not None else bool(live):
         return None
+    if version is None:  # unversioned: any process may run it, and none is alive
+        summary = "no live process is running: an unversioned workflow runs in any process"
+        extra = [("live versions", "none"), ("to do", "start a process of the application")]
+        return _explanation(workflow_id, f, "VERSION_NOT_RUNNING", summary, extra)
     if f.status == "PENDING":
         owner = ctx.owner(f.owner_process)
         if owner is not None and owner.state == "ALIVE":
@@ -185,17 +230,16 @@ def _version_not_running(
     if f.queue_name == INTERNAL_QUEUE:
         what = "resumed (or restarted, or forked)"
     summary = (
-        f"{what} on application version {version or '(none)'}, which no live process runs "
+        f"{what} on application version {version}, which no live process runs "
         f"(live versions: {shown}): it waits until a process of that version starts, or until "
         "it is moved to a live version"
     )
     extra = [("live versions", shown)]
-    commands = [f"start a process of application version {version or '(any)'}"]
-    for target in live[:3]:
-        commands.append(f"dbos workflow resume {workflow_id} --app-version {target}")
-    step = (f.last_step_id or 0) + 1
-    target = live[0] if live else "VERSION"
-    commands.append(f"dbos workflow fork {workflow_id} --step {step} --app-version {target}")
+    extra.append(("to do", f"start a process of application version {version or '(any)'}"))
+    commands = [f"dbos workflow resume {workflow_id} --app-version {t}" for t in live[:3]]
+    if live:  # with no live process there is no version to move it to
+        step = (f.last_step_id or 0) + 1
+        commands.append(f"dbos workflow fork {workflow_id} --step {step} --app-version {live[0]}")
     commands.append("dbos version list")
     return _explanation(workflow_id, f, "VERSION_NOT_RUNNING", summary, extra, commands)
 
@@ -207,6 +251,14 @@ def _queued(ctx: _Context, workflow_id: str, f: WorkflowFacts) -> WorkflowExplan
         left = (f.delay_until_ms or f.now_ms) - f.now_ms
         summary = f"delayed until {at} (in {format_span(left)}); then enqueued on {f.queue_name}"
         return _explanation(workflow_id, f, "DELAYED", summary, [("delayed until", at)])
+    still = _old_run(ctx, workflow_id, f) if f.owner_process is not None else None
+    if still is not None:
+        summary = (
+            f"resumed while its earlier run is still running {still}: it goes on when that "
+            "step ends and the old run lets go of it"
+        )
+        extra = [("earlier run still running", still)]
+        return _explanation(workflow_id, f, "RESUMED", summary, extra)
     if f.queue_name == INTERNAL_QUEUE:
         serving = [
             e.process_id
@@ -220,47 +272,120 @@ def _queued(ctx: _Context, workflow_id: str, f: WorkflowFacts) -> WorkflowExplan
         extra = [("live processes that can run it", ", ".join(serving))]
         return _explanation(workflow_id, f, "RESUMED", summary, extra)
     place = ctx.db.queue_place(workflow_id, f)
-    extra = _queue_facts(place)
-    if place.limit is not None and place.period_s is not None and place.oldest_start_in_window:
-        if place.starts_in_window >= place.limit:
-            until = place.oldest_start_in_window + int(place.period_s * 1000)
-            summary = (
-                f"held by the rate limit of queue {f.queue_name} ({place.limit} starts per "
-                f"{place.period_s:g} s, {place.starts_in_window} in the last window) until "
-                f"{_at(until)}"
-            )
-            extra.append(("rate limit frees a start at", _at(until)))
-            return _explanation(workflow_id, f, "RATE_LIMITED", summary, extra)
-    others = "other" if place.ahead == 1 else "others"
-    summary = f"enqueued on queue {f.queue_name} behind {place.ahead} {others}"
+    extra = _queue_facts(place, f)
+    rate = _rate_turn(place, f.now_ms)
+    if rate is not None:
+        behind = _behind(place.ahead)
+        summary = (
+            f"held by the rate limit of queue {f.queue_name} ({_starts(place)}, "
+            f"{place.starts_in_window} in the last window), {behind}: its turn comes no "
+            f"earlier than {_at(rate)}"
+        )
+        extra.append(("its turn comes no earlier than", _at(rate)))
+        return _explanation(workflow_id, f, "RATE_LIMITED", summary, extra)
+    summary = f"enqueued on queue {f.queue_name} {_behind(place.ahead)}"
     if place.concurrency is not None and place.running >= place.concurrency:
-        summary += f"; all {place.concurrency} of its slots are in use ({place.running} running)"
+        held = "; ".join(_holder(h) for h in place.holders)
+        summary += f"; all {place.concurrency} of its slots are in use: {held}"
     else:
         summary += f"; {place.running} running"
         if place.concurrency is not None:
             summary += f" of at most {place.concurrency}"
-    if not place.declared:
-        summary += "; no process has declared this queue"
+    summary += _queue_blockers(place, f)
     return _explanation(workflow_id, f, "QUEUED", summary, extra)
 
 
-def _queue_facts(place: QueuePlace) -> list[tuple[str, str]]:
-    found = [("ahead of it", str(place.ahead)), ("running", str(place.running))]
-    if place.running_ids:
-        more = place.running - len(place.running_ids)
-        shown = ", ".join(place.running_ids) + (f" (and {more} more)" if more > 0 else "")
-        found.append(("running workflows", shown))
+def _queue_blockers(place: QueuePlace, f: WorkflowFacts) -> str:
+    """The rest of a QUEUED sentence: worker limits, the queue's declaration, and (when nothing
+    recorded holds it back) what dispatch needs that the database does not record."""
+    wc, per = place.worker_concurrency, place.running_per_process
+    if wc is not None and per and all(n >= wc for n in per):
+        n = len(per)
+        return (
+            f"; each of the {n} live {'process' if n == 1 else 'processes'} runs its limit "
+            f"of {wc} from this queue"
+        )
+    if not place.declared:
+        return "; no process has declared this queue"
+    if not place.declarer_version_live:
+        return "; no live process serves this queue"
+    full = place.concurrency is not None and place.running >= place.concurrency
+    if full or place.ahead > 0:
+        return ""
+    # Which queues a process listens to and which workflows it registers live in its code only.
+    return (
+        "; nothing recorded holds it back: it starts when a live process that listens to queue "
+        f"{f.queue_name} and registers workflow {f.name} claims it"
+    )
+
+
+def _behind(ahead: int) -> str:
+    return f"behind {ahead} {'other' if ahead == 1 else 'others'}"
+
+
+def _starts(place: QueuePlace) -> str:
+    word = "start" if place.limit == 1 else "starts"
+    return f"{place.limit} {word} per {place.period_s:g} s"
+
+
+def _rate_turn(place: QueuePlace, now_ms: int) -> int | None:
+    """When the rate limiter lets this workflow start at the earliest, given the ``ahead`` others
+    that start before it; None when a start within the current window is left for it."""
+    if place.limit is None or place.period_s is None:
+        return None
+    needed = place.ahead + 1 - (place.limit - place.starts_in_window)
+    if needed <= 0:
+        return None
+    base = place.oldest_start_in_window or now_ms
+    return base + int(place.period_s * 1000) * math.ceil(needed / place.limit)
+
+
+def _holder(h: SlotHolder) -> str:
+    """One slot holder: 'ID' or 'ID (cancelled, its step 'slow' still running in process P
+    since T)', and whether its version still has a live process."""
+    notes = []
+    if h.status != "PENDING":
+        what = "cancelled" if h.status == "CANCELLED" else "resumed"
+        step = f"its step {h.step_name!r}" if h.step_name else "its step"
+        since = f" since {_at(h.step_started_at)}" if h.step_started_at else ""
+        notes.append(f"{what}, {step} still running in process {h.owner_process}{since}")
+    if not h.version_live:
+        notes.append(
+            f"held by old (application version {h.application_version}, which no live process runs)"
+        )
+    return h.workflow_id + (f" ({'; '.join(notes)})" if notes else "")
+
+
+def _queue_facts(place: QueuePlace, f: WorkflowFacts) -> list[tuple[str, str]]:
+    found = [("ahead of it", str(place.ahead)), ("slots in use", str(place.running))]
+    if place.holders:
+        more = place.running - len(place.holders)
+        shown = ", ".join(_holder(h) for h in place.holders)
+        found.append(("held by", shown + (f" (and {more} more)" if more > 0 else "")))
 
     def limit(value: int | None) -> str:
         return "none" if value is None else str(value)
 
     found.append(("concurrency", limit(place.concurrency)))
     found.append(("worker concurrency", limit(place.worker_concurrency)))
+    if place.worker_concurrency is not None:
+        found.append(("running here per live process", str(place.running_per_process)))
     if place.limit is not None and place.period_s is not None:
-        found.append(("rate limit", f"{place.limit} starts per {place.period_s:g} s"))
+        found.append(("rate limit", _starts(place)))
         found.append(("starts in the last window", str(place.starts_in_window)))
     if not place.declared:
         found.append(("declared", "no process has recorded this queue's limits"))
+    else:
+        v = place.declared_version or "unversioned"
+        live = "a live process" if place.declarer_version_live else "no live process"
+        found.append(("declared by", f"application version {v} ({live} of that version)"))
+    found.append(
+        (
+            "dispatch also needs",
+            f"a live process that listens to queue {f.queue_name} and registers workflow {f.name} "
+            "(not recorded in the database)",
+        )
+    )
     return found
 
 
@@ -272,20 +397,28 @@ def _pending(ctx: _Context, workflow_id: str, f: WorkflowFacts, depth: int) -> W
         step = f"{f.last_step_id} ({f.last_step_name}) at {_at(f.last_step_at)}"
         extra.append(("last recorded step", step))
     extra += _owner_facts(f, owner)
-    if owner is None or owner.state != "ALIVE":
-        gone_at = f.owner_stopped_at or f.owner_lease_end
-        summary = (
-            f"owned by process {f.owner_process or '(none)'}, whose lease expired at "
-            f"{_at(gone_at)}: a live process of application version "
-            f"{f.application_version or '(any)'} is about to take it over"
+    if owner is None:
+        runner = (
+            "a live process"
+            if f.application_version is None
+            else (f"a live process of application version {f.application_version}")
         )
-        if owner is not None and owner.state == "STOPPED":
-            summary = summary.replace("whose lease expired", "which stopped")
+        summary = (
+            f"owned by process {f.owner_process or '(none)'}, {_gone(f)}: {runner} "
+            "is about to take it over"
+        )
         return _explanation(workflow_id, f, "OWNER_GONE", summary, extra)
     waiting = _waiting(ctx, workflow_id)
     if waiting is None:
-        since = _at(f.last_step_at if f.last_step_at is not None else f.started_at)
-        summary = f"running code in live process {owner.process_id} since its last step at {since}"
+        running = ctx.running_step(workflow_id)
+        if running is not None:
+            summary = f"running {running} in live process {owner.process_id}"
+        else:
+            # After a takeover (a claim sets updated_at, not started_at) the recorded times
+            # predate this run: the latest of them.
+            claimed = f.updated_at if f.recovery_attempts > 1 else 0
+            since = max(f.last_step_at or 0, f.started_at or 0, claimed) or None
+            summary = f"running code in live process {owner.process_id} since {_at(since)}"
         return _explanation(workflow_id, f, "RUNNING", summary, extra)
     reason, summary = _wait_reason(waiting, f.now_ms)
     cause = None
@@ -293,18 +426,44 @@ def _pending(ctx: _Context, workflow_id: str, f: WorkflowFacts, depth: int) -> W
         extra.append(("child", waiting.detail))
         if waiting.detail not in ctx.seen and depth < MAX_DEPTH:
             cause = _explain(ctx, waiting.detail, depth + 1)
+        elif depth >= MAX_DEPTH:
+            summary += f" (… deeper children not shown: the limit is {MAX_DEPTH} levels)"
+            extra.append(("deeper children", "not shown"))
     return _explanation(workflow_id, f, reason, summary, extra, None, cause)
+
+
+def _gone(f: WorkflowFacts) -> str:
+    """How the owner went: found dead (then, not a lease end maybe still ahead), stopped, or
+    silent past its lease."""
+    if f.owner_process is None:
+        return "no process owns it"
+    if f.owner_found_gone or (f.owner_lease_end or 0) > f.now_ms:
+        # Found dead by its pid on its host, before its lease would have run out.
+        return f"which was found dead at {_at(f.owner_stopped_at or f.now_ms)}"
+    if f.owner_stopped_at is not None:
+        return f"which stopped at {_at(f.owner_stopped_at)}"
+    if f.owner_lease_end is None:
+        return "which no longer has an executor row"
+    return f"whose lease expired at {_at(f.owner_lease_end)}"
+
+
+def _owner_state(f: WorkflowFacts, owner: ExecutorInfo | None) -> str:
+    if owner is not None:
+        return owner.state
+    if f.owner_stopped_at is not None and not f.owner_found_gone:
+        return "STOPPED"
+    return "DEAD" if f.owner_lease_end is not None else "unknown"
 
 
 def _owner_facts(f: WorkflowFacts, owner: ExecutorInfo | None) -> list[tuple[str, str]]:
     if f.owner_process is None:
         return [("owner", "no process")]
     where = f"{f.owner_host}, pid {f.owner_pid}" if f.owner_host else "no executor row"
-    state = owner.state if owner is not None else "unknown"
+    state = _owner_state(f, owner)
     found = [("owner process", f"{f.owner_process} ({where}; {state})")]
     if f.executor_id is not None:
         found.append(("executor ID", f.executor_id))
-    if f.owner_lease_end is not None:
+    if f.owner_lease_end is not None and (state == "ALIVE" or f.owner_lease_end <= f.now_ms):
         found.append(
             (
                 "owner lease ends" if state == "ALIVE" else "owner lease ended",

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from runtime import queries
 from runtime.errors import DBOSException
 from runtime.queries import NOW_MS
 from runtime.system_db import SystemDatabase
+
+_LIVE = f"e.stopped_at IS NULL AND e.last_heartbeat_at > {NOW_MS} - e.lease_ms"
 
 # The record, the process that owns it (its lease), its highest recorded step, and the
 # database's clock (every time in an explanation is the database's, as leases are).
@@ -21,7 +24,7 @@ SELECT w.status, w.name, w.queue_name, w.queue_partition_key, w.application_vers
        w.executor_id, w.owner_process, w.recovery_attempts, w.max_recovery_attempts,
        w.delay_until_epoch_ms, w.created_at, w.updated_at, w.started_at_epoch_ms,
        w.completed_at_epoch_ms, w.priority, w.forked_from, {NOW_MS},
-       e.last_heartbeat_at + e.lease_ms, e.stopped_at, e.hostname, e.pid,
+       e.last_heartbeat_at + e.lease_ms, e.stopped_at, e.hostname, e.pid, e.found_gone,
        s.function_id, s.function_name, coalesce(s.completed_at_epoch_ms, s.started_at_epoch_ms)
 FROM dbos.workflow_status w
 LEFT JOIN dbos.executors e ON e.process_id = w.owner_process
@@ -33,31 +36,64 @@ LEFT JOIN LATERAL (
 WHERE w.workflow_uuid = %(workflow_id)s
 """  # noqa: S608 (constant SQL text; the values are parameters)
 
-# A queued workflow's place: how many of its queue (its partition, on a partitioned queue) are
-# dispatched before it (priority, then arrival: the dispatcher's order), which are running, the
-# limits its executors declared, and the starts within the rate limiter's window.
-_SAME_PART = "q.queue_partition_key IS NOT DISTINCT FROM %(partition)s"
+# A queued workflow's place, in the dispatcher's own terms (runtime.queries' predicates, so the
+# two cannot drift): how many rows of its queue (its partition) the dequeue would claim before it
+# (ready, a version a claimer of its version takes, earlier in the dequeue's order), the slots in
+# use exactly as the dispatcher counts them, the limits last declared, the starts within the rate
+# limiter's window, and per live process that can run it, how many of the queue it runs.
+_SAME_PART = "w.queue_partition_key IS NOT DISTINCT FROM %(partition)s"
 _QUEUE = f"""
 SELECT
-    (SELECT count(*) FROM dbos.workflow_status q
-     WHERE q.queue_name = %(queue_name)s AND q.status = 'ENQUEUED' AND {_SAME_PART}
-       AND (q.priority, q.created_at, q.workflow_uuid)
+    (SELECT count(*) FROM dbos.workflow_status w
+     WHERE w.queue_name = %(queue_name)s AND {queries.DEQUEUE_READY} AND {_SAME_PART}
+       AND ({queries.DEQUEUE_VERSION} OR %(application_version)s IS NULL)
+       AND ({queries.DEQUEUE_ORDER}, w.workflow_uuid)
            < (%(priority)s, %(created_at)s, %(workflow_id)s)),
-    (SELECT count(*) FROM dbos.workflow_status q
-     WHERE q.queue_name = %(queue_name)s AND q.status = 'PENDING' AND {_SAME_PART}),
-    ARRAY(SELECT q.workflow_uuid FROM dbos.workflow_status q
-          WHERE q.queue_name = %(queue_name)s AND q.status = 'PENDING' AND {_SAME_PART}
-          ORDER BY q.started_at_epoch_ms, q.workflow_uuid LIMIT %(shown)s),
+    ({{running}}),
     c.concurrency, c.worker_concurrency, c.limit_count, c.limit_period_s,
-    (SELECT count(*) FROM dbos.workflow_status q
-     WHERE q.queue_name = %(queue_name)s AND {_SAME_PART} AND c.limit_period_s IS NOT NULL
-       AND q.started_at_epoch_ms > {NOW_MS} - c.limit_period_s * 1000),
-    (SELECT min(q.started_at_epoch_ms) FROM dbos.workflow_status q
-     WHERE q.queue_name = %(queue_name)s AND {_SAME_PART} AND c.limit_period_s IS NOT NULL
-       AND q.started_at_epoch_ms > {NOW_MS} - c.limit_period_s * 1000),
-    c.queue_name IS NOT NULL
+    (SELECT count(*) FROM dbos.workflow_status w
+     WHERE w.queue_name = %(queue_name)s AND {_SAME_PART} AND c.limit_period_s IS NOT NULL
+       AND w.started_at_epoch_ms > {NOW_MS} - c.limit_period_s * 1000),
+    (SELECT min(w.started_at_epoch_ms) FROM dbos.workflow_status w
+     WHERE w.queue_name = %(queue_name)s AND {_SAME_PART} AND c.limit_period_s IS NOT NULL
+       AND w.started_at_epoch_ms > {NOW_MS} - c.limit_period_s * 1000),
+    c.queue_name IS NOT NULL, c.application_version,
+    EXISTS (SELECT 1 FROM dbos.executors e WHERE {_LIVE}
+            AND e.application_version IS NOT DISTINCT FROM c.application_version),
+    ARRAY(SELECT (SELECT count(*) FROM dbos.workflow_status w
+                  WHERE w.owner_process = e.process_id AND w.status = 'PENDING'
+                    AND w.queue_name = %(queue_name)s)
+          FROM dbos.executors e WHERE {_LIVE}
+            AND (%(application_version)s IS NULL
+                 OR e.application_version = %(application_version)s))
 FROM (SELECT 1) AS one
 LEFT JOIN dbos.queue_config c ON c.queue_name = %(queue_name)s
+"""  # noqa: S608 (constant SQL text; the values are parameters)
+_QUEUE_WHOLE = _QUEUE.format(running=queries.COUNT_QUEUE_RUNNING)
+_QUEUE_PARTITION = _QUEUE.format(running=queries.COUNT_PARTITION_RUNNING)
+
+# The workflows holding the slots the dispatcher counts (running, or cancelled/resumed while their
+# old run is still in a step), with the step their process published as running and whether a
+# live process runs their version.
+_HOLDERS = f"""
+SELECT w.workflow_uuid, w.status, w.owner_process, w.application_version, e.hostname, e.pid,
+       (w.application_version IS NULL OR EXISTS (
+            SELECT 1 FROM dbos.executors e WHERE {_LIVE}
+            AND e.application_version = w.application_version)),
+       rs.function_id, rs.function_name, rs.started_at
+FROM dbos.workflow_status w
+LEFT JOIN dbos.executors e ON e.process_id = w.owner_process
+LEFT JOIN LATERAL (
+    SELECT (s->>'function_id')::integer AS function_id, s->>'function_name' AS function_name,
+           (s->>'started_at')::bigint AS started_at
+    FROM jsonb_array_elements(coalesce(e.running_steps, '[]'::jsonb)) s
+    WHERE s->>'workflow_id' = w.workflow_uuid
+    ORDER BY 1 DESC LIMIT 1
+) rs ON true
+WHERE w.queue_name = %(queue_name)s AND {_SAME_PART}
+  AND (w.status = 'PENDING' OR ({queries.SLOT_HELD_AFTER_RUN}))
+ORDER BY w.status <> 'PENDING' DESC, w.started_at_epoch_ms, w.workflow_uuid
+LIMIT %(shown)s
 """  # noqa: S608 (constant SQL text; the values are parameters)
 
 # At most this many running workflows are named (a count says how many there are).
@@ -89,18 +125,35 @@ class WorkflowFacts:
     owner_stopped_at: int | None
     owner_host: str | None
     owner_pid: int | None
+    owner_found_gone: bool  # its process was found dead (by pid on its host), not timed out
     last_step_id: int | None
     last_step_name: str | None
     last_step_at: int | None  # when the highest recorded step ended (or began)
 
 
 @dataclass(frozen=True)
+class SlotHolder:
+    """A workflow holding one of its queue's slots, as the dispatcher counts them."""
+
+    workflow_id: str
+    status: str  # PENDING; CANCELLED or ENQUEUED while its old run is still in a step
+    owner_process: str | None
+    application_version: str | None
+    host: str | None
+    pid: int | None
+    version_live: bool  # a live process runs its version (or it has none)
+    step_id: int | None  # the step its process published as running, if any
+    step_name: str | None
+    step_started_at: int | None
+
+
+@dataclass(frozen=True)
 class QueuePlace:
     """Where a queued workflow stands in its queue (or its partition of it)."""
 
-    ahead: int  # ENQUEUED workflows dispatched before it
-    running: int  # PENDING workflows of the queue (partition)
-    running_ids: list[str]  # the first SHOWN_RUNNING of them, oldest start first
+    ahead: int  # ready workflows the dequeue claims before it
+    running: int  # slots in use, counted as the dispatcher counts them
+    holders: list[SlotHolder]  # the first SHOWN_RUNNING of them
     concurrency: int | None
     worker_concurrency: int | None
     limit: int | None
@@ -108,6 +161,9 @@ class QueuePlace:
     starts_in_window: int  # starts within the last period_s (0 without a limiter)
     oldest_start_in_window: int | None
     declared: bool  # whether any executor recorded the queue's limits
+    declared_version: str | None  # the application version of the process that last declared it
+    declarer_version_live: bool  # a live process of that version exists
+    running_per_process: list[int]  # per live process that can run it: its PENDING of the queue
 
 
 class ExplainDatabase:
@@ -144,9 +200,10 @@ class ExplainDatabase:
             owner_stopped_at=r[18],
             owner_host=r[19],
             owner_pid=r[20],
-            last_step_id=r[21],
-            last_step_name=r[22],
-            last_step_at=r[23],
+            owner_found_gone=bool(r[21]),
+            last_step_id=r[22],
+            last_step_name=r[23],
+            last_step_at=r[24],
         )
 
     def queue_place(self, workflow_id: str, facts: WorkflowFacts) -> QueuePlace:
@@ -157,21 +214,27 @@ class ExplainDatabase:
             "partition": facts.partition_key,
             "priority": facts.priority,
             "created_at": facts.created_at,
+            "application_version": facts.application_version,
             "shown": SHOWN_RUNNING,
         }
+        sql = _QUEUE_WHOLE if facts.partition_key is None else _QUEUE_PARTITION
         with self.sysdb.connection() as conn:
-            r = conn.execute(_QUEUE, params).fetchone()
+            r = conn.execute(sql, params).fetchone()
+            holders = conn.execute(_HOLDERS, params).fetchall()
         if r is None:  # never: the statement selects from a one-row table
             raise DBOSException(f"no queue facts for workflow {workflow_id}")
         return QueuePlace(
             ahead=int(r[0]),
             running=int(r[1]),
-            running_ids=list(r[2]),
-            concurrency=r[3],
-            worker_concurrency=r[4],
-            limit=r[5],
-            period_s=r[6],
-            starts_in_window=int(r[7]),
-            oldest_start_in_window=r[8],
-            declared=bool(r[9]),
+            holders=[SlotHolder(*h) for h in holders],
+            concurrency=r[2],
+            worker_concurrency=r[3],
+            limit=r[4],
+            period_s=r[5],
+            starts_in_window=int(r[6]),
+            oldest_start_in_window=r[7],
+            declared=bool(r[8]),
+            declared_version=r[9],
+            declarer_version_live=bool(r[10]),
+            running_per_process=[int(n) for n in r[11]],
         )

@@ -602,9 +602,17 @@ class ExecutorInfo:
     duplicate_id: bool  # another live process shares its executor ID
 
 
-def executors(sysdb: SystemDatabase, limit: int = 100) -> list[ExecutorInfo]:
-    """Recent executor processes, newest first, with their state."""
-    records = ExecutorTable(sysdb).list_recent(limit)
+def executors(sysdb: SystemDatabase, limit: int | None = 100) -> list[ExecutorInfo]:
+    """Recent executor processes, newest first, with their state: the newest ``limit`` and every
+    live process besides (however many others started since: a long-lived process must not drop
+    out of the view, nor of liveness decisions); ``limit=None``: the live processes only."""
+    table = ExecutorTable(sysdb)
+    records = table.list_recent(None)
+    if limit is not None:
+        recent = table.list_recent(limit)
+        shown = {r.process_id for r in recent}
+        records = recent + [r for r in records if r.process_id not in shown]
+        records.sort(key=lambda r: r.started_at, reverse=True)
     # A process on this host that is gone (killed, or exited during a step) is DEAD now, although
     # its lease has not run out: its pid says so.
     hostname, own = socket.gethostname(), process_identity()

@@ -430,15 +430,30 @@ SELECT value FROM dbos.workflow_events WHERE workflow_uuid = %(workflow_uuid)s A
 # concurrency limit or a rate limit is never exceeded. Queues without either skip the lock.
 LOCK_QUEUE = "SELECT pg_advisory_xact_lock(hashtextextended(%(lock_key)s, 0))"
 
-# A queue's slots in use: its running (PENDING) workflows, plus those cancelled or resumed whose
-# runner has not stopped yet (it still runs a step). Two counts, each answered by its own index. A
-# partitioned queue counts one partition (``{part}`` is the partition condition or nothing).
+# A workflow that left PENDING (cancelled, or resumed to ENQUEUED) while its runner is still alive
+# (it is in a step): it keeps its queue slot until that runner stops. The row alias must be ``w``.
+SLOT_HELD_AFTER_RUN = (
+    f"w.owner_process IS NOT NULL AND w.status IN ('CANCELLED', 'ENQUEUED') AND NOT {OWNER_ABSENT}"
+)
+
+# The dequeue's version rule: a claimer takes unversioned rows and rows of its own version.
+DEQUEUE_VERSION = (
+    "(w.application_version IS NULL OR w.application_version = %(application_version)s)"
+)
+
+# A row the dequeue may claim (apart from version and registered names): ENQUEUED, and no live
+# runner still holds it. Its order is DEQUEUE_ORDER.
+DEQUEUE_READY = f"w.status = 'ENQUEUED' AND {OWNER_ABSENT}"
+DEQUEUE_ORDER = "w.priority, w.created_at"
+
+# A queue's slots in use: its running (PENDING) workflows, plus those holding a slot after their
+# run (SLOT_HELD_AFTER_RUN). Two counts, each answered by its own index. A partitioned queue
+# counts one partition (``{part}`` is the partition condition or nothing).
 _COUNT_QUEUE_RUNNING = f"""
-SELECT (SELECT count(*) FROM dbos.workflow_status
-        WHERE queue_name = %(queue_name)s AND status = 'PENDING' {{part}})
+SELECT (SELECT count(*) FROM dbos.workflow_status w
+        WHERE w.queue_name = %(queue_name)s AND w.status = 'PENDING' {{part}})
      + (SELECT count(*) FROM dbos.workflow_status w
-        WHERE w.owner_process IS NOT NULL AND w.status IN ('CANCELLED', 'ENQUEUED')
-          AND w.queue_name = %(queue_name)s AND NOT {OWNER_ABSENT} {{part}})
+        WHERE {SLOT_HELD_AFTER_RUN} AND w.queue_name = %(queue_name)s {{part}})
 """
 
 _COUNT_QUEUE_STARTS = """
@@ -456,11 +471,10 @@ WHERE queue_name = %(queue_name)s AND started_at_epoch_ms > %(since_ms)s {part}
 _DEQUEUE = f"""
 WITH picked AS MATERIALIZED (
     SELECT w.workflow_uuid FROM dbos.workflow_status w
-    WHERE w.queue_name = %(queue_name)s AND w.status = 'ENQUEUED' {{part}}
-      AND (w.application_version IS NULL OR w.application_version = %(application_version)s)
+    WHERE w.queue_name = %(queue_name)s AND {DEQUEUE_READY} {{part}}
+      AND {DEQUEUE_VERSION}
       AND w.name = ANY(%(names)s)
-      AND {OWNER_ABSENT}
-    ORDER BY w.priority, w.created_at
+    ORDER BY {DEQUEUE_ORDER}
     LIMIT %(limit)s
     FOR UPDATE OF w SKIP LOCKED
 )
@@ -697,7 +711,7 @@ WHERE coalesce(e.stopped_at, e.last_heartbeat_at + e.lease_ms) < {NOW_MS} - 3600
 
 # Each process with its state and the PENDING workflows it owns (not those of its executor ID:
 # processes that share an ID, or a stopped one, must not show each other's work).
-LIST_EXECUTORS = f"""
+_LIST_EXECUTORS = f"""
 SELECT e.process_id, e.executor_id, e.hostname, e.pid, e.application_version, e.lease_ms,
        e.started_at, e.last_heartbeat_at, e.stopped_at,
        (e.stopped_at IS NULL AND e.last_heartbeat_at > {NOW_MS} - e.lease_ms) AS alive,
@@ -705,9 +719,16 @@ SELECT e.process_id, e.executor_id, e.hostname, e.pid, e.application_version, e.
         WHERE w.status = 'PENDING' AND w.owner_process = e.process_id) AS pending,
        e.found_gone, e.process_identity
 FROM dbos.executors e
+{{where}}
 ORDER BY e.started_at DESC
-LIMIT %(limit)s
+{{limit}}
 """
+
+LIST_EXECUTORS = _LIST_EXECUTORS.format(where="", limit="LIMIT %(limit)s")
+# Every live process, however many started since (liveness decisions must not miss an old one).
+LIST_LIVE_EXECUTORS = _LIST_EXECUTORS.format(
+    where=f"WHERE e.stopped_at IS NULL AND e.last_heartbeat_at > {NOW_MS} - e.lease_ms", limit=""
+)
 
 # Which versions still have work to do, and how many live processes run each: an old deployment
 # can be shut down when its version has nothing PENDING or ENQUEUED.
