@@ -9,26 +9,15 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 import psycopg
 
 from runtime import DBOS, DBOSClient, Queue, SetWorkflowID, WorkflowExplanation
 from runtime.explain import MAX_DEPTH
 from runtime.waiting import format_time
+from tests.test_why import _facts, _until
 
 Launch = Callable[..., None]
-
-
-def _until(predicate: Callable[[], Any], what: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.03)
-
-
-def _facts(e: WorkflowExplanation) -> dict[str, str]:
-    return dict(e.facts)
 
 
 def test_why_counts_slots_held_by_cancelled_and_resumed_runs_and_the_rate_turn(
