@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from psycopg.conninfo import conninfo_to_dict
+
 from runtime.asyncs import twin
 from runtime.context import validate_workflow_id
 from runtime.dashboard_db import DashboardReads, PendingMessage, name_prefix_pattern
@@ -60,6 +62,15 @@ def _key(name: str, key: object) -> PageKey | None:
     return key
 
 
+def _check_seconds(seconds: object) -> None:
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, int | float)
+        or not 0 < seconds < 86_400
+    ):
+        raise DBOSException(f"invalid seconds {seconds!r}: expected a number from 0 to 86400")
+
+
 class ClientDashboardCalls:
     """Listing pages, counts, events and messages through a client's system database."""
 
@@ -69,9 +80,22 @@ class ClientDashboardCalls:
         """Wait at most ``seconds`` (a number > 0) for one of the client's pooled connections:
         past that, a call raises a transient ``DBOSDatabaseError`` (default 15 s). A dashboard
         sets a few seconds, so that a database outage answers quickly instead of hanging."""
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
-            raise DBOSException(f"invalid seconds {seconds!r}: expected a number above 0")
+        _check_seconds(seconds)
         self.sysdb.pool.timeout = float(seconds)
+
+    def set_statement_timeout(self, seconds: float) -> None:
+        """End any statement of this client's that runs longer than ``seconds`` (a number > 0;
+        the server's ``statement_timeout``; by default none): the call raises a transient
+        ``DBOSDatabaseError`` and its connection is free again. A dashboard sets a few seconds,
+        so that a table locked by a migration or a long transaction costs the page that reads it
+        a 503, not every page's connection. Connections already open are replaced."""
+        _check_seconds(seconds)
+        pool = self.sysdb.pool
+        if not isinstance(pool.kwargs, dict):  # pragma: no cover - our pools are made so
+            raise DBOSException("this client's pool takes no connection options")
+        given = conninfo_to_dict(self.sysdb.url).get("options") or ""
+        pool.kwargs["options"] = f"{given} -c statement_timeout={int(seconds * 1000)}".strip()
+        pool.drain()  # reconnect the open ones with the new option
 
     def list_workflow_page(
         self,

@@ -108,8 +108,52 @@ def test_a_request_stuck_in_the_database_stalls_nothing_else(http: TestClient, d
     for thread in (blocked, *more):
         thread.join(10)
     assert stuck["code"] == 200
-    with DBOSClient(db_url) as client, pytest.raises(DBOSException, match="above 0"):
-        client.set_connection_wait(0)
+    with DBOSClient(db_url) as client:
+        for bad in (0, float("inf"), float("nan"), True):
+            with pytest.raises(DBOSException, match="from 0 to 86400"):
+                client.set_connection_wait(bad)
+            with pytest.raises(DBOSException, match="from 0 to 86400"):
+                client.set_statement_timeout(bad)
+
+
+def test_a_slow_table_costs_only_its_pages_and_no_queue_grows(
+    launch_dbos: Launch, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Re-review: with a table locked (a migration, a long transaction), the pages that read it
+    end at the statement timeout and free their connections, so pages that do not read it keep
+    answering; and requests beyond a full worker pool plus its queue are a 503 at once, not a
+    growing wait."""
+    from dbos_cli.ui import app as ui_app
+
+    monkeypatch.setattr(ui_app, "DB_STATEMENT_S", 1.0)
+    monkeypatch.setattr(ui_app, "DB_THREADS", 1)
+    monkeypatch.setattr(ui_app, "MAX_WAITING", 1)
+    launch_dbos()
+    with SetWorkflowID("steps-1"):
+        DBOS.start_workflow(review_two_steps).get_result()
+    with TestClient(create_app(db_url), follow_redirects=False) as http:
+        assert http.get("/queues").status_code == 200
+        with psycopg.connect(db_url) as locker:
+            locker.execute("LOCK TABLE dbos.operation_outputs IN ACCESS EXCLUSIVE MODE")
+            codes: list[int] = []
+            reader = threading.Thread(
+                target=lambda: codes.append(http.get("/workflows/steps-1?live=0").status_code)
+            )
+            waiter = threading.Thread(target=lambda: codes.append(http.get("/queues").status_code))
+            reader.start()
+            time.sleep(0.3)  # the one worker is in the locked read
+            waiter.start()
+            time.sleep(0.3)  # one request waits for the worker: the queue is full
+            began = time.monotonic()
+            assert http.get("/executors").status_code == 503
+            assert time.monotonic() - began < 0.5  # at once, not after the stuck one
+            reader.join(5)
+            waiter.join(5)
+            # The locked read ended at the statement timeout (503); the waiting page then ran.
+            assert sorted(codes) == [200, 503], codes
+            assert http.get("/executors").status_code == 200  # the table is still locked
+            locker.rollback()
+        assert http.get("/workflows/steps-1?live=0").status_code == 200
 
 
 def test_bulk_confirmation_acts_on_exactly_what_it_showed(http: TestClient, db_url: str) -> None:

@@ -42,6 +42,12 @@ AsyncHandler = Callable[[Request], Awaitable[Response]]
 DB_THREADS = 8
 # Seconds a request waits for a pooled connection before the dashboard answers 503.
 DB_WAIT_S = 3.0
+# A statement running longer than this (a table locked by a migration) ends, and its connection
+# frees: one slow table costs the pages that read it, not every page (seconds).
+DB_STATEMENT_S = 5.0
+# Requests waiting for a worker beyond this many are answered 503 at once: when the database is
+# slow, a queue of refreshes must not grow behind it.
+MAX_WAITING = DB_THREADS
 
 
 def create_app(
@@ -64,6 +70,7 @@ def create_app(
         client = DBOSClient(database_url, dbos_system_schema=schema)
         # A viewer waits this long for a pooled connection before a 503, not the runtime's 15 s.
         client.set_connection_wait(DB_WAIT_S)
+        client.set_statement_timeout(DB_STATEMENT_S)
         site.state["client"] = client
         yield
         site.state["client"].destroy()
@@ -80,7 +87,12 @@ def create_app(
                 request.state.form = await request.form()
             if "limiter" not in threads:
                 threads["limiter"] = anyio.CapacityLimiter(DB_THREADS)
-            return await anyio.to_thread.run_sync(answer, request, limiter=threads["limiter"])
+            limiter = threads["limiter"]
+            if limiter.available_tokens == 0 and limiter.statistics().tasks_waiting >= MAX_WAITING:
+                return site.error(
+                    request, 503, "the dashboard is busy (the database is slow): try again"
+                )
+            return await anyio.to_thread.run_sync(answer, request, limiter=limiter)
 
         def answer(request: Request) -> Response:
             try:

@@ -22,7 +22,7 @@ from dbos_cli.ui.site import (
     int_param,
     page_key,
 )
-from runtime.client import INTERNAL_QUEUE
+from runtime.client import INTERNAL_QUEUE, DBOSClient
 from runtime.status import WorkflowStatus
 
 STEP_PAGE = 200
@@ -96,11 +96,15 @@ class Pages:
         if before and after:
             raise BadRequest("give before or after, not both")
         client = self.site.client()
-        found = client.list_workflow_page(**filters, limit=limit + 1, before=before, after=after)
+        # Outputs are not shown in the list (a 3 MB output must not load to fill a row); errors
+        # are, and only ERROR rows hold one: those are read in a second, small query.
+        lean = {**filters, "limit": limit + 1, "load_output": False}
+        found = client.list_workflow_page(**lean, before=before, after=after)
         more = len(found) > limit
         if after and not more:  # back at the newest: show a full page of them
-            after, found = None, client.list_workflow_page(**filters, limit=limit + 1)
+            after, found = None, client.list_workflow_page(**lean)
             more = len(found) > limit
+        _load_errors(client, found)
         if after:
             found, has_newer, has_older = found[1:], True, True
         else:
@@ -268,3 +272,17 @@ class Pages:
             live_every=live_every(request, 5),
             now=formatting.now_ms(),
         )
+
+
+def _load_errors(client: DBOSClient, found: list[WorkflowStatus]) -> None:
+    """Fill in the errors of the ERROR rows of a listing read without outputs (one query)."""
+    errored = [wf.workflow_id for wf in found if wf.status == "ERROR"]
+    if not errored:
+        return
+    errors = {
+        wf.workflow_id: wf.error
+        for wf in client.list_workflows(workflow_ids=errored, load_input=False, load_output=True)
+    }
+    for wf in found:
+        if wf.workflow_id in errors:
+            wf.error = errors[wf.workflow_id]

@@ -27,15 +27,20 @@
       })
       .catch(function () { /* the next tick tries again */ });
   }
+  // One round of fetches at a time: the next tick is armed only once every fetch of this round
+  // has answered, so a slow or failing server never gets a growing queue of refreshes.
   function tick() {
+    var round = [];
     if (!document.hidden) {
       document.querySelectorAll("[data-fragment]").forEach(function (region) {
         if (!busy(region)) {
-          refresh(region);
+          round.push(refresh(region));
         }
       });
     }
-    window.setTimeout(tick, seconds * 1000);
+    Promise.all(round).then(function () {
+      window.setTimeout(tick, seconds * 1000);
+    });
   }
   document.documentElement.setAttribute("data-live-updates", "on");
   window.setTimeout(tick, seconds * 1000);
