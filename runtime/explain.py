@@ -30,6 +30,7 @@ A child it waits on is explained too (``cause``), down to ``MAX_DEPTH`` levels, 
 from __future__ import annotations
 
 import math
+import shlex
 from dataclasses import dataclass
 from typing import Any
 
@@ -169,14 +170,14 @@ def _explanation(
 def _finished(ctx: _Context, workflow_id: str, f: WorkflowFacts) -> WorkflowExplanation | None:
     ended = _at(f.completed_at or f.updated_at)
     attempts = ("recovery attempts", str(f.recovery_attempts))
-    restart = [f"dbos workflow restart {workflow_id}"]
+    restart = [_command("restart", workflow_id)]
     if f.status == "SUCCESS":
         return _explanation(workflow_id, f, "SUCCEEDED", f"finished successfully at {ended}")
     if f.status == "ERROR":
         return _explanation(
             workflow_id, f, "FAILED", f"finished with an error at {ended}", [], restart
         )
-    resume = [f"dbos workflow resume {workflow_id}"]
+    resume = [_command("resume", workflow_id)]
     if f.status == "CANCELLED":
         at = _at(f.updated_at)
         summary = f"cancelled at {at}: nothing runs it until it is resumed"
@@ -236,12 +237,29 @@ def _version_not_running(
     )
     extra = [("live versions", shown)]
     extra.append(("to do", f"start a process of application version {version or '(any)'}"))
-    commands = [f"dbos workflow resume {workflow_id} --app-version {t}" for t in live[:3]]
+    moves = [_command("resume", workflow_id, "--app-version", t) for t in live[:3]]
     if live:  # with no live process there is no version to move it to
-        step = (f.last_step_id or 0) + 1
-        commands.append(f"dbos workflow fork {workflow_id} --step {step} --app-version {live[0]}")
-    commands.append("dbos version list")
+        step = str((f.last_step_id or 0) + 1)
+        moves.append(_command("fork", workflow_id, "--step", step, "--app-version", live[0]))
+    commands = moves + ["dbos version list"]
+    if f.queue_name not in (None, INTERNAL_QUEUE) and f.status != "PENDING" and moves:
+        # Waiting in its queue: a resume or fork would run it at once, outside the queue's
+        # limits, so it is advice with that said, not a command offered to move it.
+        extra.append(
+            (
+                "outside its queue",
+                f"{moves[0]} runs it now on {live[0]}, bypassing queue {f.queue_name}'s limits "
+                "(a resume leaves the queue, as in DBOS)",
+            )
+        )
+        commands = ["dbos version list"]
     return _explanation(workflow_id, f, "VERSION_NOT_RUNNING", summary, extra, commands)
+
+
+def _command(action: str, workflow_id: str, *options: str) -> str:
+    """A `dbos workflow ACTION ID OPTIONS...` line that a shell runs as shown: every word quoted
+    where it needs it (an ID may hold spaces, quotes or ``;``)."""
+    return " ".join(shlex.quote(w) for w in ("dbos", "workflow", action, workflow_id, *options))
 
 
 def _queued(ctx: _Context, workflow_id: str, f: WorkflowFacts) -> WorkflowExplanation:
@@ -249,7 +267,15 @@ def _queued(ctx: _Context, workflow_id: str, f: WorkflowFacts) -> WorkflowExplan
     if f.status == "DELAYED":
         at = _at(f.delay_until_ms)
         left = (f.delay_until_ms or f.now_ms) - f.now_ms
-        summary = f"delayed until {at} (in {format_span(left)}); then enqueued on {f.queue_name}"
+        if left > 0:
+            summary = (
+                f"delayed until {at} (in {format_span(left)}); then enqueued on {f.queue_name}"
+            )
+        else:  # past: a live process that listens to its queue moves it on at its next poll
+            summary = (
+                f"its delay ended at {at} ({format_span(-left)} ago): it moves onto queue "
+                f"{f.queue_name} when a live process that listens to that queue polls it"
+            )
         return _explanation(workflow_id, f, "DELAYED", summary, [("delayed until", at)])
     still = _old_run(ctx, workflow_id, f) if f.owner_process is not None else None
     if still is not None:

@@ -42,11 +42,16 @@ WHERE w.workflow_uuid = %(workflow_id)s
 # use exactly as the dispatcher counts them, the limits last declared, the starts within the rate
 # limiter's window, and per live process that can run it, how many of the queue it runs.
 _SAME_PART = "w.queue_partition_key IS NOT DISTINCT FROM %(partition)s"
+# For an unversioned workflow (any claimer takes it), a row ahead counts only if some live claimer
+# would take it first: unversioned, or of a version a live process runs.
+_CLAIMABLE = f"""(w.application_version IS NULL OR EXISTS (
+    SELECT 1 FROM dbos.executors e
+    WHERE {_LIVE} AND e.application_version = w.application_version))"""  # noqa: S608 (constant)
 _QUEUE = f"""
 SELECT
     (SELECT count(*) FROM dbos.workflow_status w
      WHERE w.queue_name = %(queue_name)s AND {queries.DEQUEUE_READY} AND {_SAME_PART}
-       AND ({queries.DEQUEUE_VERSION} OR %(application_version)s IS NULL)
+       AND ({queries.DEQUEUE_VERSION} OR (%(application_version)s IS NULL AND {_CLAIMABLE}))
        AND ({queries.DEQUEUE_ORDER}, w.workflow_uuid)
            < (%(priority)s, %(created_at)s, %(workflow_id)s)),
     ({{running}}),
@@ -61,8 +66,8 @@ SELECT
     EXISTS (SELECT 1 FROM dbos.executors e WHERE {_LIVE}
             AND e.application_version IS NOT DISTINCT FROM c.application_version),
     ARRAY(SELECT (SELECT count(*) FROM dbos.workflow_status w
-                  WHERE w.owner_process = e.process_id AND w.status = 'PENDING'
-                    AND w.queue_name = %(queue_name)s)
+                  WHERE w.owner_process = e.process_id AND w.queue_name = %(queue_name)s
+                    AND (w.status = 'PENDING' OR ({queries.SLOT_HELD_AFTER_RUN})))
           FROM dbos.executors e WHERE {_LIVE}
             AND (%(application_version)s IS NULL
                  OR e.application_version = %(application_version)s))
@@ -163,7 +168,9 @@ class QueuePlace:
     declared: bool  # whether any executor recorded the queue's limits
     declared_version: str | None  # the application version of the process that last declared it
     declarer_version_live: bool  # a live process of that version exists
-    running_per_process: list[int]  # per live process that can run it: its PENDING of the queue
+    # Per live process that can run it: the slots of the queue it holds (PENDING, or held after
+    # a run).
+    running_per_process: list[int]
 
 
 class ExplainDatabase:

@@ -196,3 +196,66 @@ def test_why_names_a_slot_held_by_a_version_no_live_process_runs(
         )
     finally:
         finish.set()
+
+
+def test_why_quotes_its_commands_and_counts_held_worker_slots(
+    launch_dbos: Launch, db_url: str
+) -> None:
+    """Re-review: a worker slot held by a cancelled run still in its step is the process's limit
+    reached (the dispatcher counts it); rows the dequeue would never claim (a version no live
+    process runs) are not "ahead" of an unversioned workflow; a delay that has passed is not "in
+    0s"; and every command is quoted for the shell (an ID may hold a space or a ``;``)."""
+    release, holding = threading.Event(), threading.Event()
+
+    @DBOS.step()
+    def hold() -> None:
+        holding.set()
+        release.wait(30)
+
+    @DBOS.workflow()
+    def held() -> str:
+        hold()
+        return "done"
+
+    @DBOS.workflow()
+    def quick(x: int) -> int:
+        return x
+
+    worker = Queue("wq_worker", worker_concurrency=1)
+    single = Queue("wq_single", concurrency=1)
+    launch_dbos()
+    try:
+        with SetWorkflowID("w-1"):
+            worker.enqueue(held)
+        assert holding.wait(20)
+        with DBOSClient(db_url) as client:
+            explain = client.explain_workflow
+            _until(lambda: explain("w-1").summary.startswith("running step"), "the step published")
+            DBOS.cancel_workflow("w-1")
+            with SetWorkflowID("w-2"):
+                worker.enqueue(quick, 2)
+            assert "runs its limit of 1 from this queue" in explain("w-2").summary
+
+            holding.clear()
+            with SetWorkflowID("nv-h"):
+                single.enqueue(held)
+            assert holding.wait(20)
+            dead = {"workflow_name": "quick", "queue_name": "wq_single", "app_version": "v-dead"}
+            client.enqueue(dead)
+            mine = client.enqueue({"workflow_name": "quick", "queue_name": "wq_single"})
+            assert "behind 0 others" in explain(mine.workflow_id).summary
+
+            later = client.enqueue(
+                {"workflow_name": "quick", "queue_name": "wq_nobody", "delay_seconds": 0.1}
+            )
+            time.sleep(0.3)
+            assert explain(later.workflow_id).summary.startswith("its delay ended at ")
+
+            hostile = "x y;touch pwned"
+            client.enqueue(
+                {"workflow_name": "quick", "queue_name": "wq_nobody", "workflow_id": hostile}
+            )
+            client.cancel_workflow(hostile)
+            assert explain(hostile).commands == ("dbos workflow resume 'x y;touch pwned'",)
+    finally:
+        release.set()
