@@ -376,9 +376,7 @@ def _holder(h: SlotHolder) -> str:
         since = f" since {_at(h.step_started_at)}" if h.step_started_at else ""
         notes.append(f"{what}, {step} still running in process {h.owner_process}{since}")
     if not h.version_live:
-        notes.append(
-            f"held by old (application version {h.application_version}, which no live process runs)"
-        )
+        notes.append(f"application version {h.application_version}, which no live process runs")
     return h.workflow_id + (f" ({'; '.join(notes)})" if notes else "")
 
 

@@ -188,7 +188,7 @@ def test_why_names_a_slot_held_by_a_version_no_live_process_runs(
         assert found.reason == "QUEUED", found.summary
         assert found.summary.startswith(
             "enqueued on queue wq_versions behind 0 others; all 1 of its slots are in use: old-1 "
-            "(held by old (application version v1, which no live process runs))"
+            "(application version v1, which no live process runs)"
         )
         assert (
             _facts(found)["declared by"]
