@@ -257,9 +257,34 @@ def _version_not_running(
 
 
 def _command(action: str, workflow_id: str, *options: str) -> str:
-    """A `dbos workflow ACTION ID OPTIONS...` line that a shell runs as shown: every word quoted
-    where it needs it (an ID may hold spaces, quotes or ``;``)."""
-    return " ".join(shlex.quote(w) for w in ("dbos", "workflow", action, workflow_id, *options))
+    """A `dbos workflow ACTION OPTIONS... ID` line that a shell runs as shown and that acts on
+    exactly that workflow: every word quoted where it needs it (an ID may hold spaces, quotes or
+    ``;``), the options first and ``--`` before an ID that starts with ``-`` (so it is not read
+    as an option), and an ID with control characters in ANSI-C quoting (``$'a\\nb'``), which
+    shows them as escapes and still runs."""
+    words = [shlex.quote(w) for w in ("dbos", "workflow", action, *options)]
+    if workflow_id.startswith("-"):
+        words.append("--")
+    words.append(_shell_word(workflow_id))
+    return " ".join(words)
+
+
+def _shell_word(text: str) -> str:
+    """``text`` as one shell word: ``shlex.quote``, or ``$'...'`` when it holds a character a
+    terminal would act on (newline, tab, ESC, DEL, C1, bidi controls)."""
+    if all(ch.isprintable() for ch in text):
+        return shlex.quote(text)
+    out = []
+    for ch in text:
+        if ch in ("\\", "'"):
+            out.append("\\" + ch)
+        elif ch.isprintable():
+            out.append(ch)
+        elif ord(ch) < 0x100:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(f"\\u{ord(ch):04x}" if ord(ch) < 0x10000 else f"\\U{ord(ch):08x}")
+    return "$'" + "".join(out) + "'"
 
 
 def _queued(ctx: _Context, workflow_id: str, f: WorkflowFacts) -> WorkflowExplanation:

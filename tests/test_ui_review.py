@@ -310,3 +310,39 @@ def test_attributes_big_values_and_echoed_input(http: TestClient, db_url: str) -
     assert nul.status_code == 400 and "NUL" in nul.text and "expected a string" not in nul.text
     expired = http.post("/workflows/big-1/cancel", data={"csrf": "from-before-a-restart"})
     assert expired.status_code == 403 and "<html" in expired.text and "expired" in expired.text
+
+
+def test_one_page_stuck_on_a_lock_leaves_connections_to_the_others(
+    launch_dbos: Launch, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Third review: two workflow tabs polling during a table lock took all 4 pooled
+    connections, and unrelated pages answered 503. One page now runs at most PER_PAGE requests
+    at once (the rest wait briefly, then 503), so the other pages keep their connections."""
+    from dbos_cli.ui import app as ui_app
+
+    monkeypatch.setattr(ui_app, "DB_STATEMENT_S", 4.0)
+    launch_dbos()
+    with SetWorkflowID("steps-2"):
+        DBOS.start_workflow(review_two_steps).get_result()
+    with TestClient(create_app(db_url), follow_redirects=False) as http:
+        assert http.get("/executors").status_code == 200
+        with psycopg.connect(db_url) as locker:
+            locker.execute("LOCK TABLE dbos.operation_outputs IN ACCESS EXCLUSIVE MODE")
+            codes: list[int] = []
+            tabs = [
+                threading.Thread(
+                    target=lambda: codes.append(http.get("/workflows/steps-2?live=0").status_code)
+                )
+                for _ in range(ui_app.PER_PAGE * 2)
+            ]
+            for tab in tabs:
+                tab.start()
+            time.sleep(0.5)  # PER_PAGE of them in the locked read, as many waiting
+            began = time.monotonic()
+            assert http.get("/workflows/steps-2?live=0").status_code == 503  # this page is full
+            assert http.get("/executors").status_code == 200  # another page still runs
+            assert time.monotonic() - began < 2.0
+            locker.rollback()
+        for tab in tabs:
+            tab.join(15)
+        assert http.get("/workflows/steps-2?live=0").status_code == 200

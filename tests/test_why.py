@@ -231,7 +231,7 @@ def test_why_explains_a_live_apps_waits_queues_and_outcomes(
         # advice that says so, not a command offered to move it.
         assert unserved.commands == ("dbos version list",)
         outside = dict(unserved.facts)["outside its queue"]
-        assert outside.startswith(f"dbos workflow resume {old} --app-version test-version runs")
+        assert outside.startswith(f"dbos workflow resume --app-version test-version {old} runs")
         assert "bypassing queue why_later's limits" in outside
 
         resumed = explain(orphan.workflow_id)
@@ -319,9 +319,9 @@ def test_why_after_relaunches_versions_and_recovery_attempts(
     assert stranded.summary.startswith(
         "PENDING on application version v1, which no live process runs (live versions: v2)"
     )
-    assert stranded.commands[0] == "dbos workflow resume old-1 --app-version v2"
+    assert stranded.commands[0] == "dbos workflow resume --app-version v2 old-1"
     assert _facts(stranded)["to do"] == "start a process of application version v1"
-    assert "dbos workflow fork old-1 --step 2 --app-version v2" in stranded.commands
+    assert "dbos workflow fork --step 2 --app-version v2 old-1" in stranded.commands
 
     # restart and resume say where the work will (not) run, and point to `why`.
     restarted = dbos("workflow", "restart", "old-1", "--db-url", db_url)

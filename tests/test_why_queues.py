@@ -6,6 +6,7 @@ Each state is produced for real on Postgres with a launched runtime."""
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -15,6 +16,7 @@ import psycopg
 from runtime import DBOS, DBOSClient, Queue, SetWorkflowID, WorkflowExplanation
 from runtime.explain import MAX_DEPTH
 from runtime.waiting import format_time
+from tests.cli_helpers import dbos
 from tests.test_why import _facts, _until
 
 Launch = Callable[..., None]
@@ -251,11 +253,24 @@ def test_why_quotes_its_commands_and_counts_held_worker_slots(
             time.sleep(0.3)
             assert explain(later.workflow_id).summary.startswith("its delay ended at ")
 
-            hostile = "x y;touch pwned"
-            client.enqueue(
-                {"workflow_name": "quick", "queue_name": "wq_nobody", "workflow_id": hostile}
-            )
-            client.cancel_workflow(hostile)
-            assert explain(hostile).commands == ("dbos workflow resume 'x y;touch pwned'",)
+            # Each printed command, run by a shell, is `dbos` with exactly these words, and the
+            # CLI reads the ID as the ID (not an option): the command acts on that workflow.
+            for hostile in ("x y;touch pwned", "-lead $(x)", "--help", "nl\nline\x1b"):
+                client.enqueue(
+                    {"workflow_name": "quick", "queue_name": "wq_nobody", "workflow_id": hostile}
+                )
+                client.cancel_workflow(hostile)
+                [command] = explain(hostile).commands
+                words = subprocess.run(
+                    ["bash", "-c", "printf '%s\\0' " + command.removeprefix("dbos ")],
+                    capture_output=True,
+                    check=True,
+                ).stdout.split(b"\0")[:-1]
+                args = [w.decode() for w in words]
+                assert args[:2] == ["workflow", "resume"] and args[-1] == hostile, (command, args)
+                assert "\n" not in command and "\x1b" not in command  # shown as escapes
+                ran = dbos(*args[:2], "--db-url", db_url, *args[2:])  # before any --
+                assert ran.returncode == 0, (command, ran.stderr)
+                assert client.get_workflow_status(hostile).status == "ENQUEUED"  # type: ignore[union-attr]
     finally:
         release.set()

@@ -48,6 +48,8 @@ DB_STATEMENT_S = 5.0
 # Requests waiting for a worker beyond this many are answered 503 at once: when the database is
 # slow, a queue of refreshes must not grow behind it.
 MAX_WAITING = DB_THREADS
+# Requests of one page (one handler) running at once, below the client's 4 pooled connections.
+PER_PAGE = 2
 
 
 def create_app(
@@ -76,6 +78,8 @@ def create_app(
         site.state["client"].destroy()
 
     def guarded(handler: Handler) -> AsyncHandler:
+        key = f"page:{handler.__qualname__}"
+
         """The handler run in a worker thread, never on the event loop: its database calls block,
         and one slow or failing call must not stall every other request (static files included,
         which the loop serves). The workers are a limiter of their own, so that requests stuck on
@@ -88,11 +92,15 @@ def create_app(
             if "limiter" not in threads:
                 threads["limiter"] = anyio.CapacityLimiter(DB_THREADS)
             limiter = threads["limiter"]
-            if limiter.available_tokens == 0 and limiter.statistics().tasks_waiting >= MAX_WAITING:
+            # One page (all its requests: tabs, live fragments) holds at most PER_PAGE pooled
+            # connections, so a table locked under it leaves the others to the other pages.
+            page = threads.setdefault(key, anyio.CapacityLimiter(PER_PAGE))
+            if _full(limiter, MAX_WAITING) or _full(page, PER_PAGE):
                 return site.error(
                     request, 503, "the dashboard is busy (the database is slow): try again"
                 )
-            return await anyio.to_thread.run_sync(answer, request, limiter=limiter)
+            async with page:
+                return await anyio.to_thread.run_sync(answer, request, limiter=limiter)
 
         def answer(request: Request) -> Response:
             try:
@@ -161,3 +169,8 @@ def create_app(
         lifespan=lifespan,
         middleware=[Middleware(Guard, token=token, hosts=hosts)],
     )
+
+
+def _full(limiter: anyio.CapacityLimiter, waiting: int) -> bool:
+    """Every token of ``limiter`` taken and ``waiting`` requests already queued for one."""
+    return limiter.available_tokens == 0 and limiter.statistics().tasks_waiting >= waiting
