@@ -10,6 +10,7 @@ starting, it just goes unlisted.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -29,20 +30,18 @@ def _entry(base_dir: Path) -> Path:
 
 def remember(base_dir: Path) -> None:
     """Note that the server whose data is in ``base_dir/pgdata`` runs. Never raises."""
-    try:
+    # The list only helps `dbos postgres status` find servers: an unwritable cache directory
+    # must not stop a server from starting.
+    with contextlib.suppress(OSError):
         entry = _entry(base_dir)
         entry.parent.mkdir(parents=True, exist_ok=True)
         entry.write_text(json.dumps({"base_dir": str(base_dir.resolve())}) + "\n")
-    except OSError:
-        pass
 
 
 def forget(base_dir: Path) -> None:
     """Drop the note of a stopped server. Never raises."""
-    try:
+    with contextlib.suppress(OSError):
         _entry(base_dir).unlink(missing_ok=True)
-    except OSError:
-        pass
 
 
 def known() -> list[Path]:

@@ -8,6 +8,7 @@ an error is recorded, inside the write that records it: no statement is added to
 
 from __future__ import annotations
 
+import contextlib
 import traceback
 
 #: At most this many characters of a traceback are stored: its end (the innermost frames and the
@@ -56,8 +57,8 @@ def _capped(part: str) -> str:
 def attach(exc: BaseException, stored: object) -> BaseException:
     """Set ``exc.dbos_traceback`` to the stored traceback (None when there is none or it is not
     text); returns ``exc``. Never raises (an exception class may refuse new attributes)."""
-    try:
+    # An exception class with __slots__ or a read-only __setattr__ refuses it: the error is then
+    # raised without its stored traceback, never replaced by this failure.
+    with contextlib.suppress(Exception):
         setattr(exc, ATTRIBUTE, stored if isinstance(stored, str) else None)
-    except Exception:
-        pass
     return exc

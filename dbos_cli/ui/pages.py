@@ -154,7 +154,6 @@ class Pages:
         )
         live = wf.status in formatting.LIVE
         waiting = client.get_workflow_wait(workflow_id) if live else None
-        now = formatting.now_ms()
         [cancel] = client.cancel_each([workflow_id], dry_run=True)
         [resume] = client.resume_each([workflow_id], dry_run=True)
         return self.site.render(
@@ -164,8 +163,6 @@ class Pages:
             wf=wf,
             live=live,
             waiting=waiting,
-            # The same line as `dbos workflow get` (escaped by the template like all else).
-            waiting_text=waiting.describe(now, local=True) if waiting else None,
             # `dbos workflow why`'s answer (templates/_why.html shows it).
             why=client.explain_workflow(workflow_id),
             rows=formatting.step_rows(steps, wf, {c.workflow_id: c for c in children}),
@@ -177,7 +174,7 @@ class Pages:
             messages=client.list_pending_messages(workflow_id),
             traceback=formatting.traceback_text(wf.error),
             live_every=live_every(request, 3) if live else None,
-            now=now,
+            now=formatting.now_ms(),
         )
 
     def step_output(self, request: Request, workflow_id: str, number: str) -> Response:

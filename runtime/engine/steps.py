@@ -310,7 +310,7 @@ class Steps:
         for attempt in range(1, most + 1):
             step.attempt = attempt
             yield from self.ops.confirm(ctx)
-            began = now_ms()
+            began = now_ms() if options.retries_allowed else 0  # only a retried attempt keeps it
             try:
                 return (yield call), None
             except Exception as raised:
