@@ -19,6 +19,7 @@ collection never holds locks for long and a checkpoint written meanwhile waits a
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -89,11 +90,14 @@ def garbage_collect(
     batch_size: int | None = DEFAULT_GC_BATCH_SIZE,
     statuses: Iterable[str] | str | None = None,
     dry_run: bool = False,
+    stop: threading.Event | None = None,
 ) -> GarbageCollection:
     """Delete the finished workflows created before the cutoff (see the module docstring), in
     batches of ``batch_size`` (None: one transaction). Every argument is checked before anything
     is deleted: ``ValueError`` for a cutoff that is not an integer, a ``rows_threshold`` or
-    ``batch_size`` that is not a positive integer, or a status that is not a finished one."""
+    ``batch_size`` that is not a positive integer, or a status that is not a finished one.
+    ``stop``: once set, no further batch starts (a shutdown ends a collection after the batch
+    under way)."""
     started = time.monotonic()
     cutoff = cutoff_epoch_timestamp_ms
     if cutoff is not None and (isinstance(cutoff, bool) or not isinstance(cutoff, int)):
@@ -119,7 +123,7 @@ def garbage_collect(
                 deleted, batches = deleted + n, batches + 1
             # A short batch means nothing deletable is left (rows another transaction held were
             # skipped: they go next time).
-            if batch_size is None or n < batch_size:
+            if batch_size is None or n < batch_size or (stop is not None and stop.is_set()):
                 break
     census = store.census(cutoff, wanted)
     return GarbageCollection(
