@@ -34,7 +34,14 @@ _HELD_BY_RUNNER = f"(w.status = 'CANCELLED' AND NOT {queries.OWNER_ABSENT})"
 # children are done, so a child's run never looks for a parent that is gone.
 _HAS_LIVE_CHILD = f"""EXISTS (SELECT 1 FROM dbos.workflow_status c
     WHERE c.parent_workflow_id = w.workflow_uuid AND c.status NOT IN {_FINISHED_SQL})"""  # noqa: S608 (constant SQL text; the values are parameters)
-_DELETABLE = f"{_OLD_FINISHED} AND NOT {_HELD_BY_RUNNER} AND NOT {_HAS_LIVE_CHILD}"
+# A child whose parent is not finished: the parent may still wait for the child's result (and a
+# recovered parent's replay reads it), so the child stays as long as its parent runs.
+_HAS_LIVE_PARENT = f"""EXISTS (SELECT 1 FROM dbos.workflow_status p
+    WHERE p.workflow_uuid = w.parent_workflow_id AND p.status NOT IN {_FINISHED_SQL})"""  # noqa: S608 (constant SQL text; the values are parameters)
+_DELETABLE = (
+    f"{_OLD_FINISHED} AND NOT {_HELD_BY_RUNNER} AND NOT {_HAS_LIVE_CHILD} "
+    f"AND NOT {_HAS_LIVE_PARENT}"
+)
 
 # The created_at of the rows_threshold-th newest workflow (of any status, as in DBOS): what is
 # older goes.
@@ -63,13 +70,16 @@ USING picked
 WHERE w.workflow_uuid = picked.workflow_uuid AND {_DELETABLE}
 """  # noqa: S608 (constant SQL text; the values are parameters)
 
-# What a collection with this cutoff would do: how many it deletes, how many old finished ones it
-# keeps because a child still runs, and how many because a cancelled runner is still in a step.
+# What a collection with this cutoff would do: how many it deletes, and how many old finished ones
+# it keeps, each counted under its first reason: a child still runs, the parent still runs, a
+# cancelled runner is still in a step.
 COUNT = f"""
-SELECT count(*) FILTER (WHERE NOT held AND NOT parent),
-       count(*) FILTER (WHERE parent),
-       count(*) FILTER (WHERE held AND NOT parent)
-FROM (SELECT {_HELD_BY_RUNNER} AS held, {_HAS_LIVE_CHILD} AS parent
+SELECT count(*) FILTER (WHERE NOT held AND NOT has_child AND NOT in_parent),
+       count(*) FILTER (WHERE has_child),
+       count(*) FILTER (WHERE in_parent AND NOT has_child),
+       count(*) FILTER (WHERE held AND NOT has_child AND NOT in_parent)
+FROM (SELECT {_HELD_BY_RUNNER} AS held, {_HAS_LIVE_CHILD} AS has_child,
+             {_HAS_LIVE_PARENT} AS in_parent
       FROM dbos.workflow_status w WHERE {_OLD_FINISHED}) s
 """  # noqa: S608 (constant SQL text; the values are parameters)
 
@@ -77,10 +87,12 @@ FROM (SELECT {_HELD_BY_RUNNER} AS held, {_HAS_LIVE_CHILD} AS parent
 @dataclass(frozen=True)
 class Census:
     """Old finished workflows of the asked statuses: those a collection deletes, and those it
-    keeps (a child unfinished; cancelled, with the runner still in a step)."""
+    keeps (a child unfinished; the parent unfinished; cancelled, with the runner still in a
+    step)."""
 
     deletable: int
     kept_for_children: int
+    kept_for_parent: int
     kept_for_runner: int
 
 
@@ -109,4 +121,4 @@ class RetentionDatabase:
         with self.sysdb.connection() as conn:
             row = conn.execute(COUNT, {"cutoff": cutoff_ms, "statuses": statuses}).fetchone()
         assert row is not None  # an aggregate always returns one row
-        return Census(int(row[0]), int(row[1]), int(row[2]))
+        return Census(int(row[0]), int(row[1]), int(row[2]), int(row[3]))

@@ -179,6 +179,21 @@ def test_parent_kept_while_a_child_is_unfinished(db_url: str, client: DBOSClient
         assert rows_of(conn, child) == NO_ROWS
 
 
+def test_child_kept_while_its_parent_is_unfinished(db_url: str, client: DBOSClient) -> None:
+    # The parent may still wait for the child's result.
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        parent = add_workflow(conn, "PENDING")
+        child = add_workflow(conn, "SUCCESS", parent=parent)
+        result = client.garbage_collect(CUTOFF, None)
+        assert (result.deleted, result.kept_for_parent) == (0, 1)
+        assert rows_of(conn, child) == ALL_ROWS
+        conn.execute(
+            "UPDATE dbos.workflow_status SET status = 'ERROR' WHERE workflow_uuid = %s", (parent,)
+        )
+        assert client.garbage_collect(CUTOFF, None).deleted == 2
+        assert rows_of(conn, child) == NO_ROWS
+
+
 def test_cancelled_kept_while_its_runner_is_in_a_step(db_url: str, client: DBOSClient) -> None:
     now = int(time.time() * 1000)
     with psycopg.connect(db_url, autocommit=True) as conn:

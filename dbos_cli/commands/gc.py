@@ -80,6 +80,7 @@ def _document(result: GarbageCollection) -> dict[str, Any]:
         "batches": result.batches,
         "cutoff_epoch_ms": result.cutoff_epoch_timestamp_ms,
         "kept_for_children": result.kept_for_children,
+        "kept_for_parent": result.kept_for_parent,
         "kept_for_runner": result.kept_for_runner,
         "duration_s": round(result.duration_s, 3),
     }
@@ -90,6 +91,8 @@ def _kept_lines(result: GarbageCollection) -> None:
         render.info(
             f"kept {_plural(result.kept_for_children)} whose child workflow is still unfinished"
         )
+    if result.kept_for_parent:
+        render.info(f"kept {_plural(result.kept_for_parent)} whose parent is still unfinished")
     if result.kept_for_runner:
         render.info(
             f"kept {_plural(result.kept_for_runner)} cancelled while in a step still running"
@@ -108,8 +111,8 @@ def gc(
 ) -> None:
     """Delete finished workflows (SUCCESS, ERROR, CANCELLED, MAX_RECOVERY_ATTEMPTS_EXCEEDED)
     older than --older-than, with their steps, messages, events, streams and idempotency keys.
-    Never deletes a PENDING, ENQUEUED or DELAYED workflow, nor a parent whose child is still
-    unfinished."""
+    Never deletes a PENDING, ENQUEUED or DELAYED workflow, a parent whose child is still
+    unfinished, or a child whose parent is."""
     if older_than is None and rows_threshold is None:
         render.error("give --older-than DURATION (e.g. 30d) or --rows-threshold N")
         raise typer.Exit(1)
