@@ -5,6 +5,7 @@ workflow), batches, rows_threshold, the resume-versus-gc race, and gc beside a l
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -250,3 +251,91 @@ def test_batches(db_url: str, client: DBOSClient) -> None:
         for i in range(4):
             add_workflow(conn, "ERROR", created_at=OLD + i)
         assert client.garbage_collect(CUTOFF, None, batch_size=None).batches == 1
+
+
+# -- races ---------------------------------------------------------------------------------------
+
+
+def test_resume_racing_gc_keeps_the_resumed_workflow(db_url: str, client: DBOSClient) -> None:
+    """A resume (CANCELLED -> ENQUEUED) that commits while gc is at the row. An unchecked
+    ``DELETE ... WHERE id IN (SELECT ... LIMIT n)`` waits for the resume's lock, then deletes
+    the row by ID, resumed or not: the resumed workflow would be lost."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        wid = add_workflow(conn, "CANCELLED")
+        with psycopg.connect(db_url) as operator:  # a transaction, held open
+            operator.execute(
+                "UPDATE dbos.workflow_status SET status = 'ENQUEUED', queue_name = 'q' "
+                "WHERE workflow_uuid = %s",
+                (wid,),
+            )
+            results: list[GarbageCollection] = []
+            gc = threading.Thread(
+                target=lambda: results.append(client.garbage_collect(CUTOFF, None))
+            )
+            gc.start()
+            time.sleep(0.3)  # gc is at the row now (or past it)
+            operator.commit()
+            gc.join(10)
+        assert not gc.is_alive() and results[0].deleted == 0
+        assert rows_of(conn, wid) == ALL_ROWS
+        row = conn.execute(
+            "SELECT status FROM dbos.workflow_status WHERE workflow_uuid = %s", (wid,)
+        ).fetchone()
+        assert row == ("ENQUEUED",)
+
+
+def test_resumes_and_gc_at_once_lose_nothing(db_url: str, client: DBOSClient) -> None:
+    """Many resumes through the client while gc runs in small batches: every workflow a resume
+    reported resumed is there afterwards, with all its rows."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        ids = [add_workflow(conn, "CANCELLED", created_at=OLD + i) for i in range(60)]
+        resumed: list[str] = []
+        stop = threading.Event()
+
+        def resume_all() -> None:
+            for wid in reversed(ids):  # from the newest: gc starts at whatever it finds first
+                try:
+                    client.resume_workflow(wid)
+                    resumed.append(wid)
+                except Exception:  # deleted first: nothing to resume
+                    pass
+            stop.set()
+
+        resumer = threading.Thread(target=resume_all)
+        resumer.start()
+        deleted = 0
+        while not stop.is_set():
+            deleted += client.garbage_collect(CUTOFF, None, batch_size=2).deleted
+        resumer.join(10)
+        deleted += client.garbage_collect(CUTOFF, None).deleted
+        assert resumed and deleted == len(ids) - len(resumed)
+        for wid in resumed:
+            assert rows_of(conn, wid) == ALL_ROWS
+
+
+def test_fork_racing_gc_copies_every_step(db_url: str, client: DBOSClient) -> None:
+    """A fork reads its source's row, then copies its steps: gc must not delete the source in
+    between (the fork would then run every step again). A trigger holds the fork between the
+    two statements while gc runs."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        source = add_workflow(conn, "SUCCESS")
+        conn.execute(
+            "CREATE FUNCTION slow_fork() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "IF NEW.workflow_uuid = 'fork-slow' THEN PERFORM pg_sleep(0.6); END IF; "
+            "RETURN NEW; END $$"
+        )
+        conn.execute(
+            "CREATE TRIGGER slow_fork AFTER INSERT ON dbos.workflow_status "
+            "FOR EACH ROW EXECUTE FUNCTION slow_fork()"
+        )
+        forker = threading.Thread(
+            target=lambda: client.fork_workflow(source, 2, forked_workflow_id="fork-slow")
+        )
+        forker.start()
+        time.sleep(0.3)  # the fork has read the source and waits in the trigger
+        assert client.garbage_collect(CUTOFF, None).deleted == 0  # the source is held
+        forker.join(10)
+        assert rows_of(conn, "fork-slow")["operation_outputs"] == 1  # the step was copied
+        assert client.garbage_collect(CUTOFF, None).deleted == 1  # now the source goes
+        assert rows_of(conn, source) == NO_ROWS
+        assert rows_of(conn, "fork-slow")["workflow_status"] == 1  # the fork is ENQUEUED: kept
