@@ -8,13 +8,14 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 import pytest
 
-from runtime import DBOSClient, GarbageCollection
+from runtime import DBOS, DBOSClient, GarbageCollection, Queue
 from runtime.retention_db import FINISHED_STATUSES
 
 # The tables holding a workflow's rows, and the column naming the workflow.
@@ -339,3 +340,73 @@ def test_fork_racing_gc_copies_every_step(db_url: str, client: DBOSClient) -> No
         assert client.garbage_collect(CUTOFF, None).deleted == 1  # now the source goes
         assert rows_of(conn, source) == NO_ROWS
         assert rows_of(conn, "fork-slow")["workflow_status"] == 1  # the fork is ENQUEUED: kept
+
+
+# -- beside live executors -------------------------------------------------------------------------
+
+
+def test_gc_beside_a_live_executor(launch_dbos: Any, db_url: str, client: DBOSClient) -> None:
+    """gc in a loop, with a cutoff in the future (every finished workflow is due at once), while
+    an executor runs workflows with steps and children, started directly and through a queue:
+    every workflow finishes with the right result, every step runs exactly once, and workflows
+    finished earlier and kept (out of the cutoff's reach) keep their results and steps."""
+    ran: Counter[tuple[str, int]] = Counter()
+    done: dict[str, int] = {}
+    lock = threading.Lock()
+    queue = Queue("gc-live", concurrency=3)
+
+    @DBOS.step()
+    def work(n: int) -> int:
+        with lock:
+            ran[(DBOS.workflow_id or "", n)] += 1
+        time.sleep(0.002)
+        return n
+
+    @DBOS.workflow()
+    def child(k: int) -> int:
+        return work(100) + 2 * k
+
+    @DBOS.workflow()
+    def parent(k: int) -> int:
+        total = sum(work(n) for n in range(3))
+        total += DBOS.start_workflow(child, k).get_result()
+        with lock:
+            done[DBOS.workflow_id or ""] = total
+        return total
+
+    def expected(k: int) -> int:
+        return 3 + 100 + 2 * k
+
+    launch_dbos()
+    kept = [DBOS.start_workflow(parent, k) for k in range(3)]
+    assert [h.get_result() for h in kept] == [expected(k) for k in range(3)]
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("UPDATE dbos.workflow_status SET created_at = %s", (2**52,))
+
+    stop = threading.Event()
+    deleted: list[int] = []
+
+    def collect() -> None:
+        while not stop.is_set():
+            cutoff = int(time.time() * 1000) + 60_000
+            deleted.append(client.garbage_collect(cutoff, None, batch_size=3).deleted)
+
+    collector = threading.Thread(target=collect)
+    collector.start()
+    try:
+        live = [DBOS.start_workflow(parent, k).workflow_id for k in range(3, 15)]
+        live += [queue.enqueue(parent, k).workflow_id for k in range(15, 27)]
+        deadline = time.monotonic() + 60
+        while len(done) < len(kept) + len(live):
+            assert time.monotonic() < deadline, f"{len(done)} of {len(kept) + len(live)} finished"
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        collector.join(30)
+    assert sum(deleted) > 0  # gc did delete, while the workflows ran
+    for k, wid in enumerate(live, start=3):
+        assert done[wid] == expected(k)
+    assert ran and all(n == 1 for n in ran.values()), ran
+    for k, handle in enumerate(kept):
+        assert client.retrieve_workflow(handle.workflow_id).get_result() == expected(k)
+        assert len(client.list_workflow_steps(handle.workflow_id)) == 5  # 3 steps, start, result
