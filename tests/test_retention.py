@@ -5,18 +5,28 @@ workflow), batches, rows_threshold, the resume-versus-gc race, and gc beside a l
 
 from __future__ import annotations
 
+import logging
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
-from runtime import DBOS, DBOSClient, GarbageCollection, Queue
+from runtime import DBOS, DBOSClient, DBOSConfigError, GarbageCollection, Queue
+from runtime.config import resolve
 from runtime.retention_db import FINISHED_STATUSES
+from runtime.retention_schedule import TRY_LOCK, RetentionSchedule
+from runtime.system_db import SystemDatabase
+from tests.cli_helpers import clean_env
+from tests.fleet import ROOT
 
 # The tables holding a workflow's rows, and the column naming the workflow.
 RELATED = {
@@ -410,3 +420,170 @@ def test_gc_beside_a_live_executor(launch_dbos: Any, db_url: str, client: DBOSCl
     for k, handle in enumerate(kept):
         assert client.retrieve_workflow(handle.workflow_id).get_result() == expected(k)
         assert len(client.list_workflow_steps(handle.workflow_id)) == 5  # 3 steps, start, result
+
+
+# -- automatic retention ---------------------------------------------------------------------------
+
+
+def count_status(conn: psycopg.Connection[Any], status: str, before: int = CUTOFF) -> int:
+    row = conn.execute(
+        "SELECT count(*) FROM dbos.workflow_status WHERE status = %s AND created_at < %s",
+        (status, before),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def wait_until(check: Any, timeout_s: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"workflow_retention": "forever"}, "invalid duration 'forever'"),
+        ({"workflow_retention": "0d"}, "more than zero"),
+        ({"workflow_retention": 30}, "expected a duration such as '30d'"),
+        ({"workflow_retention": "30d", "workflow_retention_interval_sec": 0}, "at least"),
+    ],
+)
+def test_bad_retention_settings_are_refused(
+    db_url: str, config: dict[str, Any], message: str
+) -> None:
+    DBOS.destroy()
+    with pytest.raises(DBOSConfigError, match=message):
+        DBOS(config={"name": "t", "database_url": db_url, **config})  # type: ignore[typeddict-item]
+    DBOS.destroy()
+
+
+def test_retention_in_the_config_file(tmp_path: Path) -> None:
+    (tmp_path / "dbos.toml").write_text(
+        '[runtime]\nworkflow_retention = "2w"\nworkflow_retention_interval_sec = 60\n'
+    )
+    settings = resolve(None, cwd=tmp_path, environ={})
+    assert (settings.workflow_retention_s, settings.workflow_retention_interval_s) == (
+        14 * 86_400,
+        60.0,
+    )
+    (tmp_path / "dbos.toml").write_text('[runtime]\nworkflow_retention = "30 days"\n')
+    with pytest.raises(DBOSConfigError, match="workflow_retention: invalid duration"):
+        resolve(None, cwd=tmp_path, environ={})
+    assert resolve(None, cwd=tmp_path / "..", environ={}).workflow_retention_s is None
+
+
+def test_launched_runtime_collects_and_stops_promptly(launch_dbos: Any, db_url: str) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        old = [add_workflow(conn, "SUCCESS") for _ in range(3)]
+        pending = add_workflow(conn, "PENDING")
+        recent = add_workflow(conn, "SUCCESS", created_at=int(time.time() * 1000))
+        started = time.monotonic()
+        launch_dbos(workflow_retention="1d", workflow_retention_interval_sec=0.1)
+        assert time.monotonic() - started < 5  # launch does not wait for a collection
+        wait_until(lambda: count_status(conn, "SUCCESS") == 0)
+        for wid in old:
+            assert rows_of(conn, wid) == NO_ROWS
+        assert rows_of(conn, pending) == ALL_ROWS and rows_of(conn, recent) == ALL_ROWS
+        stopping = time.monotonic()
+        DBOS.destroy()
+        assert time.monotonic() - stopping < 3
+
+
+def test_retention_survives_an_outage(db_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The database refuses connections for a while: the round fails, is logged, and the next
+    round after the outage collects."""
+    name = db_url.rsplit("/", 1)[1]
+    admin_url = db_url.rsplit("/", 1)[0] + "/postgres"
+    sysdb = SystemDatabase(db_url, pool_size=2, pool_wait_s=1.0)
+    schedule = RetentionSchedule(sysdb, 86_400, 0.1)
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+        )
+        try:
+            with caplog.at_level(logging.WARNING, logger="dbos"):
+                schedule.start()
+                wait_until(lambda: "automatic retention failed (will retry)" in caplog.text)
+        finally:
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+    try:
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            add_workflow(conn, "ERROR")
+            wait_until(lambda: count_status(conn, "ERROR") == 0)
+    finally:
+        schedule.stop()
+        sysdb.close()
+
+
+def _start_executor(db_url: str, name: str) -> subprocess.Popen[str]:
+    env = clean_env(
+        DBOS_DATABASE_URL=db_url,
+        RETENTION_EXECUTOR=name,
+        RETENTION="1d",
+        RETENTION_INTERVAL="0.2",
+        PYTHONPATH=str(ROOT),
+    )
+    return subprocess.Popen(
+        [sys.executable, "tests/apps/retention_app.py"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_two_executors_collect_one_at_a_time_and_survive_a_kill(db_url: str) -> None:
+    """Two executors with retention on, one database. While the collector lock is held (as by a
+    third executor in the middle of a collection) neither deletes anything; once it is free, due
+    workflows go, each deleted once. One executor is killed (SIGKILL): the other goes on
+    collecting."""
+    with (
+        psycopg.connect(db_url, autocommit=True) as conn,
+        psycopg.connect(db_url, autocommit=True) as holder,
+    ):
+        got = holder.execute(TRY_LOCK, {"key": "dbos-retention:dbos"}).fetchone()
+        assert got == (True,)
+        for _ in range(20):
+            add_workflow(conn, "SUCCESS")
+        kept = add_workflow(conn, "ENQUEUED")
+        procs = {name: _start_executor(db_url, name) for name in ("a", "b")}
+        logs: dict[str, list[str]] = {name: [] for name in procs}
+        readers = []
+        try:
+            for name, proc in procs.items():
+                assert proc.stdout is not None
+                reader = threading.Thread(
+                    target=lambda out=proc.stdout, lines=logs[name]: lines.extend(out),
+                    daemon=True,
+                )
+                reader.start()
+                readers.append(reader)
+            wait_until(lambda: all(any("serving" in x for x in lines) for lines in logs.values()))
+            time.sleep(1.0)  # five rounds each, all finding the lock taken
+            assert count_status(conn, "SUCCESS") == 20
+            holder.execute("SELECT pg_advisory_unlock_all()")
+            wait_until(lambda: count_status(conn, "SUCCESS") == 0)
+            procs["a"].send_signal(signal.SIGKILL)
+            procs["a"].wait(10)
+            for _ in range(5):
+                add_workflow(conn, "CANCELLED")
+            wait_until(lambda: count_status(conn, "CANCELLED") == 0)
+            assert rows_of(conn, kept) == ALL_ROWS
+        finally:
+            for proc in procs.values():
+                proc.kill()
+                proc.wait(10)
+            for reader in readers:
+                reader.join(5)
+    reported = [
+        int(line.split()[3])
+        for lines in logs.values()
+        for line in lines
+        if line.startswith("automatic retention deleted")
+    ]
+    assert sum(reported) == 25, logs
+    assert any(line.startswith("automatic retention deleted") for line in logs["b"]), logs
