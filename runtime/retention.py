@@ -36,8 +36,13 @@ __all__ = [
     "garbage_collect",
 ]
 
-#: Workflows deleted per batch (transaction) unless told otherwise: DBOS's default.
-DEFAULT_GC_BATCH_SIZE = 10_000
+#: Workflows deleted per batch (transaction) unless told otherwise. DBOS's default is 10_000;
+#: ours is smaller because, measured here (200,000 finished workflows of 3 steps each, local
+#: Postgres 15), a batch of 10,000 held its transaction for about 0.45 s and deleted about 11,700
+#: workflows/s, while batches of 1,000 took 0.03 to 0.05 s each and deleted up to 26,600/s: the
+#: cascading deletes' per-row work grows with the batch. Shorter transactions also hold their row
+#: locks and WAL burst for less time beside a running workload.
+DEFAULT_GC_BATCH_SIZE = 1_000
 
 
 @dataclass(frozen=True)

@@ -55,19 +55,23 @@ SELECT created_at FROM dbos.workflow_status ORDER BY created_at DESC LIMIT 1 OFF
 # checks every condition again in its own WHERE: were the pick ever to return a row whose status
 # changed after it was read (a resume turning CANCELLED into ENQUEUED), READ COMMITTED re-evaluates
 # the DELETE's WHERE on the row's newest version, which is ENQUEUED, and the row stays. A LIMITed
-# sub-select alone would delete by ID whatever the status became. Without ORDER BY the pick reads
-# the (status, created_at) index, one range per status; the order of deletion does not matter,
-# since every batch takes only rows older than the one cutoff. LIMIT NULL: no limit.
+# sub-select alone would delete by ID whatever the status became. Oldest first, through the
+# created_at index: a scan of the table would read again, every batch, the rows earlier batches
+# deleted (dead until vacuumed), while the index scan marks their entries dead on its first visit
+# and skips them after (measured: 200,000 rows went about 1.3 times faster, and a batch no longer
+# slowed down as the collection went on). LIMIT NULL: no limit. The DELETE
+# finds the picked rows by primary key (``= ANY(ARRAY(...))``, an array computed once): joined to
+# the CTE instead, Postgres may hash-join it against a scan of the whole table, every batch.
 DELETE_BATCH = f"""
 WITH picked AS MATERIALIZED (
     SELECT w.workflow_uuid FROM dbos.workflow_status w
     WHERE {_DELETABLE}
+    ORDER BY w.created_at
     LIMIT %(batch_size)s
     FOR UPDATE OF w SKIP LOCKED
 )
 DELETE FROM dbos.workflow_status w
-USING picked
-WHERE w.workflow_uuid = picked.workflow_uuid AND {_DELETABLE}
+WHERE w.workflow_uuid = ANY(ARRAY(SELECT workflow_uuid FROM picked)) AND {_DELETABLE}
 """  # noqa: S608 (constant SQL text; the values are parameters)
 
 # What a collection with this cutoff would do: how many it deletes, and how many old finished ones

@@ -58,8 +58,22 @@ def add_workflow(
     owner_process: str | None = None,
     wid: str | None = None,
 ) -> str:
-    """A workflow row with one row in every related table."""
+    """A workflow row with one row in every related table, in one transaction (a collector
+    running meanwhile sees all of it or nothing)."""
     wid = wid or f"wf-{uuid.uuid4().hex[:12]}"
+    with conn.transaction():
+        _add_rows(conn, wid, status, created_at, parent, owner_process)
+    return wid
+
+
+def _add_rows(
+    conn: psycopg.Connection[Any],
+    wid: str,
+    status: str,
+    created_at: int,
+    parent: str | None,
+    owner_process: str | None,
+) -> None:
     conn.execute(
         "INSERT INTO dbos.workflow_status (workflow_uuid, status, name, inputs, created_at, "
         "parent_workflow_id, owner_process, queue_name) VALUES (%s, %s, 'w', '{}', %s, %s, %s, "
@@ -87,7 +101,6 @@ def add_workflow(
         "INSERT INTO dbos.streams (workflow_uuid, key, value, \"offset\") VALUES (%s, 's', '1', 0)",
         (wid,),
     )
-    return wid
 
 
 def rows_of(conn: psycopg.Connection[Any], wid: str) -> dict[str, int]:
@@ -536,6 +549,16 @@ def _start_executor(db_url: str, name: str) -> subprocess.Popen[str]:
     )
 
 
+def reported(logs: dict[str, list[str]]) -> int:
+    """The workflows the executors' logs say automatic retention deleted."""
+    return sum(
+        int(line.split()[3])
+        for lines in logs.values()
+        for line in list(lines)
+        if line.startswith("automatic retention deleted")
+    )
+
+
 def test_two_executors_collect_one_at_a_time_and_survive_a_kill(db_url: str) -> None:
     """Two executors with retention on, one database. While the collector lock is held (as by a
     third executor in the middle of a collection) neither deletes anything; once it is free, due
@@ -562,16 +585,20 @@ def test_two_executors_collect_one_at_a_time_and_survive_a_kill(db_url: str) -> 
                 )
                 reader.start()
                 readers.append(reader)
-            wait_until(lambda: all(any("serving" in x for x in lines) for lines in logs.values()))
+            wait_until(
+                lambda: all(any("serving" in x for x in lines) for lines in logs.values()), 60
+            )
             time.sleep(1.0)  # five rounds each, all finding the lock taken
             assert count_status(conn, "SUCCESS") == 20
             holder.execute("SELECT pg_advisory_unlock_all()")
             wait_until(lambda: count_status(conn, "SUCCESS") == 0)
+            wait_until(lambda: reported(logs) == 20)  # the collector has logged its count
             procs["a"].send_signal(signal.SIGKILL)
             procs["a"].wait(10)
             for _ in range(5):
                 add_workflow(conn, "CANCELLED")
             wait_until(lambda: count_status(conn, "CANCELLED") == 0)
+            wait_until(lambda: reported(logs) == 25)  # each deleted once, all 25 counted
             assert rows_of(conn, kept) == ALL_ROWS
         finally:
             for proc in procs.values():
@@ -579,11 +606,5 @@ def test_two_executors_collect_one_at_a_time_and_survive_a_kill(db_url: str) -> 
                 proc.wait(10)
             for reader in readers:
                 reader.join(5)
-    reported = [
-        int(line.split()[3])
-        for lines in logs.values()
-        for line in lines
-        if line.startswith("automatic retention deleted")
-    ]
-    assert sum(reported) == 25, logs
+    assert reported(logs) == 25, logs
     assert any(line.startswith("automatic retention deleted") for line in logs["b"]), logs

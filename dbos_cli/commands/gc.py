@@ -51,7 +51,7 @@ BatchSize = Annotated[
     typer.Option(
         "--batch-size",
         parser=checks.whole_number("--batch-size", minimum=1),
-        help="Workflows deleted per transaction (default 10000): smaller batches hold locks for "
+        help="Workflows deleted per transaction (default 1000): smaller batches hold locks for "
         "less time.",
         show_default=False,
     ),
