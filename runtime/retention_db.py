@@ -59,9 +59,12 @@ SELECT created_at FROM dbos.workflow_status ORDER BY created_at DESC LIMIT 1 OFF
 # created_at index: a scan of the table would read again, every batch, the rows earlier batches
 # deleted (dead until vacuumed), while the index scan marks their entries dead on its first visit
 # and skips them after (measured: 200,000 rows went about 1.3 times faster, and a batch no longer
-# slowed down as the collection went on). LIMIT NULL: no limit. The DELETE
-# finds the picked rows by primary key (``= ANY(ARRAY(...))``, an array computed once): joined to
-# the CTE instead, Postgres may hash-join it against a scan of the whole table, every batch.
+# slowed down as the collection went on). LIMIT NULL: no limit. The DELETE finds the picked rows
+# by primary key (``= ANY(ARRAY(...))``, an array computed once): joined to the CTE instead,
+# Postgres may hash-join it against a scan of the whole table, every batch.
+# The family rules (_HAS_LIVE_CHILD, _HAS_LIVE_PARENT) read the other rows as of the statement's
+# start: a relative resumed in the same instant (a cancelled parent resumed while its finished
+# child is being deleted) is not seen. The row's own status, the one an operator changes, is.
 DELETE_BATCH = f"""
 WITH picked AS MATERIALIZED (
     SELECT w.workflow_uuid FROM dbos.workflow_status w
