@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from runtime.messaging import SendMessage
     from runtime.queues import Queue, SetEnqueueOptions
     from runtime.replay_check import ReplayCheckReport, ReplayCheckResult, check_replay
+    from runtime.retention import GarbageCollection
     from runtime.schedules import ClientScheduleInput, ScheduleInput, WorkflowSchedule
     from runtime.status import StepInfo, WorkflowStatus, WorkflowStatusString
 
@@ -79,6 +80,7 @@ _HOMES = {
     "DebouncerOptions": "runtime.debouncer",
     "FencingToken": "runtime.fencing",
     "EnqueueOptions": "runtime.client",
+    "GarbageCollection": "runtime.retention",
     "MaxRecoveryAttemptsExceededError": "runtime.errors",
     "Queue": "runtime.queues",
     "ReplayCheckReport": "runtime.replay_check",
@@ -130,6 +132,7 @@ __all__ = [
     "DebouncerOptions",
     "EnqueueOptions",
     "FencingToken",
+    "GarbageCollection",
     "MaxRecoveryAttemptsExceededError",
     "Queue",
     "ReplayCheckReport",

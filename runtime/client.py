@@ -26,6 +26,7 @@ from runtime.asyncs import twin
 from runtime.client_counts import ClientCountCalls
 from runtime.client_dashboard import ClientDashboardCalls
 from runtime.client_explain import ClientExplainCalls
+from runtime.client_retention import ClientRetentionCalls
 from runtime.client_schedules import ClientScheduleCalls
 from runtime.client_streams import ClientStreams
 from runtime.client_versions import ClientVersionCalls
@@ -42,6 +43,7 @@ from runtime.handles import WorkflowHandle, WorkflowHandleAsync, poll_result
 from runtime.management import STATUSES, Change, ExecutorInfo, OneOrMany, TimeArg
 from runtime.queues import INTERNAL_QUEUE
 from runtime.records import NewWorkflow, QueueInfo, VersionWork
+from runtime.retention import GarbageCollection
 from runtime.schedules import ClientScheduleInput, WorkflowSchedule
 from runtime.status import StepInfo, WorkflowStatus, WorkflowStatusString
 from runtime.stream_db import MAX_OFFSET as MAX_STREAM_OFFSET
@@ -62,6 +64,7 @@ __all__ = [
     "DBOSClient",
     "EnqueueOptions",
     "ExecutorInfo",
+    "GarbageCollection",
     "QueueInfo",
     "TimeArg",
     "UNSERVED_LOG_KEY",
@@ -140,6 +143,7 @@ class DBOSClient(
     ClientCountCalls,
     ClientExplainCalls,
     ClientDashboardCalls,
+    ClientRetentionCalls,
 ):
     """A connection to an application's system tables from outside the application.
 

@@ -29,6 +29,7 @@ from runtime.messaging import Messaging
 from runtime.migrate import check_current, migrate
 from runtime.queues import declared_queues
 from runtime.recovery import Recovery
+from runtime.retention_schedule import RetentionSchedule
 from runtime.scheduler import Scheduler
 from runtime.schedules import Schedules, StoredSchedules
 from runtime.streams import Streams
@@ -127,6 +128,13 @@ class Runtime:
             max_threads=settings.max_executor_threads,
         )
         self.deadlines = DeadlineSweep(self.sysdb)
+        self.retention = (
+            RetentionSchedule(
+                self.sysdb, settings.workflow_retention_s, settings.workflow_retention_interval_s
+            )
+            if settings.workflow_retention_s is not None and not read_only
+            else None
+        )
         parking = self.engine.parking
         self.listener = NotificationListener(
             sys_url,
@@ -180,9 +188,13 @@ class Runtime:
         self.recovery.start()
         self.dispatcher.start()
         self.scheduler.start()
+        if self.retention is not None:
+            self.retention.start()
 
     def stop(self, timeout_s: float, step_grace_s: float = 0.5) -> None:
         """Stop taking work, stop the runs (see ``Engine.shutdown``), then hand over and close."""
+        if self.retention is not None:
+            self.retention.stop()
         self.scheduler.stop()
         self.dispatcher.stop()
         self.engine.shutdown(timeout_s, step_grace_s)

@@ -39,6 +39,8 @@ and so on)::
     run_migrations = true        # false: launch checks the schema instead of migrating it
     use_listen_notify = true     # false: no LISTEN connection, waiters poll
     notification_listener_polling_interval_sec = 0.5
+    workflow_retention = "30d"   # delete finished workflows older than this (runtime.retention)
+    workflow_retention_interval_sec = 3600   # how often one executor collects them
 
 Every string value of the file may hold ``${NAME}`` (replaced by the environment variable, which
 must be set) or ``${NAME:-default}`` (the default when the variable is unset or empty, as in the
@@ -63,6 +65,7 @@ from typing import Any, Literal, Protocol, TypedDict
 
 import tomli
 
+from runtime.durations import parse_duration
 from runtime.errors import DBOSConfigError
 
 logger = logging.getLogger("dbos")
@@ -72,6 +75,7 @@ __all__ = [
     "Settings",
     "find_config_file",
     "load_file",
+    "parse_duration",
     "redact_url",
     "resolve",
 ]
@@ -82,6 +86,7 @@ PYPROJECT_FILE = "pyproject.toml"
 DEFAULT_EXECUTOR_ID = "local"
 DEFAULT_SYSTEM_SCHEMA = "dbos"
 DEFAULT_MAX_EXECUTOR_THREADS = 64
+DEFAULT_RETENTION_INTERVAL_S = 3600.0
 # Only for a project living at the file system's root, whose folder has no name.
 FALLBACK_APP_NAME = "dbos-app"
 
@@ -123,6 +128,10 @@ class DBOSConfig(TypedDict, total=False):
     console_log_level: str
     #: DBOS's: the application version becomes ``PATCHING_ENABLED`` unless one is configured.
     enable_patching: bool
+    #: Automatic retention: finished workflows older than this duration (``"30d"``, ``"12h"``)
+    #: are deleted by one executor at a time, every ``workflow_retention_interval_sec`` seconds.
+    workflow_retention: str
+    workflow_retention_interval_sec: float
     # DBOS keys for features this runtime does not have (see ``DBOS_KEYS_IGNORED``): accepted so
     # that a DBOS app's config loads; a value that asks for the feature logs a warning.
     sys_db_pool_size: int
@@ -177,6 +186,10 @@ class Settings:
     polling_interval_s: float | None = None
     #: The level of the ``dbos`` logger (DBOS's ``log_level``); None: left as it is.
     log_level: str | None = None
+    #: Automatic retention: delete finished workflows older than this many seconds; None: never.
+    workflow_retention_s: float | None = None
+    #: Seconds between two automatic collections (the first comes soon after launch).
+    workflow_retention_interval_s: float = DEFAULT_RETENTION_INTERVAL_S
 
     def __repr__(self) -> str:
         # Settings end up in logs and tracebacks; the generated repr would print passwords.
@@ -199,7 +212,9 @@ class Settings:
 
 # What each value must be: a non-empty string, a Postgres URL, a dotted module name, an int > 0,
 # a schema name (a Postgres identifier), a boolean, or a number of seconds >= 0.001.
-_Kind = Literal["text", "url", "module", "positive_int", "schema", "bool", "interval", "log_level"]
+_Kind = Literal[
+    "text", "url", "module", "positive_int", "schema", "bool", "interval", "log_level", "duration"
+]
 # Kinds whose file values are never substituted (a string there is simply the wrong type).
 _NOT_TEXT: tuple[_Kind, ...] = ("positive_int", "bool", "interval")
 # Postgres truncates identifiers longer than this many bytes (NAMEDATALEN - 1).
@@ -218,6 +233,8 @@ _FILE_SCHEMA: dict[str, dict[str, _Kind]] = {
         "run_migrations": "bool",
         "use_listen_notify": "bool",
         "notification_listener_polling_interval_sec": "interval",
+        "workflow_retention": "duration",
+        "workflow_retention_interval_sec": "interval",
     },
 }
 
@@ -238,6 +255,8 @@ _OVERRIDE_SCHEMA: dict[str, _Kind] = {
     "log_level": "log_level",
     "console_log_level": "log_level",
     "enable_patching": "bool",
+    "workflow_retention": "duration",
+    "workflow_retention_interval_sec": "interval",
 }
 
 # Keys of DBOS's config for features this runtime does not have (OpenTelemetry export, the admin
@@ -400,6 +419,10 @@ def resolve(
     lease = pick(
         "executor_lease_seconds", ENV_EXECUTOR_LEASE, runtime.get("executor_lease_seconds")
     )
+    retention = pick("workflow_retention", None, runtime.get("workflow_retention"))
+    every = pick(
+        "workflow_retention_interval_sec", None, runtime.get("workflow_retention_interval_sec")
+    )
     return Settings(
         name=name or project_dir.name or FALLBACK_APP_NAME,
         database_url=app_url,
@@ -430,6 +453,10 @@ def resolve(
         ),
         polling_interval_s=float(interval) if isinstance(interval, int | float) else None,
         log_level=_as_str(given.get("log_level") or given.get("console_log_level")),
+        workflow_retention_s=parse_duration(retention) if isinstance(retention, str) else None,
+        workflow_retention_interval_s=(
+            float(every) if isinstance(every, int | float) else DEFAULT_RETENTION_INTERVAL_S
+        ),
     )
 
 
@@ -602,6 +629,14 @@ def _problem(value: object, kind: _Kind, describe: Callable[[object], str]) -> s
             return f"expected a number of seconds, got {describe(value)}"
         if not math.isfinite(value) or value < _MIN_POLLING_INTERVAL_S:
             return f"expected at least {_MIN_POLLING_INTERVAL_S} seconds, got {value}"
+        return None
+    if kind == "duration":
+        if not isinstance(value, str):
+            return f"expected a duration such as '30d' or '12h', got {describe(value)}"
+        try:
+            parse_duration(value)
+        except ValueError as exc:
+            return str(exc)
         return None
     if kind == "positive_int":
         # bool is an int subclass, but `max_executor_threads = true` is surely a mistake.

@@ -15,13 +15,19 @@ from runtime.errors import DBOSException
 from runtime.facade.asyncs import AsyncManagementCalls
 from runtime.facade.attributes import AttributeCalls
 from runtime.facade.base import FacadeBase, classproperty, logger
+from runtime.facade.retention import AsyncRetentionCalls
 from runtime.facade.schedules import AsyncScheduleCalls
 from runtime.facade.streams import StreamCalls
 from runtime.facade.versions import AsyncVersionCalls
 
 
 class DBOS(
-    AsyncManagementCalls, AsyncScheduleCalls, StreamCalls, AttributeCalls, AsyncVersionCalls
+    AsyncManagementCalls,
+    AsyncScheduleCalls,
+    StreamCalls,
+    AttributeCalls,
+    AsyncVersionCalls,
+    AsyncRetentionCalls,
 ):
     """The one runtime object of a process.
 

@@ -577,6 +577,7 @@ SELECT %(new_id)s, 'ENQUEUED', name, class_name, inputs,
        {NOW_MS}, {NOW_MS}, config_name, attributes
 FROM dbos.workflow_status
 WHERE workflow_uuid = %(workflow_uuid)s
+FOR KEY SHARE  -- held to the commit: garbage collection cannot delete the steps being copied
 """
 
 # With the steps go the stream values they wrote (a replayed write appends nothing again).

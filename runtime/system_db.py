@@ -26,6 +26,7 @@ from runtime.attempts import decode as decode_attempts
 from runtime.errors import (
     DBOSConflictingWorkflowError,
     DBOSDatabaseError,
+    DBOSNonExistentWorkflowError,
     DBOSQueueDeduplicatedError,
 )
 from runtime.listener import event_key, message_key
@@ -608,7 +609,9 @@ class SystemDatabase:
         }
         try:
             with self.connection() as conn, conn.transaction():
-                conn.execute(queries.FORK_WORKFLOW, params)
+                if conn.execute(queries.FORK_WORKFLOW, params).rowcount == 0:
+                    # Deleted (garbage-collected) since the caller looked it up.
+                    raise DBOSNonExistentWorkflowError(workflow_id)
                 conn.execute(queries.COPY_STEPS, params)
         except DBOSDatabaseError as exc:
             if isinstance(exc.__cause__, psycopg.errors.UniqueViolation):

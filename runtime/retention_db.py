@@ -1,0 +1,112 @@
+"""The SQL of garbage collection (``runtime.retention``): finding the cutoff that keeps the newest
+N workflows, deleting finished workflows in short batches, and counting what a collection would
+delete or keep. Apart from ``SystemDatabase`` because its one job is removing old rows, through
+the same pool.
+
+Every row of a workflow lives in a table whose foreign key to ``workflow_status`` cascades on
+delete: its steps and transaction outcomes (``operation_outputs``: a transaction records its
+outcome there, in the same database, never in an application-database table), the messages sent
+to it (``notifications``), the idempotency keys of sends to it (``idempotent_sends``), its events
+(``workflow_events``) and its streams (``streams``); attributes and debounce state are columns of
+its row. So deleting the ``workflow_status`` row deletes exactly that workflow's data and nothing
+of another's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from runtime import queries
+from runtime.system_db import SystemDatabase
+
+#: The statuses of a workflow that is done: the only ones garbage collection ever deletes. An
+#: explicit list, not "anything but PENDING": a status added later (as DELAYED was) stays safe.
+FINISHED_STATUSES = ("SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED")
+_FINISHED_SQL = "('SUCCESS', 'ERROR', 'CANCELLED', 'MAX_RECOVERY_ATTEMPTS_EXCEEDED')"
+
+# An old finished workflow of the asked statuses (alias w).
+_OLD_FINISHED = f"""w.created_at < %(cutoff)s AND w.status IN {_FINISHED_SQL}
+  AND w.status = ANY(%(statuses)s)"""
+# A cancelled workflow whose runner is alive and still in a step (queries.SLOT_HELD_AFTER_RUN):
+# that runner will still write the step's outcome, so its row must outlive it.
+_HELD_BY_RUNNER = f"(w.status = 'CANCELLED' AND NOT {queries.OWNER_ABSENT})"
+# A child (any workflow naming it as parent) that is not finished: the parent stays until its
+# children are done, so a child's run never looks for a parent that is gone.
+_HAS_LIVE_CHILD = f"""EXISTS (SELECT 1 FROM dbos.workflow_status c
+    WHERE c.parent_workflow_id = w.workflow_uuid AND c.status NOT IN {_FINISHED_SQL})"""  # noqa: S608 (constant SQL text; the values are parameters)
+_DELETABLE = f"{_OLD_FINISHED} AND NOT {_HELD_BY_RUNNER} AND NOT {_HAS_LIVE_CHILD}"
+
+# The created_at of the rows_threshold-th newest workflow (of any status, as in DBOS): what is
+# older goes.
+ROWS_CUTOFF = """
+SELECT created_at FROM dbos.workflow_status ORDER BY created_at DESC LIMIT 1 OFFSET %(skip)s
+"""
+
+# One batch, in its own transaction. The rows are picked and locked in a MATERIALIZED CTE (FOR
+# UPDATE re-reads a row changed since the statement began and re-checks the conditions; SKIP
+# LOCKED leaves a row an operator is changing right now to the next collection), and the DELETE
+# checks every condition again in its own WHERE: were the pick ever to return a row whose status
+# changed after it was read (a resume turning CANCELLED into ENQUEUED), READ COMMITTED re-evaluates
+# the DELETE's WHERE on the row's newest version, which is ENQUEUED, and the row stays. A LIMITed
+# sub-select alone would delete by ID whatever the status became. Without ORDER BY the pick reads
+# the (status, created_at) index, one range per status; the order of deletion does not matter,
+# since every batch takes only rows older than the one cutoff. LIMIT NULL: no limit.
+DELETE_BATCH = f"""
+WITH picked AS MATERIALIZED (
+    SELECT w.workflow_uuid FROM dbos.workflow_status w
+    WHERE {_DELETABLE}
+    LIMIT %(batch_size)s
+    FOR UPDATE OF w SKIP LOCKED
+)
+DELETE FROM dbos.workflow_status w
+USING picked
+WHERE w.workflow_uuid = picked.workflow_uuid AND {_DELETABLE}
+"""  # noqa: S608 (constant SQL text; the values are parameters)
+
+# What a collection with this cutoff would do: how many it deletes, how many old finished ones it
+# keeps because a child still runs, and how many because a cancelled runner is still in a step.
+COUNT = f"""
+SELECT count(*) FILTER (WHERE NOT held AND NOT parent),
+       count(*) FILTER (WHERE parent),
+       count(*) FILTER (WHERE held AND NOT parent)
+FROM (SELECT {_HELD_BY_RUNNER} AS held, {_HAS_LIVE_CHILD} AS parent
+      FROM dbos.workflow_status w WHERE {_OLD_FINISHED}) s
+"""  # noqa: S608 (constant SQL text; the values are parameters)
+
+
+@dataclass(frozen=True)
+class Census:
+    """Old finished workflows of the asked statuses: those a collection deletes, and those it
+    keeps (a child unfinished; cancelled, with the runner still in a step)."""
+
+    deletable: int
+    kept_for_children: int
+    kept_for_runner: int
+
+
+class RetentionDatabase:
+    """Garbage collection's statements, through a system database's pool."""
+
+    def __init__(self, sysdb: SystemDatabase) -> None:
+        self.sysdb = sysdb
+
+    def rows_cutoff(self, rows_threshold: int) -> int | None:
+        """The created_at (epoch ms) of the ``rows_threshold``-th newest workflow; None when
+        there are not that many."""
+        with self.sysdb.connection() as conn:
+            row = conn.execute(ROWS_CUTOFF, {"skip": rows_threshold - 1}).fetchone()
+        return None if row is None else int(row[0])
+
+    def delete_batch(self, cutoff_ms: int, statuses: list[str], batch_size: int | None) -> int:
+        """Delete up to ``batch_size`` (None: every) deletable workflow created before
+        ``cutoff_ms`` in one short transaction; returns how many went."""
+        params = {"cutoff": cutoff_ms, "statuses": statuses, "batch_size": batch_size}
+        with self.sysdb.connection() as conn, conn.transaction():
+            return conn.execute(DELETE_BATCH, params).rowcount
+
+    def census(self, cutoff_ms: int, statuses: list[str]) -> Census:
+        """Count what a collection with this cutoff deletes and keeps, now."""
+        with self.sysdb.connection() as conn:
+            row = conn.execute(COUNT, {"cutoff": cutoff_ms, "statuses": statuses}).fetchone()
+        assert row is not None  # an aggregate always returns one row
+        return Census(int(row[0]), int(row[1]), int(row[2]))
