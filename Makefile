@@ -59,7 +59,7 @@ bench-ours: install
 # Garbage collection alone (also part of `make bench`): 1,000,000 finished workflows deleted in
 # batches while a workload checkpoints; the rate and the checkpoint latency with and without gc.
 bench-gc: install
-	$(PY) bench/gc_bench.py --json bench/results/gc.json
+	$(PY) bench/gc_bench.py --json bench/results/gc.json --markdown bench/results/gc.md
 
 bench-parked: install
 	$(PY) bench/parked.py --big --markdown bench/results/parked.md --json bench/results/parked.json

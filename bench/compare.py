@@ -501,7 +501,7 @@ def render_results(
         note = PARKED_PEER_NOTE if peer_waits and peer_waits["n"] < waits["ours"]["n"] else ""
         text += "\n\n## Parked waits\n\n" + parked.render(waits["ours"], peer_waits, note)
     if collected is not None:
-        text += "\n\n## Garbage collection under load (ours)\n\n" + gc_bench.render(collected)
+        text += f"\n\n## {gc_bench.TITLE}\n\n" + gc_bench.render(collected)
     (RESULTS / "latest.md").write_text(
         "# Benchmark: ours vs DBOS Transact (same Postgres, same run)\n\n" + text + "\n"
     )

@@ -18,6 +18,7 @@ Reported: the rate (workflows/s, and rows/s over every table), the median and p9
 without and with gc, and the p99's rise (target: < 2x).
 
     python bench/gc_bench.py [--quick] [--n N] [--batch-size B] [--url URL] [--json FILE]
+                             [--markdown FILE]
 
 Without ``--url`` it starts an embedded Postgres (default durability: fsync on) in a temporary
 folder; with ``--url`` it creates and then drops the database ``bench_gc`` on that server. Run by
@@ -297,6 +298,9 @@ def measure(
     }
 
 
+TITLE = "Garbage collection under load (ours)"
+
+
 def render(r: dict[str, Any]) -> str:
     """The markdown section of bench/results/latest.md."""
     rise_met = r["p99_rise"] < P99_RISE_TARGET
@@ -361,6 +365,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, help="workflows per batch (default: the API's)")
     parser.add_argument("--url", help="a server to use (default: an embedded one)")
     parser.add_argument("--json", help="write the result here (worker: the samples)")
+    parser.add_argument("--markdown", help="write the report here")
     parser.add_argument("--mode", choices=["measure", "worker"], default="measure")
     options = parser.parse_args()
     if options.mode == "worker":
@@ -388,6 +393,8 @@ def main() -> None:
                 shutil.rmtree(base_dir)
     if options.json:
         Path(options.json).write_text(json.dumps(result, indent=2))
+    if options.markdown:
+        Path(options.markdown).write_text(f"# {TITLE}\n\n{render(result)}\n")
     print(render(result))
     print(json.dumps(result))
 

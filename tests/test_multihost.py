@@ -189,7 +189,8 @@ def test_every_connection_gets_keepalives_unless_the_url_sets_them(servers: Serv
 
 
 def test_the_cli_works_with_a_dead_first_host(servers: Servers, fresh_db: str) -> None:
-    """`dbos migrate`, `dbos workflow list` and `get` with the old primary's port first."""
+    """`dbos migrate`, `dbos workflow list` (--db-url) and `get` (DBOS_DATABASE_URL) with the
+    old primary's port first."""
     url = servers.url(servers.dead, servers.live, db=fresh_db)
     env = clean_env()
     cwd = Path(tempfile.mkdtemp(prefix="dbos-multihost-cli-"))
@@ -205,7 +206,10 @@ def test_the_cli_works_with_a_dead_first_host(servers: Servers, fresh_db: str) -
         listed = dbos("workflow", "list", "--db-url", url, "--json", cwd=cwd, env=env)
         assert listed.returncode == 0, listed.stderr
         assert [w["workflow_id"] for w in json.loads(listed.stdout)] == ["mh-1"]
-        got = dbos("workflow", "get", "mh-1", "--db-url", url, "--json", cwd=cwd, env=env)
+        # From the environment, as a deployment configures it.
+        got = dbos(
+            "workflow", "get", "mh-1", "--json", cwd=cwd, env=env | {"DBOS_DATABASE_URL": url}
+        )
         assert got.returncode == 0, got.stderr
         assert json.loads(got.stdout)["status"] == "ENQUEUED"
     finally:
