@@ -5,7 +5,8 @@ a server that turned read-only is waited out, and a failure names each host and 
 password.
 
 Real servers on loopback, each in its own folder: one writable, one whose sessions default to
-read-only (libpq's read-write check treats it as a standby), and the port of a stopped one."""
+read-only (libpq's read-write check treats it as a standby), and a port where nothing listens (a
+killed primary's)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,7 @@ from runtime.config import redact_url
 from runtime.embedded import EmbeddedPostgres
 from runtime.errors import DBOSConnectionError, DBOSDatabaseError
 from runtime.migrate import migrate
-from tests.cli_helpers import clean_env, dbos
+from tests.cli_helpers import clean_env, dbos, free_port
 from tests.conftest import TEST_SERVER_SETTINGS
 
 SECRET = "pw-Secret-42"
@@ -40,8 +42,7 @@ SECRET = "pw-Secret-42"
 class Servers:
     live: int  # the writable server's port
     read_only: int  # sessions read-only by default: a standby to libpq's read-write check
-    dead: int  # the port of a server that was stopped: connections are refused
-    live_server: EmbeddedPostgres
+    dead: int  # a port nothing listens on: connections are refused, as to a killed primary
 
     def url(self, *ports: int, db: str = "postgres", query: str = "") -> str:
         hosts = ",".join(f"127.0.0.1:{p}" for p in ports)
@@ -63,14 +64,15 @@ def _port(server: EmbeddedPostgres) -> int:
 
 @pytest.fixture(scope="module")
 def servers() -> Iterator[Servers]:
+    """Two servers, started at once (initdb is most of the time), and a port where nothing
+    listens any more: connections to it are refused, as to a primary that was killed."""
     started: list[tuple[EmbeddedPostgres, Path]] = []
     try:
-        for settings in ({}, {"default_transaction_read_only": "on"}, {}):
-            started.append(_server(settings))
-        (live, _), (read_only, _), (dead, _) = started
-        dead_port = _port(dead)
-        dead.stop("immediate")
-        yield Servers(_port(live), _port(read_only), dead_port, live)
+        with ThreadPoolExecutor(2) as starting:
+            for done in starting.map(_server, ({}, {"default_transaction_read_only": "on"})):
+                started.append(done)
+        (live, _), (read_only, _) = started
+        yield Servers(_port(live), _port(read_only), free_port())
     finally:
         for server, base in started:
             server.stop("immediate")
