@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: install test lint format typecheck check demo bench bench-quick bench-ours bench-parked chaos chaos-200 chaos-ops clean
+.PHONY: install test lint format typecheck check demo bench bench-quick bench-ours bench-parked bench-gc chaos chaos-200 chaos-ops clean
 
 $(BIN)/dbos: pyproject.toml
 	python3 -m venv $(VENV)
@@ -55,6 +55,11 @@ bench-quick: install
 
 bench-ours: install
 	$(PY) bench/run.py
+
+# Garbage collection alone (also part of `make bench`): 1,000,000 finished workflows deleted in
+# batches while a workload checkpoints; the rate and the checkpoint latency with and without gc.
+bench-gc: install
+	$(PY) bench/gc_bench.py --json bench/results/gc.json --markdown bench/results/gc.md
 
 bench-parked: install
 	$(PY) bench/parked.py --big --markdown bench/results/parked.md --json bench/results/parked.json

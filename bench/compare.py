@@ -3,7 +3,9 @@ environment, since both install a `dbos` command) run the same workloads against
 Postgres (default durability, fsync on) in the same run, next to what Postgres itself can do.
 Writes bench/results/latest.md (workload, ours, peer, ratio, floor) and bench/results/ratios.png,
 then a section on parked waits (bench/parked.py: 10,000 sleeping workflows, and 10,000 waiting in
-recv, each set in one process; --quick: 2,000; DBOS Transact at 2,000, quick 1,000).
+recv, each set in one process; --quick: 2,000; DBOS Transact at 2,000, quick 1,000), and one on
+garbage collection under load (bench/gc_bench.py: 1,000,000 finished workflows deleted in batches
+while a workload checkpoints; --quick: 100,000).
 
     python bench/compare.py [--quick]
 """
@@ -21,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import gc_bench
 import parked
 import psycopg
 from psycopg import sql
@@ -423,7 +426,12 @@ def main() -> None:
     if options.from_json:
         saved = json.loads((RESULTS / "latest.json").read_text())
         render_results(
-            peer_python(), saved["ours"], saved["peer"], saved["floor"], saved.get("parked")
+            peer_python(),
+            saved["ours"],
+            saved["peer"],
+            saved["floor"],
+            saved.get("parked"),
+            saved.get("gc"),
         )
         return
     python = peer_python()
@@ -463,13 +471,19 @@ def main() -> None:
             "ours": parked.measure("ours", url, PARKED_N["ours"][pick]),
             "peer": parked.measure("peer", url, PARKED_N["peer"][pick], python=python),
         }
+        # Garbage collection under load (ours only: bench/gc_bench.py): 1,000,000 finished
+        # workflows (quick: 100,000) deleted while a workload checkpoints.
+        collected = gc_bench.run(url, gc_bench.GC_N[pick], baseline_s=gc_bench.BASELINE_S[pick])
     finally:
         server.stop()
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "latest.json").write_text(
-        json.dumps({"ours": ours, "peer": peer, "floor": base, "parked": waits}, indent=2)
+        json.dumps(
+            {"ours": ours, "peer": peer, "floor": base, "parked": waits, "gc": collected},
+            indent=2,
+        )
     )
-    render_results(python, ours, peer, base, waits)
+    render_results(python, ours, peer, base, waits, collected)
 
 
 def render_results(
@@ -478,6 +492,7 @@ def render_results(
     peer: dict[str, Any],
     base: dict[str, float],
     waits: dict[str, Any] | None = None,
+    collected: dict[str, Any] | None = None,
 ) -> None:
     """Write bench/results/latest.md and ratios.png from the measurements."""
     text = table(ours, peer, base)
@@ -485,6 +500,8 @@ def render_results(
         peer_waits = waits.get("peer")
         note = PARKED_PEER_NOTE if peer_waits and peer_waits["n"] < waits["ours"]["n"] else ""
         text += "\n\n## Parked waits\n\n" + parked.render(waits["ours"], peer_waits, note)
+    if collected is not None:
+        text += f"\n\n## {gc_bench.TITLE}\n\n" + gc_bench.render(collected)
     (RESULTS / "latest.md").write_text(
         "# Benchmark: ours vs DBOS Transact (same Postgres, same run)\n\n" + text + "\n"
     )

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import re
 
-import psycopg
-
+from runtime import pg_hosts
 from runtime.config import redact_url
 
 _AMBIGUOUS = (
@@ -22,10 +21,7 @@ _AMBIGUOUS = (
 
 
 def _params(url: str) -> dict[str, str]:
-    try:
-        return {k: str(v) for k, v in psycopg.conninfo.conninfo_to_dict(url).items()}
-    except Exception:  # an unparsable URL was refused before any connection was tried
-        return {}
+    return pg_hosts.params(url)
 
 
 def _secret(url: str) -> str:
@@ -56,9 +52,8 @@ def _pieces(secret: str) -> list[str]:
 def _where(url: str, params: dict[str, str], ambiguous: bool) -> str:
     if ambiguous or not params:
         return redact_url(url)
-    host = params.get("host") or params.get("hostaddr") or "localhost"
-    port = params.get("port") or "5432"
-    return f"{host}:{port}/{params.get('dbname') or params.get('user') or 'postgres'}"
+    hosts = ",".join(pg_hosts.host_list(params))
+    return f"{hosts}/{params.get('dbname') or params.get('user') or 'postgres'}"
 
 
 def _quoted(text: str) -> str | None:
@@ -71,6 +66,12 @@ def _quoted(text: str) -> str | None:
 def _reason(text: str, params: dict[str, str], connect_timeout_s: float) -> str:
     """What went wrong, from the driver's message."""
     lower = text.lower()
+    if "session is read-only" in lower:  # target_session_attrs=read-write met a standby
+        return "the server is read-only (a standby?), and the URL asks for a writable one"
+    if "server is in hot standby mode" in lower or "server is not in hot standby" in lower:
+        return (
+            f"the server does not match target_session_attrs={params.get('target_session_attrs')}"
+        )
     if "connection refused" in lower:
         return "connection refused (is a server listening on that host and port?)"
     if "timeout expired" in lower or "timed out" in lower:
@@ -111,6 +112,32 @@ def describe(exc: BaseException, url: str, connect_timeout_s: float) -> str:
         # libpq read part of the password as the host, port or database: its own message
         # would echo that part, and what it says about a host name that is not one misleads.
         reason = _AMBIGUOUS
+    elif _ATTEMPTS_HEADER in str(exc):
+        reason = _each_host(str(exc), params, connect_timeout_s)
     else:  # parsed as its writer meant it: libpq's text never holds the password
         reason = _reason(str(exc), params, connect_timeout_s)
     return f"cannot reach the database at {_where(url, params, ambiguous)}: {reason}"
+
+
+# The driver's message when every host of a multi-host URL failed: the last failure, this
+# header, then one line per attempt: "- host: 'h', port: 'p', hostaddr: 'a': <why>".
+_ATTEMPTS_HEADER = "Multiple connection attempts failed"
+_ATTEMPT = re.compile(r"^- host: '([^']*)', port: '([^']*)', hostaddr: '[^']*': (.*)$")
+
+
+def _each_host(text: str, params: dict[str, str], connect_timeout_s: float) -> str:
+    """``every host failed: h1:p1 (why); h2:p2 (why)`` from the driver's message listing each
+    attempt (a host name resolving to several addresses is one attempt per address)."""
+    attempts: list[tuple[str, str, list[str]]] = []
+    for line in text.partition(_ATTEMPTS_HEADER)[2].splitlines():
+        found = _ATTEMPT.match(line.strip())
+        if found is not None:
+            attempts.append((found.group(1), found.group(2), [found.group(3)]))
+        elif attempts:  # libpq's hint lines continue the attempt above them
+            attempts[-1][2].append(line)
+    failures = [
+        f"{pg_hosts.host_list({'host': host, 'port': port})[0]} "
+        f"({_reason(chr(10).join(why), params | {'host': host}, connect_timeout_s)})"
+        for host, port, why in attempts
+    ]
+    return "every host failed: " + "; ".join(failures) if failures else _first_line(text)

@@ -18,7 +18,7 @@ import psycopg.errors
 from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from runtime import connect_errors, sysschema
+from runtime import connect_errors, pg_hosts, sysschema
 from runtime.config import redact_url
 from runtime.errors import (
     DBOSConnectionError,
@@ -50,9 +50,12 @@ def _sqlstate(exc: BaseException) -> str | None:
     return getattr(exc, "sqlstate", None) if isinstance(exc, psycopg.Error) else None
 
 
-def translate(exc: BaseException, url: str | None = None) -> DBOSException:
+def translate(
+    exc: BaseException, url: str | None = None, *, conn: psycopg.Connection[Any] | None = None
+) -> DBOSException:
     """Our error for a driver error. Connection failures name the (redacted) URL; a missing system
-    table says to run `dbos migrate`.
+    table says to run `dbos migrate`. ``conn``: the connection the error came from, when the
+    caller's own code may have made its transaction read-only (see ``_read_only``).
 
     The classification decides what a workflow does with the error (see ``is_transient``): a
     connection that failed or was lost is a ``DBOSConnectionError``; other failures that are not
@@ -79,6 +82,8 @@ def translate(exc: BaseException, url: str | None = None) -> DBOSException:
         if url:
             return DBOSConnectionError(connect_errors.describe(exc, url, CONNECT_TIMEOUT_S))
         return DBOSConnectionError(f"cannot reach the database: {_first_line(str(exc))}")
+    if state == READ_ONLY_SQLSTATE:
+        return _read_only(exc, where, conn)
     if isinstance(exc, psycopg.errors.QueryCanceled):
         return _transient(f"database statement cancelled{where}: {_first_line(str(exc))}")
     if state is not None and (state.startswith(_TRANSIENT_CLASSES) or state == "55P03"):
@@ -103,6 +108,38 @@ def pool_timeout(exc: PoolTimeout, pool: ConnectionPool, url: str | None = None)
             f"(waited {pool.timeout:g}s; more concurrent work than connections)"
         )
     return translate(exc, url)
+
+
+# read_only_sql_transaction: the server refused a write.
+READ_ONLY_SQLSTATE = "25006"
+
+
+def _read_only(
+    exc: BaseException, where: str, conn: psycopg.Connection[Any] | None
+) -> DBOSDatabaseError:
+    """A write refused as read-only. Our own statements never make a transaction read-only, so
+    it is the server: a standby (a URL listing one host that became a standby), or a primary
+    being demoted in a failover. That passes once the URL's hosts lead to the new primary: an
+    outage-like, transient error that a workflow waits out. But a transaction the application's
+    code set READ ONLY on a writable server is that code's doing: its error, not transient."""
+    if conn is not None and not session_read_only(conn):
+        return DBOSDatabaseError(f"database error{where}: {_first_line(str(exc))}")
+    return _transient(
+        f"the database server{where} is read-only (a standby, or a primary being demoted in a "
+        "failover): a URL listing the primary and its standbys should say "
+        "target_session_attrs=read-write, so that connections go to the primary"
+    )
+
+
+def session_read_only(conn: psycopg.Connection[Any]) -> bool:
+    """Whether ``conn``'s server refuses every write of this session: it is a standby
+    (``in_hot_standby``), or its default is read-only. Both are reported by the server on
+    every change (no round trip): a standby's promotion turns ``in_hot_standby`` off."""
+    info = conn.info
+    return "on" in (
+        info.parameter_status("in_hot_standby"),
+        info.parameter_status("default_transaction_read_only"),
+    )
 
 
 def _transient(message: str) -> DBOSDatabaseError:
@@ -154,7 +191,10 @@ def connect(
     check_url(url)
     try:
         conn = psycopg.connect(
-            url, autocommit=autocommit, connect_timeout=CONNECT_TIMEOUT_S, **kwargs
+            url,
+            autocommit=autocommit,
+            connect_timeout=CONNECT_TIMEOUT_S,
+            **(pg_hosts.session_defaults(url) | kwargs),
         )
     except psycopg.Error as exc:
         raise translate(exc, url) from None
@@ -175,7 +215,9 @@ def probe(url: str, *, missing_database_ok: bool = False) -> None:
     a server that answers that the database does not exist passes (for a command creating it)."""
     check_url(url)
     try:
-        psycopg.connect(url, autocommit=True, connect_timeout=PROBE_TIMEOUT_S).close()
+        psycopg.connect(
+            url, autocommit=True, connect_timeout=PROBE_TIMEOUT_S, **pg_hosts.session_defaults(url)
+        ).close()
     except psycopg.Error as exc:
         if missing_database_ok and _NO_SUCH_DATABASE.search(str(exc)) is not None:
             return
@@ -189,6 +231,21 @@ def translated(url: str | None = None) -> Iterator[None]:
         yield
     except psycopg.Error as exc:
         raise translate(exc, url) from exc
+
+
+class _Pool(ConnectionPool):
+    """A pool that drops a returned connection whose server refuses writes: a standby the
+    connection was opened to, or a primary being demoted. Kept, it would fail every write until
+    the server came back writable; dropped, the pool opens a new one, which the URL's
+    ``target_session_attrs`` leads to the new primary. Checked where the connection comes back,
+    at the cost of two reads of what the server last reported (no round trip)."""
+
+    drop_read_only = True
+
+    def putconn(self, conn: psycopg.Connection[Any]) -> None:
+        if self.drop_read_only and not conn.closed and session_read_only(conn):
+            conn.close()
+        super().putconn(conn)
 
 
 def make_pool(
@@ -222,11 +279,15 @@ def make_pool(
             )
 
     check_url(url)
-    pool = ConnectionPool(
+    pool = _Pool(
         url,
         min_size=min_size,
         max_size=max_size,
-        kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S},
+        kwargs={
+            "autocommit": True,
+            "connect_timeout": CONNECT_TIMEOUT_S,
+            **pg_hosts.session_defaults(url),
+        },
         configure=configure,
         name=name,
         open=False,
@@ -234,6 +295,9 @@ def make_pool(
         # decide how long to keep trying.
         timeout=wait_timeout_s,
     )
+    # A deliberately read-only pool keeps its connections; another drops one whose server
+    # refuses writes.
+    pool.drop_read_only = not read_only
     try:
         pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
     except Exception as exc:
@@ -261,7 +325,12 @@ def ensure_database(url: str) -> bool:
     ``DBOSConnectionError``."""
     check_url(url)
     try:
-        psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S).close()
+        psycopg.connect(
+            url,
+            autocommit=True,
+            connect_timeout=CONNECT_TIMEOUT_S,
+            **pg_hosts.session_defaults(url),
+        ).close()
         return False
     except psycopg.Error as exc:
         # libpq reports a refused connection without a SQLSTATE: the server's message is all
@@ -273,7 +342,10 @@ def ensure_database(url: str) -> bool:
     maintenance = psycopg.conninfo.make_conninfo(url, dbname=MAINTENANCE_DATABASE)
     try:
         with psycopg.connect(
-            maintenance, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
+            maintenance,
+            autocommit=True,
+            connect_timeout=CONNECT_TIMEOUT_S,
+            **pg_hosts.session_defaults(url),
         ) as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     except psycopg.errors.DuplicateDatabase:

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 import psycopg
 from psycopg import sql
 
-from runtime import db
+from runtime import db, pg_hosts
 
 logger = logging.getLogger("dbos")
 
@@ -279,8 +279,13 @@ class NotificationListener:
         backoff = 0.1
         while not self._stop.is_set():
             try:
+                # With TCP keepalives (pg_hosts.session_defaults): this connection only
+                # waits, so only probes tell it that its server vanished without a reset.
                 with psycopg.connect(
-                    self.url, autocommit=True, connect_timeout=db.CONNECT_TIMEOUT_S
+                    self.url,
+                    autocommit=True,
+                    connect_timeout=db.CONNECT_TIMEOUT_S,
+                    **pg_hosts.session_defaults(self.url),
                 ) as conn:
                     self._conn = conn
                     for channel in self.callbacks:

@@ -384,7 +384,7 @@ class Transactions:
         except psycopg.Error as exc:
             if conn.broken or conn.closed:
                 raise OutcomeUnknown(exc) from exc
-            if db.is_transient(db.translate(exc)):
+            if db.is_transient(db.translate(exc, conn=conn)):
                 # Not an outage (the connection is up) and not the data's fault: a timeout or a
                 # lock not available. The transaction rolls back and runs again; left PENDING
                 # instead, a caller's retry could commit it a second time, then recovery again.
