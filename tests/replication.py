@@ -28,6 +28,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -215,16 +216,21 @@ class ReplicatedPostgres:
             time.sleep(0.02)
         self.primary, self.standby = self.standby, self.primary
 
-    def failover(self, lag_s: float = 0.0) -> FailoverTiming:
+    def failover(
+        self, lag_s: float = 0.0, before_kill: Callable[[], None] | None = None
+    ) -> FailoverTiming:
         """Crash the primary, promote the standby, rebuild a standby on the old primary's port.
 
         ``lag_s`` > 0 first pauses the standby's WAL receiver for that long (SIGSTOP) while the
         primary goes on committing, so that the standby is that far behind when the primary dies:
         in async mode those commits are lost (in sync mode they wait for the standby, and the
-        crash cuts them off unacknowledged)."""
+        crash cuts them off unacknowledged). ``before_kill`` runs just before the crash (to read
+        what the old primary holds)."""
         if lag_s > 0:
             self.pause_wal_receiver()
             time.sleep(lag_s)
+        if before_kill is not None:
+            before_kill()
         killed_at = time.time()
         t0 = time.monotonic()
         lost = self.kill_primary()

@@ -77,8 +77,12 @@ class Losses:
         return len(self.workflows) + len(self.finished_reverted) + len(self.steps) + len(self.tx)
 
 
-def inject(cluster: ReplicatedPostgres, losses: Losses, lag_s: float = 0.0) -> dict[str, Any]:
-    """One failover, with its timing and losses; returns its figures."""
+def inject(
+    cluster: ReplicatedPostgres, losses: Losses, executors: list[str], lag_s: float = 0.0
+) -> dict[str, Any]:
+    """One failover, with its timing, its losses, and how long after the promotion the
+    ``executors`` (executor IDs, running and not paused) heartbeated on the new primary; returns
+    its figures."""
     before: list[Snapshot] = []
 
     def snapshot_old_primary() -> None:
@@ -89,6 +93,8 @@ def inject(cluster: ReplicatedPostgres, losses: Losses, lag_s: float = 0.0) -> d
 
     timing = cluster.failover(lag_s=lag_s, before_kill=snapshot_old_primary)
     figures: dict[str, Any] = {"at": round(timing.killed_at, 3), **timing.summary()}
+    promoted_ms = int((timing.killed_at + timing.promoted_s) * 1000)
+    figures["executors_back_s"] = executors_back(cluster.url, promoted_ms, executors)
     if before:
         after = Snapshot.read(cluster.primary)
         old = before[0]
@@ -134,6 +140,26 @@ def rerun_figures(url: str, losses: Losses) -> dict[str, int]:
         "steps_run_again": len(losses.steps & attempts),
         "transactions_committed_again": len(losses.tx & tx),
     }
+
+
+def executors_back(url: str, since_ms: int, executors: list[str], timeout: float = 30) -> float:
+    """Seconds from ``since_ms`` (epoch ms) until every one of ``executors`` has heartbeated on
+    the primary of ``url`` (-1 if one has not within ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with psycopg.connect(url, connect_timeout=5) as conn:
+                row = conn.execute(
+                    "SELECT count(DISTINCT executor_id) "
+                    "FROM dbos.executors WHERE executor_id = ANY(%s) AND last_heartbeat_at > %s",
+                    (executors, since_ms),
+                ).fetchone()
+            if row is not None and row[0] == len(set(executors)):
+                return round(max(0.0, time.time() - since_ms / 1000), 3)
+        except psycopg.Error:
+            pass
+        time.sleep(0.05)
+    return -1.0
 
 
 def wait_carried_on(url: str, since_ms: int, timeout: float = 60) -> float | None:

@@ -360,7 +360,8 @@ class Chaos:
     def fail_over(self, lag_s: float = 0.0) -> None:
         """The ``failover`` fault (replication only); see ``failover``."""
         assert self.cluster is not None
-        figures = failover.inject(self.cluster, self.losses, lag_s)
+        running = [e.name for e in self.executors if e.alive() and not e.paused]
+        figures = failover.inject(self.cluster, self.losses, running, lag_s)
         self.report.faults["failover"] += 1
         self.report.failovers.append(figures)
         if self.cluster.mode == "sync" and self.losses.total():
