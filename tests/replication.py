@@ -197,7 +197,6 @@ class ReplicatedPostgres:
         """Promote the standby (clearing ``synchronous_standby_names`` first, see the module's
         docstring) and wait until it accepts writes; the two nodes swap roles."""
         node = self.standby
-        self._resume_wal_receiver()
         with node.connect() as conn:
             conn.execute("ALTER SYSTEM SET synchronous_standby_names = ''")
             conn.execute("SELECT pg_reload_conf()")
@@ -221,13 +220,14 @@ class ReplicatedPostgres:
     ) -> FailoverTiming:
         """Crash the primary, promote the standby, rebuild a standby on the old primary's port.
 
-        ``lag_s`` > 0 first pauses the standby's WAL receiver for that long (SIGSTOP) while the
-        primary goes on committing, so that the standby is that far behind when the primary dies:
-        in async mode those commits are lost (in sync mode they wait for the standby, and the
-        crash cuts them off unacknowledged). ``before_kill`` runs just before the crash (to read
-        what the old primary holds)."""
+        ``lag_s`` > 0 first pauses the primary's WAL sender for that long (SIGSTOP) while the
+        primary goes on committing, so that the standby is that far behind when the primary dies
+        (a slow or partitioned link): in async mode those commits are lost (in sync mode they
+        wait for the standby, and the crash cuts them off unacknowledged). The sender, not the
+        receiver: WAL already sent would wait in the receiver's socket buffer and still arrive.
+        ``before_kill`` runs just before the crash (to read what the old primary holds)."""
         if lag_s > 0:
-            self.pause_wal_receiver()
+            self.pause_wal_sender()
             time.sleep(lag_s)
         if before_kill is not None:
             before_kill()
@@ -293,29 +293,16 @@ class ReplicatedPostgres:
                 raise RuntimeError(f"standby {name} does not stream from {source.name}: {row}")
             time.sleep(0.02)
 
-    def _wal_receiver_pid(self) -> int | None:
-        try:
-            with self.standby.connect() as conn:
-                row = conn.execute("SELECT pid FROM pg_stat_wal_receiver").fetchone()
-        except psycopg.OperationalError:
-            return None
-        return int(row[0]) if row and row[0] is not None else None
-
-    def pause_wal_receiver(self) -> None:
-        """SIGSTOP the standby's WAL receiver: it falls behind the primary until resumed."""
-        pid = self._wal_receiver_pid()
-        if pid is not None:
-            os.kill(pid, signal.SIGSTOP)
-            self._paused_receiver = pid
-
-    def _resume_wal_receiver(self) -> None:
-        pid = getattr(self, "_paused_receiver", None)
-        if pid is not None:
-            self._paused_receiver = None
-            try:
-                os.kill(pid, signal.SIGCONT)
-            except ProcessLookupError:
-                pass
+    def pause_wal_sender(self) -> None:
+        """SIGSTOP the primary's WAL sender to the standby: the standby falls behind; the sender
+        stays stopped until the primary is killed (or restarted)."""
+        with self.primary.connect() as conn:
+            row = conn.execute(
+                "SELECT pid FROM pg_stat_replication WHERE application_name = %s",
+                (self.standby.name,),
+            ).fetchone()
+        if row is not None:
+            os.kill(int(row[0]), signal.SIGSTOP)
 
     def _unreceived_wal(self) -> int:
         """Bytes of WAL the primary has written that the standby has not received (0 if either
