@@ -216,7 +216,10 @@ class ReplicatedPostgres:
         self.primary, self.standby = self.standby, self.primary
 
     def failover(
-        self, lag_s: float = 0.0, before_kill: Callable[[], None] | None = None
+        self,
+        lag_s: float = 0.0,
+        before_kill: Callable[[], None] | None = None,
+        after_promote: Callable[[], None] | None = None,
     ) -> FailoverTiming:
         """Crash the primary, promote the standby, rebuild a standby on the old primary's port.
 
@@ -225,7 +228,8 @@ class ReplicatedPostgres:
         (a slow or partitioned link): in async mode those commits are lost (in sync mode they
         wait for the standby, and the crash cuts them off unacknowledged). The sender, not the
         receiver: WAL already sent would wait in the receiver's socket buffer and still arrive.
-        ``before_kill`` runs just before the crash (to read what the old primary holds)."""
+        ``before_kill`` runs just before the crash (to read what the old primary holds),
+        ``after_promote`` just after the promotion, before the new standby is built."""
         if lag_s > 0:
             self.pause_wal_sender()
             time.sleep(lag_s)
@@ -236,6 +240,8 @@ class ReplicatedPostgres:
         lost = self.kill_primary()
         self.promote()
         promoted = time.monotonic()
+        if after_promote is not None:
+            after_promote()
         old = self.standby  # the node just killed
         self._build_standby(old, self.primary, wipe=True)
         timing = FailoverTiming(killed_at, promoted - t0, time.monotonic() - promoted, lost)

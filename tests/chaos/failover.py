@@ -13,6 +13,7 @@ to: steps whose recorded outcome was lost and that ran again, transactions commi
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -91,10 +92,28 @@ def inject(
         except psycopg.Error:
             pass  # the primary may be restarting (another fault): no figures for this one
 
-    timing = cluster.failover(lag_s=lag_s, before_kill=snapshot_old_primary)
+    back: list[float] = []
+    watcher: list[threading.Thread] = []
+
+    def watch_executors() -> None:
+        # From the promotion on, while the new standby is being built.
+        since_ms = int(time.time() * 1000)
+        thread = threading.Thread(
+            target=lambda: back.append(executors_back(cluster.url, since_ms, executors)),
+            daemon=True,
+        )
+        thread.start()
+        watcher.append(thread)
+
+    timing = cluster.failover(
+        lag_s=lag_s, before_kill=snapshot_old_primary, after_promote=watch_executors
+    )
+    for thread in watcher:
+        thread.join(40)
     figures: dict[str, Any] = {"at": round(timing.killed_at, 3), **timing.summary()}
     promoted_ms = int((timing.killed_at + timing.promoted_s) * 1000)
-    figures["executors_back_s"] = executors_back(cluster.url, promoted_ms, executors)
+    figures["executors_back_s"] = back[0] if back else -1.0
+    figures["first_checkpoint_s"] = first_checkpoint(cluster.url, promoted_ms)
     if before:
         after = Snapshot.read(cluster.primary)
         old = before[0]
@@ -143,23 +162,39 @@ def rerun_figures(url: str, losses: Losses) -> dict[str, int]:
 
 
 def executors_back(url: str, since_ms: int, executors: list[str], timeout: float = 30) -> float:
-    """Seconds from ``since_ms`` (epoch ms) until every one of ``executors`` has heartbeated on
-    the primary of ``url`` (-1 if one has not within ``timeout``)."""
+    """Seconds from ``since_ms`` (epoch ms) until the last of ``executors`` heartbeats on the
+    primary of ``url`` (-1 if one has not within ``timeout``): the first heartbeat each writes
+    after ``since_ms``, seen by polling faster than they heartbeat. An upper bound of the time
+    each took to reconnect, by at most one heartbeat interval (a quarter of the lease)."""
+    first: dict[str, int] = {}
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and len(first) < len(set(executors)):
         try:
-            with psycopg.connect(url, connect_timeout=5) as conn:
-                row = conn.execute(
-                    "SELECT count(DISTINCT executor_id) "
-                    "FROM dbos.executors WHERE executor_id = ANY(%s) AND last_heartbeat_at > %s",
+            with psycopg.connect(url, connect_timeout=2) as conn:
+                rows = conn.execute(
+                    "SELECT executor_id, min(last_heartbeat_at) FROM dbos.executors "
+                    "WHERE executor_id = ANY(%s) AND last_heartbeat_at > %s GROUP BY 1",
                     (executors, since_ms),
-                ).fetchone()
-            if row is not None and row[0] == len(set(executors)):
-                return round(max(0.0, time.time() - since_ms / 1000), 3)
+                ).fetchall()
+            for executor, at in rows:
+                first.setdefault(str(executor), int(at))
         except psycopg.Error:
             pass
         time.sleep(0.05)
-    return -1.0
+    if len(first) < len(set(executors)):
+        return -1.0
+    return round(max(0, max(first.values()) - since_ms) / 1000, 3)
+
+
+def first_checkpoint(url: str, since_ms: int) -> float | None:
+    """Seconds from ``since_ms`` (epoch ms) to the first step outcome recorded after it."""
+    with psycopg.connect(url, connect_timeout=10) as conn:
+        row = conn.execute(
+            "SELECT min(completed_at_epoch_ms) FROM dbos.operation_outputs "
+            "WHERE completed_at_epoch_ms > %s",
+            (since_ms,),
+        ).fetchone()
+    return round((int(row[0]) - since_ms) / 1000, 3) if row and row[0] is not None else None
 
 
 def wait_carried_on(url: str, since_ms: int, timeout: float = 60) -> float | None:
