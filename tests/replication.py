@@ -157,12 +157,16 @@ class ReplicatedPostgres:
 
     def start(self) -> str:
         """Start the primary (initialised on first use) and build the standby; returns ``url``."""
-        self.primary.server.start()
-        with self.primary.connect() as conn:
-            # Nothing names a synchronous standby yet: set only once one streams.
-            conn.execute("ALTER SYSTEM SET synchronous_standby_names = ''")
-            conn.execute("SELECT pg_reload_conf()")
-        self._build_standby(self.standby, self.primary)
+        try:
+            self.primary.server.start()
+            with self.primary.connect() as conn:
+                # Nothing names a synchronous standby yet: set only once one streams.
+                conn.execute("ALTER SYSTEM SET synchronous_standby_names = ''")
+                conn.execute("SELECT pg_reload_conf()")
+            self._build_standby(self.standby, self.primary)
+        except BaseException:
+            self.stop()  # no server of a half-built pair outlives the caller
+            raise
         return self.url
 
     def stop(self) -> None:
