@@ -113,7 +113,7 @@ def inject(
     figures: dict[str, Any] = {"at": round(timing.killed_at, 3), **timing.summary()}
     promoted_ms = int((timing.killed_at + timing.promoted_s) * 1000)
     figures["executors_back_s"] = back[0] if back else -1.0
-    figures["first_checkpoint_s"] = first_checkpoint(cluster.url, promoted_ms)
+    figures["promoted_ms"] = promoted_ms  # for first_checkpoint, after the run
     if before:
         after = Snapshot.read(cluster.primary)
         old = before[0]
@@ -147,6 +147,9 @@ def rerun_figures(url: str, losses: Losses) -> dict[str, int]:
     commits, how many committed again (their body ran twice, and a side effect outside the
     database would have happened twice)."""
     with psycopg.connect(url, connect_timeout=10) as conn:
+        for figures in losses.per_failover:
+            # Measured afterwards: the first step due after a promotion may come a while later.
+            figures["first_checkpoint_s"] = first_checkpoint(url, figures["promoted_ms"])
         attempts = {
             (str(w), int(f))
             for w, f in conn.execute("SELECT workflow_id, function_id FROM chaos_attempts")
