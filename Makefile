@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: install test lint format typecheck check demo bench bench-quick bench-ours bench-parked chaos chaos-200 chaos-ops chaos-failover bench-failover-async clean
+.PHONY: install test lint format typecheck check demo bench bench-quick bench-ours bench-parked chaos chaos-200 chaos-ops clean
 
 $(BIN)/dbos: pyproject.toml
 	python3 -m venv $(VENV)
@@ -74,6 +74,8 @@ chaos-200: install
 chaos-ops: install
 	$(PY) -m tests.chaos.harness --minutes 60 --faults 300 --fault-every 0.7 2 --seed 1 --runs 2 \
 		--json bench/results/chaos-ops.json
+
+.PHONY: chaos-failover bench-failover-async
 
 # Failover: the primary of a synchronously replicated pair crashes and its standby is promoted every
 # 30-60 s (tests/replication.py), on top of the usual faults, with every executor, the feeder, the
