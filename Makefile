@@ -79,3 +79,19 @@ chaos-200: install
 chaos-ops: install
 	$(PY) -m tests.chaos.harness --minutes 60 --faults 300 --fault-every 0.7 2 --seed 1 --runs 2 \
 		--json bench/results/chaos-ops.json
+
+.PHONY: chaos-failover bench-failover-async
+
+# Failover: the primary of a synchronously replicated pair crashes and its standby is promoted every
+# 30-60 s (tests/replication.py), on top of the usual faults, with every executor, the feeder, the
+# operator and the checks on one multi-host URL. Two seeds, 10 minutes each: every invariant must
+# hold, and no acknowledged commit may be lost.
+chaos-failover: install
+	$(PY) -m tests.chaos.harness --minutes 10 --runs 2 --seed 1 --replication sync \
+		--failover-every 30 60 --json bench/results/chaos-failover.json
+
+# What asynchronous replication loses at a failover, with the standby in step and held behind
+# (bench/results/failover-async.md; docs/scaling.md quotes it).
+bench-failover-async: install
+	$(PY) bench/failover_async.py --markdown bench/results/failover-async.md \
+		--json bench/results/failover-async.json

@@ -7,6 +7,10 @@ Faults: SIGKILL of an executor (restarted after a moment, or left for the others
 SIGSTOP/SIGCONT (sometimes past the lease), Postgres restarted in fast and immediate mode,
 connections killed with pg_terminate_backend, the listener connections dropped, and rolling
 restarts (a new executor with the same executor ID started before the old one gets SIGTERM).
+With ``--replication sync|async`` the database is a primary and a streaming standby
+(``tests.replication``) behind one multi-host URL that everything uses, and a ``failover`` (the
+primary crashes, the standby is promoted, a new standby is built) comes every ``--failover-every``
+seconds on top of the other faults (``failover``).
 Every statement runs under a hostile planner (``HOSTILE_PLANNER``). With ``--operator`` (the
 default), half the faults are an operator's actions through the real
 `dbos` CLI and ``DBOSClient`` (``operators``): cancel, resume, cancel-then-resume, restart and
@@ -42,9 +46,10 @@ import psycopg
 from runtime import DBOSClient
 from runtime.embedded import EmbeddedPostgres
 from runtime.migrate import migrate
-from tests.chaos import invariants
+from tests.chaos import failover, invariants
 from tests.chaos.chaos_app import LEDGER_DDL
 from tests.chaos.operators import ACTIONS, Operator
+from tests.replication import ReplicatedPostgres
 
 ROOT = Path(__file__).resolve().parents[2]
 DBOS_EXE = str(Path(sys.executable).with_name("dbos"))
@@ -105,6 +110,9 @@ class Report:
     rate_max_starts: int = 0
     resumed_at_end: int = 0
     operator: dict[str, Any] = field(default_factory=dict)
+    replication: str | None = None
+    failovers: list[dict[str, Any]] = field(default_factory=list)
+    reruns: dict[str, int] = field(default_factory=dict)
     violations: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
@@ -132,6 +140,9 @@ class Report:
             "rate_max_starts": self.rate_max_starts,
             "resumed_at_end": self.resumed_at_end,
             "operator": self.operator,
+            "replication": self.replication,
+            "failovers": self.failovers,
+            "reruns_after_lost_commits": self.reruns,
             "violations": self.violations,
         }
 
@@ -272,12 +283,19 @@ class Chaos:
         env: dict[str, str],
         operator: bool = True,
         kinds: list[str] | None = None,
+        replication: str | None = None,
     ) -> None:
         self.rng = random.Random(seed)
-        self.report = Report(seed)
+        self.report = Report(seed, replication=replication)
         self.workdir = workdir
-        self.server = EmbeddedPostgres(workdir / "pg", settings={"max_connections": "300"})
-        self.url = self.server.start()
+        self.cluster: ReplicatedPostgres | None = None
+        self.losses = failover.Losses()
+        if replication is None:
+            self.single = EmbeddedPostgres(workdir / "pg", settings={"max_connections": "300"})
+            self.url = self.single.start()
+        else:
+            self.cluster = ReplicatedPostgres(workdir / "pg", mode=replication)
+            self.url = self.cluster.start()
         migrate(self.url)
         with psycopg.connect(self.url, autocommit=True) as conn:
             conn.execute(LEDGER_DDL)
@@ -334,6 +352,23 @@ class Chaos:
 
     # -- faults -----------------------------------------------------------------------------------
 
+    @property
+    def server(self) -> EmbeddedPostgres:
+        """The server the database-restart faults restart: the primary, with replication."""
+        return self.cluster.primary.server if self.cluster is not None else self.single
+
+    def fail_over(self, lag_s: float = 0.0) -> None:
+        """The ``failover`` fault (replication only); see ``failover``."""
+        assert self.cluster is not None
+        running = [e.name for e in self.executors if e.alive() and not e.paused]
+        figures = failover.inject(self.cluster, self.losses, running, lag_s)
+        self.report.faults["failover"] += 1
+        self.report.failovers.append(figures)
+        if self.cluster.mode == "sync" and self.losses.total():
+            self.report.violations.append(
+                f"failover lost acknowledged commits under synchronous replication: {figures}"
+            )
+
     def inject(self) -> None:
         kind = self.rng.choice(self.kinds)
         victim = self.rng.choice(self.executors)
@@ -386,14 +421,19 @@ class Chaos:
         drain_timeout: float = 240,
         max_faults: int | None = None,
         covered: Callable[[Report], bool] | None = None,
+        failover_every: tuple[float, float] = (30.0, 60.0),
+        failover_lag: float = 0.0,
     ) -> Report:
         """Faults for ``seconds``; with ``covered``, on past them until it holds of the report
-        (a loaded machine injects fewer faults in the same time), for at most 3 times as long."""
+        (a loaded machine injects fewer faults in the same time), for at most 3 times as long.
+        With replication, a failover every ``failover_every`` seconds, the standby first left
+        ``failover_lag`` seconds behind."""
         started = time.monotonic()
         for executor in self.executors:
             executor.start()
         time.sleep(2)
         next_fault = time.monotonic() + self.rng.uniform(*fault_every)
+        next_failover = time.monotonic() + self.rng.uniform(*failover_every)
 
         def going_on() -> bool:
             elapsed = time.monotonic() - started
@@ -413,6 +453,9 @@ class Chaos:
             if time.monotonic() >= next_fault:
                 self.inject()
                 next_fault = time.monotonic() + self.rng.uniform(*fault_every)
+            if self.cluster is not None and time.monotonic() >= next_failover:
+                self.fail_over(failover_lag)
+                next_failover = time.monotonic() + self.rng.uniform(*failover_every)
             self.revive()
             time.sleep(self.rng.uniform(0.2, 0.8))
         self.settle_executors()
@@ -422,6 +465,8 @@ class Chaos:
         self.report.seconds = time.monotonic() - started
         self.report.operator = self.operator.log.summary()
         invariants.check(self)
+        if self.cluster is not None:
+            self.report.reruns = failover.rerun_figures(self.url, self.losses)
         return self.report
 
     def settle_executors(self) -> None:
@@ -477,7 +522,10 @@ class Chaos:
             for marker in ("Exception in thread", "Fatal Python error"):
                 if marker in log:
                     self.report.violations.append(f"executor {executor.name} log: {marker}")
-        self.server.stop("fast")
+        if self.cluster is not None:
+            self.cluster.stop()
+        else:
+            self.single.stop("fast")
 
 
 def run(
@@ -493,13 +541,25 @@ def run(
     operator: bool = True,
     kinds: list[str] | None = None,
     covered: Callable[[Report], bool] | None = None,
+    replication: str | None = None,
+    failover_every: tuple[float, float] = (30.0, 60.0),
+    failover_lag: float = 0.0,
 ) -> Report:
     """One chaos run in a temporary folder; returns the report. ``kinds`` narrows the faults to
-    those named (of ``FAULTS`` and ``operators.ACTIONS``)."""
+    those named (of ``FAULTS`` and ``operators.ACTIONS``). ``replication`` ("sync" or "async")
+    runs on a primary and a standby, failing over every ``failover_every`` seconds."""
     workdir = Path(tempfile.mkdtemp(prefix=f"dbos-chaos-{seed}-"))
-    chaos = Chaos(seed, workdir, executors, env or {}, operator, kinds)
+    chaos = Chaos(seed, workdir, executors, env or {}, operator, kinds, replication)
     try:
-        report = chaos.run(seconds, fault_every, drain_timeout, max_faults, covered)
+        report = chaos.run(
+            seconds,
+            fault_every,
+            drain_timeout,
+            max_faults,
+            covered,
+            failover_every=failover_every,
+            failover_lag=failover_lag,
+        )
     finally:
         chaos.close()
         if not keep and not chaos.report.violations:
@@ -534,6 +594,25 @@ def main() -> None:
         action="store_false",
         help="inject only process and database faults, no operator actions",
     )
+    parser.add_argument(
+        "--replication",
+        choices=["sync", "async"],
+        help="a primary and a streaming standby behind one multi-host URL, with failovers",
+    )
+    parser.add_argument(
+        "--failover-every",
+        type=float,
+        nargs=2,
+        default=(30.0, 60.0),
+        metavar=("MIN", "MAX"),
+        help="with --replication: seconds between failovers, drawn uniformly",
+    )
+    parser.add_argument(
+        "--failover-lag",
+        type=float,
+        default=0.0,
+        help="with --replication: seconds the standby is held behind before each crash",
+    )
     parser.add_argument("--json", dest="json_out", help="also write the reports to this file")
     args = parser.parse_args()
     reports = []
@@ -545,12 +624,16 @@ def main() -> None:
             fault_every=tuple(args.fault_every),  # type: ignore[arg-type]
             max_faults=args.faults,
             operator=args.operator,
+            replication=args.replication,
+            failover_every=tuple(args.failover_every),  # type: ignore[arg-type]
+            failover_lag=args.failover_lag,
         )
         reports.append(report.summary())
         print(json.dumps(report.summary(), indent=2), flush=True)
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(reports, indent=2))
-    if any(r["violations"] for r in reports):
+    # Under asynchronous replication lost commits are what the run measures, not a failure.
+    if args.replication != "async" and any(r["violations"] for r in reports):
         sys.exit(1)
 
 
