@@ -14,6 +14,7 @@ import typer.main
 from dbos_cli import render
 from dbos_cli.commands import check_replay as check_replay_cmd
 from dbos_cli.commands import executors as executors_cmd
+from dbos_cli.commands import gc as gc_cmd
 from dbos_cli.commands import init as init_cmd
 from dbos_cli.commands import migrate as migrate_cmd
 from dbos_cli.commands import postgres as postgres_cmd
@@ -105,6 +106,7 @@ postgres_cmd.register(app)
 workflow_cmd.register(app)
 stream_cmd.register(workflow_cmd.group)
 check_replay_cmd.register(workflow_cmd.group)
+gc_cmd.register(workflow_cmd.group)
 executors_cmd.register(app)
 schedule_cmd.register(app)
 ui_cmd.register(app)

@@ -18,6 +18,8 @@ from typing import Any, NoReturn, TypeVar
 
 import typer
 
+from runtime.config import parse_duration
+
 T = TypeVar("T")
 
 # Postgres bigint: the largest count, offset or step number the system tables can hold.
@@ -94,6 +96,44 @@ def seconds(option: str, minimum: float = 0.0, maximum: float = 86_400.0) -> Cal
         return number
 
     return _checked(parse, "seconds")
+
+
+def duration(option: str) -> Callable[[Any], float]:
+    """A parser of a duration (``30d``, ``12h``, ``90m``, ``45s``, ``1w``), in seconds."""
+
+    def parse(value: Any) -> float:
+        try:
+            return parse_duration(str(value).strip())
+        except ValueError:
+            _refuse(
+                option,
+                f"{value!r}: expected a number and a unit, such as 30d, 12h, 90m, "
+                "45s or 1w (more than zero, at most 100 years)",
+            )
+
+    return _checked(parse, "duration")
+
+
+# The statuses of a finished workflow, the only ones garbage collection deletes (the runtime
+# checks again: runtime.retention).
+FINISHED = ("SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED")
+
+
+def finished_status(option: str) -> Callable[[Any], str]:
+    """A parser of a finished workflow status (any case), upper-cased; an unfinished one is
+    refused saying that garbage collection never deletes it."""
+
+    def parse(value: Any) -> str:
+        text = str(value).strip().upper()
+        if text not in FINISHED:
+            _refuse(
+                option,
+                f"{value!r}: gc never deletes unfinished workflows (PENDING, ENQUEUED, DELAYED); "
+                f"expected one of {', '.join(FINISHED)}",
+            )
+        return text
+
+    return _checked(parse, "status")
 
 
 def database_url(option: str) -> Callable[[Any], str]:

@@ -34,7 +34,14 @@ _HELD_BY_RUNNER = f"(w.status = 'CANCELLED' AND NOT {queries.OWNER_ABSENT})"
 # children are done, so a child's run never looks for a parent that is gone.
 _HAS_LIVE_CHILD = f"""EXISTS (SELECT 1 FROM dbos.workflow_status c
     WHERE c.parent_workflow_id = w.workflow_uuid AND c.status NOT IN {_FINISHED_SQL})"""  # noqa: S608 (constant SQL text; the values are parameters)
-_DELETABLE = f"{_OLD_FINISHED} AND NOT {_HELD_BY_RUNNER} AND NOT {_HAS_LIVE_CHILD}"
+# A child whose parent is not finished: the parent may still wait for the child's result (and a
+# recovered parent's replay reads it), so the child stays as long as its parent runs.
+_HAS_LIVE_PARENT = f"""EXISTS (SELECT 1 FROM dbos.workflow_status p
+    WHERE p.workflow_uuid = w.parent_workflow_id AND p.status NOT IN {_FINISHED_SQL})"""  # noqa: S608 (constant SQL text; the values are parameters)
+_DELETABLE = (
+    f"{_OLD_FINISHED} AND NOT {_HELD_BY_RUNNER} AND NOT {_HAS_LIVE_CHILD} "
+    f"AND NOT {_HAS_LIVE_PARENT}"
+)
 
 # The created_at of the rows_threshold-th newest workflow (of any status, as in DBOS): what is
 # older goes.
@@ -48,28 +55,38 @@ SELECT created_at FROM dbos.workflow_status ORDER BY created_at DESC LIMIT 1 OFF
 # checks every condition again in its own WHERE: were the pick ever to return a row whose status
 # changed after it was read (a resume turning CANCELLED into ENQUEUED), READ COMMITTED re-evaluates
 # the DELETE's WHERE on the row's newest version, which is ENQUEUED, and the row stays. A LIMITed
-# sub-select alone would delete by ID whatever the status became. Without ORDER BY the pick reads
-# the (status, created_at) index, one range per status; the order of deletion does not matter,
-# since every batch takes only rows older than the one cutoff. LIMIT NULL: no limit.
+# sub-select alone would delete by ID whatever the status became. Oldest first, through the
+# created_at index: a scan of the table would read again, every batch, the rows earlier batches
+# deleted (dead until vacuumed), while the index scan marks their entries dead on its first visit
+# and skips them after (measured: 200,000 rows went about 1.3 times faster, and a batch no longer
+# slowed down as the collection went on). LIMIT NULL: no limit. The DELETE finds the picked rows
+# by primary key (``= ANY(ARRAY(...))``, an array computed once): joined to the CTE instead,
+# Postgres may hash-join it against a scan of the whole table, every batch.
+# The family rules (_HAS_LIVE_CHILD, _HAS_LIVE_PARENT) read the other rows as of the statement's
+# start: a relative resumed in the same instant (a cancelled parent resumed while its finished
+# child is being deleted) is not seen. The row's own status, the one an operator changes, is.
 DELETE_BATCH = f"""
 WITH picked AS MATERIALIZED (
     SELECT w.workflow_uuid FROM dbos.workflow_status w
     WHERE {_DELETABLE}
+    ORDER BY w.created_at
     LIMIT %(batch_size)s
     FOR UPDATE OF w SKIP LOCKED
 )
 DELETE FROM dbos.workflow_status w
-USING picked
-WHERE w.workflow_uuid = picked.workflow_uuid AND {_DELETABLE}
+WHERE w.workflow_uuid = ANY(ARRAY(SELECT workflow_uuid FROM picked)) AND {_DELETABLE}
 """  # noqa: S608 (constant SQL text; the values are parameters)
 
-# What a collection with this cutoff would do: how many it deletes, how many old finished ones it
-# keeps because a child still runs, and how many because a cancelled runner is still in a step.
+# What a collection with this cutoff would do: how many it deletes, and how many old finished ones
+# it keeps, each counted under its first reason: a child still runs, the parent still runs, a
+# cancelled runner is still in a step.
 COUNT = f"""
-SELECT count(*) FILTER (WHERE NOT held AND NOT parent),
-       count(*) FILTER (WHERE parent),
-       count(*) FILTER (WHERE held AND NOT parent)
-FROM (SELECT {_HELD_BY_RUNNER} AS held, {_HAS_LIVE_CHILD} AS parent
+SELECT count(*) FILTER (WHERE NOT held AND NOT has_child AND NOT in_parent),
+       count(*) FILTER (WHERE has_child),
+       count(*) FILTER (WHERE in_parent AND NOT has_child),
+       count(*) FILTER (WHERE held AND NOT has_child AND NOT in_parent)
+FROM (SELECT {_HELD_BY_RUNNER} AS held, {_HAS_LIVE_CHILD} AS has_child,
+             {_HAS_LIVE_PARENT} AS in_parent
       FROM dbos.workflow_status w WHERE {_OLD_FINISHED}) s
 """  # noqa: S608 (constant SQL text; the values are parameters)
 
@@ -77,10 +94,12 @@ FROM (SELECT {_HELD_BY_RUNNER} AS held, {_HAS_LIVE_CHILD} AS parent
 @dataclass(frozen=True)
 class Census:
     """Old finished workflows of the asked statuses: those a collection deletes, and those it
-    keeps (a child unfinished; cancelled, with the runner still in a step)."""
+    keeps (a child unfinished; the parent unfinished; cancelled, with the runner still in a
+    step)."""
 
     deletable: int
     kept_for_children: int
+    kept_for_parent: int
     kept_for_runner: int
 
 
@@ -109,4 +128,4 @@ class RetentionDatabase:
         with self.sysdb.connection() as conn:
             row = conn.execute(COUNT, {"cutoff": cutoff_ms, "statuses": statuses}).fetchone()
         assert row is not None  # an aggregate always returns one row
-        return Census(int(row[0]), int(row[1]), int(row[2]))
+        return Census(int(row[0]), int(row[1]), int(row[2]), int(row[3]))

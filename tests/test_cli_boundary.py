@@ -33,6 +33,7 @@ OTHER_ALLOWED = MANAGEMENT_ALLOWED | {
 MANAGEMENT_MODULES = {
     "commands/workflow.py",
     "commands/executors.py",
+    "commands/gc.py",
     "render.py",
     "ui/app.py",
 }

@@ -30,7 +30,8 @@ class RetentionCalls(FacadeBase):
         ``cutoff_epoch_timestamp_ms`` (epoch milliseconds) and the creation time of the
         ``rows_threshold``-th newest workflow (keep the newest N); both None: nothing happens.
         Never deletes a PENDING, ENQUEUED or DELAYED workflow, a parent while a child is
-        unfinished, or a cancelled workflow whose runner is still in a step. Deletes in
+        unfinished (or a child while its parent is), or a cancelled workflow whose runner is
+        still in a step. Deletes in
         transactions of ``batch_size`` workflows (None: one). ``statuses`` narrows to some
         finished statuses; ``dry_run`` only counts. Returns a ``GarbageCollection`` (DBOS
         returns None). Raises ``ValueError`` for bad arguments, before deleting anything::
