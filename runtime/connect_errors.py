@@ -78,6 +78,8 @@ def _reason(text: str, params: dict[str, str], connect_timeout_s: float) -> str:
         return f"no answer within {connect_timeout_s:g} s"
     if "failed to resolve host" in lower or "could not translate host name" in lower:
         host = params.get("host", "")
+        if "," in host:  # several hosts, none resolving: the driver's message names the last
+            return f"cannot resolve any of the host names (the last: {_quoted(text) or host!r})"
         return f"cannot resolve the host name {host.rpartition('@')[2]!r}"
     if "password authentication failed" in lower or "no password supplied" in lower:
         return f"authentication failed for user {params.get('user', '')!r} (check the password)"

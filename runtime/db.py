@@ -30,6 +30,7 @@ from runtime.errors import (
 logger = logging.getLogger("dbos")
 
 # libpq waits forever by default for an unreachable host; a management command must fail quickly.
+# Per host, unless the URL sets its own connect_timeout (pg_hosts.session_defaults).
 CONNECT_TIMEOUT_S = 10
 
 
@@ -193,8 +194,7 @@ def connect(
         conn = psycopg.connect(
             url,
             autocommit=autocommit,
-            connect_timeout=CONNECT_TIMEOUT_S,
-            **(pg_hosts.session_defaults(url) | kwargs),
+            **(pg_hosts.session_defaults(url, CONNECT_TIMEOUT_S) | kwargs),
         )
     except psycopg.Error as exc:
         raise translate(exc, url) from None
@@ -285,8 +285,7 @@ def make_pool(
         max_size=max_size,
         kwargs={
             "autocommit": True,
-            "connect_timeout": CONNECT_TIMEOUT_S,
-            **pg_hosts.session_defaults(url),
+            **pg_hosts.session_defaults(url, CONNECT_TIMEOUT_S),
         },
         configure=configure,
         name=name,
@@ -328,8 +327,7 @@ def ensure_database(url: str) -> bool:
         psycopg.connect(
             url,
             autocommit=True,
-            connect_timeout=CONNECT_TIMEOUT_S,
-            **pg_hosts.session_defaults(url),
+            **pg_hosts.session_defaults(url, CONNECT_TIMEOUT_S),
         ).close()
         return False
     except psycopg.Error as exc:
@@ -344,8 +342,7 @@ def ensure_database(url: str) -> bool:
         with psycopg.connect(
             maintenance,
             autocommit=True,
-            connect_timeout=CONNECT_TIMEOUT_S,
-            **pg_hosts.session_defaults(url),
+            **pg_hosts.session_defaults(url, CONNECT_TIMEOUT_S),
         ) as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     except psycopg.errors.DuplicateDatabase:

@@ -284,8 +284,7 @@ class NotificationListener:
                 with psycopg.connect(
                     self.url,
                     autocommit=True,
-                    connect_timeout=db.CONNECT_TIMEOUT_S,
-                    **pg_hosts.session_defaults(self.url),
+                    **pg_hosts.session_defaults(self.url, db.CONNECT_TIMEOUT_S),
                 ) as conn:
                     self._conn = conn
                     for channel in self.callbacks:

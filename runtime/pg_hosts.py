@@ -74,13 +74,18 @@ def is_multi_host(given: dict[str, str]) -> bool:
     return "," in (given.get("host") or given.get("hostaddr") or "")
 
 
-def session_defaults(url: str) -> dict[str, Any]:
+def session_defaults(url: str, connect_timeout_s: int | None = None) -> dict[str, Any]:
     """The settings to add to a connection to ``url``: those of ``KEEPALIVE_DEFAULTS`` it does not
-    set, and ``target_session_attrs`` when it names several hosts and does not set that. Passed
-    as keyword arguments to the driver, which would let them override the URL's own values: so
-    only what the URL leaves unset is returned."""
+    set, ``target_session_attrs`` when it names several hosts and does not set that, and
+    ``connect_timeout`` (seconds, per host) when given and the URL does not set it. Passed as
+    keyword arguments to the driver, which would let them override the URL's own values: so
+    only what the URL leaves unset is returned. (The URL's own ``connect_timeout`` matters with
+    several hosts: a first host that vanished without a trace costs that long per connection
+    before the next host is tried.)"""
     given = params(url)
     added: dict[str, Any] = {k: v for k, v in KEEPALIVE_DEFAULTS.items() if k not in given}
+    if connect_timeout_s is not None and "connect_timeout" not in given:
+        added["connect_timeout"] = connect_timeout_s
     if is_multi_host(given) and "target_session_attrs" not in given:
         added["target_session_attrs"] = MULTI_HOST_SESSION_ATTRS
     return added

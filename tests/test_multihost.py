@@ -173,13 +173,17 @@ def test_a_read_only_first_host_is_skipped_unless_the_url_says_any(
 
 def test_every_connection_gets_keepalives_unless_the_url_sets_them(servers: Servers) -> None:
     """TCP keepalives and a send timeout on the runtime's connections and its pool, so a server
-    that vanishes without a reset is noticed in tens of seconds; the URL's own values win."""
+    that vanishes without a reset is noticed in tens of seconds; the URL's own values win, its
+    connect_timeout too."""
     with db_mod.connect(servers.url(servers.live)) as conn:
         given = conn.info.get_parameters()
     assert given["keepalives"] == "1" and given["keepalives_idle"] == "10"
+    assert given["connect_timeout"] == "10"
     assert given["keepalives_count"] == "3" and given["tcp_user_timeout"] == "20000"
     assert "target_session_attrs" not in given  # one host: nothing to choose between
-    own = servers.url(servers.live, query="keepalives_idle=60&tcp_user_timeout=5000")
+    own = servers.url(
+        servers.live, query="keepalives_idle=60&tcp_user_timeout=5000&connect_timeout=3"
+    )
     pool = db_mod.make_pool(own, min_size=1, max_size=1)
     try:
         with pool.connection() as conn:
@@ -187,6 +191,7 @@ def test_every_connection_gets_keepalives_unless_the_url_sets_them(servers: Serv
     finally:
         pool.close()
     assert given["keepalives_idle"] == "60" and given["tcp_user_timeout"] == "5000"
+    assert given["connect_timeout"] == "3"  # per host: what a vanished first host costs
     assert given["keepalives_interval"] == "5"
 
 
