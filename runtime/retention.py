@@ -12,7 +12,9 @@ The rules, checked in SQL on every row at the moment it is deleted (``runtime.re
 - never a cancelled workflow whose runner is alive and still in a step (it goes once the runner
   stopped);
 - with the workflow go all its rows: steps, transaction outcomes, messages to it, idempotency
-  keys, events, streams.
+  keys, events, streams;
+- the records of executor processes that ended before the cutoff and own no unfinished workflow
+  go too (``dbos.executors`` gains a row per launched process).
 
 Deletion runs in batches of ``batch_size`` workflows, each its own short transaction, so a
 collection never holds locks for long and a checkpoint written meanwhile waits at most one batch.
@@ -55,7 +57,9 @@ class GarbageCollection:
     ``batches``: transactions that deleted them (0 for a dry run). Old finished workflows kept,
     by reason: ``kept_for_children`` (a child is unfinished), ``kept_for_parent`` (the parent
     is unfinished), ``kept_for_runner`` (cancelled, the runner still in a step).
-    ``duration_s``: wall time in seconds."""
+    ``duration_s``: wall time in seconds. ``executors_deleted``: records of executor processes
+    that ended before the cutoff and own no unfinished workflow, deleted with them (a dry run:
+    that it would delete)."""
 
     cutoff_epoch_timestamp_ms: int | None
     deleted: int
@@ -65,6 +69,7 @@ class GarbageCollection:
     kept_for_runner: int
     duration_s: float
     dry_run: bool = False
+    executors_deleted: int = 0
 
 
 def check_statuses(statuses: Iterable[str] | str | None) -> list[str]:
@@ -134,6 +139,7 @@ def garbage_collect(
             if batch_size is None or n < batch_size or (stop is not None and stop.is_set()):
                 break
     census = store.census(cutoff, wanted)
+    executors = store.prune_executors(cutoff, dry_run=dry_run)
     return GarbageCollection(
         cutoff,
         census.deletable if dry_run else deleted,
@@ -143,4 +149,5 @@ def garbage_collect(
         census.kept_for_runner,
         time.monotonic() - started,
         dry_run,
+        executors,
     )

@@ -91,6 +91,26 @@ FROM (SELECT {_HELD_BY_RUNNER} AS held, {_HAS_LIVE_CHILD} AS has_child,
 """  # noqa: S608 (constant SQL text; the values are parameters)
 
 
+# The records of executor processes that ended before the cutoff (stopped, found gone, or silent
+# past their lease since before it) and own no unfinished workflow: one row per process ever
+# launched would otherwise grow the table forever. A row still named as the owner of a PENDING,
+# ENQUEUED or CANCELLED workflow stays: takeover and queue slots read it (both treat a missing
+# row as an absent owner, so even then nothing would be claimed wrongly, but `why` could not say
+# whose it was). A process that comes back after its row went finds its heartbeat refused and
+# behaves as a stopped process; fencing keeps it from recording anything.
+PRUNE_EXECUTORS = """
+DELETE FROM dbos.executors e
+WHERE (e.stopped_at < %(cutoff)s OR e.last_heartbeat_at + e.lease_ms < %(cutoff)s)
+  AND e.last_heartbeat_at < %(cutoff)s
+  AND NOT EXISTS (SELECT 1 FROM dbos.workflow_status w
+                  WHERE w.owner_process = e.process_id
+                    AND w.status IN ('PENDING', 'ENQUEUED', 'CANCELLED'))
+"""
+COUNT_PRUNABLE_EXECUTORS = PRUNE_EXECUTORS.replace(
+    "DELETE FROM dbos.executors e", "SELECT count(*) FROM dbos.executors e", 1
+)
+
+
 @dataclass(frozen=True)
 class Census:
     """Old finished workflows of the asked statuses: those a collection deletes, and those it
@@ -122,6 +142,16 @@ class RetentionDatabase:
         params = {"cutoff": cutoff_ms, "statuses": statuses, "batch_size": batch_size}
         with self.sysdb.connection() as conn, conn.transaction():
             return conn.execute(DELETE_BATCH, params).rowcount
+
+    def prune_executors(self, cutoff_ms: int, *, dry_run: bool = False) -> int:
+        """Delete (``dry_run``: count) the records of executor processes that ended before
+        ``cutoff_ms`` and own no unfinished workflow; returns how many."""
+        params = {"cutoff": cutoff_ms}
+        with self.sysdb.connection() as conn:
+            if dry_run:
+                row = conn.execute(COUNT_PRUNABLE_EXECUTORS, params).fetchone()
+                return int(row[0]) if row else 0
+            return conn.execute(PRUNE_EXECUTORS, params).rowcount
 
     def census(self, cutoff_ms: int, statuses: list[str]) -> Census:
         """Count what a collection with this cutoff deletes and keeps, now."""

@@ -240,6 +240,32 @@ def test_cancelled_kept_while_its_runner_is_in_a_step(db_url: str, client: DBOSC
         assert rows_of(conn, finished) == NO_ROWS
 
 
+def test_records_of_ended_executors_go_unless_they_own_unfinished_work(
+    db_url: str, client: DBOSClient
+) -> None:
+    now = int(time.time() * 1000)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO dbos.executors (process_id, executor_id, hostname, pid, "
+            "application_version, lease_ms, started_at, last_heartbeat_at, stopped_at) VALUES "
+            "('stopped-old', 'e', 'h', 1, 'v', 1000, 0, 10, 20), "
+            "('silent-old', 'e', 'h', 2, 'v', 1000, 0, 10, NULL), "
+            "('owns-pending', 'e', 'h', 3, 'v', 1000, 0, 10, 20), "
+            "('owns-cancelled', 'e', 'h', 4, 'v', 1000, 0, 10, NULL), "
+            "('live', 'e', 'h', 5, 'v', 60000, %s, %s, NULL), "
+            "('stopped-recent', 'e', 'h', 6, 'v', 1000, 0, %s, %s)",
+            (now, now, CUTOFF + 10, CUTOFF + 20),
+        )
+        add_workflow(conn, "PENDING", owner_process="owns-pending")
+        add_workflow(conn, "CANCELLED", owner_process="owns-cancelled", created_at=CUTOFF + 1)
+        add_workflow(conn, "SUCCESS", owner_process="stopped-old")
+        assert client.garbage_collect(CUTOFF, None, dry_run=True).executors_deleted == 2
+        result = client.garbage_collect(CUTOFF, None)
+        assert result.executors_deleted == 2
+        left = {r[0] for r in conn.execute("SELECT process_id FROM dbos.executors").fetchall()}
+        assert left == {"owns-pending", "owns-cancelled", "live", "stopped-recent"}
+
+
 def test_rows_threshold_keeps_the_newest(db_url: str, client: DBOSClient) -> None:
     with psycopg.connect(db_url, autocommit=True) as conn:
         ids = [add_workflow(conn, "SUCCESS", created_at=OLD + i) for i in range(10)]

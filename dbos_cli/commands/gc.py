@@ -82,11 +82,18 @@ def _document(result: GarbageCollection) -> dict[str, Any]:
         "kept_for_children": result.kept_for_children,
         "kept_for_parent": result.kept_for_parent,
         "kept_for_runner": result.kept_for_runner,
+        "executors_deleted": result.executors_deleted,
         "duration_s": round(result.duration_s, 3),
     }
 
 
 def _kept_lines(result: GarbageCollection) -> None:
+    if result.executors_deleted:
+        verb = "would go" if result.dry_run else "deleted"
+        render.info(
+            f"{verb}: the records of {result.executors_deleted} executor process"
+            f"{'es' if result.executors_deleted != 1 else ''} that ended before the cutoff"
+        )
     if result.kept_for_children:
         render.info(
             f"kept {_plural(result.kept_for_children)} whose child workflow is still unfinished"
@@ -145,6 +152,9 @@ def gc(
                 f"Delete {_plural(preview.deleted)} created before "
                 f"{_when(preview.cutoff_epoch_timestamp_ms)}, with all their data?"
             )
+            # The confirmed cutoff, not a new one: with --rows-threshold, workflows started since
+            # the preview would move it and delete more than the prompt said.
+            cutoff, rows_threshold = preview.cutoff_epoch_timestamp_ms, None
         result = client.garbage_collect(cutoff, rows_threshold, **options)
     if json_output:
         render.print_json(_document(result))
