@@ -122,9 +122,10 @@ def describe(exc: BaseException, url: str, connect_timeout_s: float) -> str:
 
 
 # The driver's message when every host of a multi-host URL failed: the last failure, this
-# header, then one line per attempt: "- host: 'h', port: 'p', hostaddr: 'a': <why>".
+# header, then one line per attempt: "- host: 'h', port: 'p', hostaddr: 'a': <why>", where the
+# hostaddr is ``None`` (unquoted) for a Unix-socket directory or an address given as such.
 _ATTEMPTS_HEADER = "Multiple connection attempts failed"
-_ATTEMPT = re.compile(r"^- host: '([^']*)', port: '([^']*)', hostaddr: '[^']*': (.*)$")
+_ATTEMPT = re.compile(r"^- host: '([^']*)', port: '([^']*)', hostaddr: (?:'[^']*'|None): (.*)$")
 
 
 def _each_host(text: str, params: dict[str, str], connect_timeout_s: float) -> str:

@@ -297,17 +297,33 @@ def make_pool(
     # A deliberately read-only pool keeps its connections; another drops one whose server
     # refuses writes.
     pool.drop_read_only = not read_only
+    # Long enough for every host's connect_timeout in turn: a first host that swallows packets
+    # must not use up the budget before a healthy second host is tried.
+    budget_s = pg_hosts.open_budget_s(url, CONNECT_TIMEOUT_S) + 1
     try:
-        pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
-    except Exception as exc:
+        pool.open(wait=True, timeout=budget_s)
+    except Exception:
         pool.close()
-        # The pool reports a timeout; ask for the real reason with one direct attempt.
+        # The pool reports a timeout; ask for the real reason with one direct attempt, bounded
+        # even when the URL says connect_timeout=0 (wait forever).
         try:
-            connect(url).close()
+            connect(url, connect_timeout=_bounded_timeout(url)).close()
         except DBOSException as real:
             raise real from None
-        raise translate(exc, url) from None
+        raise DBOSConnectionError(
+            f"cannot open connections to the database at {_describe(url)} within "
+            f"{budget_s:g} s, although one connection succeeded: the servers answer too slowly"
+        ) from None
     return pool
+
+
+def _bounded_timeout(url: str) -> int:
+    """The URL's connect_timeout, or ours when it sets none or 0 (wait forever)."""
+    try:
+        given = int(pg_hosts.params(url).get("connect_timeout") or 0)
+    except ValueError:
+        given = 0
+    return given if given > 0 else CONNECT_TIMEOUT_S
 
 
 # The server's message for a connection to a database that does not exist (libpq gives no SQLSTATE).

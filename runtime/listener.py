@@ -303,7 +303,12 @@ class NotificationListener:
                 self.connected.set()  # do not block start() on an unreachable database
                 if self._stop.is_set():
                     break
-                logger.warning("notification listener lost its connection (%s); retrying", exc)
+                # One line, as every connection error is shown (a multi-host failure lists
+                # each host), and never the password.
+                logger.warning(
+                    "notification listener lost its connection (%s); retrying",
+                    db.translate(exc, self.url) if isinstance(exc, psycopg.Error) else exc,
+                )
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
         self._conn = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from runtime.records import RecordResult
+from runtime.records import DestinationDeleted, RecordResult
 from runtime.serialization import check_text
 from runtime.system_db import SystemDatabase
 
@@ -51,6 +51,11 @@ msg AS (
 )"""
 
 # The only interpolation in these statements is constant SQL text; values are parameters.
+# Which of these workflow IDs exist.
+EXISTING_WORKFLOWS = (
+    "SELECT workflow_uuid FROM dbos.workflow_status WHERE workflow_uuid = ANY(%(ids)s)"
+)
+
 SEND_MANY_OUTSIDE = (
     "WITH "  # noqa: S608
     + _INPUT
@@ -157,11 +162,21 @@ class MessageDatabase:
             "keys": [m.idempotency_key for m in messages],
         }
 
+    def _deleted_destination(self, messages: list[OutgoingMessage]) -> str:
+        """A destination of ``messages`` that no longer exists (one was deleted mid-send)."""
+        dests = list(dict.fromkeys(m.destination_id for m in messages))
+        with self.sysdb.connection() as conn:
+            found = {r[0] for r in conn.execute(EXISTING_WORKFLOWS, {"ids": dests}).fetchall()}
+        return next((d for d in dests if d not in found), dests[0])
+
     def send_outside(self, messages: list[OutgoingMessage]) -> str | None:
         """Deliver messages from outside any workflow (a repeated key delivers nothing); returns
         a destination that does not exist (then nothing was delivered), else None."""
-        with self.sysdb.connection() as conn:
-            row = conn.execute(SEND_MANY_OUTSIDE, self._arrays(messages)).fetchone()
+        try:
+            with self.sysdb.connection() as conn:
+                row = conn.execute(SEND_MANY_OUTSIDE, self._arrays(messages)).fetchone()
+        except DestinationDeleted:
+            return self._deleted_destination(messages)
         assert row is not None
         return None if row[0] is None else str(row[0])
 
@@ -183,8 +198,13 @@ class MessageDatabase:
             function_name=function_name,
             started_at=started_at_ms,
         )
-        with self.sysdb.connection() as conn:
-            row = conn.execute(SEND_MANY_FROM_WORKFLOW, params).fetchone()
+        try:
+            with self.sysdb.connection() as conn:
+                row = conn.execute(SEND_MANY_FROM_WORKFLOW, params).fetchone()
+        except DestinationDeleted:
+            # As the statement reports a missing destination (SystemDatabase.send_from_workflow).
+            missing = self._deleted_destination(messages)
+            return ManySent("PENDING", owner_epoch, False, missing=missing)
         if row is None:  # the sender's row is gone: the caller stops as fenced
             return ManySent(None, None, False, missing=None)
         return ManySent(row[0], int(row[1]), bool(row[2]), missing=row[3])

@@ -89,3 +89,18 @@ def session_defaults(url: str, connect_timeout_s: int | None = None) -> dict[str
     if is_multi_host(given) and "target_session_attrs" not in given:
         added["target_session_attrs"] = MULTI_HOST_SESSION_ATTRS
     return added
+
+
+def open_budget_s(url: str, default_timeout_s: int) -> float:
+    """How long opening a first connection to ``url`` may take in the worst case libpq allows:
+    each host's ``connect_timeout`` (the URL's, or ``default_timeout_s``) in turn, since a host
+    that swallows packets costs its whole timeout before the next is tried. A ``connect_timeout``
+    of 0 (wait forever) counts as ``default_timeout_s``: callers bound their own wait."""
+    given = params(url)
+    try:
+        per_host = int(given.get("connect_timeout") or default_timeout_s)
+    except ValueError:
+        per_host = default_timeout_s
+    if per_host <= 0:
+        per_host = default_timeout_s
+    return float(per_host * max(1, len(host_list(given))))

@@ -243,3 +243,17 @@ class WaitSnapshot:
     status: str
     queue_name: str | None
     last_steps: list[LastStep]
+
+
+# The foreign keys a message's row holds to its destination: a send checks that the destination
+# exists in the same statement that inserts, but garbage collection (or delete_workflows) may
+# delete it in between; then the insert fails on the key. That is the destination not existing,
+# which each send reports as DBOS does (DBOSNonExistentWorkflowError), not a database error.
+DESTINATION_KEYS = (
+    "notifications_destination_uuid_fkey",
+    "idempotent_sends_destination_uuid_fkey",
+)
+
+
+class DestinationDeleted(Exception):
+    """A message's destination was deleted while it was being sent (see ``DESTINATION_KEYS``)."""

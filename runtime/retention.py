@@ -7,8 +7,11 @@ The rules, checked in SQL on every row at the moment it is deleted (``runtime.re
   PENDING, ENQUEUED, DELAYED or any status added later;
 - only those created before the cutoff, the stricter (later) of ``cutoff_epoch_timestamp_ms``
   and the creation time of the ``rows_threshold``-th newest workflow;
-- never a parent while one of its children is unfinished (it goes in a later collection), nor a
-  child while its parent is unfinished (the parent may still wait for its result);
+- never a parent while one of its children is unfinished (it goes in a later collection);
+- never a child while anything still refers to it: its parent's record (whatever its status), or
+  a step of another workflow naming it as the child it started (a fork of its parent). Parents
+  go first and their children in a later batch of the same collection, so a parent that is
+  resumed, replayed or forked never looks for a child that is gone;
 - never a cancelled workflow whose runner is alive and still in a step (it goes once the runner
   stopped);
 - with the workflow go all its rows: steps, transaction outcomes, messages to it, idempotency
@@ -22,6 +25,7 @@ collection never holds locks for long and a checkpoint written meanwhile waits a
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Iterable
@@ -55,8 +59,9 @@ class GarbageCollection:
     it were eligible), None when there was nothing to collect (no cutoff, or fewer workflows than
     ``rows_threshold``). ``deleted``: workflows deleted (a dry run: that it would delete now).
     ``batches``: transactions that deleted them (0 for a dry run). Old finished workflows kept,
-    by reason: ``kept_for_children`` (a child is unfinished), ``kept_for_parent`` (the parent
-    is unfinished), ``kept_for_runner`` (cancelled, the runner still in a step).
+    by reason: ``kept_for_children`` (a child is unfinished), ``kept_for_parent`` (still
+    referred to: its parent is kept, or a fork of its parent exists), ``kept_for_runner``
+    (cancelled, the runner still in a step).
     ``duration_s``: wall time in seconds. ``executors_deleted``: records of executor processes
     that ended before the cutoff and own no unfinished workflow, deleted with them (a dry run:
     that it would delete)."""
@@ -90,9 +95,17 @@ def check_statuses(statuses: Iterable[str] | str | None) -> list[str]:
     return list(dict.fromkeys(wanted))
 
 
+# Postgres's bigint: a count beyond it cannot be a LIMIT or an OFFSET.
+_MAX_COUNT = 2**63 - 1
+
+
 def _check_count(value: object, name: str) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _MAX_COUNT
+    ):
+        raise ValueError(
+            f"{name} must be a positive integer (at most {_MAX_COUNT}) or None, got {value!r}"
+        )
 
 
 def garbage_collect(
@@ -113,11 +126,20 @@ def garbage_collect(
     under way)."""
     started = time.monotonic()
     cutoff = cutoff_epoch_timestamp_ms
-    if cutoff is not None and (isinstance(cutoff, bool) or not isinstance(cutoff, int)):
-        raise ValueError(
-            "cutoff_epoch_timestamp_ms must be an integer (epoch milliseconds) or None, got "
-            f"{cutoff_epoch_timestamp_ms!r}"
-        )
+    if cutoff is not None:
+        # A float, as DBOS accepts (say, time.time() * 1000 - age): created_at < 1.5 is
+        # created_at < 2 for integer milliseconds.
+        if (
+            isinstance(cutoff, bool)
+            or not isinstance(cutoff, int | float)
+            or not math.isfinite(cutoff)
+            or not -_MAX_COUNT <= cutoff <= _MAX_COUNT
+        ):
+            raise ValueError(
+                "cutoff_epoch_timestamp_ms must be a number of epoch milliseconds or None, got "
+                f"{cutoff_epoch_timestamp_ms!r}"
+            )
+        cutoff = math.ceil(cutoff)
     _check_count(rows_threshold, "rows_threshold")
     _check_count(batch_size, "batch_size")
     wanted = check_statuses(statuses)
@@ -134,9 +156,9 @@ def garbage_collect(
             n = store.delete_batch(cutoff, wanted, batch_size)
             if n:
                 deleted, batches = deleted + n, batches + 1
-            # A short batch means nothing deletable is left (rows another transaction held were
-            # skipped: they go next time).
-            if batch_size is None or n < batch_size or (stop is not None and stop.is_set()):
+            # Until a batch finds nothing: deleting parents makes their children deletable (rows
+            # another transaction held were skipped: they go next time).
+            if n == 0 or (stop is not None and stop.is_set()):
                 break
     census = store.census(cutoff, wanted)
     executors = store.prune_executors(cutoff, dry_run=dry_run)

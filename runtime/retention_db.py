@@ -34,13 +34,19 @@ _HELD_BY_RUNNER = f"(w.status = 'CANCELLED' AND NOT {queries.OWNER_ABSENT})"
 # children are done, so a child's run never looks for a parent that is gone.
 _HAS_LIVE_CHILD = f"""EXISTS (SELECT 1 FROM dbos.workflow_status c
     WHERE c.parent_workflow_id = w.workflow_uuid AND c.status NOT IN {_FINISHED_SQL})"""  # noqa: S608 (constant SQL text; the values are parameters)
-# A child whose parent is not finished: the parent may still wait for the child's result (and a
-# recovered parent's replay reads it), so the child stays as long as its parent runs.
-_HAS_LIVE_PARENT = f"""EXISTS (SELECT 1 FROM dbos.workflow_status p
-    WHERE p.workflow_uuid = w.parent_workflow_id AND p.status NOT IN {_FINISHED_SQL})"""  # noqa: S608 (constant SQL text; the values are parameters)
+# Still referred to as a child: its parent's record exists (whatever its status), or a step of
+# another workflow names it as the child it started (the parent's step, and the copy of that step
+# in every fork of the parent). A workflow goes only once nothing refers to it: a parent is
+# deleted before its children (a later batch of the same collection takes them), so a replay, a
+# resume or a fork of a workflow that still exists never looks for a child that is gone. Race
+# free without locking relatives: a parent can only stop existing by a committed DELETE that
+# re-checked its own status, so a parent resumed at any moment keeps itself, and so its children.
+_REFERENCED = """(EXISTS (SELECT 1 FROM dbos.workflow_status p
+        WHERE p.workflow_uuid = w.parent_workflow_id)
+    OR EXISTS (SELECT 1 FROM dbos.operation_outputs o
+        WHERE o.child_workflow_id = w.workflow_uuid AND o.workflow_uuid <> w.workflow_uuid))"""
 _DELETABLE = (
-    f"{_OLD_FINISHED} AND NOT {_HELD_BY_RUNNER} AND NOT {_HAS_LIVE_CHILD} "
-    f"AND NOT {_HAS_LIVE_PARENT}"
+    f"{_OLD_FINISHED} AND NOT {_HELD_BY_RUNNER} AND NOT {_HAS_LIVE_CHILD} AND NOT {_REFERENCED}"
 )
 
 # The created_at of the rows_threshold-th newest workflow (of any status, as in DBOS): what is
@@ -62,9 +68,10 @@ SELECT created_at FROM dbos.workflow_status ORDER BY created_at DESC LIMIT 1 OFF
 # slowed down as the collection went on). LIMIT NULL: no limit. The DELETE finds the picked rows
 # by primary key (``= ANY(ARRAY(...))``, an array computed once): joined to the CTE instead,
 # Postgres may hash-join it against a scan of the whole table, every batch.
-# The family rules (_HAS_LIVE_CHILD, _HAS_LIVE_PARENT) read the other rows as of the statement's
-# start: a relative resumed in the same instant (a cancelled parent resumed while its finished
-# child is being deleted) is not seen. The row's own status, the one an operator changes, is.
+# _HAS_LIVE_CHILD reads the children as of the statement's start: a finished parent whose
+# cancelled child is resumed in that same instant may go while the child runs again (a child's run
+# never reads its parent's record; only `dbos workflow get` shows the parent ID it no longer
+# finds). _REFERENCED needs no such caveat (see above).
 DELETE_BATCH = f"""
 WITH picked AS MATERIALIZED (
     SELECT w.workflow_uuid FROM dbos.workflow_status w
@@ -78,16 +85,39 @@ WHERE w.workflow_uuid = ANY(ARRAY(SELECT workflow_uuid FROM picked)) AND {_DELET
 """  # noqa: S608 (constant SQL text; the values are parameters)
 
 # What a collection with this cutoff would do: how many it deletes, and how many old finished ones
-# it keeps, each counted under its first reason: a child still runs, the parent still runs, a
-# cancelled runner is still in a step.
+# it keeps, each counted under its first reason: a child still runs, a cancelled runner is still
+# in a step, something still refers to it. The deletions cascade down parent links (a parent goes
+# first, then its children, which then nothing refers to), so the count follows them
+# recursively. A child a fork also refers to is counted as kept even when this collection
+# deletes that fork too (the real run then takes it in a later batch): the one case where the
+# count is lower than what goes.
 COUNT = f"""
-SELECT count(*) FILTER (WHERE NOT held AND NOT has_child AND NOT in_parent),
+WITH RECURSIVE old AS MATERIALIZED (
+    SELECT w.workflow_uuid, w.parent_workflow_id,
+           {_HELD_BY_RUNNER} AS held, {_HAS_LIVE_CHILD} AS has_child,
+           EXISTS (SELECT 1 FROM dbos.operation_outputs o
+                   WHERE o.child_workflow_id = w.workflow_uuid
+                     AND o.workflow_uuid <> w.workflow_uuid
+                     AND o.workflow_uuid IS DISTINCT FROM w.parent_workflow_id) AS forked_ref
+    FROM dbos.workflow_status w WHERE {_OLD_FINISHED}
+), goes(workflow_uuid) AS (
+    SELECT o.workflow_uuid FROM old o
+    WHERE NOT o.held AND NOT o.has_child AND NOT o.forked_ref
+      AND NOT EXISTS (SELECT 1 FROM dbos.workflow_status p
+                      WHERE p.workflow_uuid = o.parent_workflow_id)
+      AND NOT EXISTS (SELECT 1 FROM dbos.operation_outputs s
+                      WHERE s.child_workflow_id = o.workflow_uuid
+                        AND s.workflow_uuid <> o.workflow_uuid)
+    UNION
+    SELECT o.workflow_uuid FROM old o JOIN goes g ON o.parent_workflow_id = g.workflow_uuid
+    WHERE NOT o.held AND NOT o.has_child AND NOT o.forked_ref
+)
+SELECT (SELECT count(*) FROM goes),
        count(*) FILTER (WHERE has_child),
-       count(*) FILTER (WHERE in_parent AND NOT has_child),
-       count(*) FILTER (WHERE held AND NOT has_child AND NOT in_parent)
-FROM (SELECT {_HELD_BY_RUNNER} AS held, {_HAS_LIVE_CHILD} AS has_child,
-             {_HAS_LIVE_PARENT} AS in_parent
-      FROM dbos.workflow_status w WHERE {_OLD_FINISHED}) s
+       count(*) FILTER (WHERE NOT has_child AND NOT held
+                        AND workflow_uuid NOT IN (SELECT workflow_uuid FROM goes)),
+       count(*) FILTER (WHERE held AND NOT has_child)
+FROM old
 """  # noqa: S608 (constant SQL text; the values are parameters)
 
 
@@ -119,7 +149,7 @@ class Census:
 
     deletable: int
     kept_for_children: int
-    kept_for_parent: int
+    kept_for_parent: int  # still referred to: its parent's record exists, or a fork's step
     kept_for_runner: int
 
 

@@ -32,9 +32,11 @@ from runtime.errors import (
 from runtime.listener import event_key, message_key
 from runtime.queues import INTERNAL_QUEUE
 from runtime.records import (
+    DESTINATION_KEYS,
     ClaimedWorkflow,
     DequeuedWorkflow,
     DequeueResult,
+    DestinationDeleted,
     InsertResult,
     LastStep,
     NewWorkflow,
@@ -106,6 +108,10 @@ class SystemDatabase:
                 yield conn
             finally:
                 self.pool.putconn(conn)
+        except psycopg.errors.ForeignKeyViolation as exc:
+            if exc.diag.constraint_name in DESTINATION_KEYS:
+                raise DestinationDeleted(exc.diag.message_detail or "") from exc
+            raise db.translate(exc, self.url) from exc
         except psycopg.Error as exc:
             raise db.translate(exc, self.url) from exc
         except UnicodeEncodeError as exc:  # a parameter with a lone surrogate: the caller's data
@@ -403,7 +409,12 @@ class SystemDatabase:
         check_text(topic, "topic")
         params = self._op_params(workflow_id, owner_epoch, function_id, "DBOS.send", started_at_ms)
         params.update(destination=destination, topic=topic, message=message)
-        row = self._one(queries.SEND_FROM_WORKFLOW, params)
+        try:
+            row = self._one(queries.SEND_FROM_WORKFLOW, params)
+        except DestinationDeleted:
+            # As the statement reports a missing destination: not recorded, this runner still
+            # the owner (if it is not, the error's record that follows is fenced).
+            return SendResult("PENDING", owner_epoch, False, destination_exists=False)
         if row is None:
             # The sender's row is gone: the caller stops as fenced before it looks at the
             # destination, so report it as existing rather than raise a misleading error.
@@ -418,15 +429,13 @@ class SystemDatabase:
         check_text(destination, "destination workflow ID")
         check_text(topic, "topic")
         check_text(idempotency_key, "idempotency key")
-        row = self._one(
-            queries.SEND_FROM_OUTSIDE,
-            {
-                "destination": destination,
-                "topic": topic,
-                "message": message,
-                "idempotency_key": idempotency_key,
-            },
-        )
+        params = {"destination": destination, "topic": topic, "message": message}
+        try:
+            row = self._one(
+                queries.SEND_FROM_OUTSIDE, params | {"idempotency_key": idempotency_key}
+            )
+        except DestinationDeleted:
+            return OutsideSend(destination_exists=False, delivered=False)
         assert row is not None
         return OutsideSend(destination_exists=bool(row[0]), delivered=bool(row[1]))
 

@@ -159,7 +159,9 @@ def test_statuses_narrow_and_refuse_unfinished(db_url: str, client: DBOSClient) 
         ({"batch_size": 0}, "batch_size"),
         ({"batch_size": True}, "batch_size"),
         ({"cutoff_epoch_timestamp_ms": "yesterday"}, "cutoff_epoch_timestamp_ms"),
-        ({"cutoff_epoch_timestamp_ms": 1.5}, "cutoff_epoch_timestamp_ms"),
+        ({"cutoff_epoch_timestamp_ms": float("nan")}, "cutoff_epoch_timestamp_ms"),
+        ({"cutoff_epoch_timestamp_ms": 2**70}, "cutoff_epoch_timestamp_ms"),
+        ({"rows_threshold": 2**70}, "rows_threshold"),
     ],
 )
 def test_bad_arguments_refused_before_deleting(
@@ -190,18 +192,20 @@ def test_parent_kept_while_a_child_is_unfinished(db_url: str, client: DBOSClient
         child = add_workflow(conn, "PENDING", parent=parent)
         done_child = add_workflow(conn, "SUCCESS", parent=parent)
         result = client.garbage_collect(CUTOFF, None)
-        # The finished child goes; the parent stays while its other child runs.
-        assert (result.deleted, result.kept_for_children) == (1, 1)
+        # The parent stays while one child runs, and so its finished child (it still refers
+        # to it).
+        assert (result.deleted, result.kept_for_children, result.kept_for_parent) == (0, 1, 1)
         assert rows_of(conn, parent) == ALL_ROWS
         assert rows_of(conn, child) == ALL_ROWS
-        assert rows_of(conn, done_child) == NO_ROWS
+        assert rows_of(conn, done_child) == ALL_ROWS
         conn.execute(
             "UPDATE dbos.workflow_status SET status = 'SUCCESS' WHERE workflow_uuid = %s", (child,)
         )
         result = client.garbage_collect(CUTOFF, None)
-        assert (result.deleted, result.kept_for_children) == (2, 0)
+        assert (result.deleted, result.kept_for_children) == (3, 0)
         assert rows_of(conn, parent) == NO_ROWS
         assert rows_of(conn, child) == NO_ROWS
+        assert rows_of(conn, done_child) == NO_ROWS
 
 
 def test_child_kept_while_its_parent_is_unfinished(db_url: str, client: DBOSClient) -> None:
@@ -217,6 +221,60 @@ def test_child_kept_while_its_parent_is_unfinished(db_url: str, client: DBOSClie
         )
         assert client.garbage_collect(CUTOFF, None).deleted == 2
         assert rows_of(conn, child) == NO_ROWS
+
+
+def _start_child_step(conn: psycopg.Connection[Any], parent: str, child: str, step: int) -> None:
+    """The step of ``parent`` that started ``child`` (what a fork of the parent copies)."""
+    conn.execute(
+        "INSERT INTO dbos.operation_outputs (workflow_uuid, function_id, function_name, "
+        "child_workflow_id) VALUES (%s, %s, 'start', %s)",
+        (parent, step, child),
+    )
+
+
+def test_a_child_goes_only_once_nothing_refers_to_it(db_url: str, client: DBOSClient) -> None:
+    """Parents first, children in a later batch of the same collection, and never a child that a
+    kept parent (of any status: a cancelled one may be resumed) or a fork of its parent still
+    names; the dry run counts what the cascade down the tree deletes."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        # A finished tree of three levels: all of it goes in one collection, top down.
+        root = add_workflow(conn, "SUCCESS")
+        mid = add_workflow(conn, "SUCCESS", parent=root, created_at=OLD + 1)
+        leaf = add_workflow(conn, "ERROR", parent=mid, created_at=OLD + 2)
+        _start_child_step(conn, root, mid, 2)
+        _start_child_step(conn, mid, leaf, 2)
+        # A cancelled parent kept for its live runner: its finished child stays with it.
+        conn.execute(
+            "INSERT INTO dbos.executors (process_id, executor_id, hostname, pid, "
+            "application_version, lease_ms, started_at, last_heartbeat_at) "
+            "VALUES ('live', 'e', 'h', 1, 'v', 60000, 0, %s)",
+            (int(time.time() * 1000),),
+        )
+        held = add_workflow(conn, "CANCELLED", owner_process="live")
+        held_child = add_workflow(conn, "SUCCESS", parent=held, created_at=OLD + 1)
+        # A finished parent whose child an unfinished fork of it also started: the parent goes,
+        # the child stays while the fork exists (the fork awaits it).
+        forked = add_workflow(conn, "SUCCESS")
+        forked_child = add_workflow(conn, "SUCCESS", parent=forked, created_at=OLD + 1)
+        _start_child_step(conn, forked, forked_child, 2)
+        fork = add_workflow(conn, "PENDING", created_at=OLD + 3)
+        _start_child_step(conn, fork, forked_child, 2)
+
+        preview = client.garbage_collect(CUTOFF, None, dry_run=True)
+        assert (preview.deleted, preview.kept_for_parent, preview.kept_for_runner) == (4, 2, 1)
+        result = client.garbage_collect(CUTOFF, None, batch_size=1)
+        assert result.deleted == 4 and result.batches == 4
+        for wid in (root, mid, leaf, forked):
+            assert rows_of(conn, wid) == NO_ROWS
+        for wid in (held, held_child, forked_child):
+            assert rows_of(conn, wid) == ALL_ROWS
+        assert rows_of(conn, fork)["workflow_status"] == 1
+        # The fork finishes and is collected: then nothing refers to the child.
+        conn.execute(
+            "UPDATE dbos.workflow_status SET status = 'SUCCESS' WHERE workflow_uuid = %s", (fork,)
+        )
+        assert client.garbage_collect(CUTOFF, None).deleted == 2
+        assert rows_of(conn, forked_child) == NO_ROWS
 
 
 def test_cancelled_kept_while_its_runner_is_in_a_step(db_url: str, client: DBOSClient) -> None:

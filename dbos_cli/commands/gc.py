@@ -99,7 +99,10 @@ def _kept_lines(result: GarbageCollection) -> None:
             f"kept {_plural(result.kept_for_children)} whose child workflow is still unfinished"
         )
     if result.kept_for_parent:
-        render.info(f"kept {_plural(result.kept_for_parent)} whose parent is still unfinished")
+        render.info(
+            f"kept {_plural(result.kept_for_parent)} still referred to by a parent or a fork "
+            "that is kept"
+        )
     if result.kept_for_runner:
         render.info(
             f"kept {_plural(result.kept_for_runner)} cancelled while in a step still running"
