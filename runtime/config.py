@@ -619,6 +619,11 @@ def _substitute(value: str, environ: Mapping[str, str], where: str) -> str:
     return _REFERENCE.sub(replace, value)
 
 
+# The longest period a timer may wait: a year is already no schedule at all, and far beyond it a
+# thread's wait overflows the platform's time_t (threading.TIMEOUT_MAX).
+_MAX_INTERVAL_S = 366 * 86_400
+
+
 def _problem(value: object, kind: _Kind, describe: Callable[[object], str]) -> str | None:
     """What is wrong with ``value`` as a ``kind`` ("expected ..., got ..."), or None if nothing.
     ``describe`` names the type of a wrong value (TOML's names for a file, Python's for a dict)."""
@@ -629,6 +634,8 @@ def _problem(value: object, kind: _Kind, describe: Callable[[object], str]) -> s
             return f"expected a number of seconds, got {describe(value)}"
         if not math.isfinite(value) or value < _MIN_POLLING_INTERVAL_S:
             return f"expected at least {_MIN_POLLING_INTERVAL_S} seconds, got {value}"
+        if value > _MAX_INTERVAL_S:
+            return f"expected at most {_MAX_INTERVAL_S} seconds (a year), got {value}"
         return None
     if kind == "duration":
         if not isinstance(value, str):

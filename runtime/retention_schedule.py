@@ -72,6 +72,8 @@ class RetentionSchedule:
             try:
                 self.collect_once()
             except Exception as exc:  # an outage or a timeout: the next round tries again
+                if self._stop.is_set():
+                    break  # shutting down: the pool closed under the last batch
                 logger.warning("automatic retention failed (will retry): %s", exc)
 
     def collect_once(self) -> retention.GarbageCollection | None:

@@ -545,6 +545,7 @@ def wait_until(check: Any, timeout_s: float = 15.0) -> None:
         ({"workflow_retention": "0d"}, "more than zero"),
         ({"workflow_retention": 30}, "expected a duration such as '30d'"),
         ({"workflow_retention": "30d", "workflow_retention_interval_sec": 0}, "at least"),
+        ({"workflow_retention": "30d", "workflow_retention_interval_sec": 1e10}, "at most"),
     ],
 )
 def test_bad_retention_settings_are_refused(
