@@ -103,4 +103,10 @@ def open_budget_s(url: str, default_timeout_s: int) -> float:
         per_host = default_timeout_s
     if per_host <= 0:
         per_host = default_timeout_s
+    # libpq (and psycopg) wait at least 2 s per attempt whatever smaller value is given.
+    per_host = max(per_host, MIN_CONNECT_TIMEOUT_S)
     return float(per_host * max(1, len(host_list(given))))
+
+
+#: libpq's floor for connect_timeout: a smaller positive value waits 2 s.
+MIN_CONNECT_TIMEOUT_S = 2

@@ -15,9 +15,8 @@ The rules, checked in SQL on every row at the moment it is deleted (``runtime.re
 - never a cancelled workflow whose runner is alive and still in a step (it goes once the runner
   stopped);
 - with the workflow go all its rows: steps, transaction outcomes, messages to it, idempotency
-  keys, events, streams;
-- the records of executor processes that ended before the cutoff and own no unfinished workflow
-  go too (``dbos.executors`` gains a row per launched process).
+  keys, events, streams. (``dbos.executors`` is pruned by the executors themselves, at launch:
+  see ``queries.PRUNE_EXECUTORS``.)
 
 Deletion runs in batches of ``batch_size`` workflows, each its own short transaction, so a
 collection never holds locks for long and a checkpoint written meanwhile waits at most one batch.
@@ -62,9 +61,7 @@ class GarbageCollection:
     by reason: ``kept_for_children`` (a child is unfinished), ``kept_for_parent`` (still
     referred to: its parent is kept, or a fork of its parent exists), ``kept_for_runner``
     (cancelled, the runner still in a step).
-    ``duration_s``: wall time in seconds. ``executors_deleted``: records of executor processes
-    that ended before the cutoff and own no unfinished workflow, deleted with them (a dry run:
-    that it would delete)."""
+    ``duration_s``: wall time in seconds."""
 
     cutoff_epoch_timestamp_ms: int | None
     deleted: int
@@ -74,7 +71,6 @@ class GarbageCollection:
     kept_for_runner: int
     duration_s: float
     dry_run: bool = False
-    executors_deleted: int = 0
 
 
 def check_statuses(statuses: Iterable[str] | str | None) -> list[str]:
@@ -170,7 +166,6 @@ def garbage_collect(
                 else:
                     time.sleep(rest)
     census = store.census(cutoff, wanted)
-    executors = store.prune_executors(cutoff, dry_run=dry_run)
     return GarbageCollection(
         cutoff,
         census.deletable if dry_run else deleted,
@@ -180,5 +175,4 @@ def garbage_collect(
         census.kept_for_runner,
         time.monotonic() - started,
         dry_run,
-        executors,
     )

@@ -86,31 +86,41 @@ WHERE w.workflow_uuid = ANY(ARRAY(SELECT workflow_uuid FROM picked)) AND {_DELET
 
 # What a collection with this cutoff would do: how many it deletes, and how many old finished ones
 # it keeps, each counted under its first reason: a child still runs, a cancelled runner is still
-# in a step, something still refers to it. The deletions cascade down parent links (a parent goes
-# first, then its children, which then nothing refers to), so the count follows them
-# recursively. A child a fork also refers to is counted as kept even when this collection
-# deletes that fork too (the real run then takes it in a later batch): the one case where the
-# count is lower than what goes.
+# in a step, something kept still refers to it. The deletions cascade along references (a parent
+# goes first, then its children; a workflow that awaited another's result goes, then that one),
+# so the count follows them: from the roots (nothing refers to them) along every reference
+# (``edges``: a parent link, or a step naming a child) to workflows all of whose referrers are
+# deletable themselves. The count can exceed what goes only when a referrer is deletable by
+# these rules yet kept because of a referrer of its own; it never falls short, so a prompt built
+# on it never understates a deletion.
 COUNT = f"""
 WITH RECURSIVE old AS MATERIALIZED (
     SELECT w.workflow_uuid, w.parent_workflow_id,
-           {_HELD_BY_RUNNER} AS held, {_HAS_LIVE_CHILD} AS has_child,
-           EXISTS (SELECT 1 FROM dbos.operation_outputs o
-                   WHERE o.child_workflow_id = w.workflow_uuid
-                     AND o.workflow_uuid <> w.workflow_uuid
-                     AND o.workflow_uuid IS DISTINCT FROM w.parent_workflow_id) AS forked_ref
+           {_HELD_BY_RUNNER} AS held, {_HAS_LIVE_CHILD} AS has_child
     FROM dbos.workflow_status w WHERE {_OLD_FINISHED}
-), goes(workflow_uuid) AS (
-    SELECT o.workflow_uuid FROM old o
-    WHERE NOT o.held AND NOT o.has_child AND NOT o.forked_ref
-      AND NOT EXISTS (SELECT 1 FROM dbos.workflow_status p
-                      WHERE p.workflow_uuid = o.parent_workflow_id)
-      AND NOT EXISTS (SELECT 1 FROM dbos.operation_outputs s
-                      WHERE s.child_workflow_id = o.workflow_uuid
-                        AND s.workflow_uuid <> o.workflow_uuid)
+), ok AS MATERIALIZED (
+    SELECT workflow_uuid, parent_workflow_id FROM old WHERE NOT held AND NOT has_child
+), edges AS MATERIALIZED (
+    SELECT k.parent_workflow_id AS src, k.workflow_uuid AS dst
+    FROM ok k WHERE k.parent_workflow_id IS NOT NULL
     UNION
-    SELECT o.workflow_uuid FROM old o JOIN goes g ON o.parent_workflow_id = g.workflow_uuid
-    WHERE NOT o.held AND NOT o.has_child AND NOT o.forked_ref
+    SELECT s.workflow_uuid, k.workflow_uuid
+    FROM ok k JOIN dbos.operation_outputs s
+      ON s.child_workflow_id = k.workflow_uuid AND s.workflow_uuid <> k.workflow_uuid
+), followable AS MATERIALIZED (
+    SELECT k.workflow_uuid FROM ok k
+    WHERE NOT EXISTS (SELECT 1 FROM edges e WHERE e.dst = k.workflow_uuid
+                        AND e.src NOT IN (SELECT workflow_uuid FROM ok)
+                        AND EXISTS (SELECT 1 FROM dbos.workflow_status r
+                                    WHERE r.workflow_uuid = e.src))
+), goes(workflow_uuid) AS (
+    SELECT k.workflow_uuid FROM ok k
+    WHERE NOT EXISTS (SELECT 1 FROM edges e WHERE e.dst = k.workflow_uuid
+                        AND EXISTS (SELECT 1 FROM dbos.workflow_status r
+                                    WHERE r.workflow_uuid = e.src))
+    UNION
+    SELECT e.dst FROM edges e JOIN goes g ON e.src = g.workflow_uuid
+    WHERE e.dst IN (SELECT workflow_uuid FROM followable)
 )
 SELECT (SELECT count(*) FROM goes),
        count(*) FILTER (WHERE has_child),
@@ -119,26 +129,6 @@ SELECT (SELECT count(*) FROM goes),
        count(*) FILTER (WHERE held AND NOT has_child)
 FROM old
 """  # noqa: S608 (constant SQL text; the values are parameters)
-
-
-# The records of executor processes that ended before the cutoff (stopped, found gone, or silent
-# past their lease since before it) and own no unfinished workflow: one row per process ever
-# launched would otherwise grow the table forever. A row still named as the owner of a PENDING,
-# ENQUEUED or CANCELLED workflow stays: takeover and queue slots read it (both treat a missing
-# row as an absent owner, so even then nothing would be claimed wrongly, but `why` could not say
-# whose it was). A process that comes back after its row went finds its heartbeat refused and
-# behaves as a stopped process; fencing keeps it from recording anything.
-PRUNE_EXECUTORS = """
-DELETE FROM dbos.executors e
-WHERE (e.stopped_at < %(cutoff)s OR e.last_heartbeat_at + e.lease_ms < %(cutoff)s)
-  AND e.last_heartbeat_at < %(cutoff)s
-  AND NOT EXISTS (SELECT 1 FROM dbos.workflow_status w
-                  WHERE w.owner_process = e.process_id
-                    AND w.status IN ('PENDING', 'ENQUEUED', 'CANCELLED'))
-"""
-COUNT_PRUNABLE_EXECUTORS = PRUNE_EXECUTORS.replace(
-    "DELETE FROM dbos.executors e", "SELECT count(*) FROM dbos.executors e", 1
-)
 
 
 @dataclass(frozen=True)
@@ -172,16 +162,6 @@ class RetentionDatabase:
         params = {"cutoff": cutoff_ms, "statuses": statuses, "batch_size": batch_size}
         with self.sysdb.connection() as conn, conn.transaction():
             return conn.execute(DELETE_BATCH, params).rowcount
-
-    def prune_executors(self, cutoff_ms: int, *, dry_run: bool = False) -> int:
-        """Delete (``dry_run``: count) the records of executor processes that ended before
-        ``cutoff_ms`` and own no unfinished workflow; returns how many."""
-        params = {"cutoff": cutoff_ms}
-        with self.sysdb.connection() as conn:
-            if dry_run:
-                row = conn.execute(COUNT_PRUNABLE_EXECUTORS, params).fetchone()
-                return int(row[0]) if row else 0
-            return conn.execute(PRUNE_EXECUTORS, params).rowcount
 
     def census(self, cutoff_ms: int, statuses: list[str]) -> Census:
         """Count what a collection with this cutoff deletes and keeps, now."""

@@ -277,6 +277,23 @@ def test_a_child_goes_only_once_nothing_refers_to_it(db_url: str, client: DBOSCl
         assert rows_of(conn, forked_child) == NO_ROWS
 
 
+def test_the_dry_run_follows_every_reference_it_deletes(db_url: str, client: DBOSClient) -> None:
+    """A finished workflow that awaited another's result (a step naming it, as get_result
+    records) goes first, then the awaited one: the dry run counts both, and a prompt built on it
+    never says fewer than the real run deletes."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        awaited = add_workflow(conn, "SUCCESS")
+        waiter = add_workflow(conn, "SUCCESS", created_at=OLD + 1)
+        _start_child_step(conn, waiter, awaited, 2)
+        forked = add_workflow(conn, "SUCCESS", created_at=OLD + 2)
+        fork_of_fork = add_workflow(conn, "ERROR", created_at=OLD + 3)
+        _start_child_step(conn, fork_of_fork, waiter, 2)
+        _start_child_step(conn, forked, waiter, 3)
+        preview = client.garbage_collect(CUTOFF, None, dry_run=True)
+        result = client.garbage_collect(CUTOFF, None, batch_size=1)
+        assert preview.deleted == result.deleted == 4, (preview, result)
+
+
 def test_cancelled_kept_while_its_runner_is_in_a_step(db_url: str, client: DBOSClient) -> None:
     now = int(time.time() * 1000)
     with psycopg.connect(db_url, autocommit=True) as conn:
@@ -296,32 +313,6 @@ def test_cancelled_kept_while_its_runner_is_in_a_step(db_url: str, client: DBOSC
         assert rows_of(conn, held) == ALL_ROWS
         assert rows_of(conn, abandoned) == NO_ROWS
         assert rows_of(conn, finished) == NO_ROWS
-
-
-def test_records_of_ended_executors_go_unless_they_own_unfinished_work(
-    db_url: str, client: DBOSClient
-) -> None:
-    now = int(time.time() * 1000)
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute(
-            "INSERT INTO dbos.executors (process_id, executor_id, hostname, pid, "
-            "application_version, lease_ms, started_at, last_heartbeat_at, stopped_at) VALUES "
-            "('stopped-old', 'e', 'h', 1, 'v', 1000, 0, 10, 20), "
-            "('silent-old', 'e', 'h', 2, 'v', 1000, 0, 10, NULL), "
-            "('owns-pending', 'e', 'h', 3, 'v', 1000, 0, 10, 20), "
-            "('owns-cancelled', 'e', 'h', 4, 'v', 1000, 0, 10, NULL), "
-            "('live', 'e', 'h', 5, 'v', 60000, %s, %s, NULL), "
-            "('stopped-recent', 'e', 'h', 6, 'v', 1000, 0, %s, %s)",
-            (now, now, CUTOFF + 10, CUTOFF + 20),
-        )
-        add_workflow(conn, "PENDING", owner_process="owns-pending")
-        add_workflow(conn, "CANCELLED", owner_process="owns-cancelled", created_at=CUTOFF + 1)
-        add_workflow(conn, "SUCCESS", owner_process="stopped-old")
-        assert client.garbage_collect(CUTOFF, None, dry_run=True).executors_deleted == 2
-        result = client.garbage_collect(CUTOFF, None)
-        assert result.executors_deleted == 2
-        left = {r[0] for r in conn.execute("SELECT process_id FROM dbos.executors").fetchall()}
-        assert left == {"owns-pending", "owns-cancelled", "live", "stopped-recent"}
 
 
 def test_rows_threshold_keeps_the_newest(db_url: str, client: DBOSClient) -> None:

@@ -62,3 +62,5 @@ def test_the_budget_counts_every_host() -> None:
     assert open_budget_s("postgresql://u@a:1,b:2,c:3/db?connect_timeout=3", 10) == 9
     assert open_budget_s("postgresql://u@a:1,b:2/db?connect_timeout=0", 10) == 20
     assert open_budget_s("postgresql://u@a/db", 10) == 10
+    # libpq waits at least 2 s per host whatever smaller timeout is asked.
+    assert open_budget_s("postgresql://u@a:1,b:2,c:3/db?connect_timeout=1", 10) == 6

@@ -82,18 +82,11 @@ def _document(result: GarbageCollection) -> dict[str, Any]:
         "kept_for_children": result.kept_for_children,
         "kept_for_parent": result.kept_for_parent,
         "kept_for_runner": result.kept_for_runner,
-        "executors_deleted": result.executors_deleted,
         "duration_s": round(result.duration_s, 3),
     }
 
 
 def _kept_lines(result: GarbageCollection) -> None:
-    if result.executors_deleted:
-        verb = "would go" if result.dry_run else "deleted"
-        render.info(
-            f"{verb}: the records of {result.executors_deleted} executor process"
-            f"{'es' if result.executors_deleted != 1 else ''} that ended before the cutoff"
-        )
     if result.kept_for_children:
         render.info(
             f"kept {_plural(result.kept_for_children)} whose child workflow is still unfinished"
