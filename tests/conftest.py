@@ -152,3 +152,12 @@ def fleet(db_url: str) -> Iterator[Fleet]:
         yield group
     finally:
         group.stop_all()
+
+
+@pytest.fixture
+def client(db_url: str) -> Iterator[Any]:
+    """A ``DBOSClient`` on the test's database, destroyed after the test."""
+    from runtime import DBOSClient
+
+    with DBOSClient(db_url) as found:
+        yield found

@@ -46,12 +46,6 @@ def app(launch_dbos: Callable[..., None]) -> Iterator[None]:
     yield
 
 
-@pytest.fixture
-def client(db_url: str) -> Iterator[DBOSClient]:
-    with DBOSClient(system_database_url=db_url) as found:
-        yield found
-
-
 def _rows() -> int:
     return len(DBOS.list_workflows())
 

@@ -13,7 +13,6 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,15 +37,6 @@ RELATED = {
 }
 OLD = 1_000_000  # created_at of the "old" rows (epoch ms, 1970): far before any cutoff used here
 CUTOFF = 2_000_000
-
-
-@pytest.fixture
-def client(db_url: str) -> Iterator[DBOSClient]:
-    c = DBOSClient(db_url)
-    try:
-        yield c
-    finally:
-        c.destroy()
 
 
 def add_workflow(

@@ -5,8 +5,6 @@ the destination inside the send's own statement, so the foreign key fails every 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import psycopg
 import pytest
 
@@ -21,15 +19,6 @@ END $$;
 CREATE TRIGGER delete_destination BEFORE INSERT ON dbos.notifications
     FOR EACH ROW EXECUTE FUNCTION delete_destination();
 """
-
-
-@pytest.fixture
-def client(db_url: str) -> Iterator[DBOSClient]:
-    c = DBOSClient(db_url)
-    try:
-        yield c
-    finally:
-        c.destroy()
 
 
 def _destination(db_url: str, wid: str) -> None:
