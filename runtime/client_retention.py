@@ -19,7 +19,7 @@ class ClientRetentionCalls:
 
     def garbage_collect(
         self,
-        cutoff_epoch_timestamp_ms: int | None,
+        cutoff_epoch_timestamp_ms: float | None,
         rows_threshold: int | None,
         *,
         batch_size: int | None = DEFAULT_GC_BATCH_SIZE,

@@ -106,7 +106,7 @@ def _check_count(value: object, name: str) -> None:
 
 def garbage_collect(
     sysdb: SystemDatabase,
-    cutoff_epoch_timestamp_ms: int | None,
+    cutoff_epoch_timestamp_ms: float | None,
     rows_threshold: int | None,
     *,
     batch_size: int | None = DEFAULT_GC_BATCH_SIZE,
@@ -117,8 +117,9 @@ def garbage_collect(
 ) -> GarbageCollection:
     """Delete the finished workflows created before the cutoff (see the module docstring), in
     batches of ``batch_size`` (None: one transaction). Every argument is checked before anything
-    is deleted: ``ValueError`` for a cutoff that is not an integer, a ``rows_threshold`` or
-    ``batch_size`` that is not a positive integer, or a status that is not a finished one.
+    is deleted: ``ValueError`` for a cutoff that is not a finite number of epoch milliseconds
+    (a float is rounded up, as DBOS compares it), a ``rows_threshold`` or ``batch_size`` that is
+    not a positive integer, or a status that is not a finished one.
     ``stop``: once set, no further batch starts (a shutdown ends a collection after the batch
     under way). ``pace``: after each batch, rest ``pace`` times as long as the batch took (the
     automatic collector's 1.0 halves its share of the server's WAL bandwidth)."""

@@ -166,6 +166,17 @@ def test_bad_arguments_refused_before_deleting(
         assert rows_of(conn, wid) == ALL_ROWS
 
 
+def test_a_float_cutoff_is_accepted_as_dbos_does(db_url: str, client: DBOSClient) -> None:
+    # created_at < OLD + 0.5 holds for OLD and not for OLD + 1 (integer milliseconds).
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        older = add_workflow(conn, "SUCCESS")
+        newer = add_workflow(conn, "SUCCESS", created_at=OLD + 1)
+        result = client.garbage_collect(OLD + 0.5, None)
+        assert (result.deleted, result.cutoff_epoch_timestamp_ms) == (1, OLD + 1)
+        assert rows_of(conn, older) == NO_ROWS
+        assert rows_of(conn, newer) == ALL_ROWS
+
+
 def test_nothing_to_do_without_a_cutoff(db_url: str, client: DBOSClient) -> None:
     with psycopg.connect(db_url, autocommit=True) as conn:
         wid = add_workflow(conn, "SUCCESS")

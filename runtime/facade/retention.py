@@ -17,7 +17,7 @@ class RetentionCalls(FacadeBase):
     @classmethod
     def garbage_collect(
         cls,
-        cutoff_epoch_timestamp_ms: int | None,
+        cutoff_epoch_timestamp_ms: float | None,
         rows_threshold: int | None,
         *,
         batch_size: int | None = DEFAULT_GC_BATCH_SIZE,
@@ -30,9 +30,10 @@ class RetentionCalls(FacadeBase):
         ``cutoff_epoch_timestamp_ms`` (epoch milliseconds) and the creation time of the
         ``rows_threshold``-th newest workflow (keep the newest N); both None: nothing happens.
         Never deletes a PENDING, ENQUEUED or DELAYED workflow, a parent while a child is
-        unfinished (or a child while its parent is), or a cancelled workflow whose runner is
-        still in a step. Deletes in
-        transactions of ``batch_size`` workflows (None: one). ``statuses`` narrows to some
+        unfinished, a child while anything still refers to it (its parent's record, or a step
+        of a fork), or a cancelled workflow whose runner is still in a step: parents go first,
+        their children in later batches. Deletes in transactions of ``batch_size`` workflows
+        (None: one). ``statuses`` narrows to some
         finished statuses; ``dry_run`` only counts. Returns a ``GarbageCollection`` (DBOS
         returns None). Raises ``ValueError`` for bad arguments, before deleting anything::
 
