@@ -168,31 +168,42 @@ def throughput(total: int, threads: int) -> dict[str, float]:
     }
 
 
-def statements_per_workflow(url: str, count: int, steps: int) -> float:
-    """Top-level statements the server ran per workflow of ``steps`` steps (pg_stat_statements),
-    less the background statements (queue polling, heartbeats) of an idle period as long."""
+def writes_per_workflow(url: str, count: int, steps: int) -> tuple[float, float]:
+    """Top-level statements the server ran (pg_stat_statements) and WAL bytes it wrote
+    (``pg_current_wal_lsn`` before and after) per workflow of ``steps`` steps, run sequentially,
+    less what the background work (queue polling, heartbeats) of an idle period as long did."""
     import psycopg
 
     def calls(conn: Any) -> int:
         row = conn.execute(
             "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements WHERE toplevel AND dbid = "
             "(SELECT oid FROM pg_database WHERE datname = current_database()) "
-            "AND query NOT LIKE '%pg_stat_statements%'"
+            "AND query NOT LIKE '%pg_stat_statements%' AND query NOT LIKE '%pg_current_wal_lsn%'"
         ).fetchone()
         return int(row[0])
 
+    def lsn(conn: Any) -> str:
+        return str(conn.execute("SELECT pg_current_wal_lsn()").fetchone()[0])
+
+    def wal_since(conn: Any, start: str) -> float:
+        return float(
+            conn.execute("SELECT pg_current_wal_lsn() - %s::pg_lsn", (start,)).fetchone()[0]
+        )
+
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        conn.execute("CHECKPOINT")  # full-page images after a checkpoint weigh on both alike
         conn.execute("SELECT pg_stat_statements_reset()")
-        t0 = time.perf_counter()
+        t0, wal0 = time.perf_counter(), lsn(conn)
         for _ in range(count):
             steps_wf(steps)
         elapsed = time.perf_counter() - t0
-        busy = calls(conn)
+        busy, busy_wal = calls(conn), wal_since(conn, wal0)
         conn.execute("SELECT pg_stat_statements_reset()")
+        wal0 = lsn(conn)
         time.sleep(elapsed)
-        idle_calls = calls(conn)
-    return max(0.0, busy - idle_calls) / count
+        idle_calls, idle_wal = calls(conn), wal_since(conn, wal0)
+    return max(0.0, busy - idle_calls) / count, max(0.0, busy_wal - idle_wal) / count
 
 
 def recovery(url: str) -> None:
@@ -243,9 +254,10 @@ def main() -> None:
         out[f"seq_{steps}_ms"] = [timed(lambda s=steps: steps_wf(s), N) for _ in range(3)]
     pairs = zip(out["seq_0_ms"], out["seq_10_ms"], strict=True)
     out["per_step_ms"] = [(ten - zero) / 10 for zero, ten in pairs]
-    stmts_0 = statements_per_workflow(args.url, 100, 0)
-    stmts_3 = statements_per_workflow(args.url, 100, 3)
+    stmts_0, _ = writes_per_workflow(args.url, 100, 0)
+    stmts_3, wal_3 = writes_per_workflow(args.url, 200, 3)
     out["statements_per_3_step_workflow"] = stmts_3
+    out["wal_bytes_per_3_step_workflow"] = wal_3
     out["statements_per_step"] = (stmts_3 - stmts_0) / 3
     runs = [throughput(TOTAL, 32) for _ in range(reps)]
     out["throughput_wps"] = [r["wps"] for r in runs]

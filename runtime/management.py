@@ -29,6 +29,7 @@ from runtime.system_db import SystemDatabase
 from runtime.waiting import Waiting, derive
 from runtime.workflow_admin import WorkflowAdmin
 from runtime.workflow_count import WorkflowCount
+from runtime.workflow_list import id_prefix_ranges
 
 __all__ = [
     "STATUSES",
@@ -238,9 +239,7 @@ def _list_filters(a: dict[str, Any]) -> dict[str, Any]:
     if "workflow_id_prefix" in filters:
         filters["workflow_id_prefix"] = _like_prefix(filters["workflow_id_prefix"])
     if "workflow_id_prefix_any" in filters:
-        filters["workflow_id_prefix_any"] = [
-            _like_prefix(p) for p in filters["workflow_id_prefix_any"]
-        ]
+        filters["workflow_id_prefix_any"] = id_prefix_ranges(filters["workflow_id_prefix_any"])
     return {k: v for k, v in filters.items() if v is not None}
 
 

@@ -51,14 +51,28 @@ LIST_FILTERS = {
     "parent_workflow_id_any": "parent_workflow_id = ANY(%(parent_workflow_id_any)s)",
     # A LIKE pattern (its own % and _ escaped by the caller), served by a text_pattern_ops index.
     "workflow_id_prefix": "workflow_uuid LIKE %(workflow_id_prefix)s",
-    "workflow_id_prefix_any": "workflow_uuid LIKE ANY(%(workflow_id_prefix_any)s)",
+    # LIKE ANY(patterns) is answered from no index; each prefix is instead the range of IDs
+    # [lo, hi) in byte order (``id_prefix_ranges``), one range scan of the text_pattern_ops index
+    # per prefix. The IDs found are gathered first (an ARRAY sub-select runs once) and the rows
+    # then fetched by primary key: as a join, the planner may instead walk the whole table in
+    # created_at order probing the ranges for each row.
+    "workflow_id_prefix_any": (
+        "workflow_uuid = ANY(ARRAY(SELECT s.workflow_uuid FROM unnest(%(id_prefix_lo)s::text[], "
+        "%(id_prefix_hi)s::text[]) AS r(lo, hi) JOIN dbos.workflow_status s "
+        "ON s.workflow_uuid ~>=~ r.lo AND s.workflow_uuid ~<~ r.hi))"
+    ),
     "has_parent": "parent_workflow_id IS NOT NULL",
     "has_no_parent": "parent_workflow_id IS NULL",
     "is_fork": "forked_from IS NOT NULL",
     "schedule_name": "schedule_name = %(schedule_name)s",
     "schedule_name_any": "schedule_name = ANY(%(schedule_name_any)s)",
     "is_not_fork": "forked_from IS NULL",
-    "was_forked_from": queries.WAS_FORKED_FROM,
+    # Driven from the index of forks (few rows) rather than checked row by row: with another
+    # filter (a status) that matches many workflows and none forked, a per-row check reads them all.
+    "was_forked_from": (
+        "workflow_uuid IN (SELECT f.forked_from FROM dbos.workflow_status f "
+        "WHERE f.forked_from IS NOT NULL)"
+    ),
     "was_not_forked_from": "NOT " + queries.WAS_FORKED_FROM,
     # No workflow records an authenticated user, an application name or a shard here (the runtime
     # has none of them), so such a filter matches nothing, as DBOS's does for workflows started
@@ -80,6 +94,32 @@ COUNT_WORKFLOWS = "SELECT count(*) FROM dbos.workflow_status"
 ORDER_ASC = " ORDER BY created_at ASC, workflow_uuid ASC"
 ORDER_DESC = " ORDER BY created_at DESC, workflow_uuid DESC"
 LIMIT_OFFSET = " LIMIT %(limit)s OFFSET %(offset)s"
+
+
+# The greatest code point: no character sorts after it in UTF-8 byte order.
+_MAX_CHAR = "\U0010ffff"
+_SURROGATES = range(0xD800, 0xE000)
+
+
+def id_prefix_ranges(prefixes: list[str]) -> dict[str, list[str]] | None:
+    """The ``workflow_id_prefix_any`` filter for ``prefixes``: per prefix the half-open range
+    [lo, hi) of IDs in byte order (which UTF-8 gives code point order) that start with it, as the
+    parameters ``id_prefix_lo`` and ``id_prefix_hi``. ``None`` when a prefix is empty (every ID
+    starts with it: no filter). hi is the prefix with its last character raised by one; a prefix
+    ending in the greatest character is followed by enough of them to pass any ID
+    (``serialization.MAX_IDENTIFIER_BYTES``, 1,000 bytes, at 4 bytes each)."""
+    if any(p == "" for p in prefixes):
+        return None
+    highs = []
+    for prefix in prefixes:
+        last = ord(prefix[-1]) + 1
+        if last in _SURROGATES:
+            last = _SURROGATES.stop
+        if last > ord(_MAX_CHAR):
+            highs.append(prefix + _MAX_CHAR * 251)
+        else:
+            highs.append(prefix[:-1] + chr(last))
+    return {"id_prefix_lo": list(prefixes), "id_prefix_hi": highs}
 
 
 def _where(filters: dict[str, Any]) -> tuple[str, dict[str, Any]]:

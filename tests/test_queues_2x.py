@@ -389,7 +389,7 @@ def test_partition_dispatch_uses_its_index(launch_dbos: Launch, db_url: str) -> 
     assert "workflow_status_partition_dispatch_idx" in plans["DEQUEUE_PARTITION"]
     assert "workflow_status_partition_dispatch_idx" in plans["READY_PARTITIONS"]
     assert "workflow_status_partition_running_idx" in plans["COUNT_PARTITION_RUNNING"]
-    assert "workflow_status_partition_started_idx" in plans["COUNT_PARTITION_STARTS"]
+    assert "workflow_status_partition_started_at_idx" in plans["COUNT_PARTITION_STARTS"]
     # Either partial index over DELAYED rows only (the planner's pick on an empty table).
     assert "using workflow_status_delayed" in plans["PROMOTE_DELAYED"]
     assert not any("Seq Scan" in plan for plan in plans.values()), plans
