@@ -168,6 +168,40 @@ def throughput(total: int, threads: int) -> dict[str, float]:
     }
 
 
+def drain_backlog(total: int, queue_name: str) -> float:
+    """Workflows/s draining a backlog: ``total`` 3-step workflows enqueued by a client on a queue
+    no process serves yet, then the queue declared here (concurrency 32) and timed until the last
+    has finished. Unlike the drain above, no enqueue runs while the queue drains: this is dispatch
+    and execution alone, against the direct starts of the throughput row."""
+    import psycopg
+
+    module = "runtime" if args.system == "ours" else "dbos"
+    kw = "database_url" if args.system == "ours" else "system_database_url"
+    client_class = __import__(module, fromlist=["DBOSClient"]).DBOSClient
+    client = client_class(**{kw: args.url})
+    for _ in range(total):
+        client.enqueue({"queue_name": queue_name, "workflow_name": "steps_wf"}, 3)
+    client.destroy()
+
+    def finished(conn: Any) -> int:
+        row = conn.execute(
+            "SELECT count(*) FROM dbos.workflow_status "
+            "WHERE queue_name = %s AND status = 'SUCCESS'",
+            (queue_name,),
+        ).fetchone()
+        return int(row[0])
+
+    with psycopg.connect(args.url, autocommit=True) as conn:
+        t0 = time.perf_counter()
+        if args.system == "ours":
+            Queue(queue_name, concurrency=32)
+        else:
+            DBOS.register_queue(queue_name, concurrency=32)  # type: ignore[attr-defined]
+        while finished(conn) < total:
+            time.sleep(0.01)
+        return total / (time.perf_counter() - t0)
+
+
 def writes_per_workflow(url: str, count: int, steps: int) -> tuple[float, float]:
     """Top-level statements the server ran (pg_stat_statements) and WAL bytes it wrote
     (``pg_current_wal_lsn`` before and after) per workflow of ``steps`` steps, run sequentially,
@@ -272,6 +306,8 @@ def main() -> None:
         for h in handles:
             h.get_result()
         out["drain_wps"].append(TOTAL / (time.perf_counter() - t0))
+
+    out["drain_backlog_wps"] = [drain_backlog(TOTAL, f"bench_backlog_{r}") for r in range(reps)]
 
     lat = []
     for _ in range(30 if args.quick else 60):
