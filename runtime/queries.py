@@ -461,8 +461,17 @@ SELECT count(*), min(started_at_epoch_ms) FROM dbos.workflow_status
 WHERE queue_name = %(queue_name)s AND started_at_epoch_ms > %(since_ms)s {part}
 """
 
-# Claim up to %(limit)s ready workflows in priority then arrival order; skip rows another dispatcher
-# holds, and rows whose previous runner (cancelled, then resumed) has not stopped yet. The rows are
+# How many the claim may take: %(limit)s, and with a global concurrency (%(concurrency)s not NULL)
+# no more than the queue's free slots. Counted in the claim itself (one statement per claim, not a
+# count then a claim): under the queue's lock, taken by an earlier statement of the same
+# transaction, so this statement's snapshot sees every claim the lock's previous holders committed.
+# CASE: with no concurrency the counts are never run.
+_DEQUEUE_LIMIT = f"""CASE WHEN %(concurrency)s::int IS NULL THEN %(limit)s::int
+         ELSE greatest(0, least(%(limit)s::int, %(concurrency)s::int - (
+{_COUNT_QUEUE_RUNNING.strip()}))) END"""
+
+# Claim up to _DEQUEUE_LIMIT ready workflows in priority then arrival order; skip rows another
+# dispatcher holds, and rows whose previous runner (cancelled, then resumed) has not stopped yet. The rows are
 # chosen once, in a MATERIALIZED CTE, and the UPDATE joins to them: with ``IN (SELECT ... LIMIT n
 # FOR UPDATE SKIP LOCKED)`` Postgres may run the sub-select again for each outer row (a nested
 # loop on a table it believes tiny) or on a recheck, and each run can skip to other rows, so one
@@ -475,7 +484,7 @@ WITH picked AS MATERIALIZED (
       AND {DEQUEUE_VERSION}
       AND w.name = ANY(%(names)s)
     ORDER BY {DEQUEUE_ORDER}
-    LIMIT %(limit)s
+    LIMIT {_DEQUEUE_LIMIT}
     FOR UPDATE OF w SKIP LOCKED
 )
 UPDATE dbos.workflow_status w

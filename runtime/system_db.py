@@ -501,55 +501,57 @@ class SystemDatabase:
         """Claim up to ``max_claim`` ready workflows of a queue within its global concurrency and
         rate limit, in one transaction. With ``partition``, of that partition of a partitioned
         queue, the concurrency and rate limit counting that partition alone."""
-        next_possible: int | None = None
         window_reopens: int | None = None  # set when the rate limit caps this claim
-        key = {"queue_name": queue_name, "partition": partition}
-        with self.connection() as conn, conn.transaction():
-            available = max_claim
-            if concurrency is not None or limiter is not None:
-                lock = f"dbos.queue:{queue_name}" + ("" if partition is None else f":{partition}")
-                conn.execute(queries.LOCK_QUEUE, {"lock_key": lock})
-            if concurrency is not None:
-                row = conn.execute(
-                    queries.COUNT_QUEUE_RUNNING
-                    if partition is None
-                    else queries.COUNT_PARTITION_RUNNING,
-                    key,
-                )
-                running = row.fetchone()
-                available = min(available, concurrency - int(running[0] if running else 0))
-            if limiter is not None and available > 0:
-                limit, period_s = limiter
-                period_ms = int(period_s * 1000)
-                now = int(time.time() * 1000)
-                found = conn.execute(
-                    queries.COUNT_QUEUE_STARTS
-                    if partition is None
-                    else queries.COUNT_PARTITION_STARTS,
-                    {**key, "since_ms": now - period_ms},
-                ).fetchone()
-                started, oldest = (int(found[0]), found[1]) if found else (0, None)
-                if started + available > limit:
-                    available = limit - started
-                    # If this claim fills the window, nothing more can start until its oldest
-                    # start is a period old (this claim's, when the window was empty).
-                    first = int(oldest) if oldest is not None else now
-                    window_reopens = first + period_ms + 1
-            if available <= 0:
-                return DequeueResult([], window_reopens)
-            rows = conn.execute(
-                queries.DEQUEUE if partition is None else queries.DEQUEUE_PARTITION,
-                {
-                    **key,
-                    "executor_id": executor_id,
-                    "process_id": process_id,
-                    "application_version": application_version,
-                    "names": names,
-                    "limit": available,
-                },
-            ).fetchall()
-            if len(rows) == available:
-                next_possible = window_reopens
+        params: dict[str, Any] = {
+            "queue_name": queue_name,
+            "partition": partition,
+            "executor_id": executor_id,
+            "process_id": process_id,
+            "application_version": application_version,
+            "names": names,
+            "limit": max_claim,
+            "concurrency": concurrency,  # the claim counts the free slots itself
+        }
+        claim = queries.DEQUEUE if partition is None else queries.DEQUEUE_PARTITION
+        lock = {
+            "lock_key": f"dbos.queue:{queue_name}" + ("" if partition is None else f":{partition}")
+        }
+        with self.connection() as conn:
+            if limiter is None and concurrency is None:
+                rows = conn.execute(claim, params).fetchall()
+            elif limiter is None:
+                # The lock, the claim and the commit in one round trip.
+                with conn.pipeline(), conn.transaction():
+                    conn.execute(queries.LOCK_QUEUE, lock)
+                    cursor = conn.execute(claim, params)
+                rows = cursor.fetchall()
+            else:
+                with conn.transaction():
+                    conn.execute(queries.LOCK_QUEUE, lock)
+                    limit, period_s = limiter
+                    period_ms = int(period_s * 1000)
+                    now = int(time.time() * 1000)
+                    found = conn.execute(
+                        queries.COUNT_QUEUE_STARTS
+                        if partition is None
+                        else queries.COUNT_PARTITION_STARTS,
+                        {
+                            "queue_name": queue_name,
+                            "partition": partition,
+                            "since_ms": now - period_ms,
+                        },
+                    ).fetchone()
+                    started, oldest = (int(found[0]), found[1]) if found else (0, None)
+                    if started + max_claim > limit:
+                        params["limit"] = max(0, limit - started)
+                        # If this claim fills the window, nothing more can start until its
+                        # oldest start is a period old (this claim's, when the window was empty).
+                        first = int(oldest) if oldest is not None else now
+                        window_reopens = first + period_ms + 1
+                    if params["limit"] <= 0:
+                        return DequeueResult([], window_reopens)
+                    rows = conn.execute(claim, params).fetchall()
+        next_possible = window_reopens if len(rows) == params["limit"] else None
         rows.sort(key=lambda r: (r[11], r[12]))
         # The columns after the ID are those of the recovery claim's RETURNING.
         claimed = [
