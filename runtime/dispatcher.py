@@ -180,6 +180,15 @@ class QueueDispatcher:
             if not_before > _now_ms():
                 return not_before
             del self._not_before[(queue.name, partition)]
+        if (
+            partition is None
+            and queue.concurrency is not None
+            and self.engine.runs.running_from_queue(queue.name) >= queue.concurrency
+        ):
+            # This process alone fills the queue's slots (they count in the database too, until
+            # their final write): a claim would take nothing, so no round trip. Each of them
+            # wakes the dispatcher when it stops (``slot_freed``).
+            return None
         capacity = self.max_threads - self.engine.pool.load()
         if queue.worker_concurrency is not None:
             capacity = min(

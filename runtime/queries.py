@@ -471,12 +471,12 @@ _DEQUEUE_LIMIT = f"""CASE WHEN %(concurrency)s::int IS NULL THEN %(limit)s::int
 {_COUNT_QUEUE_RUNNING.strip()}))) END"""
 
 # Claim up to _DEQUEUE_LIMIT ready workflows in priority then arrival order; skip rows another
-# dispatcher holds, and rows whose previous runner (cancelled, then resumed) has not stopped yet. The rows are
-# chosen once, in a MATERIALIZED CTE, and the UPDATE joins to them: with ``IN (SELECT ... LIMIT n
-# FOR UPDATE SKIP LOCKED)`` Postgres may run the sub-select again for each outer row (a nested
-# loop on a table it believes tiny) or on a recheck, and each run can skip to other rows, so one
-# statement could claim more than n. Workflows enqueued without a version (by a client) take the
-# claimer's.
+# dispatcher holds, and rows whose previous runner (cancelled, then resumed) has not stopped yet.
+# The rows are chosen once, in a MATERIALIZED CTE, and the UPDATE joins to them: with ``IN (SELECT
+# ... LIMIT n FOR UPDATE SKIP LOCKED)`` Postgres may run the sub-select again for each outer row
+# (a nested loop on a table it believes tiny) or on a recheck, and each run can skip to other rows,
+# so one statement could claim more than n. Workflows enqueued without a version (by a client) take
+# the claimer's.
 _DEQUEUE = f"""
 WITH picked AS MATERIALIZED (
     SELECT w.workflow_uuid FROM dbos.workflow_status w
