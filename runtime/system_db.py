@@ -520,10 +520,17 @@ class SystemDatabase:
             if limiter is None and concurrency is None:
                 rows = conn.execute(claim, params).fetchall()
             elif limiter is None:
-                # The lock, the claim and the commit in one round trip.
-                with conn.pipeline(), conn.transaction():
-                    conn.execute(queries.LOCK_QUEUE, lock)
-                    cursor = conn.execute(claim, params)
+                # The lock, the claim and the commit in one round trip: one pipeline, one sync
+                # (``conn.transaction()`` would sync at its start and end as well).
+                try:
+                    with conn.pipeline():
+                        conn.execute("BEGIN")
+                        conn.execute(queries.LOCK_QUEUE, lock)
+                        cursor = conn.execute(claim, params)
+                        conn.execute("COMMIT")
+                except BaseException:
+                    conn.rollback()  # a failed statement leaves the transaction open
+                    raise
                 rows = cursor.fetchall()
             else:
                 with conn.transaction():

@@ -60,7 +60,7 @@ def _wait_for(predicate: Callable[[], bool], timeout_s: float) -> bool:
 def test_free_slots_are_claimed_in_one_statement_that_counts_them(
     launch_dbos: Launch, db_url: str, claims: list[tuple[str, int]]
 ) -> None:
-    Queue("batch", concurrency=5)
+    Queue("qdb_batch", concurrency=5)
     gate = threading.Event()
     started: list[int] = []
 
@@ -76,14 +76,14 @@ def test_free_slots_are_claimed_in_one_statement_that_counts_them(
         # Five become ready in one statement (the delayed ones promoted together), with five
         # slots free: one claim must take all five.
         with DBOSClient(db_url) as client:
-            options = {"workflow_name": job.__qualname__, "queue_name": "batch"}
+            options = {"workflow_name": job.__qualname__, "queue_name": "qdb_batch"}
             ids = [
                 client.enqueue({**options, "delay_seconds": 0.3}, i).workflow_id for i in range(5)
             ]
         conn.execute("SELECT pg_stat_statements_reset()")
         try:
             assert _wait_for(lambda: len(started) == 5, 10)
-            counts = [n for name, n in claims if name == "batch" and n]
+            counts = [n for name, n in claims if name == "qdb_batch" and n]
             assert counts == [5], counts
             # The free slots are counted inside the claim: no separate count statement.
             assert _statement_calls(conn, "SELECT (SELECT count(*) FROM dbos.workflow_status") == 0
@@ -97,27 +97,27 @@ def test_a_wake_up_claims_only_from_the_queue_it_names(
     launch_dbos: Launch, claims: list[tuple[str, int]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(dispatcher_mod, "POLL_INTERVAL_S", 60.0)  # no fallback polls meanwhile
-    busy = Queue("busy")
-    Queue("quiet")
+    busy = Queue("qdb_busy")
+    Queue("qdb_quiet")
 
     @DBOS.workflow()
     def job(i: int) -> int:
         return i
 
     launch_dbos()
-    assert _wait_for(lambda: {"busy", "quiet"} <= {name for name, _ in claims}, 5)
+    assert _wait_for(lambda: {"qdb_busy", "qdb_quiet"} <= {name for name, _ in claims}, 5)
     time.sleep(0.2)  # the launch pass over every queue is over
     claims.clear()
     assert [busy.enqueue(job, i).get_result() for i in range(5)] == list(range(5))
     looked_at = {name for name, _ in claims}
-    assert looked_at == {"busy"}, claims  # not the idle queue, nor the internal one
+    assert looked_at == {"qdb_busy"}, claims  # not the idle queue, nor the internal one
 
 
 def test_a_saturated_queue_costs_no_claim_per_enqueue(
     launch_dbos: Launch, claims: list[tuple[str, int]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(dispatcher_mod, "POLL_INTERVAL_S", 60.0)
-    full = Queue("full", concurrency=2)
+    full = Queue("qdb_full", concurrency=2)
     gate = threading.Event()
 
     @DBOS.workflow()
@@ -134,7 +134,7 @@ def test_a_saturated_queue_costs_no_claim_per_enqueue(
     time.sleep(0.3)
     try:
         # Both slots are this process's own runs: ten enqueues wake the dispatcher, none claims.
-        assert [c for c in claims if c[0] == "full"] == []
+        assert [c for c in claims if c[0] == "qdb_full"] == []
     finally:
         gate.set()
     assert [h.get_result() for h in running + waiting] == list(range(12))
@@ -156,7 +156,7 @@ def test_a_finish_in_another_process_wakes_the_dispatcher_by_notify(
 ) -> None:
     # Neither the queue nor the dispatcher polls within the test: only a NOTIFY can start `job`.
     monkeypatch.setattr(dispatcher_mod, "POLL_INTERVAL_S", 60.0)
-    gated = Queue("gated", concurrency=1, polling_interval_sec=60.0)
+    gated = Queue("qdb_gated", concurrency=1, polling_interval_sec=60.0)
 
     @DBOS.workflow()
     def job() -> str:
@@ -165,11 +165,11 @@ def test_a_finish_in_another_process_wakes_the_dispatcher_by_notify(
     launch_dbos()
     # Another executor holds the queue's one slot (a workflow this process does not register).
     with DBOSClient(db_url) as client:
-        client.enqueue({"workflow_name": "elsewhere_only", "queue_name": "gated"})
+        client.enqueue({"workflow_name": "elsewhere_only", "queue_name": "qdb_gated"})
     other = SystemDatabase(db_url, pool_size=1)
     try:
         [held] = other.dequeue(
-            "gated",
+            "qdb_gated",
             executor_id="other",
             process_id="other-process",
             application_version="v-other",
