@@ -131,8 +131,12 @@ class QueueDispatcher:
         now = time.monotonic()
         polls = [t for name, t in self._next_poll.items() if name in served]
         timeout = max(0.0, min(polls, default=now + POLL_INTERVAL_S) - now)
+        # Every rate window still closed, whether or not its queue was looked at in this pass.
+        reopening = [t for (name, _), t in self._not_before.items() if name in served]
         if next_due is not None:
-            timeout = min(timeout, max(0.0, (next_due - _now_ms()) / 1000))
+            reopening.append(next_due)
+        if reopening:
+            timeout = min(timeout, max(0.0, (min(reopening) - _now_ms()) / 1000))
         return timeout
 
     def dispatch_once(self, only: set[str] | None = None) -> int | None:
@@ -163,6 +167,11 @@ class QueueDispatcher:
                 due = self._dispatch(queue, partition, names)
                 if due is not None:
                     next_due = due if next_due is None else min(next_due, due)
+            # A reopened window of a partition that has nothing ready any more: forget it.
+            now_ms = _now_ms()
+            for key in [k for k, t in self._not_before.items() if k[0] == queue.name]:
+                if self._not_before[key] <= now_ms:
+                    del self._not_before[key]
         return next_due
 
     def _due(self, queue: Queue, now: float) -> bool:

@@ -200,3 +200,36 @@ def test_a_finish_in_another_process_wakes_the_dispatcher_by_notify(
     )
     assert handle.get_result() == "ran"
     assert time.monotonic() - finished < 10  # not the 60 s poll
+
+
+def test_a_queued_handle_returns_when_its_workflow_ends_here_not_at_a_poll(
+    launch_dbos: Launch,
+) -> None:
+    slot = Queue("qdb_one_slot", concurrency=1)
+    gate = threading.Event()
+
+    @DBOS.workflow()
+    def blocker() -> str:
+        gate.wait(10)
+        return "blocker"
+
+    @DBOS.workflow()
+    def quick() -> str:
+        return "quick"
+
+    launch_dbos()
+    late: list[float] = []
+    for _ in range(2):
+        gate.clear()
+        first = slot.enqueue(blocker)
+        handle = slot.enqueue(quick)  # ENQUEUED behind the blocker
+        done = threading.Event()
+        threading.Thread(target=lambda h=handle, d=done: (h.get_result(), d.set())).start()
+        time.sleep(1.2)  # the waiter's reads have backed off: the next is ~0.4 s away
+        released = time.monotonic()
+        gate.set()
+        assert done.wait(5)
+        late.append(time.monotonic() - released)
+        assert first.get_result() == "blocker"
+    # The handle's wait ends when the run starts and ends here, not at its next read.
+    assert max(late) < 0.2, late
