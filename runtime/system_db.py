@@ -12,7 +12,6 @@ statement's constant in ``queries``.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -30,6 +29,7 @@ from runtime.errors import (
     DBOSQueueDeduplicatedError,
 )
 from runtime.listener import event_key, message_key
+from runtime.queue_claim import claim_rows
 from runtime.queues import INTERNAL_QUEUE
 from runtime.records import (
     DESTINATION_KEYS,
@@ -501,7 +501,6 @@ class SystemDatabase:
         """Claim up to ``max_claim`` ready workflows of a queue within its global concurrency and
         rate limit, in one transaction. With ``partition``, of that partition of a partitioned
         queue, the concurrency and rate limit counting that partition alone."""
-        window_reopens: int | None = None  # set when the rate limit caps this claim
         params: dict[str, Any] = {
             "queue_name": queue_name,
             "partition": partition,
@@ -513,51 +512,8 @@ class SystemDatabase:
             "concurrency": concurrency,  # the claim counts the free slots itself
         }
         claim = queries.DEQUEUE if partition is None else queries.DEQUEUE_PARTITION
-        lock = {
-            "lock_key": f"dbos.queue:{queue_name}" + ("" if partition is None else f":{partition}")
-        }
         with self.connection() as conn:
-            if limiter is None and concurrency is None:
-                rows = conn.execute(claim, params).fetchall()
-            elif limiter is None:
-                # The lock, the claim and the commit in one round trip: one pipeline, one sync
-                # (``conn.transaction()`` would sync at its start and end as well).
-                try:
-                    with conn.pipeline():
-                        conn.execute("BEGIN")
-                        conn.execute(queries.LOCK_QUEUE, lock)
-                        cursor = conn.execute(claim, params)
-                        conn.execute("COMMIT")
-                except BaseException:
-                    conn.rollback()  # a failed statement leaves the transaction open
-                    raise
-                rows = cursor.fetchall()
-            else:
-                with conn.transaction():
-                    conn.execute(queries.LOCK_QUEUE, lock)
-                    limit, period_s = limiter
-                    period_ms = int(period_s * 1000)
-                    now = int(time.time() * 1000)
-                    found = conn.execute(
-                        queries.COUNT_QUEUE_STARTS
-                        if partition is None
-                        else queries.COUNT_PARTITION_STARTS,
-                        {
-                            "queue_name": queue_name,
-                            "partition": partition,
-                            "since_ms": now - period_ms,
-                        },
-                    ).fetchone()
-                    started, oldest = (int(found[0]), found[1]) if found else (0, None)
-                    if started + max_claim > limit:
-                        params["limit"] = max(0, limit - started)
-                        # If this claim fills the window, nothing more can start until its
-                        # oldest start is a period old (this claim's, when the window was empty).
-                        first = int(oldest) if oldest is not None else now
-                        window_reopens = first + period_ms + 1
-                    if params["limit"] <= 0:
-                        return DequeueResult([], window_reopens)
-                    rows = conn.execute(claim, params).fetchall()
+            rows, window_reopens = claim_rows(conn, claim, params, limiter=limiter)
         next_possible = window_reopens if len(rows) == params["limit"] else None
         rows.sort(key=lambda r: (r[11], r[12]))
         # The columns after the ID are those of the recovery claim's RETURNING.
