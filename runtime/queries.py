@@ -447,8 +447,7 @@ DEQUEUE_READY = f"w.status = 'ENQUEUED' AND {OWNER_ABSENT}"
 DEQUEUE_ORDER = "w.priority, w.created_at"
 
 # A queue's slots in use: its running (PENDING) workflows, plus those holding a slot after their
-# run (SLOT_HELD_AFTER_RUN). Two counts, each answered by its own index. A partitioned queue
-# counts one partition (``{part}`` is the partition condition or nothing).
+# run (SLOT_HELD_AFTER_RUN); two counts, each by its own index. ``{part}``: a partition or nothing.
 _COUNT_QUEUE_RUNNING = f"""
 SELECT (SELECT count(*) FROM dbos.workflow_status w
         WHERE w.queue_name = %(queue_name)s AND w.status = 'PENDING' {{part}})
@@ -461,13 +460,20 @@ SELECT count(*), min(started_at_epoch_ms) FROM dbos.workflow_status
 WHERE queue_name = %(queue_name)s AND started_at_epoch_ms > %(since_ms)s {part}
 """
 
-# Claim up to %(limit)s ready workflows in priority then arrival order; skip rows another dispatcher
-# holds, and rows whose previous runner (cancelled, then resumed) has not stopped yet. The rows are
-# chosen once, in a MATERIALIZED CTE, and the UPDATE joins to them: with ``IN (SELECT ... LIMIT n
-# FOR UPDATE SKIP LOCKED)`` Postgres may run the sub-select again for each outer row (a nested
-# loop on a table it believes tiny) or on a recheck, and each run can skip to other rows, so one
-# statement could claim more than n. Workflows enqueued without a version (by a client) take the
-# claimer's.
+# How many a claim may take: %(limit)s, and with a global concurrency no more than the free slots,
+# counted in the claim itself under the queue's lock (taken by an earlier statement of the same
+# transaction, so this snapshot sees every claim committed before). No concurrency: no count.
+_DEQUEUE_LIMIT = f"""CASE WHEN %(concurrency)s::int IS NULL THEN %(limit)s::int
+         ELSE greatest(0, least(%(limit)s::int, %(concurrency)s::int - (
+{_COUNT_QUEUE_RUNNING.strip()}))) END"""
+
+# Claim up to _DEQUEUE_LIMIT ready workflows in priority then arrival order; skip rows another
+# dispatcher holds, and rows whose previous runner (cancelled, then resumed) has not stopped yet.
+# The rows are chosen once, in a MATERIALIZED CTE, and the UPDATE joins to them: with ``IN (SELECT
+# ... LIMIT n FOR UPDATE SKIP LOCKED)`` Postgres may run the sub-select again for each outer row
+# (a nested loop on a table it believes tiny) or on a recheck, and each run can skip to other rows,
+# so one statement could claim more than n. Workflows enqueued without a version (by a client) take
+# the claimer's.
 _DEQUEUE = f"""
 WITH picked AS MATERIALIZED (
     SELECT w.workflow_uuid FROM dbos.workflow_status w
@@ -475,7 +481,7 @@ WITH picked AS MATERIALIZED (
       AND {DEQUEUE_VERSION}
       AND w.name = ANY(%(names)s)
     ORDER BY {DEQUEUE_ORDER}
-    LIMIT %(limit)s
+    LIMIT {_DEQUEUE_LIMIT}
     FOR UPDATE OF w SKIP LOCKED
 )
 UPDATE dbos.workflow_status w
@@ -498,8 +504,7 @@ RETURNING w.workflow_uuid, w.status, w.owner_epoch, w.name, w.class_name, w.inpu
           w.priority, w.created_at, w.config_name
 """
 
-# The same three statements for an ordinary queue, and for one partition of a partitioned queue
-# (equality on the partition, so the partition indexes of migration 4 serve them).
+# For a queue, and for one partition (equality: the partition indexes of migration 4 serve it).
 _IN_PARTITION = "AND queue_partition_key = %(partition)s"
 COUNT_QUEUE_RUNNING = _COUNT_QUEUE_RUNNING.format(part="")
 COUNT_PARTITION_RUNNING = _COUNT_QUEUE_RUNNING.format(part=_IN_PARTITION)

@@ -12,7 +12,6 @@ statement's constant in ``queries``.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -30,6 +29,7 @@ from runtime.errors import (
     DBOSQueueDeduplicatedError,
 )
 from runtime.listener import event_key, message_key
+from runtime.queue_claim import claim_rows
 from runtime.queues import INTERNAL_QUEUE
 from runtime.records import (
     DESTINATION_KEYS,
@@ -501,55 +501,20 @@ class SystemDatabase:
         """Claim up to ``max_claim`` ready workflows of a queue within its global concurrency and
         rate limit, in one transaction. With ``partition``, of that partition of a partitioned
         queue, the concurrency and rate limit counting that partition alone."""
-        next_possible: int | None = None
-        window_reopens: int | None = None  # set when the rate limit caps this claim
-        key = {"queue_name": queue_name, "partition": partition}
-        with self.connection() as conn, conn.transaction():
-            available = max_claim
-            if concurrency is not None or limiter is not None:
-                lock = f"dbos.queue:{queue_name}" + ("" if partition is None else f":{partition}")
-                conn.execute(queries.LOCK_QUEUE, {"lock_key": lock})
-            if concurrency is not None:
-                row = conn.execute(
-                    queries.COUNT_QUEUE_RUNNING
-                    if partition is None
-                    else queries.COUNT_PARTITION_RUNNING,
-                    key,
-                )
-                running = row.fetchone()
-                available = min(available, concurrency - int(running[0] if running else 0))
-            if limiter is not None and available > 0:
-                limit, period_s = limiter
-                period_ms = int(period_s * 1000)
-                now = int(time.time() * 1000)
-                found = conn.execute(
-                    queries.COUNT_QUEUE_STARTS
-                    if partition is None
-                    else queries.COUNT_PARTITION_STARTS,
-                    {**key, "since_ms": now - period_ms},
-                ).fetchone()
-                started, oldest = (int(found[0]), found[1]) if found else (0, None)
-                if started + available > limit:
-                    available = limit - started
-                    # If this claim fills the window, nothing more can start until its oldest
-                    # start is a period old (this claim's, when the window was empty).
-                    first = int(oldest) if oldest is not None else now
-                    window_reopens = first + period_ms + 1
-            if available <= 0:
-                return DequeueResult([], window_reopens)
-            rows = conn.execute(
-                queries.DEQUEUE if partition is None else queries.DEQUEUE_PARTITION,
-                {
-                    **key,
-                    "executor_id": executor_id,
-                    "process_id": process_id,
-                    "application_version": application_version,
-                    "names": names,
-                    "limit": available,
-                },
-            ).fetchall()
-            if len(rows) == available:
-                next_possible = window_reopens
+        params: dict[str, Any] = {
+            "queue_name": queue_name,
+            "partition": partition,
+            "executor_id": executor_id,
+            "process_id": process_id,
+            "application_version": application_version,
+            "names": names,
+            "limit": max_claim,
+            "concurrency": concurrency,  # the claim counts the free slots itself
+        }
+        claim = queries.DEQUEUE if partition is None else queries.DEQUEUE_PARTITION
+        with self.connection() as conn:
+            rows, window_reopens = claim_rows(conn, claim, params, limiter=limiter)
+        next_possible = window_reopens if len(rows) == params["limit"] else None
         rows.sort(key=lambda r: (r[11], r[12]))
         # The columns after the ID are those of the recovery claim's RETURNING.
         claimed = [

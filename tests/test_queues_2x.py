@@ -366,6 +366,7 @@ def test_partition_dispatch_uses_its_index(launch_dbos: Launch, db_url: str) -> 
         "application_version": "v",
         "names": ["w"],
         "limit": 5,
+        "concurrency": 3,
         "executor_id": "e",
         "process_id": "p",
         "since_ms": 0,
@@ -387,6 +388,8 @@ def test_partition_dispatch_uses_its_index(launch_dbos: Launch, db_url: str) -> 
         }
         conn.rollback()
     assert "workflow_status_partition_dispatch_idx" in plans["DEQUEUE_PARTITION"]
+    # The claim counts the partition's free slots itself, by the same index as the count.
+    assert "workflow_status_partition_running_idx" in plans["DEQUEUE_PARTITION"]
     assert "workflow_status_partition_dispatch_idx" in plans["READY_PARTITIONS"]
     assert "workflow_status_partition_running_idx" in plans["COUNT_PARTITION_RUNNING"]
     assert "workflow_status_partition_started_at_idx" in plans["COUNT_PARTITION_STARTS"]

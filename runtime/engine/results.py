@@ -127,6 +127,24 @@ def watch_future(future: Future[Outcome]) -> asyncio.Future[Outcome]:
     return waiting
 
 
+class _LocalStart(Effect):
+    """Outside a workflow, a pause between reads of an awaited workflow's record that ends when a
+    run of it is reserved or ends in this process; gives that run (None: read the record). The
+    async driver only sleeps (it must not hold a worker thread for the pause)."""
+
+    __slots__ = ("runs", "workflow_id", "seconds")
+
+    def __init__(self, runs: LocalRuns, workflow_id: str, seconds: float) -> None:
+        self.runs, self.workflow_id, self.seconds = runs, workflow_id, seconds
+
+    def run(self) -> Future[Outcome] | None:
+        return self.runs.wait_for_run(self.workflow_id, self.seconds)
+
+    async def run_async(self) -> Future[Outcome] | None:
+        await asyncio.sleep(self.seconds)
+        return None
+
+
 class _LocalRun(Effect):
     """The outcome of a run in this process; a waiting workflow checks its own interrupts
     meanwhile, and parks (woken by the run's end) when the wait is long."""
@@ -276,9 +294,15 @@ class Results:
                 raise ctx.check.end_waiting(ctx.last_function_id, workflow_id)
             if ctx is not None:
                 yield from self.ops.interrupts(ctx)
-            # Inside a workflow, a long wait parks, woken when a poll finds the workflow ended.
-            wake = Wake(workflow=workflow_id) if ctx is not None else None
-            yield Pause(self.ops, ctx, delay, wake, time.monotonic() - started)
+            if ctx is None:
+                # Outside a workflow the wait ends early when the workflow starts (a queued one
+                # claimed by this process's dispatcher) or ends here.
+                future = yield _LocalStart(self.runs, workflow_id, delay)
+            else:
+                # Inside a workflow, a long wait parks, woken when a poll finds it ended.
+                yield Pause(
+                    self.ops, ctx, delay, Wake(workflow=workflow_id), time.monotonic() - started
+                )
             delay = min(delay * 1.5, 0.5)
 
     def getting(self, workflow_id: str) -> Operation[Any]:

@@ -38,6 +38,9 @@ class LocalRuns:
         self._on_idle: Callable[[], None] | None = None
         # Set by the queue dispatcher: called when a local run frees a slot of its queue.
         self.on_queue_slot_freed: Callable[[str], None] = lambda queue_name: None
+        # IDs someone outside a workflow waits for (``wait_for_run``), set when a run of the ID
+        # is reserved or ends here: a queued handle's result then needs no poll.
+        self._watched: dict[str, threading.Event] = {}
 
     # -- reservations ---------------------------------------------------------------------------
 
@@ -49,6 +52,7 @@ class LocalRuns:
                 return local, None
             reservation: Future[Outcome] = Future()
             self._running[workflow_id] = reservation
+            self._signal(workflow_id)
             return None, reservation
 
     def reserve_many(
@@ -66,6 +70,7 @@ class LocalRuns:
                     under_way[wid] = existing
                 else:
                     held[wid] = self._running[wid] = Future()
+                    self._signal(wid)
         return under_way
 
     def replace(self, workflow_id: str) -> tuple[Future[Outcome], Future[Outcome] | None]:
@@ -75,7 +80,32 @@ class LocalRuns:
         with self._lock:
             previous = self._running.get(workflow_id)
             self._running[workflow_id] = future
+            self._signal(workflow_id)
         return future, previous
+
+    def wait_for_run(self, workflow_id: str, timeout_s: float) -> Future[Outcome] | None:
+        """The run of the ID here, waiting up to ``timeout_s`` seconds for one to be reserved
+        (a dispatcher claiming it) or to end; None when there is none (read the record)."""
+        with self._lock:
+            local = self._running.get(workflow_id)
+            if local is not None:
+                return local
+            event = self._watched.setdefault(workflow_id, threading.Event())
+        try:
+            event.wait(timeout_s)
+        finally:
+            with self._lock:
+                if self._watched.get(workflow_id) is event:
+                    del self._watched[workflow_id]
+        with self._lock:
+            return self._running.get(workflow_id)
+
+    def _signal(self, workflow_id: str) -> None:
+        """Wake whoever waits for the ID (the lock held)."""
+        if self._watched:
+            event = self._watched.get(workflow_id)
+            if event is not None:
+                event.set()
 
     def forget(self, workflow_id: str, future: Future[Outcome] | None) -> None:
         """Drop a reservation that will not run; anyone attached to it reads the record."""
@@ -119,6 +149,7 @@ class LocalRuns:
                 del self._contexts[ctx.workflow_id]
             if self._running.get(ctx.workflow_id) is future:
                 del self._running[ctx.workflow_id]
+            self._signal(ctx.workflow_id)
             on_idle = None
             if not self._contexts:
                 on_idle, self._on_idle = self._on_idle, None
