@@ -53,6 +53,24 @@ def timed_wait(self, seconds):
         woke.append(time.time())
     return woken
 listener.Watch.wait = timed_wait
+from runtime.system_db import SystemDatabase
+recv_calls = []
+original_recv = SystemDatabase.recv
+def timed_recv(self, *a, **k):
+    t0 = time.time()
+    result = original_recv(self, *a, **k)
+    if result.recorded:
+        recv_calls.append((t0, time.time()))
+    return result
+SystemDatabase.recv = timed_recv
+
+@DBOS.step()
+def trivial(i: int) -> int:
+    return i
+
+@DBOS.workflow()
+def steps_wf() -> int:
+    return trivial(1) + trivial(2)
 
 @DBOS.workflow()
 def receiver(n: int) -> list:
@@ -64,6 +82,15 @@ def receiver(n: int) -> list:
 
 DBOS(config={"name": "send-recv-bench", "database_url": url})
 DBOS.launch()
+# As in make bench, the process has run work on 32 threads first: its pool holds 32 connections.
+def burst() -> None:
+    for _ in range(20):
+        steps_wf()
+workers = [threading.Thread(target=burst) for _ in range(32)]
+for t in workers:
+    t.start()
+for t in workers:
+    t.join()
 handle = DBOS.start_workflow(receiver, 3)  # warm up
 time.sleep(0.3)
 subprocess.run([sys.executable, "-c", sender, url, handle.workflow_id, "3"], check=True)
@@ -71,10 +98,10 @@ handle.get_result()
 import psycopg
 def calls():
     with psycopg.connect(url) as conn:
-        return {q: c for q, c in conn.execute(
-            "SELECT query, calls FROM pg_stat_statements WHERE dbid = "
+        return {q: [c, t] for q, c, t in conn.execute(
+            "SELECT query, calls, mean_exec_time FROM pg_stat_statements WHERE dbid = "
             "(SELECT oid FROM pg_database WHERE datname = current_database())")}
-dispatched.clear(); woke.clear()
+dispatched.clear(); woke.clear(); recv_calls.clear()
 handle = DBOS.start_workflow(receiver, count)
 time.sleep(0.5)
 with psycopg.connect(url) as conn:
@@ -82,7 +109,7 @@ with psycopg.connect(url) as conn:
 subprocess.run([sys.executable, "-c", sender, url, handle.workflow_id, str(count)], check=True)
 rows = handle.get_result()
 stats = calls()
-print(json.dumps({"rows": rows, "dispatched": dispatched, "woke": woke, "stats": stats}))
+print(json.dumps({"rows": rows, "dispatched": dispatched, "woke": woke, "recv": recv_calls, "stats": stats}))
 DBOS.destroy()
 """
 
@@ -121,7 +148,8 @@ def one_run(tree: Path, url: str, count: int) -> dict[str, list[float]]:
     out = json.loads(done.stdout.strip().splitlines()[-1])
     sends = json.loads(done.stderr.strip().splitlines()[-1])
     rows, dispatched, woke = out["rows"], out["dispatched"], out["woke"]
-    legs: dict[str, list[float]] = {k: [] for k in ("send", "notify", "wake", "consume", "total")}
+    names = ("send", "notify", "wake", "consume", "  before RECV", "  RECV", "  after RECV", "total")
+    legs: dict[str, list[float]] = {k: [] for k in names}
     for (t_ret, t0, _), (s0, s1) in zip(rows, sends[-len(rows) :], strict=True):
         assert abs(t0 - s0) < 1e-6
         legs["total"].append((t_ret - t0) * 1000)
@@ -132,11 +160,16 @@ def one_run(tree: Path, url: str, count: int) -> dict[str, list[float]]:
             legs["notify"].append((d - s1) * 1000)
             legs["wake"].append((w - d) * 1000)
             legs["consume"].append((t_ret - w) * 1000)
+            r = next((x for x in out["recv"] if x[0] >= w), None)
+            if r is not None and r[1] <= t_ret:
+                legs["  before RECV"].append((r[0] - w) * 1000)
+                legs["  RECV"].append((r[1] - r[0]) * 1000)
+                legs["  after RECV"].append((t_ret - r[1]) * 1000)
     # The statements run at least once per message (the rest is background: heartbeats, polls).
-    for query, calls in sorted(out["stats"].items(), key=lambda qc: -qc[1]):
+    for query, (calls, mean_ms) in sorted(out["stats"].items(), key=lambda qc: -qc[1][0]):
         if calls >= len(rows) and "pg_stat_statements" not in query:
-            text = " ".join(query.split())[:110]
-            print(f"    {calls / len(rows):5.2f} per message: {text}")
+            text = " ".join(query.split())[:90]
+            print(f"    {calls / len(rows):5.2f} per message, {mean_ms:.3f} ms in the server: {text}")
     return legs
 
 
