@@ -1,13 +1,19 @@
 """Recovery at launch claims a dead process's PENDING workflows in batches (one claim statement per
 batch, counted by the server itself with pg_stat_statements) and through the bounded pool: it
 holds at most ``FEED_DEPTH`` claimed runs per pool thread, leaving the rest unclaimed (with their
-dead owner) until the pool has room, and every workflow still finishes exactly once."""
+dead owner) until the pool has room, and every workflow still finishes exactly once, also when
+the recovering process is itself SIGKILLed part way through."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import psycopg
 
@@ -20,6 +26,7 @@ ran_lock = threading.Lock()
 
 COUNT = 50
 THREADS = 4
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @DBOS.step()
@@ -101,3 +108,78 @@ def test_recovery_claims_in_batches_through_the_bounded_pool(
     # Each workflow's step ran once in the new process (the old process's four blocked runs may
     # also reach it: they were fenced, and their results are not the ones recorded).
     assert sorted(set(ran)) == list(range(COUNT))
+
+
+def _app(mode: str, db_url: str) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DBOS")}
+    env["PYTHONPATH"] = str(ROOT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.apps.recovery_batches_app", mode, db_url],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+
+
+def _wait_for(conn: psycopg.Connection[tuple[object, ...]], sql: str, at_least: int) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        row = conn.execute(sql).fetchone()
+        if row is not None and int(str(row[0])) >= at_least:
+            return
+        assert time.monotonic() < deadline, f"{sql}: {row}"
+        time.sleep(0.02)
+
+
+def test_sigkill_while_recovery_feeds_the_pool(db_url: str) -> None:
+    from tests.apps.recovery_batches_app import COUNT, LEDGER_DDL, THREADS
+
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(LEDGER_DDL)
+        seed = _app("seed", db_url)
+        try:
+            assert seed.stdout is not None and seed.stdout.readline().startswith("SEEDED")
+            _wait_for(
+                conn, "SELECT count(*) FROM dbos.workflow_status WHERE status = 'PENDING'", COUNT
+            )
+        finally:
+            seed.kill()
+            seed.wait()
+        first = _app("recover", db_url)
+        try:  # killed while recovery is part way through, feeding two threads
+            _wait_for(conn, "SELECT count(*) FROM batch_ledger", 6)
+        finally:
+            first.kill()
+            first.wait()
+        recorded = {
+            int(json.loads(str(out)))
+            for (out,) in conn.execute(
+                "SELECT output FROM dbos.operation_outputs WHERE function_name LIKE '%effect'"
+            ).fetchall()
+        }
+        unclaimed = conn.execute(
+            "SELECT count(*) FROM dbos.workflow_status WHERE recovery_attempts <= 1"
+        ).fetchone()
+        # The dead process had claimed only a few batches: most were never taken from the seed.
+        assert unclaimed is not None and int(str(unclaimed[0])) > COUNT // 2, unclaimed
+        second = _app("recover", db_url)
+        try:
+            out, _ = second.communicate(timeout=60)
+        finally:
+            second.kill()
+        assert "DONE" in out
+        results = conn.execute("SELECT status, output FROM dbos.workflow_status").fetchall()
+        assert sorted((s, json.loads(str(o))) for s, o in results) == [
+            ("SUCCESS", i + 1) for i in range(COUNT)
+        ]
+        ledger = conn.execute("SELECT workflow, pid FROM batch_ledger").fetchall()
+    runs: dict[int, list[int]] = {}
+    for workflow, pid in ledger:
+        runs.setdefault(int(str(workflow)), []).append(int(str(pid)))
+    assert sorted(runs) == list(range(COUNT))
+    # A step whose checkpoint the killed process recorded never ran again; only the steps in
+    # flight at the kill (at most the claimed runs it held) ran twice.
+    assert not [i for i in recorded if second.pid in runs[i]]
+    assert len([i for i, pids in runs.items() if len(pids) > 1]) <= FEED_DEPTH * THREADS
