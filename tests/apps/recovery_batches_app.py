@@ -23,15 +23,16 @@ COUNT = 40
 THREADS = 2
 LEDGER_DDL = "CREATE TABLE IF NOT EXISTS batch_ledger (id bigserial, workflow int, pid int)"
 
-mode, url = sys.argv[1], sys.argv[2]
+# Set from the command line by main(); the test imports this module for its constants only.
+ARGS: dict[str, str] = {}
 
 
 @DBOS.step()
 def effect(i: int) -> int:
-    if mode == "seed":
+    if ARGS["mode"] == "seed":
         time.sleep(3600)  # killed here
     # The side effect happens outside any transaction, like a payment call.
-    with psycopg.connect(url, autocommit=True) as conn:
+    with psycopg.connect(ARGS["url"], autocommit=True) as conn:
         conn.execute("INSERT INTO batch_ledger (workflow, pid) VALUES (%s, %s)", (i, os.getpid()))
     time.sleep(0.03)
     return i
@@ -43,6 +44,8 @@ def batched(i: int) -> int:
 
 
 def main() -> None:
+    ARGS.update(mode=sys.argv[1], url=sys.argv[2])
+    mode, url = ARGS["mode"], ARGS["url"]
     logging.getLogger("dbos").setLevel(logging.WARNING)
     DBOS(
         config={
