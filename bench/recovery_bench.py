@@ -119,7 +119,9 @@ def one_run(
         timeout=900,
         check=True,
     )
-    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    # The app's last JSON line (py-spy prints its own lines after it).
+    line = next(x for x in reversed(done.stdout.splitlines()) if x.startswith("{"))
+    result: dict[str, float] = json.loads(line)
     with psycopg.connect(url, autocommit=True) as conn:  # the recovering process's statements
         rows = conn.execute(
             "SELECT calls, query FROM pg_stat_statements WHERE toplevel AND dbid = "
