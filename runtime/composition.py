@@ -197,6 +197,7 @@ class Runtime:
             self.retention.stop()
         self.scheduler.stop()
         self.dispatcher.stop()
+        self.recovery.stop_feeding()
         self.engine.shutdown(timeout_s, step_grace_s)
         self.recovery.stop()
         # After the workflows stopped, others may take them over at once. While one is still in

@@ -4,7 +4,11 @@ claim path, ``Claims.claim`` (``runtime.engine.claiming``), which only takes wor
 process owns and bumps their owner epoch.
 
 - **At launch**: this executor's PENDING workflows of this version that no live process owns (a
-  process that crashed; not one still running them, as in a rolling restart).
+  process that crashed; not one still running them, as in a rolling restart). They are claimed
+  in batches as the bounded pool has room (``FEED_DEPTH``), by a feeder thread after the first
+  batch, so that launch returns at once and no claimed run waits long in memory: a run that
+  waited past the ownership check's interval would spend a query confirming it still owns its
+  workflow, and one claimed but not started holds it from processes that have room.
 - **Takeover**: a loop that, every quarter of the lease (or at once when another executor
   stops), claims PENDING workflows of this version whose owner process is dead, as many as this
   process has room for. Liveness itself (heartbeats, who is dead) is ``runtime.executors``.
@@ -26,7 +30,13 @@ logger = logging.getLogger("dbos")
 
 # Every this many takeover passes, look for our own orphaned workflows (rare: only lost replies).
 SELF_HEAL_EVERY = 8
-LAUNCH_BATCH = 500
+# Recovery at launch holds at most this many claimed runs per pool thread (running or waiting for
+# a thread), and claims the next batch when the load falls to half of that: each claim is one
+# statement for a batch of at least ``FEED_DEPTH / 2 * max_threads`` workflows, and the pool
+# does not run dry while a claim is under way.
+FEED_DEPTH = 4
+# The feeder looks again this often while the pool stays full (runs that wait in steps).
+FEED_WAIT_S = 0.5
 
 
 class Recovery:
@@ -55,27 +65,66 @@ class Recovery:
         # On a thread of its own: a takeover may wait (for a pooled connection, for the database),
         # and the heartbeat must never wait behind it.
         self._thread = threading.Thread(target=self._run, name="dbos-takeover", daemon=True)
+        self._feed_stop = threading.Event()
+        self._feeder: threading.Thread | None = None
 
-    def recover_at_launch(self, batch: int = LAUNCH_BATCH) -> list[str]:
-        """Run this executor's PENDING workflows of this version that no live process owns;
-        returns the IDs started. Claims and loads them in batches (two statements per batch)."""
+    def recover_at_launch(self) -> list[str]:
+        """Run this executor's PENDING workflows of this version that no live process owns.
+        Claims as many as the pool has room for now (``FEED_DEPTH`` runs per thread) and leaves
+        the rest to a feeder thread, which claims the next batch each time the pool's load falls
+        to half of that; each batch is two statements (the claim, and one read of the
+        batch's recorded steps). Returns the IDs started now."""
         ids = self.sysdb.pending_workflow_ids(self.executor_id, self.application_version)
-        started: list[str] = []
-        for first in range(0, len(ids), batch):
-            chunk = ids[first : first + batch]
-            try:
-                runs = self.engine.claims.claim(chunk)
-            except DBOSException as exc:
-                logger.error("cannot recover pending workflows: %s", exc)
-                return started
-            started.extend(wid for wid in chunk if wid in runs)
-        if ids:
-            logger.info(
-                "recovered %d of %d pending workflows (the others run in live processes)",
-                len(started),
-                len(ids),
+        if not ids:
+            return []
+        room = max(0, self._room())
+        started = self._claim_batch(ids[:room])
+        if started is None:
+            return []
+        if len(ids) > room:
+            self._feeder = threading.Thread(
+                target=self._feed,
+                args=(ids[room:], len(ids), len(started)),
+                name="dbos-recovery",
+                daemon=True,
             )
+            self._feeder.start()
+        else:
+            _log_recovered(len(started), len(ids))
         return started
+
+    def _room(self) -> int:
+        return FEED_DEPTH * self.max_threads - self.engine.pool.load()
+
+    def _claim_batch(self, ids: list[str]) -> list[str] | None:
+        """Claim and start ``ids``; the IDs started, or None when the claim failed (the rest is
+        left to the takeover loop: their owner is dead)."""
+        if not ids:
+            return []
+        try:
+            runs = self.engine.claims.claim(ids)
+        except DBOSException as exc:
+            logger.error("cannot recover pending workflows: %s", exc)
+            return None
+        return [wid for wid in ids if wid in runs]
+
+    def _feed(self, ids: list[str], total: int, started: int) -> None:
+        """Claim ``ids`` batch by batch as the pool has room, until done or stopped."""
+        pool, stopping = self.engine.pool, self.engine.ops.stopping
+        first = 0
+        while first < len(ids):
+            pool.wait_for_load(FEED_DEPTH * self.max_threads // 2, FEED_WAIT_S)
+            if self._feed_stop.is_set() or stopping.is_set():
+                return
+            room = self._room()
+            if room <= 0:
+                continue
+            batch = self._claim_batch(ids[first : first + room])
+            if batch is None:
+                return
+            first += room
+            started += len(batch)
+        _log_recovered(started, total)
 
     # -- the takeover loop ------------------------------------------------------------------------
 
@@ -83,8 +132,17 @@ class Recovery:
         """Start watching for dead executors' workflows."""
         self._thread.start()
 
+    def stop_feeding(self) -> None:
+        """Claim no more of the workflows found at launch (a shutdown begins: those not claimed
+        yet stay with their dead owner, for the next process to recover)."""
+        self._feed_stop.set()
+        feeder = self._feeder
+        if feeder is not None and feeder is not threading.current_thread():
+            feeder.join(timeout=5)
+
     def stop(self) -> None:
         """Stop taking over work and wait for the loop."""
+        self.stop_feeding()
         self._stop.set()
         self._wake.set()
         if self._thread.is_alive():
@@ -139,3 +197,9 @@ class Recovery:
         for workflow_id in taken:
             logger.warning("resumed workflow %s, orphaned by a lost reply", workflow_id)
         return taken
+
+
+def _log_recovered(started: int, total: int) -> None:
+    logger.info(
+        "recovered %d of %d pending workflows (the others run in live processes)", started, total
+    )

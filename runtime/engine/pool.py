@@ -42,7 +42,12 @@ class ExecutionPool:
             raise ValueError("max_executor_threads must be at least 1")
         self.max_threads = max_threads
         self.idle_thread_s = idle_thread_s
-        self._cond = threading.Condition()
+        lock = threading.RLock()
+        self._cond = threading.Condition(lock)
+        # Waiters for the load to fall (a feeder of recovered work), on the same lock; woken
+        # only when a run ends at or below the highest level one of them waits for.
+        self._room = threading.Condition(lock)
+        self._room_levels: list[int] = []
         self._ready: deque[_Task] = deque()
         self._threads: set[threading.Thread] = set()
         self._idle = 0
@@ -69,6 +74,22 @@ class ExecutionPool:
         with self._cond:
             return self._busy + len(self._ready)
 
+    def wait_for_load(self, level: int, timeout_s: float) -> int:
+        """Wait until at most ``level`` workflows run or wait here (``load``), up to ``timeout_s``
+        seconds or until the pool stops; returns the load then (above ``level`` on a timeout)."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            self._room_levels.append(level)
+            try:
+                while (load := self._busy + len(self._ready)) > level and not self._closed:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._room.wait(left)
+                return load
+            finally:
+                self._room_levels.remove(level)
+
     def backlog(self) -> int:
         """Ready work waiting for a thread (a waiting workflow gives its thread back at once
         while there is any)."""
@@ -88,6 +109,7 @@ class ExecutionPool:
             dropped = list(self._ready)
             self._ready.clear()
             self._cond.notify_all()
+            self._room.notify_all()
             threads = list(self._threads)
         for task in dropped:
             _quietly(task.drop, task.name)
@@ -120,6 +142,10 @@ class ExecutionPool:
                 me.name = "dbos-executor"
                 with self._cond:
                     self._busy -= 1
+                    if self._room_levels and self._busy + len(self._ready) <= max(
+                        self._room_levels
+                    ):
+                        self._room.notify_all()
 
 
 def _quietly(fn: Callable[[], None], name: str) -> None:
