@@ -109,7 +109,8 @@ with psycopg.connect(url) as conn:
 subprocess.run([sys.executable, "-c", sender, url, handle.workflow_id, str(count)], check=True)
 rows = handle.get_result()
 stats = calls()
-print(json.dumps({"rows": rows, "dispatched": dispatched, "woke": woke, "recv": recv_calls, "stats": stats}))
+out = {"rows": rows, "dispatched": dispatched, "woke": woke, "recv": recv_calls}
+print(json.dumps({**out, "stats": stats}))
 DBOS.destroy()
 """
 
@@ -148,7 +149,16 @@ def one_run(tree: Path, url: str, count: int) -> dict[str, list[float]]:
     out = json.loads(done.stdout.strip().splitlines()[-1])
     sends = json.loads(done.stderr.strip().splitlines()[-1])
     rows, dispatched, woke = out["rows"], out["dispatched"], out["woke"]
-    names = ("send", "notify", "wake", "consume", "  before RECV", "  RECV", "  after RECV", "total")
+    names = (
+        "send",
+        "notify",
+        "wake",
+        "consume",
+        "  before RECV",
+        "  RECV",
+        "  after RECV",
+        "total",
+    )
     legs: dict[str, list[float]] = {k: [] for k in names}
     for (t_ret, t0, _), (s0, s1) in zip(rows, sends[-len(rows) :], strict=True):
         assert abs(t0 - s0) < 1e-6
@@ -169,7 +179,9 @@ def one_run(tree: Path, url: str, count: int) -> dict[str, list[float]]:
     for query, (calls, mean_ms) in sorted(out["stats"].items(), key=lambda qc: -qc[1][0]):
         if calls >= len(rows) and "pg_stat_statements" not in query:
             text = " ".join(query.split())[:90]
-            print(f"    {calls / len(rows):5.2f} per message, {mean_ms:.3f} ms in the server: {text}")
+            print(
+                f"    {calls / len(rows):5.2f} per message, {mean_ms:.3f} ms in the server: {text}"
+            )
     return legs
 
 
