@@ -7,9 +7,13 @@ in the next statement."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -22,6 +26,7 @@ from runtime.records import RecordResult
 from runtime.system_db import SystemDatabase
 
 Launch = Callable[..., None]
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -187,3 +192,64 @@ def test_a_taken_over_workflow_stops_with_the_fenced_error_in_a_batch(
     assert [h.get_result() for h in handles] == [2 * i + 100 for i in range(1, 17)]
     assert fenced.wait(10)
     assert "taken" not in {wid for wid, _ in _recorded(db_url)}
+
+
+def test_sigkill_while_batching_loses_no_acknowledged_checkpoint(db_url: str) -> None:
+    """A process killed (SIGKILL) while its checkpoints go out in batches: after recovery every
+    workflow finishes, and no step whose checkpoint was acknowledged (its next step had begun)
+    runs again: a batch answers its callers only after its commit."""
+    from tests.apps.group_commit_app import LEDGER_DDL, STEPS
+
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(LEDGER_DDL)
+    count = 48
+    app = [sys.executable, "-m", "tests.apps.group_commit_app"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DBOS")}
+    env["PYTHONPATH"] = str(ROOT)
+    proc = subprocess.Popen([*app, "start", db_url, str(count)], env=env, cwd=ROOT)
+    try:
+        # Killed once every workflow exists and some of their steps are done, none finished
+        # (most likely): some checkpoints acknowledged, others in flight or queued.
+        _until(lambda: _started(db_url) == count and _ledger_rows(db_url) >= count, timeout_s=60)
+    finally:
+        proc.kill()
+        proc.wait(10)
+    before = _ledger(db_url)
+    assert max(b for *_, b in before) > 0, "no batch was written before the kill"
+    done = subprocess.run(
+        [*app, "recover", db_url, str(count)],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == [str(n + sum(range(STEPS))) for n in range(count)]
+    after = _ledger(db_url)
+    began = {(w, i) for w, i, _, _ in before}
+    runs: dict[tuple[str, int], int] = {}
+    for w, i, _, _ in after:
+        runs[(w, i)] = runs.get((w, i), 0) + 1
+    acknowledged = [(w, i) for w, i in began if (w, i + 1) in began]
+    assert acknowledged
+    assert [key for key in acknowledged if runs[key] != 1] == []
+    assert set(runs) == {(f"gc-{n}", i) for n in range(count) for i in range(STEPS)}
+
+
+def _ledger(url: str) -> list[tuple[str, int, int, int]]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT workflow_id, op, pid, batches FROM gc_ledger").fetchall()
+    return [(str(w), int(i), int(p), int(b)) for w, i, p, b in rows]
+
+
+def _ledger_rows(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(*) FROM gc_ledger").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _started(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(*) FROM dbos.workflow_status").fetchone()
+    return int(row[0]) if row else 0
