@@ -1,6 +1,5 @@
 """Several checkpoint writes in one statement (group commit): the SQL of ``runtime.engine.
-group_commit``, on the system database's pool: step outcomes (``CheckpointWriter``) and workflows'
-final outcomes (``CompletionWriter``).
+group_commit``, on the system database's pool.
 
 Each row keeps the fencing condition of a single write (``queries.RECORD_STEP``): it is inserted
 only if its own workflow's owner epoch is still the one its runner holds and the workflow has not
@@ -14,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from runtime import queries
 from runtime.records import RecordResult
 from runtime.system_db import SystemDatabase
 
@@ -52,28 +50,6 @@ FROM req r
 LEFT JOIN wf ON wf.workflow_uuid = r.workflow_uuid
 LEFT JOIN ins ON ins.workflow_uuid = r.workflow_uuid AND ins.function_id = r.function_id
 """
-
-# A batch of final outcomes: each row written only if its runner still owns the PENDING workflow
-# (the condition of ``queries.COMPLETE_WORKFLOW``). The rows come sorted by workflow ID, so the
-# row locks are taken in key order as far as the plan follows it; a deadlock with another
-# multi-row statement is a transient error that the callers retry.
-COMPLETE_WORKFLOWS = """
-WITH req AS (
-    SELECT * FROM unnest(
-        %(ids)s::text[], %(epochs)s::bigint[], %(statuses)s::text[], %(outputs)s::text[],
-        %(errors)s::text[]
-    ) WITH ORDINALITY AS r(workflow_uuid, owner_epoch, status, output, error, n)
-), upd AS (
-    UPDATE dbos.workflow_status w
-    SET status = r.status, output = r.output, error = r.error, updated_at = NOW_MS,
-        completed_at_epoch_ms = NOW_MS, deduplication_id = NULL
-    FROM req r
-    WHERE w.workflow_uuid = r.workflow_uuid AND w.owner_epoch = r.owner_epoch
-      AND w.status = 'PENDING'
-    RETURNING w.workflow_uuid
-)
-SELECT r.n FROM req r JOIN upd ON upd.workflow_uuid = r.workflow_uuid
-""".replace("NOW_MS", queries.NOW_MS)
 
 
 class StepWrite(NamedTuple):
@@ -141,46 +117,3 @@ class CheckpointWriter:
                 status, None if epoch is None else int(epoch), bool(written)
             )
         return results
-
-
-class Completion(NamedTuple):
-    """A workflow's final outcome to record (``SystemDatabase.complete_workflow``)."""
-
-    workflow_id: str
-    owner_epoch: int
-    status: str
-    output: str | None = None
-    error: str | None = None
-
-
-class CompletionWriter:
-    """Writes workflows' final outcomes: one alone with the single-row UPDATE, several in one."""
-
-    def __init__(self, sysdb: SystemDatabase) -> None:
-        self.sysdb = sysdb
-
-    def write_one(self, c: Completion) -> bool:
-        """``SystemDatabase.complete_workflow``: False when this runner no longer owns the
-        PENDING workflow."""
-        return self.sysdb.complete_workflow(
-            c.workflow_id, c.owner_epoch, c.status, output=c.output, error=c.error
-        )
-
-    def write_many(self, completions: Sequence[Completion]) -> list[bool]:
-        """Several final outcomes in one statement and one commit; whether each was written, in
-        the order of ``completions``."""
-        order = sorted(range(len(completions)), key=lambda i: completions[i].workflow_id)
-        rows = [completions[i] for i in order]
-        params = {
-            "ids": [c.workflow_id for c in rows],
-            "epochs": [c.owner_epoch for c in rows],
-            "statuses": [c.status for c in rows],
-            "outputs": [c.output for c in rows],
-            "errors": [c.error for c in rows],
-        }
-        with self.sysdb.connection() as conn:
-            written = {int(r[0]) - 1 for r in conn.execute(COMPLETE_WORKFLOWS, params).fetchall()}
-        done = [False] * len(completions)
-        for position, original in enumerate(order):
-            done[original] = position in written
-        return done

@@ -19,7 +19,7 @@ import psycopg
 import pytest
 
 from runtime import DBOS, DBOSWorkflowFencedError, SetWorkflowID
-from runtime.checkpoint_db import CheckpointWriter, Completion, CompletionWriter, StepWrite
+from runtime.checkpoint_db import CheckpointWriter, StepWrite
 from runtime.engine.group_commit import GroupCommit
 from runtime.errors import DBOSDatabaseError
 from runtime.records import RecordResult
@@ -74,35 +74,6 @@ def test_one_statement_refuses_the_fenced_row_and_writes_the_others(
         RecordResult("PENDING", 5, True),
     ]
     assert _recorded(db_url) == {("a", 1), ("a", 2)}
-
-
-def test_one_statement_completes_the_owned_workflows_only(
-    db_url: str, sysdb: SystemDatabase
-) -> None:
-    for wid, epoch, status in (("z", 1, "PENDING"), ("a", 1, "PENDING"), ("b", 4, "PENDING")):
-        _workflow(db_url, wid, epoch, status)
-    _workflow(db_url, "c", 1, status="CANCELLED")
-    done = CompletionWriter(sysdb).write_many(
-        [
-            Completion("z", 1, "SUCCESS", output='"z"'),  # sorted after the others
-            Completion("b", 3, "SUCCESS", output='"b"'),  # taken over: epoch 4 now
-            Completion("c", 1, "SUCCESS", output='"c"'),  # cancelled meanwhile
-            Completion("gone", 1, "SUCCESS"),
-            Completion("a", 1, "ERROR", error='{"e": 1}'),
-        ]
-    )
-    assert done == [True, False, False, False, True]
-    with psycopg.connect(db_url) as conn:
-        rows = conn.execute(
-            "SELECT workflow_uuid, status, output, error FROM dbos.workflow_status "
-            "ORDER BY workflow_uuid"
-        ).fetchall()
-    assert rows == [
-        ("a", "ERROR", None, '{"e": 1}'),
-        ("b", "PENDING", None, None),
-        ("c", "CANCELLED", None, None),
-        ("z", "SUCCESS", '"z"', None),
-    ]
 
 
 def _hold_row(url: str, workflow_id: str) -> psycopg.Connection[tuple[object, ...]]:

@@ -1,6 +1,5 @@
 """Group commit of checkpoints: when many workflows checkpoint at the same moment, one round trip
-and one commit carry several of their step outcomes (or several of their final outcomes: the same
-mechanism batches workflow completions, ``runtime.checkpoint_db.CompletionWriter``).
+and one commit carry several of their step outcomes.
 
 A checkpoint is written at once whenever fewer than ``max_in_flight`` writes are in flight, with
 the single-row statement: a lone workflow pays nothing for batching. Only a write that finds every
@@ -19,16 +18,11 @@ connection, a timeout) gives every caller that error, which each one's checkpoin
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
-from typing import Generic, Protocol, TypeVar, cast
 
+from runtime.checkpoint_db import CheckpointWriter, StepWrite
 from runtime.db import is_transient
 from runtime.errors import DBOSDatabaseError
-
-W = TypeVar("W")
-R = TypeVar("R")
-W_contra = TypeVar("W_contra", contravariant=True)
-R_co = TypeVar("R_co", covariant=True)
+from runtime.records import RecordResult
 
 # Writes in flight before later ones queue up to be batched. Below the pool's size (16 or more) so
 # that batching never starves the other statements (starts, completions) of connections.
@@ -37,34 +31,25 @@ MAX_IN_FLIGHT = 4
 MAX_BATCH = 64
 
 
-class BatchWriter(Protocol[W_contra, R_co]):
-    """Writes one item with the single-row statement, or several in one statement (each with its
-    own answer, in order); raises ``DBOSDatabaseError`` when the statement fails."""
-
-    def write_one(self, write: W_contra) -> R_co: ...
-
-    def write_many(self, writes: Sequence[W_contra]) -> Sequence[R_co]: ...
-
-
-class _Waiter(Generic[W, R]):
-    """A queued write: woken with its answer, or with a batch to write (then it leads)."""
+class _Waiter:
+    """A queued checkpoint: woken with its answer, or with a batch to write (then it leads)."""
 
     __slots__ = ("write", "woken", "batch", "result", "error")
 
-    def __init__(self, write: W) -> None:
+    def __init__(self, write: StepWrite) -> None:
         self.write = write
         self.woken = threading.Event()
-        self.batch: list[_Waiter[W, R]] | None = None
-        self.result: R | None = None
+        self.batch: list[_Waiter] | None = None
+        self.result: RecordResult | None = None
         self.error: BaseException | None = None
 
 
-class GroupCommit(Generic[W, R]):
+class GroupCommit:
     """Checkpoint writes of one runtime, batched while others are in flight (module docstring)."""
 
     def __init__(
         self,
-        writer: BatchWriter[W, R],
+        writer: CheckpointWriter,
         *,
         max_in_flight: int = MAX_IN_FLIGHT,
         max_batch: int = MAX_BATCH,
@@ -73,20 +58,20 @@ class GroupCommit(Generic[W, R]):
         self.max_in_flight = max_in_flight
         self.max_batch = max_batch
         self._lock = threading.Lock()
-        self._queue: list[_Waiter[W, R]] = []
+        self._queue: list[_Waiter] = []
         self._in_flight = 0
         # How many statements carried how many rows (batch size -> count): for tests and benches.
         self.batch_sizes: dict[int, int] = {}
 
-    def record(self, write: W) -> R:
-        """Write one item and return its own answer (what ``write_one`` would return); raises
-        what its statement raised (``DBOSDatabaseError`` and kin)."""
+    def record(self, write: StepWrite) -> RecordResult:
+        """Record one outcome (``SystemDatabase.record_step``'s result); raises what its
+        statement raised (``DBOSDatabaseError`` and kin)."""
         with self._lock:
             if self._in_flight < self.max_in_flight:
                 self._in_flight += 1
                 waiter = None
             else:
-                waiter = _Waiter[W, R](write)
+                waiter = _Waiter(write)
                 self._queue.append(waiter)
         if waiter is None:
             try:
@@ -101,14 +86,15 @@ class GroupCommit(Generic[W, R]):
                 self._pass_slot()
         if waiter.error is not None:
             raise waiter.error
-        return cast(R, waiter.result)  # set whenever no error is
+        assert waiter.result is not None
+        return waiter.result
 
     def waiting(self) -> int:
         """How many writes are queued for the next batch now."""
         with self._lock:
             return len(self._queue)
 
-    def _write_alone(self, write: W) -> R:
+    def _write_alone(self, write: StepWrite) -> RecordResult:
         self._count(1)
         return self.writer.write_one(write)
 
@@ -125,7 +111,7 @@ class GroupCommit(Generic[W, R]):
         leader.batch = batch
         leader.woken.set()
 
-    def _write_batch(self, batch: list[_Waiter[W, R]]) -> None:
+    def _write_batch(self, batch: list[_Waiter]) -> None:
         """Write ``batch`` and give each waiter its answer; never leaves one waiting."""
         try:
             if len(batch) == 1:
@@ -154,7 +140,7 @@ class GroupCommit(Generic[W, R]):
             for w in batch[1:]:
                 w.woken.set()
 
-    def _answer_alone(self, waiter: _Waiter[W, R]) -> None:
+    def _answer_alone(self, waiter: _Waiter) -> None:
         try:
             waiter.result = self._write_alone(waiter.write)
         except DBOSDatabaseError as exc:

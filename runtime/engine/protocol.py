@@ -26,12 +26,7 @@ from collections.abc import Callable, Generator
 from typing import Any, TypeVar
 
 from runtime import serialization
-from runtime.checkpoint_db import (
-    CheckpointWriter,
-    Completion,
-    CompletionWriter,
-    StepWrite,
-)
+from runtime.checkpoint_db import CheckpointWriter, StepWrite
 from runtime.context import WorkflowContext, current_workflow, now_ms
 from runtime.db import is_transient
 from runtime.engine.drive import Blocking, Effect, carry
@@ -137,9 +132,7 @@ class Operations:
         self.confirm_ownership_after_s = confirm_ownership_after_s
         self.stopping = threading.Event()
         self.running_steps = RunningSteps()  # published by the executor heartbeat
-        # Step outcomes and final outcomes, each batched while others are in flight.
-        self.checkpoints = GroupCommit[StepWrite, RecordResult](CheckpointWriter(sysdb))
-        self.completions = GroupCommit[Completion, bool](CompletionWriter(sysdb))
+        self.checkpoints = GroupCommit(CheckpointWriter(sysdb))
 
     # -- the checkpoint -------------------------------------------------------------------------
 

@@ -16,7 +16,6 @@ from concurrent.futures import Future
 from typing import Any
 
 from runtime import context, registry, serialization
-from runtime.checkpoint_db import Completion
 from runtime.context import WorkflowContext, now_ms
 from runtime.engine.drive import Blocking, Call, Operation, run_async, run_sync, uncarry
 from runtime.engine.parking import Parked, ParkedRun, Wake, note_home
@@ -315,8 +314,11 @@ class Runner:
         error_value: BaseException | None = None,
         error: str | None = None,
     ) -> None:
-        final = Completion(ctx.workflow_id, ctx.owner_epoch, status, output, error)
-        done = self.ops.checkpoint(lambda: self.ops.completions.record(final))
+        done = self.ops.checkpoint(
+            lambda: self.ops.sysdb.complete_workflow(
+                ctx.workflow_id, ctx.owner_epoch, status, output=output, error=error
+            )
+        )
         if done:
             outcome.value, outcome.error = value, error_value
             return
