@@ -38,7 +38,10 @@ class _Waiter:
 
     def __init__(self, write: StepWrite) -> None:
         self.write = write
-        self.woken = threading.Event()
+        # Held until the waiter is woken: a bare lock is the cheapest hand-off between threads
+        # (an Event builds a Condition and a fresh lock on every wait).
+        self.woken = threading.Lock()
+        self.woken.acquire()
         self.batch: list[_Waiter] | None = None
         self.result: RecordResult | None = None
         self.error: BaseException | None = None
@@ -78,7 +81,7 @@ class GroupCommit:
                 return self._write_alone(write)
             finally:
                 self._pass_slot()
-        waiter.woken.wait()
+        waiter.woken.acquire()
         if waiter.batch is not None:  # this thread holds the slot now: it writes the batch
             try:
                 self._write_batch(waiter.batch)
@@ -109,7 +112,7 @@ class GroupCommit:
             del self._queue[: self.max_batch]
         leader = batch[0]
         leader.batch = batch
-        leader.woken.set()
+        leader.woken.release()
 
     def _write_batch(self, batch: list[_Waiter]) -> None:
         """Write ``batch`` and give each waiter its answer; never leaves one waiting."""
@@ -138,7 +141,7 @@ class GroupCommit:
             raise
         finally:
             for w in batch[1:]:
-                w.woken.set()
+                w.woken.release()
 
     def _answer_alone(self, waiter: _Waiter) -> None:
         try:
