@@ -72,13 +72,14 @@ class GroupCommit:
         with self._lock:
             if self._in_flight < self.max_in_flight:
                 self._in_flight += 1
+                self.batch_sizes[1] = self.batch_sizes.get(1, 0) + 1
                 waiter = None
             else:
                 waiter = _Waiter(write)
                 self._queue.append(waiter)
         if waiter is None:
             try:
-                return self._write_alone(write)
+                return self.writer.write_one(write)
             finally:
                 self._pass_slot()
         waiter.woken.acquire()
