@@ -218,7 +218,10 @@ def main() -> None:
         "bench/profile.py on a fresh embedded Postgres (fsync on) on this machine; figures per "
         "workflow of 3 trivial steps. CPU and wall figures come from an unprofiled run; the "
         "function tables from a second run under cProfile (which inflates Python time about 2x: "
-        "read them for proportions). Run took "
+        "read them for proportions; cProfile counts wall time, so the own time of `psycopg wait` and of "
+        "a lock's `acquire` is mostly waiting for the server or for another thread, not CPU). "
+        "Load average when done: "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores. Run took "
         f"{time.perf_counter() - started:.0f} s.\n"
     )
     args.out.write_text(header + "\n".join(sections) + "\n")
