@@ -95,3 +95,10 @@ chaos-failover: install
 bench-failover-async: install
 	$(PY) bench/failover_async.py --markdown bench/results/failover-async.md \
 		--json bench/results/failover-async.json
+
+.PHONY: bench-profile
+
+# Where a 3-step workflow's time goes: the workloads of bench/ab.py under cProfile (merged over
+# the 32 worker threads) and Postgres's pg_stat_statements per workflow (bench/results/profile.md).
+bench-profile: install
+	$(PY) bench/profile.py

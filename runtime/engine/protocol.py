@@ -26,9 +26,11 @@ from collections.abc import Callable, Generator
 from typing import Any, TypeVar
 
 from runtime import serialization
+from runtime.checkpoint_db import CheckpointWriter, StepWrite
 from runtime.context import WorkflowContext, current_workflow, now_ms
 from runtime.db import is_transient
 from runtime.engine.drive import Blocking, Effect, carry
+from runtime.engine.group_commit import GroupCommit
 from runtime.engine.parking import Parking, Wake, note_operation
 from runtime.errors import (
     DBOSDatabaseError,
@@ -130,6 +132,7 @@ class Operations:
         self.confirm_ownership_after_s = confirm_ownership_after_s
         self.stopping = threading.Event()
         self.running_steps = RunningSteps()  # published by the executor heartbeat
+        self.checkpoints = GroupCommit(CheckpointWriter(sysdb))
 
     # -- the checkpoint -------------------------------------------------------------------------
 
@@ -259,21 +262,20 @@ class Operations:
         """Record an operation's outcome (one checkpoint write), then ``check_record``."""
         if ctx.check is not None:  # a replay check writes nothing
             raise ctx.check.refuse_write(function_id)
-        result = self.checkpoint(
-            lambda: self.sysdb.record_step(
-                ctx.workflow_id,
-                ctx.owner_epoch,
-                function_id,
-                name,
-                output=output,
-                error=error,
-                child_workflow_id=child_workflow_id,
-                started_at_ms=started_at_ms,
-                completed_at_ms=now_ms(),
-                wait_target=wait_target,
-                attempts=attempts,
-            )
+        write = StepWrite(
+            ctx.workflow_id,
+            ctx.owner_epoch,
+            function_id,
+            name,
+            output=output,
+            error=error,
+            child_workflow_id=child_workflow_id,
+            started_at_ms=started_at_ms,
+            completed_at_ms=now_ms(),
+            wait_target=wait_target,
+            attempts=attempts,
         )
+        result = self.checkpoint(lambda: self.checkpoints.record(write))
         self.check_record(ctx, result)
 
     def recording(
