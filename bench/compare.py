@@ -103,8 +103,20 @@ ROWS: list[tuple[str, str, str, bool, Target | None]] = [
         False,
         lambda ours, _peer, _ctx: ("at most 1", round(ours, 1) <= 1.0),
     ),
-    ("statements_per_3_step_workflow", "statements per 3-step workflow", "", False, None),
-    ("wal_bytes_per_3_step_workflow", "WAL bytes per 3-step workflow", "B", False, None),
+    (
+        "statements_per_3_step_workflow",
+        "statements per 3-step workflow, sequential",
+        "",
+        False,
+        None,
+    ),
+    (
+        "wal_bytes_per_3_step_workflow",
+        "WAL bytes per 3-step workflow (sequential, after a checkpoint)",
+        "B",
+        False,
+        None,
+    ),
     (
         "throughput_wps",
         "throughput, 3-step workflows, 32 threads",
@@ -115,6 +127,8 @@ ROWS: list[tuple[str, str, str, bool, Target | None]] = [
     ("steps_per_s", "steps/s in that run", "steps/s", True, None),
     ("python_cpu_ms_per_wf", "Python CPU per workflow in that run", "ms", False, None),
     ("postgres_cpu_ms_per_wf", "Postgres CPU per workflow in that run", "ms", False, None),
+    ("statements_per_wf_32", "statements per workflow in that run", "", False, None),
+    ("wal_bytes_per_wf_32", "WAL bytes per workflow in that run", "B", False, None),
     (
         "drain_wps",
         "queue drain, 3-step workflows, concurrency 32 (one thread enqueues meanwhile)",

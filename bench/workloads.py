@@ -140,9 +140,31 @@ def postgres_cpu_s(url: str) -> float:
     return total / tick
 
 
+def calls(conn: Any) -> int:
+    """Top-level statements run in this database so far (pg_stat_statements), less these reads."""
+    row = conn.execute(
+        "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements WHERE toplevel AND dbid = "
+        "(SELECT oid FROM pg_database WHERE datname = current_database()) "
+        "AND query NOT LIKE '%pg_stat_statements%' AND query NOT LIKE '%pg_current_wal_lsn%'"
+    ).fetchone()
+    return int(row[0])
+
+
+def lsn(conn: Any) -> str:
+    return str(conn.execute("SELECT pg_current_wal_lsn()").fetchone()[0])
+
+
+def wal_since(conn: Any, start: str) -> float:
+    """WAL bytes the server wrote since ``start`` (an LSN)."""
+    return float(conn.execute("SELECT pg_current_wal_lsn() - %s::pg_lsn", (start,)).fetchone()[0])
+
+
 def throughput(total: int, threads: int) -> dict[str, float]:
-    """Workflows/s of ``total`` 3-step workflows on ``threads`` threads, with the CPU seconds per
-    workflow of this Python process and of the Postgres server."""
+    """Workflows/s of ``total`` 3-step workflows on ``threads`` threads, with the CPU seconds,
+    statements and WAL bytes per workflow of this Python process and of the Postgres server (the
+    last two include the little background work of the same seconds)."""
+    import psycopg
+
     counter = iter(range(total))
     lock = threading.Lock()
 
@@ -154,17 +176,22 @@ def throughput(total: int, threads: int) -> dict[str, float]:
             steps_wf(3)
 
     pool = [threading.Thread(target=worker) for _ in range(threads)]
-    pg0, cpu0, t0 = postgres_cpu_s(args.url), time.process_time(), time.perf_counter()
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
-    elapsed = time.perf_counter() - t0
-    cpu, pg = time.process_time() - cpu0, postgres_cpu_s(args.url) - pg0
+    with psycopg.connect(args.url, autocommit=True) as conn:
+        calls0, wal0 = calls(conn), lsn(conn)
+        pg0, cpu0, t0 = postgres_cpu_s(args.url), time.process_time(), time.perf_counter()
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join()
+        elapsed = time.perf_counter() - t0
+        cpu, pg = time.process_time() - cpu0, postgres_cpu_s(args.url) - pg0
+        statements, wal = calls(conn) - calls0, wal_since(conn, wal0)
     return {
         "wps": total / elapsed,
         "python_cpu_ms_per_wf": cpu / total * 1000,
         "postgres_cpu_ms_per_wf": pg / total * 1000,
+        "statements_per_wf": statements / total,
+        "wal_bytes_per_wf": wal / total,
     }
 
 
@@ -207,22 +234,6 @@ def writes_per_workflow(url: str, count: int, steps: int) -> tuple[float, float]
     (``pg_current_wal_lsn`` before and after) per workflow of ``steps`` steps, run sequentially,
     less what the background work (queue polling, heartbeats) of an idle period as long did."""
     import psycopg
-
-    def calls(conn: Any) -> int:
-        row = conn.execute(
-            "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements WHERE toplevel AND dbid = "
-            "(SELECT oid FROM pg_database WHERE datname = current_database()) "
-            "AND query NOT LIKE '%pg_stat_statements%' AND query NOT LIKE '%pg_current_wal_lsn%'"
-        ).fetchone()
-        return int(row[0])
-
-    def lsn(conn: Any) -> str:
-        return str(conn.execute("SELECT pg_current_wal_lsn()").fetchone()[0])
-
-    def wal_since(conn: Any, start: str) -> float:
-        return float(
-            conn.execute("SELECT pg_current_wal_lsn() - %s::pg_lsn", (start,)).fetchone()[0]
-        )
 
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
@@ -298,6 +309,8 @@ def main() -> None:
     out["steps_per_s"] = [r["wps"] * 3 for r in runs]
     out["python_cpu_ms_per_wf"] = [r["python_cpu_ms_per_wf"] for r in runs]
     out["postgres_cpu_ms_per_wf"] = [r["postgres_cpu_ms_per_wf"] for r in runs]
+    out["statements_per_wf_32"] = [r["statements_per_wf"] for r in runs]
+    out["wal_bytes_per_wf_32"] = [r["wal_bytes_per_wf"] for r in runs]
 
     out["drain_wps"] = []
     for _ in range(reps):
