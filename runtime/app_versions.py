@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TypedDict
 
+from runtime.checkpoint_db import LOCK_IN_KEY_ORDER
 from runtime.errors import DBOSException
 from runtime.management import executors
 from runtime.queries import RESUMABLE
@@ -144,8 +145,10 @@ class ApplicationVersions:
         MAX_RECOVERY_ATTEMPTS_EXCEEDED, ENQUEUED, DELAYED, or PENDING with its process gone)
         another application version, before they are resumed."""
         name = check_version_name(version_name)
-        with self.sysdb.connection() as conn:
-            conn.execute(_RETARGET, {"ids": list(workflow_ids), "version": name})
+        ids = list(workflow_ids)
+        with self.sysdb.connection() as conn, conn.transaction():
+            conn.execute(LOCK_IN_KEY_ORDER, {"workflow_ids": ids})  # before the multi-row UPDATE
+            conn.execute(_RETARGET, {"ids": ids, "version": name})
 
 
 @dataclass(frozen=True)

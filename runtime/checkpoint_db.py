@@ -16,8 +16,18 @@ from typing import NamedTuple
 from runtime.records import RecordResult
 from runtime.system_db import SystemDatabase
 
-# The workflow rows are locked in key order, so two batches (or a batch and a multi-row UPDATE
-# that locks in the same order) never wait on each other in a cycle.
+# Lock ordering, the rule that keeps batches deadlock-free: every statement that locks several
+# workflow_status rows and waits for them (no SKIP LOCKED) takes them in key (workflow ID) order.
+# A batch does (the ORDER BY under FOR SHARE in RECORD_STEPS); a transaction that updates or
+# deletes several rows first runs LOCK_IN_KEY_ORDER, since an UPDATE or DELETE locks rows in
+# whatever order its plan visits them (heap order for a bitmap scan), which can wait on a batch
+# while the batch waits on it. Statements that skip locked rows (claims, dequeues, retention)
+# never wait, so they cannot close a cycle.
+LOCK_IN_KEY_ORDER = """
+SELECT 1 FROM dbos.workflow_status WHERE workflow_uuid = ANY(%(workflow_ids)s)
+ORDER BY workflow_uuid FOR UPDATE
+"""
+
 RECORD_STEPS = """
 WITH req AS (
     SELECT * FROM unnest(

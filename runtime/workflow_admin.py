@@ -7,6 +7,7 @@ from __future__ import annotations
 from psycopg import sql
 
 from runtime import db
+from runtime.checkpoint_db import LOCK_IN_KEY_ORDER
 from runtime.system_db import SystemDatabase
 
 # Every workflow below the given ones through parent_workflow_id, however deep (the partial index
@@ -64,6 +65,7 @@ class WorkflowAdmin:
             return []
         params = {"workflow_ids": workflow_ids}
         with self.sysdb.connection() as conn, conn.transaction():
+            conn.execute(LOCK_IN_KEY_ORDER, params)  # before the multi-row UPDATE and DELETE
             conn.execute(CANCEL_LIVE, params)
             rows = conn.execute(DELETE_WORKFLOWS, params).fetchall()
         return [r[0] for r in rows]

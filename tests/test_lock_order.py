@@ -1,0 +1,90 @@
+"""Statements that lock several workflow_status rows and wait for them take them in key order, as
+a batch of checkpoints does (runtime.checkpoint_db): otherwise a multi-row UPDATE or DELETE that
+visits rows in heap order and a batch that locks them in key order can each hold a row the other
+waits for, and Postgres ends one with "deadlock detected" (delete_workflows failed so while
+batched checkpoints ran)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from runtime.system_db import SystemDatabase
+from runtime.workflow_admin import WorkflowAdmin
+
+# Enough rows that the planner visits them with a bitmap scan, in heap order.
+N = 300
+
+
+def _ids() -> list[str]:
+    return [f"lock-{i:04d}" for i in range(N)]
+
+
+def _seed(db_url: str, status: str) -> None:
+    """Rows inserted in descending key order: heap order is the reverse of key order."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO dbos.workflow_status (workflow_uuid, status, name, inputs) "
+            "SELECT id, %s, 'w', '{}' FROM unnest(%s::text[]) WITH ORDINALITY AS t(id, n) "
+            "ORDER BY n DESC",
+            (status, _ids()),
+        )
+        conn.execute("ANALYZE dbos.workflow_status")
+
+
+def _holds_first_then_last(db_url: str, action: Callable[[], Any]) -> None:
+    """A batch's order: share-lock the first key, start ``action`` on every row, then share-lock
+    the last key. In key order, ``action`` waits at the first key holding nothing, so the last
+    key is free; in heap order it holds the last key (visited first) and waits at the first."""
+    ids = _ids()
+    errors: list[BaseException] = []
+    with psycopg.connect(db_url) as batch:
+        batch.execute(
+            "SELECT 1 FROM dbos.workflow_status WHERE workflow_uuid = %s FOR SHARE", (ids[0],)
+        )
+
+        def run() -> None:
+            try:
+                action()
+            except BaseException as exc:  # reported by the test
+                errors.append(exc)
+
+        worker = threading.Thread(target=run)
+        worker.start()
+        with psycopg.connect(db_url, autocommit=True) as probe:  # wait until the action waits
+            for _ in range(200):
+                row = probe.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND datname = current_database()"
+                ).fetchone()
+                if row and row[0]:
+                    break
+                threading.Event().wait(0.02)
+        batch.execute("SET LOCAL lock_timeout = '3s'")
+        batch.execute(
+            "SELECT 1 FROM dbos.workflow_status WHERE workflow_uuid = %s FOR SHARE", (ids[-1],)
+        )
+        batch.commit()
+        worker.join(timeout=30)
+    assert not worker.is_alive()
+    assert not errors, errors
+
+
+@pytest.fixture
+def sysdb(db_url: str) -> Iterator[SystemDatabase]:
+    db = SystemDatabase(db_url)
+    try:
+        yield db
+    finally:
+        db.close()
+
+
+def test_delete_workflows_locks_in_key_order(db_url: str, sysdb: SystemDatabase) -> None:
+    _seed(db_url, "PENDING")
+    _holds_first_then_last(db_url, lambda: WorkflowAdmin(sysdb).delete(_ids()))
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT count(*) FROM dbos.workflow_status").fetchone() == (0,)
