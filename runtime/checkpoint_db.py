@@ -105,7 +105,25 @@ class CheckpointWriter:
     def write_many(self, writes: Sequence[StepWrite]) -> list[RecordResult]:
         """Several checkpoints in one statement and one commit; the results in the order of
         ``writes``, each as ``write_one`` would have returned it (status None: workflow gone).
-        Raises ``DBOSDatabaseError`` for the whole batch when the statement fails."""
+        Raises ``DBOSDatabaseError`` for the whole batch when the statement fails. A second
+        write of the same step goes after the batch, alone, so that it is told what it would be
+        told alone (not written: the step is recorded already) rather than share the first's
+        answer."""
+        seen: set[tuple[str, int]] = set()
+        first: list[int] = []
+        again: list[int] = []
+        for i, w in enumerate(writes):
+            key = (w.workflow_id, w.function_id)
+            (again if key in seen else first).append(i)
+            seen.add(key)
+        if again:
+            results = self.write_many([writes[i] for i in first])
+            answers: list[RecordResult] = [RecordResult(None, None, False)] * len(writes)
+            for i, result in zip(first, results, strict=True):
+                answers[i] = result
+            for i in again:
+                answers[i] = self.write_one(writes[i])
+            return answers
         params = {
             "ids": [w.workflow_id for w in writes],
             "epochs": [w.owner_epoch for w in writes],

@@ -76,6 +76,26 @@ def test_one_statement_refuses_the_fenced_row_and_writes_the_others(
     assert _recorded(db_url) == {("a", 1), ("a", 2)}
 
 
+def test_a_second_write_of_the_same_step_is_told_what_it_is_told_alone(
+    db_url: str, sysdb: SystemDatabase
+) -> None:
+    _workflow(db_url, "a", 5)
+    first = StepWrite("a", 5, 1, "step", output='{"v": 1}')
+    second = StepWrite("a", 5, 1, "step", output='{"v": 2}')
+    results = CheckpointWriter(sysdb).write_many([first, _write("a", 5, 2), second])
+    assert results == [
+        RecordResult("PENDING", 5, True),
+        RecordResult("PENDING", 5, True),
+        RecordResult("PENDING", 5, False),  # recorded already, as record_step says alone
+    ]
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute(
+            "SELECT output FROM dbos.operation_outputs "
+            "WHERE workflow_uuid = 'a' AND function_id = 1"
+        ).fetchone()
+    assert row == ('{"v": 1}',)  # the first write's outcome, as alone
+
+
 def _hold_row(url: str, workflow_id: str) -> psycopg.Connection[tuple[object, ...]]:
     """An open transaction holding ``workflow_id``'s row lock: a checkpoint of it waits."""
     conn = psycopg.connect(url)
