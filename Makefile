@@ -101,4 +101,4 @@ bench-failover-async: install
 # Where a 3-step workflow's time goes: the workloads of bench/ab.py under cProfile (merged over
 # the 32 worker threads) and Postgres's pg_stat_statements per workflow (bench/results/profile.md).
 bench-profile: install
-	$(PY) bench/profile.py
+	$(PY) bench/profile_hot_path.py

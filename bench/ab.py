@@ -19,9 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-import psycopg
-
-from runtime.embedded import EmbeddedPostgres
+from servers import fresh_database, interleaved, server
 
 WORKLOAD = """
 import logging, sys, threading, time
@@ -80,29 +78,22 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     args = parser.parse_args()
     trees = {"A": Path(args.a).resolve(), "B": Path(args.b).resolve()}
-    server = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="dbos-ab-")))
-    url = server.start()
     results: dict[str, list[list[float]]] = {"A": [], "B": []}
-    try:
-        for n in range(args.rounds):
-            for label in ("A", "B") if n % 2 == 0 else ("B", "A"):
-                name = f"ab_{label.lower()}_{n}"
-                with psycopg.connect(url, autocommit=True) as conn:
-                    conn.execute(f'CREATE DATABASE "{name}"')
-                env = dict(os.environ, PYTHONPATH=str(trees[label]))
-                done = subprocess.run(
-                    [sys.executable, "-c", WORKLOAD, url.rsplit("/", 1)[0] + "/" + name],
-                    env=env,
-                    capture_output=True,
-                    text=True,
-                    cwd=tempfile.gettempdir(),
-                    check=True,
-                )
-                row = [float(x) for x in done.stdout.split()[-5:]]
-                results[label].append(row)
-                print(label, n, " ".join(f"{x:.3f}" for x in row), flush=True)
-    finally:
-        server.stop()
+    with server("ab") as url:
+        for n, _, label in interleaved(["A", "B"], args.rounds):
+            db_url = fresh_database(url, f"ab_{label.lower()}_{n}")
+            env = dict(os.environ, PYTHONPATH=str(trees[label]))
+            done = subprocess.run(
+                [sys.executable, "-c", WORKLOAD, db_url],
+                env=env,
+                capture_output=True,
+                text=True,
+                cwd=tempfile.gettempdir(),
+                check=True,
+            )
+            row = [float(x) for x in done.stdout.split()[-5:]]
+            results[label].append(row)
+            print(label, n, " ".join(f"{x:.3f}" for x in row), flush=True)
     print("| | " + " | ".join(FIELDS) + " |")
     print("|---" * (len(FIELDS) + 1) + "|")
     for label, rows in results.items():

@@ -26,9 +26,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-import psycopg
-
-from runtime.embedded import EmbeddedPostgres
+from servers import fresh_database, interleaved, server
 
 WORKLOAD = r"""
 import cProfile, io, json, logging, pstats, sys, threading, time
@@ -141,27 +139,16 @@ def main() -> None:
     parser.add_argument("--top", action="store_true", help="print the most frequent statements")
     args = parser.parse_args()
     trees = [Path(t).resolve() for t in args.trees]
-    server = EmbeddedPostgres(
-        Path(tempfile.mkdtemp(prefix="dbos-qd-")),
-        settings={"shared_preload_libraries": "'pg_stat_statements'"},
-    )
-    url = server.start()
     samples: dict[Path, list[dict[str, object]]] = {t: [] for t in trees}
-    try:
-        for n in range(args.rounds):
-            for i, tree in enumerate(trees if n % 2 == 0 else list(reversed(trees))):
-                name = f"qd_{n}_{i}"
-                with psycopg.connect(url, autocommit=True) as conn:
-                    conn.execute(f'CREATE DATABASE "{name}"')
-                result = run_one(tree, url.rsplit("/", 1)[0] + "/" + name, args.total, args.profile)
-                samples[tree].append(result)
-                row = " ".join(f"{k}={float(result[k]):.3f}" for k in FIELDS)  # type: ignore[arg-type]
-                print(f"round {n} {tree}: {row}", flush=True)
-                if args.top:
-                    for per_wf, query in result["top_statements"]:  # type: ignore[attr-defined]
-                        print(f"    {per_wf:7.3f}/wf  {query}")
-    finally:
-        server.stop()
+    with server("qd") as url:
+        for n, i, tree in interleaved(trees, args.rounds):
+            result = run_one(tree, fresh_database(url, f"qd_{n}_{i}"), args.total, args.profile)
+            samples[tree].append(result)
+            row = " ".join(f"{k}={float(result[k]):.3f}" for k in FIELDS)  # type: ignore[arg-type]
+            print(f"round {n} {tree}: {row}", flush=True)
+            if args.top:
+                for per_wf, query in result["top_statements"]:  # type: ignore[attr-defined]
+                    print(f"    {per_wf:7.3f}/wf  {query}")
     print("| tree | " + " | ".join(f"{f} median (min-max)" for f in FIELDS) + " |")
     print("|---" * (len(FIELDS) + 1) + "|")
     for tree, rows in samples.items():

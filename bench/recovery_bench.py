@@ -23,8 +23,7 @@ import time
 from pathlib import Path
 
 import psycopg
-
-from runtime.embedded import EmbeddedPostgres
+from servers import fresh_database, interleaved, server
 
 APP = """
 import json, logging, os, sys, time
@@ -142,30 +141,16 @@ def main() -> None:
     parser.add_argument("--py-spy", dest="spy", help="sample every thread with py-spy to here")
     args = parser.parse_args()
     trees = [Path(t).resolve() for t in args.trees]
-    server = EmbeddedPostgres(
-        Path(tempfile.mkdtemp(prefix="dbos-recovery-bench-")),
-        settings={"shared_preload_libraries": "'pg_stat_statements'"},
-    )
-    url = server.start()
     results: dict[int, list[float]] = {i: [] for i in range(len(trees))}
-    try:
-        for n in range(args.rounds):
-            order = list(range(len(trees)))
-            if n % 2:
-                order.reverse()
-            for i in order:
-                name = f"recovery_{i}_{n}"
-                with psycopg.connect(url, autocommit=True) as conn:
-                    conn.execute(f'CREATE DATABASE "{name}"')
-                db_url = url.rsplit("/", 1)[0] + "/" + name
-                r = one_run(trees[i], db_url, args.count, args.profile, args.spy)
-                results[i].append(r["recovery_s"])
-                print(
-                    f"{trees[i]} round {n}: {r['recovery_s']:.2f} s (launch {r['launch_s']:.2f} s)",
-                    flush=True,
-                )
-    finally:
-        server.stop()
+    with server("recovery-bench") as url:
+        for n, i, tree in interleaved(trees, args.rounds):
+            db_url = fresh_database(url, f"recovery_{i}_{n}")
+            r = one_run(tree, db_url, args.count, args.profile, args.spy)
+            results[i].append(r["recovery_s"])
+            print(
+                f"{tree} round {n}: {r['recovery_s']:.2f} s (launch {r['launch_s']:.2f} s)",
+                flush=True,
+            )
     for i, tree in enumerate(trees):
         xs = results[i]
         print(

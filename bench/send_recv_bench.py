@@ -27,9 +27,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-import psycopg
-
-from runtime.embedded import EmbeddedPostgres
+from servers import fresh_database, interleaved, server
 
 RECEIVER = r"""
 import json, logging, subprocess, sys, threading, time
@@ -192,33 +190,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
     trees = [Path(t).resolve() for t in args.trees]
-    server = EmbeddedPostgres(
-        Path(tempfile.mkdtemp(prefix="dbos-send-recv-")),
-        settings={"shared_preload_libraries": "'pg_stat_statements'"},
-    )
-    url = server.start()
     results: dict[int, dict[str, list[float]]] = {i: {} for i in range(len(trees))}
-    try:
-        for n in range(args.rounds):
-            order = list(range(len(trees)))
-            if n % 2:
-                order.reverse()
-            for i in order:
-                name = f"send_recv_{i}_{n}"
-                with psycopg.connect(url, autocommit=True) as conn:
-                    conn.execute(f'CREATE DATABASE "{name}"')
-                db_url = url.rsplit("/", 1)[0] + "/" + name
-                with psycopg.connect(db_url, autocommit=True) as conn:
-                    conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-                legs = one_run(trees[i], db_url, args.count)
-                for k, v in legs.items():
-                    results[i].setdefault(k, []).extend(v)
-                print(
-                    f"{trees[i]} round {n}: total median {statistics.median(legs['total']):.2f} ms",
-                    flush=True,
-                )
-    finally:
-        server.stop()
+    with server("send-recv") as url:
+        for n, i, tree in interleaved(trees, args.rounds):
+            legs = one_run(tree, fresh_database(url, f"send_recv_{i}_{n}"), args.count)
+            for k, v in legs.items():
+                results[i].setdefault(k, []).extend(v)
+            print(
+                f"{tree} round {n}: total median {statistics.median(legs['total']):.2f} ms",
+                flush=True,
+            )
     for i, tree in enumerate(trees):
         print(tree)
         for k, xs in results[i].items():

@@ -10,8 +10,9 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
+
+from servers import postgres_cpu_s
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--system", choices=["ours", "peer"], required=True)
@@ -109,35 +110,6 @@ def timed(fn: Any, n: int) -> float:
     for _ in range(n):
         fn()
     return (time.perf_counter() - t0) / n * 1000
-
-
-def postgres_cpu_s(url: str) -> float:
-    """CPU seconds used so far by the Postgres server on this machine: its live processes, plus
-    the children the postmaster has reaped (a closed connection's backend counts there)."""
-    import os
-
-    import psycopg
-
-    tick = os.sysconf("SC_CLK_TCK")
-
-    def stat(pid: int) -> list[str]:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()
-
-    with psycopg.connect(url) as conn:
-        backend = conn.execute("SELECT pg_backend_pid()").fetchone()
-        assert backend is not None
-        # Read while the connection is open: its backend exits when the connection closes.
-        postmaster = int(stat(int(backend[0]))[1])  # the backend's parent
-    fields = stat(postmaster)
-    total = sum(int(x) for x in fields[11:15])  # utime, stime, cutime, cstime
-    children = Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split()
-    for child in children:
-        try:
-            total += sum(int(x) for x in stat(int(child))[11:13])
-        except OSError:  # exited meanwhile: now in the postmaster's cutime/cstime
-            pass
-    return total / tick
 
 
 def calls(conn: Any) -> int:

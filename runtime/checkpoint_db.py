@@ -117,9 +117,9 @@ class CheckpointWriter:
             (again if key in seen else first).append(i)
             seen.add(key)
         if again:
-            results = self.write_many([writes[i] for i in first])
+            batched = self.write_many([writes[i] for i in first])
             answers: list[RecordResult] = [RecordResult(None, None, False)] * len(writes)
-            for i, result in zip(first, results, strict=True):
+            for i, result in zip(first, batched, strict=True):
                 answers[i] = result
             for i in again:
                 answers[i] = self.write_one(writes[i])

@@ -10,26 +10,18 @@ worker thread has its own profiler; their statistics are merged). Writes bench/r
 - Postgres's view: every statement (pg_stat_statements) with its calls, mean time and rows per
   workflow.
 
-    python bench/profile.py [--seq 400] [--threaded 2000] [--top 30] [--out FILE.md]
+    python bench/profile_hot_path.py [--seq 400] [--threaded 2000] [--top 30] [--out FILE.md]
 """
 
 from __future__ import annotations
-
-import os
-import sys
-
-# This file is named profile.py, and Python puts its folder first on the path, where it would
-# stand in for the standard library's `profile` module that cProfile imports.
-if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
-    sys.path.pop(0)
 
 import argparse
 import cProfile
 import io
 import logging
+import os
 import pstats
 import re
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -37,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from servers import postgres_cpu_s, server
 
 from runtime import DBOS
-from runtime.embedded import EmbeddedPostgres
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,27 +46,6 @@ def trivial(i: int) -> int:
 @DBOS.workflow()
 def steps_wf(n: int) -> int:
     return sum(trivial(i) for i in range(n))
-
-
-def postgres_cpu_s(url: str) -> float:
-    """CPU seconds the server's processes have used (live backends and reaped children)."""
-    tick = os.sysconf("SC_CLK_TCK")
-
-    def stat(pid: int) -> list[str]:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()
-
-    with psycopg.connect(url) as conn:
-        row = conn.execute("SELECT pg_backend_pid()").fetchone()
-        assert row is not None
-        postmaster = int(stat(int(row[0]))[1])
-    total = sum(int(x) for x in stat(postmaster)[11:15])
-    for child in Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split():
-        try:
-            total += sum(int(x) for x in stat(int(child))[11:13])
-        except OSError:
-            pass
-    return total / tick
 
 
 def sequential(count: int, profiler: cProfile.Profile | None) -> None:
@@ -192,35 +163,30 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS / "profile.md")
     args = parser.parse_args()
     logging.getLogger("dbos").setLevel(logging.WARNING)
-    server = EmbeddedPostgres(
-        Path(tempfile.mkdtemp(prefix="dbos-profile-")),
-        settings={"shared_preload_libraries": "'pg_stat_statements'"},
-    )
-    url = server.start()
     started = time.perf_counter()
     sections: list[str] = []
-    try:
+    with server("profile") as url:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         DBOS(config={"name": "profile", "database_url": url, "max_executor_threads": 64})
         DBOS.launch()
-        for _ in range(50):
-            steps_wf(1)
-        sections += run_one(url, "sequential 3-step workflows", args.seq, args.top, seq=True)
-        sections += run_one(
-            url, f"3-step workflows on {THREADS} threads", args.threaded, args.top, seq=False
-        )
-    finally:
-        DBOS.destroy()
-        server.stop()
+        try:
+            for _ in range(50):
+                steps_wf(1)
+            sections += run_one(url, "sequential 3-step workflows", args.seq, args.top, seq=True)
+            sections += run_one(
+                url, f"3-step workflows on {THREADS} threads", args.threaded, args.top, seq=False
+            )
+        finally:
+            DBOS.destroy()
     header = (
         "# Profile of the checkpoint hot path (`make bench-profile`)\n\n"
-        "bench/profile.py on a fresh embedded Postgres (fsync on) on this machine; figures per "
-        "workflow of 3 trivial steps. CPU and wall figures come from an unprofiled run; the "
-        "function tables from a second run under cProfile (which inflates Python time about 2x: "
-        "read them for proportions; cProfile counts wall time, so the own time of psycopg's "
-        "`wait` and of a lock's `acquire` is mostly waiting for the server or for another "
-        "thread, not CPU). "
+        "bench/profile_hot_path.py on a fresh embedded Postgres (fsync on) on this machine; "
+        "figures per workflow of 3 trivial steps. CPU and wall figures come from an unprofiled "
+        "run; the function tables from a second run under cProfile (which inflates Python time "
+        "about 2x: read them for proportions; cProfile counts wall time, so the own time of "
+        "psycopg's `wait` and of a lock's `acquire` is mostly waiting for the server or for "
+        "another thread, not CPU). "
         "Load average when done: "
         f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores. Run took "
         f"{time.perf_counter() - started:.0f} s.\n"
