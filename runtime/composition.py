@@ -149,6 +149,7 @@ class Runtime:
         )
         self.engine.starter.on_enqueued = self.dispatcher.wake
         self.engine.runs.on_queue_slot_freed = self.dispatcher.slot_freed
+        self.engine.pool.on_thread_freed = self.dispatcher.thread_freed
         self.listener.on_reconnect.append(self.notifications.wake_all)
         self.listener.on_reconnect.append(self.dispatcher.wake)
         self.listener.on_reconnect.append(self.engine.runs.flag_all)

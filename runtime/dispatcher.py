@@ -106,6 +106,17 @@ class QueueDispatcher:
                 self._dirty.update(self._hungry)
         self._wake.set()
 
+    def thread_freed(self) -> None:
+        """A thread of the execution pool came free (any run ended or parked, queued or not):
+        the queues that found no free thread may claim again. Called after every run, so the
+        common case (no queue waits for a thread) is one read of a set, without the lock."""
+        if not self._hungry:
+            return
+        with self._lock:
+            if self._dirty is not None:
+                self._dirty.update(self._hungry)
+        self._wake.set()
+
     def _run(self) -> None:
         last_pass = 0.0
         while not self._stop.is_set():

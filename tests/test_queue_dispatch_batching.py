@@ -233,3 +233,30 @@ def test_a_queued_handle_returns_when_its_workflow_ends_here_not_at_a_poll(
         assert first.get_result() == "blocker"
     # The handle's wait ends when the run starts and ends here, not at its next read.
     assert max(late) < 0.2, late
+
+
+def test_a_thread_freed_by_any_run_wakes_a_queue_that_found_none(launch_dbos: Launch) -> None:
+    """Two direct workflows fill both threads; a queue that polls every 30 s finds no thread for
+    its enqueued workflow. When the direct ones end, it starts at once, not at its next poll."""
+    slow = Queue("qdb_slow_poll", polling_interval_sec=30.0)
+    gate = threading.Event()
+
+    @DBOS.workflow()
+    def hold() -> str:
+        gate.wait(10)
+        return "held"
+
+    @DBOS.workflow()
+    def queued() -> str:
+        return "queued"
+
+    launch_dbos(max_executor_threads=2)
+    holders = [DBOS.start_workflow(hold) for _ in range(2)]
+    handle = slow.enqueue(queued)
+    time.sleep(0.5)  # the dispatcher looked, and found no thread
+    assert handle.get_status().status == "ENQUEUED"
+    released = time.monotonic()
+    gate.set()
+    assert [h.get_result() for h in holders] == ["held", "held"]
+    assert handle.get_result() == "queued"
+    assert time.monotonic() - released < 5  # its poll would have come 30 s after the last

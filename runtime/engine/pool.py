@@ -53,6 +53,10 @@ class ExecutionPool:
         self._idle = 0
         self._busy = 0
         self._closed = False
+        # Called (on the pool's thread, no lock held) each time a task ends and gives its thread
+        # back, whatever the task was: the queue dispatcher claims for the queues that found no
+        # free thread.
+        self.on_thread_freed: Callable[[], None] = lambda: None
 
     def submit(self, name: str, run: Callable[[], None], drop: Callable[[], None]) -> None:
         """Run ``run`` on a pool thread when one is free (in submission order); if the pool is
@@ -146,6 +150,7 @@ class ExecutionPool:
                         self._room_levels
                     ):
                         self._room.notify_all()
+                _quietly(self.on_thread_freed, "on_thread_freed")
 
 
 def _quietly(fn: Callable[[], None], name: str) -> None:
