@@ -60,19 +60,23 @@ def _checked(parse: Callable[[Any], T], metavar: str) -> Callable[[Any], T]:
     return parse
 
 
-def whole_number(option: str, minimum: int = 0, maximum: int = MAX_BIGINT) -> Callable[[Any], int]:
+def whole_number(
+    option: str, minimum: int = 0, maximum: int | Callable[[], int] = MAX_BIGINT
+) -> Callable[[Any], int]:
     """A parser of an integer from ``minimum`` to ``maximum`` (by default what a bigint holds)
-    for ``option``."""
-    top = "2**63-1" if maximum == MAX_BIGINT else str(maximum)
+    for ``option``. ``maximum`` may be a function, called only when a value is parsed: a limit
+    that lives in the runtime then costs no import at every `dbos` start."""
 
     def parse(value: Any) -> int:
+        most = maximum() if callable(maximum) else maximum
+        top = "2**63-1" if most == MAX_BIGINT else str(most)
         if isinstance(value, int) and not isinstance(value, bool):
             number = value
         elif isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d{1,30}\s*", value):
             number = int(value)
         else:
             _refuse(option, f"{value!r}: expected a whole number")
-        if not minimum <= number <= maximum:
+        if not minimum <= number <= most:
             _refuse(option, f"{number}: out of range, expected {minimum} to {top}")
         return number
 

@@ -160,3 +160,18 @@ def test_the_check_refuses_what_it_is_meant_to() -> None:
         "imports runtime.migrate",
         "imports runtime.config",
     ]
+
+
+def test_starting_the_cli_imports_no_database_driver() -> None:
+    """`dbos --version` and `--help` load the command tree only: a module that imports the client
+    (and with it psycopg, 0.2 s on a 2-core machine) at its top makes every command slower."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, dbos_cli.app; print(sorted(m for m in sys.modules if m.startswith('psycopg')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=CLI.parent
+    )
+    assert done.stdout.strip() == "[]", done.stdout

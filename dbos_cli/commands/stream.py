@@ -9,13 +9,21 @@ import typer
 
 from dbos_cli import checks, render
 from dbos_cli.options import DbUrl, open_client
-from runtime.client import MAX_STREAM_OFFSET as MAX_OFFSET
+
+
+def _max_offset() -> int:
+    # Imported when --from-offset is given: at module level, every `dbos` command (even
+    # --version) paid for importing the client and its driver.
+    from runtime.client import MAX_STREAM_OFFSET
+
+    return MAX_STREAM_OFFSET
+
 
 FromOffset = Annotated[
     int,
     typer.Option(
         "--from-offset",
-        parser=checks.whole_number("--from-offset", maximum=MAX_OFFSET),
+        parser=checks.whole_number("--from-offset", maximum=_max_offset),
         help="Start at this offset (0: the first value); a reconnecting reader passes the "
         "offset after the last one it printed.",
     ),
