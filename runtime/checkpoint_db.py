@@ -21,11 +21,14 @@ from runtime.system_db import SystemDatabase
 # A batch does (the ORDER BY under FOR SHARE in RECORD_STEPS); a transaction that updates or
 # deletes several rows first runs LOCK_IN_KEY_ORDER, since an UPDATE or DELETE locks rows in
 # whatever order its plan visits them (heap order for a bitmap scan), which can wait on a batch
-# while the batch waits on it. Statements that skip locked rows (claims, dequeues, retention)
-# never wait, so they cannot close a cycle.
+# while the batch waits on it. Statements that skip locked rows (claims, dequeues, the promotion
+# of DELAYED workflows, retention) never wait, so they cannot close a cycle.
+# FOR NO KEY UPDATE: it excludes a batch's FOR SHARE, but not the KEY SHARE lock a foreign-key
+# check takes (a send's message to one of these workflows), which FOR UPDATE would wait on while
+# the sender's statement waits on us (a send from a child to its parent, deleted together).
 LOCK_IN_KEY_ORDER = """
 SELECT 1 FROM dbos.workflow_status WHERE workflow_uuid = ANY(%(workflow_ids)s)
-ORDER BY workflow_uuid FOR UPDATE
+ORDER BY workflow_uuid FOR NO KEY UPDATE
 """
 
 RECORD_STEPS = """

@@ -219,13 +219,15 @@ class QueueDispatcher:
             # their final write): a claim would take nothing, so no round trip. Each of them
             # wakes the dispatcher when it stops (``slot_freed``).
             return None
-        capacity = self.max_threads - self.engine.pool.load()
+        threads = self.max_threads - self.engine.pool.load()
+        capacity = threads
         if queue.worker_concurrency is not None:
             capacity = min(
                 capacity, queue.worker_concurrency - self._running_here(queue, partition)
             )
         if capacity <= 0:
-            self._set_hungry(queue.name, True)
+            if threads <= 0:  # a worker_concurrency limit is lifted by slot_freed instead
+                self._wants_threads(queue.name)
             return None
         limiter = (
             (queue.limiter["limit"], float(queue.limiter["period"])) if queue.limiter else None
@@ -243,8 +245,8 @@ class QueueDispatcher:
         )
         if batch.next_start_at_ms is not None:
             self._not_before[(queue.name, partition)] = batch.next_start_at_ms
-        if len(batch.workflows) >= capacity:  # maybe more ready than this process could take
-            self._set_hungry(queue.name, True)
+        if len(batch.workflows) >= capacity == threads:  # maybe more ready than threads to run
+            self._wants_threads(queue.name)
         for dequeued in batch.workflows:
             if partition is not None:
                 wid = dequeued.claimed.workflow_id
@@ -261,6 +263,14 @@ class QueueDispatcher:
                 self._hungry.add(queue_name)
             else:
                 self._hungry.discard(queue_name)
+
+    def _wants_threads(self, queue_name: str) -> None:
+        """Mark a queue that found no free thread, for ``thread_freed`` to wake. A thread freed
+        before the mark (while the claim was in flight, or since the load was read) found no
+        mark to act on, so the load is read again after marking: room now means look again."""
+        self._set_hungry(queue_name, True)
+        if self.max_threads - self.engine.pool.load() > 0:
+            self.wake(queue_name)
 
     def _running_here(self, queue: Queue, partition: str | None) -> int:
         """Workflows of the queue (or of one partition of it) running in this process."""

@@ -519,26 +519,26 @@ SELECT DISTINCT queue_partition_key FROM dbos.workflow_status
 WHERE queue_name = %(queue_name)s AND status = 'ENQUEUED' AND queue_partition_key IS NOT NULL
 """
 
-# DELAYED workflows of these queues whose delay has passed become ENQUEUED (keeping their place:
-# created_at is unchanged); a NOTIFY wakes the dispatchers of every process. The statement's start
-# time (now(), stable) rather than NOW_MS (volatile), so that the delay bound is an index condition.
+# DELAYED workflows of these queues whose delay has passed become ENQUEUED (created_at kept); a
+# NOTIFY wakes every process's dispatchers. now() (stable), not NOW_MS: the delay bound is an index
+# condition. Rows another holds wait for the next pass (SKIP LOCKED: no lock-order cycle).
 PROMOTE_DELAYED = f"""
-WITH due AS (
-    UPDATE dbos.workflow_status
-    SET status = 'ENQUEUED', updated_at = {NOW_MS},
+WITH picked AS MATERIALIZED (
+    SELECT workflow_uuid FROM dbos.workflow_status
+    WHERE status = 'DELAYED' AND delay_until_epoch_ms <= (extract(epoch FROM now()) * 1000)::bigint
+      AND queue_name = ANY(%(queue_names)s) FOR UPDATE SKIP LOCKED
+), due AS (
+    UPDATE dbos.workflow_status w SET status = 'ENQUEUED', updated_at = {NOW_MS},
         -- A debounce key is held only while DELAYED: a later call starts a new workflow.
-        deduplication_id = CASE WHEN is_debounced THEN NULL ELSE deduplication_id END
-    WHERE status = 'DELAYED'
-      AND delay_until_epoch_ms <= (extract(epoch FROM now()) * 1000)::bigint
-      AND queue_name = ANY(%(queue_names)s)
-    RETURNING queue_name
+        deduplication_id = CASE WHEN w.is_debounced THEN NULL ELSE w.deduplication_id END
+    FROM picked WHERE w.workflow_uuid = picked.workflow_uuid
+    RETURNING w.queue_name
 )
 SELECT q.queue_name, pg_notify('dbos_queue_channel', q.queue_name)
 FROM (SELECT DISTINCT queue_name FROM due) q
 """
 
 # -- management ------------------------------------------------------------------------------------
-
 
 # Management acts on the database alone: a resumed workflow is made ready again (its inputs and
 # recorded steps stay) and a live executor of its version picks it up. One that came from a queue
