@@ -98,13 +98,9 @@ class QueueDispatcher:
         self._wake.set()
 
     def slot_freed(self, queue_name: str) -> None:
-        """A workflow of ``queue_name`` stopped running here: its queue has a free slot, and the
-        queues this process's capacity held back have a free thread."""
-        with self._lock:
-            if self._dirty is not None:
-                self._dirty.add(queue_name)
-                self._dirty.update(self._hungry)
-        self._wake.set()
+        """A workflow of ``queue_name`` stopped running here: its queue has a free slot (the
+        thread it frees wakes the queues waiting for one: ``thread_freed``)."""
+        self.wake(queue_name)
 
     def thread_freed(self) -> None:
         """A thread of the execution pool came free (any run ended or parked, queued or not):

@@ -37,6 +37,32 @@ def _seed(db_url: str, status: str) -> None:
         conn.execute("ANALYZE dbos.workflow_status")
 
 
+def _start_until_it_waits(
+    db_url: str, action: Callable[[], Any], errors: list[BaseException]
+) -> threading.Thread:
+    """Run ``action`` on a thread (what it raises goes to ``errors``) and return once some
+    session of the database waits for a lock (the action, blocked by the caller's)."""
+
+    def run() -> None:
+        try:
+            action()
+        except BaseException as exc:  # reported by the test
+            errors.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    with psycopg.connect(db_url, autocommit=True) as probe:
+        for _ in range(200):
+            row = probe.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND datname = current_database()"
+            ).fetchone()
+            if row and row[0]:
+                break
+            threading.Event().wait(0.02)
+    return worker
+
+
 def _holds_first_then_last(db_url: str, action: Callable[[], Any]) -> None:
     """A batch's order: share-lock the first key, start ``action`` on every row, then share-lock
     the last key. In key order, ``action`` waits at the first key holding nothing, so the last
@@ -48,23 +74,7 @@ def _holds_first_then_last(db_url: str, action: Callable[[], Any]) -> None:
             "SELECT 1 FROM dbos.workflow_status WHERE workflow_uuid = %s FOR SHARE", (ids[0],)
         )
 
-        def run() -> None:
-            try:
-                action()
-            except BaseException as exc:  # reported by the test
-                errors.append(exc)
-
-        worker = threading.Thread(target=run)
-        worker.start()
-        with psycopg.connect(db_url, autocommit=True) as probe:  # wait until the action waits
-            for _ in range(200):
-                row = probe.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                    "AND datname = current_database()"
-                ).fetchone()
-                if row and row[0]:
-                    break
-                threading.Event().wait(0.02)
+        worker = _start_until_it_waits(db_url, action, errors)
         batch.execute("SET LOCAL lock_timeout = '3s'")
         batch.execute(
             "SELECT 1 FROM dbos.workflow_status WHERE workflow_uuid = %s FOR SHARE", (ids[-1],)
@@ -109,23 +119,10 @@ def test_a_send_into_workflows_being_deleted_is_not_a_deadlock(
         send.execute("SET lock_timeout = '3s'")
         send.execute("SELECT 1 FROM dbos.workflow_status WHERE workflow_uuid = 'par-1' FOR SHARE")
 
-        def run() -> None:
-            try:
-                WorkflowAdmin(sysdb).delete(["par", "par-1"])
-            except BaseException as exc:  # reported by the test
-                errors.append(exc)
-
-        worker = threading.Thread(target=run)
-        worker.start()
-        with psycopg.connect(db_url, autocommit=True) as probe:  # the delete waits for par-1
-            for _ in range(200):
-                row = probe.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                    "AND datname = current_database()"
-                ).fetchone()
-                if row and row[0]:
-                    break
-                threading.Event().wait(0.02)
+        # The delete takes par, then waits for par-1.
+        worker = _start_until_it_waits(
+            db_url, lambda: WorkflowAdmin(sysdb).delete(["par", "par-1"]), errors
+        )
         send.execute(
             "INSERT INTO dbos.notifications (destination_uuid, message) VALUES ('par', '1')"
         )
