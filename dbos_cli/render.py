@@ -146,21 +146,35 @@ def local_time(epoch_ms: int | None) -> str:
     return datetime.fromtimestamp(epoch_ms / 1000).astimezone().isoformat(timespec="seconds")
 
 
-def listing_footer(shown: int, total: int, offset: int, newest_first: bool) -> None:
+@dataclass(frozen=True)
+class Page:
+    """Where a listing page stands: ``total`` matching (or, ``capped``, more than that many:
+    the count stopped there), from ``offset``, in which order."""
+
+    total: int
+    offset: int
+    newest_first: bool
+    capped: bool = False
+
+
+def listing_footer(shown: int, page: Page) -> None:
     """The line under a listing page: which rows of how many matching, in which order, and the
     option that shows the next page when more match."""
+    total, offset = page.total, page.offset
     if total == 0:
         return  # the table says "no workflows match"
-    order = "newest first" if newest_first else "oldest first"
+    order = "newest first" if page.newest_first else "oldest first"
+    of = f"more than {total}" if page.capped else str(total)
     beyond = max(total - offset - shown, 0)
     if shown:
-        where = f"{offset + 1}-{offset + shown} of {total} ({order})"
+        where = f"{offset + 1}-{offset + shown} of {of} ({order})"
     elif offset >= total:
-        where = f"none past offset {offset}: {total} match"
+        where = f"none past offset {offset}: {of} match"
     else:  # --limit 0
-        where = f"{total} match; none shown (--limit 0)"
-    more = f"; {beyond} more: --offset {offset + shown}" if beyond and shown else ""
-    out.print(f"[dim]{escape(where + more)}[/dim]")
+        where = f"{of} match; none shown (--limit 0)"
+    if beyond and shown:
+        where += f"; {'more' if page.capped else f'{beyond} more'}: --offset {offset + shown}"
+    out.print(f"[dim]{escape(where)}[/dim]")
 
 
 def short_time(epoch_ms: int | None) -> str:

@@ -16,12 +16,16 @@ class ClientCountCalls:
 
     sysdb: SystemDatabase
 
-    def count_workflows(self, **filters: Any) -> int:
+    def count_workflows(self, *, at_most: int | None = None, **filters: Any) -> int:
         """How many workflows match every given filter: the filter keywords of
         ``list_workflows`` (``status``, ``name``, ``queue_name``, ``start_time``, ...; not
         ``limit``, ``offset``, ``sort_desc`` or ``load_*``; ``queues_only`` counts what
         ``list_queued_workflows`` lists), checked the same way, counted with the listing's own
-        WHERE clause. An unknown keyword raises ``DBOSException``."""
-        return management.count_workflows(self.sysdb, **management.list_arguments(filters))
+        WHERE clause. ``at_most`` (a non-negative integer) bounds the count and its cost: the
+        answer is then ``min(matching, at_most)``. An unknown keyword or a bad value raises
+        ``DBOSException``."""
+        return management.count_workflows(
+            self.sysdb, at_most=at_most, **management.list_arguments(filters)
+        )
 
     count_workflows_async = twin(count_workflows)

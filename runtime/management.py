@@ -131,16 +131,21 @@ def _listed(key: str, value: object) -> list[Any]:
     return list(value)
 
 
+def _check_whole(key: str, value: object) -> None:
+    """Refuse ``value`` for the argument ``key`` unless it is None or an integer that fits a
+    bigint and is not negative (a row count, an offset)."""
+    if value is not None and (
+        not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_BIGINT
+    ):
+        raise DBOSException(f"invalid {key} {value!r}: expected an integer from 0 to 2**63-1")
+
+
 def _check_list_arguments(arguments: dict[str, Any]) -> None:
     """Refuse ``list_workflows`` arguments of the wrong type or range with a ``DBOSException``
     naming the argument, rather than a TypeError from deep inside or a query that silently
     matches nothing."""
     for key in ("limit", "offset"):
-        value = arguments[key]
-        if value is not None and (
-            not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_BIGINT
-        ):
-            raise DBOSException(f"invalid {key} {value!r}: expected an integer from 0 to 2**63-1")
+        _check_whole(key, arguments[key])
     for key in (
         "was_forked_from",
         "has_parent",
@@ -261,10 +266,15 @@ def workflow_filters(**arguments: Any) -> dict[str, Any]:
     return _list_filters(full)
 
 
-def count_workflows(sysdb: SystemDatabase, **arguments: Any) -> int:
+def count_workflows(sysdb: SystemDatabase, *, at_most: int | None = None, **arguments: Any) -> int:
     """How many workflows match the filters (the keywords of ``list_workflows`` but its paging
-    and loading ones), counted with the listing's own WHERE clause."""
-    return WorkflowCount(sysdb).count(workflow_filters(**arguments))
+    and loading ones), counted with the listing's own WHERE clause. ``at_most`` (an integer
+    from 0 to 2**63-1) stops the count there: the answer is ``min(matching, at_most)`` and the
+    count reads at most that many rows, so a footer's "at least N" costs N rows, not the
+    table; anything else raises ``DBOSException``."""
+    filters = workflow_filters(**arguments)
+    _check_whole("at_most", at_most)
+    return WorkflowCount(sysdb).count(filters, at_most)
 
 
 def list_workflows(

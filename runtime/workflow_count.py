@@ -16,9 +16,10 @@ class WorkflowCount:
     def __init__(self, sysdb: SystemDatabase) -> None:
         self.sysdb = sysdb
 
-    def count(self, filters: dict[str, Any]) -> int:
-        """How many workflows match ``filters`` (keys of ``workflow_list.LIST_FILTERS``)."""
-        query, params = count_workflows_query(filters)
+    def count(self, filters: dict[str, Any], at_most: int | None = None) -> int:
+        """How many workflows match ``filters`` (keys of ``workflow_list.LIST_FILTERS``); with
+        ``at_most``, at most that many (the count stops reading there)."""
+        query, params = count_workflows_query(filters, at_most)
         with self.sysdb.connection() as conn:
             row = conn.execute(query, params).fetchone()
         return int(row[0]) if row is not None else 0

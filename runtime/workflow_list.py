@@ -91,6 +91,9 @@ LIST_FILTERS = {
     "name_prefix": "name LIKE %(name_prefix)s",
 }
 COUNT_WORKFLOWS = "SELECT count(*) FROM dbos.workflow_status"
+# A count that stops at %(at_most)s rows: its cost is that many rows, not the whole table's.
+COUNT_AT_MOST = "SELECT count(*) FROM (SELECT 1 FROM dbos.workflow_status"
+COUNT_AT_MOST_END = " LIMIT %(at_most)s) AS counted"
 ORDER_ASC = " ORDER BY created_at ASC, workflow_uuid ASC"
 ORDER_DESC = " ORDER BY created_at DESC, workflow_uuid DESC"
 LIMIT_OFFSET = " LIMIT %(limit)s OFFSET %(offset)s"
@@ -137,11 +140,17 @@ def _where(filters: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     return (" WHERE " + " AND ".join(where) if where else ""), params
 
 
-def count_workflows_query(filters: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+def count_workflows_query(
+    filters: dict[str, Any], at_most: int | None = None
+) -> tuple[str, dict[str, Any]]:
     """``SELECT count(*)`` over the workflows ``list_workflows_query`` lists for ``filters``:
-    the same WHERE clause, without order or page."""
+    the same WHERE clause, without order or page; with ``at_most``, a count that stops there
+    (reads at most that many rows)."""
     where, params = _where(filters)
-    return COUNT_WORKFLOWS + where, params
+    if at_most is None:
+        return COUNT_WORKFLOWS + where, params
+    params["at_most"] = at_most
+    return COUNT_AT_MOST + where + COUNT_AT_MOST_END, params
 
 
 def list_workflows_query(

@@ -439,3 +439,34 @@ def test_tables_and_help_fit_80_columns(db_url: str) -> None:
         for word in path.split()[1:]:
             command = command.commands[word]
         assert "\n" not in (command.help or "").replace("\n\n", ""), (path, command.help)
+
+
+def test_footer_counts_at_most_ten_thousand_past_the_page(db_url: str) -> None:
+    """Past 10,000 beyond the page, the footer says "more than N" (a count of a million rows on
+    every listing cost more than the listing): exact below the bound, bounded above it, for
+    `workflow list` and `queue list` alike."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO dbos.workflow_status (workflow_uuid, status, name, queue_name, "
+            "inputs, created_at, updated_at) SELECT 'many-' || lpad(i::text, 6, '0'), "
+            "CASE WHEN i <= 5 THEN 'ENQUEUED' ELSE 'SUCCESS' END, 'job', 'q', '[[], {}]', i, i "
+            "FROM generate_series(1, 10100) AS i"
+        )
+    runs = _run_many(
+        [
+            ["workflow", "list", "-l", "2", "-D", db_url],
+            ["workflow", "list", "-l", "3", "-o", "50", "--sort", "asc", "-D", db_url],
+            ["workflow", "list", "-l", "0", "-D", db_url],
+            ["workflow", "list", "-l", "2", "-o", "98", "-D", db_url],
+            ["queue", "list", "-l", "2", "-D", db_url],
+        ]
+    )
+    (first, _), (later, _), (none, _), (exact, _), (queued, _) = runs
+    assert all(run.returncode == 0 for run, _ in runs), [run.stderr for run, _ in runs]
+    assert "1-2 of more than 10002 (newest first); more: --offset 2" in first.stdout
+    assert "many-010100" in first.stdout and "many-010099" in first.stdout
+    assert "51-53 of more than 10053 (oldest first); more: --offset 53" in later.stdout
+    assert "more than 10000 match; none shown (--limit 0)" in none.stdout
+    # 98 + 2 + 10,000 reaches every row exactly: the count is exact.
+    assert "99-100 of 10100 (newest first); 10000 more: --offset 100" in exact.stdout
+    assert "1-2 of 5 (newest first); 3 more: --offset 2" in queued.stdout

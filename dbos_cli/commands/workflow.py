@@ -116,15 +116,29 @@ def _waits(client: DBOSClient, found: list[WorkflowStatus]) -> dict[str, Waiting
     return client.get_workflow_waits(live) if live else {}
 
 
+# How far past a page the footer counts: beyond it, the footer says "at least N" (counting a
+# million matching rows on every listing cost more than the listing itself).
+COUNT_PAST_PAGE = 10_000
+
+
+def _page(
+    client: DBOSClient, filters: dict[str, Any], offset: int, limit: int, newest_first: bool
+) -> render.Page:
+    """What the footer of a listing page says: how many match, counted up to
+    ``COUNT_PAST_PAGE`` past the page (one row more tells "more than that" from "exactly")."""
+    bound = min(offset + limit + COUNT_PAST_PAGE, 2**63 - 2)
+    total = client.count_workflows(at_most=bound + 1, **filters)
+    return render.Page(min(total, bound), offset, newest_first, capped=total > bound)
+
+
 def _show_listing(
     found: list[WorkflowStatus],
     waits: dict[str, Waiting],
     json_output: bool,
-    page: tuple[int, int, bool] | None = None,
+    page: render.Page | None = None,
 ) -> None:
     """A listing (of `workflow list` or `queue list`): a table, or JSON without the values (a
-    list, as ever: no count in it). ``page`` (the total matching, the offset, newest first)
-    adds the table's footer."""
+    list, as ever: no count in it). ``page`` adds the table's footer."""
     if json_output:
         now = render.now_ms()
         render.print_json(
@@ -133,12 +147,12 @@ def _show_listing(
                 for wf in found
             ]
         )
-    elif page is not None and not found and page[0]:
-        render.listing_footer(0, *page)  # some match, none on this page: the footer says so
+    elif page is not None and not found and page.total:
+        render.listing_footer(0, page)  # some match, none on this page: the footer says so
     else:
         render.workflow_table(found, waits=waits)
         if page is not None:
-            render.listing_footer(len(found), *page)
+            render.listing_footer(len(found), page)
 
 
 @group.command("list")
@@ -188,8 +202,7 @@ def list_workflows(
             load_output=False,
         )
         waits = _waits(client, found)
-        total = None if json_output else client.count_workflows(**filters)
-    page = None if total is None else (total, offset, newest_first)
+        page = None if json_output else _page(client, filters, offset, limit, newest_first)
     _show_listing(found, waits, json_output, page)
 
 
@@ -541,8 +554,11 @@ def queue_list(
             load_input=False,
         )
         waits = _waits(client, found)
-        total = None if json_output else client.count_workflows(queues_only=True, **filters)
-    page = None if total is None else (total, offset, newest_first)
+        page = (
+            None
+            if json_output
+            else _page(client, {**filters, "queues_only": True}, offset, limit, newest_first)
+        )
     _show_listing(found, waits, json_output, page)
 
 
