@@ -3,6 +3,7 @@ one line on stderr and an exit code (1 for errors, 2 for usage errors)."""
 
 from __future__ import annotations
 
+import copy
 import inspect
 import logging
 import sys
@@ -142,6 +143,34 @@ def _usage_error(exc: Exception, args: list[str]) -> NoReturn:
     sys.exit(getattr(exc, "exit_code", 2))
 
 
+def _name(info: Any) -> str | None:
+    """The command-line word of a registered command or group."""
+    if getattr(info, "name", None):
+        return str(info.name)
+    sub = getattr(info, "typer_instance", None)
+    if sub is not None and isinstance(sub.info.name, str):
+        return sub.info.name
+    callback = getattr(info, "callback", None)
+    return None if callback is None else typer.main.get_command_name(callback.__name__)
+
+
+def _narrowed(args: list[str]) -> typer.Typer:
+    """``app`` with only the command or group that ``args`` names (its first word; the root's
+    options take no value), or all of ``app`` when it names none (``dbos --help``, a typo):
+    Typer builds the Click command of every registered command, with its signature and type
+    hints, on each run; building one group's instead takes a third of that off every command
+    (about 15 ms on this machine)."""
+    word = next((a for a in args if not a.startswith("-")), None)
+    commands = [c for c in app.registered_commands if _name(c) == word]
+    groups = [g for g in app.registered_groups if _name(g) == word]
+    if not commands and not groups:
+        return app
+    narrow = copy.copy(app)
+    narrow.registered_commands = commands
+    narrow.registered_groups = groups
+    return narrow
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point. A usage error is one line on stderr and exit 2 (a refused
     value: exit 1, as other bad input); our errors
@@ -149,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     exits 1."""
     args = sys.argv[1:] if argv is None else argv
     try:
-        code = app(args=args, prog_name="dbos", standalone_mode=False)
+        code = _narrowed(args)(args=args, prog_name="dbos", standalone_mode=False)
     except _UsageError as exc:
         _usage_error(exc, args)
     except _ClickException as exc:

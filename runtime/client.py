@@ -38,13 +38,11 @@ from runtime.errors import (
     DBOSException,
     DBOSNonExistentWorkflowError,
 )
-from runtime.explain import WorkflowExplanation
 from runtime.handles import WorkflowHandle, WorkflowHandleAsync, poll_result
 from runtime.management import STATUSES, Change, ExecutorInfo, OneOrMany, TimeArg
 from runtime.queues import INTERNAL_QUEUE
 from runtime.records import NewWorkflow, QueueInfo, VersionWork
 from runtime.retention import GarbageCollection
-from runtime.schedules import ClientScheduleInput, WorkflowSchedule
 from runtime.status import StepInfo, WorkflowStatus, WorkflowStatusString
 from runtime.stream_db import MAX_OFFSET as MAX_STREAM_OFFSET
 from runtime.system_db import SystemDatabase
@@ -53,7 +51,27 @@ from runtime.waiting import Waiting
 if TYPE_CHECKING:
     # The messaging machinery (and the engine it builds on) loads only when a client sends or
     # waits: `dbos workflow list` and the other management commands start faster without it.
+    from runtime.explain import WorkflowExplanation
     from runtime.listener import NotificationListener, Notifications
+    from runtime.schedules import ClientScheduleInput, WorkflowSchedule
+
+# Records re-exported from here whose modules load on first use (PEP 562), as the client's own
+# calls that need them do: explanations and schedules are ~10 ms that a listing never uses.
+_LAZY = {
+    "WorkflowExplanation": "runtime.explain",
+    "ClientScheduleInput": "runtime.schedules",
+    "WorkflowSchedule": "runtime.schedules",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "INTERNAL_QUEUE",

@@ -3,11 +3,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from runtime.asyncs import twin
 from runtime.context import validate_workflow_id
 from runtime.errors import DBOSNonExistentWorkflowError
-from runtime.explain import WorkflowExplanation, explain
 from runtime.system_db import SystemDatabase
+
+if TYPE_CHECKING:
+    from runtime.explain import WorkflowExplanation
 
 
 class ClientExplainCalls:
@@ -25,6 +29,8 @@ class ClientExplainCalls:
             DBOSException: ``workflow_id`` is not a valid workflow ID.
             DBOSNonExistentWorkflowError: no workflow has that ID.
         """
+        from runtime.explain import explain  # here: only `why` pays for its module (~6 ms)
+
         validate_workflow_id(workflow_id)
         found = explain(self.sysdb, workflow_id)
         if found is None:

@@ -63,8 +63,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypedDict
 
-import tomli
-
 from runtime.durations import parse_duration
 from runtime.errors import DBOSConfigError
 
@@ -713,6 +711,8 @@ def _parse_toml(path: Path) -> dict[str, Any]:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DBOSConfigError(f"{shown}: not valid UTF-8 (byte {exc.start}: {exc.reason})") from exc
+    import tomli  # here, not at import: only a command that reads a TOML file pays for it
+
     try:
         return tomli.loads(text)
     except tomli.TOMLDecodeError as exc:

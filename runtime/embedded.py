@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import importlib.util
 import os
 import shutil
@@ -170,6 +169,8 @@ class EmbeddedPostgres:
         # A port derived from the folder keeps the URL stable and keeps two projects apart; if it is
         # taken (by something else) we walk on to the next free one and remember it.
         stored = self._stored_port()
+        import hashlib  # here, not at import: loading OpenSSL costs every `dbos` run ~8 ms
+
         digest = int(hashlib.sha256(str(self.data_dir).encode()).hexdigest(), 16)
         first = stored if stored is not None else 20000 + digest % 20000
         for candidate in range(first, first + 200):

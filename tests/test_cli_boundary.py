@@ -175,3 +175,46 @@ def test_starting_the_cli_imports_no_database_driver() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=CLI.parent
     )
     assert done.stdout.strip() == "[]", done.stdout
+
+
+# Counts the Click commands Typer builds (in ``built``), for a probe run in a fresh interpreter.
+COUNT_BUILT = (
+    "import typer.main\n"
+    "built = []\n"
+    "real = typer.main.get_command_from_info\n"
+    "typer.main.get_command_from_info = lambda *a, **k: built.append(1) or real(*a, **k)\n"
+)
+
+
+def test_a_listing_loads_only_what_it_uses(db_url: str) -> None:
+    """`dbos workflow list` (whole process under 0.5 s over a million rows is a target of the
+    bench) does not load the modules of explanations or schedules, and builds the Click command
+    of its own group only."""
+    import subprocess
+    import sys
+
+    probe = (
+        COUNT_BUILT + "import sys\n"
+        "from dbos_cli import app\n"
+        "try:\n"
+        f"    app.main(['workflow', 'list', '--db-url', {db_url!r}])\n"
+        "finally:\n"
+        "    heavy = ('runtime.explain', 'runtime.schedules', 'runtime.scheduler')\n"
+        "    print(sorted(m for m in heavy if m in sys.modules), len(built))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=CLI.parent
+    )
+    loaded, commands = done.stdout.strip().splitlines()[-1].rsplit(" ", 1)
+    assert loaded == "[]", done.stdout
+    # The workflow group's commands (list, get, steps, cancel, ...), not the other groups'.
+    count_all = COUNT_BUILT + "import dbos_cli.app\ntyper.main.get_command(dbos_cli.app.app)\n"
+    count_all += "print(len(built))\n"
+    every = subprocess.run(
+        [sys.executable, "-c", count_all],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=CLI.parent,
+    )
+    assert 0 < int(commands) < int(every.stdout) - 5, (commands, every.stdout)
