@@ -72,8 +72,12 @@ def test_sigkilled_executor_is_taken_over_within_its_lease(fleet: Fleet) -> None
 
 
 def test_paused_executor_records_nothing_after_takeover(fleet: Fleet) -> None:
-    # e2 alone picks up the work; e1 starts only once e2 holds all of it.
-    fleet.start("e2")
+    # e2 alone picks up the work; e1 starts only once e2 holds all of it and is paused (started
+    # before the pause, on a loaded machine e1's start outlasted the workflows: e2 had finished
+    # them all, and there was nothing left to take over). e2's lease outlasts e1's start, so that
+    # a takeover that ignored it would be seen.
+    lease = 3 * LEASE
+    fleet.start("e2", lease=lease)
     ids = fleet.enqueue(4, ops=6, seconds=0.3)
     fleet.wait_until(
         lambda: (
@@ -89,7 +93,6 @@ def test_paused_executor_records_nothing_after_takeover(fleet: Fleet) -> None:
     fleet.wait_until(
         lambda: set(fleet.statuses(ids).values()) == {"PENDING"}, 30, "e2 to hold all four"
     )
-    fleet.start("e1")
     fleet.signal("e2", signal.SIGSTOP)
     paused_at = time.monotonic()
     held = [
@@ -107,7 +110,9 @@ def test_paused_executor_records_nothing_after_takeover(fleet: Fleet) -> None:
         )
         return int(found[0][0])
 
+    assert held, "e2 held nothing at the pause"
     at_pause = e2_rows(held)
+    fleet.start("e1")
     fleet.wait_until(
         lambda: (
             not fleet.query(
@@ -116,13 +121,20 @@ def test_paused_executor_records_nothing_after_takeover(fleet: Fleet) -> None:
                 (held,),
             )
         ),
-        LEASE + 10,
+        lease + 30,  # e1's start included
         "the paused executor's workflows to be taken over",
     )
-    # Not before the lease ran out. The lease runs from e2's last heartbeat, which may have landed
-    # up to one heartbeat interval (a quarter of the lease) before the pause: a takeover 1.5 s
-    # after the pause of a 2 s lease was seen on CI, and is on time.
-    assert time.monotonic() - paused_at >= LEASE - LEASE / 4 - 0.1
+    # Not before the lease ran out, on the database's clock: the lease runs from e2's last
+    # heartbeat (final: e2 is stopped), which a loaded machine may have delayed well before the
+    # pause, so the time since the pause proves nothing (0.12 s was seen, on time). The takeover
+    # sets each row's updated_at; nothing else writes them between the pause and the takeover.
+    [(beat, lease_ms)] = fleet.query(
+        "SELECT max(last_heartbeat_at), max(lease_ms) FROM dbos.executors WHERE executor_id = 'e2'"
+    )
+    [(taken,)] = fleet.query(
+        "SELECT min(updated_at) FROM dbos.workflow_status WHERE workflow_uuid = ANY(%s)", (held,)
+    )
+    assert taken >= beat + lease_ms, (taken, beat, lease_ms, time.monotonic() - paused_at)
     fleet.signal("e2", signal.SIGCONT)  # it wakes up mid-operation, holding stale ownership
     fleet.wait_until(
         lambda: set(fleet.statuses(ids).values()) == {"SUCCESS"}, 60, "all workflows to finish"
