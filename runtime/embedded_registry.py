@@ -11,7 +11,6 @@ starting, it just goes unlisted.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -24,6 +23,8 @@ def registry_dir() -> Path:
 
 
 def _entry(base_dir: Path) -> Path:
+    import hashlib  # here: loading OpenSSL costs every `dbos` start ~8 ms
+
     digest = hashlib.sha256(str(base_dir.resolve()).encode()).hexdigest()[:20]
     return registry_dir() / f"{digest}.json"
 

@@ -15,7 +15,8 @@ def _seed(db_url: str, n: int) -> None:
         conn.execute(
             "INSERT INTO dbos.workflow_status (workflow_uuid, status, name, inputs, "
             "created_at, updated_at) SELECT 'c-' || i, "
-            "CASE WHEN i %% 2 = 0 THEN 'SUCCESS' ELSE 'ERROR' END, 'job', '[[], {}]', i, i FROM generate_series(1, %s) AS i",
+            "CASE WHEN i %% 2 = 0 THEN 'SUCCESS' ELSE 'ERROR' END, 'job', '[[], {}]', i, i "
+            "FROM generate_series(1, %s) AS i",
             (n,),
         )
 
