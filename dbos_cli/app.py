@@ -3,10 +3,14 @@ one line on stderr and an exit code (1 for errors, 2 for usage errors)."""
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import copy
 import inspect
 import logging
+import os
 import sys
+import threading
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -161,6 +165,8 @@ def _narrowed(args: list[str]) -> typer.Typer:
     hints, on each run; building one group's instead takes a third of that off every command
     (about 15 ms on this machine)."""
     word = next((a for a in args if not a.startswith("-")), None)
+    if word is not None and "--help" in args[: args.index(word)]:
+        return app  # `dbos --help workflow` is the root's help: every command in it
     commands = [c for c in app.registered_commands if _name(c) == word]
     groups = [g for g in app.registered_groups if _name(g) == word]
     if not commands and not groups:
@@ -198,5 +204,34 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(code)
 
 
+def run() -> None:
+    """The `dbos` console script: ``main``, then, when nothing is left running, the process ends
+    without the interpreter's teardown of its ~450 modules (40-90 ms on a 2-core machine, a
+    tenth to a fifth of a whole `dbos workflow list`). What a normal exit does that matters
+    still happens: other non-daemon threads are waited for (if any, the normal exit runs),
+    atexit handlers run, and stdout and stderr are flushed (a failed flush, e.g. a closed pipe,
+    also takes the normal exit, which reports it as before). ``main`` itself stays a plain
+    function, for callers in the same process (tests)."""
+    try:
+        main()
+        code: str | int | None = 0
+    except SystemExit as exc:
+        code = 0 if exc.code is None else exc.code
+    if not isinstance(code, int):
+        sys.exit(code)  # a message: Python's own handling prints it
+    if any(t is not threading.main_thread() and not t.daemon for t in threading.enumerate()):
+        sys.exit(code)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        sys.exit(code)  # before any atexit handler ran: the normal exit runs each once
+    atexit._run_exitfuncs()
+    with contextlib.suppress(OSError, ValueError):  # what the handlers wrote
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    main()
+    run()

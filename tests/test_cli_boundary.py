@@ -218,3 +218,26 @@ def test_a_listing_loads_only_what_it_uses(db_url: str) -> None:
         cwd=CLI.parent,
     )
     assert 0 < int(commands) < int(every.stdout) - 5, (commands, every.stdout)
+
+
+def test_root_help_lists_every_command_whatever_follows_it() -> None:
+    """`dbos --help workflow` is the root's help (Click shows it before reaching the group): it
+    lists every command, as `dbos --help` does, though the run builds one group's only."""
+    import subprocess
+    import sys
+
+    def help_of(*args: str) -> str:
+        probe = f"from dbos_cli import app; app.main({list(args)!r})"
+        return subprocess.run(
+            [sys.executable, "-c", probe],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=CLI.parent,
+            env={"COLUMNS": "120", "PATH": "/usr/bin:/bin"},
+        ).stdout
+
+    root = help_of("--help")
+    assert "schedule" in root and "postgres" in root and "workflow" in root
+    assert help_of("--help", "workflow") == root
+    assert help_of("--debug", "--help", "queue", "list") == root

@@ -1,0 +1,72 @@
+"""The `dbos` console script (``dbos_cli.app.run``) ends the process without the interpreter's
+teardown, and loses nothing a normal exit would do: buffered output reaches a file, exit codes
+stay, atexit handlers run, and a non-daemon thread still running is waited for."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run(code: str, tmp_path: Path) -> tuple[int, str, str]:
+    out = tmp_path / "out.txt"
+    # Buffered as in a terminal user's shell (this machine's environment sets PYTHONUNBUFFERED).
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    with out.open("w") as sink:
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            stdout=sink,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env=env,
+        )
+    return done.returncode, out.read_text(), done.stderr
+
+
+def test_output_to_a_file_is_complete_and_exit_codes_stay(db_url: str, tmp_path: Path) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO dbos.workflow_status (workflow_uuid, status, name, inputs, created_at, "
+            "updated_at) SELECT 'x-' || i, 'SUCCESS', 'job', '[[], {}]', i, i "
+            "FROM generate_series(1, 2000) AS i"
+        )
+    listing = f"from dbos_cli import app; app.sys.argv = ['dbos', 'workflow', 'list', '-l', '2000', '--json', '-D', {db_url!r}]; app.run()"  # noqa: E501
+    code, out, err = _run(listing, tmp_path)
+    assert code == 0, err
+    assert len(json.loads(out)) == 2000  # every buffered byte reached the file
+    missing = f"from dbos_cli import app; app.sys.argv = ['dbos', 'workflow', 'get', 'nope', '-D', {db_url!r}]; app.run()"  # noqa: E501
+    code, out, err = _run(missing, tmp_path)
+    assert code == 1 and "does not exist" in err and out == ""
+    # Text still in stdout's buffer (a file is block-buffered) when the command ends.
+    buffered = (
+        "from dbos_cli import app; print('before'); app.sys.argv = ['dbos', '--version']; app.run()"
+    )
+    code, out, err = _run(buffered, tmp_path)
+    assert code == 0 and out.startswith("before\ndbos "), (out, err)
+    typo = "from dbos_cli import app; app.sys.argv = ['dbos', 'wrkflow']; app.run()"
+    code, out, err = _run(typo, tmp_path)
+    assert code == 2 and "No such command" in err
+
+
+def test_atexit_handlers_run_and_a_running_thread_is_waited_for(tmp_path: Path) -> None:
+    probe = (
+        "import atexit, threading, time\n"
+        "from dbos_cli import app\n"
+        "atexit.register(lambda: print('atexit ran', flush=True))\n"
+        "threading.Thread(target=lambda: (time.sleep(0.5), print('thread done'))).start()\n"
+        "app.sys.argv = ['dbos', '--version']\n"
+        "app.run()\n"
+    )
+    code, out, err = _run(probe, tmp_path)
+    assert code == 0, err
+    assert out.splitlines()[0].startswith("dbos ")
+    assert "thread done" in out and "atexit ran" in out
+    assert out.index("thread done") < out.index("atexit ran")  # as a normal exit orders them
