@@ -4,7 +4,6 @@ one line on stderr and an exit code (1 for errors, 2 for usage errors)."""
 from __future__ import annotations
 
 import atexit
-import contextlib
 import copy
 import inspect
 import logging
@@ -204,32 +203,70 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(code)
 
 
+def _only_this_tool_loaded() -> bool:
+    """True when no application code was loaded into this process: no command imported an app
+    (`dbos start`, `check-replay`), and every module with a file is Python's own, this
+    environment's installed packages or scripts (``__main__`` is the `dbos` script), or this
+    tool's own packages. An app may rely on the
+    interpreter's teardown (a module-level file it never closes, a temporary file deleted when
+    collected), so a process that loaded one ends the normal way."""
+    if start_cmd.imported_apps:
+        return False
+    import sysconfig
+
+    paths = sysconfig.get_paths()
+    roots = tuple(
+        os.path.join(paths[key], "")
+        for key in ("stdlib", "platstdlib", "purelib", "platlib", "scripts")  # scripts: `dbos`
+        if key in paths
+    )
+    ours = tuple(
+        os.path.join(os.path.dirname(str(sys.modules[name].__file__)), "")
+        for name in ("runtime", "dbos_cli")
+    )
+    for module in list(sys.modules.values()):
+        file = getattr(module, "__file__", None)
+        if isinstance(file, str) and not file.startswith(roots + ours):
+            return False
+    return True
+
+
+def _flush_std_streams() -> None:
+    """Flush stdout and stderr (either may be None: a descriptor closed when the process
+    started)."""
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            stream.flush()
+
+
 def run() -> None:
-    """The `dbos` console script: ``main``, then, when nothing is left running, the process ends
-    without the interpreter's teardown of its ~450 modules (40-90 ms on a 2-core machine, a
-    tenth to a fifth of a whole `dbos workflow list`). What a normal exit does that matters
-    still happens: other non-daemon threads are waited for (if any, the normal exit runs),
-    atexit handlers run, and stdout and stderr are flushed (a failed flush, e.g. a closed pipe,
-    also takes the normal exit, which reports it as before). ``main`` itself stays a plain
-    function, for callers in the same process (tests)."""
+    """The `dbos` console script: ``main``, then, when only this tool's code ran and nothing is
+    left running, the process ends without the interpreter's teardown of its ~450 modules (40-90
+    ms on a 2-core machine, a tenth to a fifth of a whole `dbos workflow list`). What a normal
+    exit does that matters still happens: stdout and stderr are flushed, then the atexit
+    handlers run and what they wrote is flushed (a failure there exits 120, as Python's own
+    final flush does). The normal exit runs instead when main ends with a message rather than
+    a code, another non-daemon thread is alive (it is waited for), application code was loaded
+    (``_only_this_tool_loaded``), or the first flush fails (a closed pipe: reported as before).
+    ``main`` itself stays a plain function, for callers in the same process (tests)."""
     try:
         main()
         code: str | int | None = 0
     except SystemExit as exc:
         code = 0 if exc.code is None else exc.code
-    if not isinstance(code, int):
-        sys.exit(code)  # a message: Python's own handling prints it
+    if not isinstance(code, int) or not _only_this_tool_loaded():
+        sys.exit(code)
     if any(t is not threading.main_thread() and not t.daemon for t in threading.enumerate()):
         sys.exit(code)
     try:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        _flush_std_streams()
     except (OSError, ValueError):
         sys.exit(code)  # before any atexit handler ran: the normal exit runs each once
     atexit._run_exitfuncs()
-    with contextlib.suppress(OSError, ValueError):  # what the handlers wrote
-        sys.stdout.flush()
-        sys.stderr.flush()
+    try:
+        _flush_std_streams()
+    except (OSError, ValueError):
+        code = 120
     os._exit(code)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -70,3 +71,62 @@ def test_atexit_handlers_run_and_a_running_thread_is_waited_for(tmp_path: Path) 
     assert out.splitlines()[0].startswith("dbos ")
     assert "thread done" in out and "atexit ran" in out
     assert out.index("thread done") < out.index("atexit ran")  # as a normal exit orders them
+
+
+def test_a_closed_stdout_or_stderr_exits_as_the_normal_exit_does(tmp_path: Path) -> None:
+    """A descriptor closed when the process starts (cron, some supervisors) makes sys.stdout or
+    sys.stderr None: `run` has nothing to flush, and exits with the code Python's normal exit
+    after ``main`` gives."""
+    for redirect in (">&-", "2>&-", ">&- 2>&-"):
+        for args in (["--help"], ["wrkflow"], ["--version"]):
+            codes = []
+            for ending in ("app.run()", "sys.exit(app.main())"):
+                probe = f"import sys; from dbos_cli import app; sys.argv = ['dbos', *{args!r}]; "
+                probe += ending
+                shell = f"{sys.executable} -c {shlex.quote(probe)} {redirect}"
+                done = subprocess.run(["sh", "-c", shell], capture_output=True, text=True, cwd=ROOT)
+                codes.append(done.returncode)
+            assert codes[0] == codes[1], (redirect, args, codes)
+
+
+def test_an_app_loaded_into_the_process_gets_the_normal_teardown(tmp_path: Path) -> None:
+    """An app may rely on the interpreter's teardown (here a module-level file it writes and
+    never closes): once application code is loaded (from outside Python's and this tool's
+    folders, or by `dbos start` / `check-replay` from anywhere), `run` ends the normal way."""
+    (tmp_path / "leaky.py").write_text(
+        "log = open(__file__ + '.log', 'w')\nlog.write('written at import')\n"
+    )
+    probe = (
+        f"import sys; sys.path.insert(0, {str(tmp_path)!r}); import leaky\n"
+        "from dbos_cli import app\n"
+        "app.sys.argv = ['dbos', '--version']\n"
+        "app.run()\n"
+    )
+    code, _, err = _run(probe, tmp_path)
+    assert code == 0, err
+    assert (tmp_path / "leaky.py.log").read_text() == "written at import"
+    flag = (
+        "from dbos_cli import app\n"
+        "from dbos_cli.commands import start\n"
+        "print(app._only_this_tool_loaded())\n"
+        "start.import_app('json')  # an app, though one of Python's own modules\n"
+        "print(app._only_this_tool_loaded())\n"
+    )
+    code, out, err = _run(flag, tmp_path)
+    assert (code, out.split()) == (0, ["True", "False"]), err
+
+
+def test_the_dbos_script_ends_a_listing_without_the_teardown(db_url: str, tmp_path: Path) -> None:
+    """The installed `dbos` script (its ``__main__`` in the environment's scripts folder), after
+    a listing, takes the fast exit: what `make bench` times as `dbos workflow list`."""
+    script = Path(sys.executable).parent / "dbos"
+    probe = (
+        "import os, runpy, sys\n"
+        "real = os._exit\n"
+        "os._exit = lambda code: (print('fast exit', code, flush=True), real(code))\n"
+        f"sys.argv = [{str(script)!r}, 'workflow', 'list', '-D', {db_url!r}]\n"
+        f"runpy.run_path({str(script)!r}, run_name='__main__')\n"
+    )
+    code, out, err = _run(probe, tmp_path)
+    assert code == 0, err
+    assert out.rstrip().endswith("fast exit 0"), out

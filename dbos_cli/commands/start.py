@@ -25,10 +25,15 @@ from runtime.errors import (
     DBOSWorkflowCancelledError,
 )
 
+# The apps this process imported (``import_app``): the `dbos` script then ends with the
+# interpreter's normal teardown, which an app may rely on (``dbos_cli.app.run``).
+imported_apps: list[str] = []
+
 
 def import_app(target: str) -> ModuleType:
     """Import a dotted module, or a .py file by path (its folder goes on sys.path, as `python
     file.py` would do)."""
+    imported_apps.append(target)
     path = Path(target)
     try:
         if target.endswith(".py") or path.is_file():
