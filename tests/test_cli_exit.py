@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import psycopg
+from tests.rows import insert_workflows
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,12 +33,7 @@ def _run(code: str, tmp_path: Path) -> tuple[int, str, str]:
 
 
 def test_output_to_a_file_is_complete_and_exit_codes_stay(db_url: str, tmp_path: Path) -> None:
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute(
-            "INSERT INTO dbos.workflow_status (workflow_uuid, status, name, inputs, created_at, "
-            "updated_at) SELECT 'x-' || i, 'SUCCESS', 'job', '[[], {}]', i, i "
-            "FROM generate_series(1, 2000) AS i"
-        )
+    insert_workflows(db_url, 2000, "x-")
     listing = f"from dbos_cli import app; app.sys.argv = ['dbos', 'workflow', 'list', '-l', '2000', '--json', '-D', {db_url!r}]; app.run()"  # noqa: E501
     code, out, err = _run(listing, tmp_path)
     assert code == 0, err

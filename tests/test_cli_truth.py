@@ -23,6 +23,7 @@ from dbos_cli import checks
 from dbos_cli.app import app as cli_app
 from runtime import DBOSClient, serialization
 from tests.cli_helpers import clean_env
+from tests.rows import insert_workflows
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -445,13 +446,8 @@ def test_footer_counts_at_most_ten_thousand_past_the_page(db_url: str) -> None:
     """Past 10,000 beyond the page, the footer says "more than N" (a count of a million rows on
     every listing cost more than the listing): exact below the bound, bounded above it, for
     `workflow list` and `queue list` alike."""
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute(
-            "INSERT INTO dbos.workflow_status (workflow_uuid, status, name, queue_name, "
-            "inputs, created_at, updated_at) SELECT 'many-' || lpad(i::text, 6, '0'), "
-            "CASE WHEN i <= 5 THEN 'ENQUEUED' ELSE 'SUCCESS' END, 'job', 'q', '[[], {}]', i, i "
-            "FROM generate_series(1, 10100) AS i"
-        )
+    insert_workflows(db_url, 5, "many-", ("ENQUEUED",), "q")
+    insert_workflows(db_url, 10095, "many-", ("SUCCESS",), "q", start=6)
     runs = _run_many(
         [
             ["workflow", "list", "-l", "2", "-D", db_url],

@@ -3,26 +3,15 @@ exact below N, N at or above it, and refused for values that are not a row count
 
 from __future__ import annotations
 
-import psycopg
 import pytest
 
 from runtime.client import DBOSClient
 from runtime.errors import DBOSException
-
-
-def _seed(db_url: str, n: int) -> None:
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute(
-            "INSERT INTO dbos.workflow_status (workflow_uuid, status, name, inputs, "
-            "created_at, updated_at) SELECT 'c-' || i, "
-            "CASE WHEN i %% 2 = 0 THEN 'SUCCESS' ELSE 'ERROR' END, 'job', '[[], {}]', i, i "
-            "FROM generate_series(1, %s) AS i",
-            (n,),
-        )
+from tests.rows import insert_workflows
 
 
 def test_count_stops_at_at_most_and_keeps_the_filters(db_url: str) -> None:
-    _seed(db_url, 50)
+    insert_workflows(db_url, 50, "c-", ("ERROR", "SUCCESS"))
     with DBOSClient(db_url) as client:
         assert client.count_workflows() == 50
         assert client.count_workflows(at_most=10) == 10
@@ -31,7 +20,7 @@ def test_count_stops_at_at_most_and_keeps_the_filters(db_url: str) -> None:
         assert client.count_workflows(at_most=0) == 0
         assert client.count_workflows(status="ERROR", at_most=1000) == 25
         assert client.count_workflows(status="ERROR", at_most=7) == 7
-        assert client.count_workflows(workflow_id_prefix="c-1", at_most=1000) == 11
+        assert client.count_workflows(workflow_id_prefix="c-00001", at_most=1000) == 10
 
 
 @pytest.mark.parametrize("bad", [-1, True, 1.5, "10", 2**63])
