@@ -142,7 +142,8 @@ def _usage_error(exc: Exception, args: list[str]) -> NoReturn:
     ctx = getattr(exc, "ctx", None)
     where = ctx.command_path if ctx is not None else _command_path(args)
     message = exc.format_message()  # type: ignore[attr-defined]
-    render.error(f"{message} (see `{where} --help`)")
+    if message:  # none: a group run bare, whose help is already shown (Click's no_args_is_help)
+        render.error(f"{message} (see `{where} --help`)")
     sys.exit(getattr(exc, "exit_code", 2))
 
 

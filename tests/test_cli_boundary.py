@@ -241,3 +241,18 @@ def test_root_help_lists_every_command_whatever_follows_it() -> None:
     assert "schedule" in root and "postgres" in root and "workflow" in root
     assert help_of("--help", "workflow") == root
     assert help_of("--debug", "--help", "queue", "list") == root
+
+
+def test_a_bare_group_shows_its_help_and_no_empty_error() -> None:
+    """`dbos`, `dbos workflow` and `dbos -- workflow` show the group's help and exit 2, without
+    an "error:" line that has nothing to say."""
+    import subprocess
+    import sys
+
+    for args in ([], ["workflow"], ["--", "workflow"], ["workflow", "queue"]):
+        probe = f"from dbos_cli import app; app.main({args!r})"
+        done = subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, cwd=CLI.parent
+        )
+        assert done.returncode == 2, (args, done.stderr)
+        assert "Usage:" in done.stdout and done.stderr == "", (args, done.stderr)
