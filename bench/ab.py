@@ -22,17 +22,11 @@ from pathlib import Path
 from servers import fresh_database, interleaved, server
 
 WORKLOAD = """
-import logging, sys, threading, time
+import logging, sys, time
 from runtime import DBOS
 logging.getLogger("dbos").setLevel(logging.WARNING)
 
-@DBOS.step()
-def trivial(i: int) -> int:
-    return i
-
-@DBOS.workflow()
-def steps_wf(n: int) -> int:
-    return sum(trivial(i) for i in range(n))
+from steps_app import on_threads, steps_wf
 
 DBOS(config={"name": "ab", "database_url": sys.argv[1], "max_executor_threads": 64})
 DBOS.launch()
@@ -46,20 +40,8 @@ def sequential(n: int, steps: int) -> float:
     return (time.perf_counter() - t0) / n * 1000
 
 def threaded(total: int, threads: int) -> tuple[float, float]:
-    left = iter(range(total))
-    lock = threading.Lock()
-    def worker() -> None:
-        while True:
-            with lock:
-                if next(left, None) is None:
-                    return
-            steps_wf(3)
-    workers = [threading.Thread(target=worker) for _ in range(threads)]
     cpu0, t0 = time.process_time(), time.perf_counter()
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
+    on_threads(total, threads, lambda: steps_wf(3))
     return total / (time.perf_counter() - t0), (time.process_time() - cpu0) / total * 1000
 
 zero = min(sequential(150, 0) for _ in range(3))
@@ -68,6 +50,7 @@ runs = [threaded(1000, 32) for _ in range(2)]
 print(zero, ten, (ten - zero) / 10, max(r[0] for r in runs), min(r[1] for r in runs))
 DBOS.destroy()
 """
+BENCH = str(Path(__file__).resolve().parent)
 FIELDS = ["0-step ms", "10-step ms", "per-step ms", "wf/s (32 threads)", "Python CPU ms/wf"]
 
 
@@ -82,7 +65,8 @@ def main() -> None:
     with server("ab") as url:
         for n, _, label in interleaved(["A", "B"], args.rounds):
             db_url = fresh_database(url, f"ab_{label.lower()}_{n}")
-            env = dict(os.environ, PYTHONPATH=str(trees[label]))
+            # The checkout first (its runtime), then this folder (steps_app).
+            env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(trees[label]), BENCH]))
             done = subprocess.run(
                 [sys.executable, "-c", WORKLOAD, db_url],
                 env=env,

@@ -30,22 +30,13 @@ from typing import Any
 
 import psycopg
 from servers import postgres_cpu_s, server
+from steps_app import steps_wf
 
 from runtime import DBOS
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = Path(__file__).resolve().parent.parent
 THREADS = 32
-
-
-@DBOS.step()
-def trivial(i: int) -> int:
-    return i
-
-
-@DBOS.workflow()
-def steps_wf(n: int) -> int:
-    return sum(trivial(i) for i in range(n))
 
 
 def sequential(count: int, profiler: cProfile.Profile | None) -> None:

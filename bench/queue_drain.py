@@ -29,19 +29,13 @@ from pathlib import Path
 from servers import fresh_database, interleaved, server
 
 WORKLOAD = r"""
-import cProfile, io, json, logging, pstats, sys, threading, time
+import cProfile, io, json, logging, pstats, sys, time
 import psycopg
 from runtime import DBOS, Queue
 logging.getLogger("dbos").setLevel(logging.WARNING)
 url, total, profile = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 
-@DBOS.step()
-def trivial(i: int) -> int:
-    return i
-
-@DBOS.workflow()
-def steps_wf(n: int) -> int:
-    return sum(trivial(i) for i in range(n))
+from steps_app import on_threads, steps_wf
 
 drain = Queue("bench_drain", concurrency=32)
 DBOS(config={"name": "qd", "database_url": url})
@@ -50,19 +44,7 @@ for _ in range(50):
     steps_wf(1)
 
 def direct() -> None:
-    left = iter(range(total))
-    lock = threading.Lock()
-    def worker() -> None:
-        while True:
-            with lock:
-                if next(left, None) is None:
-                    return
-            steps_wf(3)
-    workers = [threading.Thread(target=worker) for _ in range(32)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
+    on_threads(total, 32, lambda: steps_wf(3))
 
 def drained() -> None:
     handles = [drain.enqueue(steps_wf, 3) for _ in range(total)]
@@ -113,7 +95,8 @@ FIELDS = ("direct_wps", "drain_wps", "ratio", "statements_per_drained_wf")
 
 
 def run_one(tree: Path, url: str, total: int, profile: str) -> dict[str, object]:
-    env = dict(os.environ, PYTHONPATH=str(tree))
+    # The checkout first (its runtime), then this folder (steps_app).
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tree), str(Path(__file__).parent)]))
     done = subprocess.run(
         [sys.executable, "-c", WORKLOAD, url, str(total), profile],
         env=env,
