@@ -208,9 +208,9 @@ def _only_this_tool_loaded() -> bool:
     """True when no application code was loaded into this process: no command imported an app
     (`dbos start`, `check-replay`), and every module with a file is Python's own, this
     environment's installed packages or scripts (``__main__`` is the `dbos` script), or this
-    tool's own packages. An app may rely on the
-    interpreter's teardown (a module-level file it never closes, a temporary file deleted when
-    collected), so a process that loaded one ends the normal way."""
+    tool's own packages. An app may rely on the interpreter's teardown (a module-level file it
+    never closes, a temporary file deleted when collected), so a process that loaded one ends
+    the normal way."""
     if start_cmd.imported_apps:
         return False
     import sysconfig
@@ -221,15 +221,14 @@ def _only_this_tool_loaded() -> bool:
         for key in ("stdlib", "platstdlib", "purelib", "platlib", "scripts")  # scripts: `dbos`
         if key in paths
     )
-    ours = tuple(
+    roots += tuple(
         os.path.join(os.path.dirname(str(sys.modules[name].__file__)), "")
         for name in ("runtime", "dbos_cli")
     )
-    for module in list(sys.modules.values()):
-        file = getattr(module, "__file__", None)
-        if isinstance(file, str) and not file.startswith(roots + ours):
-            return False
-    return True
+    return all(
+        not isinstance(file, str) or file.startswith(roots)
+        for file in (getattr(module, "__file__", None) for module in list(sys.modules.values()))
+    )
 
 
 def _flush_std_streams() -> None:

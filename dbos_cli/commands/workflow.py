@@ -116,7 +116,7 @@ def _waits(client: DBOSClient, found: list[WorkflowStatus]) -> dict[str, Waiting
     return client.get_workflow_waits(live) if live else {}
 
 
-# How far past a page the footer counts: beyond it, the footer says "at least N" (counting a
+# How far past a page the footer counts: beyond it, the footer says "more than N" (counting a
 # million matching rows on every listing cost more than the listing itself).
 COUNT_PAST_PAGE = 10_000
 
